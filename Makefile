@@ -1,0 +1,56 @@
+# The README's two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8765
+# A local wheel of CPU PyTorch, if the machine has one; the torch tests are skipped without it.
+TORCH_WHEELS ?= /opt/wheels
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install frontend demo examples test chromium bench lint clean
+
+help:
+	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
+	@echo "make test   install what the tests need and run the whole suite"
+	@echo "make bench  run the benchmark suite against the peers (see benchmarks/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	-@[ -d "$(TORCH_WHEELS)" ] && ls $(TORCH_WHEELS)/torch-*.whl >/dev/null 2>&1 \
+	  && $(BIN)/pip install --quiet --no-index --find-links $(TORCH_WHEELS) torch \
+	  || echo "torch: no local wheel in $(TORCH_WHEELS); torch tests will be skipped"
+	touch $@
+
+install: $(VENV)/.installed
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+
+frontend: frontend/node_modules/.package-lock.json
+	cd frontend && npm run build
+
+examples: install
+	$(BIN)/python examples/run_all.py --root labtrack
+
+demo: install frontend examples
+	@echo "Runs are in ./labtrack; try: $(BIN)/labtrack ls"
+	$(BIN)/labtrack ui labtrack --host 127.0.0.1 --port $(PORT)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ( $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium )
+
+test: install frontend chromium
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+lint: install
+	$(BIN)/python -m mypy
+
+clean:
+	rm -rf $(VENV) frontend/node_modules src/labtrack/_server/static .pytest_cache .mypy_cache

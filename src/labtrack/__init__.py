@@ -1,0 +1,88 @@
+"""labtrack: local-first experiment tracking for machine learning.
+
+Three lines in a training script::
+
+    import labtrack
+    run = labtrack.init(experiment="mnist", config=args)
+    run.log({"train/loss": loss}, step=step)
+
+Every run is a plain directory (docs/format.md). `import labtrack` loads only the standard
+library; rich, numpy, pandas and the server are imported when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import errors
+from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
+from ._run import (
+    DisabledRun,
+    Run,
+    current_run,
+    eprintln,
+    finish,
+    flush,
+    init,
+    log,
+    log_command,
+    log_figure,
+    log_histogram,
+    log_image,
+    log_markdown,
+    log_table,
+    log_text,
+    println,
+    save_artifact,
+    save_object,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DisabledRun",
+    "Run",
+    "__version__",
+    "current_run",
+    "delayed_interrupt",
+    "eprintln",
+    "errors",
+    "finish",
+    "flush",
+    "init",
+    "log",
+    "log_command",
+    "log_figure",
+    "log_histogram",
+    "log_image",
+    "log_markdown",
+    "log_table",
+    "log_text",
+    "loop",
+    "open",
+    "print_step",
+    "println",
+    "progress",
+    "save_artifact",
+    "save_object",
+    "section",
+    "spinner",
+    "table",
+]
+
+
+def open(root: Any = None, *, token: str | None = None) -> Any:  # noqa: A001 - the public name
+    """Open a root of runs for analysis and return a :class:`labtrack._book.Book`.
+
+    Args:
+        root: a local folder (default: the root `init()` uses, LABTRACK_ROOT or ./labtrack),
+            or the URL of a `labtrack serve` server.
+        token: the server token, for a URL (default LABTRACK_TOKEN).
+
+    Example:
+        >>> book = labtrack.open("labtrack")
+        >>> book.runs(experiment="mnist")
+    """
+    from ._book import open_book
+
+    return open_book(root, token=token)

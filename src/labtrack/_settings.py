@@ -1,0 +1,161 @@
+"""The one registry of labtrack's settings.
+
+Precedence, for every setting: an explicit argument > the environment variable > the config
+file (`labtrack.toml` in the working directory, or the file named by LABTRACK_CONFIG) > the
+default. Values are resolved when asked for, never at import time; tests pass `environ=`.
+docs/settings.md is generated from this registry and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import SettingError
+
+
+def _parse_bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _parse_positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0 or v == float("inf"):
+        raise ValueError("expected a finite number greater than 0")
+    return v
+
+
+def _parse_nonneg_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise ValueError("expected a whole number >= 0")
+    return v
+
+
+def _parse_positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise ValueError("expected a whole number >= 1")
+    return v
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the key in labtrack.toml, and the argument name where one exists
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    kind: str  # shown in the docs
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("root", "LABTRACK_ROOT", "./labtrack", str, "path",
+            "Folder that holds the experiments and their runs."),
+    Setting("flush_seconds", "LABTRACK_FLUSH_SECONDS", 1.0, _parse_positive_float, "float",
+            "How often the writer thread writes buffered values to disk. After a crash, "
+            "everything logged more than this long before is on disk."),
+    Setting("disabled", "LABTRACK_DISABLED", False, _parse_bool, "bool",
+            "Make init() return a run that records nothing (for ranks other than 0)."),
+    Setting("heartbeat_seconds", "LABTRACK_HEARTBEAT_SECONDS", 5.0, _parse_positive_float, "float",
+            "How often a live run touches its heartbeat file."),
+    Setting("stale_seconds", "LABTRACK_STALE_SECONDS", 30.0, _parse_positive_float, "float",
+            "A run whose run.json says running but whose heartbeat is older than this "
+            "is shown as crashed."),
+    Setting("capture_git", "LABTRACK_CAPTURE_GIT", True, _parse_bool, "bool",
+            "Record the git commit, branch, dirty flag, diff and untracked files."),
+    Setting("capture_console", "LABTRACK_CAPTURE_CONSOLE", True, _parse_bool, "bool",
+            "Copy stdout and stderr into the run's console.log."),
+    Setting("untracked_max_bytes", "LABTRACK_UNTRACKED_MAX_BYTES", 1_000_000, _parse_nonneg_int, "int",
+            "Largest untracked file copied into source/untracked/; larger ones are listed only."),
+    Setting("queue_size", "LABTRACK_QUEUE_SIZE", 10_000, _parse_positive_int, "int",
+            "Most media/text records waiting for the writer; when full, log calls wait."),
+    Setting("print_every", "LABTRACK_PRINT_EVERY", 100, _parse_positive_int, "int",
+            "The console keeps a line of indicator values every this many steps."),
+    Setting("remote", "LABTRACK_REMOTE", None, str, "url",
+            "URL of a `labtrack serve` server to replicate runs to."),
+    Setting("token", "LABTRACK_TOKEN", None, str, "str",
+            "Token for the logging server."),
+    Setting("sync_timeout", "LABTRACK_SYNC_TIMEOUT", 10.0, _parse_positive_float, "float",
+            "Longest finish() waits for the server to receive everything."),
+    Setting("config", "LABTRACK_CONFIG", "labtrack.toml", str, "path",
+            "The config file read for settings not given as arguments or environment variables."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _config_file(environ: Mapping[str, str], cwd: Path | None) -> dict[str, Any]:
+    path = Path(environ.get("LABTRACK_CONFIG", "labtrack.toml"))
+    if not path.is_absolute():
+        path = (cwd or Path.cwd()) / path
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SettingError(f"cannot read the config file {path}: {e}") from e
+    table = data.get("labtrack", data)
+    return dict(table) if isinstance(table, dict) else {}
+
+
+def get(name: str, arg: Any = None, *, environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None) -> Any:
+    """Resolve one setting: argument > environment > config file > default.
+
+    Raises:
+        SettingError: the environment or config value cannot be parsed.
+    """
+    s = _BY_NAME[name]
+    if arg is not None:
+        return arg
+    env = os.environ if environ is None else environ
+    raw = env.get(s.env)
+    source = f"environment variable {s.env}"
+    if raw is None or raw == "":
+        conf = _config_file(env, cwd)
+        if name not in conf:
+            return s.default
+        raw = conf[name]
+        source = f"config file key {name!r}"
+        if not isinstance(raw, str):
+            raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    try:
+        return s.parse(raw)
+    except ValueError as e:
+        raise SettingError(f"{source} = {raw!r} is not a valid {s.kind}: {e}") from None
+
+
+def render_docs() -> str:
+    """The text of docs/settings.md."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- generated from src/labtrack/_settings.py by `python -m labtrack._settings`; a test keeps it equal -->",
+        "",
+        "Every setting can be given, in order of precedence, as an argument (where the API has one),",
+        "as an environment variable, or as a key in `labtrack.toml` in the working directory",
+        "(under a `[labtrack]` table or at the top level). Otherwise the default applies.",
+        "",
+        "| environment variable | config key | type | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        lines.append(f"| `{s.env}` | `{s.name}` | {s.kind} | `{s.default!r}` | {s.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_docs(), end="")
