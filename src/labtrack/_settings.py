@@ -85,6 +85,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Token for the logging server."),
     Setting("sync_timeout", "LABTRACK_SYNC_TIMEOUT", 10.0, _parse_positive_float, "float",
             "Longest finish() waits for the server to receive everything."),
+    Setting("resume", "LABTRACK_RESUME", None, str, "run id",
+            "Make init() reopen this run and append to it (set by `labtrack rerun --continue`)."),
+    Setting("parent", "LABTRACK_PARENT", None, str, "run id",
+            "Record this run id as the new run's parent (set by `labtrack rerun`)."),
     Setting("config", "LABTRACK_CONFIG", "labtrack.toml", str, "path",
             "The config file read for settings not given as arguments or environment variables."),
 )

@@ -34,9 +34,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ._cli import remote, runs, ui
+    from ._cli import remote, runs, tools, ui
 
-    for module in (runs, ui, remote):
+    for module in (runs, tools, ui, remote):
         module.register(main)
 
 
