@@ -1,9 +1,188 @@
-"""CLI commands of this area; `register(group)` adds them to the `labtrack` group."""
+"""`labtrack serve`, `labtrack sync` and `labtrack token`: the remote logging commands."""
 
 from __future__ import annotations
 
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..errors import LabtrackValueError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` is a loopback address (127.0.0.0/8, ::1) or 'localhost'."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, tokens: str | None, insecure: bool) -> None:
+    """Refuse to serve without tokens on a non-loopback address unless `insecure`.
+
+    Raises:
+        LabtrackValueError: with the fix in the message.
+    """
+    if tokens is None and not is_loopback(host) and not insecure:
+        raise LabtrackValueError(
+            f"refusing to serve on {host} without tokens: anyone who can reach it could write "
+            "runs. Create a token (labtrack token create NAME --write --tokens tokens.json) and "
+            "pass --tokens tokens.json, or pass --insecure on a trusted network")
+
+
+def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
+              max_file_bytes: int) -> Any:
+    """The server's ASGI app: the dashboard's app with the ingest routes added."""
+    from .._server.ingest import ingest_routes
+
+    auth = None
+    if tokens is not None:
+        from .._server.auth import TokenAuth
+
+        if not Path(tokens).is_file():
+            raise LabtrackValueError(f"the tokens file {tokens} does not exist; create it with "
+                                     f"labtrack token create NAME --write --tokens {tokens}")
+        auth = TokenAuth(Path(tokens))
+    routes = ingest_routes(root, auth=auth, max_batch_bytes=max_batch_bytes,
+                           max_file_bytes=max_file_bytes)
+    try:
+        from .._server.app import create_app
+    except ImportError:  # the dashboard server is not there: ingest and health only
+        return _ingest_only_app(routes)
+    return create_app(root, auth=auth, extra_routes=routes)
+
+
+def _ingest_only_app(routes: list[Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .._remote.shipper import _version
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"app": "labtrack", "version": _version(), "api": 1})
+
+    return Starlette(routes=[Route("/api/v1/health", health), *routes])
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to `group`."""
+    """Add `serve`, `sync` and `token` to `group`."""
+    group.add_command(serve)
+    group.add_command(sync)
+    group.add_command(token)
+
+
+@click.command()
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder of runs to serve and write into (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--tokens", type=click.Path(dir_okay=False), default=None,
+              help="Tokens file (labtrack token create); without it the server only binds to loopback.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback host without tokens.")
+@click.option("--max-request-mb", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Largest append or batch request.")
+@click.option("--max-file-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
+              help="Largest whole file (media, artifacts, checkpoints).")
+def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: bool,
+          max_request_mb: int, max_file_mb: int) -> None:
+    """Serve the dashboard and receive runs from remote clients."""
+    from .._settings import get
+
+    check_exposure(host, tokens, insecure)
+    root_path = Path(get("root", root))
+    root_path.mkdir(parents=True, exist_ok=True)
+    app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
+                    max_file_bytes=max_file_mb << 20)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    tokens_desc = tokens or ("none (--insecure)" if insecure else "none (loopback only)")
+    click.echo(f"labtrack serve: http://{shown}:{port} root={root_path} tokens={tokens_desc}",
+               err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@click.command()
+@click.argument("runs", nargs=-1)
+@click.option("--remote", default=None, help="Server URL (default LABTRACK_REMOTE).")
+@click.option("--token", "token_", default=None, help="Write token (default LABTRACK_TOKEN).")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--patience", type=float, default=30.0, show_default=True,
+              help="Seconds to keep retrying an unreachable server.")
+def sync(runs: tuple[str, ...], remote: str | None, token_: str | None, root: str | None,
+         patience: float) -> None:
+    """Upload runs (ids or id prefixes; all runs when none given) to a server."""
+    from .._remote.sync import find_runs, sync_runs
+    from .._settings import get
+
+    url = get("remote", remote)
+    if not url:
+        raise LabtrackValueError("no server given: pass --remote http://HOST:PORT or set "
+                                 "LABTRACK_REMOTE")
+    if not str(url).startswith(("http://", "https://")):
+        raise LabtrackValueError(f"--remote {url!r} is not an http:// or https:// URL")
+    root_path = Path(get("root", root))
+    dirs = find_runs(root_path, list(runs))
+    if not dirs:
+        click.echo(f"no runs under {root_path}", err=True)
+        return
+    reports = sync_runs(dirs, str(url), get("token", token_), patience=patience)
+    for r in reports:
+        what = f"{r.files} files, {r.bytes} bytes sent" if r.bytes or r.files else "up to date"
+        click.echo(f"{r.run_dir.parent.name}/{r.run_dir.name}: {what}")
+        for msg in r.refused:
+            click.echo(f"  not uploaded: {msg}", err=True)
+    if any(r.refused for r in reports):
+        sys.exit(1)
+
+
+@click.group()
+def token() -> None:
+    """Manage the tokens of `labtrack serve` (stored hashed in a tokens file)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--read", "scopes", flag_value="read", help="May read runs (the dashboard).")
+@click.option("--write", "scopes", flag_value="write", help="May write runs (implies read).")
+@click.option("--admin", "scopes", flag_value="admin", help="Everything.")
+@click.option("--tokens", type=click.Path(dir_okay=False), required=True, help="The tokens file.")
+def token_create(name: str, scopes: str | None, tokens: str) -> None:
+    """Create a token called NAME and print it (it is shown only this once)."""
+    from .._server.auth import create_token
+
+    value = create_token(Path(tokens), name, [scopes or "read"])
+    click.echo(value)
+    click.echo(f"token {name!r} ({scopes or 'read'}) stored hashed in {tokens}; it is not "
+               "shown again", err=True)
+
+
+@token.command("list")
+@click.option("--tokens", type=click.Path(dir_okay=False), required=True, help="The tokens file.")
+def token_list(tokens: str) -> None:
+    """List the tokens' names, scopes and creation times (never the tokens)."""
+    from .._server.auth import load_tokens
+
+    for t in load_tokens(Path(tokens)):
+        click.echo(f"{t['name']}\t{','.join(t['scopes'])}\t{t.get('created', '')}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.option("--tokens", type=click.Path(dir_okay=False), required=True, help="The tokens file.")
+def token_revoke(name: str, tokens: str) -> None:
+    """Remove the token called NAME."""
+    from .._server.auth import revoke_token
+
+    revoke_token(Path(tokens), name)
+    click.echo(f"token {name!r} revoked", err=True)

@@ -1,0 +1,124 @@
+"""Copy what the script prints into the run's console.log, as the terminal shows it.
+
+stdout and stderr are replaced by a tee that writes through to the original stream and
+hands finished lines to the writer. A line redrawn with carriage returns (a progress bar)
+keeps only its final state; ANSI escape sequences are removed from the copy.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import threading
+from typing import Any, Callable, TextIO
+
+_BREAKS = re.compile(r"(\r\n|\n|\r)")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+class LineAssembler:
+    """Turns a stream of printed text into finished lines (pure; tested on its own).
+
+    Like a terminal: '\r' moves back to column 0 and later text overwrites the line.
+    """
+
+    def __init__(self) -> None:
+        self._line = ""
+        self._col = 0
+
+    def feed(self, text: str) -> str:
+        """Return the lines completed by `text` (each ending in '\n')."""
+        text = _ANSI.sub("", text)
+        out = []
+        line, col = self._line, self._col
+        for chunk in _BREAKS.split(text):
+            if chunk == "\n" or chunk == "\r\n":
+                out.append(line + "\n")
+                line, col = "", 0
+            elif chunk == "\r":
+                col = 0
+            elif chunk:
+                line = line[:col] + chunk + line[col + len(chunk):]
+                col += len(chunk)
+        self._line, self._col = line, col
+        return "".join(out)
+
+    def rest(self) -> str:
+        """The unfinished last line, if any (at the end of the run)."""
+        line = self._line
+        self._line, self._col = "", 0
+        return line + "\n" if line else ""
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, original: TextIO, sink: Callable[[str], None], lock: threading.Lock) -> None:
+        self._original = original
+        self._sink = sink
+        self._lock = lock
+        self._asm = LineAssembler()
+
+    def write(self, s: str) -> int:
+        n = self._original.write(s)
+        if s:
+            with self._lock:
+                done = self._asm.feed(s)
+            if done:
+                self._sink(done)
+        return n if isinstance(n, int) else len(s)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+    def drain(self) -> None:
+        with self._lock:
+            rest = self._asm.rest()
+        if rest:
+            self._sink(rest)
+
+    def isatty(self) -> bool:
+        return self._original.isatty()
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._original, "errors", None)
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+class ConsoleCapture:
+    """Installs the tees on sys.stdout and sys.stderr; `stop()` puts the originals back."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._tees: list[tuple[str, _Tee]] = []
+
+    def start(self) -> None:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is None:
+                continue
+            tee = _Tee(stream, self._sink, self._lock)
+            setattr(sys, name, tee)
+            self._tees.append((name, tee))
+
+    def stop(self) -> None:
+        for name, tee in reversed(self._tees):
+            tee.drain()
+            if getattr(sys, name) is tee:
+                setattr(sys, name, tee._original)
+            else:  # someone wrapped our tee; keep their wrapper working, stop copying
+                tee._sink = lambda s: None
+        self._tees.clear()

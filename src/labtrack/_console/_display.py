@@ -1,0 +1,367 @@
+"""The console's one display: the stack of running blocks and the live status line.
+
+Lab's console model: what is running (sections, loops, inner progress, spinners) forms a
+stack; on a terminal its state is drawn in place on one status line by a rich ``Live``
+(redrawn by rich's refresh thread, so a loop iteration only bumps counters), and lines that
+should stay (a finished section, every ``print_every``-th loop step, tables) are printed
+above it. When the output is not a terminal there is no live line at all: only the lines
+that stay are printed, as plain text.
+
+The console is rich's global console unless one is injected with :func:`use_console`
+(tests use a fixed-width console writing to a buffer).
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ._format import format_clock, format_count, format_ms, progress_text
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.text import Text
+
+SECTION, LOOP, PROGRESS, SPINNER = "section", "loop", "progress", "spinner"
+REFRESH_PER_SECOND = 8.0
+
+_override: Console | None = None
+
+
+def get_console() -> Console:
+    """The console labtrack prints to: the injected one, else rich's global console."""
+    if _override is not None:
+        return _override
+    import rich
+
+    return rich.get_console()
+
+
+@contextmanager
+def use_console(console: Console) -> Iterator[Console]:
+    """Make labtrack's console print to `console` inside the block (for tests and embedding).
+
+    Example:
+        >>> from rich.console import Console
+        >>> with use_console(Console(width=80, record=True)) as c:
+        ...     labtrack.table(["a"], [[1]])
+    """
+    global _override
+    previous = _override
+    _override = console
+    try:
+        yield console
+    finally:
+        _override = previous
+
+
+class Frame:
+    """One running block: a section, a loop, an inner progress or a spinner."""
+
+    __slots__ = ("kind", "name", "label", "start", "n", "total", "step", "write_step",
+                 "sections", "indent", "header", "spinner")
+
+    def __init__(self, kind: str, name: str, total: int | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.label = name  # a section's path relative to its loop, shown on the loop's line
+        self.start = time.perf_counter()
+        self.n = 0  # iterations completed (loops and progress)
+        self.total = total
+        self.step = 0  # the step shown at the start of a loop's line
+        self.write_step: int | None = None  # step given to run.write() in this iteration
+        self.sections: dict[str, float] = {}  # loop: last duration of each inner section
+        self.indent = 0
+        self.header = False  # section: its "name..." line was printed before its children's
+        self.spinner: Any = None
+
+
+class Display:
+    """The stack of running blocks and the live line drawn from it (one per process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.frames: list[Frame] = []
+        self.console: Console | None = None
+        self.interactive = False
+        self.live: Live | None = None
+        self.indicators: list[tuple[str, str, str]] = []  # (name, value text, style)
+        self.indicator_step: int | None = None
+        self._atexit = False
+
+    # -- the stack ---------------------------------------------------------------------------
+
+    def _attach(self) -> Console:
+        """Pick the console (and whether it is a terminal) when the display starts from idle."""
+        if self.console is None or (not self.frames and self.live is None):
+            console = get_console()
+            self.console = console
+            self.interactive = (console.is_terminal and not console.is_dumb_terminal
+                                and not console.is_jupyter)
+        return self.console
+
+    def push(self, frame: Frame) -> None:
+        """Add a running block; prints headers of enclosing sections and starts the live line."""
+        with self.lock:
+            self._attach()
+            parent = self.frames[-1] if self.frames else None
+            frame.indent = sum(2 for f in self.frames if f.kind == SECTION and not self._in_loop(f))
+            if parent is not None and parent.kind == SECTION and not parent.header \
+                    and frame.kind in (SECTION, LOOP) and self.loop_index() is None:
+                # the parent's result comes after its children's lines; say it started first
+                parent.header = True
+                self.keep(self._section_text(parent, None), soft_wrap=True)
+            self.frames.append(frame)
+            if self.interactive:
+                self._start_live()
+
+    def pop(self, frame: Frame) -> None:
+        """Remove a block (normally the innermost); stops the live line when nothing runs."""
+        with self.lock:
+            for i in range(len(self.frames) - 1, -1, -1):
+                if self.frames[i] is frame:
+                    del self.frames[i]
+                    break
+            if not self.frames:
+                self.indicators = []
+                self.indicator_step = None
+                self._stop_live(transient=True)
+
+    def _in_loop(self, frame: Frame) -> bool:
+        for f in self.frames:
+            if f is frame:
+                return False
+            if f.kind == LOOP:
+                return True
+        return False
+
+    def loop_index(self) -> int | None:
+        """Index of the innermost running loop in the stack, or None."""
+        for i in range(len(self.frames) - 1, -1, -1):
+            if self.frames[i].kind == LOOP:
+                return i
+        return None
+
+    def innermost_loop(self) -> Frame | None:
+        i = self.loop_index()
+        return None if i is None else self.frames[i]
+
+    # -- printing ------------------------------------------------------------------------------
+
+    def keep(self, renderable: RenderableType, soft_wrap: bool = False) -> None:
+        """Print a line (or a table) that stays; on a terminal it appears above the live line."""
+        with self.lock:
+            console = self.console if (self.frames or self.live is not None) else get_console()
+            assert console is not None
+            # soft_wrap: a long log line is printed whole, never cut or folded by rich
+            console.print(renderable, soft_wrap=soft_wrap, highlight=False)
+
+    def keep_loop_line(self, frame: Frame, final: str = "") -> None:
+        with self.lock:
+            frames = list(self.frames)
+            idx = next((i for i, f in enumerate(frames) if f is frame), None)
+            if idx is None:
+                return
+            left, right = self._loop_parts(frames, idx, live=False)
+            from rich.text import Text
+
+            line = Text()
+            line.append_text(left)
+            line.append("  ")
+            line.append(right, style="dim")
+            if final:
+                line.append(f"  {final}", style="yellow")
+            self.keep(line, soft_wrap=True)
+
+    def set_indicators(self, step: int, items: list[tuple[str, str, str]], every: int) -> None:
+        """Show the values of a `run.write(step)`; keeps a line every `every` steps."""
+        with self.lock:
+            self.indicators = items
+            self.indicator_step = step
+            loop = self.innermost_loop()
+            if loop is not None:
+                loop.write_step = step  # the loop decides when its line stays
+                return
+            self._attach()
+            if step % every == 0:
+                self.keep(self._indicator_line(), soft_wrap=True)
+            if self.interactive:
+                self._start_live()
+                if not self._atexit:
+                    # a status line shown outside any block has no end of its own
+                    atexit.register(self.close)
+                    self._atexit = True
+
+    def close(self) -> None:
+        """Stop the live line at exit, leaving its last state on the screen."""
+        with self.lock:
+            self._stop_live(transient=not self.indicators)
+
+    # -- the live line -----------------------------------------------------------------------
+
+    def _start_live(self) -> None:
+        if self.live is not None:
+            return
+        from rich.live import Live
+
+        assert self.console is not None
+        self.live = Live(console=self.console, get_renderable=self.render_live, transient=True,
+                         auto_refresh=True, refresh_per_second=REFRESH_PER_SECOND,
+                         redirect_stdout=True, redirect_stderr=True)
+        self.live.start(refresh=True)
+
+    def _stop_live(self, transient: bool) -> None:
+        live = self.live
+        if live is None:
+            return
+        self.live = None
+        live.transient = transient
+        # If something replaced sys.stdout/stderr while the line was live (labtrack.init()
+        # installing its console capture inside a section), restoring the streams rich saved
+        # would silently drop that wrapper; keep whatever is installed now instead.
+        proxies = {"_restore_stdout": sys.stdout, "_restore_stderr": sys.stderr}
+        from rich.file_proxy import FileProxy
+
+        for attr, current in proxies.items():
+            if getattr(live, attr, None) is not None and not isinstance(current, FileProxy):
+                setattr(live, attr, None)
+        live.stop()
+
+    def refresh(self) -> None:
+        """Redraw the live line now (after a change a user should see at once)."""
+        live = self.live
+        if live is not None:
+            live.refresh()
+
+    def render_live(self) -> RenderableType:
+        """The live line for the current stack; called by rich's refresh thread."""
+        from rich.progress_bar import ProgressBar
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        with self.lock:
+            frames = list(self.frames)
+            idx = None
+            for i in range(len(frames) - 1, -1, -1):
+                if frames[i].kind == LOOP:
+                    idx = i
+                    break
+            bar: tuple[int, int | None] | None = None
+            spin: Any = None
+            right = Text()
+            if idx is not None:
+                left, right_s = self._loop_parts(frames, idx, live=True)
+                right = Text(right_s, style="dim")
+                bar = (frames[idx].n, frames[idx].total)
+            elif frames:
+                left = Text(" " * frames[-1].indent)
+                top = frames[-1]
+                names = [f.name for f in frames if f.kind == SECTION]
+                if top.kind == PROGRESS:
+                    if names:
+                        left.append(" › ".join(names) + " › ", style="dim")
+                    left.append(top.name)
+                    bar = (top.n, top.total)
+                    right = Text(progress_text(top.n, top.total, time.perf_counter() - top.start),
+                                 style="dim")
+                elif top.kind == SPINNER:
+                    spin = top.spinner
+                    left.append(top.name)
+                else:
+                    spin = top.spinner
+                    left.append(" › ".join(names) + "...")
+                    right = Text(format_clock(time.perf_counter() - top.start), style="dim")
+                if self.indicators:
+                    left.append_text(self._indicator_text())
+            else:
+                left = self._indicator_line()
+        grid = Table.grid(padding=(0, 1), expand=True)
+        row: list[RenderableType] = []
+        if spin is not None:
+            grid.add_column(no_wrap=True)
+            row.append(spin if isinstance(spin, Spinner) else Text(""))
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        row.append(left)
+        if bar is not None and bar[1]:
+            grid.add_column(no_wrap=True, width=20)
+            row.append(ProgressBar(total=float(bar[1]), completed=float(min(bar[0], bar[1])),
+                                   width=20))
+        grid.add_column(no_wrap=True)
+        row.append(right)
+        grid.add_row(*row)
+        return grid
+
+    # -- line parts --------------------------------------------------------------------------
+
+    def _loop_parts(self, frames: list[Frame], idx: int, live: bool) -> tuple[Text, str]:
+        from rich.text import Text
+
+        loop = frames[idx]
+        left = Text(" " * loop.indent)
+        for f in frames[:idx]:
+            if f.kind == LOOP:
+                total = f"/{format_count(f.total)}" if f.total is not None else ""
+                left.append(f"{f.name} {format_count(f.n + 1)}{total}  ", style="dim")
+        step = loop.write_step if loop.write_step is not None else loop.step
+        left.append(f"{step:>6,}:", style="bold")
+        for label, seconds in list(loop.sections.items()):
+            left.append(f"  {label} ")
+            left.append(format_ms(seconds), style="yellow")
+        if live:
+            for f in frames[idx + 1:]:
+                if f.kind == SECTION:
+                    if f.label not in loop.sections:
+                        left.append(f"  {f.label}...", style="dim")
+                elif f.kind == PROGRESS:
+                    total = f"/{format_count(f.total)}" if f.total is not None else ""
+                    left.append(f"  {f.name} {format_count(f.n)}{total}", style="cyan")
+                else:
+                    left.append(f"  {f.name}", style="dim")
+        if self.indicators:
+            left.append_text(self._indicator_text())
+        right = progress_text(loop.n, loop.total, time.perf_counter() - loop.start)
+        return left, right
+
+    def _indicator_text(self) -> Text:
+        from rich.text import Text
+
+        text = Text()
+        for name, value, style in self.indicators:
+            text.append(f"  {name} ")
+            text.append(value, style=style)
+        return text
+
+    def _indicator_line(self) -> Text:
+        from rich.text import Text
+
+        text = Text()
+        if self.indicator_step is not None:
+            text.append(f"{self.indicator_step:>6,}:", style="bold")
+        text.append_text(self._indicator_text())
+        return text
+
+    def _section_text(self, frame: Frame, outcome: tuple[str, float] | None) -> Text:
+        from rich.text import Text
+
+        text = Text(" " * frame.indent)
+        text.append(f"{frame.name}...")
+        if outcome is not None:
+            word, seconds = outcome
+            style = {"done": "green", "failed": "bold red", "interrupted": "yellow"}[word]
+            text.append(f" {word}", style=style)
+            text.append(f" {format_ms(seconds)}", style="yellow" if word == "done" else style)
+        return text
+
+    def section_done(self, frame: Frame, word: str, seconds: float) -> None:
+        """Print the line of a section that ended outside any loop."""
+        self.keep(self._section_text(frame, (word, seconds)), soft_wrap=True)
+
+
+DISPLAY = Display()

@@ -1,0 +1,650 @@
+"""A rebuildable cache over the runs of one root: `<root>/.labtrack/index.sqlite`.
+
+The files are the truth. The index keeps, per run directory, its metadata, flattened params
+and summary statistics, with a signature (inode, mtime and size of run.json, params.json and
+summary.json) so `refresh()` re-reads only run directories whose files changed and drops
+those that disappeared. Listing, filtering and sorting 10,000 runs then costs one `stat` per
+file plus one SQLite read, instead of parsing 30,000 JSON files.
+
+Status is stored as run.json says it. Whether a "running" run is really alive (pid on this
+host, heartbeat age) is decided at query time, so a crashed run never stays "running".
+
+SQLite runs in WAL mode: readers do not block the refresher and the refresher does not block
+readers, across threads and processes; each thread gets its own connection. Nothing here is
+used by a training process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ._names import slug
+from ._query import AGGREGATES, FIELDS, Where, compile_where
+from ._store import layout
+from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
+from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
+
+__all__ = ["Index", "RefreshResult", "flatten_params", "run_row"]
+
+SCHEMA_VERSION = 1
+INDEX_FILE = "index.sqlite"
+STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
+#: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
+SORT_FIELDS = FIELDS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    relpath TEXT PRIMARY KEY,   -- <experiment-slug>/<run-id>, relative to the root
+    id TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,       -- as stored in run.json, "running" is checked at query time
+    started TEXT,
+    search TEXT NOT NULL,       -- lower-cased text for free-text search
+    row TEXT NOT NULL,          -- the run row as JSON (params flat, metrics {name: last})
+    stats TEXT NOT NULL,        -- {metric: {last, min, max, mean, count, step}} as JSON
+    sig TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS problems (
+    relpath TEXT PRIMARY KEY,
+    message TEXT NOT NULL,
+    sig TEXT NOT NULL
+);
+"""
+
+
+class RefreshResult(dict[str, int]):
+    """Counts of one refresh: `added`, `updated`, `removed`, `unreadable`, `total`."""
+
+
+def flatten_params(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts with `.`: `{"opt": {"lr": 0.1}}` -> `{"opt.lr": 0.1}`.
+
+    Lists and other values are kept as they are; a params.json that is not an object is
+    returned as `{"value": ...}` so it still shows.
+
+    Example:
+        >>> flatten_params({"opt": {"lr": 0.1}, "layers": [1, 2]})
+        {'opt.lr': 0.1, 'layers': [1, 2]}
+    """
+    if not isinstance(params, dict):
+        return {} if params is None else {prefix or "value": params}
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten_params(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_time(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _read_raw_meta(run_dir: Path) -> dict[str, Any]:
+    """run.json as stored (status not derived), version-checked and upgraded.
+
+    TODO(core): move to _store.reader (read_run_meta always derives the status).
+    """
+    meta = read_json(run_dir / layout.RUN_JSON)
+    if meta is None:
+        raise FileNotFoundError(f"{run_dir} has no run.json")
+    if not isinstance(meta, dict):
+        raise FormatError(f"{run_dir / layout.RUN_JSON} does not hold a JSON object")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or version > layout.FORMAT_VERSION:
+        raise FormatError(
+            f"{run_dir} is written in format_version {version!r}; this labtrack reads up to "
+            f"{layout.FORMAT_VERSION}. Upgrade labtrack: pip install -U labtrack"
+        )
+    from ._store.migrations import upgrade
+
+    return upgrade(meta)
+
+
+def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build the stored run row and the metric statistics from a run's three JSON files.
+
+    Args:
+        meta: run.json as stored.
+        params: params.json (nested) or None.
+        summary: summary.json or None.
+
+    Returns:
+        `(row, stats)`: the row in the shape of docs/api.md (status as stored), and
+        `{metric: {"last", "min", "max", "mean", "count", "step"}}`.
+    """
+    git = meta.get("git") if isinstance(meta.get("git"), dict) else {}
+    stats: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    if isinstance(summary, dict):
+        for name, s in summary.items():
+            if isinstance(s, dict):
+                stats[name] = {k: s.get(k) for k in ("last", "min", "max", "mean", "count", "step")}
+                metrics[name] = s.get("last")
+    tags = meta.get("tags")
+    started = meta.get("started")
+    ended = meta.get("ended")
+    t0, t1 = _parse_time(started), _parse_time(ended)
+    row = {
+        "id": str(meta.get("id", "")),
+        "experiment": str(meta.get("experiment", "")),
+        "name": str(meta.get("name") or ""),
+        "comment": str(meta.get("comment") or ""),
+        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "status": str(meta.get("status", "running")),
+        "started": started,
+        "ended": ended,
+        "duration": (t1 - t0) if t0 is not None and t1 is not None else None,
+        "commit": git.get("commit") if git else None,
+        "dirty": git.get("dirty") if git else None,
+        "host": meta.get("host"),
+        "user": meta.get("user"),
+        "parent": meta.get("parent"),
+        "pid": meta.get("pid"),
+        "params": flatten_params(params),
+        "metrics": metrics,
+    }
+    return row, stats
+
+
+def _signature(run_dir: Path) -> str:
+    parts = []
+    for fn in (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON):
+        try:
+            st = os.stat(run_dir / fn)
+        except OSError:
+            parts.append("-")
+            continue
+        # The inode changes on every atomic replace, so two rewrites within one mtime tick
+        # that keep the size still differ.
+        parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    return "|".join(parts)
+
+
+def _json_default(o: Any) -> Any:
+    return repr(o)
+
+
+def _dumps(obj: Any) -> str:
+    # NaN/Infinity are kept as JSON extensions: only this module reads the index back.
+    return json.dumps(obj, separators=(",", ":"), default=_json_default)
+
+
+def _sort_value(v: Any) -> tuple[int, Any] | None:
+    """A key that orders numbers before texts and never compares across types."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, (bool, int, float)):
+        return (0, float(v))
+    if isinstance(v, str):
+        return (1, v)
+    return (2, _dumps(v))
+
+
+class Index:
+    """The cache of run rows of one root, in `<root>/.labtrack/index.sqlite`.
+
+    Safe to share between threads (each gets its own SQLite connection) and between
+    processes (SQLite WAL; refreshes are serialised by SQLite's write lock). When the root
+    is read-only, the index lives in the temp folder instead.
+
+    Args:
+        root: the folder that holds the experiments.
+        path: where to keep the SQLite file (default `<root>/.labtrack/index.sqlite`).
+        stale_seconds: heartbeat age after which a "running" run shows as crashed
+            (default: the `stale_seconds` setting).
+        clock: returns the current Unix time (tests pass a fixed clock).
+
+    Example:
+        >>> index = Index("labtrack")
+        >>> index.refresh()
+        >>> total, rows = index.query(where="params.lr < 0.01", sort="-metrics.acc", limit=10)
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None,
+                 stale_seconds: float | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.root = Path(root)
+        self.path = Path(path) if path is not None else self.root / layout.INDEX_DIR / INDEX_FILE
+        if stale_seconds is None:
+            from ._settings import get
+
+            stale_seconds = float(get("stale_seconds"))
+        self.stale_seconds = stale_seconds
+        self._clock = clock
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()  # guards _connections and in-process refreshes
+        self._refresh_lock = threading.Lock()
+        self._last_refresh: float | None = None
+        self._host = socket.gethostname()
+
+    # -- connections
+
+    def _connect(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None:
+            return con
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = self._open(self.path)
+        except (OSError, sqlite3.OperationalError) as e:
+            if isinstance(e, sqlite3.OperationalError) and not any(
+                    w in str(e) for w in ("unable to open", "readonly", "read-only")):
+                raise
+            # A read-only root (a shared or mounted folder): keep the cache elsewhere.
+            import hashlib
+            import tempfile
+
+            key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+            self.path = Path(tempfile.gettempdir()) / f"labtrack-index-{key}.sqlite"
+            con = self._open(self.path)
+        self._local.con = con
+        with self._lock:
+            self._connections.append(con)
+        return con
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        for attempt in (0, 1):
+            con = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+                                  check_same_thread=False)
+            try:
+                con.execute("PRAGMA busy_timeout = 30000")
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    self._create(con, version)
+                con.execute("PRAGMA synchronous = NORMAL")
+                return con
+            except sqlite3.DatabaseError as e:
+                con.close()
+                if attempt or "locked" in str(e) or "busy" in str(e):
+                    raise
+                # Not a database any more (truncated, overwritten): it is only a cache.
+                for suffix in ("", "-wal", "-shm"):
+                    try:
+                        os.unlink(str(path) + suffix)
+                    except FileNotFoundError:
+                        pass
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _create(con: sqlite3.Connection, old_version: int) -> None:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created it while we waited for the lock.
+            if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                con.execute("DROP TABLE IF EXISTS runs")
+                con.execute("DROP TABLE IF EXISTS problems")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+        with self._lock:
+            for con in self._connections:
+                con.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keeping it current
+
+    def refresh(self, max_age: float = 0.0) -> RefreshResult:
+        """Bring the index up to date with the files, re-reading only changed runs.
+
+        Args:
+            max_age: skip the refresh when this object refreshed less than `max_age` seconds
+                ago (a server answering many requests may pass 1.0).
+
+        Returns:
+            The counts `added`, `updated`, `removed`, `unreadable` and `total`.
+        """
+        with self._refresh_lock:
+            now = time.monotonic()
+            if max_age > 0 and self._last_refresh is not None and now - self._last_refresh < max_age:
+                return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=-1)
+            result = self._refresh()
+            self._last_refresh = time.monotonic()
+            return result
+
+    def rebuild(self) -> RefreshResult:
+        """Forget everything and read every run directory again."""
+        con = self._connect()
+        with self._refresh_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("DELETE FROM runs")
+                con.execute("DELETE FROM problems")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            result = self._refresh()
+            self._last_refresh = time.monotonic()
+            return result
+
+    def _refresh(self) -> RefreshResult:
+        con = self._connect()
+        # Stat the files before taking the write lock, so readers in other processes wait
+        # as little as possible; the comparison happens inside the transaction.
+        current: dict[str, tuple[Path, str]] = {}
+        for run_dir in iter_run_dirs(self.root):
+            rel = f"{run_dir.parent.name}/{run_dir.name}"
+            current[rel] = (run_dir, _signature(run_dir))
+        added = updated = unreadable = 0
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
+            bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            for rel, (run_dir, sig) in current.items():
+                if known.get(rel) == sig or bad.get(rel) == sig:
+                    continue
+                try:
+                    meta = _read_raw_meta(run_dir)
+                    params = read_json(run_dir / layout.PARAMS_JSON)
+                    summary = read_json(run_dir / layout.SUMMARY_JSON)
+                    row, stats = run_row(meta, params, summary)
+                except (OSError, FormatError, ValueError, TypeError) as e:
+                    con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
+                    con.execute("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", (rel, str(e), sig))
+                    unreadable += 1
+                    continue
+                if not row["id"]:
+                    row["id"] = run_dir.name
+                if rel in known:
+                    updated += 1
+                else:
+                    added += 1
+                search = " ".join([row["experiment"], row["name"], row["comment"], row["id"],
+                                   *row["tags"]]).lower()
+                con.execute(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rel, row["id"], row["experiment"], row["name"], row["status"],
+                     row["started"] if isinstance(row["started"], str) else None,
+                     search, _dumps(row), _dumps(stats), sig),
+                )
+                con.execute("DELETE FROM problems WHERE relpath = ?", (rel,))
+            gone = [rel for rel in known if rel not in current]
+            gone_bad = [rel for rel in bad if rel not in current]
+            con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
+            con.executemany("DELETE FROM problems WHERE relpath = ?", [(r,) for r in gone_bad])
+            total = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return RefreshResult(added=added, updated=updated, removed=len(gone),
+                             unreadable=unreadable, total=total)
+
+    def _ensure_fresh(self) -> None:
+        if self._last_refresh is None:
+            self.refresh()
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Run directories that could not be read: `[(relpath, message)]`."""
+        self._ensure_fresh()
+        con = self._connect()
+        return [(r, m) for r, m in con.execute("SELECT relpath, message FROM problems ORDER BY relpath")]
+
+    # -- reading
+
+    def _live(self, relpath: str, row: dict[str, Any], now: float) -> dict[str, Any]:
+        """Derive the shown status (and live duration) of a run stored as running."""
+        if row.get("status") != "running":
+            return row
+        run_dir = self.root / relpath
+        try:
+            beat: float | None = os.stat(run_dir / layout.HEARTBEAT).st_mtime
+        except OSError:
+            beat = None
+        pid = row.get("pid")
+        alive = pid_alive(pid) if isinstance(pid, int) and row.get("host") == self._host else None
+        status = derive_status(row, beat, now, self._host, alive, self.stale_seconds)
+        row["status"] = status
+        t0 = _parse_time(row.get("started"))
+        if t0 is not None:
+            if status == "running":
+                row["duration"] = max(0.0, now - t0)
+            elif beat is not None:
+                row["duration"] = max(0.0, beat - t0)
+        return row
+
+    def _rows(self, sql: str, args: Iterable[Any], with_stats: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+        con = self._connect()
+        now = self._clock()
+        for relpath, row_text, stats_text in con.execute(sql, tuple(args)):
+            row = json.loads(row_text)
+            if with_stats:
+                row["stats"] = json.loads(stats_text)
+            yield relpath, self._live(relpath, row, now)
+
+    def query(self, where: str | Where | None = None, experiment: str | None = None,
+              status: str | None = None, q: str | None = None, sort: str | None = "-started",
+              offset: int = 0, limit: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """Filter, sort and page the runs.
+
+        Args:
+            where: a where expression (see :mod:`labtrack._query`).
+            experiment: only runs of this experiment (its exact name).
+            status: only runs with this (derived) status.
+            q: free text, matched case-insensitively against experiment, name, comment, tags
+                and id; every word must match.
+            sort: a column (`started`, `name`, `params.lr`, `metrics.acc:min` ...), with a
+                leading `-` for descending. Missing values sort last.
+            offset: rows to skip.
+            limit: most rows to return (None: all).
+
+        Returns:
+            `(total, rows)`: how many runs match, and the requested page of run rows
+            (docs/api.md) with `dir` (the run directory) added.
+
+        Raises:
+            QueryError: the where expression cannot be parsed, names a param or metric no
+                run has, or `sort`/`status` is not allowed.
+        """
+        self._ensure_fresh()
+        if offset < 0 or (limit is not None and limit < 0):
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        if status is not None and status not in STATUSES:
+            raise QueryError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        compiled = compile_where(where) if isinstance(where, str) else where
+        sort_key = self._sort_key(sort)
+        if compiled is not None:
+            self._check_names(compiled)
+        clauses: list[str] = []
+        args: list[Any] = []
+        if experiment is not None:
+            clauses.append("experiment = ?")
+            args.append(experiment)
+        if status is not None:
+            # Stored "running" may show as crashed, and crashed is never stored.
+            if status in ("running", "crashed"):
+                clauses.append("status = 'running'")
+            else:
+                clauses.append("status = ?")
+                args.append(status)
+        for word in (q or "").lower().split():
+            clauses.append("search LIKE ? ESCAPE '\\'")
+            args.append("%" + _like_escape(word) + "%")
+        sql = "SELECT relpath, row, stats FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY started DESC, id DESC"
+        with_stats = bool(compiled is not None and compiled.needs_stats) or bool(
+            sort_key and sort_key[2])
+        rows: list[dict[str, Any]] = []
+        for relpath, row in self._rows(sql, args, with_stats):
+            if status is not None and row["status"] != status:
+                continue
+            if compiled is not None and not compiled(row):
+                continue
+            row["dir"] = str(self.root / relpath)
+            rows.append(row)
+        if sort_key is not None:
+            getter, descending, _ = sort_key
+            keyed = [(_sort_value(getter(r)), r) for r in rows]
+            present = [(k, r) for k, r in keyed if k is not None]
+            missing = [r for k, r in keyed if k is None]
+            present.sort(key=lambda kr: kr[0], reverse=descending)  # type: ignore[arg-type,return-value]
+            rows = [r for _, r in present] + missing
+        total = len(rows)
+        page = rows[offset:] if limit is None else rows[offset:offset + limit]
+        for r in page:
+            r.pop("stats", None)
+            r.pop("pid", None)
+        return total, page
+
+    def _sort_key(self, sort: str | None) -> tuple[Callable[[dict[str, Any]], Any], bool, bool] | None:
+        if not sort:
+            return None
+        descending = sort.startswith("-")
+        name = sort.lstrip("+-")
+        if name.startswith("params."):
+            key = name[len("params."):]
+            return (lambda r: r["params"].get(key)), descending, False
+        if name.startswith("metrics."):
+            metric, _, agg = name[len("metrics."):].rpartition(":")
+            if not metric or agg not in AGGREGATES:
+                metric, agg = name[len("metrics."):], "last"
+            if agg == "last":
+                return (lambda r: r["metrics"].get(metric)), descending, False
+            return (lambda r: (r["stats"].get(metric) or {}).get(agg)), descending, True
+        if name in SORT_FIELDS:
+            if name == "tags":
+                return (lambda r: ",".join(r["tags"])), descending, False
+            return (lambda r: r.get(name)), descending, False
+        raise QueryError(
+            f"cannot sort by {sort!r}; use one of {', '.join(SORT_FIELDS)}, params.<key> or "
+            f"metrics.<name>[:min|max|mean|last], with a leading '-' for descending"
+        )
+
+    def _check_names(self, where: Where) -> None:
+        """Refuse a where expression that names a param or metric no run has (a typo)."""
+        wanted = [f for f in where.fields if f.kind in ("params", "metrics")]
+        if not wanted:
+            return
+        cols = self.columns()
+        if not cols["experiments"]:
+            return
+        import difflib
+
+        for f in wanted:
+            known = cols[f.kind]
+            if f.key not in known:
+                close = difflib.get_close_matches(f.key, known, n=3)
+                hint = f"; did you mean {', '.join(f'{f.kind}.{c}' for c in close)}?" if close else (
+                    f"; known {f.kind}: {', '.join(known[:20])}" + (" ..." if len(known) > 20 else "")
+                    if known else f"; no run has any {f.kind}")
+                raise QueryError(f"where expression {where.text!r} names {f}, which no run has{hint}")
+
+    def columns(self, experiment: str | None = None) -> dict[str, list[str]]:
+        """Every param key, metric name and experiment name in the index, sorted.
+
+        Args:
+            experiment: only the params and metrics of this experiment's runs.
+
+        Returns:
+            `{"params": [...], "metrics": [...], "experiments": [...]}`.
+        """
+        self._ensure_fresh()
+        con = self._connect()
+        cond, args = "", ()
+        if experiment is not None:
+            cond, args = " WHERE runs.experiment = ?", (experiment,)
+        params = [k for (k,) in con.execute(
+            "SELECT DISTINCT j.key FROM runs, json_each(runs.row, '$.params') AS j" + cond
+            + " ORDER BY j.key", args)]
+        metrics = [k for (k,) in con.execute(
+            "SELECT DISTINCT j.key FROM runs, json_each(runs.stats) AS j" + cond
+            + " ORDER BY j.key", args)]
+        experiments = [e for (e,) in con.execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")]
+        return {"params": params, "metrics": metrics, "experiments": experiments}
+
+    def rows(self, relpaths: Iterable[str], with_stats: bool = True) -> dict[str, dict[str, Any]]:
+        """The rows (with "stats" and "dir") of the given run directories, by relpath."""
+        self._ensure_fresh()
+        wanted = list(dict.fromkeys(relpaths))
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            sql = ("SELECT relpath, row, stats FROM runs WHERE relpath IN ("
+                   + ",".join("?" * len(chunk)) + ")")
+            for relpath, row in self._rows(sql, chunk, with_stats):
+                row["dir"] = str(self.root / relpath)
+                out[relpath] = row
+        return out
+
+    def resolve(self, ref: str) -> list[dict[str, Any]]:
+        """Every run a reference could mean: a full id, an id prefix, `experiment/name`,
+        or `<experiment-folder>/<id or prefix>`. Rows carry "dir"; newest first.
+
+        Raises:
+            RunNotFoundError: `ref` is empty.
+        """
+        if not isinstance(ref, str) or not ref.strip():
+            raise RunNotFoundError(f"a run reference must be a non-empty id, id prefix or "
+                                   f"experiment/name, got {ref!r}")
+        self._ensure_fresh()
+        ref = ref.strip()
+        con = self._connect()
+        order = " ORDER BY started DESC, id DESC"
+        found = [r for (r,) in con.execute("SELECT relpath FROM runs WHERE id = ?" + order, (ref,))]
+        if not found:
+            found = [r for (r,) in con.execute(
+                "SELECT relpath FROM runs WHERE id LIKE ? ESCAPE '\\'" + order,
+                (_like_escape(ref) + "%",))]
+        if not found and "/" in ref:
+            seen: set[str] = set()
+            # An experiment name may itself contain '/': try every split point.
+            for i, ch in enumerate(ref):
+                if ch != "/":
+                    continue
+                exp, rest = ref[:i], ref[i + 1:]
+                for (r,) in con.execute(
+                        "SELECT relpath FROM runs WHERE (experiment = ? OR relpath LIKE ? ESCAPE '\\')"
+                        " AND (name = ? OR id = ?)" + order,
+                        (exp, _like_escape(slug(exp)) + "/%", rest, rest)):
+                    if r not in seen:
+                        seen.add(r)
+                        found.append(r)
+            if not found:
+                found = [r for (r,) in con.execute(
+                    "SELECT relpath FROM runs WHERE relpath LIKE ? ESCAPE '\\'" + order,
+                    (_like_escape(ref) + "%",))]
+        rows = self.rows(found)
+        return [rows[r] for r in found if r in rows]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

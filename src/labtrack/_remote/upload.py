@@ -1,0 +1,272 @@
+"""Replicating one local run directory to a server: the code the shipper and `sync` share.
+
+The local run directory is the spool. Each :meth:`RunUploader.round` compares it with what
+the server is known to hold and sends the difference, at most about `budget` bytes:
+
+* append-only files (``scalars/**.csv``, ``text/**.jsonl``, ``histograms/**.jsonl``,
+  ``media.jsonl``, ``console.log``) as ``(path, offset, bytes)`` from the server's size, whole
+  lines only; the server appends only at its current size and otherwise answers 409 with its
+  size, from which the next round resumes. What the server holds is therefore always a
+  prefix of the local file: a retry never duplicates or drops a line.
+* every other file whole, when its size or modification time differs from the server's
+  (the server stores the client's modification time, so a later `sync` can compare).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .wire import Op, Refused, ServerInfo, WireClient
+
+APPEND_TOP = frozenset({"console.log", "media.jsonl"})
+_APPEND_DIRS = {"scalars": ".csv", "text": ".jsonl", "histograms": ".jsonl"}
+STREAM_CHUNK = 1 << 20
+
+
+def is_append_only(relpath: str) -> bool:
+    """True for the files docs/format.md declares append-only."""
+    if relpath in APPEND_TOP:
+        return True
+    head, sep, rest = relpath.partition("/")
+    suffix = _APPEND_DIRS.get(head)
+    return bool(sep and rest and suffix and relpath.endswith(suffix))
+
+
+def is_temp_name(name: str) -> bool:
+    """A temporary file of an atomic replace (``.<name>.<random>.tmp``); never replicated."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def scan_files(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns)."""
+    out: dict[str, tuple[int, int]] = {}
+    stack = [("", str(run_dir))]
+    while stack:
+        prefix, path = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for e in entries:
+            if is_temp_name(e.name):
+                continue
+            try:
+                if e.is_dir():
+                    stack.append((prefix + e.name + "/", e.path))
+                elif e.is_file():
+                    st = e.stat()
+                    out[prefix + e.name] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue
+    return out
+
+
+@dataclass
+class RoundResult:
+    """What one round did."""
+
+    pending: bool  # False only when the round found nothing to send: all is delivered
+    bytes_sent: int = 0
+    files_sent: int = 0
+    refused: list[str] = field(default_factory=list)  # messages about files the server refused
+
+
+class RunUploader:
+    """Replicates one run directory through a :class:`WireClient`.
+
+    Args:
+        run_dir: the local run directory.
+        client: the wire client.
+        experiment: the experiment folder name (the slug) the run lives in.
+        run_id: the run's id (its folder name).
+        version: this labtrack's version, sent in the handshake.
+    """
+
+    def __init__(self, run_dir: Path, client: WireClient, *, experiment: str, run_id: str,
+                 version: str = "0") -> None:
+        self.run_dir = Path(run_dir)
+        self.client = client
+        self.experiment = experiment
+        self.run_id = run_id
+        self.version = version
+        self.info: ServerInfo | None = None
+        # What the server holds, as far as we know: path -> (size, mtime_ns). For
+        # append-only files the size is the acknowledged offset.
+        self._server: dict[str, tuple[int, int]] | None = None
+        # Files the server refused, with the local (size, mtime_ns) at the time; not
+        # retried until they change.
+        self._refused: dict[str, tuple[int, int]] = {}
+        self.bytes_sent = 0
+        self.files_sent = 0
+
+    def invalidate(self) -> None:
+        """Forget what the server holds; the next round asks again (after a failure)."""
+        self.info = None
+        self._server = None
+
+    def _connect(self) -> dict[str, tuple[int, int]]:
+        if self.info is None:
+            self.info = self.client.hello(self.version)
+        if self._server is None:
+            self._server = self.client.sizes(self.experiment, self.run_id)
+        return self._server
+
+    def round(self, budget: int = 8 << 20) -> RoundResult:
+        """Send what differs, about `budget` bytes at most (one file more if it is large).
+
+        Raises:
+            Unavailable, Refused, VersionMismatch: see :mod:`labtrack._remote.wire`; a
+                refusal of a single file is recorded in the result instead.
+        """
+        server = self._connect()
+        info = self.info
+        assert info is not None  # set by _connect
+        max_batch = max(64 << 10, info.max_batch_bytes - (64 << 10))
+        inline_max = min(1 << 20, max_batch // 4)
+        budget = max(1, min(budget, max_batch))
+        result = RoundResult(pending=False)
+        local = scan_files(self.run_dir)
+        # run.json first, so a new run appears on the server with its metadata.
+        order = sorted(local, key=lambda p: (p != "run.json", not is_append_only(p), p))
+        ops: list[Op] = []
+        big: list[str] = []
+        used = 0
+        for rel in order:
+            size, mtime = local[rel]
+            if self._refused.get(rel) == (size, mtime):
+                continue
+            known = server.get(rel)
+            if is_append_only(rel) and not (known is not None and known[0] > size):
+                offset = known[0] if known is not None else -1
+                if offset >= 0 and offset == size:
+                    continue
+                if used >= budget:
+                    result.pending = True
+                    break
+                room = min(budget - used, info.max_batch_bytes // 2)
+                if offset < 0:
+                    data = self._read_lines(rel, 0, room)
+                    offset = 0
+                else:
+                    data = self._read_lines(rel, offset, room)
+                if data is None or (not data and (known is not None or size > 0)):
+                    continue  # gone, or only a partial line beyond the server's size
+                ops.append(Op("append", rel, data, offset=offset))
+                used += len(data)
+                continue
+            if known is not None and known == (size, mtime):
+                continue
+            if size > info.max_file_bytes:
+                self._refused[rel] = (size, mtime)
+                result.refused.append(
+                    f"{rel} ({size} bytes) is larger than the server's limit of "
+                    f"{info.max_file_bytes} bytes; it stays only in {self.run_dir}")
+                continue
+            if used >= budget:
+                result.pending = True
+                break
+            if size > inline_max:
+                big.append(rel)
+                used += size
+                continue
+            got = self._read_whole(rel)
+            if got is None:
+                continue
+            data, mtime = got
+            ops.append(Op("put", rel, data, mtime_ns=mtime))
+            used += len(data)
+        # Anything sent means another round may find more; only a round with nothing to
+        # send says everything is delivered.
+        result.pending = result.pending or bool(ops or big)
+        if ops:
+            self._send_batch(ops, server, local, result)
+        for rel in big:
+            self._send_big(rel, server, local, result)
+        return result
+
+    def _read_lines(self, rel: str, offset: int, room: int) -> bytes | None:
+        """Whole lines of an append-only file from `offset`: about `room` bytes, at least one line."""
+        try:
+            with open(self.run_dir / rel, "rb") as f:
+                f.seek(offset)
+                data = f.read(max(room, 1))
+                end = data.rfind(b"\n")
+                limit = self.info.max_batch_bytes // 2 if self.info else 1 << 20
+                while end < 0 and len(data) < limit:
+                    more = f.read(64 << 10)
+                    if not more:
+                        break
+                    data += more
+                    end = data.rfind(b"\n")
+        except FileNotFoundError:
+            return None
+        return data[: end + 1] if end >= 0 else b""
+
+    def _read_whole(self, rel: str) -> tuple[bytes, int] | None:
+        try:
+            with open(self.run_dir / rel, "rb") as f:
+                mtime = os.fstat(f.fileno()).st_mtime_ns
+                return f.read(), mtime
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def _refuse(self, rel: str, local: dict[str, tuple[int, int]], msg: str,
+                result: RoundResult) -> None:
+        self._refused[rel] = local.get(rel, (0, 0))
+        result.refused.append(msg)
+        result.pending = True
+
+    def _send_batch(self, ops: list[Op], server: dict[str, tuple[int, int]],
+                    local: dict[str, tuple[int, int]], result: RoundResult) -> None:
+        try:
+            answers = self.client.batch(self.experiment, self.run_id, ops)
+        except Refused as e:
+            if e.status == 400 and e.path is not None and any(o.path == e.path for o in ops):
+                self._refuse(e.path, local, str(e), result)
+                return
+            raise
+        for o, a in zip(ops, answers):
+            if a.status == 200:
+                server[o.path] = (a.size, o.mtime_ns if o.op == "put" and o.mtime_ns else 0)
+                self.bytes_sent += len(o.data)
+                result.bytes_sent += len(o.data)
+                self.files_sent += o.op == "put"
+                result.files_sent += o.op == "put"
+            else:  # 409: the server holds another size; resume from it next round
+                server[o.path] = (a.size, 0)
+                result.pending = True
+
+    def _send_big(self, rel: str, server: dict[str, tuple[int, int]],
+                  local: dict[str, tuple[int, int]], result: RoundResult) -> None:
+        try:
+            f = open(self.run_dir / rel, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        with f:
+            st = os.fstat(f.fileno())
+
+            def chunks() -> Iterator[bytes]:
+                left = st.st_size
+                while left > 0:
+                    b = f.read(min(STREAM_CHUNK, left))
+                    if not b:
+                        return
+                    left -= len(b)
+                    yield b
+
+            try:
+                size = self.client.put_file(self.experiment, self.run_id, rel, chunks(),
+                                            st.st_size, st.st_mtime_ns)
+            except Refused as e:
+                if e.status in (400, 413):
+                    self._refuse(rel, local, str(e), result)
+                    return
+                raise
+        server[rel] = (size, st.st_mtime_ns)
+        self.bytes_sent += size
+        result.bytes_sent += size
+        self.files_sent += 1
+        result.files_sent += 1

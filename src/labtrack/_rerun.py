@@ -1,0 +1,378 @@
+"""Run a recorded run again: from its commit, its diff and its untracked files.
+
+`plan_rerun` reads what a run recorded (run.json `git` and `command`, `source/diff.patch`,
+`source/untracked/`) and checks it can be reproduced; `rerun` makes a git worktree at the
+recorded commit, applies the diff, copies the untracked files and runs the recorded command
+in it, as a new run whose `parent` is the original (LABTRACK_PARENT) or, with
+`continue_=True`, as the same run resumed (LABTRACK_RESUME).
+
+What is not reproduced: ignored files (data, caches) are not in the worktree, untracked
+files larger than LABTRACK_UNTRACKED_MAX_BYTES were not recorded, and code imported from an
+editable install of the repository comes from the original checkout, not the worktree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .errors import GitStateError, LabtrackValueError, RunNotFoundError, RunStateError
+
+_ENV_KEYS = ("LABTRACK_RESUME", "LABTRACK_PARENT")
+
+
+@dataclass(frozen=True)
+class RerunPlan:
+    """Everything `rerun` will do, checked before anything is created."""
+
+    run_id: str
+    run_dir: Path
+    root: Path
+    repo: Path
+    commit: str
+    patch: Path | None
+    untracked: list[str]
+    skipped: list[str]
+    python: str
+    args: list[str]
+    script_in_repo: str | None
+    cwd_in_repo: str | None
+    cwd: Path
+    env: dict[str, str]
+    continue_: bool
+    notes: list[str] = field(default_factory=list)
+
+    def command_args(self, worktree: Path) -> list[str]:
+        """The arguments after the interpreter, with the script moved into `worktree`."""
+        if self.script_in_repo is None:
+            return list(self.args)
+        return [(worktree / self.script_in_repo).as_posix(), *self.args[1:]]
+
+    def describe(self) -> str:
+        """A few lines for `--dry-run` and for the log of a re-run."""
+        cwd = f"<worktree>/{self.cwd_in_repo}" if self.cwd_in_repo is not None else str(self.cwd)
+        lines = [
+            f"run:       {self.run_id} ({self.run_dir})",
+            f"repo:      {self.repo}",
+            f"commit:    {self.commit}",
+            f"diff:      {self.patch if self.patch else '(none: the run was started on a clean tree)'}",
+            f"untracked: {len(self.untracked)} file(s)" + (f", {len(self.skipped)} not recorded" if self.skipped else ""),
+            f"cwd:       {cwd}",
+            f"command:   {' '.join([self.python, *self.command_args(Path('<worktree>'))])}",
+            "env:       " + " ".join(f"{k}={v}" for k, v in sorted(self.env.items())),
+        ]
+        lines += [f"note:      {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    """The outcome of :func:`rerun`."""
+
+    run_ids: list[str]
+    returncode: int
+    worktree: Path | None
+
+
+def resolve_run(root: Path, ref: str) -> Path:
+    """Find one run under `root` by full id, unique id prefix, or "experiment/name".
+
+    Args:
+        root: the root folder of runs.
+        ref: `20261121-141503-k3f9qz`, a prefix such as `20261121-1415`, or `mnist/baseline`.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        RunNotFoundError: nothing matches, or more than one run does.
+
+    Example:
+        >>> resolve_run(Path("labtrack"), "mnist/baseline")
+    """
+    from ._store.reader import iter_run_dirs, read_json
+
+    if not ref:
+        raise RunNotFoundError("empty run reference; give a run id, a unique id prefix or experiment/name")
+    dirs = list(iter_run_dirs(root))
+    exact = [d for d in dirs if d.name == ref]
+    if len(exact) == 1:
+        return exact[0]
+    matches = [d for d in dirs if d.name.startswith(ref)]
+    if not matches and "/" in ref:
+        experiment, _, name = ref.rpartition("/")
+        for d in dirs:
+            meta = read_json(d / "run.json", {})
+            if isinstance(meta, dict) and meta.get("experiment") == experiment and meta.get("name") == name:
+                matches.append(d)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(
+            f"no run matches {ref!r} under {root}; give a run id, a unique id prefix or experiment/name "
+            "(see `labtrack ls`)"
+        )
+    shown = ", ".join(d.name for d in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise RunNotFoundError(f"{len(matches)} runs match {ref!r} under {root} ({shown}); give the full id")
+
+
+def plan_rerun(
+    root: Path,
+    ref: str,
+    *,
+    continue_: bool = False,
+    repo: Path | None = None,
+    python: str | None = None,
+) -> RerunPlan:
+    """Check that a run can be re-run and say how.
+
+    Args:
+        root: the root folder of runs (the new run is written there too).
+        ref: the run: full id, unique id prefix, or experiment/name.
+        continue_: resume the same run (LABTRACK_RESUME) instead of starting a new one.
+        repo: the git repository to take the commit from (default: the one the run
+            recorded, `git.root`); useful on another machine or in another clone.
+        python: the interpreter (default: the recorded one when it still exists, else
+            this one).
+
+    Returns:
+        The plan; nothing has been created yet.
+
+    Raises:
+        RunNotFoundError: no such run.
+        RunStateError: the run recorded no git commit or no script command, or (with
+            `continue_`) it is still running.
+        GitStateError: the repository is missing or does not have the commit.
+
+    Example:
+        >>> print(plan_rerun(Path("labtrack"), "mnist/baseline").describe())
+    """
+    from ._store.reader import read_run_meta
+
+    root = Path(root).resolve()
+    run_dir = resolve_run(root, ref)
+    meta = read_run_meta(run_dir)
+    run_id = str(meta.get("id") or run_dir.name)
+    git = meta.get("git")
+    if not isinstance(git, dict) or not git.get("commit"):
+        raise RunStateError(
+            f"run {run_id} recorded no git commit (it was not started in a git repository with a "
+            "commit, or with capture_git=False); it cannot be re-run from source"
+        )
+    commit = str(git["commit"])
+    if continue_ and meta.get("status") == "running":
+        raise RunStateError(
+            f"run {run_id} is still running (pid {meta.get('pid')} on {meta.get('host')}); "
+            "it can be continued only after it stopped"
+        )
+    command = meta.get("command")
+    if not isinstance(command, dict) or not command.get("argv"):
+        raise RunStateError(f"run {run_id} recorded no command line; it cannot be re-run")
+    argv = [str(a) for a in command["argv"]]
+    if argv[0] in ("", "-c", "-"):
+        raise RunStateError(
+            f"run {run_id} was started from `python -c`, stdin or an interactive session "
+            f"(argv {argv!r}); only runs started from a script can be re-run"
+        )
+
+    recorded_root = Path(str(git.get("root") or ""))
+    repo_path = Path(repo).resolve() if repo is not None else recorded_root
+    if not str(repo_path) or not (repo_path / ".git").exists():
+        raise GitStateError(
+            f"the repository of run {run_id} ({repo_path}) is not there; pass --repo PATH "
+            "to a clone that has commit " + commit
+        )
+    probe = _git(repo_path, "cat-file", "-e", f"{commit}^{{commit}}")
+    if probe.returncode != 0:
+        raise GitStateError(
+            f"commit {commit} recorded by run {run_id} is not in the repository {repo_path}; "
+            "fetch it (git fetch --all) or pass --repo PATH to a clone that has it"
+        )
+
+    source = run_dir / "source"
+    patch = source / "diff.patch"
+    patch_or_none = patch if patch.is_file() and patch.stat().st_size > 0 else None
+    untracked, skipped = _untracked(source / "untracked")
+
+    cwd = Path(str(command.get("cwd") or recorded_root))
+    cwd_in_repo = _relative(cwd, recorded_root)
+    notes: list[str] = []
+    if cwd_in_repo is None:
+        notes.append(f"the recorded cwd {cwd} is outside the repository; the command runs there")
+    script = command.get("script")
+    args = list(argv)
+    script_in_repo = None
+    module = command.get("module")
+    if isinstance(module, str) and module:
+        args = ["-m", module, *argv[1:]]
+    elif Path(argv[0]).is_absolute():
+        script_in_repo = _relative(Path(argv[0]), recorded_root)
+        if script_in_repo is None:
+            notes.append(f"the script {argv[0]} is outside the repository; it runs from where it is")
+    elif cwd_in_repo is None and script:
+        script_in_repo = _relative(Path(str(script)), recorded_root)
+    if skipped:
+        notes.append(f"{len(skipped)} untracked file(s) were too large to record and are missing: "
+                     + ", ".join(skipped[:5]))
+    if continue_ and not (run_dir / "checkpoints").is_dir():
+        notes.append(f"run {run_id} has no checkpoints; the script starts its training from the beginning")
+
+    recorded_python = command.get("python")
+    if python is None:
+        python = str(recorded_python) if recorded_python and os.path.exists(str(recorded_python)) else sys.executable
+    env = {"LABTRACK_ROOT": str(root)}
+    env["LABTRACK_RESUME" if continue_ else "LABTRACK_PARENT"] = run_id
+    return RerunPlan(run_id=run_id, run_dir=run_dir, root=root, repo=repo_path, commit=commit,
+                     patch=patch_or_none, untracked=untracked, skipped=skipped, python=python,
+                     args=args, script_in_repo=script_in_repo, cwd_in_repo=cwd_in_repo, cwd=cwd, env=env, continue_=continue_,
+                     notes=notes)
+
+
+def rerun(
+    plan: RerunPlan,
+    *,
+    workdir: Path | None = None,
+    keep: bool = False,
+    environ: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RerunResult:
+    """Carry out a plan from :func:`plan_rerun`: worktree, diff, untracked files, command.
+
+    The command's output goes to this process's stdout and stderr. The worktree is removed
+    afterwards when the command succeeded and `keep` is False; otherwise it is kept for
+    inspection (`git worktree remove --force PATH` removes it).
+
+    Args:
+        plan: what to run.
+        workdir: an empty or missing folder for the worktree (default: a new temporary one).
+        keep: keep the worktree even when the command succeeded.
+        environ: the environment for the command, before LABTRACK_ROOT and LABTRACK_PARENT
+            (or LABTRACK_RESUME) are set (default: this process's).
+        echo: where progress lines go (default: stderr).
+
+    Returns:
+        The ids of the runs the command wrote (new runs whose parent is the original, or the
+        original itself when continuing), its exit status, and the kept worktree.
+
+    Raises:
+        GitStateError: the worktree cannot be made or the recorded diff does not apply.
+        LabtrackValueError: `workdir` exists and is not empty.
+
+    Example:
+        >>> result = rerun(plan_rerun(Path("labtrack"), "mnist/baseline"))
+        >>> result.run_ids
+    """
+    from ._store.reader import iter_run_dirs, read_json
+
+    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    if workdir is None:
+        holder = Path(tempfile.mkdtemp(prefix=f"labtrack-rerun-{plan.run_id}-"))
+        worktree = holder / plan.repo.name
+    else:
+        holder = None
+        worktree = Path(workdir).resolve()
+        if worktree.exists() and any(worktree.iterdir()):
+            raise LabtrackValueError(f"workdir {worktree} is not empty; give a new or empty folder")
+    made = _git(plan.repo, "worktree", "add", "--detach", str(worktree), plan.commit)
+    if made.returncode != 0:
+        _remove_holder(holder)
+        raise GitStateError(f"cannot make a worktree of {plan.repo} at {plan.commit}: {made.stderr.strip()}")
+    ok = False
+    try:
+        if plan.patch is not None:
+            applied = _git(worktree, "apply", "--binary", "--whitespace=nowarn", str(plan.patch))
+            if applied.returncode != 0:
+                raise GitStateError(
+                    f"the recorded diff {plan.patch} does not apply to commit {plan.commit}: "
+                    f"{applied.stderr.strip()}"
+                )
+        _copy_untracked(plan.run_dir / "source" / "untracked", plan.untracked, worktree)
+        cwd = worktree / plan.cwd_in_repo if plan.cwd_in_repo is not None else plan.cwd
+        if not cwd.is_dir():
+            cwd.mkdir(parents=True)  # an untracked, empty folder is not recorded
+        args = plan.command_args(worktree)
+        env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _ENV_KEYS}
+        env.update(plan.env)
+        before = {d.name for d in iter_run_dirs(plan.root)}
+        what = "continuing run" if plan.continue_ else "re-running run"
+        say(f"labtrack: {what} {plan.run_id} at {plan.commit[:12]} in {worktree}")
+        proc = subprocess.Popen([plan.python, *args], cwd=cwd, env=env)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the child too; let it finish its run
+            code = proc.wait()
+        if plan.continue_:
+            ids = [plan.run_id]
+        else:
+            ids = []
+            for d in iter_run_dirs(plan.root):
+                if d.name not in before:
+                    meta = read_json(d / "run.json", {})
+                    if isinstance(meta, dict) and meta.get("parent") == plan.run_id:
+                        ids.append(d.name)
+        ok = code == 0
+        return RerunResult(run_ids=ids, returncode=code, worktree=None if ok and not keep else worktree)
+    finally:
+        if ok and not keep:
+            _git(plan.repo, "worktree", "remove", "--force", str(worktree))
+            _remove_holder(holder)
+        else:
+            say(f"labtrack: kept the worktree {worktree} (remove it with: git -C {plan.repo} "
+                f"worktree remove --force {worktree})")
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    except FileNotFoundError:
+        raise GitStateError("git is not installed or not on PATH; re-running needs git") from None
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    if not str(base):
+        return None
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts else "."
+
+
+def _untracked(folder: Path) -> tuple[list[str], list[str]]:
+    files: list[str] = []
+    skipped: list[str] = []
+    if not folder.is_dir():
+        return files, skipped
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            rel = Path(dirpath, fn).relative_to(folder).as_posix()
+            if rel == "SKIPPED.txt":
+                text = (folder / rel).read_text(encoding="utf-8", errors="replace")
+                skipped += [line.strip() for line in text.splitlines() if line.strip()]
+            else:
+                files.append(rel)
+    return files, skipped
+
+
+def _copy_untracked(folder: Path, names: list[str], worktree: Path) -> None:
+    top = worktree.resolve()
+    for rel in names:
+        dest = (worktree / rel).resolve()
+        if top not in dest.parents:
+            raise LabtrackValueError(f"untracked file {rel!r} would land outside the worktree; refusing it")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / rel, dest)
+
+
+def _remove_holder(holder: Path | None) -> None:
+    if holder is not None:
+        shutil.rmtree(holder, ignore_errors=True)
+

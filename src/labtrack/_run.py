@@ -1,0 +1,943 @@
+"""Run: the object a training script holds, and the one default run behind `labtrack.init()`.
+
+The hot path is :meth:`Run.log`: it validates each value by type, appends one
+`(step, value, time)` triple to the series' column with a single `array.extend` (atomic under
+the GIL, so no lock and no half-written point even when a signal interrupts it) and returns.
+The writer thread (`_writer.Writer`) formats the columns in bulk and appends them to disk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from array import array
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Callable, Iterable
+
+from . import _records, _settings
+from ._names import check_name, slug
+from ._store import files, layout
+from ._store.reader import iter_run_dirs, read_json
+from ._writer import Writer, load_summary
+from .errors import (
+    GitStateError,
+    LabtrackTypeError,
+    LabtrackValueError,
+    RunNotFoundError,
+    RunStateError,
+)
+
+_time = time.time
+_coerce = _records.coerce_scalar
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
+
+
+class Run:
+    """One run: a directory under the root, a writer thread, and the logging calls.
+
+    Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
+    and as a context manager (status "failed" with the traceback if the block raises).
+
+    Example:
+        >>> with labtrack.Run(experiment="mnist", config={"lr": 0.1}) as run:
+        ...     run.log({"train/loss": 0.5})
+    """
+
+    def __init__(
+        self,
+        experiment: str | None = None,
+        name: str | None = None,
+        *,
+        config: Any = None,
+        comment: str | None = None,
+        tags: Iterable[str] | None = None,
+        seed: int | None = None,
+        root: str | os.PathLike[str] | None = None,
+        resume: str | None = None,
+        capture_git: bool | None = None,
+        capture_console: bool | None = None,
+        require_clean_git: bool = False,
+        remote: str | None = None,
+        token: str | None = None,
+        flush_seconds: float | None = None,
+        parent: str | None = None,
+        _environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if _environ is None else _environ
+        g = lambda key, arg=None: _settings.get(key, arg, environ=env)  # noqa: E731
+        self.root = Path(g("root", None if root is None else os.fspath(root))).absolute()
+        self._closed = False
+        self._finished = False
+        self._finish_lock = threading.Lock()
+        self._meta_lock = threading.Lock()
+        self._cols: dict[str, array] = {}
+        self._known: set[str] = set()
+        self._next_step = 0
+        self._indicators_obj: Any = None
+        self._shipper: Any = None
+        self._capture: Any = None
+        self._sync_timeout = float(g("sync_timeout"))
+
+        if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+            raise LabtrackValueError(f"experiment must be a non-empty str, got {experiment!r}")
+        for label, value in (("name", name), ("comment", comment)):
+            if value is not None and not isinstance(value, str):
+                raise LabtrackTypeError(f"{label} must be a str, got {type(value).__name__}")
+        tag_list = self._check_tags(tags)
+        if seed is not None:
+            seed = _records.check_step(seed)  # a non-negative whole number, same rules
+        params = _records.config_to_dict(config)
+        resume = g("resume", resume)
+        parent = g("parent", parent)
+        capture_git = bool(g("capture_git", capture_git))
+        capture_console = bool(g("capture_console", capture_console))
+
+        from . import _provenance
+
+        if require_clean_git:
+            groot = _provenance.git_root(Path.cwd())
+            dirty = _provenance.dirty_files(groot) if groot else []
+            if dirty:
+                shown = "\n  ".join(dirty[:50]) + ("\n  ..." if len(dirty) > 50 else "")
+                raise GitStateError(
+                    f"require_clean_git=True but the repository {groot} has {len(dirty)} "
+                    f"uncommitted or untracked file(s):\n  {shown}\ncommit or stash them, or drop "
+                    "require_clean_git"
+                )
+
+        now = _time()
+        if resume:
+            self.dir = _find_run(self.root, resume)
+            meta = read_json(self.dir / layout.RUN_JSON)
+            self.id = meta["id"]
+            self.experiment = meta.get("experiment", self.dir.parent.name)
+            summary = load_summary(self.dir)
+            self._next_step = max((int(s.get("step", -1)) for s in summary.values()
+                                   if isinstance(s, dict)), default=-1) + 1
+            old_params = read_json(self.dir / layout.PARAMS_JSON, {}) or {}
+            params = {**old_params, **params}
+            meta.update(status="running", ended=None, pid=os.getpid(), host=socket.gethostname(),
+                        error=None)
+            meta.setdefault("resumed", []).append(_iso(now))
+            if comment is not None:
+                meta["comment"] = comment
+            if tags is not None:
+                meta["tags"] = tag_list
+            self._meta = meta
+        else:
+            summary = {}
+            self.experiment = experiment or _default_experiment()
+            self.id = layout.new_run_id(now)
+            self.dir = layout.run_dir(self.root, self.experiment, self.id)
+            while self.dir.exists():  # same second, same random suffix: draw again
+                self.id = layout.new_run_id(now)
+                self.dir = layout.run_dir(self.root, self.experiment, self.id)
+            self._meta = {
+                "format_version": layout.FORMAT_VERSION,
+                "id": self.id,
+                "experiment": self.experiment,
+                "name": name if name is not None else self.id,
+                "comment": comment or "",
+                "tags": tag_list,
+                "status": "running",
+                "started": _iso(now),
+                "ended": None,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "user": _provenance.user_name(),
+                "command": _provenance.command_info(),
+                "git": None,
+                "seed": seed,
+                "parent": parent,
+                "error": None,
+                "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
+            }
+        self._params = params
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunStateError(f"cannot create the run directory {self.dir}: {e}") from e
+        files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
+        files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
+        (self.dir / layout.HEARTBEAT).touch()
+        if seed is not None:
+            _provenance.seed_everything(seed)
+
+        self._writer = Writer(
+            self.dir, lambda: self._cols, self._swap_columns,
+            flush_seconds=float(g("flush_seconds", flush_seconds)),
+            heartbeat_seconds=float(g("heartbeat_seconds")),
+            queue_size=int(g("queue_size")), run_id=self.id, summary=summary,
+        )
+        self._writer.start()
+        if not resume:
+            self._writer.submit(lambda: self._record_provenance(capture_git))
+        if capture_console:
+            from ._capture import ConsoleCapture
+
+            self._capture = ConsoleCapture(self._writer.write_console)
+            self._capture.start()
+        remote = g("remote", remote)
+        if remote:
+            from ._remote.shipper import Shipper
+
+            self._shipper = Shipper(self.dir, remote, g("token", token),
+                                    experiment_slug=slug(self.experiment), run_id=self.id)
+            self._shipper.start()
+            self._writer.after_flush.append(self._shipper.notify)
+        _live_runs.add(self)
+        _install_hooks()
+
+    # --- read-only attributes ----------------------------------------------------------------
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The params as recorded (read-only)."""
+        return MappingProxyType(self._params)
+
+    @property
+    def name(self) -> str:
+        return str(self._meta.get("name"))
+
+    @property
+    def status(self) -> str:
+        return str(self._meta.get("status"))
+
+    @property
+    def current_step(self) -> int:
+        """The last step logged (0 before any)."""
+        return max(self._next_step - 1, 0)
+
+    def __repr__(self) -> str:
+        return f"<labtrack.Run {self.experiment}/{self.id} {self.status} at {self.dir}>"
+
+    # --- scalars: the hot path -----------------------------------------------------------------
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Record scalar values at a step (default: one past the last step).
+
+        Args:
+            values: series name -> int, float, bool, numpy scalar or 0-d torch tensor.
+            step: a whole number >= 0; later calls without a step continue from it.
+
+        Raises:
+            LabtrackTypeError: a value or key of a type that cannot be recorded.
+            LabtrackNameError: a name with '..', a leading '/', or control characters.
+            RunStateError: the run is finished.
+
+        Example:
+            >>> run.log({"train/loss": 0.25, "acc": 0.9}, step=10)
+        """
+        if self._closed:
+            raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
+        t = _time()
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or step < 0:
+            step = _records.check_step(step)
+        if type(values) is not dict:
+            values = self._check_mapping(values)
+        cols = self._cols
+        try:
+            for k, v in values.items():
+                if type(v) is not float:
+                    v = _coerce(k, v)
+                c = cols.get(k)
+                if c is None:
+                    c = self._new_series(cols, k)
+                c.extend((step, v, t))
+        except BaseException:
+            self._rollback(cols, values, step, t)
+            raise
+        self._next_step = step + 1
+
+    def _record(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Like log(), but never moves the automatic step (console timings, indicators)."""
+        keep = self._next_step
+        self.log(values, self.current_step if step is None else step)
+        self._next_step = keep
+
+    def _check_mapping(self, values: Any) -> Mapping[str, Any]:
+        if isinstance(values, Mapping):
+            return values
+        raise LabtrackTypeError(
+            f"log() takes a dict of name -> number, got {type(values).__name__}; "
+            "example: run.log({'train/loss': 0.5})"
+        )
+
+    def _new_series(self, cols: dict[str, array], key: Any) -> array:
+        if key not in self._known:
+            check_name(key, "series name")
+            self._known.add(key)
+        c = cols[key] = array("d")
+        return c
+
+    def _rollback(self, cols: dict[str, array], values: Mapping[str, Any], step: int, t: float) -> None:
+        """Undo the points a failed log() call already appended, so a call is all or nothing."""
+        for k in values:
+            c = cols.get(k)
+            if c is not None and len(c) >= 3 and c[-3] == step and c[-1] == t:
+                del c[-3:]
+
+    def _swap_columns(self) -> dict[str, array]:
+        old, self._cols = self._cols, {}
+        return old
+
+    # --- records written by the writer thread --------------------------------------------------
+    def _enqueue(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the writer thread, in order with other records."""
+        self._check_open()
+        self._writer.submit(fn)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
+
+    def _media_step(self, step: Any) -> int:
+        return self.current_step if step is None else _records.check_step(step)
+
+    def _add_media(self, entry: dict[str, Any], data: bytes, extra: dict[str, Any] | None = None) -> None:
+        """Write a media file (and its JSON beside it) and its media.jsonl line."""
+        path = self.dir / entry["path"]
+        files.atomic_write_bytes(path, data)
+        if extra is not None:
+            files.atomic_write_json(path.with_suffix(".json"), extra)
+        files.append_bytes(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode())
+
+    def log_image(self, name: str, image: Any, step: int | None = None, *,
+                  boxes: list[dict[str, Any]] | None = None, classes: list[str] | None = None,
+                  threshold: float | None = None, fps: float = 4.0) -> None:
+        """Record an image (PNG), or a list of frames as an animated GIF, with optional boxes.
+
+        Args:
+            name: e.g. "samples/bird".
+            image: numpy HW/HWC/CHW (uint8, or float in [0, 1]), a PIL image or a torch
+                tensor; or a list of those (frames of one size) for an animation.
+            step: default: the current step.
+            boxes: dicts with xStart, yStart, xEnd, yEnd (pixels) and optional className,
+                probability.
+            classes: the class names the boxes may use (for filtering in the dashboard).
+            threshold: the default probability threshold for showing boxes.
+            fps: frames per second of an animation.
+
+        Raises:
+            LabtrackTypeError, LabtrackValueError: a bad image, box, class or threshold.
+        """
+        self._check_open()
+        check_name(name, "image name")
+        step = self._media_step(step)
+        if isinstance(image, (list, tuple)):
+            if not image:
+                raise LabtrackValueError(f"animation {name!r} has no frames")
+            frames = [_records.image_to_array(name, f) for f in image]
+            if len({f.shape for f in frames}) != 1:
+                raise LabtrackValueError(f"frames of animation {name!r} differ in shape: "
+                                         f"{sorted({f.shape for f in frames})}")
+            if not (isinstance(fps, (int, float)) and 0 < fps <= 100):
+                raise LabtrackValueError(f"fps of animation {name!r} must be in (0, 100], got {fps!r}")
+            arr, kind, suffix = frames[0], "animation", ".gif"
+        else:
+            arr, kind, suffix, frames = _records.image_to_array(name, image), "image", ".png", []
+        h, w = int(arr.shape[0]), int(arr.shape[1])
+        extra = None
+        rel = layout.media_relpath(step, name, suffix)
+        entry: dict[str, Any] = {"step": step, "name": name, "kind": kind, "path": rel,
+                                 "time": round(_time(), 3), "width": w, "height": h}
+        if boxes is not None or classes is not None or threshold is not None:
+            extra = _records.check_boxes(name, boxes, classes, threshold, w, h)
+            entry["boxes"] = layout.media_relpath(step, name, ".json")
+
+        def write() -> None:
+            data = _records.encode_gif(frames, fps) if frames else _records.encode_png(arr)
+            self._add_media(entry, data, extra)
+
+        self._writer.submit(write)
+
+    def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
+        self._check_open()
+        check_name(name, "figure name")
+        step = self._media_step(step)
+        data = _records.figure_to_png(name, figure)
+        entry = {"step": step, "name": name, "kind": "figure",
+                 "path": layout.media_relpath(step, name, ".png"), "time": round(_time(), 3)}
+        self._writer.submit(lambda: self._add_media(entry, data))
+
+    def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
+        """Record a text (and the text it should have been, for a diff in the dashboard)."""
+        self._check_open()
+        check_name(name, "text name")
+        for label, v in (("text", text), ("expected", expected)):
+            if v is not None and not isinstance(v, str):
+                raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
+        if text is None:
+            raise LabtrackTypeError(f"text of {name!r} must be a str, got None")
+        rec: dict[str, Any] = {"step": self._media_step(step), "text": text}
+        if expected is not None:
+            rec["expected"] = expected
+        rec["time"] = round(_time(), 3)
+        line = files.dumps_line(rec).encode()
+        path = layout.text_path(self.dir, name)
+        self._writer.submit(lambda: files.append_bytes(path, line))
+
+    def log_markdown(self, name: str, markdown: str, step: int | None = None) -> None:
+        """Record a markdown document: global to the run without a step, else per step."""
+        self._check_open()
+        check_name(name, "markdown name")
+        if not isinstance(markdown, str):
+            raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
+        data = markdown.encode("utf-8")
+        if step is None:
+            path = layout.markdown_path(self.dir, name)
+            self._writer.submit(lambda: files.atomic_write_bytes(path, data))
+            return
+        s = _records.check_step(step)
+        entry = {"step": s, "name": name, "kind": "markdown",
+                 "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
+        self._writer.submit(lambda: self._add_media(entry, data))
+
+    def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
+        """Record a histogram of many values (bin edges and counts) at a step."""
+        self._check_open()
+        check_name(name, "histogram name")
+        rec = {"step": self._media_step(step), **_records.histogram(name, values, bins)}
+        rec["time"] = round(_time(), 3)
+        line = files.dumps_line(rec).encode()
+        path = layout.histogram_path(self.dir, name)
+        self._writer.submit(lambda: files.append_bytes(path, line))
+
+    def log_table(self, name: str, data: Any, step: int | None = None) -> None:
+        """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
+        self._check_open()
+        check_name(name, "table name")
+        csv_bytes = _records.table_to_csv(name, data)
+        path = layout.table_path(self.dir, name)
+        entry = None
+        if step is not None:
+            s = _records.check_step(step)
+            entry = {"step": s, "name": name, "kind": "table",
+                     "path": layout.media_relpath(s, name, ".csv"), "time": round(_time(), 3)}
+
+        def write() -> None:
+            files.atomic_write_bytes(path, csv_bytes)
+            if entry is not None:
+                self._add_media(entry, csv_bytes)
+
+        self._writer.submit(write)
+
+    def log_command(self, parser: Any, args: Any) -> None:
+        """Record an argparse parser's options with their values (options.json)."""
+        self._check_open()
+        options = _records.command_options(parser, args)
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.OPTIONS_JSON, options))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Merge `params` into params.json and print them as a table."""
+        self._check_open()
+        new = _records.config_to_dict(params)
+        with self._meta_lock:
+            self._params = {**self._params, **new}
+            snapshot = dict(self._params)
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.PARAMS_JSON, snapshot))
+        from ._console.tables import print_params
+
+        print_params(new)
+
+    def save_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Copy a file or folder into the run's artifacts/ (now, so later edits do not leak in).
+
+        Returns:
+            The path of the copy inside the run directory.
+        """
+        self._check_open()
+        src = Path(path)
+        if not src.exists():
+            raise LabtrackValueError(f"artifact {str(src)!r} does not exist")
+        target_name = check_name(name if name is not None else src.name, "artifact name")
+        dst = layout.artifact_path(self.dir, target_name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            shutil.rmtree(dst, ignore_errors=True)
+            os.replace(tmp, dst)
+        else:
+            files.atomic_write_bytes(dst, src.read_bytes())
+        return dst
+
+    def save_object(self, name: str, obj: Any) -> Path:
+        """Save an object: numpy -> .npy, torch -> torch.save (.pt), anything else -> pickle.
+
+        Returns:
+            The path of the file inside the run directory.
+        """
+        self._check_open()
+        check_name(name, "object name")
+        suffix, data = _records.object_to_bytes(name, obj)
+        dst = layout.artifact_path(self.dir, name + suffix)
+        files.atomic_write_bytes(dst, data)
+        return dst
+
+    def println(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        """`print(fmt.format(*args, **kwargs))`, also kept in the run's console.log."""
+        self._print(sys.stdout, fmt, args, kwargs)
+
+    def eprintln(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        """Like println, to stderr."""
+        self._print(sys.stderr, fmt, args, kwargs)
+
+    def _print(self, stream: Any, fmt: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        text = str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt)
+        print(text, file=stream, flush=True)
+        if self._capture is None and not self._closed:  # captured streams copy it already
+            self._writer.write_console(text + "\n")
+
+    # --- checkpoints (see labtrack._checkpoints) ----------------------------------------------
+    def save_checkpoint(self, obj: Any, step: int, *, metric: float | None = None, mode: str = "min",
+                        keep_last: int | None = None) -> Path:
+        """Save a checkpoint under checkpoints/<step>/, keeping the last and the best.
+
+        Returns:
+            The checkpoint file's path.
+        """
+        self._check_open()
+        from ._checkpoints import save_checkpoint
+
+        return save_checkpoint(self.dir, obj, _records.check_step(step), metric=metric, mode=mode,
+                               keep_last=keep_last,
+                               meta_writer=lambda ck: self._update_meta(checkpoints=ck))
+
+    def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
+        """Load a checkpoint: "last", "best" or a step (restores RNG states by default)."""
+        from ._checkpoints import load_checkpoint
+
+        return load_checkpoint(self.dir, which, **kwargs)
+
+    # --- indicators (see labtrack._console.indicators) ------------------------------------------
+    def _indicators(self) -> Any:
+        if self._indicators_obj is None:
+            from ._console.indicators import Indicators
+
+            self._indicators_obj = Indicators(self)
+        return self._indicators_obj
+
+    def store(self, **values: Any) -> None:
+        """Accumulate indicator values for the current step; `write()` records their means."""
+        self._indicators().store(values)
+
+    def write(self, step: int | None = None) -> None:
+        """Record the indicators stored since the last write and print them."""
+        self._indicators().write(step)
+
+    def indicator(self, name: str, window: int | None = None, histogram: bool = False,
+                  print: bool = True) -> None:  # noqa: A002 - the public keyword
+        """Declare how an indicator is summarised (moving average window, histogram, printed)."""
+        self._indicators().indicator(name, window=window, histogram=histogram, print=print)
+
+    # --- metadata -------------------------------------------------------------------------------
+    def _update_meta(self, **fields: Any) -> None:
+        """Merge keys into run.json and rewrite it atomically."""
+        with self._meta_lock:
+            self._meta.update(fields)
+            files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
+
+    def _record_provenance(self, capture_git: bool) -> None:
+        from . import _provenance
+
+        if capture_git:
+            info = _provenance.collect_git(Path.cwd())
+            if info is not None:
+                src = self.dir / "source"
+                files.atomic_write_bytes(src / "commit.txt", info.commit_txt.encode())
+                files.atomic_write_bytes(src / "diff.patch", info.diff)
+                self._copy_untracked(Path(info.meta["root"]), info.untracked)
+                self._update_meta(git=info.meta)
+        files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
+
+    def _copy_untracked(self, git_root: Path, names: list[str]) -> None:
+        cap = int(_settings.get("untracked_max_bytes"))
+        base = self.dir / "source" / "untracked"
+        skipped = []
+        root_resolved = self.root.resolve()
+        for rel in names:
+            src = git_root / rel
+            try:
+                if root_resolved in src.resolve().parents:  # our own run directories
+                    continue
+                size = src.stat().st_size
+                if size > cap or not src.is_file():
+                    skipped.append(f"{rel}\t{size} bytes")
+                    continue
+                files.atomic_write_bytes(base / rel, src.read_bytes())
+            except OSError:
+                skipped.append(f"{rel}\tunreadable")
+        if skipped:
+            files.atomic_write_bytes(base / "SKIPPED.txt", ("\n".join(skipped) + "\n").encode())
+
+    @staticmethod
+    def _check_tags(tags: Iterable[str] | None) -> list[str]:
+        if tags is None:
+            return []
+        if isinstance(tags, str):
+            raise LabtrackTypeError(f"tags must be a list of str, got the str {tags!r}; write tags=[{tags!r}]")
+        out = []
+        for t in tags:
+            if not isinstance(t, str) or not t or any(ord(ch) < 32 for ch in t):
+                raise LabtrackValueError(f"tag {t!r} must be a non-empty str without control characters")
+            out.append(t)
+        return out
+
+    # --- end of the run -------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything logged so far is on disk."""
+        if not self._finished:
+            self._writer.flush(timeout)
+
+    def finish(self, status: str = "finished", *, error: BaseException | None = None) -> None:
+        """Write everything, the summary and the final status; stop the writer. Idempotent.
+
+        Args:
+            status: "finished", "failed", "killed" or "interrupted".
+            error: the exception that ended the run (its traceback goes into run.json).
+        """
+        if status not in ("finished", "failed", "killed", "interrupted"):
+            raise LabtrackValueError(
+                f"status {status!r} is not one of finished, failed, killed, interrupted")
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        self._closed = True
+        if self._capture is not None:
+            self._capture.stop()
+        self._writer.close()
+        fields: dict[str, Any] = {"status": status, "ended": _iso(_time())}
+        if error is not None:
+            fields["error"] = {
+                "type": type(error).__name__,
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            }
+        self._update_meta(**fields)
+        _live_runs.discard(self)
+        dropped = self._writer.dropped
+        if dropped:
+            warnings.warn(f"labtrack: run {self.id} could not write {dropped} (see earlier warnings)",
+                          RuntimeWarning, stacklevel=2)
+        if self._shipper is not None:
+            if not self._shipper.close(self._sync_timeout):
+                print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "
+                      f"labtrack sync {self.id} --root {self.root}", file=sys.stderr)
+        global _default_run
+        with _default_lock:
+            if _default_run is self:
+                _default_run = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("interrupted", error=exc)
+        else:
+            self.finish("failed", error=exc)
+
+
+class DisabledRun:
+    """A run that records nothing: every method is a no-op (for ranks other than 0)."""
+
+    id = "disabled"
+    experiment = "disabled"
+    name = "disabled"
+    status = "disabled"
+    dir: Path | None = None
+    root: Path | None = None
+    current_step = 0
+    disabled = True
+
+    def __init__(self, config: Any = None, **_: Any) -> None:
+        try:
+            self._params = _records.config_to_dict(config)
+        except LabtrackTypeError:
+            self._params = {}
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._params)
+
+    def _noop(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
+    log_table = log_command = log_params = store = write = indicator = flush = _noop
+    save_checkpoint = save_artifact = save_object = _update_meta = _enqueue = _noop
+
+    def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
+        from .errors import LabtrackError
+
+        raise LabtrackError("this run is disabled (labtrack.init(disabled=True)); it has no checkpoints")
+
+    def println(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
+
+    def eprintln(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
+
+    def finish(self, status: str = "finished", **kwargs: Any) -> None:
+        global _default_run
+        with _default_lock:
+            if _default_run is self:
+                _default_run = None
+
+    def __enter__(self) -> DisabledRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+    def __repr__(self) -> str:
+        return "<labtrack.DisabledRun>"
+
+
+# --- the default run and the process hooks -------------------------------------------------------
+
+_default_run: Run | DisabledRun | None = None
+_default_lock = threading.Lock()
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_hooks_installed = False
+_previous_excepthook: Any = None
+_previous_sigterm: Any = None
+
+
+def _default_experiment() -> str:
+    main = sys.modules.get("__main__")
+    f = getattr(main, "__file__", None)
+    return Path(f).stem if f else "default"
+
+
+def _find_run(root: Path, ref: str) -> Path:
+    matches = [d for d in iter_run_dirs(root) if d.name == ref]
+    if not matches:
+        matches = [d for d in iter_run_dirs(root) if d.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(f"no run {ref!r} under {root} to resume; give a run id from `labtrack ls`")
+    raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs under {root}: "
+                           + ", ".join(d.name for d in matches[:10]))
+
+
+def _finish_all(status: str, error: BaseException | None = None) -> None:
+    for run in list(_live_runs):
+        try:
+            run.finish(status, error=error)
+        except Exception as e:  # finishing one run must not stop the others
+            print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    try:
+        status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+        _finish_all(status, exc)
+    finally:
+        (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _finish_all("killed")
+    prev = _previous_sigterm
+    if callable(prev):
+        prev(signum, frame)
+    elif prev == signal.SIG_IGN:
+        return
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _at_exit() -> None:
+    _finish_all("finished")
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _previous_excepthook, _previous_sigterm
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    _previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    if threading.current_thread() is threading.main_thread():
+        prev = signal.getsignal(signal.SIGTERM)
+        if prev != signal.SIG_IGN:
+            _previous_sigterm = prev
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def init(
+    experiment: str | None = None,
+    name: str | None = None,
+    *,
+    config: Any = None,
+    comment: str | None = None,
+    tags: Iterable[str] | None = None,
+    seed: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    disabled: bool | None = None,
+    capture_git: bool | None = None,
+    capture_console: bool | None = None,
+    require_clean_git: bool = False,
+    remote: str | None = None,
+    token: str | None = None,
+    flush_seconds: float | None = None,
+) -> Run | DisabledRun:
+    """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
+
+    Args:
+        experiment: the experiment's name (default: the script's file name).
+        name: a readable name for this run (default: its id).
+        config: the hyperparameters: a dict, argparse.Namespace, dataclass or object.
+        comment, tags: free text and labels shown in the runs table.
+        seed: recorded, and used to seed random, numpy and torch.
+        root: where runs live (default LABTRACK_ROOT or ./labtrack).
+        resume: a run id (or unique prefix) to reopen and append to.
+        disabled: return a run that records nothing (default LABTRACK_DISABLED).
+        capture_git, capture_console: turn those captures off with False.
+        require_clean_git: refuse to start when the git repository has changes.
+        remote, token: a `labtrack serve` URL to replicate the run to (LABTRACK_REMOTE).
+        flush_seconds: how often values are written (LABTRACK_FLUSH_SECONDS, default 1).
+
+    Returns:
+        The run (a :class:`DisabledRun` when disabled).
+
+    Raises:
+        GitStateError: require_clean_git and the repository is dirty.
+        LabtrackTypeError, LabtrackValueError: a bad argument.
+
+    Example:
+        >>> run = labtrack.init(experiment="mnist", config={"lr": 0.01}, seed=1)
+    """
+    global _default_run
+    run: Run | DisabledRun
+    if _settings.get("disabled", disabled):
+        run = DisabledRun(config=config)
+    else:
+        run = Run(experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
+                  resume=resume, capture_git=capture_git, capture_console=capture_console,
+                  require_clean_git=require_clean_git, remote=remote, token=token,
+                  flush_seconds=flush_seconds)
+    with _default_lock:
+        previous, _default_run = _default_run, run
+    if previous is not None and previous is not run and isinstance(previous, Run):
+        previous.finish()
+    return run
+
+
+def current_run() -> Run | DisabledRun | None:
+    """The default run made by :func:`init`, or None."""
+    return _default_run
+
+
+def _default() -> Run | DisabledRun:
+    run = _default_run
+    if run is None:
+        raise RunStateError("no run: call labtrack.init() first (or use the run object it returns)")
+    return run
+
+
+def log(values: Mapping[str, Any], step: int | None = None) -> None:
+    """`log` on the default run (see :meth:`Run.log`)."""
+    _default().log(values, step)
+
+
+def log_image(name: str, image: Any, step: int | None = None, **kwargs: Any) -> None:
+    """`log_image` on the default run."""
+    _default().log_image(name, image, step, **kwargs)
+
+
+def log_figure(name: str, figure: Any, step: int | None = None) -> None:
+    """`log_figure` on the default run."""
+    _default().log_figure(name, figure, step)
+
+
+def log_text(name: str, text: str, step: int | None = None, **kwargs: Any) -> None:
+    """`log_text` on the default run."""
+    _default().log_text(name, text, step, **kwargs)
+
+
+def log_markdown(name: str, markdown: str, step: int | None = None) -> None:
+    """`log_markdown` on the default run."""
+    _default().log_markdown(name, markdown, step)
+
+
+def log_histogram(name: str, values: Any, step: int | None = None, **kwargs: Any) -> None:
+    """`log_histogram` on the default run."""
+    _default().log_histogram(name, values, step, **kwargs)
+
+
+def log_table(name: str, data: Any, step: int | None = None) -> None:
+    """`log_table` on the default run."""
+    _default().log_table(name, data, step)
+
+
+def log_command(parser: Any, args: Any) -> None:
+    """`log_command` on the default run."""
+    _default().log_command(parser, args)
+
+
+def save_artifact(path: str | os.PathLike[str], name: str | None = None) -> Any:
+    """`save_artifact` on the default run."""
+    return _default().save_artifact(path, name)
+
+
+def save_object(name: str, obj: Any) -> Any:
+    """`save_object` on the default run."""
+    return _default().save_object(name, obj)
+
+
+def println(fmt: str, *args: Any, **kwargs: Any) -> None:
+    """`println` on the default run, or a plain print without one."""
+    run = _default_run
+    if run is None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
+    else:
+        run.println(fmt, *args, **kwargs)
+
+
+def eprintln(fmt: str, *args: Any, **kwargs: Any) -> None:
+    """`eprintln` on the default run, or a plain print to stderr without one."""
+    run = _default_run
+    if run is None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
+    else:
+        run.eprintln(fmt, *args, **kwargs)
+
+
+def flush() -> None:
+    """`flush` on the default run (nothing without one)."""
+    if _default_run is not None:
+        _default_run.flush()
+
+
+def finish(status: str = "finished") -> None:
+    """`finish` on the default run (nothing without one)."""
+    if _default_run is not None:
+        _default_run.finish(status)

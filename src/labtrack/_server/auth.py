@@ -1,0 +1,184 @@
+"""Tokens for `labtrack serve`: a JSON file of hashed tokens with scopes.
+
+The tokens file (``tokens.json``)::
+
+    {"format": 1,
+     "tokens": [{"name": "alice", "scopes": ["write"], "created": "2026-11-21T14:15:03+00:00",
+                 "sha256": "<hex digest of the token>"}]}
+
+A token is 32 random bytes (``lt_`` + URL-safe base64); only its SHA-256 is stored, so the
+file does not reveal tokens (a slow hash would add nothing to 256 random bits). Scopes:
+``read``; ``write`` (implies read); ``admin`` (implies both). The server re-reads the file
+when it changes, so a token created or revoked while it runs takes effect at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ..errors import LabtrackValueError
+
+SCOPES = ("read", "write", "admin")
+_IMPLIES = {"read": {"read"}, "write": {"read", "write"}, "admin": {"read", "write", "admin"}}
+TOKEN_PREFIX = "lt_"
+
+
+class TokenFileError(LabtrackValueError):
+    """A tokens file that cannot be read, or a token request that is not allowed."""
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of a token, as stored in the tokens file."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_tokens(path: Path) -> list[dict[str, Any]]:
+    """The entries of a tokens file; a missing file has none.
+
+    Raises:
+        TokenFileError: the file is not a tokens file.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:
+        raise TokenFileError(f"cannot read the tokens file {path}: {e}") from None
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("sha256"), str) and isinstance(t.get("name"), str)
+            and isinstance(t.get("scopes"), list) for t in tokens):
+        raise TokenFileError(f"{path} is not a labtrack tokens file (expected "
+                             "{\"tokens\": [{\"name\", \"scopes\", \"sha256\"}, ...]})")
+    return tokens
+
+
+def _save(path: Path, tokens: list[dict[str, Any]]) -> None:
+    from .._store.files import atomic_write_bytes
+
+    data = json.dumps({"format": 1, "tokens": tokens}, indent=2) + "\n"
+    atomic_write_bytes(Path(path), data.encode("utf-8"))
+    os.chmod(path, 0o600)
+
+
+def create_token(path: Path, name: str, scopes: list[str]) -> str:
+    """Create a token, store its hash in `path` and return the token (shown only once).
+
+    Raises:
+        TokenFileError: the name is taken or empty, or a scope is unknown.
+
+    Example:
+        >>> token = create_token(Path("tokens.json"), "alice", ["write"])
+    """
+    if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
+        raise TokenFileError(f"token name {name!r} is not allowed; use 1-100 printable characters")
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        raise TokenFileError(f"scopes {scopes!r} are not allowed; choose from {', '.join(SCOPES)}")
+    tokens = load_tokens(path)
+    if any(t["name"] == name for t in tokens):
+        raise TokenFileError(f"a token named {name!r} already exists in {path}; revoke it "
+                             "first (labtrack token revoke) or choose another name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tokens.append({"name": name, "scopes": sorted(set(scopes)), "created": _now(),
+                   "sha256": hash_token(token)})
+    _save(path, tokens)
+    return token
+
+
+def revoke_token(path: Path, name: str) -> None:
+    """Remove the token called `name` from `path`.
+
+    Raises:
+        TokenFileError: there is no such token.
+    """
+    tokens = load_tokens(path)
+    kept = [t for t in tokens if t["name"] != name]
+    if len(kept) == len(tokens):
+        raise TokenFileError(f"no token named {name!r} in {path}")
+    _save(path, kept)
+
+
+class TokenAuth:
+    """The `auth(request, scope)` callable of the server, backed by a tokens file.
+
+    Raises starlette's HTTPException 401 for a missing or unknown token and 403 for a
+    token without the scope. The file is re-read when its size or mtime changes (checked
+    at most once a second).
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.path = Path(path)
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._checked = -1e9
+        self._by_hash: dict[str, set[str]] = {}
+        self._reload(force=True)
+
+    def _reload(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._checked < 1.0:
+            return
+        with self._lock:
+            self._checked = now
+            try:
+                st = os.stat(self.path)
+                stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                stamp = None
+            if stamp == self._stamp and not force:
+                return
+            by_hash: dict[str, set[str]] = {}
+            for t in load_tokens(self.path):
+                scopes: set[str] = set()
+                for s in t["scopes"]:
+                    scopes |= _IMPLIES.get(s, set())
+                by_hash[t["sha256"]] = scopes
+            self._by_hash = by_hash
+            self._stamp = stamp
+
+    def scopes_of(self, token: str) -> set[str] | None:
+        """The scopes a token grants, or None for an unknown token."""
+        try:
+            self._reload()
+        except TokenFileError:
+            pass  # a half-edited file: keep the tokens loaded before
+        digest = hash_token(token)
+        for known, scopes in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return scopes
+        return None
+
+    def __call__(self, request: Request, scope: str) -> None:
+        """Refuse the request unless it carries a token with `scope`."""
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer "
+                                "<token>' (create one with labtrack token create)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        scopes = self.scopes_of(token.strip())
+        if scopes is None:
+            raise HTTPException(401, "the token is not known to this server",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if scope not in scopes:
+            raise HTTPException(403, f"the token lacks the {scope!r} scope; it has "
+                                f"{', '.join(sorted(scopes)) or 'none'}")

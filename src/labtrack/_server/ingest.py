@@ -1,0 +1,345 @@
+"""The ingest API (docs/api.md, "Ingest API"): remote clients replicate run directories here.
+
+Every request names the run as ``/api/v1/ingest/{experiment}/{id}/...`` and a file by its
+path inside the run directory. Experiment and id must be plain folder names; a path is
+checked like a logged name (no ``..``, no absolute path, no control characters), must not
+name a temporary file, and must resolve inside the run directory, else the request answers
+400 and writes nothing. Appends happen only at the file's current size (else 409 with the
+size), under an exclusive lock, so concurrent or repeated requests never duplicate data.
+Rewritten files are replaced atomically and keep the client's modification time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._names import check_name
+from ..errors import LabtrackNameError
+from .._remote.upload import is_temp_name
+
+API_VERSION = 1
+DEFAULT_MAX_BATCH_BYTES = 16 << 20
+DEFAULT_MAX_FILE_BYTES = 1 << 30
+_FOLDER = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
+
+Auth = Callable[[Request, str], Any]
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400, path: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+
+def _error(message: str, status: int, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("labtrack")
+    except Exception:  # noqa: BLE001 - an odd install without metadata; the api number decides
+        return "0"
+
+
+def check_folder(value: str, what: str) -> str:
+    """An experiment slug or run id: one plain folder name, else :class:`_BadRequest`."""
+    if not _FOLDER.match(value):
+        raise _BadRequest(
+            f"{what} {value[:80]!r} is not allowed; use 1-128 characters from [A-Za-z0-9._-], "
+            "not starting with '.'")
+    return value
+
+
+def resolve_path(run_dir: Path, path: str | None) -> Path:
+    """The file `path` names inside `run_dir`, or :class:`_BadRequest` (nothing is written)."""
+    if path is None:
+        raise _BadRequest("the path parameter is missing; name a file such as scalars/loss.csv")
+    try:
+        check_name(path, "path")
+    except LabtrackNameError as e:
+        raise _BadRequest(str(e), path=path) from None
+    if "\\" in path or any(is_temp_name(p) for p in path.split("/")):
+        raise _BadRequest(f"path {path!r} names a temporary file or contains a backslash; "
+                          "send the run's real files only", path=path)
+    target = run_dir / path
+    base = run_dir.resolve()
+    # The run folder may not exist yet: resolve what exists and compare.
+    if not target.resolve().is_relative_to(base):
+        raise _BadRequest(f"path {path!r} leaves the run directory", path=path)
+    return target
+
+
+def _set_mtime(path: Path, mtime_ns: Optional[int]) -> None:
+    if mtime_ns is not None and mtime_ns > 0:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def append_at(path: Path, offset: int, data: bytes) -> tuple[int, int]:
+    """Append `data` when the file's size is `offset`; returns (status, size afterwards).
+
+    The size check and the write happen under an exclusive lock, so two requests for the
+    same offset (a retry racing the original) append once.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size != offset:
+            return 409, size
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        return 200, size + len(data)
+    finally:
+        os.close(fd)
+
+
+def put_whole(path: Path, data: bytes, mtime_ns: Optional[int]) -> int:
+    """Replace `path` atomically with `data`, keep the client's mtime; returns the size."""
+    from .._store.files import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
+    _set_mtime(path, mtime_ns)
+    return len(data)
+
+
+def run_sizes(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Every file of a run on this server: path -> {"size", "mtime_ns"}."""
+    from .._remote.upload import scan_files
+
+    return {p: {"size": s, "mtime_ns": m} for p, (s, m) in scan_files(run_dir).items()}
+
+
+@dataclass
+class IngestConfig:
+    """Limits and access control of the ingest routes."""
+
+    root: Path
+    auth: Optional[Auth] = None
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+def _int_param(request: Request, name: str, required: bool) -> Optional[int]:
+    raw = request.query_params.get(name)
+    if raw is None:
+        if required:
+            raise _BadRequest(f"the {name} parameter is missing; give a whole number >= 0")
+        return None
+    try:
+        v = int(raw)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise _BadRequest(f"{name}={raw[:40]!r} is not allowed; give a whole number >= 0")
+    return v
+
+
+def _content_length(request: Request, limit: int) -> Optional[int]:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise _BadRequest(f"Content-Length {raw[:40]!r} is not a number") from None
+    if n > limit:
+        raise _BadRequest(f"the body has {n} bytes; this server accepts at most {limit} "
+                          "bytes per request", status=413)
+    return n
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    _content_length(request, limit)
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _BadRequest(f"the body exceeds this server's limit of {limit} bytes",
+                              status=413)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def ingest_routes(root: Path | str, *, auth: Optional[Auth] = None,
+                  max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> list[Route]:
+    """The ingest API's routes, writing run directories under `root`.
+
+    Args:
+        root: the server's root of runs (the same the dashboard reads).
+        auth: called as ``auth(request, "write")`` before every request; raises
+            starlette's HTTPException(401/403) to refuse. None: no tokens (loopback only).
+        max_batch_bytes: the largest append or batch request body.
+        max_file_bytes: the largest whole file.
+
+    Example:
+        >>> app = Starlette(routes=ingest_routes("/data/labtrack"))
+    """
+    cfg = IngestConfig(Path(root), auth, max_batch_bytes, max_file_bytes)
+
+    def handler(fn: Callable[[Request, IngestConfig], Awaitable[Response]]
+                ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                if cfg.auth is not None:
+                    cfg.auth(request, "write")
+                return await fn(request, cfg)
+            except _BadRequest as e:
+                extra = {"path": e.path} if e.path is not None else {}
+                return _error(str(e), e.status, **extra)
+            except HTTPException as e:
+                return _error(str(e.detail), e.status_code)
+            except OSError as e:
+                return _error(f"the server could not write: {e.strerror or e}", 400
+                              if isinstance(e, (IsADirectoryError, NotADirectoryError)) else 500)
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    return [
+        Route("/api/v1/ingest/hello", handler(_hello), methods=["POST"]),
+        Route("/api/v1/ingest/{experiment}/{run_id}/sizes", handler(_sizes), methods=["GET"]),
+        Route("/api/v1/ingest/{experiment}/{run_id}/append", handler(_append), methods=["PUT"]),
+        Route("/api/v1/ingest/{experiment}/{run_id}/file", handler(_file), methods=["PUT"]),
+        Route("/api/v1/ingest/{experiment}/{run_id}/batch", handler(_batch), methods=["POST"]),
+    ]
+
+
+def _run_dir(request: Request, cfg: IngestConfig) -> Path:
+    exp = check_folder(request.path_params["experiment"], "experiment")
+    rid = check_folder(request.path_params["run_id"], "run id")
+    return cfg.root / exp / rid
+
+
+async def _hello(request: Request, cfg: IngestConfig) -> Response:
+    body = await _read_body(request, 64 << 10)
+    try:
+        hello = json.loads(body or b"{}")
+    except ValueError:
+        raise _BadRequest("the hello body is not JSON; send {\"client\", \"version\", \"api\"}") from None
+    answer = {"api": API_VERSION, "server": _version(), "max_batch_bytes": cfg.max_batch_bytes,
+              "max_file_bytes": cfg.max_file_bytes}
+    if not isinstance(hello, dict) or hello.get("api") != API_VERSION:
+        got = hello.get("api") if isinstance(hello, dict) else None
+        return JSONResponse({**answer, "error": f"this server speaks ingest API {API_VERSION}; "
+                             f"the client speaks {got!r}: install matching labtrack versions"},
+                            status_code=409)
+    return JSONResponse(answer)
+
+
+async def _sizes(request: Request, cfg: IngestConfig) -> Response:
+    return JSONResponse({"files": run_sizes(_run_dir(request, cfg))})
+
+
+async def _append(request: Request, cfg: IngestConfig) -> Response:
+    run_dir = _run_dir(request, cfg)
+    target = resolve_path(run_dir, request.query_params.get("path"))
+    offset = _int_param(request, "offset", True)
+    assert offset is not None
+    data = await _read_body(request, cfg.max_batch_bytes)
+    status, size = append_at(target, offset, data)
+    return JSONResponse({"size": size}, status_code=status)
+
+
+async def _file(request: Request, cfg: IngestConfig) -> Response:
+    run_dir = _run_dir(request, cfg)
+    target = resolve_path(run_dir, request.query_params.get("path"))
+    mtime_ns = _int_param(request, "mtime_ns", False)
+    _content_length(request, cfg.max_file_bytes)
+    # Stream into a temporary file beside the target, then replace: memory stays bounded
+    # whatever the file's size, and a reader never sees a half-written file.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    total = 0
+    try:
+        with open(tmp, "wb") as f:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > cfg.max_file_bytes:
+                    raise _BadRequest(f"the file exceeds this server's limit of "
+                                      f"{cfg.max_file_bytes} bytes", status=413, path=None)
+                f.write(chunk)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _set_mtime(target, mtime_ns)
+    return JSONResponse({"size": total})
+
+
+def parse_batch(body: bytes, run_dir: Path) -> list[tuple[dict[str, Any], Path, bytes]]:
+    """Split and check a batch body; every op is validated before anything is written."""
+    nl = body.find(b"\n")
+    if nl < 0:
+        raise _BadRequest("a batch body starts with one JSON line {\"ops\": [...]} and a newline")
+    try:
+        head = json.loads(body[:nl])
+    except ValueError:
+        raise _BadRequest("the first line of the batch body is not JSON") from None
+    ops = head.get("ops") if isinstance(head, dict) else None
+    if not isinstance(ops, list):
+        raise _BadRequest("the batch header has no list \"ops\"")
+    pos = nl + 1
+    out = []
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in ("append", "put"):
+            raise _BadRequest(f"batch op {str(op)[:80]} is not allowed; each op is "
+                              "{\"op\": \"append\"|\"put\", \"path\", \"length\", ...}")
+        path = op.get("path")
+        target = resolve_path(run_dir, path if isinstance(path, str) else None)
+        length = op.get("length")
+        offset = op.get("offset", 0)
+        mtime = op.get("mtime_ns")
+        for name, v in (("length", length), ("offset", offset)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise _BadRequest(f"batch op for {path!r}: {name} {v!r} is not a whole number >= 0")
+        if mtime is not None and (not isinstance(mtime, int) or mtime < 0):
+            raise _BadRequest(f"batch op for {path!r}: mtime_ns {mtime!r} is not a whole number")
+        assert isinstance(length, int)
+        if pos + length > len(body):
+            raise _BadRequest("the batch body is shorter than its ops' lengths")
+        out.append((op, target, body[pos: pos + length]))
+        pos += length
+    if pos != len(body):
+        raise _BadRequest("the batch body is longer than its ops' lengths")
+    return out
+
+
+async def _batch(request: Request, cfg: IngestConfig) -> Response:
+    run_dir = _run_dir(request, cfg)
+    body = await _read_body(request, cfg.max_batch_bytes)
+    ops = parse_batch(body, run_dir)
+    results = []
+    for op, target, data in ops:
+        if op["op"] == "append":
+            status, size = append_at(target, int(op.get("offset", 0)), data)
+        else:
+            status, size = 200, put_whole(target, data, op.get("mtime_ns"))
+        results.append({"path": op["path"], "size": size, "status": status})
+    return JSONResponse({"results": results})

@@ -1,0 +1,214 @@
+"""Parsed scalar series, cached per file and extended by reading only appended bytes.
+
+A series file (docs/format.md, scalars/<name>.csv) only grows, in whole lines. The first
+read parses it with pyarrow's multi-threaded CSV reader; later reads stat the file and parse
+only the bytes past the last complete line seen. A file that shrank or was replaced (another
+inode) is parsed again from the start. A trailing line without its newline is left for later.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+HEADER = b"step,value,time\n"
+_NAMES = ["step", "value", "time"]
+
+
+@dataclass
+class Columns:
+    """A read-only snapshot of one series: steps, values and times in file order."""
+
+    step: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    time: npt.NDArray[np.float64]
+    step_ordered: bool  # steps never decrease (a binary search can find a range)
+    time_ordered: bool
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+class _Growing:
+    """Columns with spare capacity, so appending a few points does not copy millions."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.step = np.empty(0, dtype=np.int64)
+        self.value = np.empty(0, dtype=np.float64)
+        self.time = np.empty(0, dtype=np.float64)
+        self.step_ordered = True
+        self.time_ordered = True
+
+    def extend(self, step: npt.NDArray[np.int64], value: npt.NDArray[np.float64],
+               time: npt.NDArray[np.float64]) -> None:
+        m = len(step)
+        if m == 0:
+            return
+        need = self.n + m
+        if need > len(self.step):
+            cap = max(need, 2 * len(self.step), 1024) if self.n else need
+            for attr in ("step", "value", "time"):
+                old = getattr(self, attr)
+                new = np.empty(cap, dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, attr, new)
+        if self.n:
+            self.step_ordered = self.step_ordered and bool(step[0] >= self.step[self.n - 1])
+            self.time_ordered = self.time_ordered and bool(time[0] >= self.time[self.n - 1])
+        self.step_ordered = self.step_ordered and bool(np.all(step[1:] >= step[:-1]))
+        self.time_ordered = self.time_ordered and bool(np.all(time[1:] >= time[:-1]))
+        self.step[self.n : need] = step
+        self.value[self.n : need] = value
+        self.time[self.n : need] = time
+        self.n = need
+
+    def snapshot(self) -> Columns:
+        n = self.n
+        return Columns(self.step[:n], self.value[:n], self.time[:n],
+                       self.step_ordered, self.time_ordered)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.step.nbytes + self.value.nbytes + self.time.nbytes)
+
+
+@dataclass
+class _Entry:
+    lock: threading.Lock
+    cols: _Growing
+    ino: int = -1
+    offset: int = 0  # bytes parsed: the end of the last complete line
+    size: int = -1
+    mtime_ns: int = -1
+
+
+def parse_lines(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                      npt.NDArray[np.float64]]:
+    """Parse complete `step,value,time` lines (no header), skipping lines that do not parse.
+
+    pyarrow does the work; only when it refuses the block (a damaged line) does a slower
+    line-by-line parse keep every good line.
+    """
+    if not data:
+        return _empty()
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"step": pa.int64(), "value": pa.float64(), "time": pa.float64()}
+            ),
+        )
+        if table.column("step").null_count == 0 and table.column("time").null_count == 0:
+            return (
+                table.column("step").to_numpy(),
+                table.column("value").to_numpy(),  # empty / "nan" became null -> NaN
+                table.column("time").to_numpy(),
+            )
+    except pa.ArrowInvalid:
+        pass
+    return _parse_slowly(data)
+
+
+def _parse_slowly(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                        npt.NDArray[np.float64]]:
+    steps: list[int] = []
+    values: list[float] = []
+    times: list[float] = []
+    for line in data.split(b"\n"):
+        parts = line.split(b",")
+        if len(parts) != 3:
+            continue
+        try:
+            s, v, t = int(parts[0]), float(parts[1]), float(parts[2])
+        except ValueError:
+            continue
+        steps.append(s)
+        values.append(v)
+        times.append(t)
+    return (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64),
+            np.asarray(times, dtype=np.float64))
+
+
+def _empty() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64),
+            np.zeros(0, dtype=np.float64))
+
+
+class SeriesCache:
+    """Parsed series kept in memory, least recently used dropped past `max_bytes`.
+
+    Thread-safe: requests run in a thread pool; one file is parsed by one thread at a time.
+
+    Example:
+        >>> cache = SeriesCache()
+        >>> cols = cache.get(Path("run/scalars/train/loss.csv"))
+        >>> cols.value[-1]
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def get(self, path: Path) -> Columns:
+        """The series in `path` as it is on disk now (complete lines only).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+        """
+        key = str(path)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = _Entry(threading.Lock(), _Growing())
+                self._entries[key] = entry
+            self._entries.move_to_end(key)
+        with entry.lock:
+            self._refresh(path, entry)
+            cols = entry.cols.snapshot()
+        self._evict()
+        return cols
+
+    def _refresh(self, path: Path, entry: _Entry) -> None:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns and st.st_ino == entry.ino:
+                return
+            if st.st_ino != entry.ino or st.st_size < entry.offset:
+                entry.cols = _Growing()
+                entry.offset = 0
+                entry.ino = st.st_ino
+            start = entry.offset
+            if start == 0:
+                head = f.read(len(HEADER))
+                if head != HEADER[: len(head)] or len(head) < len(HEADER):
+                    # no complete header yet (or not a series file): nothing to parse
+                    entry.size, entry.mtime_ns = -1, -1
+                    return
+                start = len(HEADER)
+            f.seek(start)
+            data = f.read(st.st_size - start)
+        end = data.rfind(b"\n") + 1  # only whole lines; the rest is still being written
+        if end:
+            entry.cols.extend(*parse_lines(data[:end]))
+        entry.offset = start + end
+        entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
+
+    def _evict(self) -> None:
+        with self._lock:
+            total = sum(e.cols.nbytes for e in self._entries.values())
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, old = self._entries.popitem(last=False)
+                total -= old.cols.nbytes

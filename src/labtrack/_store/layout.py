@@ -1,0 +1,62 @@
+"""Where things live in a run directory (docs/format.md). The only module that knows paths."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from .._names import name_to_relpath, slug
+
+FORMAT_VERSION = 1
+
+RUN_JSON = "run.json"
+PARAMS_JSON = "params.json"
+SUMMARY_JSON = "summary.json"
+HEARTBEAT = "heartbeat"
+MEDIA_JSONL = "media.jsonl"
+CONSOLE_LOG = "console.log"
+ENV_JSON = "env.json"
+OPTIONS_JSON = "options.json"
+INDEX_DIR = ".labtrack"
+TRASH_DIR = ".trash"
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """`YYYYMMDD-HHMMSS-xxxxxx`: UTC start time and six random characters."""
+    t = time.gmtime(time.time() if now is None else now)
+    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    return time.strftime("%Y%m%d-%H%M%S", t) + "-" + suffix
+
+
+def run_dir(root: Path, experiment: str, run_id: str) -> Path:
+    return root / slug(experiment) / run_id
+
+
+def scalar_path(run: Path, name: str) -> Path:
+    return run / "scalars" / name_to_relpath(name, ".csv")
+
+
+def text_path(run: Path, name: str) -> Path:
+    return run / "text" / name_to_relpath(name, ".jsonl")
+
+
+def histogram_path(run: Path, name: str) -> Path:
+    return run / "histograms" / name_to_relpath(name, ".jsonl")
+
+
+def markdown_path(run: Path, name: str) -> Path:
+    return run / "markdown" / name_to_relpath(name, ".md")
+
+
+def table_path(run: Path, name: str) -> Path:
+    return run / "tables" / name_to_relpath(name, ".csv")
+
+
+def media_relpath(step: int, name: str, suffix: str) -> str:
+    return f"media/{step}/" + name_to_relpath(name, suffix)
+
+
+def artifact_path(run: Path, name: str) -> Path:
+    return run / "artifacts" / name_to_relpath(name)

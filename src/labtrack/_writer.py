@@ -1,0 +1,356 @@
+"""The one writer thread of a run: formats buffered values in bulk and appends them to disk.
+
+The hot path (Run.log) appends `(step, value, time)` triples to one `array('d')` per series
+with a single `extend` call, which the GIL makes atomic, and never takes a lock. The writer
+swaps the dict of columns for a fresh one and formats the old generation; a log call that
+fetched the old dict just before the swap may still extend it, so the writer keeps the
+previous generation and writes whatever grew in it on the next round.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+import warnings
+from array import array
+from pathlib import Path
+from typing import Any, Callable
+
+from ._store import files, layout
+from ._store.reader import read_json
+
+CSV_HEADER = b"step,value,time\n"
+_ROW = "%d,%r,%.3f\n"
+_STOP = object()
+# Bytes kept for a file whose append failed (full disk); past this, data is dropped and counted.
+_MAX_PENDING = 64 * 1024 * 1024
+
+
+class _Barrier:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+
+class SeriesStats:
+    """Running statistics of one series (the summary.json entry)."""
+
+    __slots__ = ("last", "min", "max", "sum", "finite", "count", "step", "time")
+
+    def __init__(self) -> None:
+        self.last = math.nan
+        self.min = math.inf
+        self.max = -math.inf
+        self.sum = 0.0
+        self.finite = 0
+        self.count = 0
+        self.step = 0
+        self.time = 0.0
+
+    @classmethod
+    def from_summary(cls, d: dict[str, Any]) -> SeriesStats:
+        s = cls()
+        try:
+            s.last = float(d["last"])
+            s.min = float(d.get("min", math.inf)) if d.get("min") is not None else math.inf
+            s.max = float(d.get("max", -math.inf)) if d.get("max") is not None else -math.inf
+            s.sum = float(d.get("sum", 0.0))
+            s.count = int(d.get("count", 0))
+            s.finite = int(d.get("finite", s.count))
+            s.step = int(d.get("step", 0))
+            s.time = float(d.get("time", 0.0))
+        except (KeyError, TypeError, ValueError):
+            return cls()
+        return s
+
+    def update(self, values: array, last_step: float, last_time: float) -> None:
+        n = len(values)
+        if not n:
+            return
+        total = math.fsum(values) if n < 64 else sum(values)
+        if math.isfinite(total):
+            self.sum += total
+            self.finite += n
+            lo, hi = min(values), max(values)
+        else:
+            fin = [v for v in values if math.isfinite(v)]
+            self.sum += sum(fin)
+            self.finite += len(fin)
+            notnan = [v for v in values if v == v]
+            lo = min(notnan) if notnan else math.inf
+            hi = max(notnan) if notnan else -math.inf
+        if lo < self.min:
+            self.min = lo
+        if hi > self.max:
+            self.max = hi
+        self.count += n
+        self.last = values[-1]
+        self.step = int(last_step)
+        self.time = last_time
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "last": self.last,
+            "min": self.min if self.count and self.min != math.inf else None,
+            "max": self.max if self.count and self.max != -math.inf else None,
+            "mean": self.sum / self.finite if self.finite else None,
+            "sum": self.sum,
+            "count": self.count,
+            "finite": self.finite,
+            "step": self.step,
+            "time": round(self.time, 3),
+        }
+
+
+def format_rows(col: array, start: int = 0) -> str:
+    """CSV lines of the triples in `col[start:]` (step, value, time)."""
+    n = (len(col) - start) // 3
+    if n <= 0:
+        return ""
+    if start == 0 and n * 3 == len(col):
+        return (_ROW * n) % tuple(col)
+    return (_ROW * n) % tuple(col[start : start + n * 3])
+
+
+class Writer:
+    """Owns every disk write of one run. Exactly one per run; daemon, named, joined by close()."""
+
+    def __init__(self, run_dir: Path, get_columns: Callable[[], dict[str, array]],
+                 swap_columns: Callable[[], dict[str, array]], *, flush_seconds: float,
+                 heartbeat_seconds: float, queue_size: int, run_id: str,
+                 summary: dict[str, Any] | None = None) -> None:
+        self.dir = run_dir
+        self._get_columns = get_columns
+        self._swap_columns = swap_columns
+        self._flush_seconds = flush_seconds
+        self._heartbeat_seconds = heartbeat_seconds
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._stats: dict[str, SeriesStats] = {
+            k: SeriesStats.from_summary(v) for k, v in (summary or {}).items() if isinstance(v, dict)
+        }
+        self._paths: dict[str, Path] = {}
+        self._prev: dict[str, array] = {}
+        self._prev_done: dict[str, int] = {}
+        self._pending: dict[Path, bytearray] = {}
+        self._summary_dirty = False
+        self._console: list[str] = []
+        self._console_lock = threading.Lock()
+        self._warned: set[str] = set()
+        self.dropped: dict[str, int] = {}
+        self.after_flush: list[Callable[[], None]] = []
+        self._last_beat = 0.0
+        self._thread = threading.Thread(target=self._main, name=f"labtrack-writer-{run_id}", daemon=True)
+
+    # --- called from other threads -------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the writer thread, in order; waits when the queue is full."""
+        if not self._thread.is_alive():
+            fn()  # after close (or before start): write in the caller's thread
+            return
+        self._q.put(fn)
+
+    def write_console(self, text: str) -> None:
+        with self._console_lock:
+            self._console.append(text)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Barrier: everything logged before the call is on disk when it returns True."""
+        if not self._thread.is_alive():
+            self._flush_all()
+            return True
+        b = _Barrier()
+        self._q.put(b)
+        return b.event.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain, write everything, and stop the thread."""
+        if self._thread.is_alive():
+            self._q.put(_STOP)
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._flush_all()
+
+    # --- the thread -----------------------------------------------------------------------
+    def _main(self) -> None:
+        next_flush = time.monotonic() + self._flush_seconds
+        self._beat()
+        while True:
+            try:
+                item = self._q.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush_all()
+                return
+            if isinstance(item, _Barrier):
+                self._flush_all()
+                item.event.set()
+                next_flush = time.monotonic() + self._flush_seconds
+                continue
+            if item is not None:
+                self._run_record(item)
+            now = time.monotonic()
+            if now >= next_flush:
+                self._flush_all()
+                next_flush = now + self._flush_seconds
+
+    def _run_record(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except OSError as e:
+            self._warn_once("record", f"labtrack: could not write a record of run {self.dir.name}: {e}; "
+                            "that record is lost, logging continues")
+            self.dropped["records"] = self.dropped.get("records", 0) + 1
+        except Exception as e:  # a record that fails to encode must not kill the writer
+            self._warn_once("encode", f"labtrack: could not encode a record of run {self.dir.name}: "
+                            f"{type(e).__name__}: {e}; that record is lost")
+            self.dropped["records"] = self.dropped.get("records", 0) + 1
+
+    def _flush_all(self) -> None:
+        self._flush_scalars()
+        self._flush_console()
+        self._retry_pending()
+        if self._summary_dirty:
+            try:
+                files.atomic_write_json(self.dir / layout.SUMMARY_JSON, self.summary())
+                self._summary_dirty = False
+            except OSError as e:
+                self._warn_once("summary", f"labtrack: could not write summary.json of run {self.dir.name}: {e}")
+        self._beat()
+        for fn in self.after_flush:
+            try:
+                fn()
+            except Exception as e:  # a hook (the shipper) must never stop the writer
+                self._warn_once("hook", f"labtrack: after-flush hook failed: {e}")
+
+    def summary(self) -> dict[str, Any]:
+        return {k: s.as_dict() for k, s in sorted(self._stats.items())}
+
+    def _flush_scalars(self) -> None:
+        # What grew in the previous generation after it was written (a racing log call).
+        for name, col in list(self._prev.items()):
+            done = self._prev_done.get(name, 0)
+            if len(col) - done >= 3:
+                self._write_series(name, col, done)
+        self._prev = self._swap_columns()
+        self._prev_done = {}
+        for name, col in list(self._prev.items()):
+            n = len(col) // 3 * 3
+            if n:
+                self._write_series(name, col, 0, n)
+            self._prev_done[name] = n
+
+    def _write_series(self, name: str, col: array, start: int, end: int | None = None) -> None:
+        end = len(col) // 3 * 3 if end is None else end
+        if end - start < 3:
+            return
+        part = col[start:end] if (start or end != len(col)) else col
+        text = format_rows(part)
+        path = self._paths.get(name)
+        if path is None:
+            path = layout.scalar_path(self.dir, name)
+            self._paths[name] = path
+            if not path.exists():
+                text = CSV_HEADER.decode() + text
+        self._append(path, text.encode())
+        stats = self._stats.get(name)
+        if stats is None:
+            stats = self._stats[name] = SeriesStats()
+        stats.update(part[1::3], part[-3], part[-1])
+        self._summary_dirty = True
+
+    def _flush_console(self) -> None:
+        with self._console_lock:
+            if not self._console:
+                return
+            text = "".join(self._console)
+            self._console.clear()
+        self._append(self.dir / layout.CONSOLE_LOG, text.encode("utf-8", errors="replace"))
+
+    def _append(self, path: Path, data: bytes) -> None:
+        pending = self._pending.get(path)
+        if pending is not None:  # keep file order behind earlier failed bytes
+            if len(pending) + len(data) > _MAX_PENDING:
+                self.dropped["bytes"] = self.dropped.get("bytes", 0) + len(data)
+                return
+            pending.extend(data)
+            return
+        if not self._append_whole(path, data):
+            self._pending[path] = bytearray(data)
+
+    def _retry_pending(self) -> None:
+        for path in list(self._pending):
+            if self._append_whole(path, bytes(self._pending[path])):
+                del self._pending[path]
+
+    def _append_whole(self, path: Path, data: bytes) -> bool:
+        """Append all of `data` or nothing (a partial write is cut back off)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as e:
+                self._disk_warning(path, e)
+                return False
+        except OSError as e:
+            self._disk_warning(path, e)
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                self._disk_warning(path, e)
+                return False
+            return True
+        finally:
+            os.close(fd)
+
+    def _disk_warning(self, path: Path, e: OSError) -> None:
+        self._warn_once("disk", f"labtrack: cannot write {path} ({e.strerror or e}); values are kept in "
+                        "memory and written when the disk accepts them (up to 64 MB per file)")
+
+    def _beat(self) -> None:
+        now = time.time()
+        if now - self._last_beat < self._heartbeat_seconds:
+            return
+        self._last_beat = now
+        hb = self.dir / layout.HEARTBEAT
+        try:
+            os.utime(hb)
+        except FileNotFoundError:
+            try:
+                hb.write_bytes(b"")
+            except OSError:
+                pass
+        except OSError:
+            pass
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def warned(self) -> set[str]:
+        return set(self._warned)
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    data = read_json(run_dir / layout.SUMMARY_JSON, {})
+    return data if isinstance(data, dict) else {}

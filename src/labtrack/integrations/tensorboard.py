@@ -1,0 +1,291 @@
+"""Export runs to TensorBoard event files and start TensorBoard on them.
+
+Needs the `tensorboard` package (`pip install 'labtrack[tb]'`), not TensorFlow: events are
+built from tensorboard's own protocol buffers and written with its event-file writer.
+
+What is exported, per run, into `<logdir>/<run-id>/`:
+
+* scalars (`scalars/*.csv`) as scalar summaries (TensorBoard keeps float32),
+* images, figures and animations listed in media.jsonl as image summaries (the PNG or GIF
+  bytes as stored),
+* histograms (`histograms/*.jsonl`) as histogram summaries (bucket edges and counts as
+  stored; the sum and sum of squares, which labtrack does not keep, are estimated from the
+  bin centres),
+* text records (`text/*.jsonl`) for TensorBoard's text tab.
+
+Example::
+
+    from labtrack.integrations import tensorboard
+    named = tensorboard.export_runs([run_a.dir, run_b.dir], Path("tb"))
+    proc = tensorboard.launch(named, port=6006)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import LabtrackError, LabtrackValueError
+
+__all__ = ["export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard", "run_label"]
+
+_EVENT_PREFIX = "events.out.tfevents."
+_IMAGE_KINDS = ("image", "figure", "animation")
+_COLORSPACE = {"L": 1, "1": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "RGB": 3, "P": 3, "CMYK": 3, "YCbCr": 3, "RGBA": 4, "PA": 4}
+
+
+def require_tensorboard() -> None:
+    """Raise a clear error when the tensorboard package is not installed.
+
+    Raises:
+        LabtrackError: tensorboard is missing, with the command that installs it.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise LabtrackError(
+            "TensorBoard is not installed; install it with: pip install 'labtrack[tb]'"
+        )
+
+
+def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
+    """Write one run's scalars, images, histograms and text as a TensorBoard event file.
+
+    Event files left in `out_dir` by an earlier export are removed first, so exporting
+    again shows each point once.
+
+    Args:
+        run_dir: the run directory.
+        out_dir: the folder for the event file (created if missing).
+
+    Returns:
+        How many points were written: `{"scalars", "images", "histograms", "text"}`.
+
+    Raises:
+        LabtrackError: tensorboard is not installed.
+
+    Example:
+        >>> export_run(run.dir, Path("tb") / run.id)
+        {'scalars': 200, 'images': 3, 'histograms': 10, 'text': 0}
+    """
+    require_tensorboard()
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from .._store.reader import read_jsonl, read_scalars, series_names
+    from .._store.layout import scalar_path
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.iterdir():
+        if old.name.startswith(_EVENT_PREFIX) and old.is_file():
+            old.unlink()
+    counts = {"scalars": 0, "images": 0, "histograms": 0, "text": 0}
+    writer = EventFileWriter(str(out_dir), max_queue_size=1000, flush_secs=3600)
+    try:
+        def emit(tag: str, step: int, wall: float, value: Any) -> None:
+            value.tag = tag
+            event = event_pb2.Event(wall_time=wall, step=step)
+            event.summary.value.append(value)
+            writer.add_event(event)
+
+        for name in series_names(run_dir):
+            steps, values, times = read_scalars(scalar_path(run_dir, name))
+            for step, v, t in zip(steps, values, times):
+                emit(name, step, t, _scalar(v))
+            counts["scalars"] += len(steps)
+        for entry in read_jsonl(run_dir / "media.jsonl"):
+            if entry.get("kind") not in _IMAGE_KINDS or not isinstance(entry.get("path"), str):
+                continue
+            path = _inside(run_dir, entry["path"])
+            if path is None or not path.is_file():
+                continue
+            emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path))
+            counts["images"] += 1
+        for name, path in _named_files(run_dir / "histograms", ".jsonl"):
+            for rec in read_jsonl(path):
+                value = _histogram(rec)
+                if value is not None:
+                    emit(name, int(rec["step"]), float(rec.get("time", 0.0)), value)
+                    counts["histograms"] += 1
+        for name, path in _named_files(run_dir / "text", ".jsonl"):
+            for rec in read_jsonl(path):
+                emit(name, int(rec.get("step", 0)), float(rec.get("time", 0.0)), _text(rec))
+                counts["text"] += 1
+    finally:
+        writer.close()
+    return counts
+
+
+def run_label(meta: dict[str, Any]) -> str:
+    """A run's name in TensorBoard: `experiment/name`, or `experiment/<id>` without a name.
+
+    Commas and colons, which `--logdir_spec` cannot carry, become `-`.
+    """
+    name = meta.get("name") or meta.get("id") or "run"
+    label = f"{meta.get('experiment') or 'default'}/{name}"
+    label = label.replace(",", "-").replace(":", "-")
+    return label.lstrip("/") or "run"
+
+
+def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[tuple[str, Path]]:
+    """Export several runs under `logdir`, one sub-folder per run id, and name them.
+
+    Args:
+        run_dirs: the run directories.
+        logdir: the folder that receives `<run-id>/events.out.tfevents.*`.
+
+    Returns:
+        `(label, folder)` per run, labels made unique (the id is added to repeated labels).
+
+    Raises:
+        LabtrackError: tensorboard is not installed.
+
+    Example:
+        >>> export_runs([a.dir, b.dir], Path("tb"))
+        [('mnist/baseline', PosixPath('tb/2026...')), ...]
+    """
+    require_tensorboard()
+    from .._store.reader import read_run_meta
+
+    metas = [read_run_meta(Path(d)) for d in run_dirs]
+    labels = [run_label(m) for m in metas]
+    out: list[tuple[str, Path]] = []
+    for d, meta, label in zip(run_dirs, metas, labels):
+        run_id = str(meta.get("id") or Path(d).name)
+        if labels.count(label) > 1:
+            label = f"{label}-{run_id}"
+        folder = Path(logdir) / run_id
+        export_run(Path(d), folder)
+        out.append((label, folder))
+    return out
+
+
+def logdir_spec(named: Sequence[tuple[str, Path]]) -> str:
+    """The `--logdir_spec` value for `(label, folder)` pairs.
+
+    Raises:
+        LabtrackValueError: a folder path contains a comma (the spec's separator).
+    """
+    parts = []
+    for label, folder in named:
+        path = str(Path(folder).resolve())
+        if "," in path:
+            raise LabtrackValueError(
+                f"TensorBoard cannot take the folder {path!r}: its --logdir_spec is comma-separated; "
+                "choose a --logdir without commas"
+            )
+        parts.append(f"{label}:{path}")
+    return ",".join(parts)
+
+
+def launch(
+    named: Sequence[tuple[str, Path]],
+    *,
+    port: int = 6006,
+    host: str = "127.0.0.1",
+    quiet: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start TensorBoard on exported runs; the caller stops it (`terminate()`, `wait()`).
+
+    Args:
+        named: `(label, folder)` pairs from :func:`export_runs`.
+        port: the port to listen on.
+        host: the address to bind (default only this machine).
+        quiet: send TensorBoard's own output to /dev/null.
+
+    Returns:
+        The TensorBoard process.
+
+    Raises:
+        LabtrackError: tensorboard is not installed.
+        LabtrackValueError: a bad port, or no runs.
+
+    Example:
+        >>> proc = launch(export_runs([run.dir], Path("tb")), port=6006)
+    """
+    require_tensorboard()
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise LabtrackValueError(f"port {port!r} is not allowed; use a whole number from 1 to 65535")
+    if not named:
+        raise LabtrackValueError("no runs to show in TensorBoard; name at least one run")
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(named),
+           "--port", str(port), "--host", host]
+    sink = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(cmd, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
+
+
+# -- building summaries (pure) ------------------------------------------------------------
+
+
+def _scalar(value: float) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+
+    return summary_pb2.Summary.Value(simple_value=value)
+
+
+def _image(path: Path) -> Any:
+    from PIL import Image
+    from tensorboard.compat.proto import summary_pb2
+
+    data = path.read_bytes()
+    with Image.open(path) as img:
+        width, height = img.size
+        colorspace = _COLORSPACE.get(img.mode, 3)
+    return summary_pb2.Summary.Value(image=summary_pb2.Summary.Image(
+        height=height, width=width, colorspace=colorspace, encoded_image_string=data))
+
+
+def _histogram(rec: dict[str, Any]) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+
+    edges = [float(e) for e in rec.get("bins", [])]
+    counts = [float(c) for c in rec.get("counts", [])]
+    if len(edges) != len(counts) + 1 or not counts:
+        return None
+    centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+    total = sum(counts)
+    histo = summary_pb2.HistogramProto(
+        min=float(rec.get("min", edges[0])),
+        max=float(rec.get("max", edges[-1])),
+        num=float(rec.get("count", total)),
+        sum=sum(c * x for c, x in zip(counts, centres)),
+        sum_squares=sum(c * x * x for c, x in zip(counts, centres)),
+        bucket_limit=edges[1:],
+        bucket=counts,
+    )
+    return summary_pb2.Summary.Value(histo=histo)
+
+
+def _text(rec: dict[str, Any]) -> Any:
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+    text = str(rec.get("text", ""))
+    if "expected" in rec:
+        text += f"\n\nexpected: {rec['expected']}"
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode("utf-8")],
+                                    tensor_shape=tensor_shape_pb2.TensorShapeProto())
+    return summary_pb2.Summary.Value(metadata=meta, tensor=tensor)
+
+
+def _named_files(base: Path, suffix: str) -> list[tuple[str, Path]]:
+    from .._names import relpath_to_name
+
+    out = []
+    for dirpath, _dirs, files in os.walk(base):
+        for fn in files:
+            if fn.endswith(suffix) and not fn.startswith("."):
+                path = Path(dirpath, fn)
+                out.append((relpath_to_name(path.relative_to(base).as_posix(), suffix), path))
+    return sorted(out)
+
+
+def _inside(run_dir: Path, rel: str) -> Path | None:
+    """`run_dir / rel` when it stays inside the run (media.jsonl is data, not trusted paths)."""
+    path = (run_dir / rel).resolve()
+    return path if run_dir.resolve() in path.parents else None
