@@ -58,6 +58,11 @@ class Run:
         ...     run.log({"train/loss": 0.5})
     """
 
+    # Slots make the attribute reads on the hot path cheaper.
+    __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
+                 "_meta_lock", "_cols", "_known", "_next_step", "_indicators_obj", "_shipper",
+                 "_capture", "_sync_timeout", "_meta", "_params", "_writer", "__weakref__")
+
     def __init__(
         self,
         experiment: str | None = None,

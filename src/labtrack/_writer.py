@@ -106,14 +106,39 @@ class SeriesStats:
         }
 
 
-def format_rows(col: array, start: int = 0) -> str:
-    """CSV lines of the triples in `col[start:]` (step, value, time)."""
-    n = (len(col) - start) // 3
+# From this many rows in one flush, rows are formatted by pyarrow's CSV writer (C++, outside
+# the GIL, ~3x faster): only high-rate loggers pay for importing it. Both write each float in
+# its shortest round-trip form (pyarrow writes 2.0 as "2").
+BULK_ROWS = 20_000
+
+
+def format_rows(col: array) -> bytes:
+    """CSV lines of the (step, value, time) triples in `col`."""
+    n = len(col) // 3
     if n <= 0:
-        return ""
-    if start == 0 and n * 3 == len(col):
-        return (_ROW * n) % tuple(col)
-    return (_ROW * n) % tuple(col[start : start + n * 3])
+        return b""
+    if n >= BULK_ROWS:
+        bulk = _format_rows_arrow(col)
+        if bulk is not None:
+            return bulk
+    if n * 3 != len(col):
+        col = col[: n * 3]
+    return ((_ROW * n) % tuple(col)).encode()
+
+
+def _format_rows_arrow(col: array) -> bytes | None:
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    a = np.frombuffer(col, dtype=np.float64)[: len(col) // 3 * 3].reshape(-1, 3)
+    table = pa.table({"step": pa.array(a[:, 0].astype(np.int64)), "value": pa.array(a[:, 1]),
+                      "time": pa.array(np.round(a[:, 2], 3))})
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return bytes(sink.getvalue())
 
 
 class Writer:
@@ -252,14 +277,14 @@ class Writer:
         if end - start < 3:
             return
         part = col[start:end] if (start or end != len(col)) else col
-        text = format_rows(part)
+        data = format_rows(part)
         path = self._paths.get(name)
         if path is None:
             path = layout.scalar_path(self.dir, name)
             self._paths[name] = path
             if not path.exists():
-                text = CSV_HEADER.decode() + text
-        self._append(path, text.encode())
+                data = CSV_HEADER + data
+        self._append(path, data)
         stats = self._stats.get(name)
         if stats is None:
             stats = self._stats[name] = SeriesStats()

@@ -1,9 +1,107 @@
-"""CLI commands of this area; `register(group)` adds them to the `labtrack` group."""
+"""CLI commands of this area: `rerun` and `tb`. `register(group)` adds them to `labtrack`."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
 
+def _root(root: str | None) -> Path:
+    from .._settings import get
+
+    return Path(str(get("root", root))).resolve()
+
+
+@click.command("rerun")
+@click.argument("run")
+@click.option("--continue", "continue_", is_flag=True,
+              help="Resume the same run (LABTRACK_RESUME) instead of starting a new one; "
+                   "the script loads its last checkpoint.")
+@click.option("--root", default=None, help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--repo", type=click.Path(file_okay=False), default=None,
+              help="Git repository to take the commit from (default: the one the run recorded).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Empty folder for the worktree (default: a temporary folder).")
+@click.option("--keep", is_flag=True, help="Keep the worktree after a successful run.")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; create nothing.")
+def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
+                  workdir: str | None, keep: bool, dry_run: bool) -> None:
+    """Run RUN again from its recorded commit, diff and untracked files.
+
+    RUN is a run id, a unique id prefix, or experiment/name. A git worktree is made at the
+    run's commit, its recorded diff applied and its untracked files copied; then the recorded
+    command runs there as a new run whose parent is RUN. The new run's id is printed last.
+    """
+    from .._rerun import plan_rerun, rerun
+
+    plan = plan_rerun(_root(root), run, continue_=continue_,
+                      repo=Path(repo) if repo is not None else None)
+    if dry_run:
+        click.echo(plan.describe())
+        return
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    result = rerun(plan, workdir=Path(workdir) if workdir is not None else None, keep=keep,
+                   echo=lambda line: click.echo(line, err=True))
+    if result.returncode != 0:
+        which = f"; run {', '.join(result.run_ids)} recorded it" if result.run_ids else ""
+        click.echo(f"error: the command exited with status {result.returncode}{which}", err=True)
+        sys.exit(result.returncode if 0 < result.returncode < 256 else 1)
+    if not result.run_ids:
+        click.echo(f"error: the command finished but wrote no run with parent {plan.run_id} under "
+                   f"{plan.root}; does the script call labtrack.init() without its own root=?", err=True)
+        sys.exit(1)
+    for run_id in result.run_ids:
+        click.echo(run_id)
+
+
+@click.command("tb")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--root", default=None, help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--logdir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the event files (default <root>/.labtrack/tensorboard).")
+@click.option("--port", type=click.IntRange(1, 65535), default=6006, show_default=True,
+              help="Port for TensorBoard.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address TensorBoard binds.")
+@click.option("--no-launch", is_flag=True, help="Only export; print the tensorboard command.")
+def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port: int,
+               host: str, no_launch: bool) -> None:
+    """Export RUNS to TensorBoard event files and start TensorBoard on them.
+
+    Each RUN is a run id, a unique id prefix, or experiment/name. Scalars, images, figures,
+    histograms and text are exported, one sub-folder per run, and each run is named
+    experiment/name in TensorBoard. Needs: pip install 'labtrack[tb]'.
+    """
+    from .._rerun import resolve_run
+    from ..integrations import tensorboard
+
+    tensorboard.require_tensorboard()
+    base = _root(root)
+    dirs = [resolve_run(base, ref) for ref in runs]
+    out = Path(logdir).resolve() if logdir is not None else base / ".labtrack" / "tensorboard"
+    named = tensorboard.export_runs(dirs, out)
+    spec = tensorboard.logdir_spec(named)
+    for label, folder in named:
+        click.echo(f"exported {label} -> {folder}", err=True)
+    if no_launch:
+        click.echo(f"tensorboard --logdir_spec '{spec}' --port {port} --host {host}")
+        return
+    proc = tensorboard.launch(named, port=port, host=host)
+    click.echo(f"TensorBoard: http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = proc.wait()
+        return
+    if code != 0:
+        click.echo(f"error: tensorboard exited with status {code}", err=True)
+        sys.exit(1)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to `group`."""
+    group.add_command(rerun_command)
+    group.add_command(tb_command)

@@ -1,12 +1,13 @@
-"""Console: sections, loops, progress, tables, spinner, delayed interrupt (issue 3, in progress)."""
+"""The console: timed sections, loops with ETA, indicators' status line, tables, spinner,
+delayed interrupt (docs/console.md).
+
+Nothing here imports rich at `import labtrack` time; it is imported when something is shown.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from ._blocks import loop, progress, section, spinner
+from ._interrupt import delayed_interrupt
+from .tables import print_step, table
 
-
-def _pending(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError("the console module is being written (issue 3)")
-
-
-section = loop = progress = table = spinner = delayed_interrupt = print_step = _pending
+__all__ = ["delayed_interrupt", "loop", "print_step", "progress", "section", "spinner", "table"]

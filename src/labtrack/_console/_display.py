@@ -113,7 +113,7 @@ class Display:
             parent = self.frames[-1] if self.frames else None
             frame.indent = sum(2 for f in self.frames if f.kind == SECTION and not self._in_loop(f))
             if parent is not None and parent.kind == SECTION and not parent.header \
-                    and frame.kind in (SECTION, LOOP) and self.loop_index() is None:
+                    and frame.kind in (SECTION, LOOP) and not self.iterating():
                 # the parent's result comes after its children's lines; say it started first
                 parent.header = True
                 self.keep(self._section_text(parent, None), soft_wrap=True)
@@ -134,12 +134,17 @@ class Display:
                 self._stop_live(transient=True)
 
     def _in_loop(self, frame: Frame) -> bool:
+        """True when a loop or progress encloses `frame` (its lines would repeat per iteration)."""
         for f in self.frames:
             if f is frame:
                 return False
-            if f.kind == LOOP:
+            if f.kind in (LOOP, PROGRESS):
                 return True
         return False
+
+    def iterating(self) -> bool:
+        """True when any loop or progress is running."""
+        return any(f.kind in (LOOP, PROGRESS) for f in self.frames)
 
     def loop_index(self) -> int | None:
         """Index of the innermost running loop in the stack, or None."""

@@ -8,6 +8,7 @@ inode) is parsed again from the start. A trailing line without its newline is le
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections import OrderedDict
@@ -53,7 +54,8 @@ class _Growing:
             return
         need = self.n + m
         if need > len(self.step):
-            cap = max(need, 2 * len(self.step), 1024) if self.n else need
+            # grow by a quarter: copying 10M points is costly, but so is reserving 2x memory
+            cap = max(need, len(self.step) + len(self.step) // 4, 1024) if self.n else need
             for attr in ("step", "value", "time"):
                 old = getattr(self, attr)
                 new = np.empty(cap, dtype=old.dtype)
@@ -68,6 +70,16 @@ class _Growing:
         self.value[self.n : need] = value
         self.time[self.n : need] = time
         self.n = need
+
+    def reserve(self, extra: int) -> None:
+        """Make room for `extra` more points at once (a first read knows its size)."""
+        need = self.n + extra
+        if need > len(self.step):
+            for attr in ("step", "value", "time"):
+                old = getattr(self, attr)
+                new = np.empty(need, dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, attr, new)
 
     def snapshot(self) -> Columns:
         n = self.n
@@ -89,40 +101,62 @@ class _Entry:
     mtime_ns: int = -1
 
 
-def parse_lines(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
-                                      npt.NDArray[np.float64]]:
-    """Parse complete `step,value,time` lines (no header), skipping lines that do not parse.
+Parsed = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+_BLOCK = 8 << 20  # bytes: a damaged line costs the slow parse of one block, not the file
 
-    pyarrow does the work; only when it refuses the block (a damaged line) does a slower
-    line-by-line parse keep every good line.
+
+def parse_lines(data: bytes | memoryview) -> list[Parsed]:
+    """Parse complete `step,value,time` lines (no header) into chunks of columns.
+
+    pyarrow parses; a block it refuses (a damaged line) is parsed line by line instead,
+    keeping every good line of it.
     """
-    if not data:
-        return _empty()
+    if not len(data):
+        return []
+    try:
+        return _parse_arrow(data)
+    except ValueError:
+        pass
+    view = memoryview(data)
+    chunks: list[Parsed] = []
+    pos, n = 0, len(view)
+    while pos < n:
+        end = n if pos + _BLOCK >= n else bytes(view[pos + _BLOCK : n]).find(b"\n") + pos + _BLOCK + 1
+        if end <= pos + _BLOCK:  # no newline after the block boundary
+            end = n
+        try:
+            chunks.extend(_parse_arrow(view[pos:end]))
+        except ValueError:
+            chunks.append(_parse_slowly(bytes(view[pos:end])))
+        pos = end
+    return chunks
+
+
+def _parse_arrow(data: bytes | memoryview) -> list[Parsed]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            pa.BufferReader(pa.py_buffer(data)),
+            read_options=pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 20),
             convert_options=pacsv.ConvertOptions(
                 column_types={"step": pa.int64(), "value": pa.float64(), "time": pa.float64()}
             ),
         )
-        if table.column("step").null_count == 0 and table.column("time").null_count == 0:
-            return (
-                table.column("step").to_numpy(),
-                table.column("value").to_numpy(),  # empty / "nan" became null -> NaN
-                table.column("time").to_numpy(),
-            )
-    except pa.ArrowInvalid:
-        pass
-    return _parse_slowly(data)
+    except pa.ArrowInvalid as e:
+        raise ValueError(str(e)) from None
+    if table.column("step").null_count or table.column("time").null_count:
+        raise ValueError("a line without a step or a time")
+    out: list[Parsed] = []
+    for batch in table.to_batches():
+        # "nan" and empty values arrive as nulls; to_numpy turns them into NaN
+        out.append((batch.column(0).to_numpy(), batch.column(1).to_numpy(zero_copy_only=False),
+                    batch.column(2).to_numpy()))
+    return out
 
 
-def _parse_slowly(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
-                                        npt.NDArray[np.float64]]:
+def _parse_slowly(data: bytes) -> Parsed:
     steps: list[int] = []
     values: list[float] = []
     times: list[float] = []
@@ -139,11 +173,6 @@ def _parse_slowly(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.fl
         times.append(t)
     return (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64),
             np.asarray(times, dtype=np.float64))
-
-
-def _empty() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64),
-            np.zeros(0, dtype=np.float64))
 
 
 class SeriesCache:
@@ -184,7 +213,7 @@ class SeriesCache:
     def _refresh(self, path: Path, entry: _Entry) -> None:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            if st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns and st.st_ino == entry.ino:
+            if (st.st_size, st.st_mtime_ns, st.st_ino) == (entry.size, entry.mtime_ns, entry.ino):
                 return
             if st.st_ino != entry.ino or st.st_size < entry.offset:
                 entry.cols = _Growing()
@@ -192,17 +221,30 @@ class SeriesCache:
                 entry.ino = st.st_ino
             start = entry.offset
             if start == 0:
-                head = f.read(len(HEADER))
-                if head != HEADER[: len(head)] or len(head) < len(HEADER):
-                    # no complete header yet (or not a series file): nothing to parse
-                    entry.size, entry.mtime_ns = -1, -1
+                if f.read(len(HEADER)) != HEADER:
+                    # no complete header yet, or not a series file: nothing to parse
+                    entry.size = entry.mtime_ns = -1
                     return
                 start = len(HEADER)
-            f.seek(start)
-            data = f.read(st.st_size - start)
-        end = data.rfind(b"\n") + 1  # only whole lines; the rest is still being written
-        if end:
-            entry.cols.extend(*parse_lines(data[:end]))
+            length = st.st_size - start
+            if length > _BLOCK:
+                # a big first read: map the file rather than copying it into a bytes object
+                with mmap.mmap(f.fileno(), st.st_size, access=mmap.ACCESS_READ) as mm:
+                    end = mm.rfind(b"\n", start) + 1
+                    if end > start:
+                        with memoryview(mm) as view:
+                            chunks = parse_lines(view[start:end])
+                        entry.cols.reserve(sum(len(c[0]) for c in chunks))
+                        for chunk in chunks:
+                            entry.cols.extend(*chunk)
+                        del chunks
+                    end = max(end - start, 0)
+            else:
+                f.seek(start)
+                data = f.read(length)
+                end = data.rfind(b"\n") + 1  # whole lines only; the rest is being written
+                for chunk in parse_lines(memoryview(data)[:end]):
+                    entry.cols.extend(*chunk)
         entry.offset = start + end
         entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
 

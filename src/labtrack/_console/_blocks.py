@@ -1,0 +1,336 @@
+"""Timed sections, loops with ETA, inner progress and the spinner.
+
+Sections and loops write their durations to the default run as `timings/<path>` series
+(seconds per call, or per iteration for a loop), where `<path>` is the names of the enclosing
+sections and the block's own name joined by `/`. Nothing is written without a run or with a
+disabled one. None of these blocks catches an exception: Ctrl-C and errors go through.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .._names import check_name
+from ..errors import LabtrackError, LabtrackTypeError, LabtrackValueError
+from ._display import DISPLAY, LOOP, PROGRESS, SECTION, SPINNER, Frame
+
+T = TypeVar("T")
+Recorder = Callable[..., Any]
+
+_checked: set[str] = set()  # names already validated (sections run once per iteration)
+
+
+def _check(name: object, what: str) -> str:
+    if isinstance(name, str) and name in _checked:
+        return name
+    check_name(name, what)
+    assert isinstance(name, str)
+    _checked.add(name)
+    return name
+
+
+def _recorder() -> Recorder | None:
+    """`_record` of the default run, or None without a run or with a disabled one.
+
+    Looked up in sys.modules so the console never imports the run module itself (and works
+    on its own, without labtrack.init()).
+    """
+    mod = sys.modules.get("labtrack._run")
+    if mod is None:
+        return None
+    run = mod.current_run()
+    if run is None or isinstance(run, mod.DisabledRun):
+        return None
+    record: Recorder | None = getattr(run, "_record", None)
+    return record
+
+
+def _timing_key(name: str) -> str:
+    """`timings/<enclosing sections>/<name>` for a block about to be pushed."""
+    parts = [f.name for f in DISPLAY.frames if f.kind == SECTION]
+    parts.append(name)
+    return "timings/" + "/".join(parts)
+
+
+def _safe_record(record: Recorder | None, key: str, seconds: float) -> Recorder | None:
+    """Record one timing; a run that finished meanwhile just stops receiving them."""
+    if record is None:
+        return None
+    try:
+        record({key: seconds})
+    except LabtrackError:
+        return None
+    return record
+
+
+class section:  # noqa: N801 - used like a function: `with labtrack.section("Load"):`
+    """Time a block: prints `name... done 1,234ms` and records `timings/<path>` seconds.
+
+    Outside a loop the result is printed as a line (nested sections are indented under a
+    `name...` header). Inside `labtrack.loop` the section's time of the current iteration is
+    shown on the loop's status line instead, so nothing floods the screen.
+
+    Args:
+        name: what is being done, such as "Load data"; a '/'-separated name like any series.
+
+    Raises:
+        LabtrackNameError: the name is empty, not a str, or not a valid series name.
+
+    Example:
+        >>> with labtrack.section("Load data"):
+        ...     data = load()
+        Load data... done 1,234ms
+    """
+
+    __slots__ = ("_name", "_frame", "_key", "_record", "_inner")
+
+    def __init__(self, name: str) -> None:
+        self._name = _check(name, "section name")
+        self._frame: Frame | None = None
+        self._key = ""
+        self._record: Recorder | None = None
+        self._inner = False
+
+    def __enter__(self) -> section:
+        frame = Frame(SECTION, self._name)
+        with DISPLAY.lock:
+            self._key = _timing_key(self._name)
+            DISPLAY.push(frame)
+            self._inner = DISPLAY._in_loop(frame)
+            idx = DISPLAY.loop_index()
+            if idx is not None:
+                frame.label = "/".join(f.name for f in DISPLAY.frames[idx + 1:] if f.kind == SECTION)
+            if DISPLAY.interactive and not self._inner:
+                from rich.spinner import Spinner
+
+                frame.spinner = Spinner("dots")
+        self._record = _recorder()
+        self._frame = frame
+        frame.start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        frame = self._frame
+        if frame is None:
+            return
+        seconds = time.perf_counter() - frame.start
+        self._frame = None
+        if exc_type is None:
+            word = "done"
+            _safe_record(self._record, self._key, seconds)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            word = "interrupted"
+        else:
+            word = "failed"
+        with DISPLAY.lock:
+            if self._inner:
+                loop = DISPLAY.innermost_loop()
+                if loop is not None:
+                    loop.sections[frame.label] = seconds
+            else:
+                DISPLAY.section_done(frame, word, seconds)
+            DISPLAY.pop(frame)
+
+
+def _prepare(iterable: Iterable[T] | int, total: int | None, name: object,
+             what: str) -> tuple[Iterator[Any], int | None, str]:
+    if isinstance(iterable, bool):
+        raise LabtrackTypeError(f"{what}() needs an iterable or an int count, got bool {iterable!r}")
+    if isinstance(iterable, int):
+        if iterable < 0:
+            raise LabtrackValueError(f"{what}({iterable}): a count must be >= 0")
+        iterable = range(iterable)
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise LabtrackValueError(
+            f"{what}(total={total!r}): total must be a whole number >= 0 or None (unknown length)"
+        )
+    label = _check(name, f"{what} name")
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except (TypeError, AttributeError):
+            total = None
+    try:
+        it = iter(iterable)
+    except TypeError:
+        raise LabtrackTypeError(
+            f"{what}() needs an iterable (a list, range, generator, data loader...) or an int "
+            f"count, got {type(iterable).__name__} {iterable!r:.60}"
+        ) from None
+    return it, total, label
+
+
+def _print_every(value: int | None) -> int:
+    if value is None:
+        from .. import _settings
+
+        every: int = _settings.get("print_every")
+        return every
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LabtrackValueError(f"print_every={value!r}: must be a whole number >= 1")
+    return value
+
+
+def loop(iterable: Iterable[T] | int, *, total: int | None = None, name: str = "loop",
+         print_every: int | None = None) -> Iterator[T]:
+    """Iterate with a live status line: step, section times, indicators, progress and ETA.
+
+    On a terminal the line is redrawn in place; a line stays every `print_every` steps and at
+    the end. Without a terminal only those lines are printed, as plain text. Each iteration's
+    duration is recorded as `timings/<name>` on the default run.
+
+    Args:
+        iterable: any iterable (with or without `len`), or an int n for `range(n)`.
+        total: the number of items, when `len(iterable)` does not tell (for the ETA).
+        name: the name of the timing series and of the loop on nested lines.
+        print_every: keep a line every this many steps (default: the print_every setting,
+            LABTRACK_PRINT_EVERY). The step is the one given to `run.write(step)` in the
+            iteration, else the item when it is an int, else the iteration number.
+
+    Returns:
+        An iterator over the items of `iterable`.
+
+    Raises:
+        LabtrackTypeError: `iterable` cannot be iterated.
+        LabtrackValueError: a negative count or total, or print_every < 1.
+
+    Example:
+        >>> for step in labtrack.loop(range(1000)):
+        ...     run.store(loss=train_step())
+        ...     run.write(step)
+    """
+    it, n_total, label = _prepare(iterable, total, name, "loop")
+    every = _print_every(print_every)
+    return _iterate_loop(it, n_total, label, every)
+
+
+def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> Iterator[T]:
+    perf = time.perf_counter
+    display = DISPLAY
+    frame = Frame(LOOP, name, total)
+    with display.lock:
+        key = _timing_key(name)
+        display.push(frame)
+    record = _recorder()
+    n = 0
+    kept = -1
+    finished = False
+    last = frame.start = perf()
+    try:
+        for item in it:
+            frame.step = item if type(item) is int else n
+            frame.write_step = None
+            yield item
+            # the iteration's body has run: from fetching the item to asking for the next
+            now = perf()
+            if record is not None:
+                record = _safe_record(record, key, now - last)
+            last = now
+            n += 1
+            frame.n = n
+            step = frame.write_step
+            if step is None:
+                step = frame.step
+            if step % every == 0:
+                display.keep_loop_line(frame)
+                kept = n
+        finished = True
+        if n and kept != n:
+            display.keep_loop_line(frame)
+    finally:
+        if not finished and n:
+            display.keep_loop_line(frame, final="stopped")
+        display.pop(frame)
+
+
+def progress(iterable: Iterable[T] | int, *, total: int | None = None,
+             name: str = "progress") -> Iterator[T]:
+    """Iterate with an inner progress display that is cleared when done.
+
+    Inside `labtrack.loop` it shows as `name 45/100` on the loop's line; on its own it shows a
+    bar with ETA on a terminal. Nothing is printed when the output is not a terminal, and
+    nothing is recorded.
+
+    Args:
+        iterable: any iterable, or an int n for `range(n)`.
+        total: the number of items when `len(iterable)` does not tell.
+        name: the label shown before the count.
+
+    Returns:
+        An iterator over the items of `iterable`.
+
+    Raises:
+        LabtrackTypeError: `iterable` cannot be iterated.
+        LabtrackValueError: a negative count or total.
+
+    Example:
+        >>> for batch in labtrack.progress(loader, name="valid"):
+        ...     evaluate(batch)
+    """
+    it, n_total, label = _prepare(iterable, total, name, "progress")
+    return _iterate_progress(it, n_total, label)
+
+
+def _iterate_progress(it: Iterator[T], total: int | None, name: str) -> Iterator[T]:
+    frame = Frame(PROGRESS, name, total)
+    DISPLAY.push(frame)
+    n = 0
+    try:
+        for item in it:
+            yield item
+            n += 1
+            frame.n = n
+    finally:
+        DISPLAY.pop(frame)
+
+
+class spinner:  # noqa: N801 - used like a function: `with labtrack.spinner("Loading..."):`
+    """Show an animated spinner with `text` while the block runs (cleared when done).
+
+    Without a terminal the text is printed once, as a plain line, when the block starts.
+
+    Args:
+        text: what is happening, such as "Loading...".
+
+    Raises:
+        LabtrackTypeError: `text` is not a str.
+
+    Example:
+        >>> with labtrack.spinner("Downloading weights..."):
+        ...     fetch()
+    """
+
+    __slots__ = ("_text", "_frame")
+
+    def __init__(self, text: str = "Working...") -> None:
+        if not isinstance(text, str):
+            raise LabtrackTypeError(f"spinner text must be a str, got {type(text).__name__} {text!r}")
+        self._text = text
+        self._frame: Frame | None = None
+
+    def __enter__(self) -> spinner:
+        frame = Frame(SPINNER, self._text)
+        with DISPLAY.lock:
+            DISPLAY.push(frame)
+            if DISPLAY.interactive:
+                from rich.spinner import Spinner
+
+                frame.spinner = Spinner("dots")
+                DISPLAY.refresh()
+            else:
+                from rich.text import Text
+
+                DISPLAY.keep(Text(" " * frame.indent + self._text), soft_wrap=True)
+        self._frame = frame
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._frame is not None:
+            DISPLAY.pop(self._frame)
+            self._frame = None
