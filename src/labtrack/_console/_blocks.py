@@ -137,7 +137,7 @@ class section:  # noqa: N801 - used like a function: `with labtrack.section("Loa
             DISPLAY.pop(frame)
 
 
-def _prepare(iterable: Iterable[T] | int, total: int | None, name: object,
+def _prepare(iterable: Iterable[Any] | int, total: int | None, name: object,
              what: str) -> tuple[Iterator[Any], int | None, str]:
     if isinstance(iterable, bool):
         raise LabtrackTypeError(f"{what}() needs an iterable or an int count, got bool {iterable!r}")
@@ -145,6 +145,7 @@ def _prepare(iterable: Iterable[T] | int, total: int | None, name: object,
         if iterable < 0:
             raise LabtrackValueError(f"{what}({iterable}): a count must be >= 0")
         iterable = range(iterable)
+    assert not isinstance(iterable, int)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise LabtrackValueError(
             f"{what}(total={total!r}): total must be a whole number >= 0 or None (unknown length)"
@@ -223,7 +224,7 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
     last = frame.start = perf()
     try:
         for item in it:
-            frame.step = item if type(item) is int else n
+            frame.step = item if type(item) is int else n  # type: ignore[assignment]
             frame.write_step = None
             yield item
             # the iteration's body has run: from fetching the item to asking for the next
@@ -279,7 +280,7 @@ def progress(iterable: Iterable[T] | int, *, total: int | None = None,
 def _iterate_progress(it: Iterator[T], total: int | None, name: str) -> Iterator[T]:
     frame = Frame(PROGRESS, name, total)
     DISPLAY.push(frame)
-    n = 0
+    n: int = 0
     try:
         for item in it:
             yield item

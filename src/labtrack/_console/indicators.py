@@ -115,7 +115,7 @@ def _check_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, int):
         number = _as_number(step)
         if isinstance(number, int) and not isinstance(step, bool):
-            step = number
+            return _check_step(number)
         else:
             raise LabtrackTypeError(
                 f"write(step={step!r}): step must be an int >= 0 or None (the run's current step)"
