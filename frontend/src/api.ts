@@ -1,0 +1,304 @@
+// The HTTP API of docs/api.md, typed. Every request goes through here.
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export interface RunRow {
+  id: string;
+  experiment: string;
+  name: string | null;
+  comment: string | null;
+  tags: string[];
+  status: string;
+  started: string | null;
+  ended: string | null;
+  duration: number | null;
+  commit: string | null;
+  dirty: boolean | null;
+  host: string | null;
+  params: Record<string, Json>;
+  metrics: Record<string, number>;
+}
+
+export interface RunsPage {
+  total: number;
+  offset: number;
+  runs: RunRow[];
+}
+
+export interface Columns {
+  params: string[];
+  metrics: string[];
+  experiments: string[];
+}
+
+export interface SummaryEntry {
+  last: number;
+  min: number;
+  max: number;
+  mean?: number;
+  sum?: number;
+  count: number;
+  step: number;
+  time: number;
+}
+
+export interface RunDetail {
+  id: string;
+  experiment: string;
+  name: string | null;
+  comment: string | null;
+  tags: string[];
+  status: string;
+  started: string | null;
+  ended: string | null;
+  pid?: number;
+  host?: string | null;
+  user?: string | null;
+  command?: { argv?: string[]; script?: string; cwd?: string; python?: string } | null;
+  git?: {
+    commit?: string; message?: string; branch?: string; dirty?: boolean; remote?: string; root?: string;
+  } | null;
+  seed?: number | null;
+  parent?: string | null;
+  error?: { type?: string; message?: string; traceback?: string } | null;
+  checkpoints?: { last?: Json; best?: Json; mode?: string | null; metric?: string | null } | null;
+  params: Record<string, Json>;
+  summary: Record<string, SummaryEntry>;
+  env?: {
+    python?: { version?: string; implementation?: string; executable?: string };
+    platform?: { system?: string; release?: string; machine?: string };
+    packages?: Record<string, string>;
+    gpus?: { name?: string; memory?: number }[];
+    host?: string;
+    cpus?: number;
+  } | null;
+  options?: Json;
+}
+
+export interface FileEntry {
+  path: string;
+  size: number;
+  mtime: number;
+}
+
+export interface Series {
+  name: string;
+  total: number;
+  downsampled: boolean;
+  step: number[];
+  time: number[];
+  value: number[];
+  min?: number[];
+  max?: number[];
+}
+
+export interface MediaEntry {
+  step: number;
+  name: string;
+  kind: string;
+  path: string;
+  time?: number;
+  width?: number;
+  height?: number;
+  boxes?: string;
+}
+
+export interface TextRecord {
+  step: number;
+  text: string;
+  expected?: string;
+  time?: number;
+}
+
+export interface HistogramRecord {
+  step: number;
+  bins: number[];
+  counts: number[];
+  time?: number;
+  min?: number;
+  max?: number;
+  count?: number;
+}
+
+export class ApiError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
+const BASE = "api/v1";
+
+/** JSON carries non-finite floats as strings; the charts need numbers. */
+export function num(v: unknown): number {
+  if (typeof v === "number") return v;
+  if (v === "NaN") return NaN;
+  if (v === "Infinity") return Infinity;
+  if (v === "-Infinity") return -Infinity;
+  if (v === null || v === undefined) return NaN;
+  const n = Number(v);
+  return n;
+}
+
+function numArray(a: unknown): number[] {
+  if (!Array.isArray(a)) return [];
+  return a.map(num);
+}
+
+export function query(params: Record<string, string | number | undefined | null>): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === "") continue;
+    parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+  }
+  return parts.length ? "?" + parts.join("&") : "";
+}
+
+async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(`${BASE}/${path}`, { signal, headers: { Accept: "application/json" } });
+  if (!res.ok) {
+    let msg = `${res.status} ${res.statusText}`;
+    try {
+      const body = await res.json();
+      if (body && typeof body.error === "string") msg = body.error;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new ApiError(msg, res.status);
+  }
+  return (await res.json()) as T;
+}
+
+export function fileUrl(runId: string, path: string): string {
+  return `${BASE}/runs/${encodeURIComponent(runId)}/file${query({ path })}`;
+}
+
+export interface RunsQuery {
+  offset: number;
+  limit: number;
+  sort?: string;
+  q?: string;
+  where?: string;
+  columns?: string[];
+}
+
+export function fetchRuns(rq: RunsQuery, signal?: AbortSignal): Promise<RunsPage> {
+  return getJson<RunsPage>(
+    "runs" +
+      query({
+        offset: rq.offset,
+        limit: rq.limit,
+        sort: rq.sort,
+        q: rq.q,
+        where: rq.where,
+        columns: rq.columns && rq.columns.length ? rq.columns.join(",") : undefined,
+      }),
+    signal,
+  ).then((page) => {
+    for (const r of page.runs) fixRow(r);
+    return page;
+  });
+}
+
+export function fixRow(r: RunRow): RunRow {
+  r.tags = Array.isArray(r.tags) ? r.tags : [];
+  r.params = r.params || {};
+  const metrics: Record<string, number> = {};
+  for (const [k, v] of Object.entries(r.metrics || {})) metrics[k] = num(v);
+  r.metrics = metrics;
+  return r;
+}
+
+export function fetchColumns(): Promise<Columns> {
+  return getJson<Columns>("columns");
+}
+
+export async function fetchRun(id: string, signal?: AbortSignal): Promise<RunDetail> {
+  const d = await getJson<RunDetail>(`runs/${encodeURIComponent(id)}`, signal);
+  d.params = d.params || {};
+  d.tags = Array.isArray(d.tags) ? d.tags : [];
+  const summary: Record<string, SummaryEntry> = {};
+  for (const [k, v] of Object.entries(d.summary || {})) {
+    const e = v as unknown as Record<string, unknown>;
+    summary[k] = {
+      last: num(e.last), min: num(e.min), max: num(e.max), mean: num(e.mean), sum: num(e.sum),
+      count: num(e.count), step: num(e.step), time: num(e.time),
+    };
+  }
+  d.summary = summary;
+  return d;
+}
+
+export async function fetchFiles(id: string): Promise<FileEntry[]> {
+  const r = await getJson<{ files: FileEntry[] }>(`runs/${encodeURIComponent(id)}/files`);
+  return r.files || [];
+}
+
+export interface ScalarQuery {
+  points?: number;
+  x?: "step" | "time";
+  xmin?: number;
+  xmax?: number;
+}
+
+export async function fetchScalars(id: string, name: string, sq: ScalarQuery = {}, signal?: AbortSignal): Promise<Series> {
+  const r = await getJson<Record<string, unknown>>(
+    `runs/${encodeURIComponent(id)}/scalars` +
+      query({ name, points: sq.points ?? 2000, x: sq.x ?? "step", xmin: sq.xmin, xmax: sq.xmax }),
+    signal,
+  );
+  return {
+    name: String(r.name ?? name),
+    total: num(r.total),
+    downsampled: Boolean(r.downsampled),
+    step: numArray(r.step),
+    time: numArray(r.time),
+    value: numArray(r.value),
+    min: r.min ? numArray(r.min) : undefined,
+    max: r.max ? numArray(r.max) : undefined,
+  };
+}
+
+export async function fetchMedia(id: string): Promise<MediaEntry[]> {
+  const r = await getJson<MediaEntry[] | { media: MediaEntry[] }>(`runs/${encodeURIComponent(id)}/media`);
+  return Array.isArray(r) ? r : r.media || [];
+}
+
+export async function fetchText(id: string, name: string): Promise<TextRecord[]> {
+  const r = await getJson<TextRecord[] | { records: TextRecord[] }>(
+    `runs/${encodeURIComponent(id)}/text` + query({ name }),
+  );
+  return Array.isArray(r) ? r : r.records || [];
+}
+
+export async function fetchHistograms(id: string, name: string): Promise<HistogramRecord[]> {
+  const r = await getJson<HistogramRecord[] | { records: HistogramRecord[] }>(
+    `runs/${encodeURIComponent(id)}/histograms` + query({ name }),
+  );
+  const recs = Array.isArray(r) ? r : r.records || [];
+  return recs.map((h) => ({ ...h, bins: numArray(h.bins), counts: numArray(h.counts) }));
+}
+
+export async function fetchConsole(id: string, offset = 0): Promise<{ offset: number; text: string }> {
+  return getJson(`runs/${encodeURIComponent(id)}/console` + query({ offset }));
+}
+
+export async function fetchFileText(id: string, path: string): Promise<string> {
+  const res = await fetch(fileUrl(id, path));
+  if (!res.ok) throw new ApiError(`${path}: ${res.status}`, res.status);
+  return res.text();
+}
+
+/** Files store each name part escaped (docs/format.md, Names); this reverses it. */
+export function nameFromPath(rel: string, suffix: string): string {
+  const trimmed = rel.endsWith(suffix) ? rel.slice(0, -suffix.length) : rel;
+  return trimmed
+    .split("/")
+    .map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        return p;
+      }
+    })
+    .join("/");
+}

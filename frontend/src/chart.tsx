@@ -1,0 +1,345 @@
+// One chart panel: a metric of several runs, overlaid, with smoothing, envelope, zoom, read-out.
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { fetchScalars, Series } from "./api";
+import { withAlpha } from "./colors";
+import { fmtDuration, fmtNumber } from "./format";
+import { seriesStore } from "./series";
+
+export type XAxis = "step" | "time" | "relative";
+
+export interface ChartRun {
+  id: string;
+  label: string;
+  color: string;
+}
+
+export interface ChartProps {
+  metric: string;
+  runs: ChartRun[];
+  smoothing: number;
+  xAxis: XAxis;
+  logY: boolean;
+  height?: number;
+}
+
+/** Exponential moving average with the start-up bias removed (so the first points are not pulled to 0). */
+export function ema(values: number[], s: number): number[] {
+  if (s <= 0) return values.slice();
+  const out = new Array<number>(values.length);
+  let acc = 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) {
+      out[i] = v;
+      continue;
+    }
+    acc = acc * s + (1 - s) * v;
+    n++;
+    out[i] = acc / (1 - Math.pow(s, n));
+  }
+  return out;
+}
+
+interface Prepared {
+  run: ChartRun;
+  x: number[];
+  y: number[];
+  raw: number[];
+  lo?: number[];
+  hi?: number[];
+  t0: number;
+}
+
+function prepare(run: ChartRun, s: Series, xAxis: XAxis, smoothing: number, t0?: number): Prepared {
+  const n = s.value.length;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const base = t0 ?? (s.time.length ? Math.min(...s.time.slice(0, 1)) : 0);
+  const xOf = (i: number) => (xAxis === "step" ? s.step[i] : xAxis === "time" ? s.time[i] : s.time[i] - base);
+  // uPlot wants x ascending; a resumed run may log an old step again.
+  let sorted = true;
+  for (let i = 1; i < n; i++) if (xOf(i) < xOf(i - 1)) { sorted = false; break; }
+  if (!sorted) idx.sort((a, b) => xOf(a) - xOf(b));
+  const x = idx.map(xOf);
+  const raw = idx.map((i) => s.value[i]);
+  const p: Prepared = { run, x, raw, y: ema(raw, smoothing), t0: base };
+  if (s.downsampled && s.min && s.max && s.min.length === n) {
+    p.lo = idx.map((i) => s.min![i]);
+    p.hi = idx.map((i) => s.max![i]);
+  }
+  return p;
+}
+
+function clean(v: number | undefined, logY: boolean): number | null {
+  if (v === undefined || !Number.isFinite(v)) return null;
+  if (logY && v <= 0) return null;
+  return v;
+}
+
+interface Built {
+  data: uPlot.AlignedData;
+  series: uPlot.Series[];
+  bands: uPlot.Band[];
+  structure: string;
+}
+
+function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
+  const xsSet = new Set<number>();
+  for (const p of prep) for (const v of p.x) if (Number.isFinite(v)) xsSet.add(v);
+  const xs = Float64Array.from(xsSet).sort();
+  const pos = new Map<number, number>();
+  xs.forEach((v, i) => pos.set(v, i));
+  const data: (number | null)[][] = [];
+  const series: uPlot.Series[] = [{}];
+  const bands: uPlot.Band[] = [];
+  const parts: string[] = [];
+  const col = (p: Prepared, vals: number[]) => {
+    const out = new Array<number | null>(xs.length).fill(null);
+    for (let i = 0; i < p.x.length; i++) {
+      const j = pos.get(p.x[i]);
+      if (j !== undefined) out[j] = clean(vals[i], logY);
+    }
+    return out;
+  };
+  for (const p of prep) {
+    const c = p.run.color;
+    if (p.lo && p.hi) {
+      const hiIdx = series.length;
+      data.push(col(p, p.hi));
+      series.push({ label: "max", stroke: withAlpha(c, 0), width: 0, points: { show: false }, spanGaps: true });
+      data.push(col(p, p.lo));
+      series.push({ label: "min", stroke: withAlpha(c, 0), width: 0, points: { show: false }, spanGaps: true });
+      bands.push({ series: [hiIdx, hiIdx + 1], fill: withAlpha(c, 0.14) });
+    }
+    if (smoothing > 0) {
+      data.push(col(p, p.raw));
+      series.push({ label: "raw", stroke: withAlpha(c, 0.28), width: 1, points: { show: false }, spanGaps: true });
+    }
+    data.push(col(p, p.y));
+    series.push({ label: p.run.label, stroke: c, width: 2, points: { show: false }, spanGaps: true });
+    parts.push(`${p.run.id}:${p.lo ? 1 : 0}`);
+  }
+  return {
+    data: [Array.from(xs), ...data] as unknown as uPlot.AlignedData,
+    series,
+    bands,
+    structure: `${parts.join(",")}|${smoothing > 0}|${logY}`,
+  };
+}
+
+/** The value of a run's line at x (nearest point at or before x). */
+function valueAt(p: Prepared, x: number): number | undefined {
+  let lo = 0;
+  let hi = p.x.length - 1;
+  if (hi < 0 || x < p.x[0]) return undefined;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (p.x[mid] <= x) lo = mid;
+    else hi = mid - 1;
+  }
+  return p.y[lo];
+}
+
+function fmtX(x: number, xAxis: XAxis): string {
+  if (xAxis === "step") return fmtNumber(x);
+  if (xAxis === "relative") return fmtDuration(x);
+  return new Date(x * 1000).toLocaleString();
+}
+
+export function Chart(props: ChartProps) {
+  const { metric, runs, smoothing, xAxis, logY } = props;
+  const height = props.height ?? 220;
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const structure = useRef("");
+  const [version, setVersion] = useState(0);
+  const [zoom, setZoom] = useState<{ min: number; max: number } | null>(null);
+  const [zoomData, setZoomData] = useState<Map<string, Series> | null>(null);
+  const [cursorX, setCursorX] = useState<number | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const zoomRef = useRef(zoom);
+  zoomRef.current = zoom;
+  const runKey = runs.map((r) => r.id + r.color + r.label).join("|");
+
+  // Load each run's series and re-render when the live stream appends to one.
+  useEffect(() => {
+    let alive = true;
+    const bump = () => alive && setVersion((v) => v + 1);
+    const unsubs = runs.map((r) => seriesStore.subscribe(r.id, metric, bump));
+    Promise.all(runs.map((r) => seriesStore.load(r.id, metric).catch(() => null))).then((all) => {
+      if (!alive) return;
+      if (all.every((s) => s === null) && runs.length) setError("no data for this metric");
+      bump();
+    });
+    return () => {
+      alive = false;
+      unsubs.forEach((u) => u());
+    };
+  }, [runKey, metric]);
+
+  // Full view: what the store holds. Zoomed: the visible range at full resolution.
+  const t0s = useRef(new Map<string, number>());
+  const prepared = useMemo(() => {
+    const out: Prepared[] = [];
+    for (const r of runs) {
+      const full = seriesStore.peek(r.id, metric);
+      if (!full) continue;
+      const t0 = full.time.length ? full.time[0] : 0;
+      t0s.current.set(r.id, t0);
+      const s = zoomData?.get(r.id) ?? full;
+      out.push(prepare(r, s, xAxis, smoothing, t0));
+    }
+    return out;
+  }, [version, runKey, metric, xAxis, smoothing, zoomData]);
+
+  const built = useMemo(() => build(prepared, smoothing, logY), [prepared, smoothing, logY]);
+
+  // Zoom: ask the server for the visible range of every run.
+  useEffect(() => {
+    if (!zoom) {
+      setZoomData(null);
+      return;
+    }
+    const ctl = new AbortController();
+    const t = window.setTimeout(() => {
+      Promise.all(
+        runs.map(async (r) => {
+          const t0 = t0s.current.get(r.id) ?? 0;
+          const q =
+            xAxis === "step"
+              ? { x: "step" as const, xmin: Math.floor(zoom.min), xmax: Math.ceil(zoom.max) }
+              : xAxis === "time"
+                ? { x: "time" as const, xmin: zoom.min, xmax: zoom.max }
+                : { x: "time" as const, xmin: zoom.min + t0, xmax: zoom.max + t0 };
+          const s = await fetchScalars(r.id, metric, { ...q, points: 2000 }, ctl.signal);
+          return [r.id, s] as const;
+        }),
+      )
+        .then((pairs) => setZoomData(new Map(pairs)))
+        .catch(() => undefined);
+    }, 150);
+    return () => {
+      window.clearTimeout(t);
+      ctl.abort();
+    };
+  }, [zoom, runKey, metric, xAxis]);
+
+  useEffect(() => {
+    setZoom(null);
+  }, [xAxis, metric]);
+
+  // Create or update the uPlot instance.
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const width = Math.max(200, el.clientWidth);
+    if (plot.current && structure.current === built.structure + xAxis) {
+      const z = zoomRef.current;
+      plot.current.setData(built.data, !z);
+      if (z) plot.current.setScale("x", z);
+      return;
+    }
+    plot.current?.destroy();
+    structure.current = built.structure + xAxis;
+    const opts: uPlot.Options = {
+      width,
+      height,
+      legend: { show: false },
+      series: built.series,
+      bands: built.bands,
+      scales: {
+        x: { time: xAxis === "time" },
+        y: { distr: logY ? 3 : 1 },
+      },
+      axes: [
+        {
+          stroke: "#555",
+          grid: { stroke: "#eee" },
+          ticks: { stroke: "#ddd" },
+          values: xAxis === "relative" ? (_u, splits) => splits.map((v) => fmtDuration(v)) : undefined,
+        },
+        {
+          stroke: "#555",
+          grid: { stroke: "#eee" },
+          ticks: { stroke: "#ddd" },
+          size: 56,
+          values: (_u, splits) => splits.map((v) => fmtNumber(v)),
+        },
+      ],
+      cursor: {
+        drag: { x: true, y: false, setScale: true },
+        points: { show: false },
+        bind: {
+          dblclick: () => () => {
+            setZoom(null);
+            return null;
+          },
+        },
+      },
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width > 4) {
+              const min = u.posToVal(u.select.left, "x");
+              const max = u.posToVal(u.select.left + u.select.width, "x");
+              setZoom({ min, max });
+            }
+          },
+        ],
+        setCursor: [
+          (u) => {
+            const left = u.cursor.left;
+            setCursorX(left === undefined || left < 0 ? null : u.posToVal(left, "x"));
+          },
+        ],
+      },
+    };
+    plot.current = new uPlot(opts, built.data, el);
+    const z = zoomRef.current;
+    if (z) plot.current.setScale("x", z);
+  }, [built, xAxis, height]);
+
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => {
+      if (plot.current) plot.current.setSize({ width: Math.max(200, el.clientWidth), height });
+    });
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [height]);
+
+  useEffect(() => () => plot.current?.destroy(), []);
+
+  const anyDownsampled = prepared.some((p) => p.lo);
+  return (
+    <div class="chart" data-metric={metric}>
+      <div class="chart-head">
+        <span class="chart-title" title={metric}>{metric}</span>
+        {anyDownsampled && <span class="badge" title="downsampled by the server; the band is the min/max of each bucket">envelope</span>}
+        {zoom && (
+          <button class="small" onClick={() => setZoom(null)} title="show the whole series (or double-click the chart)">
+            reset zoom
+          </button>
+        )}
+      </div>
+      <div class="chart-plot" ref={box} style={{ height: `${height}px` }} />
+      {error && !prepared.length && <div class="muted">{error}</div>}
+      <div class="chart-legend">
+        {cursorX !== null && <span class="legend-x">{xAxis === "step" ? "step " : ""}{fmtX(cursorX, xAxis)}</span>}
+        {prepared.map((p) => {
+          const v = cursorX !== null ? valueAt(p, cursorX) : p.y[p.y.length - 1];
+          return (
+            <span class="legend-item" key={p.run.id} data-run={p.run.id}>
+              <span class="swatch" style={{ background: p.run.color }} data-color={p.run.color} />
+              <span class="legend-label">{p.run.label}</span>
+              <span class="legend-value">{v === undefined ? "–" : fmtNumber(v)}</span>
+            </span>
+          );
+        })}
+      </div>
+    </div>
+  );
+}

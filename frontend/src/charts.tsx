@@ -1,0 +1,139 @@
+// The chart grid: one panel per metric, every given run overlaid, with shared controls.
+import { useEffect, useState } from "preact/hooks";
+import { fetchRun, RunDetail } from "./api";
+import { Chart, ChartRun, XAxis } from "./chart";
+import { useLive, useWatch } from "./live";
+import { seriesStore } from "./series";
+import { Picker } from "./widgets";
+
+export interface ChartSettings {
+  smoothing: number;
+  xAxis: XAxis;
+  logY: boolean;
+  metrics: string[]; // empty: all
+}
+
+export function ChartControls(props: {
+  settings: ChartSettings;
+  available: string[];
+  onChange: (s: Partial<ChartSettings>) => void;
+}) {
+  const { smoothing, xAxis, logY, metrics } = props.settings;
+  return (
+    <div class="chart-controls">
+      <label title="exponential moving average">
+        smoothing
+        <input
+          type="range" min="0" max="0.99" step="0.01" value={smoothing} data-testid="smoothing"
+          onInput={(e) => props.onChange({ smoothing: Number((e.target as HTMLInputElement).value) })}
+        />
+        <span class="mono">{smoothing.toFixed(2)}</span>
+      </label>
+      <label>
+        x axis
+        <select value={xAxis} data-testid="xaxis" onChange={(e) => props.onChange({ xAxis: (e.target as HTMLSelectElement).value as XAxis })}>
+          <option value="step">step</option>
+          <option value="time">wall time</option>
+          <option value="relative">relative time</option>
+        </select>
+      </label>
+      <label>
+        <input type="checkbox" checked={logY} data-testid="logy" onChange={(e) => props.onChange({ logY: (e.target as HTMLInputElement).checked })} />
+        log scale
+      </label>
+      <Picker
+        label="metrics"
+        testid="metric-picker"
+        options={props.available.map((m) => ({ value: m }))}
+        selected={metrics}
+        onChange={(m) => props.onChange({ metrics: m })}
+      />
+      <span class="muted hint">drag on a chart to zoom · double-click to reset</span>
+    </div>
+  );
+}
+
+/** Loads run details (labels, metric names) and keeps them fresh while runs change. */
+export function useRunDetails(ids: string[]): Map<string, RunDetail> {
+  const [details, setDetails] = useState(new Map<string, RunDetail>());
+  const key = ids.join(",");
+  useEffect(() => {
+    let alive = true;
+    Promise.all(ids.map((id) => fetchRun(id).catch(() => null))).then((all) => {
+      if (!alive) return;
+      const m = new Map<string, RunDetail>();
+      all.forEach((d) => d && m.set(d.id, d));
+      setDetails(m);
+    });
+    return () => {
+      alive = false;
+    };
+  }, [key]);
+  useWatch(ids);
+  // A new series in a watched run: fetch the run again so the panel appears.
+  useEffect(
+    () =>
+      seriesStore.onNewName((run, name) => {
+        if (!ids.includes(run)) return;
+        setDetails((old) => {
+          const d = old.get(run);
+          if (!d || d.summary[name]) return old;
+          const next = new Map(old);
+          next.set(run, { ...d, summary: { ...d.summary, [name]: { last: NaN, min: NaN, max: NaN, count: 0, step: 0, time: 0 } } });
+          return next;
+        });
+      }),
+    [key],
+  );
+  useLive(
+    "run",
+    (row) => {
+      if (!ids.includes(row.id)) return;
+      setDetails((old) => {
+        const d = old.get(row.id);
+        if (!d) return old;
+        const next = new Map(old);
+        next.set(row.id, { ...d, status: row.status, ended: row.ended, name: row.name, comment: row.comment, tags: row.tags });
+        return next;
+      });
+    },
+    [key],
+  );
+  return details;
+}
+
+export function metricNames(details: Iterable<RunDetail>): string[] {
+  const s = new Set<string>();
+  for (const d of details) for (const k of Object.keys(d.summary)) s.add(k);
+  return [...s].sort((a, b) => {
+    const ta = a.startsWith("timings/") ? 1 : 0;
+    const tb = b.startsWith("timings/") ? 1 : 0;
+    return ta - tb || a.localeCompare(b);
+  });
+}
+
+export function ChartGrid(props: {
+  runs: ChartRun[];
+  metrics: string[];
+  settings: ChartSettings;
+  has: (run: string, metric: string) => boolean;
+  height?: number;
+}) {
+  if (!props.runs.length) return <div class="empty">Select runs in the table to chart them.</div>;
+  if (!props.metrics.length) return <div class="empty">These runs have logged no scalars yet.</div>;
+  return (
+    <div class="chart-grid" data-testid="chart-grid">
+      {props.metrics.map((m) => (
+        <Chart
+          key={m}
+          metric={m}
+          runs={props.runs.filter((r) => props.has(r.id, m))}
+          smoothing={props.settings.smoothing}
+          xAxis={props.settings.xAxis}
+          logY={props.settings.logY}
+          height={props.height}
+        />
+      ))}
+    </div>
+  );
+}

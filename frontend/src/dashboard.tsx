@@ -1,0 +1,142 @@
+// The first view: the runs table above the charts of the selected runs.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { Columns, fetchColumns } from "./api";
+import { runColors } from "./colors";
+import { ChartControls, ChartGrid, ChartSettings, metricNames, useRunDetails } from "./charts";
+import { XAxis } from "./chart";
+import { listParam, navigate, Route, updateParams } from "./route";
+import { RunsTable, TableState } from "./runstable";
+import { Picker } from "./widgets";
+
+export function chartSettingsFrom(p: URLSearchParams): ChartSettings {
+  const x = p.get("x");
+  const sm = Number(p.get("smooth") ?? "0");
+  return {
+    smoothing: Number.isFinite(sm) ? Math.min(0.99, Math.max(0, sm)) : 0,
+    xAxis: x === "time" || x === "relative" ? (x as XAxis) : "step",
+    logY: p.get("log") === "1",
+    metrics: listParam(p, "metrics"),
+  };
+}
+
+export function chartSettingsTo(s: Partial<ChartSettings>): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  if (s.smoothing !== undefined) out.smooth = s.smoothing ? String(s.smoothing) : null;
+  if (s.xAxis !== undefined) out.x = s.xAxis === "step" ? null : s.xAxis;
+  if (s.logY !== undefined) out.log = s.logY ? "1" : null;
+  if (s.metrics !== undefined) out.metrics = s.metrics.length ? s.metrics.join(",") : null;
+  return out;
+}
+
+export function runLabels(ids: string[], names: Map<string, string | null | undefined>): Map<string, string> {
+  const count = new Map<string, number>();
+  for (const id of ids) {
+    const n = names.get(id) || id;
+    count.set(n, (count.get(n) ?? 0) + 1);
+  }
+  const out = new Map<string, string>();
+  for (const id of ids) {
+    const n = names.get(id) || id;
+    out.set(id, (count.get(n) ?? 0) > 1 && n !== id ? `${n} · ${id.slice(-6)}` : n);
+  }
+  return out;
+}
+
+export function Dashboard({ route }: { route: Route }) {
+  const p = route.params;
+  const state: TableState = {
+    q: p.get("q") ?? "",
+    where: p.get("where") ?? "",
+    sort: p.get("sort") ?? "-started",
+    cols: listParam(p, "cols"),
+    group: p.get("group") ?? "",
+    sel: listParam(p, "sel"),
+  };
+  const settings = chartSettingsFrom(p);
+  const [columns, setColumns] = useState<Columns>({ params: [], metrics: [], experiments: [] });
+  const [qDraft, setQDraft] = useState(state.q);
+  const [whereDraft, setWhereDraft] = useState(state.where);
+  useEffect(() => setQDraft(state.q), [state.q]);
+  useEffect(() => setWhereDraft(state.where), [state.where]);
+  useEffect(() => {
+    fetchColumns().then(setColumns).catch(() => undefined);
+  }, []);
+  // Free text filters as you type (debounced); `where` applies on Enter.
+  useEffect(() => {
+    if (qDraft === state.q) return;
+    const t = window.setTimeout(() => updateParams({ q: qDraft || null }), 250);
+    return () => window.clearTimeout(t);
+  }, [qDraft]);
+
+  const setState = (s: Partial<TableState>) => {
+    const out: Record<string, string | null> = {};
+    if (s.q !== undefined) out.q = s.q || null;
+    if (s.where !== undefined) out.where = s.where || null;
+    if (s.sort !== undefined) out.sort = s.sort === "-started" ? null : s.sort;
+    if (s.cols !== undefined) out.cols = s.cols.length ? s.cols.join(",") : null;
+    if (s.group !== undefined) out.group = s.group || null;
+    if (s.sel !== undefined) out.sel = s.sel.length ? s.sel.join(",") : null;
+    updateParams(out);
+  };
+
+  const details = useRunDetails(state.sel);
+  const colors = useMemo(() => runColors(state.sel), [state.sel.join(",")]);
+  const names = new Map([...details.values()].map((d) => [d.id, d.name]));
+  const labels = runLabels(state.sel, names);
+  const chartRuns = state.sel.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
+  const available = metricNames(details.values());
+  const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : available.slice(0, 24);
+  const colOptions = [
+    ...columns.params.map((c) => ({ value: "params." + c })),
+    ...columns.metrics.map((c) => ({ value: "metrics." + c })),
+  ];
+
+  return (
+    <div class="dashboard">
+      <div class="toolbar">
+        <input
+          type="search" class="filter" placeholder="filter: name, comment, tag, experiment, id" value={qDraft}
+          data-testid="filter" onInput={(e) => setQDraft((e.target as HTMLInputElement).value)}
+        />
+        <input
+          type="text" class="where mono" placeholder="where: params.lr < 0.01 and status == 'finished'" value={whereDraft}
+          data-testid="where"
+          onInput={(e) => setWhereDraft((e.target as HTMLInputElement).value)}
+          onKeyDown={(e) => e.key === "Enter" && setState({ where: whereDraft })}
+          onBlur={() => whereDraft !== state.where && setState({ where: whereDraft })}
+        />
+        <label>
+          group by
+          <select value={state.group} data-testid="group" onChange={(e) => setState({ group: (e.target as HTMLSelectElement).value })}>
+            <option value="">nothing</option>
+            <option value="experiment">experiment</option>
+            {columns.params.map((c) => (
+              <option value={"params." + c} key={c}>{c}</option>
+            ))}
+          </select>
+        </label>
+        <Picker label="columns" testid="column-picker" options={colOptions} selected={state.cols} onChange={(cols) => setState({ cols })} />
+        <span class="spacer" />
+        {state.sel.length > 0 && <button onClick={() => setState({ sel: [] })}>clear selection</button>}
+        <button
+          disabled={state.sel.length < 2}
+          data-testid="compare"
+          title="compare the params and metrics of the selected runs"
+          onClick={() => navigate("/compare", { runs: state.sel.join(",") })}
+        >
+          compare {state.sel.length >= 2 ? state.sel.length : ""}
+        </button>
+      </div>
+      <RunsTable state={state} onState={setState} />
+      <div class="charts-area">
+        <ChartControls settings={settings} available={available} onChange={(s) => updateParams(chartSettingsTo(s))} />
+        <ChartGrid
+          runs={chartRuns}
+          metrics={shown}
+          settings={settings}
+          has={(id, m) => Boolean(details.get(id)?.summary[m])}
+        />
+      </div>
+    </div>
+  );
+}

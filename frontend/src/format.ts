@@ -1,0 +1,60 @@
+export function fmtNumber(v: number | null | undefined): string {
+  if (v === null || v === undefined) return "";
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (Number.isInteger(v) && Math.abs(v) < 1e12) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(3);
+  return v.toPrecision(5).replace(/\.?0+$/, "");
+}
+
+export function fmtValue(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return fmtNumber(v);
+  if (typeof v === "string" || typeof v === "boolean") return String(v);
+  return JSON.stringify(v);
+}
+
+export function fmtDate(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+export function fmtDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+export function durationOf(started: string | null, ended: string | null, duration: number | null, now = Date.now()): number | null {
+  if (duration !== null && duration !== undefined && Number.isFinite(duration) && ended) return duration;
+  if (!started) return duration ?? null;
+  const s = new Date(started).getTime();
+  const e = ended ? new Date(ended).getTime() : now;
+  if (Number.isNaN(s) || Number.isNaN(e)) return duration ?? null;
+  return (e - s) / 1000;
+}
+
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export function runLabel(r: { name?: string | null; id: string }): string {
+  return r.name ? r.name : r.id;
+}

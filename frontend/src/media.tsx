@@ -1,0 +1,253 @@
+// Images with a step slider and their bounding boxes (class filter, probability threshold);
+// stepped markdown and tables; text with its diff against the expected text.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { fetchFileText, fileUrl, MediaEntry, TextRecord } from "./api";
+import { classColor } from "./colors";
+import { parseCsv } from "./csv";
+import { fmtNumber } from "./format";
+import { Markdown } from "./markdown";
+import { diff } from "./textdiff";
+
+interface Box {
+  xStart: number;
+  yStart: number;
+  xEnd: number;
+  yEnd: number;
+  className?: string;
+  probability?: number;
+}
+interface BoxFile {
+  boxes: Box[];
+  classes?: string[];
+  threshold?: number;
+}
+
+export function StepSlider(props: { steps: number[]; index: number; onIndex: (i: number) => void; testid?: string }) {
+  const { steps, index } = props;
+  if (steps.length <= 1) return <div class="step-line muted">step {steps[0] ?? "–"}</div>;
+  return (
+    <div class="step-line">
+      <label>
+        step <span class="mono" data-testid="step-value">{steps[index]}</span>
+        <input
+          type="range" min="0" max={steps.length - 1} step="1" value={index} data-testid={props.testid}
+          onInput={(e) => props.onIndex(Number((e.target as HTMLInputElement).value))}
+        />
+      </label>
+      <span class="muted">{index + 1} / {steps.length}</span>
+    </div>
+  );
+}
+
+export function ImageSeries(props: { runId: string; name: string; entries: MediaEntry[] }) {
+  const entries = useMemo(() => props.entries.slice().sort((a, b) => a.step - b.step), [props.entries]);
+  const [index, setIndex] = useState(entries.length - 1);
+  useEffect(() => setIndex(entries.length - 1), [entries.length]);
+  const e = entries[Math.min(index, entries.length - 1)];
+  return (
+    <div class="media-card" data-testid="image-series" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} testid="image-step" />
+      {e && <BoxedImage runId={props.runId} entry={e} />}
+    </div>
+  );
+}
+
+function BoxedImage({ runId, entry }: { runId: string; entry: MediaEntry }) {
+  const [boxes, setBoxes] = useState<BoxFile | null>(null);
+  const [size, setSize] = useState<{ w: number; h: number } | null>(
+    entry.width && entry.height ? { w: entry.width, h: entry.height } : null,
+  );
+  const [hidden, setHidden] = useState<Set<string>>(new Set());
+  const [threshold, setThreshold] = useState(0);
+  useEffect(() => {
+    setBoxes(null);
+    if (!entry.boxes) return;
+    fetchFileText(runId, entry.boxes)
+      .then((t) => {
+        const b = JSON.parse(t) as BoxFile;
+        setBoxes(b);
+        if (typeof b.threshold === "number") setThreshold(b.threshold);
+      })
+      .catch(() => setBoxes(null));
+  }, [runId, entry.boxes]);
+  const classes = useMemo(() => {
+    const s = new Set<string>(boxes?.classes ?? []);
+    for (const b of boxes?.boxes ?? []) if (b.className) s.add(b.className);
+    return [...s];
+  }, [boxes]);
+  const visible = (boxes?.boxes ?? []).filter(
+    (b) => !(b.className && hidden.has(b.className)) && !(typeof b.probability === "number" && b.probability < threshold),
+  );
+  const zoom = size ? Math.max(1, Math.min(4, Math.floor(360 / Math.max(size.w, size.h)))) : 1;
+  return (
+    <div class="boxed-image">
+      <div class="image-wrap" style={size ? { width: `${size.w * zoom}px`, height: `${size.h * zoom}px` } : undefined}>
+        <img
+          src={fileUrl(runId, entry.path)}
+          alt={`${entry.name} at step ${entry.step}`}
+          onLoad={(ev) => {
+            const im = ev.target as HTMLImageElement;
+            if (!size) setSize({ w: im.naturalWidth, h: im.naturalHeight });
+          }}
+        />
+        {size && boxes && (
+          <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-testid="boxes">
+            {visible.map((b, i) => {
+              const c = classColor(b.className ?? "");
+              const label = `${b.className ?? ""}${typeof b.probability === "number" ? ` ${b.probability.toFixed(2)}` : ""}`.trim();
+              return (
+                <g key={i} class="box" data-class={b.className ?? ""}>
+                  <rect
+                    x={b.xStart} y={b.yStart} width={Math.max(0, b.xEnd - b.xStart)} height={Math.max(0, b.yEnd - b.yStart)}
+                    fill="none" stroke={c} stroke-width={2 / zoom} vector-effect="non-scaling-stroke"
+                  />
+                  {label && (
+                    <text x={b.xStart + 1} y={Math.max(b.yStart - 2 / zoom, 8 / zoom)} fill={c} font-size={11 / zoom} class="box-label">
+                      {label}
+                    </text>
+                  )}
+                </g>
+              );
+            })}
+          </svg>
+        )}
+      </div>
+      {boxes && (
+        <div class="box-controls">
+          <label>
+            threshold
+            <input
+              type="range" min="0" max="1" step="0.01" value={threshold} data-testid="threshold"
+              onInput={(e) => setThreshold(Number((e.target as HTMLInputElement).value))}
+            />
+            <span class="mono">{threshold.toFixed(2)}</span>
+          </label>
+          <span class="classes">
+            {classes.map((c) => (
+              <label key={c} class="class-toggle" style={{ borderColor: classColor(c) }}>
+                <input
+                  type="checkbox" checked={!hidden.has(c)}
+                  onChange={() => {
+                    const n = new Set(hidden);
+                    if (n.has(c)) n.delete(c);
+                    else n.add(c);
+                    setHidden(n);
+                  }}
+                />
+                <span style={{ color: classColor(c) }}>{c}</span>
+              </label>
+            ))}
+          </span>
+          <span class="muted">{visible.length} of {boxes.boxes.length} boxes</span>
+        </div>
+      )}
+    </div>
+  );
+}
+
+export function TextDiffView({ record }: { record: TextRecord }) {
+  const [mode, setMode] = useState<"word" | "char">("word");
+  const ops = useMemo(
+    () => (record.expected !== undefined && record.expected !== null ? diff(record.expected, record.text, mode) : null),
+    [record.text, record.expected, mode],
+  );
+  return (
+    <div class="text-record" data-testid="text-record">
+      <div class="text-head">
+        <span class="muted">step {record.step}</span>
+        {ops && (
+          <span class="diff-mode">
+            <label><input type="radio" checked={mode === "word"} onChange={() => setMode("word")} /> words</label>
+            <label><input type="radio" checked={mode === "char"} onChange={() => setMode("char")} /> characters</label>
+          </span>
+        )}
+      </div>
+      {ops ? (
+        <div class="text-diff">
+          <div class="text-row"><span class="text-key">text</span><pre class="text-body">{record.text}</pre></div>
+          <div class="text-row"><span class="text-key">expected</span><pre class="text-body">{record.expected}</pre></div>
+          <div class="text-row">
+            <span class="text-key">diff</span>
+            <pre class="text-body" data-testid="text-diff">
+              {ops.map((o, i) =>
+                o.kind === "same" ? <span key={i}>{o.text}</span> : o.kind === "add" ? <ins key={i}>{o.text}</ins> : <del key={i}>{o.text}</del>,
+              )}
+            </pre>
+          </div>
+        </div>
+      ) : (
+        <pre class="text-body">{record.text}</pre>
+      )}
+    </div>
+  );
+}
+
+export function TextSeries(props: { name: string; records: TextRecord[] }) {
+  const recs = useMemo(() => props.records.slice().sort((a, b) => a.step - b.step), [props.records]);
+  const [index, setIndex] = useState(recs.length - 1);
+  useEffect(() => setIndex(recs.length - 1), [recs.length]);
+  const r = recs[Math.min(index, recs.length - 1)];
+  return (
+    <div class="media-card wide" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={recs.map((x) => x.step)} index={index} onIndex={setIndex} />
+      {r && <TextDiffView record={r} />}
+    </div>
+  );
+}
+
+export function RemoteMarkdown({ runId, path }: { runId: string; path: string }) {
+  const [src, setSrc] = useState<string | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  useEffect(() => {
+    fetchFileText(runId, path).then(setSrc).catch((e) => setErr(String(e.message ?? e)));
+  }, [runId, path]);
+  if (err) return <div class="error">{err}</div>;
+  return src === null ? <div class="muted">loading…</div> : <Markdown source={src} />;
+}
+
+export function RemoteTable({ runId, path }: { runId: string; path: string }) {
+  const [rows, setRows] = useState<string[][] | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  useEffect(() => {
+    fetchFileText(runId, path).then((t) => setRows(parseCsv(t))).catch((e) => setErr(String(e.message ?? e)));
+  }, [runId, path]);
+  if (err) return <div class="error">{err}</div>;
+  if (!rows) return <div class="muted">loading…</div>;
+  const [head, ...body] = rows;
+  const shown = body.slice(0, 1000);
+  return (
+    <div class="table-scroll">
+      <table class="data-table">
+        <thead>
+          <tr>{(head ?? []).map((h, i) => <th key={i}>{h}</th>)}</tr>
+        </thead>
+        <tbody>
+          {shown.map((r, i) => (
+            <tr key={i}>{r.map((c, j) => <td key={j} class={isNum(c) ? "num" : ""}>{isNum(c) ? fmtNumber(Number(c)) : c}</td>)}</tr>
+          ))}
+        </tbody>
+      </table>
+      {body.length > shown.length && <div class="muted">first {shown.length} of {body.length} rows</div>}
+    </div>
+  );
+}
+
+function isNum(s: string): boolean {
+  return s.trim() !== "" && !Number.isNaN(Number(s));
+}
+
+export function SteppedFiles(props: { runId: string; name: string; entries: MediaEntry[]; kind: "markdown" | "table" }) {
+  const entries = useMemo(() => props.entries.slice().sort((a, b) => a.step - b.step), [props.entries]);
+  const [index, setIndex] = useState(entries.length - 1);
+  useEffect(() => setIndex(entries.length - 1), [entries.length]);
+  const e = entries[Math.min(index, entries.length - 1)];
+  return (
+    <div class="media-card wide" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} />
+      {e && (props.kind === "markdown" ? <RemoteMarkdown runId={props.runId} path={e.path} /> : <RemoteTable runId={props.runId} path={e.path} />)}
+    </div>
+  );
+}

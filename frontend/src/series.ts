@@ -1,0 +1,106 @@
+// A cache of downsampled series per (run, metric), kept current by the live stream.
+import { fetchScalars, Series } from "./api";
+import { live, ScalarEvent } from "./live";
+
+type Listener = () => void;
+
+const REFETCH_AFTER = 4000; // appended points past this many: ask the server to downsample again
+
+function key(run: string, name: string): string {
+  return run + "\u0000" + name;
+}
+
+class SeriesStore {
+  private data = new Map<string, Series>();
+  private pending = new Map<string, Promise<Series>>();
+  private early = new Map<string, ScalarEvent[]>();
+  private listeners = new Map<string, Set<Listener>>();
+  private newNames = new Set<(run: string, name: string) => void>();
+
+  constructor() {
+    live.on("scalars", (e) => this.append(e));
+  }
+
+  peek(run: string, name: string): Series | undefined {
+    return this.data.get(key(run, name));
+  }
+
+  load(run: string, name: string, force = false): Promise<Series> {
+    const k = key(run, name);
+    const have = this.data.get(k);
+    if (have && !force) return Promise.resolve(have);
+    const p0 = this.pending.get(k);
+    if (p0) return p0;
+    this.early.set(k, []);
+    const p = fetchScalars(run, name)
+      .then((s) => {
+        for (const e of this.early.get(k) ?? []) appendPoints(s, e);
+        this.data.set(k, s);
+        this.notify(k);
+        return s;
+      })
+      .finally(() => {
+        this.pending.delete(k);
+        this.early.delete(k);
+      });
+    this.pending.set(k, p);
+    return p;
+  }
+
+  subscribe(run: string, name: string, fn: Listener): () => void {
+    const k = key(run, name);
+    let set = this.listeners.get(k);
+    if (!set) this.listeners.set(k, (set = new Set()));
+    set.add(fn);
+    return () => set!.delete(fn);
+  }
+
+  onNewName(fn: (run: string, name: string) => void): () => void {
+    this.newNames.add(fn);
+    return () => this.newNames.delete(fn);
+  }
+
+  private notify(k: string): void {
+    this.listeners.get(k)?.forEach((fn) => fn());
+  }
+
+  private append(e: ScalarEvent): void {
+    const k = key(e.run, e.name);
+    const early = this.early.get(k);
+    if (early) {
+      early.push(e);
+      return;
+    }
+    const s = this.data.get(k);
+    if (!s) {
+      this.newNames.forEach((fn) => fn(e.run, e.name));
+      return;
+    }
+    appendPoints(s, e);
+    if (s.value.length > REFETCH_AFTER && s.downsampled) {
+      void this.load(e.run, e.name, true);
+      return;
+    }
+    this.notify(k);
+  }
+}
+
+/** Adds the points of a live event that the series does not hold yet. */
+function appendPoints(s: Series, e: ScalarEvent): void {
+  const n = s.step.length;
+  const lastStep = n ? s.step[n - 1] : -Infinity;
+  const lastTime = n ? s.time[n - 1] : -Infinity;
+  for (let i = 0; i < e.step.length; i++) {
+    const st = e.step[i];
+    const t = e.time[i];
+    if (n && (st < lastStep || (st === lastStep && !(t > lastTime)))) continue;
+    s.step.push(st);
+    s.time.push(t);
+    s.value.push(e.value[i]);
+    if (s.min) s.min.push(e.value[i]);
+    if (s.max) s.max.push(e.value[i]);
+    s.total += 1;
+  }
+}
+
+export const seriesStore = new SeriesStore();
