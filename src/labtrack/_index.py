@@ -451,7 +451,8 @@ class Index:
 
     def query(self, where: str | Where | None = None, experiment: str | None = None,
               status: str | None = None, q: str | None = None, sort: str | None = "-started",
-              offset: int = 0, limit: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+              offset: int = 0, limit: int | None = None,
+              with_stats: bool = False) -> tuple[int, list[dict[str, Any]]]:
         """Filter, sort and page the runs.
 
         Args:
@@ -464,6 +465,8 @@ class Index:
                 leading `-` for descending. Missing values sort last.
             offset: rows to skip.
             limit: most rows to return (None: all).
+            with_stats: keep each row's "stats" (`{metric: {last, min, max, mean, count,
+                step}}`) in the result.
 
         Returns:
             `(total, rows)`: how many runs match, and the requested page of run rows
@@ -501,10 +504,10 @@ class Index:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id DESC"
-        with_stats = bool(compiled is not None and compiled.needs_stats) or bool(
+        load_stats = with_stats or bool(compiled is not None and compiled.needs_stats) or bool(
             sort_key and sort_key[2])
         rows: list[dict[str, Any]] = []
-        for relpath, row in self._rows(sql, args, with_stats):
+        for relpath, row in self._rows(sql, args, load_stats):
             if status is not None and row["status"] != status:
                 continue
             if compiled is not None and not compiled(row):
@@ -521,7 +524,8 @@ class Index:
         total = len(rows)
         page = rows[offset:] if limit is None else rows[offset:offset + limit]
         for r in page:
-            r.pop("stats", None)
+            if not with_stats:
+                r.pop("stats", None)
             r.pop("pid", None)
         return total, page
 
