@@ -118,7 +118,7 @@ def environment() -> dict[str, Any]:
 
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
+        name = dist.metadata["Name"] if dist.metadata else None
         if name:
             packages[str(name)] = str(dist.version)
     return {

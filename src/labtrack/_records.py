@@ -75,20 +75,22 @@ def _short_repr(value: Any) -> str:
 
 def check_step(step: Any) -> int:
     """Return `step` as an int, or raise for anything that is not a non-negative whole number."""
-    if type(step) is int and step >= 0:
-        return step
+    if type(step) is int and 0 <= step < 2**53:
+        return int(step)
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         mod = type(step).__module__
         if mod == "numpy" or mod.startswith("torch"):
             try:
-                return check_step(int(step))
+                as_int = int(step)
             except (TypeError, ValueError):
-                pass
+                as_int = None
+            if as_int is not None:
+                return check_step(as_int)
         raise LabtrackTypeError(f"step must be a whole number, got {type(step).__name__} {_short_repr(step)}")
-    step = int(step)
-    if step < 0 or step >= 2**53:
-        raise LabtrackValueError(f"step must be between 0 and 2**53, got {step}")
-    return step
+    whole = int(step)
+    if whole < 0 or whole >= 2**53:
+        raise LabtrackValueError(f"step must be a whole number from 0 to 2**53 - 1, got {whole}")
+    return whole
 
 
 # --- config -------------------------------------------------------------------------------
@@ -316,8 +318,8 @@ def histogram(name: str, values: Any, bins: int = 64) -> dict[str, Any]:
         values = values.detach().cpu().numpy()
     try:
         arr = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as e:
-        raise LabtrackTypeError(f"values of histogram {name!r} are not numbers: {e}") from None
+    except (TypeError, ValueError) as err:
+        raise LabtrackTypeError(f"values of histogram {name!r} are not numbers: {err}") from None
     finite = arr[np.isfinite(arr)]
     nonfinite = int(arr.size - finite.size)
     if finite.size == 0:
@@ -326,8 +328,8 @@ def histogram(name: str, values: Any, bins: int = 64) -> dict[str, Any]:
         lo, hi = float(finite.min()), float(finite.max())
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
-        c, e = np.histogram(finite, bins=bins, range=(lo, hi))
-        edges, counts = [float(x) for x in e], [int(x) for x in c]
+        hist, bin_edges = np.histogram(finite, bins=bins, range=(lo, hi))
+        edges, counts = [float(x) for x in bin_edges], [int(x) for x in hist]
     rec: dict[str, Any] = {"bins": edges, "counts": counts, "count": int(finite.size)}
     if finite.size:
         rec["min"], rec["max"] = float(finite.min()), float(finite.max())

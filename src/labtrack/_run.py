@@ -84,13 +84,16 @@ class Run:
         _environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if _environ is None else _environ
-        g = lambda key, arg=None: _settings.get(key, arg, environ=env)  # noqa: E731
+
+        def g(key: str, arg: Any = None) -> Any:
+            return _settings.get(key, arg, environ=env)
+
         self.root = Path(g("root", None if root is None else os.fspath(root))).absolute()
         self._closed = False
         self._finished = False
         self._finish_lock = threading.Lock()
         self._meta_lock = threading.Lock()
-        self._cols: dict[str, array] = {}
+        self._cols: dict[str, array[float]] = {}
         self._known: set[str] = set()
         self._next_step = 0
         self._indicators_obj: Any = None
@@ -283,21 +286,21 @@ class Run:
             "example: run.log({'train/loss': 0.5})"
         )
 
-    def _new_series(self, cols: dict[str, array], key: Any) -> array:
+    def _new_series(self, cols: dict[str, array[float]], key: Any) -> array[float]:
         if key not in self._known:
             check_name(key, "series name")
             self._known.add(key)
         c = cols[key] = array("d")
         return c
 
-    def _rollback(self, cols: dict[str, array], values: Mapping[str, Any], step: int, t: float) -> None:
+    def _rollback(self, cols: dict[str, array[float]], values: Mapping[str, Any], step: int, t: float) -> None:
         """Undo the points a failed log() call already appended, so a call is all or nothing."""
         for k in values:
             c = cols.get(k)
             if c is not None and len(c) >= 3 and c[-3] == step and c[-1] == t:
                 del c[-3:]
 
-    def _swap_columns(self) -> dict[str, array]:
+    def _swap_columns(self) -> dict[str, array[float]]:
         old, self._cols = self._cols, {}
         return old
 

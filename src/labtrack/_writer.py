@@ -67,7 +67,7 @@ class SeriesStats:
             return cls()
         return s
 
-    def update(self, values: array, last_step: float, last_time: float) -> None:
+    def update(self, values: array[float], last_step: float, last_time: float) -> None:
         n = len(values)
         if not n:
             return
@@ -109,10 +109,10 @@ class SeriesStats:
 # From this many rows in one flush, rows are formatted by pyarrow's CSV writer (C++, outside
 # the GIL, ~3x faster): only high-rate loggers pay for importing it. Both write each float in
 # its shortest round-trip form (pyarrow writes 2.0 as "2").
-BULK_ROWS = 20_000
+BULK_ROWS = 5_000
 
 
-def format_rows(col: array) -> bytes:
+def format_rows(col: array[float]) -> bytes:
     """CSV lines of the (step, value, time) triples in `col`."""
     n = len(col) // 3
     if n <= 0:
@@ -126,7 +126,7 @@ def format_rows(col: array) -> bytes:
     return ((_ROW * n) % tuple(col)).encode()
 
 
-def _format_rows_arrow(col: array) -> bytes | None:
+def _format_rows_arrow(col: array[float]) -> bytes | None:
     try:
         import numpy as np
         import pyarrow as pa
@@ -144,8 +144,8 @@ def _format_rows_arrow(col: array) -> bytes | None:
 class Writer:
     """Owns every disk write of one run. Exactly one per run; daemon, named, joined by close()."""
 
-    def __init__(self, run_dir: Path, get_columns: Callable[[], dict[str, array]],
-                 swap_columns: Callable[[], dict[str, array]], *, flush_seconds: float,
+    def __init__(self, run_dir: Path, get_columns: Callable[[], dict[str, array[float]]],
+                 swap_columns: Callable[[], dict[str, array[float]]], *, flush_seconds: float,
                  heartbeat_seconds: float, queue_size: int, run_id: str,
                  summary: dict[str, Any] | None = None) -> None:
         self.dir = run_dir
@@ -158,7 +158,7 @@ class Writer:
             k: SeriesStats.from_summary(v) for k, v in (summary or {}).items() if isinstance(v, dict)
         }
         self._paths: dict[str, Path] = {}
-        self._prev: dict[str, array] = {}
+        self._prev: dict[str, array[float]] = {}
         self._prev_done: dict[str, int] = {}
         self._pending: dict[Path, bytearray] = {}
         self._summary_dirty = False
@@ -272,7 +272,7 @@ class Writer:
                 self._write_series(name, col, 0, n)
             self._prev_done[name] = n
 
-    def _write_series(self, name: str, col: array, start: int, end: int | None = None) -> None:
+    def _write_series(self, name: str, col: array[float], start: int, end: int | None = None) -> None:
         end = len(col) // 3 * 3 if end is None else end
         if end - start < 3:
             return
