@@ -216,7 +216,7 @@ class Display:
         from rich.live import Live
 
         assert self.console is not None
-        self.live = Live(console=self.console, get_renderable=self.render_live, transient=True,
+        self.live = Live(_LiveLine(self), console=self.console, transient=True,
                          auto_refresh=True, refresh_per_second=REFRESH_PER_SECOND,
                          redirect_stdout=True, redirect_stderr=True)
         self.live.start(refresh=True)
@@ -266,8 +266,8 @@ class Display:
                 right = Text(right_s, style="dim")
                 bar = (frames[idx].n, frames[idx].total)
             elif frames:
-                left = Text(" " * frames[-1].indent)
                 top = frames[-1]
+                left = Text(" " * top.indent if top.kind != SECTION else "")
                 names = [f.name for f in frames if f.kind == SECTION]
                 if top.kind == PROGRESS:
                     if names:
@@ -294,7 +294,9 @@ class Display:
             row.append(spin if isinstance(spin, Spinner) else Text(""))
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         row.append(left)
-        if bar is not None and bar[1]:
+        # the bar goes first when the line is too narrow for the values
+        room = (self.console.width if self.console is not None else 80) - right.cell_len - 4
+        if bar is not None and bar[1] and left.cell_len + 21 <= room:
             grid.add_column(no_wrap=True, width=20)
             row.append(ProgressBar(total=float(bar[1]), completed=float(min(bar[0], bar[1])),
                                    width=20))
@@ -367,6 +369,20 @@ class Display:
     def section_done(self, frame: Frame, word: str, seconds: float) -> None:
         """Print the line of a section that ended outside any loop."""
         self.keep(self._section_text(frame, (word, seconds)), soft_wrap=True)
+
+
+class _LiveLine:
+    """What rich's Live holds: rebuilt from the stack each time it is drawn.
+
+    Live keeps the renderable it last refreshed and redraws it under every printed line; a
+    snapshot would show stale values after a kept line until the next refresh tick.
+    """
+
+    def __init__(self, display: Display) -> None:
+        self._display = display
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        yield self._display.render_live()
 
 
 DISPLAY = Display()

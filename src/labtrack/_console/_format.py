@@ -211,9 +211,9 @@ def param_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, float):
-        return repr(value)
+        return repr(float(value))  # np.float64 is a float but would repr as np.float64(...)
     number = _as_number(value)
     if number is not None:
         return param_text(number)
