@@ -1,4 +1,4 @@
-"""CLI commands of this area; `register(group)` adds them to the `labtrack` group."""
+"""`labtrack ui`: serve the dashboard over a root of runs."""
 
 from __future__ import annotations
 
@@ -6,4 +6,42 @@ import click
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to `group`."""
+    """Add `labtrack ui` to `group`."""
+    group.add_command(ui)
+
+
+@click.command()
+@click.argument("root", required=False, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but 127.0.0.1/localhost lets other "
+                   "machines read your runs: the dashboard has no login.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+def ui(root: str | None, host: str, port: int) -> None:
+    """Serve the live dashboard over the runs in ROOT (default: LABTRACK_ROOT or ./labtrack).
+
+    Open the printed address in a browser; stop with Ctrl-C.
+    """
+    from pathlib import Path
+
+    from .._settings import get
+    from .._server.app import bind, create_app, serve
+    from .._server.static import BUILD_COMMAND, DEFAULT_DIR
+
+    folder = Path(get("root", root)).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise click.BadParameter(f"{folder} is a file; ROOT must be the folder of runs", param_hint="ROOT")
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"labtrack ui: serving {folder.absolute()} on http://{shown}:{bound}/ (Ctrl-C to stop)")
+    if not folder.exists():
+        click.echo(f"note: {folder} does not exist yet; runs will show up once a script writes them")
+    if not (DEFAULT_DIR / "index.html").is_file():
+        click.echo(f"note: the web front end is not built; run `{BUILD_COMMAND}` for the pages "
+                   "(the API works without it)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach this address can read "
+                   "every run; there is no login (use `labtrack serve` with tokens for that)", err=True)
+    serve(create_app(folder), sock)
+    click.echo("labtrack ui: stopped")

@@ -11,6 +11,7 @@ last points of the series are always kept as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ class Downsampled:
     downsampled: bool
 
 
-def select_range(x: npt.NDArray[np.generic], xmin: float | None, xmax: float | None,
+def select_range(x: npt.NDArray[Any], xmin: float | None, xmax: float | None,
                  *, ordered: bool) -> IndexArray:
     """Positions of the points whose x lies in [xmin, xmax], plus one neighbour each side.
 
@@ -77,7 +78,7 @@ def select_range(x: npt.NDArray[np.generic], xmin: float | None, xmax: float | N
     return np.concatenate([before, inside, after])
 
 
-def downsample(x: npt.NDArray[np.generic], y: FloatArray, points: int) -> Downsampled:
+def downsample(x: npt.NDArray[Any], y: FloatArray, points: int) -> Downsampled:
     """Choose at most `points` points of (x, y) to draw, with a min/max envelope.
 
     Args:
@@ -156,7 +157,7 @@ def downsample(x: npt.NDArray[np.generic], y: FloatArray, points: int) -> Downsa
 _BLOCK = 1 << 20  # values per block: temporaries stay small and reused, not 80 MB each
 
 
-def _stats(gx: npt.NDArray[np.generic], gy: FloatArray) -> tuple[npt.NDArray[np.generic], ...]:
+def _stats(gx: npt.NDArray[Any], gy: FloatArray) -> tuple[npt.NDArray[Any], ...]:
     """Per row of `gy`: min, max, argmin, argmax (NaN ignored), mean x, mean finite y."""
     rows, k = gy.shape
     step = max(1, _BLOCK // max(k, 1))

@@ -1,0 +1,137 @@
+"""What one server holds: its root, the run index, the series cache, and safe path lookups.
+
+Every file the server reads is found through :meth:`ServerState.run_dir` and
+:func:`resolve_in_run`: a run is looked up among the directories that exist (a request never
+builds a path from an id), and a file path is checked like a logged name and must resolve,
+symlinks followed, to a file inside its run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .._names import check_name
+from ..errors import LabtrackNameError, RunNotFoundError
+from .series import SeriesCache
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+class ServerState:
+    """The shared state of one app (kept in `app.state.labtrack`).
+
+    Args:
+        root: the folder of experiments; it may not exist yet.
+        auth: `auth(request, scope)` refuses a request by raising HTTPException(401/403).
+        clock: the current Unix time (tests may pass their own).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], auth: Callable[[Any, str], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.auth = auth
+        self.clock = clock
+        self.series = SeriesCache()
+        self.shutdown = threading.Event()  # set when the server stops: live streams end
+        self._index: Any = None
+        self._index_lock = threading.Lock()
+        self._runs: dict[str, Path] = {}
+        self._runs_lock = threading.Lock()
+        self._last_scan = 0.0
+
+    @property
+    def real_root(self) -> str:
+        """The root with symlinks resolved (what every read path must stay under)."""
+        return os.path.realpath(self.root)
+
+    def index(self, max_age: float = 1.0) -> Any:
+        """The run index (labtrack._index.Index), refreshed at most every `max_age` seconds."""
+        with self._index_lock:
+            if self._index is None:
+                from .._index import Index
+
+                self._index = Index(self.root)
+        self._index.refresh(max_age=max_age)
+        return self._index
+
+    def close(self) -> None:
+        """Release the index's database connections."""
+        with self._index_lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+    def run_dir(self, run_id: str) -> Path:
+        """The directory of the run with this exact id.
+
+        Raises:
+            RunNotFoundError: no such run (or an id that cannot be one).
+        """
+        if not isinstance(run_id, str) or not ID_PATTERN.fullmatch(run_id):
+            raise RunNotFoundError(
+                f"{run_id!r} is not a run id; ids look like 20261121-141503-k3f9qz "
+                "(letters, digits, '-', '_' and '.')"
+            )
+        with self._runs_lock:
+            found = self._runs.get(run_id)
+        if found is not None and (found / "run.json").is_file():
+            return found
+        self._scan(force=found is not None)
+        with self._runs_lock:
+            found = self._runs.get(run_id)
+        if found is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} under {self.root}")
+        return found
+
+    def _scan(self, force: bool = False) -> None:
+        """Map every run id under the root to its directory (at most twice a second)."""
+        from .._store.reader import iter_run_dirs
+
+        with self._runs_lock:
+            if not force and time.monotonic() - self._last_scan < 0.5:
+                return
+            self._last_scan = time.monotonic()
+        real_root = self.real_root
+        found: dict[str, Path] = {}
+        for d in iter_run_dirs(self.root):
+            if _inside(os.path.realpath(d), real_root):
+                found.setdefault(d.name, d)
+        with self._runs_lock:
+            self._runs = found
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def resolve_in_run(run_dir: Path, relpath: str, what: str = "path") -> Path:
+    """The file `relpath` of a run, refusing anything that would leave the run directory.
+
+    Args:
+        run_dir: the run directory (found by :meth:`ServerState.run_dir`).
+        relpath: a `/`-separated path inside it, such as `scalars/train/loss.csv`.
+        what: the parameter's name, for the error message.
+
+    Returns:
+        The path (not resolved; it may not exist).
+
+    Raises:
+        LabtrackNameError: `relpath` is empty, absolute, has `..`, `.` or empty parts or
+            control characters, or resolves (through a symlink) outside the run directory.
+    """
+    check_name(relpath, what)
+    if "\\" in relpath:
+        raise LabtrackNameError(f"{what} {relpath!r} contains a backslash; use '/' between parts")
+    path = run_dir / relpath
+    real_run = os.path.realpath(run_dir)
+    if not _inside(os.path.realpath(path), real_run):
+        raise LabtrackNameError(
+            f"{what} {relpath!r} leads outside the run directory (through a symlink); "
+            "only files inside the run can be read"
+        )
+    return path
