@@ -54,9 +54,12 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
                            max_file_bytes=max_file_bytes)
     try:
         from .._server.app import create_app
-    except ImportError:  # the dashboard server is not there: ingest and health only
+
+        return create_app(root, auth=auth, extra_routes=routes)
+    except ImportError as e:  # a partial install without the dashboard: ingest and health only
+        click.echo(f"labtrack serve: the dashboard is not available ({e}); serving the ingest "
+                   "API only", err=True)
         return _ingest_only_app(routes)
-    return create_app(root, auth=auth, extra_routes=routes)
 
 
 def _ingest_only_app(routes: list[Any]) -> Any:

@@ -1,0 +1,245 @@
+"""Remote logging with real processes: `labtrack serve` on free 127.0.0.1 ports (killed with
+SIGKILL and restarted), training scripts as child processes, and the `labtrack sync` and
+`labtrack token` commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from labtrack._remote.upload import scan_files
+
+pytestmark = pytest.mark.slow
+
+LABTRACK = [sys.executable, "-c", "from labtrack.cli import main; main()"]
+
+CLIENT = r'''
+import sys, time
+import numpy as np
+import labtrack
+
+root, url, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+run = labtrack.init(experiment="e2e", root=root, remote=url, config={"lr": 0.1, "opt": {"b": 2}},
+                    capture_git=False, flush_seconds=0.2)
+print("RUNDIR", run.dir, flush=True)
+t0 = time.time()
+step = 0
+while time.time() - t0 < seconds:
+    run.log({"train/loss": 1.0 / (step + 1), "val acc/top-1": step * 0.01, "lr": 0.1}, step=step)
+    if step % 100 == 0:
+        print(f"step {step}", flush=True)
+        run.log_text("notes", f"note at {step}", step=step)
+        run.log_histogram("w", np.linspace(-1, 1, 50) * (step + 1), step=step)
+    if step % 400 == 0:
+        run.log_image("samples/img", (np.arange(24 * 32 * 3).reshape(24, 32, 3) + step) % 256,
+                      step=step)
+    step += 1
+    time.sleep(0.002)
+run.finish()
+print("DONE", step, flush=True)
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A `labtrack serve` child process on 127.0.0.1; its output is kept for failures."""
+
+    def __init__(self, root: Path, port: int, log: Path, *args: str) -> None:
+        self.root, self.port, self.log, self.args = root, port, log, args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*LABTRACK, "serve", "--root", str(self.root), "--host", "127.0.0.1",
+                 "--port", str(self.port), *self.args],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"labtrack serve exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"labtrack serve did not answer within 30 s:\n{self.output()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Any:
+    servers: list[Server] = []
+
+    def make(*args: str, root: Path | None = None) -> Server:
+        s = Server(root or tmp_path / "server-root", free_port(), tmp_path / f"serve{len(servers)}.log",
+                   *args)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.kill()
+
+
+def start_client(tmp_path: Path, url: str, seconds: float, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen[str]:
+    script = tmp_path / "train.py"
+    script.write_text(CLIENT)
+    e = {**os.environ, "LABTRACK_SYNC_TIMEOUT": "60", **(env or {})}
+    e.pop("LABTRACK_REMOTE", None)
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "client-root"), url,
+                             str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=e, cwd=tmp_path)
+
+
+def run_dir_of(stdout: str) -> Path:
+    for line in stdout.splitlines():
+        if line.startswith("RUNDIR "):
+            return Path(line[7:])
+    raise AssertionError(f"no RUNDIR line in {stdout!r}")
+
+
+def assert_identical(local: Path, remote: Path) -> None:
+    a, b = scan_files(local), scan_files(remote)
+    assert sorted(a) == sorted(b)
+    for p in a:
+        assert (local / p).read_bytes() == (remote / p).read_bytes(), p
+    # The client's modification times of rewritten files are kept (what sync compares).
+    assert a["run.json"][1] == b["run.json"][1]
+
+
+def test_server_killed_and_restarted_twice_ends_byte_identical(tmp_path: Path, make_server: Any) -> None:
+    srv = make_server()
+    srv.start()
+    client = start_client(tmp_path, srv.url, seconds=9.0)
+    remote_root = srv.root / "e2e"
+    time.sleep(2.0)
+    assert any(remote_root.glob("*/scalars/train/loss.csv")), "nothing arrived before the kill"
+    for _ in range(2):
+        srv.kill()
+        time.sleep(1.5)  # the client keeps logging while the server is gone
+        srv.start()
+        time.sleep(1.5)
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert "DONE" in out
+    local = run_dir_of(out)
+    assert err.count("cannot reach the logging server") == 1, err  # warned once
+    assert "labtrack sync" not in err  # finish() delivered everything in time
+    assert_identical(local, remote_root / local.name)
+    lines = (local / "scalars/train/loss.csv").read_text().splitlines()
+    assert len(lines) > 1000 and lines[0] == "step,value,time"
+
+
+def test_client_started_with_the_server_down_syncs_once_it_is_up(tmp_path: Path, make_server: Any) -> None:
+    srv = make_server()
+    client = start_client(tmp_path, srv.url, seconds=5.0)
+    time.sleep(2.5)
+    assert not srv.root.exists() or not any(srv.root.rglob("run.json"))
+    srv.start()
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    local = run_dir_of(out)
+    assert err.count("cannot reach the logging server") == 1, err
+    assert_identical(local, srv.root / "e2e" / local.name)
+    # The server's reader sees the finished run through its own files.
+    from labtrack._store.reader import read_run_meta
+
+    assert read_run_meta(srv.root / "e2e" / local.name)["status"] == "finished"
+
+
+def test_finish_with_the_server_down_tells_the_user_to_sync_then_sync_twice(
+        tmp_path: Path, make_server: Any) -> None:
+    srv = make_server()
+    client = start_client(tmp_path, srv.url, seconds=1.0, env={"LABTRACK_SYNC_TIMEOUT": "1"})
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert "labtrack sync" in err
+    local = run_dir_of(out)
+    srv.start()
+    cmd = [*LABTRACK, "sync", "--remote", srv.url, "--root", str(tmp_path / "client-root")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "bytes sent" in first.stdout
+    remote = srv.root / "e2e" / local.name
+    assert_identical(local, remote)
+    before = {p: (remote / p).stat().st_mtime_ns for p in scan_files(remote)}
+    second = subprocess.run([*cmd, local.name[:12]], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"e2e/{local.name}: up to date"
+    assert {p: (remote / p).stat().st_mtime_ns for p in scan_files(remote)} == before
+
+
+def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
+    tokens = tmp_path / "tokens.json"
+
+    def create(name: str, scope: str) -> str:
+        r = subprocess.run([*LABTRACK, "token", "create", name, f"--{scope}", "--tokens", str(tokens)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    writer, reader = create("ci", "write"), create("dash", "read")
+    srv = make_server("--tokens", str(tokens))
+    srv.start()
+    url = srv.url + "/api/v1/ingest/e2e/20261121-141503-k3f9qz/append"
+    for headers, status in (({}, 401), ({"Authorization": "Bearer lt_nope"}, 401),
+                            ({"Authorization": f"Bearer {reader}"}, 403)):
+        r = httpx.put(url, params={"path": "console.log", "offset": "0"}, content=b"x\n",
+                      headers=headers, timeout=10)
+        assert r.status_code == status, r.text
+    r = httpx.put(url, params={"path": "../../escape.txt", "offset": "0"}, content=b"x\n",
+                  headers={"Authorization": f"Bearer {writer}"}, timeout=10)
+    assert r.status_code == 400 and "path" in r.json()["error"]
+    assert not srv.root.exists() or [p for p in srv.root.rglob("*") if p.is_file()] == []
+    assert not (tmp_path / "escape.txt").exists()
+    # A run logged with a wrong token keeps its data locally and says how to sync it.
+    client = start_client(tmp_path, srv.url, seconds=0.5,
+                          env={"LABTRACK_TOKEN": "lt_nope", "LABTRACK_SYNC_TIMEOUT": "1"})
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert "refused" in err and "labtrack sync" in err
+    assert [p for p in srv.root.rglob("*") if p.is_file()] == []
+    local = run_dir_of(out)
+    r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", writer, "--root",
+                        str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert_identical(local, srv.root / "e2e" / local.name)
+    r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", reader, "--root",
+                        str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "403" in r.stderr
+
+
+def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
+    r = subprocess.run([*LABTRACK, "serve", "--root", str(tmp_path / "r"), "--host", "0.0.0.0",
+                        "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "refusing to serve on 0.0.0.0 without tokens" in r.stderr
+    r = subprocess.run([*LABTRACK, "serve", "--root", str(tmp_path / "r"), "--port",
+                        str(free_port()), "--tokens", str(tmp_path / "missing.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "does not exist" in r.stderr
