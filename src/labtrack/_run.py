@@ -254,7 +254,7 @@ class Run:
         t = _time()
         if step is None:
             step = self._next_step
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or step < 0 or step >= 9007199254740992:  # 2**53
             step = _records.check_step(step)
         if type(values) is not dict:
             values = self._check_mapping(values)
