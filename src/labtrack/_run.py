@@ -769,7 +769,13 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    _finish_all("killed")
+    # Finish on another thread with a bound: the signal may have interrupted the main thread
+    # while it held a lock the writer needs (the record queue's), and then waiting for the
+    # writer here would never end. In that rare case the run reads as crashed instead.
+    finisher = threading.Thread(target=_finish_all, args=("killed",), name="labtrack-sigterm",
+                                daemon=True)
+    finisher.start()
+    finisher.join(30.0)
     prev = _previous_sigterm
     if callable(prev):
         prev(signum, frame)
