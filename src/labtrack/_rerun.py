@@ -356,7 +356,7 @@ def _untracked(folder: Path) -> tuple[list[str], list[str]]:
             rel = Path(dirpath, fn).relative_to(folder).as_posix()
             if rel == "SKIPPED.txt":
                 text = (folder / rel).read_text(encoding="utf-8", errors="replace")
-                skipped += [line.strip() for line in text.splitlines() if line.strip()]
+                skipped += [line.split("\t")[0] for line in text.splitlines() if line.strip()]
             else:
                 files.append(rel)
     return files, skipped
