@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 LABTRACK = [sys.executable, "-c", "from labtrack.cli import main; main()"]
 
 CLIENT = r'''
-import sys, time
+import os, sys, time
 import numpy as np
 import labtrack
 
@@ -33,7 +33,8 @@ run = labtrack.init(experiment="e2e", root=root, remote=url, config={"lr": 0.1, 
 print("RUNDIR", run.dir, flush=True)
 t0 = time.time()
 step = 0
-while time.time() - t0 < seconds:
+stop = os.path.join(os.path.dirname(root), "stop")  # the test ends the loop with this file
+while time.time() - t0 < seconds and not (step % 50 == 0 and os.path.exists(stop)):
     run.log({"train/loss": 1.0 / (step + 1), "val acc/top-1": step * 0.01, "lr": 0.1}, step=step)
     if step % 100 == 0:
         print(f"step {step}", flush=True)
@@ -116,6 +117,14 @@ def start_client(tmp_path: Path, url: str, seconds: float, env: dict[str, str] |
                             text=True, env=e, cwd=tmp_path)
 
 
+def wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def run_dir_of(stdout: str) -> Path:
     for line in stdout.splitlines():
         if line.startswith("RUNDIR "):
@@ -135,15 +144,18 @@ def assert_identical(local: Path, remote: Path) -> None:
 def test_server_killed_and_restarted_twice_ends_byte_identical(tmp_path: Path, make_server: Any) -> None:
     srv = make_server()
     srv.start()
-    client = start_client(tmp_path, srv.url, seconds=9.0)
+    client = start_client(tmp_path, srv.url, seconds=120.0)
     remote_root = srv.root / "e2e"
-    time.sleep(2.0)
-    assert any(remote_root.glob("*/scalars/train/loss.csv")), "nothing arrived before the kill"
+    series = lambda: list(remote_root.glob("*/scalars/train/loss.csv"))  # noqa: E731
+    wait_for(lambda: series() and series()[0].stat().st_size > 2000, "the first data on the server")
     for _ in range(2):
         srv.kill()
+        size = series()[0].stat().st_size
         time.sleep(1.5)  # the client keeps logging while the server is gone
         srv.start()
-        time.sleep(1.5)
+        wait_for(lambda: series()[0].stat().st_size > size, "the client to catch up")
+        time.sleep(0.5)
+    (tmp_path / "stop").touch()
     out, err = client.communicate(timeout=120)
     assert client.returncode == 0, err
     assert "DONE" in out
@@ -157,10 +169,15 @@ def test_server_killed_and_restarted_twice_ends_byte_identical(tmp_path: Path, m
 
 def test_client_started_with_the_server_down_syncs_once_it_is_up(tmp_path: Path, make_server: Any) -> None:
     srv = make_server()
-    client = start_client(tmp_path, srv.url, seconds=5.0)
-    time.sleep(2.5)
+    client = start_client(tmp_path, srv.url, seconds=120.0)
+    wait_for(lambda: any((tmp_path / "client-root").glob("e2e/*/scalars/train/loss.csv")),
+             "the client to log")
+    time.sleep(1.0)
     assert not srv.root.exists() or not any(srv.root.rglob("run.json"))
     srv.start()
+    # While still logging, the client finds the server (within its backoff cap of 10 s).
+    wait_for(lambda: any(srv.root.glob("e2e/*/scalars/train/loss.csv")), "the catch-up", 30)
+    (tmp_path / "stop").touch()
     out, err = client.communicate(timeout=120)
     assert client.returncode == 0, err
     local = run_dir_of(out)
@@ -229,6 +246,11 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
                         str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert_identical(local, srv.root / "e2e" / local.name)
+    # The dashboard's read API on the same server shows the run, to read tokens only.
+    assert httpx.get(srv.url + "/api/v1/health", timeout=10).status_code == 200
+    assert httpx.get(srv.url + "/api/v1/runs", timeout=10).status_code == 401
+    r = httpx.get(srv.url + "/api/v1/runs", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+    assert r.status_code == 200 and [row["id"] for row in r.json()["runs"]] == [local.name]
     r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", reader, "--root",
                         str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "403" in r.stderr

@@ -52,28 +52,9 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
         auth = TokenAuth(Path(tokens))
     routes = ingest_routes(root, auth=auth, max_batch_bytes=max_batch_bytes,
                            max_file_bytes=max_file_bytes)
-    try:
-        from .._server.app import create_app
+    from .._server.app import create_app
 
-        return create_app(root, auth=auth, extra_routes=routes)
-    except ImportError as e:  # a partial install without the dashboard: ingest and health only
-        click.echo(f"labtrack serve: the dashboard is not available ({e}); serving the ingest "
-                   "API only", err=True)
-        return _ingest_only_app(routes)
-
-
-def _ingest_only_app(routes: list[Any]) -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    from .._remote.shipper import _version
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"app": "labtrack", "version": _version(), "api": 1})
-
-    return Starlette(routes=[Route("/api/v1/health", health), *routes])
+    return create_app(root, auth=auth, extra_routes=routes)
 
 
 def register(group: click.Group) -> None:
@@ -87,7 +68,8 @@ def register(group: click.Group) -> None:
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder of runs to serve and write into (default LABTRACK_ROOT or ./labtrack).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free port).")
 @click.option("--tokens", type=click.Path(dir_okay=False), default=None,
               help="Tokens file (labtrack token create); without it the server only binds to loopback.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback host without tokens.")
@@ -105,13 +87,14 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
     root_path.mkdir(parents=True, exist_ok=True)
     app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
                     max_file_bytes=max_file_mb << 20)
-    import uvicorn
+    from .._server.app import bind, serve as serve_app
 
+    sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     tokens_desc = tokens or ("none (--insecure)" if insecure else "none (loopback only)")
-    click.echo(f"labtrack serve: http://{shown}:{port} root={root_path} tokens={tokens_desc}",
-               err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    click.echo(f"labtrack serve: http://{shown}:{sock.getsockname()[1]}/ root={root_path} "
+               f"tokens={tokens_desc} (Ctrl-C to stop)", err=True)
+    serve_app(app, sock)
 
 
 @click.command()
