@@ -472,8 +472,9 @@ def routes() -> list[BaseRoute]:
 
 def fallback_routes() -> list[BaseRoute]:
     """Routes matched after every other API route (and before the front end)."""
-    return [Route("/api/{rest:path}", not_found,
-                  methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])]
+    # GET only: another method on a known path then answers 405, on an unknown one 405 too
+    # (from the front end's GET-only route), both as JSON.
+    return [Route("/api/{rest:path}", not_found, methods=["GET", "HEAD"])]
 
 
 ERROR_HANDLERS = {FormatError: _format_error}

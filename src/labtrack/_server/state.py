@@ -42,7 +42,6 @@ class ServerState:
         self._index_lock = threading.Lock()
         self._runs: dict[str, Path] = {}
         self._runs_lock = threading.Lock()
-        self._last_scan = 0.0
 
     @property
     def real_root(self) -> str:
@@ -81,28 +80,31 @@ class ServerState:
             found = self._runs.get(run_id)
         if found is not None and (found / "run.json").is_file():
             return found
-        self._scan(force=found is not None)
-        with self._runs_lock:
-            found = self._runs.get(run_id)
+        found = self._find(run_id)
         if found is None:
             raise RunNotFoundError(f"no run with id {run_id!r} under {self.root}")
+        with self._runs_lock:
+            self._runs[run_id] = found
         return found
 
-    def _scan(self, force: bool = False) -> None:
-        """Map every run id under the root to its directory (at most twice a second)."""
-        from .._store.reader import iter_run_dirs
+    def _find(self, run_id: str) -> Path | None:
+        """Look for `<root>/<experiment>/<run_id>/run.json`: one stat per experiment.
 
-        with self._runs_lock:
-            if not force and time.monotonic() - self._last_scan < 0.5:
-                return
-            self._last_scan = time.monotonic()
+        `run_id` matched ID_PATTERN (no separator, no leading dot), and the directory found
+        must lie inside the root once symlinks are resolved.
+        """
         real_root = self.real_root
-        found: dict[str, Path] = {}
-        for d in iter_run_dirs(self.root):
-            if _inside(os.path.realpath(d), real_root):
-                found.setdefault(d.name, d)
-        with self._runs_lock:
-            self._runs = found
+        try:
+            experiments = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError:
+            return None
+        for exp in experiments:
+            if exp.name.startswith(".") or not exp.is_dir():
+                continue
+            candidate = Path(exp.path) / run_id
+            if (candidate / "run.json").is_file() and _inside(os.path.realpath(candidate), real_root):
+                return candidate
+        return None
 
 
 def _inside(path: str, parent: str) -> bool:

@@ -43,8 +43,8 @@ code{{background:#eee;padding:.1rem .3rem;border-radius:3px}}</style></head>
 <body><h1>The labtrack dashboard is not built yet</h1>
 <p>The server is running and its API answers under <code>/api/v1/</code>, but the web
 front end has not been built into <code>{where}</code>.</p>
-<p>Build it from the labtrack checkout with <code>{BUILD_COMMAND}</code>
-(that is, <code>{BUILD_COMMAND_LONG}</code>), then reload this page.</p>
+<p>Build it from the labtrack checkout with <code>{html.escape(BUILD_COMMAND)}</code>
+(that is, <code>{html.escape(BUILD_COMMAND_LONG)}</code>), then reload this page.</p>
 </body></html>
 """
 
