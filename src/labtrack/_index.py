@@ -24,43 +24,57 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where
 from ._store import layout
-from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
+from ._store.reader import derive_status, pid_alive, read_json
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
-__all__ = ["Index", "RefreshResult", "flatten_params", "run_row"]
+__all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "run_row"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
 #: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
 SORT_FIELDS = FIELDS
 
+# The run row's top-level fields are columns, so listing runs decodes no JSON; params and
+# metrics are one JSON column, decoded only for rows that need them.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     relpath TEXT PRIMARY KEY,   -- <experiment-slug>/<run-id>, relative to the root
     id TEXT NOT NULL,
     experiment TEXT NOT NULL,
     name TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    tags TEXT NOT NULL,         -- JSON list
     status TEXT NOT NULL,       -- as stored in run.json, "running" is checked at query time
     started TEXT,
+    ended TEXT,
+    duration REAL,
+    git_commit TEXT,
+    dirty INTEGER,
+    host TEXT,
+    user_name TEXT,
+    parent TEXT,
+    pid INTEGER,
     search TEXT NOT NULL,       -- lower-cased text for free-text search
-    row TEXT NOT NULL,          -- the run row as JSON (params flat, metrics {name: last})
+    data TEXT NOT NULL,         -- {"params": {flat}, "metrics": {name: last}} as JSON
     stats TEXT NOT NULL,        -- {metric: {last, min, max, mean, count, step}} as JSON
     sig TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started, id);
 CREATE TABLE IF NOT EXISTS problems (
     relpath TEXT PRIMARY KEY,
     message TEXT NOT NULL,
     sig TEXT NOT NULL
 );
 """
+_SELECT = ("SELECT relpath, id, experiment, name, comment, tags, status, started, ended, duration, "
+           "git_commit, dirty, host, user_name, parent, pid, data, {stats} FROM runs")
 
 
 class RefreshResult(dict[str, int]):
@@ -167,18 +181,51 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
     return row, stats
 
 
-def _signature(run_dir: Path) -> str:
+_SIGNED = (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON)
+
+
+def _signature(run_dir: str) -> str | None:
+    """inode:mtime:size of run.json, params.json and summary.json; None without run.json."""
     parts = []
-    for fn in (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON):
+    for fn in _SIGNED:
         try:
-            st = os.stat(run_dir / fn)
+            st = os.stat(run_dir + "/" + fn)
         except OSError:
+            if fn == layout.RUN_JSON:
+                return None
             parts.append("-")
             continue
         # The inode changes on every atomic replace, so two rewrites within one mtime tick
         # that keep the size still differ.
         parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
     return "|".join(parts)
+
+
+def _scan(root: str) -> dict[str, str]:
+    """`{"<experiment folder>/<run id>": signature}` of every run directory under `root`.
+
+    The same walk as `_store.reader.iter_run_dirs` (dot-folders such as .labtrack and .trash
+    skipped), on plain strings: with 10,000 runs, pathlib objects cost more than the stats.
+    """
+    out: dict[str, str] = {}
+    try:
+        experiments = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for exp in experiments:
+        try:
+            runs = [r.name for r in os.scandir(exp.path) if not r.name.startswith(".") and r.is_dir()]
+        except OSError:
+            continue
+        for name in runs:
+            sig = _signature(exp.path + "/" + name)
+            if sig is not None:
+                out[exp.name + "/" + name] = sig
+    return out
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
 
 
 def _json_default(o: Any) -> Any:
@@ -199,6 +246,53 @@ def _sort_value(v: Any) -> tuple[int, Any] | None:
     if isinstance(v, str):
         return (1, v)
     return (2, _dumps(v))
+
+
+def _STARTED(row: dict[str, Any]) -> Any:
+    return row.get("started")
+
+
+class Hit:
+    """One matching run of :meth:`Index.select`; its row is built and decoded on first use."""
+
+    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_row")
+
+    def __init__(self, index: Index, now: float, rec: tuple[Any, ...]) -> None:
+        self._index = index
+        self._now = now
+        self._rec = rec
+        self.relpath: str = rec[0]
+        self.id: str = rec[1]
+        self._light: dict[str, Any] | None = None
+        self._row: dict[str, Any] | None = None
+
+    @property
+    def dir(self) -> str:
+        """The run directory."""
+        return self._index._root_str + "/" + self.relpath
+
+    def light(self) -> dict[str, Any]:
+        """The row's top-level fields (no params, metrics or stats), status derived."""
+        if self._light is None:
+            r = self._rec
+            light = {
+                "id": r[1], "experiment": r[2], "name": r[3], "comment": r[4],
+                "tags": json.loads(r[5]), "status": r[6], "started": r[7], "ended": r[8],
+                "duration": r[9], "commit": r[10], "dirty": None if r[11] is None else bool(r[11]),
+                "host": r[12], "user": r[13], "parent": r[14], "pid": r[15], "dir": self.dir,
+            }
+            self._light = self._index._live(self.relpath, light, self._now)
+        return self._light
+
+    def row(self) -> dict[str, Any]:
+        """The run row (docs/api.md) with derived status, "dir", and "stats" when loaded."""
+        if self._row is None:
+            row = dict(self.light())
+            row.update(json.loads(self._rec[16]))
+            if self._rec[17] is not None:
+                row["stats"] = json.loads(self._rec[17])
+            self._row = row
+        return self._row
 
 
 class Index:
@@ -237,6 +331,7 @@ class Index:
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
         self._host = socket.gethostname()
+        self._root_str = str(self.root)
 
     # -- connections
 
@@ -358,18 +453,16 @@ class Index:
         con = self._connect()
         # Stat the files before taking the write lock, so readers in other processes wait
         # as little as possible; the comparison happens inside the transaction.
-        current: dict[str, tuple[Path, str]] = {}
-        for run_dir in iter_run_dirs(self.root):
-            rel = f"{run_dir.parent.name}/{run_dir.name}"
-            current[rel] = (run_dir, _signature(run_dir))
+        current = _scan(str(self.root))
         added = updated = unreadable = 0
         con.execute("BEGIN IMMEDIATE")
         try:
             known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
             bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
-            for rel, (run_dir, sig) in current.items():
+            for rel, sig in current.items():
                 if known.get(rel) == sig or bad.get(rel) == sig:
                     continue
+                run_dir = self.root / rel
                 try:
                     meta = _read_raw_meta(run_dir)
                     params = read_json(run_dir / layout.PARAMS_JSON)
@@ -389,10 +482,14 @@ class Index:
                 search = " ".join([row["experiment"], row["name"], row["comment"], row["id"],
                                    *row["tags"]]).lower()
                 con.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (rel, row["id"], row["experiment"], row["name"], row["status"],
-                     row["started"] if isinstance(row["started"], str) else None,
-                     search, _dumps(row), _dumps(stats), sig),
+                    "INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * 20) + ")",
+                    (rel, row["id"], row["experiment"], row["name"], row["comment"],
+                     _dumps(row["tags"]), row["status"], _text(row["started"]), _text(row["ended"]),
+                     row["duration"], _text(row["commit"]),
+                     None if row["dirty"] is None else int(bool(row["dirty"])),
+                     _text(row["host"]), _text(row["user"]), _text(row["parent"]),
+                     row["pid"] if isinstance(row["pid"], int) else None, search,
+                     _dumps({"params": row["params"], "metrics": row["metrics"]}), _dumps(stats), sig),
                 )
                 con.execute("DELETE FROM problems WHERE relpath = ?", (rel,))
             gone = [rel for rel in known if rel not in current]
@@ -423,9 +520,8 @@ class Index:
         """Derive the shown status (and live duration) of a run stored as running."""
         if row.get("status") != "running":
             return row
-        run_dir = self.root / relpath
         try:
-            beat: float | None = os.stat(run_dir / layout.HEARTBEAT).st_mtime
+            beat: float | None = os.stat(f"{self._root_str}/{relpath}/{layout.HEARTBEAT}").st_mtime
         except OSError:
             beat = None
         pid = row.get("pid")
@@ -439,15 +535,6 @@ class Index:
             elif beat is not None:
                 row["duration"] = max(0.0, beat - t0)
         return row
-
-    def _rows(self, sql: str, args: Iterable[Any], with_stats: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-        con = self._connect()
-        now = self._clock()
-        for relpath, row_text, stats_text in con.execute(sql, tuple(args)):
-            row = json.loads(row_text)
-            if with_stats:
-                row["stats"] = json.loads(stats_text)
-            yield relpath, self._live(relpath, row, now)
 
     def query(self, where: str | Where | None = None, experiment: str | None = None,
               status: str | None = None, q: str | None = None, sort: str | None = "-started",
@@ -475,10 +562,32 @@ class Index:
         Raises:
             QueryError: the where expression cannot be parsed, names a param or metric no
                 run has, or `sort`/`status` is not allowed.
+            LabtrackValueError: a negative offset or limit.
+
+        Example:
+            >>> total, rows = index.query(where="metrics.acc > 0.9", sort="-metrics.acc", limit=10)
         """
-        self._ensure_fresh()
         if offset < 0 or (limit is not None and limit < 0):
             raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        hits = self.select(where=where, experiment=experiment, status=status, q=q, sort=sort,
+                           with_stats=with_stats)
+        page = hits[offset:] if limit is None else hits[offset:offset + limit]
+        rows = []
+        for h in page:
+            r = dict(h.row())
+            if not with_stats:
+                r.pop("stats", None)
+            r.pop("pid", None)
+            rows.append(r)
+        return len(hits), rows
+
+    def select(self, where: str | Where | None = None, experiment: str | None = None,
+               status: str | None = None, q: str | None = None, sort: str | None = "-started",
+               with_stats: bool = False) -> list[Hit]:
+        """Like :meth:`query`, but every match as a :class:`Hit` whose row is decoded only
+        when asked for: listing 10,000 runs by start time decodes nothing.
+        """
+        self._ensure_fresh()
         if status is not None and status not in STATUSES:
             raise QueryError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         compiled = compile_where(where) if isinstance(where, str) else where
@@ -500,34 +609,32 @@ class Index:
         for word in (q or "").lower().split():
             clauses.append("search LIKE ? ESCAPE '\\'")
             args.append("%" + _like_escape(word) + "%")
-        sql = "SELECT relpath, row, stats FROM runs"
+        load_stats = with_stats or bool(compiled is not None and compiled.needs_stats) or bool(
+            sort_key and sort_key[2])
+        sql = _SELECT.format(stats="stats" if load_stats else "NULL")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id DESC"
-        load_stats = with_stats or bool(compiled is not None and compiled.needs_stats) or bool(
-            sort_key and sort_key[2])
-        rows: list[dict[str, Any]] = []
-        for relpath, row in self._rows(sql, args, load_stats):
-            if status is not None and row["status"] != status:
-                continue
-            if compiled is not None and not compiled(row):
-                continue
-            row["dir"] = str(self.root / relpath)
-            rows.append(row)
+        con = self._connect()
+        now = self._clock()
+        hits = [Hit(self, now, rec) for rec in con.execute(sql, args)]
+        if status in ("running", "crashed"):
+            hits = [h for h in hits if h.light()["status"] == status]
+        if compiled is not None:
+            full = any(f.kind != "top" for f in compiled.fields)
+            hits = [h for h in hits if compiled(h.row() if full else h.light())]
         if sort_key is not None:
             getter, descending, _ = sort_key
-            keyed = [(_sort_value(getter(r)), r) for r in rows]
-            present = [(k, r) for k, r in keyed if k is not None]
-            missing = [r for k, r in keyed if k is None]
-            present.sort(key=lambda kr: kr[0], reverse=descending)  # type: ignore[arg-type,return-value]
-            rows = [r for _, r in present] + missing
-        total = len(rows)
-        page = rows[offset:] if limit is None else rows[offset:offset + limit]
-        for r in page:
-            if not with_stats:
-                r.pop("stats", None)
-            r.pop("pid", None)
-        return total, page
+            if getter is _STARTED:
+                if not descending:  # SQL gave newest first; a stable reverse keeps ties sensible
+                    hits.reverse()
+            else:
+                keyed = [(_sort_value(getter(h.row())), h) for h in hits]
+                present = [(k, h) for k, h in keyed if k is not None]
+                missing = [h for k, h in keyed if k is None]
+                present.sort(key=lambda kh: kh[0], reverse=descending)  # type: ignore[arg-type,return-value]
+                hits = [h for _, h in present] + missing
+        return hits
 
     def _sort_key(self, sort: str | None) -> tuple[Callable[[dict[str, Any]], Any], bool, bool] | None:
         if not sort:
@@ -544,6 +651,8 @@ class Index:
             if agg == "last":
                 return (lambda r: r["metrics"].get(metric)), descending, False
             return (lambda r: (r["stats"].get(metric) or {}).get(agg)), descending, True
+        if name == "started":
+            return _STARTED, descending, False
         if name in SORT_FIELDS:
             if name == "tags":
                 return (lambda r: ",".join(r["tags"])), descending, False
@@ -587,7 +696,7 @@ class Index:
         if experiment is not None:
             cond, args = " WHERE runs.experiment = ?", (experiment,)
         params = [k for (k,) in con.execute(
-            "SELECT DISTINCT j.key FROM runs, json_each(runs.row, '$.params') AS j" + cond
+            "SELECT DISTINCT j.key FROM runs, json_each(runs.data, '$.params') AS j" + cond
             + " ORDER BY j.key", args)]
         metrics = [k for (k,) in con.execute(
             "SELECT DISTINCT j.key FROM runs, json_each(runs.stats) AS j" + cond
@@ -596,17 +705,19 @@ class Index:
         return {"params": params, "metrics": metrics, "experiments": experiments}
 
     def rows(self, relpaths: Iterable[str], with_stats: bool = True) -> dict[str, dict[str, Any]]:
-        """The rows (with "stats" and "dir") of the given run directories, by relpath."""
+        """The rows (with "dir", and "stats" unless `with_stats` is False) of the given run
+        directories (`<experiment folder>/<id>`), by relpath; unknown ones are left out."""
         self._ensure_fresh()
         wanted = list(dict.fromkeys(relpaths))
         out: dict[str, dict[str, Any]] = {}
+        con = self._connect()
+        now = self._clock()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            sql = ("SELECT relpath, row, stats FROM runs WHERE relpath IN ("
-                   + ",".join("?" * len(chunk)) + ")")
-            for relpath, row in self._rows(sql, chunk, with_stats):
-                row["dir"] = str(self.root / relpath)
-                out[relpath] = row
+            sql = (_SELECT.format(stats="stats" if with_stats else "NULL")
+                   + " WHERE relpath IN (" + ",".join("?" * len(chunk)) + ")")
+            for rec in con.execute(sql, chunk):
+                out[rec[0]] = Hit(self, now, rec).row()
         return out
 
     def resolve(self, ref: str) -> list[dict[str, Any]]:

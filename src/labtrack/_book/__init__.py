@@ -148,16 +148,16 @@ class Book:
             QueryError: the where expression, status or sort is not valid.
         """
         self.index.refresh()
-        total, rows = self.index.query(where=where, experiment=experiment, status=status, q=q,
-                                       sort=sort, limit=limit)
-        return RunList((RunView(r["dir"], r) for r in rows), total)
+        hits = self.index.select(where=where, experiment=experiment, status=status, q=q, sort=sort)
+        shown = hits if limit is None else hits[:limit]
+        return RunList((RunView(h.dir, hit=h) for h in shown), len(hits))
 
     def __iter__(self) -> Iterator[RunView]:
         return iter(self.runs())
 
     def __len__(self) -> int:
         self.index.refresh()
-        return self.index.query(sort=None)[0]
+        return len(self.index.select(sort=None))
 
     def experiments(self) -> list[str]:
         """The experiment names, sorted."""

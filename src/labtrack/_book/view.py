@@ -15,6 +15,8 @@ from .series import join_series, load_by_suffix, read_scalar_frame
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .._index import Hit
     from PIL.Image import Image as PILImage
 
 
@@ -65,14 +67,34 @@ class RunView:
         >>> run.scalars("train/loss").value.min()
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], row: dict[str, Any] | None = None) -> None:
-        self.dir = Path(run_dir)
-        self._row = row
-        if row is not None:
-            self.id: str = str(row["id"])
+    def __init__(self, run_dir: str | os.PathLike[str], row: dict[str, Any] | None = None, *,
+                 hit: Hit | None = None) -> None:
+        # Kept as text until needed: listing 10,000 runs should not build 10,000 Paths.
+        self._dir_text = os.fspath(run_dir)
+        self._dir: Path | None = None
+        self._given_row = row
+        self._hit = hit
+        if hit is not None:
+            self.id: str = hit.id
+        elif row is not None:
+            self.id = str(row["id"])
         else:
             meta = read_json(self.dir / layout.RUN_JSON) or {}
             self.id = str(meta.get("id") or self.dir.name)
+
+    @property
+    def _row(self) -> dict[str, Any] | None:
+        """The index row this view was listed with (None when opened by reference)."""
+        if self._given_row is None and self._hit is not None:
+            self._given_row = self._hit.row()
+        return self._given_row
+
+    @property
+    def dir(self) -> Path:
+        """The run directory."""
+        if self._dir is None:
+            self._dir = Path(self._dir_text)
+        return self._dir
 
     # -- metadata
 
@@ -188,7 +210,7 @@ class RunView:
         return isinstance(other, RunView) and other.dir == self.dir
 
     def __hash__(self) -> int:
-        return hash(self.dir)
+        return hash(self._dir_text)
 
     # -- series
 
