@@ -31,7 +31,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, SupportsFloat
 
 from .errors import FormatError, LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
 
@@ -49,7 +49,7 @@ def save_checkpoint(
     obj: Any,
     step: int,
     *,
-    metric: float | None = None,
+    metric: SupportsFloat | None = None,
     mode: str = "min",
     keep_last: int | None = None,
     meta_writer: Callable[[dict[str, Any]], None] | None = None,
@@ -479,7 +479,7 @@ def _unwrap(obj: Any) -> Any:
 
 def _unwrap_in(obj: Any, wrappers: tuple[type, ...], depth: int) -> Any:
     if isinstance(obj, wrappers):
-        return _unwrap_in(obj.module, wrappers, depth + 1)
+        return _unwrap_in(getattr(obj, "module"), wrappers, depth + 1)
     if depth > 20:
         return obj
     if isinstance(obj, dict) and type(obj) in (dict, OrderedDict):
@@ -488,7 +488,7 @@ def _unwrap_in(obj: Any, wrappers: tuple[type, ...], depth: int) -> Any:
             return obj
         out = type(obj)(items)
         if hasattr(obj, "_metadata"):  # a state_dict's version metadata
-            out._metadata = obj._metadata
+            setattr(out, "_metadata", getattr(obj, "_metadata"))
         return out
     if type(obj) in (list, tuple):
         seq = [_unwrap_in(v, wrappers, depth + 1) for v in obj]

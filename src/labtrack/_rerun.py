@@ -106,10 +106,10 @@ def resolve_run(root: Path, ref: str) -> Path:
         return exact[0]
     matches = [d for d in dirs if d.name.startswith(ref)]
     if not matches and "/" in ref:
-        experiment, _, name = ref.rpartition("/")
+        # compared whole, because experiment and name may both contain "/"
         for d in dirs:
             meta = read_json(d / "run.json", {})
-            if isinstance(meta, dict) and meta.get("experiment") == experiment and meta.get("name") == name:
+            if isinstance(meta, dict) and f"{meta.get('experiment')}/{meta.get('name')}" == ref:
                 matches.append(d)
     if len(matches) == 1:
         return matches[0]

@@ -81,14 +81,14 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     base = _root(root)
     dirs = [resolve_run(base, ref) for ref in runs]
     out = Path(logdir).resolve() if logdir is not None else base / ".labtrack" / "tensorboard"
-    named = tensorboard.export_runs(dirs, out)
-    spec = tensorboard.logdir_spec(named)
-    for label, folder in named:
-        click.echo(f"exported {label} -> {folder}", err=True)
+    exported = tensorboard.export_runs(dirs, out)
+    spec = tensorboard.logdir_spec(exported)
+    for e in exported:
+        click.echo(f"exported {e.label} -> {e.events_dir}", err=True)
     if no_launch:
         click.echo(f"tensorboard --logdir_spec '{spec}' --port {port} --host {host}")
         return
-    proc = tensorboard.launch(named, port=port, host=host)
+    proc = tensorboard.launch(exported, port=port, host=host)
     click.echo(f"TensorBoard: http://{host}:{port}/ (Ctrl-C stops it)", err=True)
     try:
         code = proc.wait()

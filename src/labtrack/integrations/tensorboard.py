@@ -16,8 +16,8 @@ What is exported, per run, into `<logdir>/<run-id>/`:
 Example::
 
     from labtrack.integrations import tensorboard
-    named = tensorboard.export_runs([run_a.dir, run_b.dir], Path("tb"))
-    proc = tensorboard.launch(named, port=6006)
+    exported = tensorboard.export_runs([run_a.dir, run_b.dir], Path("tb"))
+    proc = tensorboard.launch(exported, port=6006)
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import LabtrackError, LabtrackValueError
 
-__all__ = ["export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard", "run_label"]
+__all__ = ["Exported", "export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard", "run_label"]
 
 _EVENT_PREFIX = "events.out.tfevents."
 _IMAGE_KINDS = ("image", "figure", "animation")
@@ -120,82 +120,111 @@ def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
     return counts
 
 
-def run_label(meta: dict[str, Any]) -> str:
-    """A run's name in TensorBoard: `experiment/name`, or `experiment/<id>` without a name.
+class Exported(NamedTuple):
+    """One exported run: TensorBoard shows it as `label` (`group/<folder below spec_dir>`)."""
 
-    Commas and colons, which `--logdir_spec` cannot carry, become `-`.
+    label: str
+    group: str
+    spec_dir: Path
+    events_dir: Path
+
+
+def _clean(text: str) -> str:
+    """Text safe in a `--logdir_spec` group name and as a folder name (no separators)."""
+    out = "".join("-" if ch in ",:" or ord(ch) < 32 or ord(ch) == 127 else ch for ch in text)
+    return out
+
+
+def run_label(meta: dict[str, Any]) -> tuple[str, str]:
+    """A run's name in TensorBoard as `(experiment, name)`: the run's name, or its id.
+
+    Commas and colons, which `--logdir_spec` cannot carry, and control characters become
+    `-`; `/` in the name makes TensorBoard groups, empty, `.` and `..` parts are dropped.
+
+    Example:
+        >>> run_label({"experiment": "mnist", "name": "lr: 0.1", "id": "2026..."})
+        ('mnist', 'lr- 0.1')
     """
-    name = meta.get("name") or meta.get("id") or "run"
-    label = f"{meta.get('experiment') or 'default'}/{name}"
-    label = label.replace(",", "-").replace(":", "-")
-    return label.lstrip("/") or "run"
+    group = _clean(str(meta.get("experiment") or "default")).lstrip("/") or "default"
+    name = str(meta.get("name") or meta.get("id") or "run")
+    parts = [p for p in _clean(name).split("/") if p not in ("", ".", "..")]
+    return group, "/".join(parts) or str(meta.get("id") or "run")
 
 
-def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[tuple[str, Path]]:
-    """Export several runs under `logdir`, one sub-folder per run id, and name them.
+def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[Exported]:
+    """Export several runs under `logdir` and name each `experiment/name` for TensorBoard.
+
+    The events of a run go to `<logdir>/<run-id>/<name>/`; TensorBoard is pointed at
+    `<logdir>/<run-id>` under the group name `<experiment>`, so it shows the run as
+    `experiment/name`. Runs with the same experiment and name get their id appended.
 
     Args:
         run_dirs: the run directories.
-        logdir: the folder that receives `<run-id>/events.out.tfevents.*`.
+        logdir: the folder for the event files (created if missing).
 
     Returns:
-        `(label, folder)` per run, labels made unique (the id is added to repeated labels).
+        One :class:`Exported` per run, in order.
 
     Raises:
         LabtrackError: tensorboard is not installed.
 
     Example:
-        >>> export_runs([a.dir, b.dir], Path("tb"))
-        [('mnist/baseline', PosixPath('tb/2026...')), ...]
+        >>> [e.label for e in export_runs([a.dir, b.dir], Path("tb"))]
+        ['mnist/baseline', 'mnist/wide']
     """
     require_tensorboard()
     from .._store.reader import read_run_meta
 
     metas = [read_run_meta(Path(d)) for d in run_dirs]
     labels = [run_label(m) for m in metas]
-    out: list[tuple[str, Path]] = []
-    for d, meta, label in zip(run_dirs, metas, labels):
+    out: list[Exported] = []
+    for d, meta, (group, name) in zip(run_dirs, metas, labels):
         run_id = str(meta.get("id") or Path(d).name)
-        if labels.count(label) > 1:
-            label = f"{label}-{run_id}"
-        folder = Path(logdir) / run_id
-        export_run(Path(d), folder)
-        out.append((label, folder))
+        if labels.count((group, name)) > 1:
+            name = f"{name}-{run_id}"
+        spec_dir = Path(logdir).resolve() / run_id
+        if spec_dir.is_dir():  # an earlier export, perhaps under an older name
+            for old in spec_dir.rglob(_EVENT_PREFIX + "*"):
+                old.unlink()
+        events = spec_dir.joinpath(*name.split("/"))
+        export_run(Path(d), events)
+        out.append(Exported(f"{group}/{name}", group, spec_dir, events))
     return out
 
 
-def logdir_spec(named: Sequence[tuple[str, Path]]) -> str:
-    """The `--logdir_spec` value for `(label, folder)` pairs.
+def logdir_spec(exported: Sequence[Exported]) -> str:
+    """The `--logdir_spec` value for exported runs: `group:folder,...`.
 
     Raises:
         LabtrackValueError: a folder path contains a comma (the spec's separator).
     """
     parts = []
-    for label, folder in named:
-        path = str(Path(folder).resolve())
+    for e in exported:
+        path = str(e.spec_dir.resolve())
         if "," in path:
             raise LabtrackValueError(
                 f"TensorBoard cannot take the folder {path!r}: its --logdir_spec is comma-separated; "
                 "choose a --logdir without commas"
             )
-        parts.append(f"{label}:{path}")
+        parts.append(f"{e.group}:{path}")
     return ",".join(parts)
 
 
 def launch(
-    named: Sequence[tuple[str, Path]],
+    exported: Sequence[Exported],
     *,
     port: int = 6006,
     host: str = "127.0.0.1",
-    quiet: bool = False,
+    log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start TensorBoard on exported runs; the caller stops it (`terminate()`, `wait()`).
 
     Args:
-        named: `(label, folder)` pairs from :func:`export_runs`.
+        exported: what :func:`export_runs` returned.
         port: the port to listen on.
         host: the address to bind (default only this machine).
-        quiet: send TensorBoard's own output to /dev/null.
+        log_file: a file for TensorBoard's own output (default: this process's stdout
+            and stderr).
 
     Returns:
         The TensorBoard process.
@@ -210,12 +239,14 @@ def launch(
     require_tensorboard()
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise LabtrackValueError(f"port {port!r} is not allowed; use a whole number from 1 to 65535")
-    if not named:
+    if not exported:
         raise LabtrackValueError("no runs to show in TensorBoard; name at least one run")
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(named),
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(exported),
            "--port", str(port), "--host", host]
-    sink = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen(cmd, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
+    if log_file is None:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    with open(log_file, "ab") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 # -- building summaries (pure) ------------------------------------------------------------
