@@ -295,3 +295,12 @@ def test_shipper_delivers_through_the_seam_and_catches_up_after_an_outage(tmp_pa
     assert s.close(10.0) is True
     assert tree(root / EXP / RID) == tree(local)
     assert [w.split(" ")[0] for w in warnings] == ["cannot", "the"]  # down once, recovered once
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "logs.lab:8765", "http://", "http://h:99999",
+                                 "http://h:1/?x=1"])
+def test_a_bad_server_url_is_refused_at_once(tmp_path: Path, url: str) -> None:
+    from labtrack.errors import LabtrackValueError
+
+    with pytest.raises(LabtrackValueError, match="is not allowed"):
+        Shipper(tmp_path, url, None, experiment_slug=EXP, run_id=RID)

@@ -115,8 +115,9 @@ def sync(runs: tuple[str, ...], remote: str | None, token_: str | None, root: st
     if not url:
         raise LabtrackValueError("no server given: pass --remote http://HOST:PORT or set "
                                  "LABTRACK_REMOTE")
-    if not str(url).startswith(("http://", "https://")):
-        raise LabtrackValueError(f"--remote {url!r} is not an http:// or https:// URL")
+    from .._remote.wire import check_url
+
+    check_url(str(url))
     root_path = Path(get("root", root))
     dirs = find_runs(root_path, list(runs))
     if not dirs:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from .backoff import Backoff
 from .upload import RunUploader
-from .wire import Refused, Transport, Unavailable, VersionMismatch, WireClient
+from .wire import Refused, Transport, Unavailable, VersionMismatch, WireClient, check_url
 
 ROUND_BYTES = 8 << 20
 
@@ -49,10 +49,13 @@ class Shipper:
         token: the write token, or None for a server without tokens.
         experiment_slug: the run's experiment folder name.
         run_id: the run's id.
-        transport: the network seam (default httpx).
+        transport: the network seam (default the standard library's http.client).
         poll_seconds: how often to look for changes without a notify (heartbeat, etc.).
         backoff: the retry policy (default: 0.5 s doubling up to 10 s, with jitter).
         warn: where warnings go (default: one line on stderr).
+
+    Raises:
+        LabtrackValueError: `url` is not an http(s) URL.
 
     Example:
         >>> s = Shipper(run_dir, "http://127.0.0.1:8765", None, experiment_slug="mnist",
@@ -65,6 +68,8 @@ class Shipper:
                  run_id: str, transport: Transport | None = None, poll_seconds: float = 2.0,
                  backoff: Backoff | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
+        if transport is None:
+            check_url(url)
         self.run_dir = Path(run_dir)
         self.url = url.rstrip("/")
         self._token = token

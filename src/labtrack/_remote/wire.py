@@ -1,7 +1,7 @@
 """The client side of the ingest API (docs/api.md, "Ingest API"), behind a transport seam.
 
 `WireClient` speaks the protocol; a `Transport` moves bytes. The default transport is
-httpx; tests may pass any object with the same `request` method (for example one that
+the standard library's http.client; tests may pass any object with the same `request` method (for example one that
 calls an ASGI app in-process). Failures are sorted into three kinds the callers act on:
 
 * :class:`Unavailable`: the server could not be reached, timed out or answered 5xx;
@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Union
-from urllib.parse import quote
+from urllib.parse import SplitResult, quote, urlsplit
 
-from ..errors import RemoteError
+from ..errors import LabtrackValueError, RemoteError
 
 API_VERSION = 1
 CLIENT_NAME = "labtrack"
@@ -75,33 +75,92 @@ class Transport(Protocol):
         ...
 
 
-class HttpxTransport:
-    """The default transport: one pooled httpx client with bounded timeouts."""
+def check_url(url: str) -> SplitResult:
+    """The parts of a server URL, or a clear error for one that is not http(s)://HOST[:PORT].
 
-    def __init__(self, base_url: str, *, timeout: float = 20.0, connect_timeout: float = 3.0) -> None:
-        import httpx
+    Raises:
+        LabtrackValueError: not an http or https URL with a host and a valid port.
+    """
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        u = None
+    if u is None or u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment:
+        raise LabtrackValueError(f"server URL {url!r} is not allowed; use http://HOST:PORT or "
+                                 "https://HOST, such as http://logs.lab:8765")
+    return u
 
-        self._httpx = httpx
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
-            follow_redirects=False,
-            trust_env=False,
-        )
+
+class HttpTransport:
+    """The default transport: the standard library's http.client, one kept-alive connection.
+
+    Not httpx: importing it and building its TLS context costs close to a second of CPU on
+    a loaded machine, on the shipper thread, while the training loop wants the GIL. An
+    https:// URL gets the default TLS context, built only then.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 20.0) -> None:
+        u = check_url(base_url)
+        self._https = u.scheme == "https"
+        self._host = u.hostname or ""
+        self._port = u.port
+        self._prefix = u.path.rstrip("/")
+        self._timeout = timeout
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        import http.client
+
+        if self._conn is None:
+            if self._https:
+                import ssl
+
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout,
+                    context=ssl.create_default_context())
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                        timeout=self._timeout)
+        return self._conn
 
     def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                 content: Body = None, headers: Mapping[str, str] | None = None) -> WireResponse:
-        """Send one request; network failures become :class:`Unavailable`."""
-        try:
-            r = self._client.request(method, path, params=dict(params or {}), content=content,
-                                     headers=dict(headers or {}))
-            return WireResponse(r.status_code, r.content)
-        except self._httpx.HTTPError as e:
-            raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
+        """Send one request; network failures become :class:`Unavailable`.
+
+        A kept-alive connection the server has closed meanwhile is retried once on a fresh
+        one; that is safe because every ingest request is idempotent (appends are checked
+        against the offset).
+        """
+        import http.client
+        from urllib.parse import urlencode
+
+        url = self._prefix + path + ("?" + urlencode(dict(params)) if params else "")
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            conn = self._connection()
+            try:
+                conn.request(method, url, body=content, headers=dict(headers or {}))
+                r = conn.getresponse()
+                data = r.read()
+                if r.getheader("connection", "").lower() == "close":
+                    self.close()
+                return WireResponse(r.status, data)
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                replayable = content is None or isinstance(content, bytes)
+                if attempt == 0 and reused and replayable and not isinstance(e, TimeoutError):
+                    continue
+                raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Close the connection."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 @dataclass
@@ -155,13 +214,16 @@ class WireClient:
     Args:
         url: the server, such as ``http://logs.lab:8765``.
         token: sent as ``Authorization: Bearer <token>`` when given.
-        transport: the seam; default :class:`HttpxTransport`.
+        transport: the seam; default :class:`HttpTransport`.
+
+    Raises:
+        LabtrackValueError: `url` is not an http(s) URL.
     """
 
     def __init__(self, url: str, token: str | None = None, *, transport: Transport | None = None,
                  timeout: float = 20.0) -> None:
         self.url = url.rstrip("/")
-        self._transport: Transport = transport or HttpxTransport(self.url, timeout=timeout)
+        self._transport: Transport = transport or HttpTransport(self.url, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def close(self) -> None:
