@@ -103,6 +103,7 @@ class _Entry:
 
 Parsed = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 _BLOCK = 8 << 20  # bytes: a damaged line costs the slow parse of one block, not the file
+_SMALL = 32 << 10
 
 
 def parse_lines(data: bytes | memoryview) -> list[Parsed]:
@@ -113,6 +114,8 @@ def parse_lines(data: bytes | memoryview) -> list[Parsed]:
     """
     if not len(data):
         return []
+    if len(data) < _SMALL:  # a few appended lines: plain Python beats pyarrow's set-up
+        return [_parse_slowly(bytes(data))]
     try:
         return _parse_arrow(data)
     except ValueError:

@@ -185,6 +185,7 @@ class RootWatch:
         self.state = state
         self.sig = self._sig()
         self.runs = self._runs()
+        self.pending = 0
 
     def _sig(self) -> tuple[Any, ...]:
         root = self.state.root
@@ -205,9 +206,13 @@ class RootWatch:
     def poll(self) -> list[bytes]:
         """A `runs` event when the set of runs changed."""
         sig = self._sig()
-        if sig == self.sig:
+        if sig != self.sig:
+            # A new run's folder appears before its run.json: look again for a few polls.
+            self.sig = sig
+            self.pending = 3
+        if self.pending <= 0:
             return []
-        self.sig = sig
+        self.pending -= 1
         runs = self._runs()
         if runs == self.runs:
             return []
@@ -219,13 +224,13 @@ class EventStream(Response):
     """The response of one stream; it watches for the client leaving by itself."""
 
     def __init__(self, state: ServerState, watches: list[RunWatch], root: RootWatch,
-                 poll_seconds: float = POLL_SECONDS, ping_seconds: float = PING_SECONDS) -> None:
+                 poll_seconds: float | None = None, ping_seconds: float | None = None) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
         self.state = state
         self.watches = watches
         self.root = root
-        self.poll_seconds = poll_seconds
-        self.ping_seconds = ping_seconds
+        self.poll_seconds = POLL_SECONDS if poll_seconds is None else poll_seconds
+        self.ping_seconds = PING_SECONDS if ping_seconds is None else ping_seconds
         self.ticks = 0
 
     def _tick(self) -> list[bytes]:
@@ -233,7 +238,7 @@ class EventStream(Response):
         out: list[bytes] = []
         for w in self.watches:
             out.extend(w.poll())
-        if self.ticks % ROOT_EVERY == 1:
+        if (self.ticks - 1) % ROOT_EVERY == 0:
             out.extend(self.root.poll())
         return out
 

@@ -1,0 +1,102 @@
+"""The server's series cache: pyarrow parse, incremental appends, damaged and partial lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labtrack._server import series
+from labtrack._server.series import SeriesCache, parse_lines
+
+
+def _lines(start: int, stop: int) -> bytes:
+    return "".join(f"{i},{i * 0.25!r},{1.7e9 + i / 1000:.3f}\n" for i in range(start, stop)).encode()
+
+
+def test_big_file_matches_pandas_and_grows(tmp_path: Path) -> None:
+    path = tmp_path / "loss.csv"
+    n = 400_000  # > 8 MiB: the memory-mapped first read, in pyarrow
+    path.write_bytes(series.HEADER + _lines(0, n))
+    assert path.stat().st_size > series._BLOCK
+    cache = SeriesCache()
+    cols = cache.get(path)
+    expected = pd.read_csv(path)
+    np.testing.assert_array_equal(cols.step, expected["step"].to_numpy())
+    np.testing.assert_array_equal(cols.value, expected["value"].to_numpy())
+    np.testing.assert_array_equal(cols.time, expected["time"].to_numpy())
+    assert cols.step_ordered and cols.time_ordered
+    with open(path, "ab") as f:
+        f.write(_lines(n, n + 3) + b"5,1.0,")  # three lines and a partial one
+    grown = cache.get(path)
+    assert len(grown) == n + 3 and grown.step[-1] == n + 2
+    assert len(cols) == n  # an earlier snapshot does not change under the reader
+    with open(path, "ab") as f:
+        f.write(b"1.0\n")
+    latest = cache.get(path)
+    assert len(latest) == n + 4 and latest.step[-1] == 5
+    assert not latest.step_ordered and latest.time_ordered is False
+
+
+def test_damaged_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    body = _lines(0, 200_000) + b"garbage line\n1,2\n" + _lines(200_000, 400_000)
+    path.write_bytes(series.HEADER + body)
+    cols = SeriesCache().get(path)
+    assert len(cols) == 400_000
+    assert cols.step[199_999] == 199_999 and cols.step[200_000] == 200_000
+
+
+def test_nonfinite_values(tmp_path: Path) -> None:
+    chunks = parse_lines(b"0,nan,1.0\n1,inf,2.0\n2,-inf,3.0\n3,1e-05,4.0\n")
+    values = np.concatenate([c[1] for c in chunks])
+    assert np.isnan(values[0]) and values[1] == np.inf and values[2] == -np.inf and values[3] == 1e-05
+    big = b"".join(f"{i},{'nan' if i % 7 == 0 else i},{i}.0\n".encode() for i in range(20_000))
+    assert len(big) > series._SMALL
+    chunks = parse_lines(big)
+    values = np.concatenate([c[1] for c in chunks])
+    assert np.isnan(values[::7]).all() and values[1] == 1.0
+
+
+def test_header_only_missing_and_foreign_files(tmp_path: Path) -> None:
+    cache = SeriesCache()
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"step,val")  # the header is still being written
+    assert len(cache.get(empty)) == 0
+    empty.write_bytes(series.HEADER + b"0,1.0,1.0\n")
+    assert len(cache.get(empty)) == 1
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"a,b\n1,2\n")
+    assert len(cache.get(other)) == 0
+    try:
+        cache.get(tmp_path / "absent.csv")
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("a missing file must raise FileNotFoundError")
+
+
+def test_replaced_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(series.HEADER + _lines(0, 10))
+    cache = SeriesCache()
+    assert len(cache.get(path)) == 10
+    tmp = tmp_path / ".s.csv.tmp"
+    tmp.write_bytes(series.HEADER + _lines(100, 120))  # same inode count? a new file anyway
+    os.replace(tmp, path)
+    cols = cache.get(path)
+    assert len(cols) == 20 and cols.step[0] == 100
+
+
+def test_cache_evicts_least_recently_used(tmp_path: Path) -> None:
+    cache = SeriesCache(max_bytes=30_000)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"s{i}.csv"
+        p.write_bytes(series.HEADER + _lines(0, 1000))  # 24 kB of columns each
+        paths.append(p)
+        cache.get(p)
+    assert len(cache._entries) == 1 and str(paths[2]) in cache._entries
+    assert len(cache.get(paths[0])) == 1000  # evicted entries are simply read again
