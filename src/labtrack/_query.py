@@ -187,6 +187,12 @@ def _tokenize(text: str) -> list[_Tok]:
                 toks.append(_Tok("field", FieldRef(lower, key, agg), i))
                 i = j
                 continue
+            if m.end() < n and text[m.end()] == ".":
+                key, _j = _read_key(text, m.end() + 1)
+                hint = {"param": "params", "config": "params", "metric": "metrics",
+                         "summary": "metrics", "scalars": "metrics"}.get(lower)
+                raise _error(text, i, f"unknown field '{word}.{key}'"
+                             + (f"; did you mean '{hint}.{key}'?" if hint else ""))
             toks.append(_Tok("word", word, i))
             i = m.end()
             continue
@@ -281,8 +287,6 @@ class _Parser:
             if negate:
                 return lambda row: not _contains(left(row), right(row))
             return lambda row: _contains(left(row), right(row))
-        if negate:
-            raise self.fail(self.peek(), "expected 'in' after 'not'")
         return lambda row: _truthy(left(row))
 
     def parse_operand(self) -> Getter:
