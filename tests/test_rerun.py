@@ -191,7 +191,7 @@ def test_dry_run_and_errors(repo: Path, tmp_path: Path) -> None:
     assert "diff:      (none" in out.stdout
     assert len(_runs(root)) == 1 and len(_git(repo, "worktree", "list").splitlines()) == 1
 
-    with pytest.raises(RunNotFoundError, match="no run matches 'nope'"):
+    with pytest.raises(RunNotFoundError, match="no run matches 'nope' under "):
         resolve_run(root, "nope")
     assert resolve_run(root, f"toy/{run_id}") == run_dir  # experiment/name (the name defaults to the id)
 

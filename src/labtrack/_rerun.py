@@ -83,6 +83,8 @@ class RerunResult:
 def resolve_run(root: Path, ref: str) -> Path:
     """Find one run under `root` by full id, unique id prefix, or "experiment/name".
 
+    The same resolution as `labtrack show` and `book[ref]` (through the Book).
+
     Args:
         root: the root folder of runs.
         ref: `20261121-141503-k3f9qz`, a prefix such as `20261121-1415`, or `mnist/baseline`.
@@ -96,30 +98,9 @@ def resolve_run(root: Path, ref: str) -> Path:
     Example:
         >>> resolve_run(Path("labtrack"), "mnist/baseline")
     """
-    from ._store.reader import iter_run_dirs, read_json
+    from ._book import Book
 
-    if not ref:
-        raise RunNotFoundError("empty run reference; give a run id, a unique id prefix or experiment/name")
-    dirs = list(iter_run_dirs(root))
-    exact = [d for d in dirs if d.name == ref]
-    if len(exact) == 1:
-        return exact[0]
-    matches = [d for d in dirs if d.name.startswith(ref)]
-    if not matches and "/" in ref:
-        # compared whole, because experiment and name may both contain "/"
-        for d in dirs:
-            meta = read_json(d / "run.json", {})
-            if isinstance(meta, dict) and f"{meta.get('experiment')}/{meta.get('name')}" == ref:
-                matches.append(d)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunNotFoundError(
-            f"no run matches {ref!r} under {root}; give a run id, a unique id prefix or experiment/name "
-            "(see `labtrack ls`)"
-        )
-    shown = ", ".join(d.name for d in matches[:5]) + (", ..." if len(matches) > 5 else "")
-    raise RunNotFoundError(f"{len(matches)} runs match {ref!r} under {root} ({shown}); give the full id")
+    return Path(Book(Path(root))[ref].dir)
 
 
 def plan_rerun(
