@@ -130,6 +130,19 @@ def annotate_file(path: Path, block: str, *, dry_run: bool = False) -> str:
     return new
 
 
+def _installed(path: Path) -> bool:
+    """True for files of the Python installation or a virtualenv (pytest, ipykernel ...)."""
+    import sys
+
+    if "site-packages" in path.parts or "dist-packages" in path.parts:
+        return True
+    resolved = path.resolve()
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        if resolved.is_relative_to(Path(prefix).resolve()):
+            return True
+    return False
+
+
 def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = False) -> tuple[Path, str]:
     """Write a run's summary into its script (run.json command.script, or `file`).
 
@@ -152,6 +165,10 @@ def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = Fal
                 f"run {meta.get('id')} recorded no script file (it did not run from a .py file); "
                 "pass --file PATH")
         file = Path(script)
+        if _installed(file):
+            raise LabtrackValueError(
+                f"run {meta.get('id')} was started by {file}, which belongs to an installed "
+                "package, not to your experiment; pass --file PATH")
     params = flatten_params(read_json(run_dir / layout.PARAMS_JSON, {}))
     summary = read_json(run_dir / layout.SUMMARY_JSON, {}) or {}
     block = render_block(meta, params, summary)

@@ -369,7 +369,7 @@ def diff_command(run: str, root: str | None, color: bool | None) -> None:
             fg = "red"
         elif line.startswith("@@"):
             fg = "cyan"
-        click.echo(click.style(line, fg=fg, bold=fg == "white") if fg and use_color else line,
+        click.echo(click.style(line, fg=fg, bold=True if fg == "white" else None) if fg and use_color else line,
                    color=use_color)
 
 
