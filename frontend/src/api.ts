@@ -52,6 +52,8 @@ export interface RunDetail {
   started: string | null;
   ended: string | null;
   pid?: number;
+  duration?: number | null;
+  names?: { scalars?: string[]; text?: string[]; histograms?: string[]; tables?: string[]; markdown?: string[] };
   host?: string | null;
   user?: string | null;
   command?: { argv?: string[]; script?: string; cwd?: string; python?: string } | null;
@@ -258,27 +260,36 @@ export async function fetchScalars(id: string, name: string, sq: ScalarQuery = {
   };
 }
 
-export async function fetchMedia(id: string): Promise<MediaEntry[]> {
-  const r = await getJson<MediaEntry[] | { media: MediaEntry[] }>(`runs/${encodeURIComponent(id)}/media`);
-  return Array.isArray(r) ? r : r.media || [];
+/** JSONL records, read in chunks: each answer says where the next chunk starts. */
+async function fetchRecords<T>(path: string, key: string, extra: Record<string, string> = {}): Promise<T[]> {
+  const out: T[] = [];
+  let offset = 0;
+  for (let i = 0; i < 64; i++) {
+    const r = await getJson<T[] | Record<string, unknown>>(path + query({ ...extra, offset }));
+    if (Array.isArray(r)) return r;
+    const recs = (r[key] as T[] | undefined) ?? [];
+    out.push(...recs);
+    const next = num(r.offset);
+    if (!recs.length || !Number.isFinite(next) || next <= offset) break;
+    offset = next;
+  }
+  return out;
 }
 
-export async function fetchText(id: string, name: string): Promise<TextRecord[]> {
-  const r = await getJson<TextRecord[] | { records: TextRecord[] }>(
-    `runs/${encodeURIComponent(id)}/text` + query({ name }),
-  );
-  return Array.isArray(r) ? r : r.records || [];
+export function fetchMedia(id: string): Promise<MediaEntry[]> {
+  return fetchRecords<MediaEntry>(`runs/${encodeURIComponent(id)}/media`, "media");
+}
+
+export function fetchText(id: string, name: string): Promise<TextRecord[]> {
+  return fetchRecords<TextRecord>(`runs/${encodeURIComponent(id)}/text`, "records", { name });
 }
 
 export async function fetchHistograms(id: string, name: string): Promise<HistogramRecord[]> {
-  const r = await getJson<HistogramRecord[] | { records: HistogramRecord[] }>(
-    `runs/${encodeURIComponent(id)}/histograms` + query({ name }),
-  );
-  const recs = Array.isArray(r) ? r : r.records || [];
+  const recs = await fetchRecords<HistogramRecord>(`runs/${encodeURIComponent(id)}/histograms`, "records", { name });
   return recs.map((h) => ({ ...h, bins: numArray(h.bins), counts: numArray(h.counts) }));
 }
 
-export async function fetchConsole(id: string, offset = 0): Promise<{ offset: number; text: string }> {
+export async function fetchConsole(id: string, offset = 0): Promise<{ offset: number; size?: number; text: string }> {
   return getJson(`runs/${encodeURIComponent(id)}/console` + query({ offset }));
 }
 

@@ -315,7 +315,14 @@ export function Chart(props: ChartProps) {
 
   const anyDownsampled = prepared.some((p) => p.lo);
   return (
-    <div class="chart" data-metric={metric}>
+    <div
+      class="chart"
+      data-metric={metric}
+      data-runs={prepared.length}
+      data-points={prepared.reduce((a, p) => a + p.x.length, 0)}
+      data-xmax={prepared.reduce((a, p) => Math.max(a, p.x.length ? p.x[p.x.length - 1] : -Infinity), -Infinity)}
+      data-zoomed={zoom ? "1" : "0"}
+    >
       <div class="chart-head">
         <span class="chart-title" title={metric}>{metric}</span>
         {anyDownsampled && <span class="badge" title="downsampled by the server; the band is the min/max of each bucket">envelope</span>}

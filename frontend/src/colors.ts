@@ -1,11 +1,30 @@
-// Run colours: distinct and stable. A run keeps the palette slot its id hashes to unless an
-// earlier-selected run holds it; then it takes the next free slot.
+// Run colours: distinct and stable. A run keeps the colour it got when it first appeared
+// among the shown runs for as long as it stays shown; a new run takes the first colour no
+// shown run holds. Loading a link assigns colours in the link's selection order.
 
 export const PALETTE = [
-  "#1f77b4", "#e6550d", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-  "#bcbd22", "#393b79", "#ff9896", "#31a354", "#756bb1", "#fd8d3c", "#637939", "#7b4173",
-  "#3182bd", "#a55194", "#e7ba52", "#636363",
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+  "#7f7f7f", "#bcbd22", "#393b79", "#ad494a", "#637939", "#843c39", "#5254a3", "#e7969c",
+  "#6b6ecf", "#8ca252", "#bd9e39", "#7b4173",
 ];
+
+const remembered = new Map<string, number>();
+
+export function runColors(ids: string[]): Map<string, string> {
+  const shown = new Set(ids);
+  for (const id of [...remembered.keys()]) if (!shown.has(id)) remembered.delete(id);
+  const taken = new Set(remembered.values());
+  for (const id of ids) {
+    if (remembered.has(id)) continue;
+    let slot = 0;
+    while (taken.has(slot) && slot < PALETTE.length * 8) slot++;
+    remembered.set(id, slot);
+    taken.add(slot);
+  }
+  const out = new Map<string, string>();
+  for (const id of ids) out.set(id, PALETTE[remembered.get(id)! % PALETTE.length]);
+  return out;
+}
 
 function hash(s: string): number {
   let h = 2166136261;
@@ -16,19 +35,6 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
-export function runColors(ids: string[]): Map<string, string> {
-  const taken = new Set<number>();
-  const out = new Map<string, string>();
-  for (const id of ids) {
-    let slot = hash(id) % PALETTE.length;
-    for (let k = 0; k < PALETTE.length && taken.has(slot); k++) slot = (slot + 1) % PALETTE.length;
-    taken.add(slot);
-    if (taken.size >= PALETTE.length) taken.clear();
-    out.set(id, PALETTE[slot]);
-  }
-  return out;
-}
-
 export function withAlpha(hex: string, alpha: number): string {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
@@ -36,5 +42,5 @@ export function withAlpha(hex: string, alpha: number): string {
 
 /** A colour per class name for bounding boxes. */
 export function classColor(name: string): string {
-  return PALETTE[hash(name) % PALETTE.length];
+  return PALETTE[hash(name) % 10];
 }

@@ -34,8 +34,9 @@ export function fmtDuration(seconds: number | null | undefined): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
-export function durationOf(started: string | null, ended: string | null, duration: number | null, now = Date.now()): number | null {
-  if (duration !== null && duration !== undefined && Number.isFinite(duration) && ended) return duration;
+/** A running run's duration ticks in the browser; any other run's is the server's. */
+export function durationOf(started: string | null, ended: string | null, duration: number | null, running: boolean, now = Date.now()): number | null {
+  if (!running && duration !== null && duration !== undefined && Number.isFinite(duration)) return duration;
   if (!started) return duration ?? null;
   const s = new Date(started).getTime();
   const e = ended ? new Date(ended).getTime() : now;

@@ -11,6 +11,7 @@ export interface ScalarEvent {
 }
 export interface ConsoleEvent {
   run: string;
+  start: number;
   offset: number;
   text: string;
 }
@@ -20,12 +21,13 @@ type Handlers = {
   run: (e: RunRow) => void;
   console: (e: ConsoleEvent) => void;
   runs: (e: { total: number }) => void;
+  open: (runs: string[]) => void;
 };
 
 class Live {
   private watched = new Map<string, number>();
   private handlers: { [K in keyof Handlers]: Set<Handlers[K]> } = {
-    scalars: new Set(), run: new Set(), console: new Set(), runs: new Set(),
+    scalars: new Set(), run: new Set(), console: new Set(), runs: new Set(), open: new Set(),
   };
   private source: EventSource | null = null;
   private key = "";
@@ -65,6 +67,9 @@ class Live {
     this.key = key;
     const src = new EventSource("api/v1/stream" + (key ? "?runs=" + encodeURIComponent(key) : ""));
     this.source = src;
+    // The stream starts at the files' current ends: whoever fetched before it opened
+    // fetches again so nothing written in between is missed.
+    src.addEventListener("open", () => this.handlers.open.forEach((h) => h(ids)));
     src.addEventListener("scalars", (ev) => {
       const d = JSON.parse((ev as MessageEvent).data);
       const e: ScalarEvent = {

@@ -79,10 +79,11 @@ function BoxedImage({ runId, entry }: { runId: string; entry: MediaEntry }) {
   const visible = (boxes?.boxes ?? []).filter(
     (b) => !(b.className && hidden.has(b.className)) && !(typeof b.probability === "number" && b.probability < threshold),
   );
-  const zoom = size ? Math.max(1, Math.min(4, Math.floor(360 / Math.max(size.w, size.h)))) : 1;
+  // Boxes are drawn in screen pixels over the scaled image, so lines and labels stay crisp.
+  const k = size ? Math.min(6, 480 / Math.max(size.w, size.h)) : 1;
   return (
     <div class="boxed-image">
-      <div class="image-wrap" style={size ? { width: `${size.w * zoom}px`, height: `${size.h * zoom}px` } : undefined}>
+      <div class="image-wrap" style={size ? { width: `${size.w * k}px`, height: `${size.h * k}px` } : undefined}>
         <img
           src={fileUrl(runId, entry.path)}
           alt={`${entry.name} at step ${entry.step}`}
@@ -92,20 +93,21 @@ function BoxedImage({ runId, entry }: { runId: string; entry: MediaEntry }) {
           }}
         />
         {size && boxes && (
-          <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-testid="boxes">
+          <svg class="boxes" width={size.w * k} height={size.h * k} data-testid="boxes">
             {visible.map((b, i) => {
               const c = classColor(b.className ?? "");
               const label = `${b.className ?? ""}${typeof b.probability === "number" ? ` ${b.probability.toFixed(2)}` : ""}`.trim();
+              const x = b.xStart * k;
+              const y = b.yStart * k;
+              const ly = y >= 16 ? y - 16 : y;
               return (
                 <g key={i} class="box" data-class={b.className ?? ""}>
-                  <rect
-                    x={b.xStart} y={b.yStart} width={Math.max(0, b.xEnd - b.xStart)} height={Math.max(0, b.yEnd - b.yStart)}
-                    fill="none" stroke={c} stroke-width={2 / zoom} vector-effect="non-scaling-stroke"
-                  />
+                  <rect x={x} y={y} width={Math.max(0, (b.xEnd - b.xStart) * k)} height={Math.max(0, (b.yEnd - b.yStart) * k)} fill="none" stroke={c} stroke-width="2" />
                   {label && (
-                    <text x={b.xStart + 1} y={Math.max(b.yStart - 2 / zoom, 8 / zoom)} fill={c} font-size={11 / zoom} class="box-label">
-                      {label}
-                    </text>
+                    <>
+                      <rect x={x - 1} y={ly} width={label.length * 6.6 + 8} height="16" fill={c} />
+                      <text x={x + 3} y={ly + 12} fill="#fff" class="box-label">{label}</text>
+                    </>
                   )}
                 </g>
               );

@@ -24,6 +24,24 @@ function filesUnder(files: FileEntry[], dir: string, suffix: string): { name: st
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The run's names of one kind: from the server's list when it sends one, else from its files. */
+function named(run: RunDetail | null, files: FileEntry[], dir: "text" | "histograms" | "markdown" | "tables", suffix: string) {
+  const fromFiles = filesUnder(files, dir, suffix);
+  const names = run?.names?.[dir];
+  if (!names) return fromFiles;
+  return names.map((name) => fromFiles.find((f) => f.name === name) ?? { name, path: `${dir}/${name.split("/").map(escapePart).join("/")}${suffix}` });
+}
+
+/** docs/format.md, Names: bytes outside [A-Za-z0-9_.-] as %XX, a leading dot too. */
+function escapePart(part: string): string {
+  let out = "";
+  for (const b of new TextEncoder().encode(part)) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9_.-]/.test(c) ? c : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out.startsWith(".") ? "%2E" + out.slice(1) : out;
+}
+
 function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
   for (const it of items) {
@@ -70,10 +88,10 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   const images = useMemo(() => groupBy(media.filter((m) => ["image", "figure", "animation"].includes(m.kind)), (m) => m.name), [media]);
   const steppedMd = useMemo(() => groupBy(media.filter((m) => m.kind === "markdown"), (m) => m.name), [media]);
   const steppedTables = useMemo(() => groupBy(media.filter((m) => m.kind === "table"), (m) => m.name), [media]);
-  const texts = filesUnder(files, "text", ".jsonl");
-  const hists = filesUnder(files, "histograms", ".jsonl");
-  const mds = filesUnder(files, "markdown", ".md");
-  const tables = filesUnder(files, "tables", ".csv");
+  const texts = named(run, files, "text", ".jsonl");
+  const hists = named(run, files, "histograms", ".jsonl");
+  const mds = named(run, files, "markdown", ".md");
+  const tables = named(run, files, "tables", ".csv");
   const counts: Record<Tab, number | null> = {
     overview: null,
     charts: run ? Object.keys(run.summary).length : 0,
@@ -179,7 +197,7 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
     ["experiment", run.experiment],
     ["started", fmtDate(run.started)],
     ["ended", fmtDate(run.ended)],
-    ["duration", fmtDuration(durationOf(run.started, run.ended, null))],
+    ["duration", fmtDuration(durationOf(run.started, run.ended, run.duration ?? null, run.status === "running"))],
     ["command", run.command?.argv ? <code>{["python", ...run.command.argv].map(shellQuote).join(" ")}</code> : null],
     ["directory", run.command?.cwd ? <code>{run.command.cwd}</code> : null],
     ["commit", g?.commit ? <span><code>{g.commit}</code>{g.dirty ? <span class="dirty" title="uncommitted changes"> * dirty</span> : <span class="muted"> clean</span>}{g.message ? <span class="muted"> — {g.message.split("\n")[0]}</span> : null}</span> : null],
@@ -374,30 +392,62 @@ function HistLoader({ runId, name }: { runId: string; name: string }) {
   return recs ? <HistogramView name={name} records={recs} /> : <div class="muted">loading…</div>;
 }
 
+const CONSOLE_TAIL = 1 << 20;
+
 function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
   const [text, setText] = useState("");
+  const [cut, setCut] = useState(false);
   const offset = useRef(0);
   const pre = useRef<HTMLPreElement>(null);
   const [follow, setFollow] = useState(true);
+  const readFrom = async (from: number) => {
+    let r = await fetchConsole(runId, from);
+    let acc = r.text;
+    // Keep reading while the server has more (1 MiB per answer).
+    for (let i = 0; i < 8 && r.size !== undefined && r.offset < r.size; i++) {
+      r = await fetchConsole(runId, r.offset);
+      acc += r.text;
+    }
+    return { text: acc, offset: r.offset };
+  };
   useEffect(() => {
+    let alive = true;
     offset.current = 0;
     setText("");
-    fetchConsole(runId, 0)
-      .then((r) => {
-        offset.current = r.offset;
-        setText(r.text);
-      })
-      .catch(() => undefined);
+    setCut(false);
+    (async () => {
+      const head = await fetchConsole(runId, 0);
+      // A huge log: show its last MiB.
+      const big = head.size !== undefined && head.size > CONSOLE_TAIL * 2;
+      const r = big ? await readFrom(head.size! - CONSOLE_TAIL) : await readFrom(0);
+      if (!alive) return;
+      setCut(big);
+      offset.current = r.offset;
+      setText(r.text);
+    })().catch(() => undefined);
+    return () => {
+      alive = false;
+    };
   }, [runId]);
   useLive(
     "console",
     (e) => {
-      if (e.run !== runId) return;
-      // Events carry the offset where their text ends; skip what the first read already had.
-      const start = e.offset - new TextEncoder().encode(e.text).length;
-      if (e.offset <= offset.current) return;
+      if (e.run !== runId || e.offset <= offset.current) return;
+      const start = Number.isFinite(e.start) ? e.start : e.offset - new TextEncoder().encode(e.text).length;
+      if (start > offset.current) {
+        // A gap (the stream opened after our read): read what is missing.
+        readFrom(offset.current)
+          .then((r) => {
+            if (r.offset > offset.current) {
+              offset.current = r.offset;
+              setText((t) => t + r.text);
+            }
+          })
+          .catch(() => undefined);
+        return;
+      }
       const bytes = new TextEncoder().encode(e.text);
-      const fresh = start >= offset.current ? e.text : new TextDecoder().decode(bytes.slice(offset.current - start));
+      const fresh = start === offset.current ? e.text : new TextDecoder().decode(bytes.slice(offset.current - start));
       offset.current = e.offset;
       setText((t) => t + fresh);
     },
@@ -411,7 +461,8 @@ function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
       <div class="console-head">
         {running && <span class="live-note"><span class="dot live" /> live</span>}
         <label><input type="checkbox" checked={follow} onChange={(e) => setFollow((e.target as HTMLInputElement).checked)} /> follow</label>
-        <a href={fileUrl(runId, "console.log")} download="console.log">download</a>
+        <a href={fileUrl(runId, "console.log") + "&download=1"} download="console.log">download</a>
+        {cut && <span class="muted">showing the last MiB</span>}
       </div>
       <pre class="console" ref={pre} data-testid="console">{text || "(nothing printed)"}</pre>
     </div>
@@ -427,7 +478,7 @@ function Files({ runId, run, files }: { runId: string; run: RunDetail; files: Fi
       <tbody>
         {fs.map((f) => (
           <tr key={f.path}>
-            <td><a href={fileUrl(runId, f.path)} download={f.path.split("/").pop()}>{f.path}</a></td>
+            <td><a href={fileUrl(runId, f.path) + "&download=1"} download={f.path.split("/").pop()}>{f.path}</a></td>
             <td class="num">{fmtBytes(f.size)}</td>
             <td class="mono muted">{fmtDate(new Date(f.mtime * 1000).toISOString())}</td>
           </tr>

@@ -41,7 +41,7 @@ const BASE_COLS: Col[] = [
   { key: "started", title: "started", width: "150px", cell: (r) => <span class="mono">{fmtDate(r.started)}</span> },
   {
     key: "duration", title: "duration", width: "82px",
-    cell: (r, now) => <span class="mono">{fmtDuration(durationOf(r.started, r.ended, r.duration, now))}</span>,
+    cell: (r, now) => <span class="mono">{fmtDuration(durationOf(r.started, r.ended, r.duration, r.status === "running", now))}</span>,
   },
   {
     key: "commit", title: "commit", width: "84px",
@@ -194,7 +194,7 @@ export function RunsTable(props: {
   const arrow = (key: string) => (effSort === key ? " ▲" : effSort === "-" + key ? " ▼" : "");
 
   return (
-    <div class="runs-table" data-testid="runs-table">
+    <div class="runs-table" data-testid="runs-table" style={{ height: `min(42vh, ${Math.max(5, total ?? 0) * ROW_H + 62}px)` }}>
       <div class="table-meta">
         <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}`}</span>
         {sel.length > 0 && <span> · {sel.length} selected</span>}

@@ -19,6 +19,13 @@ class SeriesStore {
 
   constructor() {
     live.on("scalars", (e) => this.append(e));
+    live.on("open", (runs) => {
+      const watched = new Set(runs);
+      for (const k of this.data.keys()) {
+        const [run, name] = k.split("\u0000");
+        if (watched.has(run)) void this.load(run, name, true);
+      }
+    });
   }
 
   peek(run: string, name: string): Series | undefined {
