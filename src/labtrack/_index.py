@@ -632,7 +632,7 @@ class Index:
                 keyed = [(_sort_value(getter(h.row())), h) for h in hits]
                 present = [(k, h) for k, h in keyed if k is not None]
                 missing = [h for k, h in keyed if k is None]
-                present.sort(key=lambda kh: kh[0], reverse=descending)  # type: ignore[arg-type,return-value]
+                present.sort(key=lambda kh: kh[0], reverse=descending)
                 hits = [h for _, h in present] + missing
         return hits
 
@@ -692,7 +692,8 @@ class Index:
         """
         self._ensure_fresh()
         con = self._connect()
-        cond, args = "", ()
+        cond = ""
+        args: tuple[str, ...] = ()
         if experiment is not None:
             cond, args = " WHERE runs.experiment = ?", (experiment,)
         params = [k for (k,) in con.execute(

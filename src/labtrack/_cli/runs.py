@@ -204,8 +204,8 @@ def ls_command(root: str | None, experiment: str | None, status: str | None, whe
     if limit is not None:
         hits = hits[:limit]
     # Only extra columns of params or metrics need the JSON part of each row decoded.
-    full = any(c.startswith(("params.", "metrics.")) for c in cols)
-    rows = [h.row() if full else h.light() for h in hits]
+    decode = any(c.startswith(("params.", "metrics.")) for c in cols)
+    rows = [h.row() if decode else h.light() for h in hits]
     headers = ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "COMMIT", "TAGS"] + [
         c.upper() for c in cols] + ["COMMENT"]
     table = []
@@ -256,7 +256,7 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     meta = view.meta
     params = view.params
     summary = view.summary
-    files = []
+    files: list[dict[str, Any]] = []
     for rel in view.list_artifacts():
         try:
             size = (view.dir / rel).stat().st_size
