@@ -23,6 +23,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -224,6 +225,28 @@ def _scan(root: str) -> dict[str, str]:
     return out
 
 
+def _record(rel: str, run_dir: Path, sig: str) -> tuple[Any, ...]:
+    """The `runs` table record of one run directory.
+
+    Raises:
+        OSError, FormatError, ValueError, TypeError: the run's files cannot be read.
+    """
+    meta = _read_raw_meta(run_dir)
+    params = read_json(run_dir / layout.PARAMS_JSON)
+    summary = read_json(run_dir / layout.SUMMARY_JSON)
+    row, stats = run_row(meta, params, summary)
+    if not row["id"]:
+        row["id"] = run_dir.name
+    search = " ".join([row["experiment"], row["name"], row["comment"], row["id"], *row["tags"]]).lower()
+    return (rel, row["id"], row["experiment"], row["name"], row["comment"],
+            _dumps(row["tags"]), row["status"], _text(row["started"]), _text(row["ended"]),
+            row["duration"], _text(row["commit"]),
+            None if row["dirty"] is None else int(bool(row["dirty"])),
+            _text(row["host"]), _text(row["user"]), _text(row["parent"]),
+            row["pid"] if isinstance(row["pid"], int) else None, search,
+            _dumps({"params": row["params"], "metrics": row["metrics"]}), _dumps(stats), sig)
+
+
 def _text(v: Any) -> str | None:
     return None if v is None else str(v)
 
@@ -327,6 +350,8 @@ class Index:
         self._clock = clock
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        # Close the connections when the object is dropped without close().
+        weakref.finalize(self, _close_all, self._connections)
         self._lock = threading.Lock()  # guards _connections and in-process refreshes
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
@@ -451,47 +476,39 @@ class Index:
 
     def _refresh(self) -> RefreshResult:
         con = self._connect()
-        # Stat the files before taking the write lock, so readers in other processes wait
-        # as little as possible; the comparison happens inside the transaction.
+        # Stat and read outside the write lock, so another process refreshing (or a cold
+        # build of 10,000 runs) never holds SQLite's lock for long; the transaction at the
+        # end only compares signatures again and writes.
         current = _scan(str(self.root))
+        known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
+        bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+        fresh: dict[str, tuple[Any, ...]] = {}
+        broken: dict[str, str] = {}
+        for rel, sig in current.items():
+            if known.get(rel) == sig or bad.get(rel) == sig:
+                continue
+            try:
+                fresh[rel] = _record(rel, self.root / rel, sig)
+            except (OSError, FormatError, ValueError, TypeError) as e:
+                broken[rel] = str(e)
         added = updated = unreadable = 0
         con.execute("BEGIN IMMEDIATE")
         try:
             known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
             bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
-            for rel, sig in current.items():
-                if known.get(rel) == sig or bad.get(rel) == sig:
-                    continue
-                run_dir = self.root / rel
-                try:
-                    meta = _read_raw_meta(run_dir)
-                    params = read_json(run_dir / layout.PARAMS_JSON)
-                    summary = read_json(run_dir / layout.SUMMARY_JSON)
-                    row, stats = run_row(meta, params, summary)
-                except (OSError, FormatError, ValueError, TypeError) as e:
-                    con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
-                    con.execute("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", (rel, str(e), sig))
-                    unreadable += 1
-                    continue
-                if not row["id"]:
-                    row["id"] = run_dir.name
+            for rel, rec in fresh.items():
+                if known.get(rel) == rec[-1]:
+                    continue  # another process stored the same state meanwhile
                 if rel in known:
                     updated += 1
                 else:
                     added += 1
-                search = " ".join([row["experiment"], row["name"], row["comment"], row["id"],
-                                   *row["tags"]]).lower()
-                con.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * 20) + ")",
-                    (rel, row["id"], row["experiment"], row["name"], row["comment"],
-                     _dumps(row["tags"]), row["status"], _text(row["started"]), _text(row["ended"]),
-                     row["duration"], _text(row["commit"]),
-                     None if row["dirty"] is None else int(bool(row["dirty"])),
-                     _text(row["host"]), _text(row["user"]), _text(row["parent"]),
-                     row["pid"] if isinstance(row["pid"], int) else None, search,
-                     _dumps({"params": row["params"], "metrics": row["metrics"]}), _dumps(stats), sig),
-                )
+                con.execute("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(rec)) + ")", rec)
                 con.execute("DELETE FROM problems WHERE relpath = ?", (rel,))
+            for rel, message in broken.items():
+                unreadable += 1
+                con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
+                con.execute("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", (rel, message, current[rel]))
             gone = [rel for rel in known if rel not in current]
             gone_bad = [rel for rel in bad if rel not in current]
             con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
@@ -760,6 +777,12 @@ class Index:
                     (_like_escape(ref) + "%",))]
         rows = self.rows(found)
         return [rows[r] for r in found if r in rows]
+
+
+def _close_all(connections: list[sqlite3.Connection]) -> None:
+    for con in connections:
+        con.close()
+    connections.clear()
 
 
 def _like_escape(text: str) -> str:
