@@ -81,12 +81,28 @@ def make_series(run_dir: Path, name: str, points: int) -> Path:
     return path
 
 
-def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+CPU: dict[str, float] = {}
+
+
+def timed(fn, repeat: int, label: str | None = None) -> list[float]:  # type: ignore[no-untyped-def]
+    """Wall times of `repeat` calls; the median CPU time (this process and its children,
+    which is what the machine's other load does not inflate) goes into CPU[label]."""
+    import resource
+
     out = []
+    cpu = []
     for _ in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+                   + (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime))
+    if label:
+        CPU[label] = statistics.median(cpu)
     return out
 
 
@@ -114,19 +130,20 @@ def main() -> None:
             results["index_build_cold_s"] = time.perf_counter() - t
             assert len(runs) == args.runs, len(runs)
             results["book_runs_warm_median_s"] = statistics.median(
-                timed(lambda: book.runs(), args.repeat))
+                timed(lambda: book.runs(), args.repeat, "book_runs_warm_cpu_s"))
             results["book_runs_where_warm_median_s"] = statistics.median(timed(
                 lambda: book.runs(where='params.lr < 0.05 and metrics.val/acc:max > 0.5 and "cnn" in tags'),
-                args.repeat))
+                args.repeat, "book_runs_where_cpu_s"))
             results["index_query_page_median_s"] = statistics.median(timed(
                 lambda: (book.index.refresh(), book.index.query(sort="-metrics.val/acc", limit=100)),
-                args.repeat))
+                args.repeat, "index_query_page_cpu_s"))
 
         def fresh_book() -> None:
             with labtrack.open(root) as b:
                 b.runs()
 
-        results["book_runs_new_book_median_s"] = statistics.median(timed(fresh_book, args.repeat))
+        results["book_runs_new_book_median_s"] = statistics.median(
+            timed(fresh_book, args.repeat, "book_runs_new_book_cpu_s"))
 
         labtrack_exe = Path(sys.executable).with_name("labtrack")
         cmd = [str(labtrack_exe), "ls", "--root", str(root)]
@@ -135,10 +152,11 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, check=True)
             assert out.stdout.count(b"\n") == args.runs + 1
 
-        results["labtrack_ls_median_s"] = statistics.median(timed(ls, max(3, args.repeat // 2)))
+        results["labtrack_ls_median_s"] = statistics.median(
+            timed(ls, max(3, args.repeat // 2), "labtrack_ls_cpu_s"))
         startup = [sys.executable, "-c", "import labtrack.cli"]
         results["python_import_labtrack_cli_median_s"] = statistics.median(timed(
-            lambda: subprocess.run(startup, check=True), 3))
+            lambda: subprocess.run(startup, check=True), 3, "python_import_labtrack_cli_cpu_s"))
 
         run_dir = next((root / "exp0").iterdir())
         path = make_series(run_dir, "big", args.points)
@@ -146,19 +164,23 @@ def main() -> None:
         view = labtrack.open(root)[run_dir.name]
         frame = view.scalars("big")
         assert len(frame) == args.points
-        results["scalars_1m_median_s"] = statistics.median(timed(lambda: view.scalars("big"), args.repeat))
+        results["scalars_1m_median_s"] = statistics.median(
+            timed(lambda: view.scalars("big"), args.repeat, "scalars_1m_cpu_s"))
         import pandas as pd
 
         results["pandas_read_csv_c_engine_median_s"] = statistics.median(timed(
-            lambda: pd.read_csv(path), max(1, args.repeat // 2)))
+            lambda: pd.read_csv(path), max(1, args.repeat // 2), "pandas_read_csv_cpu_s"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results.update(CPU)
     results = {k: round(v, 4) for k, v in results.items()}
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"runs={args.runs} points={args.points} repeat={args.repeat} cpus={os.cpu_count()}")
+        load = os.getloadavg()[0]
+        print(f"runs={args.runs} points={args.points} repeat={args.repeat} cpus={os.cpu_count()} "
+              f"load={load:.1f} (wall times grow with the machine's load; *_cpu_s do not)")
         for k, v in results.items():
             print(f"  {k:40s} {v}")
 
