@@ -162,7 +162,23 @@ def _split_list(values: tuple[str, ...]) -> list[str]:
 
 # -- ls ------------------------------------------------------------------------------------
 
-@click.command("ls")
+_WHERE_HELP = """\b
+The --where language (also used by `table` and the dashboard):
+  fields      params.<key> (nested keys joined by '.': params.opt.lr),
+              metrics.<name> (last value) or metrics.<name>:min|max|mean|last,
+              id experiment name comment tags status started ended duration
+              commit dirty host user parent
+  operators   == != < <= > >=   in [..]   not in   and   or   not   ( )
+  values      numbers, 'text' or "text", true, false, null
+  examples    params.lr < 0.01 and metrics.val/acc:max > 0.9
+              "cnn" in tags and status == "finished"
+              started >= "2026-11-01" and not dirty
+              metrics."val acc" > 0.5        (quote names with spaces)
+A missing value equals only null and is never < or >.
+"""
+
+
+@click.command("ls", epilog=_WHERE_HELP)
 @_root_option
 @click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
 @click.option("-s", "--status", default=None,
