@@ -71,7 +71,7 @@ class SeriesStats:
         n = len(values)
         if not n:
             return
-        total = math.fsum(values) if n < 64 else sum(values)
+        total = sum(values)
         if math.isfinite(total):
             self.sum += total
             self.finite += n
@@ -92,11 +92,16 @@ class SeriesStats:
         self.step = int(last_step)
         self.time = last_time
 
+    def _seen_not_nan(self) -> bool:
+        # min starts at +inf and max at -inf; both move once any non-NaN value was seen
+        # (an all-infinite series has min == max == inf, which is a real value).
+        return self.count > 0 and not (self.min == math.inf and self.max == -math.inf)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "last": self.last,
-            "min": self.min if self.count and self.min != math.inf else None,
-            "max": self.max if self.count and self.max != -math.inf else None,
+            "min": self.min if self._seen_not_nan() else None,
+            "max": self.max if self._seen_not_nan() else None,
             "mean": self.sum / self.finite if self.finite else None,
             "sum": self.sum,
             "count": self.count,
@@ -276,7 +281,9 @@ class Writer:
         end = len(col) // 3 * 3 if end is None else end
         if end - start < 3:
             return
-        part = col[start:end] if (start or end != len(col)) else col
+        # Always a private copy: formatting must never hold a buffer export on a column that a
+        # racing log() call may still extend (array raises BufferError on resize then).
+        part = col[start:end]
         data = format_rows(part)
         path = self._paths.get(name)
         if path is None:
