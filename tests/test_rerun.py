@@ -189,6 +189,12 @@ def test_dry_run_and_errors(repo: Path, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "untracked: 1 file(s)" in out.stdout and f"LABTRACK_PARENT={run_id}" in out.stdout
     assert "diff:      (none" in out.stdout
+    out = subprocess.run([*LABTRACK, "rerun", run_id, "--dry-run", "--json", "--root", str(root)],
+                         cwd=tmp_path, env=_env(root), capture_output=True, text=True, timeout=60)
+    plan = json.loads(out.stdout)
+    assert plan["untracked"] == ["helper.py"] and plan["diff"] is None
+    assert plan["command"][1:] == ["train.py", "--steps", "3"] and plan["cwd"] == "<worktree>/."
+    assert plan["env"] == {"LABTRACK_ROOT": str(root.resolve()), "LABTRACK_PARENT": run_id}
     assert len(_runs(root)) == 1 and len(_git(repo, "worktree", "list").splitlines()) == 1
 
     with pytest.raises(RunNotFoundError, match="no run matches 'nope' under "):
@@ -237,3 +243,32 @@ def test_failing_command_reports_its_status(repo: Path, tmp_path: Path) -> None:
     new_id = next(i for i in _runs(root) if i != run_id)
     assert f"error: the command exited with status 1; run {new_id} recorded it" in out.stderr
     assert "kept the worktree" in out.stderr and (tmp_path / "wt" / "helper.py").is_file()
+
+
+def test_absolute_script_path_and_a_subfolder_cwd(repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    (repo / "scripts").mkdir()
+    (repo / "work").mkdir()
+    (repo / "work" / "README").write_text("outputs go here\n")
+    (repo / "scripts" / "train.py").write_text(TRAIN.replace('"steps": args.steps}', '"steps": args.steps, '
+                                                             '"cwd": __import__("os").getcwd()}'))
+    _git(repo, "add", "scripts/train.py", "work/README")
+    _git(repo, "commit", "-q", "-m", "scripts")
+    (repo / "scripts" / "helper.py").write_text(HELPER)
+    _python(repo / "work", root, str(repo / "scripts" / "train.py"), "--steps", "5")
+    (run_id, run_dir), = _runs(root).items()
+    (repo / "scripts" / "helper.py").write_text("def noise():\n    return 1.0\n")
+
+    out = subprocess.run([*LABTRACK, "rerun", run_id, "--root", str(root), "--json", "--keep",
+                          "--workdir", str(tmp_path / "wt")],
+                         cwd=tmp_path, env=_env(root), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)  # the script's own output went to stderr
+    (new_id,) = result["runs"]
+    assert result["returncode"] == 0 and result["worktree"] == str((tmp_path / "wt").resolve())
+    new_dir = _runs(root)[new_id]
+    assert _series(new_dir, "loss") == _series(run_dir, "loss")
+    # the script ran from the worktree's copy, in the worktree's equivalent of the cwd
+    assert _meta(new_dir)["command"]["script"] == str((tmp_path / "wt" / "scripts" / "train.py").resolve())
+    assert json.loads((new_dir / "params.json").read_text())["cwd"] == str((tmp_path / "wt" / "work").resolve())
+    assert len(_git(repo, "worktree", "list").splitlines()) == 2  # kept, as asked

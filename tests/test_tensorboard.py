@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -125,8 +126,16 @@ def test_export_runs_names_each_run_and_cli_prints_the_command(tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     base = root.resolve() / ".labtrack" / "tensorboard"
     spec = f"mnist:{base / a.name},mnist:{base / c.name}"
-    assert out.stdout.strip() == f"tensorboard --logdir_spec '{spec}' --port 7007 --host 127.0.0.1"
+    assert shlex.split(out.stdout) == ["tensorboard", "--logdir_spec", spec, "--port", "7007", "--host", "127.0.0.1"]
     assert len(list((base / a.name / "baseline").glob("events.out.tfevents.*"))) == 1
+    out = subprocess.run([*LABTRACK, "tb", a.name, "--root", str(root), "--no-launch", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "runs": [{"label": "mnist/baseline", "dir": str(base / a.name / "baseline")}],
+        "logdir_spec": f"mnist:{base / a.name}", "url": None,
+        "command": ["tensorboard", "--logdir_spec", f"mnist:{base / a.name}", "--port", "6006", "--host", "127.0.0.1"],
+    }
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

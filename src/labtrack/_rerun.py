@@ -20,7 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from .errors import GitStateError, LabtrackValueError, RunNotFoundError, RunStateError
 
@@ -53,6 +53,18 @@ class RerunPlan:
         if self.script_in_repo is None:
             return list(self.args)
         return [(worktree / self.script_in_repo).as_posix(), *self.args[1:]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able data (for `--dry-run --json`)."""
+        return {
+            "run": self.run_id, "run_dir": str(self.run_dir), "root": str(self.root),
+            "repo": str(self.repo), "commit": self.commit,
+            "diff": str(self.patch) if self.patch else None, "untracked": self.untracked,
+            "skipped": self.skipped, "cwd": (f"<worktree>/{self.cwd_in_repo}" if self.cwd_in_repo is not None
+                                             else str(self.cwd)),
+            "command": [self.python, *self.command_args(Path("<worktree>"))], "env": self.env,
+            "continue": self.continue_, "notes": self.notes,
+        }
 
     def describe(self) -> str:
         """A few lines for `--dry-run` and for the log of a re-run."""
@@ -222,6 +234,7 @@ def rerun(
     keep: bool = False,
     environ: Mapping[str, str] | None = None,
     echo: Callable[[str], None] | None = None,
+    stdout: IO[str] | None = None,
 ) -> RerunResult:
     """Carry out a plan from :func:`plan_rerun`: worktree, diff, untracked files, command.
 
@@ -236,6 +249,7 @@ def rerun(
         environ: the environment for the command, before LABTRACK_ROOT and LABTRACK_PARENT
             (or LABTRACK_RESUME) are set (default: this process's).
         echo: where progress lines go (default: stderr).
+        stdout: where the command's stdout goes (default: this process's stdout).
 
     Returns:
         The ids of the runs the command wrote (new runs whose parent is the original, or the
@@ -283,7 +297,7 @@ def rerun(
         before = {d.name for d in iter_run_dirs(plan.root)}
         what = "continuing run" if plan.continue_ else "re-running run"
         say(f"labtrack: {what} {plan.run_id} at {plan.commit[:12]} in {worktree}")
-        proc = subprocess.Popen([plan.python, *args], cwd=cwd, env=env)
+        proc = subprocess.Popen([plan.python, *args], cwd=cwd, env=env, stdout=stdout)
         try:
             code = proc.wait()
         except KeyboardInterrupt:  # Ctrl-C reached the child too; let it finish its run

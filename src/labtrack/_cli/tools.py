@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
 import click
+
+
+def _dumps(obj: object) -> str:
+    from .._store.files import dumps
+
+    return dumps(obj)
 
 
 def _root(root: str | None) -> Path:
@@ -26,25 +33,34 @@ def _root(root: str | None) -> Path:
               help="Empty folder for the worktree (default: a temporary folder).")
 @click.option("--keep", is_flag=True, help="Keep the worktree after a successful run.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done; create nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (the plan, or the result); the command's own output goes to stderr.")
 def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
-                  workdir: str | None, keep: bool, dry_run: bool) -> None:
+                  workdir: str | None, keep: bool, dry_run: bool, as_json: bool) -> None:
     """Run RUN again from its recorded commit, diff and untracked files.
 
     RUN is a run id, a unique id prefix, or experiment/name. A git worktree is made at the
     run's commit, its recorded diff applied and its untracked files copied; then the recorded
     command runs there as a new run whose parent is RUN. The new run's id is printed last.
+
+    Not reproduced: ignored files (data), untracked files too large to have been recorded,
+    and code imported from an editable install of the repository (taken from the checkout).
     """
     from .._rerun import plan_rerun, rerun
 
     plan = plan_rerun(_root(root), run, continue_=continue_,
                       repo=Path(repo) if repo is not None else None)
     if dry_run:
-        click.echo(plan.describe())
+        click.echo(_dumps(plan.as_dict()) if as_json else plan.describe())
         return
     for note in plan.notes:
         click.echo(f"note: {note}", err=True)
     result = rerun(plan, workdir=Path(workdir) if workdir is not None else None, keep=keep,
-                   echo=lambda line: click.echo(line, err=True))
+                   echo=lambda line: click.echo(line, err=True),
+                   stdout=sys.stderr if as_json else None)
+    if as_json:
+        click.echo(_dumps({"runs": result.run_ids, "returncode": result.returncode,
+                           "worktree": str(result.worktree) if result.worktree else None}))
     if result.returncode != 0:
         which = f"; run {', '.join(result.run_ids)} recorded it" if result.run_ids else ""
         click.echo(f"error: the command exited with status {result.returncode}{which}", err=True)
@@ -53,8 +69,9 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
         click.echo(f"error: the command finished but wrote no run with parent {plan.run_id} under "
                    f"{plan.root}; does the script call labtrack.init() without its own root=?", err=True)
         sys.exit(1)
-    for run_id in result.run_ids:
-        click.echo(run_id)
+    if not as_json:
+        for run_id in result.run_ids:
+            click.echo(run_id)
 
 
 @click.command("tb")
@@ -66,8 +83,9 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
               help="Port for TensorBoard.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address TensorBoard binds.")
 @click.option("--no-launch", is_flag=True, help="Only export; print the tensorboard command.")
+@click.option("--json", "as_json", is_flag=True, help="Print the exported runs and the command as JSON.")
 def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port: int,
-               host: str, no_launch: bool) -> None:
+               host: str, no_launch: bool, as_json: bool) -> None:
     """Export RUNS to TensorBoard event files and start TensorBoard on them.
 
     Each RUN is a run id, a unique id prefix, or experiment/name. Scalars, images, figures,
@@ -83,13 +101,22 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     out = Path(logdir).resolve() if logdir is not None else base / ".labtrack" / "tensorboard"
     exported = tensorboard.export_runs(dirs, out)
     spec = tensorboard.logdir_spec(exported)
-    for e in exported:
-        click.echo(f"exported {e.label} -> {e.events_dir}", err=True)
+    url = f"http://{host}:{port}/"
+    if as_json:
+        click.echo(_dumps({
+            "runs": [{"label": e.label, "dir": str(e.events_dir)} for e in exported],
+            "logdir_spec": spec, "url": None if no_launch else url,
+            "command": ["tensorboard", "--logdir_spec", spec, "--port", str(port), "--host", host],
+        }))
+    else:
+        for e in exported:
+            click.echo(f"exported {e.label} -> {e.events_dir}", err=True)
     if no_launch:
-        click.echo(f"tensorboard --logdir_spec '{spec}' --port {port} --host {host}")
+        if not as_json:
+            click.echo(shlex.join(["tensorboard", "--logdir_spec", spec, "--port", str(port), "--host", host]))
         return
     proc = tensorboard.launch(exported, port=port, host=host)
-    click.echo(f"TensorBoard: http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    click.echo(f"TensorBoard: {url} (Ctrl-C stops it)", err=True)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
