@@ -27,8 +27,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
-frontend/node_modules/.package-lock.json: frontend/package-lock.json
-	cd frontend && npm ci --no-audit --no-fund
+# npm 11 can refuse its own lock file in `npm ci` when a dependency has optional
+# per-platform packages (rollup's; npm/cli#8726): then install from the lock without saving.
+frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/package.json
+	cd frontend && ( npm ci --no-audit --no-fund 2>/dev/null \
+	  || { echo "npm ci refused the lock file; installing the locked versions with npm install"; \
+	       npm install --no-audit --no-fund --no-save; } )
 
 frontend: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build
