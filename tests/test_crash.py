@@ -1,0 +1,290 @@
+"""Real child processes ended by SIGKILL, SIGTERM, SIGINT and uncaught exceptions.
+
+After SIGKILL everything logged at least one flush interval before the kill is on disk, in
+whole lines, and readers show the run as crashed; the other endings are recorded in run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from labtrack._store.reader import read_run_meta, read_scalars
+
+from conftest import child_env, only_run_dir, run_script
+
+pytestmark = pytest.mark.timeout(120)
+
+FLUSH = 0.2
+# The writer flushes every FLUSH seconds; on a loaded shared machine its thread may start a
+# flush late. This is the most we allow on top of one flush interval.
+SCHEDULING_SLACK = 0.3
+
+LOOP = """
+    import sys, time, labtrack
+    run = labtrack.init("crash", config={"lr": 0.1})
+    i = 0
+    while True:
+        run.log({"i": float(i), "train/loss": 1.0 / (i + 1)}, step=i)
+        if i % 20 == 0:
+            print(f"{i} {time.time():.6f}", flush=True)
+        i += 1
+        time.sleep(0.001)
+"""
+
+
+class Child:
+    """A logging child process whose stdout progress lines are collected by a thread."""
+
+    def __init__(self, code: str, cwd: Path, env: dict[str, str]) -> None:
+        script = cwd / "child.py"
+        script.write_text(textwrap.dedent(code))
+        self.proc = subprocess.Popen([sys.executable, str(script)], cwd=cwd, env=child_env(env),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+        self.proc.stdout.close()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        self._err.append(self.proc.stderr.read())
+        self.proc.stderr.close()
+
+    def wait_for_lines(self, n: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < n:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"child printed {self.lines[-3:]} and {self.stderr()}")
+            time.sleep(0.02)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        for t in self._readers:
+            t.join(5)
+        return "".join(self._err)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the child did not exit (a deadlock in its signal handling?)") from None
+        for t in self._readers:
+            t.join(5)
+        return rc
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {"LABTRACK_ROOT": str(root), "LABTRACK_FLUSH_SECONDS": str(FLUSH),
+            "LABTRACK_HEARTBEAT_SECONDS": "0.5", "LABTRACK_CAPTURE_GIT": "0"}
+
+
+def _assert_whole_lines(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"step,value,time\n")
+    assert data.endswith(b"\n"), f"{path} ends in a partial line: {data[-40:]!r}"
+    for line in data.decode().splitlines()[1:]:
+        s, v, t = line.split(",")
+        int(s), float(v), float(t)
+
+
+def test_sigkill_loses_at_most_one_flush_interval_and_reads_as_crashed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    child = Child(LOOP, tmp_path, _env(root))
+    child.wait_for_lines(3)
+    time.sleep(1.5)  # several flushes
+    killed_at = time.time()
+    child.proc.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+
+    run_dir = only_run_dir(root)
+    for rel in ("scalars/i.csv", "scalars/train/loss.csv"):
+        _assert_whole_lines(run_dir / rel)
+    steps, values, times = read_scalars(run_dir / "scalars" / "i.csv")
+    assert steps == list(range(len(steps))) and values == [float(s) for s in steps]
+    loss = pd.read_csv(run_dir / "scalars" / "train" / "loss.csv")
+    assert loss["step"].tolist() == list(range(len(loss)))
+
+    # Every point the child reported logging at least one flush interval (plus slack) before
+    # the kill is on disk.
+    must = [(int(i), float(t)) for i, t in (line.split() for line in child.lines)
+            if float(t) <= killed_at - FLUSH - SCHEDULING_SLACK]
+    assert len(must) > 10, child.lines[:5]
+    last_needed = max(i for i, _ in must)
+    assert steps[-1] >= last_needed, (
+        f"step {last_needed} was logged {killed_at - dict(must)[last_needed]:.2f}s before SIGKILL "
+        f"but the file ends at step {steps[-1]}")
+
+    meta = read_run_meta(run_dir)
+    assert meta["status"] == "crashed"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # crashed is derived
+    # even on another host (pid unknown), a stale heartbeat reads as crashed
+    assert read_run_meta(run_dir, now=time.time() + 3600)["status"] == "crashed"
+    console = (run_dir / "console.log").read_text()
+    assert console.endswith("\n") and console.splitlines()[0] == child.lines[0]
+
+
+def test_a_live_run_reads_as_running(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    child = Child(LOOP, tmp_path, _env(root))
+    try:
+        child.wait_for_lines(3)
+        time.sleep(1.0)
+        run_dir = only_run_dir(root)
+        assert read_run_meta(run_dir)["status"] == "running"
+        beat = (run_dir / "heartbeat").stat().st_mtime
+        time.sleep(1.2)
+        assert (run_dir / "heartbeat").stat().st_mtime > beat  # touched while alive
+    finally:
+        child.proc.kill()
+        child.wait()
+
+
+def test_sigterm_finishes_as_killed_and_exits_like_the_default(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    child = Child(LOOP, tmp_path, _env(root))
+    child.wait_for_lines(3)
+    time.sleep(0.5)
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == -signal.SIGTERM
+    run_dir = only_run_dir(root)
+    meta = read_run_meta(run_dir)
+    assert meta["status"] == "killed" and meta["ended"] is not None
+    _assert_whole_lines(run_dir / "scalars" / "i.csv")
+    steps, _, _ = read_scalars(run_dir / "scalars" / "i.csv")
+    # finish() drained everything: at least every reported step, and the summary agrees
+    assert steps[-1] >= int(child.lines[-1].split()[0])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["i"]["count"] == len(steps) and summary["i"]["step"] == steps[-1]
+
+
+def test_sigterm_calls_the_scripts_own_handler(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    code = textwrap.dedent("""
+        import signal, sys
+        def handler(signum, frame):
+            open("handler-called", "w").write(str(signum))
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+    """) + textwrap.dedent(LOOP)
+    child = Child(code, tmp_path, _env(root))
+    child.wait_for_lines(3)
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == 3
+    assert (tmp_path / "handler-called").read_text() == str(int(signal.SIGTERM))
+    assert read_run_meta(only_run_dir(root))["status"] == "killed"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #4", strict=True)
+def test_sigterm_while_printing_heavily_does_not_hang(tmp_path: Path) -> None:
+    # The signal handler finishes the run on the main thread, which may be inside the console
+    # tee's write when the signal arrives.
+    root = tmp_path / "root"
+    code = """
+        import time, labtrack
+        run = labtrack.init("crash")
+        print("ready", flush=True)
+        i = 0
+        while True:
+            print(f"line {i} " + "x" * 50 + "\\r", end="")
+            if i % 7 == 0:
+                print()
+            i += 1
+    """
+    for _ in range(3):
+        child = Child(code, tmp_path, _env(root))
+        child.wait_for_lines(1)
+        time.sleep(0.3)
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=20) == -signal.SIGTERM
+    statuses = [read_run_meta(d)["status"] for d in sorted((root / "crash").iterdir())]
+    assert statuses == ["killed"] * 3
+
+
+def test_uncaught_exception_finishes_as_failed_with_traceback(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import labtrack
+        def train():
+            raise RuntimeError("loss exploded")
+        run = labtrack.init("crash")
+        run.log({"a": 1.0})
+        train()
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 1
+    assert "RuntimeError: loss exploded" in p.stderr  # the terminal still shows the traceback
+    run_dir = only_run_dir(root)
+    meta = read_run_meta(run_dir)
+    assert meta["status"] == "failed"
+    assert meta["error"]["type"] == "RuntimeError" and meta["error"]["message"] == "loss exploded"
+    assert "in train" in meta["error"]["traceback"]
+    assert pd.read_csv(run_dir / "scalars" / "a.csv")["value"].tolist() == [1.0]
+
+
+def test_keyboard_interrupt_finishes_as_interrupted(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    code = """
+        import time, labtrack
+        run = labtrack.init("crash")
+        run.log({"a": 1.0})
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.01)
+    """
+    child = Child(code, tmp_path, _env(root))
+    child.wait_for_lines(1)
+    child.proc.send_signal(signal.SIGINT)
+    rc = child.wait()
+    assert rc != 0
+    meta = read_run_meta(only_run_dir(root))
+    assert meta["status"] == "interrupted"
+    assert meta["error"]["type"] == "KeyboardInterrupt"
+
+
+def test_normal_exit_without_finish_is_finished(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import labtrack
+        run = labtrack.init("crash")
+        for i in range(100):
+            labtrack.log({"a": float(i)})
+    """, cwd=tmp_path, env={**_env(root), "LABTRACK_FLUSH_SECONDS": "3600"})
+    assert p.returncode == 0, p.stderr
+    run_dir = only_run_dir(root)
+    assert read_run_meta(run_dir)["status"] == "finished"
+    assert len(pd.read_csv(run_dir / "scalars" / "a.csv")) == 100  # atexit drained the buffer
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #3", strict=True)
+def test_the_traceback_the_terminal_shows_is_in_console_log(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import labtrack
+        run = labtrack.init("crash")
+        print("epoch 1")
+        raise RuntimeError("loss exploded")
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 1 and "RuntimeError: loss exploded" in p.stderr
+    console = (only_run_dir(root) / "console.log").read_text()
+    assert console.startswith("epoch 1\n") and "RuntimeError: loss exploded" in console
