@@ -14,6 +14,7 @@ The console is rich's global console unless one is injected with :func:`use_cons
 from __future__ import annotations
 
 import atexit
+import io
 import sys
 import threading
 import time
@@ -94,6 +95,7 @@ class Display:
         self.indicators: list[tuple[str, str, str]] = []  # (name, value text, style)
         self.indicator_step: int | None = None
         self._atexit = False
+        self._redirects: list[tuple[str, _Redirect]] = []
 
     # -- the stack ---------------------------------------------------------------------------
 
@@ -216,10 +218,18 @@ class Display:
         from rich.live import Live
 
         assert self.console is not None
+        # rich's own stdout redirect is off: it cannot cope with another wrapper (labtrack's
+        # console capture) being installed on top of it while the line is live; ours can.
         self.live = Live(_LiveLine(self), console=self.console, transient=True,
                          auto_refresh=True, refresh_per_second=REFRESH_PER_SECOND,
-                         redirect_stdout=True, redirect_stderr=True)
+                         redirect_stdout=False, redirect_stderr=False)
         self.live.start(refresh=True)
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, _Redirect):
+                redirect = _Redirect(self, stream)
+                setattr(sys, name, redirect)
+                self._redirects.append((name, redirect))
 
     def _stop_live(self, transient: bool) -> None:
         live = self.live
@@ -227,16 +237,14 @@ class Display:
             return
         self.live = None
         live.transient = transient
-        # If something replaced sys.stdout/stderr while the line was live (labtrack.init()
-        # installing its console capture inside a section), restoring the streams rich saved
-        # would silently drop that wrapper; keep whatever is installed now instead.
-        proxies = {"_restore_stdout": sys.stdout, "_restore_stderr": sys.stderr}
-        from rich.file_proxy import FileProxy
-
-        for attr, current in proxies.items():
-            if getattr(live, attr, None) is not None and not isinstance(current, FileProxy):
-                setattr(live, attr, None)
         live.stop()
+        for name, redirect in reversed(self._redirects):
+            redirect.close_redirect()
+            if getattr(sys, name) is redirect:
+                setattr(sys, name, redirect.original)
+            # else something wrapped it meanwhile (labtrack.init() installing its capture
+            # inside a section): it stays in that chain as a plain pass-through
+        self._redirects.clear()
 
     def refresh(self) -> None:
         """Redraw the live line now (after a change a user should see at once)."""
@@ -251,42 +259,44 @@ class Display:
         from rich.table import Table
         from rich.text import Text
 
-        with self.lock:
-            frames = list(self.frames)
-            idx = None
-            for i in range(len(frames) - 1, -1, -1):
-                if frames[i].kind == LOOP:
-                    idx = i
-                    break
-            bar: tuple[int, int | None] | None = None
-            spin: Any = None
-            right = Text()
-            if idx is not None:
-                left, right_s = self._loop_parts(frames, idx, live=True)
-                right = Text(right_s, style="dim")
-                bar = (frames[idx].n, frames[idx].total)
-            elif frames:
-                top = frames[-1]
-                left = Text(" " * top.indent if top.kind != SECTION else "")
-                names = [f.name for f in frames if f.kind == SECTION]
-                if top.kind == PROGRESS:
-                    if names:
-                        left.append(" › ".join(names) + " › ", style="dim")
-                    left.append(top.name)
-                    bar = (top.n, top.total)
-                    right = Text(progress_text(top.n, top.total, time.perf_counter() - top.start),
-                                 style="dim")
-                elif top.kind == SPINNER:
-                    spin = top.spinner
-                    left.append(top.name)
-                else:
-                    spin = top.spinner
-                    left.append(" › ".join(names) + "...")
-                    right = Text(format_clock(time.perf_counter() - top.start), style="dim")
-                if self.indicators:
-                    left.append_text(self._indicator_text())
+        # No display lock here: rich calls this holding its own lock, and the main thread
+        # holds the display lock while printing (which takes rich's lock): a snapshot of
+        # the stack is enough.
+        frames = list(self.frames)
+        idx = None
+        for i in range(len(frames) - 1, -1, -1):
+            if frames[i].kind == LOOP:
+                idx = i
+                break
+        bar: tuple[int, int | None] | None = None
+        spin: Any = None
+        right = Text()
+        if idx is not None:
+            left, right_s = self._loop_parts(frames, idx, live=True)
+            right = Text(right_s, style="dim")
+            bar = (frames[idx].n, frames[idx].total)
+        elif frames:
+            top = frames[-1]
+            left = Text(" " * top.indent if top.kind != SECTION else "")
+            names = [f.name for f in frames if f.kind == SECTION]
+            if top.kind == PROGRESS:
+                if names:
+                    left.append(" › ".join(names) + " › ", style="dim")
+                left.append(top.name)
+                bar = (top.n, top.total)
+                right = Text(progress_text(top.n, top.total, time.perf_counter() - top.start),
+                             style="dim")
+            elif top.kind == SPINNER:
+                spin = top.spinner
+                left.append(top.name)
             else:
-                left = self._indicator_line()
+                spin = top.spinner
+                left.append(" › ".join(names) + "...")
+                right = Text(format_clock(time.perf_counter() - top.start), style="dim")
+            if self.indicators:
+                left.append_text(self._indicator_text())
+        else:
+            left = self._indicator_line()
         grid = Table.grid(padding=(0, 1), expand=True)
         row: list[RenderableType] = []
         if spin is not None:
@@ -369,6 +379,81 @@ class Display:
     def section_done(self, frame: Frame, word: str, seconds: float) -> None:
         """Print the line of a section that ended outside any loop."""
         self.keep(self._section_text(frame, (word, seconds)), soft_wrap=True)
+
+
+class _Redirect(io.TextIOBase):
+    """sys.stdout/stderr while the live line shows: printed lines go above the live line.
+
+    When the live line stops it turns into a plain pass-through to the stream it wrapped,
+    so a wrapper installed on top of it meanwhile keeps working (never a loop, never lost).
+    """
+
+    def __init__(self, display: Display, original: Any) -> None:
+        self._display = display
+        self.original = original
+        self._buffer: list[str] = []
+        self._active = True
+
+    @property
+    def rich_proxied_file(self) -> Any:
+        """Where rich writes (the wrapped stream) while live; absent once a pass-through."""
+        if not self._active:
+            raise AttributeError("rich_proxied_file")
+        return self.original
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if not self._active:
+            n: int = self.original.write(text)
+            return n
+        lines = []
+        rest = text
+        while rest:
+            line, newline, rest = rest.partition("\n")
+            if newline:
+                lines.append("".join(self._buffer) + line)
+                self._buffer.clear()
+            else:
+                self._buffer.append(line)
+                break
+        if lines:
+            self._emit(lines)
+        return len(text)
+
+    def _emit(self, lines: list[str]) -> None:
+        from rich.text import Text
+
+        self._display.keep(Text("\n").join(Text.from_ansi(line) for line in lines), soft_wrap=True)
+
+    def flush(self) -> None:
+        if self._active and self._buffer:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            self._emit([text])
+        elif not self._active:
+            self.original.flush()
+
+    def close_redirect(self) -> None:
+        """Print any unfinished line and become a pass-through."""
+        self.flush()
+        self._active = False
+
+    def isatty(self) -> bool:
+        return bool(self.original.isatty())
+
+    def fileno(self) -> int:
+        return int(self.original.fileno())
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.original, "encoding", "utf-8"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
 
 
 class _LiveLine:
