@@ -98,6 +98,7 @@ def test_run_list_to_pandas(book: Book) -> None:
     assert frame.loc[frame["name"] == "base", "params.lr"].item() == 0.1
     assert frame.loc[frame["name"] == "small", "metrics.acc"].item() == pytest.approx(0.9)
     assert {"experiment", "status", "started", "duration", "tags", "params.opt.name"} <= set(frame.columns)
+    assert "<table" in book.runs()._repr_html_() and "small" in book.runs()._repr_html_()
 
 
 def test_run_references(book: Book) -> None:

@@ -68,6 +68,11 @@ class RunList(list[RunView]):
         return frame.set_index("id")
 
 
+    def _repr_html_(self) -> str:  # a table in Jupyter
+        html: str = self.to_pandas()._repr_html_()
+        return html
+
+
 def _frame_columns(records: list[dict[str, Any]]) -> list[str]:
     cols: dict[str, None] = {"id": None, **{c: None for c in _ROW_COLUMNS}}
     params: set[str] = set()
