@@ -140,6 +140,7 @@ class Indicators:
         self._windows: dict[str, deque[float]] = {}
         self._every: int = _settings.get("print_every")
         self._last_step: int | None = None
+        self._names: set[str] = set()  # names already checked (store runs every step)
 
     def indicator(self, name: str, window: int | None = None, histogram: bool = False,
                   print: bool = True) -> None:  # noqa: A002 - the public keyword
@@ -191,8 +192,11 @@ class Indicators:
                 f"store() takes name=value keywords or a dict, got {type(values).__name__}"
             )
         converted: list[tuple[str, str, list[Any]]] = []
+        known_names = self._names
         for name, value in values.items():
-            check_name(name, "indicator name")
+            if name not in known_names:
+                check_name(name, "indicator name")
+                known_names.add(name)
             kind, items = convert(name, value)
             converted.append((name, kind, items))
         with self._lock:
