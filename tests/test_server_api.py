@@ -487,6 +487,26 @@ def test_missing_root_is_an_empty_dashboard(tmp_path: Path) -> None:
     c = Client(create_app(tmp_path / "no-runs-yet"))
     assert c.json("/api/v1/runs") == {"total": 0, "offset": 0, "runs": []}
     assert c.json("/api/v1/columns")["experiments"] == []
+    assert not (tmp_path / "no-runs-yet").exists()  # looking creates nothing
+
+
+def test_host_check_stops_dns_rebinding(root: Path) -> None:
+    from labtrack._server.app import LOOPBACK_NAMES
+
+    app = create_app(root, allowed_hosts=LOOPBACK_NAMES)
+
+    def status(host: str) -> httpx.Response:
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                return await c.get("/api/v1/runs", headers={"Host": host})
+
+        return asyncio.run(go())
+
+    for good in ("127.0.0.1:8765", "localhost:1234", "[::1]:8765", "LOCALHOST", "127.0.0.1"):
+        assert status(good).status_code == 200, good
+    for bad in ("evil.example:8765", "127.0.0.1.evil.example", "evil.example", ""):
+        r = status(bad)
+        assert r.status_code == 400 and "is not allowed" in r.json()["error"], bad
 
 
 def test_method_not_allowed_is_json(client: Client) -> None:

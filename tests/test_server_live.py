@@ -229,7 +229,7 @@ def test_signal_stops_the_server_with_a_stream_open(root: Path, ui_factory: Any,
     port = int(url.rsplit(":", 1)[1])
     rid = httpx.get(url + "/api/v1/runs", timeout=10).json()["runs"][0]["id"]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET /api/v1/stream?runs={rid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET /api/v1/stream?runs={rid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         got = b""
         while b"event: run" not in got:
             chunk = s.recv(65536)
@@ -250,7 +250,7 @@ def test_signal_stops_the_server_with_a_stream_open(root: Path, ui_factory: Any,
 
 def _raw_get(port: int, target: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -286,6 +286,17 @@ def test_traversal_over_raw_http(root: Path, ui_factory: Any, tmp_path: Path) ->
         assert head.split()[1] in (b"400", b"404", b"200", b"503"), (target, head)
         if target.startswith("/api/"):
             assert head.split()[1] in (b"400", b"404"), (target, head)
+
+
+def test_foreign_host_header_is_refused(root: Path, ui_factory: Any) -> None:
+    ui = ui_factory(root)
+    port = int(ui.wait_ready().rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /api/v1/runs HTTP/1.1\r\nHost: rebound.example:80\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"rebound.example" in answer and b"baseline" not in answer
 
 
 def test_port_in_use_is_a_clear_error(root: Path, ui_factory: Any) -> None:

@@ -216,3 +216,25 @@ def test_stream_refuses_unknown_runs_and_too_many(tmp_path: Path) -> None:
     many = ",".join(f"20261121-141503-{i:06d}" for i in range(201))
     body = c.json(f"/api/v1/stream?runs={many}", status=400)
     assert "201 runs" in body["error"] and "200" in body["error"]
+
+
+def test_a_stream_opened_mid_line_sends_the_whole_line(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    d = write_run(root, "20261121-141503-half00", status="running")
+    path = d / "scalars" / "acc.csv"
+    path.write_bytes(b"step,value,time\n0,0.5,1.0\n125,0.7")  # the writer is mid-line
+    app = create_app(root)
+
+    async def main() -> None:
+        s = Stream(app, "runs=20261121-141503-half00")
+        task = asyncio.get_running_loop().create_task(s.run())
+        await s.wait_for(lambda e: any(k == "run" for k, _ in e), 5)
+        with open(path, "ab") as f:
+            f.write(b"5,2.0\n126,0.75,3.0\n")
+        evs = await s.wait_for(lambda e: any(k == "scalars" for k, _ in e), 5)
+        sc = [v for k, v in evs if k == "scalars"]
+        assert sc[0]["step"] == [125, 126] and sc[0]["value"] == [0.75, 0.75]
+        s.gone.set()
+        await asyncio.wait_for(task, timeout=3)
+
+    asyncio.run(main())

@@ -25,7 +25,7 @@ def ui(root: str | None, host: str, port: int) -> None:
     from pathlib import Path
 
     from .._settings import get
-    from .._server.app import bind, create_app, serve
+    from .._server.app import LOOPBACK_NAMES, bind, create_app, serve
     from .._server.static import BUILD_COMMAND, DEFAULT_DIR
 
     folder = Path(get("root", root)).expanduser()
@@ -40,8 +40,9 @@ def ui(root: str | None, host: str, port: int) -> None:
     if not (DEFAULT_DIR / "index.html").is_file():
         click.echo(f"note: the web front end is not built; run `{BUILD_COMMAND}` for the pages "
                    "(the API works without it)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK_NAMES:
         click.echo(f"warning: listening on {host}: anyone who can reach this address can read "
                    "every run; there is no login (use `labtrack serve` with tokens for that)", err=True)
-    serve(create_app(folder), sock)
+    loopback = host in LOOPBACK_NAMES
+    serve(create_app(folder, allowed_hosts=LOOPBACK_NAMES if loopback else None), sock)
     click.echo("labtrack ui: stopped")

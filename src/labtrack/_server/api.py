@@ -121,6 +121,8 @@ async def runs(request: Request) -> Response:
     columns = p.get("columns")
 
     def work() -> tuple[int, list[dict[str, Any]]]:
+        if not state.root.is_dir():
+            return 0, []  # no runs yet; do not create the folder by opening an index in it
         total, rows = state.index().query(
             where=p.get("where") or None, experiment=p.get("experiment") or None,
             status=p.get("status") or None, q=p.get("q") or None,
@@ -135,7 +137,14 @@ async def columns(request: Request) -> Response:
     """`GET /api/v1/columns`: every param key, metric name and experiment."""
     state = state_of(request)
     experiment = request.query_params.get("experiment") or None
-    cols = await run_in_threadpool(lambda: state.index().columns(experiment=experiment))
+
+    def work() -> dict[str, list[str]]:
+        if not state.root.is_dir():
+            return {"params": [], "metrics": [], "experiments": []}
+        cols: dict[str, list[str]] = state.index().columns(experiment=experiment)
+        return cols
+
+    cols = await run_in_threadpool(work)
     return JSONResponse(cols)
 
 

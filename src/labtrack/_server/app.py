@@ -11,6 +11,7 @@ import logging
 import math
 import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
@@ -18,7 +19,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import LabtrackError, LabtrackValueError, RunNotFoundError
 from .state import ServerState
@@ -82,8 +85,48 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
+def _preload() -> None:
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:  # pragma: no cover - a dependency; the first chart request will say so
+        pass
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+class HostCheck:
+    """Refuse requests whose Host header is not one of `allowed` (any port).
+
+    A server on 127.0.0.1 is still reachable from a web page through DNS rebinding (a
+    hostile name that resolves to 127.0.0.1); such requests carry the hostile name in Host.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower().strip("[]") for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = ""
+            for key, value in scope["headers"]:
+                if key == b"host":
+                    host = value.decode("latin-1").lower()
+                    break
+            name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+            if name not in self.allowed:
+                response = JSONResponse(
+                    {"error": f"Host {host!r} is not allowed; open the dashboard as "
+                              f"http://127.0.0.1:<port>/ (allowed hosts: {', '.join(sorted(self.allowed))})"},
+                    status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None = None,
-               extra_routes: Sequence[BaseRoute] = (), static_dir: Path | None = None) -> Starlette:
+               extra_routes: Sequence[BaseRoute] = (), static_dir: Path | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> Starlette:
     """Build the dashboard application over the runs in `root`.
 
     Args:
@@ -93,6 +136,9 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
         extra_routes: more routes (the ingest API of `labtrack serve`), matched before the
             front end's catch-all route.
         static_dir: the built front end (default: the package's `_server/static`).
+        allowed_hosts: answer only requests whose Host header names one of these (a server
+            on 127.0.0.1 passes LOOPBACK_NAMES, which stops DNS-rebinding pages); None
+            accepts any Host.
 
     Returns:
         A Starlette application; its state holds a :class:`ServerState` as `labtrack`.
@@ -109,6 +155,8 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # pyarrow takes a second or more to import: do it now, not in the first chart request
+        threading.Thread(target=_preload, name="labtrack-preload", daemon=True).start()
         try:
             yield
         finally:
@@ -124,6 +172,7 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
             Exception: _unexpected,
         },
         lifespan=lifespan,
+        middleware=[Middleware(HostCheck, allowed=allowed_hosts)] if allowed_hosts else None,
     )
     app.state.labtrack = state
     return app

@@ -58,10 +58,7 @@ class RunWatch:
         self.dir = run_dir
         self.offsets: dict[str, int] = {}
         for path in self._series_files():
-            try:
-                self.offsets[path] = os.path.getsize(path)
-            except OSError:
-                pass
+            self.offsets[path] = _after_last_line(path)
         self.console_offset = _size(run_dir / "console.log")
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.meta_sig: tuple[Any, ...] = ()
@@ -169,6 +166,21 @@ class RunWatch:
             return None
         nxt = self.console_offset - len(self.decoder.getstate()[0])
         return event("console", {"run": self.run_id, "start": start, "offset": nxt, "text": text})
+
+
+def _after_last_line(path: str) -> int:
+    """The offset just past the file's last complete line (0 when it has none yet), so a
+    stream never starts in the middle of a line that is being written."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            tail = min(size, 1 << 16)
+            f.seek(size - tail)
+            data = f.read(tail)
+    except OSError:
+        return 0
+    cut = data.rfind(b"\n")
+    return size - tail + cut + 1 if cut >= 0 else 0
 
 
 def _size(path: Path) -> int:
