@@ -28,7 +28,8 @@ TRAIN = textwrap.dedent("""\
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args()
     run = labtrack.init(experiment="toy", config={"lr": LR, "steps": args.steps}, seed=3)
-    w = 5.0
+    with open(__file__.replace("train.py", "init.bin"), "rb") as f:
+        w = 5.0 + f.read()[-1] / 100  # a binary file the diff must carry
     for step in range(args.steps):
         w -= LR * (2 * w + noise())
         run.log({"loss": w * w, "w": w}, step=step)
@@ -106,26 +107,30 @@ def repo(tmp_path: Path) -> Path:
     (repo / "train.py").write_text(TRAIN)
     (repo / "train_ckpt.py").write_text(TRAIN_CKPT)
     (repo / ".gitignore").write_text("__pycache__/\n")
-    _git(repo, "add", "train.py", "train_ckpt.py", ".gitignore")
+    (repo / "init.bin").write_bytes(bytes(range(256)) + b"\x00\x10")
+    _git(repo, "add", "train.py", "train_ckpt.py", ".gitignore", "init.bin")
     _git(repo, "commit", "-q", "-m", "first")
     return repo
 
 
 def test_rerun_reproduces_the_series_from_commit_diff_and_untracked(repo: Path, tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    # uncommitted edit of a tracked file, and an untracked module the script imports
+    # uncommitted edits of tracked files (text and binary), and an untracked module the script imports
     (repo / "train.py").write_text(TRAIN.replace("LR = 0.1", "LR = 0.05"))
+    (repo / "init.bin").write_bytes(bytes(range(255, -1, -1)) + b"\x00\x90")
     (repo / "helper.py").write_text(HELPER)
     _python(repo, root, "train.py", "--steps", "12")
     (original_id, original_dir), = _runs(root).items()
     original = _series(original_dir, "loss")
     assert len(original) == 12
     assert _meta(original_dir)["git"]["dirty"] is True
+    assert b"GIT binary patch" in (original_dir / "source" / "diff.patch").read_bytes()
 
     # the code moves on: another edit committed, the untracked helper changed
     (repo / "train.py").write_text(TRAIN.replace("LR = 0.1", "LR = 0.3"))
     _git(repo, "commit", "-q", "-am", "faster")
     (repo / "helper.py").write_text("def noise():\n    return 0.0\n")
+    (repo / "init.bin").write_bytes(b"\x01")
     _python(repo, root, "train.py", "--steps", "12")
     today = next(d for i, d in _runs(root).items() if i != original_id)
     assert _series(today, "loss") != original  # the current code gives other numbers
@@ -252,7 +257,8 @@ def test_absolute_script_path_and_a_subfolder_cwd(repo: Path, tmp_path: Path) ->
     (repo / "work" / "README").write_text("outputs go here\n")
     (repo / "scripts" / "train.py").write_text(TRAIN.replace('"steps": args.steps}', '"steps": args.steps, '
                                                              '"cwd": __import__("os").getcwd()}'))
-    _git(repo, "add", "scripts/train.py", "work/README")
+    (repo / "scripts" / "init.bin").write_bytes(b"\x07")
+    _git(repo, "add", "scripts/train.py", "scripts/init.bin", "work/README")
     _git(repo, "commit", "-q", "-m", "scripts")
     (repo / "scripts" / "helper.py").write_text(HELPER)
     _python(repo / "work", root, str(repo / "scripts" / "train.py"), "--steps", "5")
