@@ -452,3 +452,62 @@ def test_summary_has_timing_totals(out: io.StringIO, run: labtrack.Run) -> None:
     assert summary["timings/step"]["sum"] >= 0.03
     assert summary["timings/loop"]["sum"] >= summary["timings/step"]["sum"]
     json.dumps(summary)
+
+
+def test_terminal_write_without_a_loop_shows_a_live_line_until_exit(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    r = labtrack.init(experiment="w", root=tmp_path, capture_git=False, capture_console=False)
+    assert isinstance(r, labtrack.Run)
+    try:
+        with use_console(Console(file=buf, width=80, force_terminal=True, color_system=None)):
+            for step in range(1, 4):
+                r.store(acc=step / 10)
+                r.write(step)
+            assert DISPLAY.live is not None  # shown in place between kept lines
+            DISPLAY.close()  # what the atexit hook does
+            assert DISPLAY.live is None
+    finally:
+        r.finish()
+    raw = buf.getvalue()
+    assert "\r\x1b[2K" in raw
+    # the last values stay on the screen when the line stops
+    tail = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw).rsplit("\r", 1)[-1]
+    assert re.search(r"3:  acc +0\.3000", tail)
+
+
+def test_delayed_interrupt_in_a_thread_is_a_plain_block(out: io.StringIO) -> None:
+    import threading
+
+    result: list[object] = []
+
+    def work() -> None:
+        try:
+            with labtrack.delayed_interrupt():
+                result.append("ran")
+        except BaseException as e:  # pragma: no cover - would be the failure
+            result.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    assert result == ["ran"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_user_print_during_the_live_line_gets_its_own_line(run: labtrack.Run) -> None:
+    import sys
+
+    buf = io.StringIO()
+    before = sys.stdout
+    with use_console(Console(file=buf, width=60, force_terminal=True, color_system=None)):
+        for step in labtrack.loop(range(2), print_every=100):
+            print(f"hello {step}")
+            sys.stdout.write("no newline yet")
+    assert sys.stdout is before
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    finals = [s.rsplit("\r", 1)[-1].rstrip() for s in plain.split("\n")]
+    assert "hello 0" in finals
+    assert "no newline yethello 1" in finals  # as a terminal shows two writes without newline
+    # a partial line is printed when the live line stops, not lost
+    assert "no newline yet" in finals
+    assert not any("acc" in s for s in finals)  # nothing left over from another run

@@ -100,12 +100,17 @@ class Display:
     # -- the stack ---------------------------------------------------------------------------
 
     def _attach(self) -> Console:
-        """Pick the console (and whether it is a terminal) when the display starts from idle."""
+        """Pick the console (and whether it is a terminal) when the display starts from idle.
+
+        Starting from idle also forgets indicator values shown by an earlier block.
+        """
         if self.console is None or (not self.frames and self.live is None):
             console = get_console()
             self.console = console
             self.interactive = (console.is_terminal and not console.is_dumb_terminal
                                 and not console.is_jupyter)
+            self.indicators = []
+            self.indicator_step = None
         return self.console
 
     def push(self, frame: Frame) -> None:
@@ -189,13 +194,13 @@ class Display:
     def set_indicators(self, step: int, items: list[tuple[str, str, str]], every: int) -> None:
         """Show the values of a `run.write(step)`; keeps a line every `every` steps."""
         with self.lock:
+            self._attach()
             self.indicators = items
             self.indicator_step = step
             loop = self.innermost_loop()
             if loop is not None:
                 loop.write_step = step  # the loop decides when its line stays
                 return
-            self._attach()
             if step % every == 0:
                 self.keep(self._indicator_line(), soft_wrap=True)
             if self.interactive:
@@ -209,6 +214,9 @@ class Display:
         """Stop the live line at exit, leaving its last state on the screen."""
         with self.lock:
             self._stop_live(transient=not self.indicators)
+            if not self.frames:
+                self.indicators = []
+                self.indicator_step = None
 
     # -- the live line -----------------------------------------------------------------------
 
