@@ -207,17 +207,30 @@ def test_sigterm_while_printing_heavily_does_not_hang(tmp_path: Path) -> None:
         print("ready", flush=True)
         i = 0
         while True:
-            print(f"line {i} " + "x" * 50 + "\\r", end="")
+            print(("\\r" + f"progress {i}") * 200, end="")  # a progress bar redrawn in place
             if i % 7 == 0:
                 print()
             i += 1
     """
-    for _ in range(3):
-        child = Child(code, tmp_path, _env(root))
-        child.wait_for_lines(1)
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(code))
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}.txt"  # a file, as under a job scheduler: writes never block
+        with open(out, "w") as f:
+            proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=child_env(_env(root)),
+                                    stdout=f, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not out.read_text().startswith("ready") and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(0.3)
-        child.proc.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=20) == -signal.SIGTERM
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"attempt {attempt}: the child did not exit within 15 s of SIGTERM") from None
+        assert rc == -signal.SIGTERM
     statuses = [read_run_meta(d)["status"] for d in sorted((root / "crash").iterdir())]
     assert statuses == ["killed"] * 3
 
