@@ -433,6 +433,7 @@ def test_nested_delayed_interrupt_hands_over_to_the_outer_block(out: io.StringIO
                 steps.append("inner done")
             steps.append("outer done")
     assert steps == ["inner done", "outer done"]
+    assert out.getvalue().count("Interrupt received") == 1
 
 
 def test_no_interrupt_no_effect(out: io.StringIO) -> None:

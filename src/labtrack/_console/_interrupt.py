@@ -10,6 +10,13 @@ from typing import Any
 from ._display import DISPLAY
 
 
+def _say_held() -> None:
+    from rich.text import Text
+
+    DISPLAY.keep(Text("Interrupt received: finishing this block first "
+                      "(press Ctrl-C again to stop now)", style="yellow"), soft_wrap=True)
+
+
 class delayed_interrupt:  # noqa: N801 - used like a function: `with labtrack.delayed_interrupt():`
     """Hold back Ctrl-C (SIGINT) until the block ends; a second Ctrl-C stops at once.
 
@@ -17,7 +24,8 @@ class delayed_interrupt:  # noqa: N801 - used like a function: `with labtrack.de
     delivered as it would have been (normally KeyboardInterrupt, which finishes the run as
     "interrupted"). A second Ctrl-C inside the block raises KeyboardInterrupt immediately.
     Signals only reach Python's main thread, so in another thread the block runs unchanged.
-    Blocks nest: an inner block hands a held interrupt to the outer one.
+    Blocks nest: an inner block hands a held interrupt to the outer one. If the block ends
+    with an exception, that exception goes on and the held interrupt is dropped.
 
     Raises:
         KeyboardInterrupt: at the end of the block if Ctrl-C was pressed in it, or at once on
@@ -28,12 +36,13 @@ class delayed_interrupt:  # noqa: N801 - used like a function: `with labtrack.de
         ...     save_checkpoint()
     """
 
-    __slots__ = ("_previous", "_pending", "_installed")
+    __slots__ = ("_previous", "_pending", "_installed", "_note")
 
     def __init__(self) -> None:
         self._previous: Any = None
         self._pending: tuple[int, FrameType | None] | None = None
         self._installed = False
+        self._note: threading.Thread | None = None
 
     def __enter__(self) -> delayed_interrupt:
         self._pending = None
@@ -54,10 +63,12 @@ class delayed_interrupt:  # noqa: N801 - used like a function: `with labtrack.de
             self._restore()
             raise KeyboardInterrupt
         self._pending = (signum, frame)
-        from rich.text import Text
-
-        DISPLAY.keep(Text("Interrupt received: finishing this block first "
-                          "(press Ctrl-C again to stop now)", style="yellow"), soft_wrap=True)
+        # Printed from another thread: the handler runs between two bytecodes of the main
+        # thread, which may hold a non-reentrant lock of the output stream (the console
+        # capture's); printing here could deadlock on it.
+        note = threading.Thread(target=_say_held, name="labtrack-interrupt-note", daemon=True)
+        note.start()
+        self._note = note
 
     def _restore(self) -> None:
         if self._installed:
@@ -67,10 +78,17 @@ class delayed_interrupt:  # noqa: N801 - used like a function: `with labtrack.de
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._restore()
+        if self._note is not None:
+            self._note.join(5.0)  # the note comes before the interrupt it announces
+            self._note = None
         pending, self._pending = self._pending, None
         if pending is None or exc_type is not None:
             return  # an exception already leaves the block; do not mask it
         previous = self._previous
+        outer = getattr(previous, "__self__", None)
+        if isinstance(outer, delayed_interrupt) and outer._installed:
+            outer._pending = pending  # the outer block holds it; the note was shown already
+            return
         if previous is signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)
         elif callable(previous):
