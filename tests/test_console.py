@@ -512,3 +512,22 @@ def test_user_print_during_the_live_line_gets_its_own_line(run: labtrack.Run) ->
     # a partial line is printed when the live line stops, not lost
     assert "no newline yet" in finals
     assert not any("acc" in s for s in finals)  # nothing left over from another run
+
+
+def test_loop_lines_follow_the_step_given_to_write(out: io.StringIO, run: labtrack.Run) -> None:
+    for i, _batch in enumerate(labtrack.loop(["a", "b", "c", "d", "e"], print_every=20)):
+        run.store(loss=1.0)
+        run.write(10 * i)  # a global step that is not the loop's item
+    assert [int(line.split(":")[0]) for line in lines(out)] == [0, 20, 40]
+
+
+def test_terminal_progress_alone_draws_a_bar_and_clears_it() -> None:
+    buf = io.StringIO()
+    with use_console(Console(file=buf, width=100, force_terminal=True, color_system=None)):
+        for _ in labtrack.progress(range(3), name="eval"):
+            time.sleep(0.15)
+    raw = buf.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    assert re.search(r"eval +━*.* \d/3 \[", plain)
+    # cleared when done: the last thing written erases the line it drew
+    assert raw.endswith("\x1b[2K")
