@@ -142,9 +142,16 @@ function valueAt(p: Prepared, x: number): number | undefined {
   return p.y[lo];
 }
 
+/** Seconds since the run's first point; sub-second ticks keep the decimals they need. */
+function fmtRelative(v: number, incr: number): string {
+  if (incr >= 1 || v === 0) return fmtDuration(v);
+  const decimals = Math.min(3, Math.max(1, Math.ceil(-Math.log10(incr))));
+  return `${v.toFixed(decimals)}s`;
+}
+
 function fmtX(x: number, xAxis: XAxis): string {
   if (xAxis === "step") return fmtNumber(x);
-  if (xAxis === "relative") return fmtDuration(x);
+  if (xAxis === "relative") return x < 10 ? `${x.toFixed(3)}s` : fmtDuration(x);
   return new Date(x * 1000).toLocaleString();
 }
 
@@ -258,7 +265,7 @@ export function Chart(props: ChartProps) {
           stroke: "#555",
           grid: { stroke: "#eee" },
           ticks: { stroke: "#ddd" },
-          values: xAxis === "relative" ? (_u, splits) => splits.map((v) => fmtDuration(v)) : undefined,
+          values: xAxis === "relative" ? (_u, splits, _i, _space, incr) => splits.map((v) => fmtRelative(v, incr)) : undefined,
         },
         {
           stroke: "#555",

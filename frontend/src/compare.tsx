@@ -90,7 +90,9 @@ export function Compare({ route }: { route: Route }) {
               {metrics.map((m) => {
                 const lasts = runs.map((r) => r.summary[m]?.last);
                 const finite = lasts.filter((v): v is number => v !== undefined && Number.isFinite(v));
-                const best = finite.length > 1 ? (/loss|err/i.test(m) ? Math.min(...finite) : Math.max(...finite)) : undefined;
+                // Mark the best value only where the runs differ (lower is better for losses and errors).
+                const differ = finite.length > 1 && Math.min(...finite) !== Math.max(...finite);
+                const best = differ ? (/loss|err/i.test(m) ? Math.min(...finite) : Math.max(...finite)) : undefined;
                 return (
                   <tr key={m}>
                     <td>{m}</td>

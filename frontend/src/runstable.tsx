@@ -92,7 +92,7 @@ export function RunsTable(props: {
   const scroller = useRef<HTMLDivElement>(null);
   // Grouping sorts by the group first (the server sorts), so each group is one block of rows.
   const effSort = group ? group : sort;
-  const queryKey = JSON.stringify([q, where, effSort, cols, gen]);
+  const queryKey = JSON.stringify([q, where, effSort, cols]);
   const keyRef = useRef(queryKey);
 
   useEffect(() => {
@@ -125,6 +125,32 @@ export function RunsTable(props: {
 
   const first = Math.max(0, Math.floor(scrollTop / ROW_H) - 10);
   const last = Math.min(total ?? 0, Math.ceil((scrollTop + viewH) / ROW_H) + 10);
+  // A run appeared or vanished: fetch the pages in view again, keeping the old rows on screen
+  // until the new ones arrive (no flicker).
+  useEffect(() => {
+    if (!gen) return;
+    const k = keyRef.current;
+    const visible = new Set<number>();
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(Math.max(first, last - 1) / PAGE); p++) visible.add(p);
+    visible.add(0);
+    for (const p of visible) {
+      fetchRuns({ offset: p * PAGE, limit: PAGE, sort: effSort, q, where, columns: cols })
+        .then((page) => {
+          if (keyRef.current !== k) return;
+          setTotal(page.total);
+          setPages((old) => {
+            const next = new Map<number, RunRow[]>();
+            // Other pages may have shifted: drop them, they load again when scrolled to.
+            for (const [i, rows] of old) if (visible.has(i)) next.set(i, rows);
+            next.set(p, page.runs);
+            return next;
+          });
+          for (const i of [...loading.current]) if (!visible.has(i)) loading.current.delete(i);
+        })
+        .catch(() => undefined);
+    }
+  }, [gen]);
+
   useEffect(() => {
     if (total === null) return;
     for (let p = Math.floor(first / PAGE); p <= Math.floor(Math.max(first, last - 1) / PAGE); p++) {

@@ -7,7 +7,6 @@ import re
 import urllib.request
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from .conftest import Fixture, Server
