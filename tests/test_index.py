@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -374,3 +375,18 @@ def test_runs_made_by_the_library_are_indexed(make_run: Callable[..., labtrack.R
     assert row["params"] == {"opt.lr": 0.2} and row["tags"] == ["t1"] and row["comment"] == "c"
     assert row["metrics"] == {"train/loss": pytest.approx(0.6)}
     assert row["status"] == "finished" and row["ended"] is not None
+
+
+def test_non_finite_values_survive_and_do_not_break_columns(root: Path, index: Index) -> None:
+    # As the writer stores them: strings in the files, floats once read.
+    write_run(root, "nan", "20261121-200000-nnnnnn", params={"x": "NaN", "y": "Infinity"},
+              summary={"loss": {"last": "NaN", "min": "-Infinity", "max": "Infinity", "mean": "NaN",
+                                "count": 3, "step": 2}})
+    assert index.columns()["metrics"] == ["acc", "loss", "train/loss", "val acc/top-1"]
+    (row,) = index.query(experiment="nan")[1]
+    assert math.isnan(row["metrics"]["loss"]) and math.isnan(row["params"]["x"])
+    assert row["params"]["y"] == math.inf
+    assert ids(index.query(where="params.y > 1e308")[1]) == ["nnnnnn"]
+    assert ids(index.query(where="metrics.loss:min < -1e308")[1]) == ["nnnnnn"]
+    assert index.query(where="metrics.loss > 0 or metrics.loss <= 0")[0] == 0  # NaN: never ordered
+    assert ids(index.query(sort="-metrics.loss")[1])[-1] == "nnnnnn"  # NaN sorts with the missing

@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Iterable
 
 from ._names import slug
@@ -35,14 +36,16 @@ from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundErro
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "run_row"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
 #: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
 SORT_FIELDS = FIELDS
 
-# The run row's top-level fields are columns, so listing runs decodes no JSON; params and
-# metrics are one JSON column, decoded only for rows that need them.
+# The run row's top-level fields are columns, so listing runs decodes no JSON; params,
+# metrics and stats are JSON columns decoded only for rows (and parts) that need them. They
+# may hold NaN, which SQLite's JSON functions refuse, so `keys` (names only) serves
+# `columns()` instead.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     relpath TEXT PRIMARY KEY,   -- <experiment-slug>/<run-id>, relative to the root
@@ -62,8 +65,10 @@ CREATE TABLE IF NOT EXISTS runs (
     parent TEXT,
     pid INTEGER,
     search TEXT NOT NULL,       -- lower-cased text for free-text search
-    data TEXT NOT NULL,         -- {"params": {flat}, "metrics": {name: last}} as JSON
-    stats TEXT NOT NULL,        -- {metric: {last, min, max, mean, count, step}} as JSON
+    params TEXT NOT NULL,       -- {flat key: value} as Python's JSON (NaN allowed)
+    metrics TEXT NOT NULL,      -- {name: last}, the same
+    stats TEXT NOT NULL,        -- {metric: {last, min, max, mean, count, step}}, the same
+    keys TEXT NOT NULL,         -- {"params": [...], "metrics": [...]}: strict JSON for SQLite
     sig TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
@@ -75,7 +80,7 @@ CREATE TABLE IF NOT EXISTS problems (
 );
 """
 _SELECT = ("SELECT relpath, id, experiment, name, comment, tags, status, started, ended, duration, "
-           "git_commit, dirty, host, user_name, parent, pid, data, {stats} FROM runs")
+           "git_commit, dirty, host, user_name, parent, pid, params, metrics, {stats} FROM runs")
 
 
 class RefreshResult(dict[str, int]):
@@ -244,7 +249,8 @@ def _record(rel: str, run_dir: Path, sig: str) -> tuple[Any, ...]:
             None if row["dirty"] is None else int(bool(row["dirty"])),
             _text(row["host"]), _text(row["user"]), _text(row["parent"]),
             row["pid"] if isinstance(row["pid"], int) else None, search,
-            _dumps({"params": row["params"], "metrics": row["metrics"]}), _dumps(stats), sig)
+            _dumps(row["params"]), _dumps(row["metrics"]), _dumps(stats),
+            json.dumps({"params": list(row["params"]), "metrics": list(stats)}), sig)
 
 
 def _text(v: Any) -> str | None:
@@ -271,14 +277,15 @@ def _sort_value(v: Any) -> tuple[int, Any] | None:
     return (2, _dumps(v))
 
 
-def _STARTED(row: dict[str, Any]) -> Any:
+def _STARTED(row: Mapping[str, Any]) -> Any:
     return row.get("started")
 
 
-class Hit:
-    """One matching run of :meth:`Index.select`; its row is built and decoded on first use."""
+class Hit(Mapping[str, Any]):
+    """One matching run of :meth:`Index.select`: a read-only mapping of its run row, built
+    and decoded part by part on first use (a filter on params decodes only params)."""
 
-    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_row")
+    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_parts")
 
     def __init__(self, index: Index, now: float, rec: tuple[Any, ...]) -> None:
         self._index = index
@@ -287,7 +294,7 @@ class Hit:
         self.relpath: str = rec[0]
         self.id: str = rec[1]
         self._light: dict[str, Any] | None = None
-        self._row: dict[str, Any] | None = None
+        self._parts: dict[str, Any] = {}
 
     @property
     def dir(self) -> str:
@@ -307,15 +314,46 @@ class Hit:
             self._light = self._index._live(self.relpath, light, self._now)
         return self._light
 
+    def _part(self, key: str) -> Any:
+        if key not in self._parts:
+            text = self._rec[_PART_COLUMN[key]]
+            self._parts[key] = None if text is None else json.loads(text)
+        return self._parts[key]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _PART_COLUMN:
+            value = self._part(key)
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.light()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.light()
+        yield from (k for k in _PART_COLUMN if self._part(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
     def row(self) -> dict[str, Any]:
-        """The run row (docs/api.md) with derived status, "dir", and "stats" when loaded."""
-        if self._row is None:
-            row = dict(self.light())
-            row.update(json.loads(self._rec[16]))
-            if self._rec[17] is not None:
-                row["stats"] = json.loads(self._rec[17])
-            self._row = row
-        return self._row
+        """The run row (docs/api.md) as a new dict: derived status, "dir", and "stats"
+        when they were loaded."""
+        row = dict(self.light())
+        row["params"] = self._part("params")
+        row["metrics"] = self._part("metrics")
+        stats = self._part("stats")
+        if stats is not None:
+            row["stats"] = stats
+        return row
+
+
+_PART_COLUMN = {"params": 16, "metrics": 17, "stats": 18}
 
 
 class Index:
@@ -591,7 +629,7 @@ class Index:
         page = hits[offset:] if limit is None else hits[offset:offset + limit]
         rows = []
         for h in page:
-            r = dict(h.row())
+            r = h.row()
             if not with_stats:
                 r.pop("stats", None)
             r.pop("pid", None)
@@ -638,22 +676,21 @@ class Index:
         if status in ("running", "crashed"):
             hits = [h for h in hits if h.light()["status"] == status]
         if compiled is not None:
-            full = any(f.kind != "top" for f in compiled.fields)
-            hits = [h for h in hits if compiled(h.row() if full else h.light())]
+            hits = [h for h in hits if compiled(h)]
         if sort_key is not None:
             getter, descending, _ = sort_key
             if getter is _STARTED:
                 if not descending:  # SQL gave newest first; a stable reverse keeps ties sensible
                     hits.reverse()
             else:
-                keyed = [(_sort_value(getter(h.row())), h) for h in hits]
+                keyed = [(_sort_value(getter(h)), h) for h in hits]
                 present = [(k, h) for k, h in keyed if k is not None]
                 missing = [h for k, h in keyed if k is None]
                 present.sort(key=lambda kh: kh[0], reverse=descending)
                 hits = [h for _, h in present] + missing
         return hits
 
-    def _sort_key(self, sort: str | None) -> tuple[Callable[[dict[str, Any]], Any], bool, bool] | None:
+    def _sort_key(self, sort: str | None) -> tuple[Callable[[Mapping[str, Any]], Any], bool, bool] | None:
         if not sort:
             return None
         descending = sort.startswith("-")
@@ -714,11 +751,11 @@ class Index:
         if experiment is not None:
             cond, args = " WHERE runs.experiment = ?", (experiment,)
         params = [k for (k,) in con.execute(
-            "SELECT DISTINCT j.key FROM runs, json_each(runs.data, '$.params') AS j" + cond
-            + " ORDER BY j.key", args)]
+            "SELECT DISTINCT j.value FROM runs, json_each(runs.keys, '$.params') AS j" + cond
+            + " ORDER BY j.value", args)]
         metrics = [k for (k,) in con.execute(
-            "SELECT DISTINCT j.key FROM runs, json_each(runs.stats) AS j" + cond
-            + " ORDER BY j.key", args)]
+            "SELECT DISTINCT j.value FROM runs, json_each(runs.keys, '$.metrics') AS j" + cond
+            + " ORDER BY j.value", args)]
         experiments = [e for (e,) in con.execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")]
         return {"params": params, "metrics": metrics, "experiments": experiments}
 
