@@ -198,6 +198,11 @@ def test_bad_input_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RunNotFoundError, match="has no run.json"):
         save_checkpoint(tmp_path, 1, step=1)
 
+    with pytest.raises(LabtrackTypeError, match=r"checkpoint object \(dict\) cannot be written with torch.save"):
+        save_checkpoint(run_dir, {"fn": lambda: 1}, step=1)
+    assert list((run_dir / "checkpoints").iterdir()) == []  # the half-written folder is gone
+    assert _run_json(run_dir)["checkpoints"]["last"] is None
+
     save_checkpoint(run_dir, 1, step=1, metric=1.0, mode="min")
     with pytest.raises(LabtrackValueError, match="differs from mode 'min'"):
         save_checkpoint(run_dir, 2, step=2, metric=1.0, mode="max")

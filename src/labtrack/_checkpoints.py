@@ -81,7 +81,8 @@ def save_checkpoint(
         The path of the written checkpoint file.
 
     Raises:
-        LabtrackTypeError: `step`, `metric` or `keep_last` of the wrong type.
+        LabtrackTypeError: `step`, `metric` or `keep_last` of the wrong type, or an object
+            that cannot be pickled (nothing is written then).
         LabtrackValueError: a negative step, a bad `mode` or `keep_last`, or a `mode` other
             than the one the run's earlier checkpoints were ranked by.
         RunNotFoundError: `run_dir` has no run.json (only checked when `meta_writer` is None).
@@ -323,12 +324,19 @@ def _check_metric(metric: object) -> float | None:
 
 def _write_object(path: Path, obj: Any, use_torch: bool) -> None:
     with open(path, "wb") as f:
-        if use_torch:
-            import torch
+        try:
+            if use_torch:
+                import torch
 
-            torch.save(obj, f)
-        else:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+                torch.save(obj, f)
+            else:
+                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            how = "torch.save" if use_torch else "pickle"
+            raise LabtrackTypeError(
+                f"the checkpoint object ({type(obj).__name__}) cannot be written with {how}: {e}; "
+                "checkpoint state_dict()s and plain values, not lambdas, open files or local classes"
+            ) from e
         f.flush()
         os.fsync(f.fileno())
 
