@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from urllib.parse import unquote
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,23 @@ def _no_constants(name: str) -> Any:
     raise AssertionError(f"invalid JSON literal {name} in an API answer")
 
 
+_OPEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Any:
+    """ASGITransport runs no lifespan: stop each app's background index refresh by hand."""
+    yield
+    while _OPEN:
+        _OPEN.pop().state.labtrack.close()
+
+
 class Client:
     """A synchronous face on httpx.AsyncClient + ASGITransport (one event loop per call)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        _OPEN.append(app)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         async def go() -> httpx.Response:
@@ -494,6 +507,7 @@ def test_host_check_stops_dns_rebinding(root: Path) -> None:
     from labtrack._server.app import LOOPBACK_NAMES
 
     app = create_app(root, allowed_hosts=LOOPBACK_NAMES)
+    _OPEN.append(app)
 
     def status(host: str) -> httpx.Response:
         async def go() -> httpx.Response:
@@ -518,3 +532,23 @@ def test_method_not_allowed_is_json(client: Client) -> None:
     r = asyncio.run(post())
     assert r.status_code == 405 and "error" in r.json()
 
+
+
+def test_runs_list_follows_the_files(root: Path) -> None:
+    c = Client(create_app(root))
+    assert c.json("/api/v1/runs")["total"] == 3
+    # a new run shows at once (its folder changes the experiment folder's mtime)
+    write_run(root, "20261121-141503-added0")
+    assert c.json("/api/v1/runs")["total"] == 4
+    # an edit inside a run shows after the background refresh (every ~2 s)
+    d = root / "hand" / "20261121-141503-added0"
+    meta = json.loads((d / "run.json").read_text())
+    meta["comment"] = "edited later"
+    (d / "run.json").write_text(json.dumps(meta))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = c.json("/api/v1/runs", params={"q": "edited"})["runs"]
+        if rows:
+            break
+        time.sleep(0.3)
+    assert [r["id"] for r in rows] == ["20261121-141503-added0"]

@@ -100,3 +100,47 @@ def test_cache_evicts_least_recently_used(tmp_path: Path) -> None:
         cache.get(p)
     assert len(cache._entries) == 1 and str(paths[2]) in cache._entries
     assert len(cache.get(paths[0])) == 1000  # evicted entries are simply read again
+
+
+def test_big_series_are_kept_on_disk_for_the_next_server(tmp_path: Path) -> None:
+    from labtrack._server.series_store import SeriesStore
+
+    path = tmp_path / "run" / "loss.csv"
+    path.parent.mkdir()
+    path.write_bytes(series.HEADER + _lines(0, 50_000))
+    store = SeriesStore(tmp_path / "cache", min_bytes=100_000)
+    first = SeriesCache(store=store).get(path)
+    for _ in range(100):  # the save runs in a background thread
+        if list((tmp_path / "cache").glob("*.bin")):
+            break
+        import time
+
+        time.sleep(0.05)
+    saved = list((tmp_path / "cache").glob("*.bin"))
+    assert len(saved) == 1
+    with open(path, "ab") as f:
+        f.write(_lines(50_000, 50_010))
+    loads: list[object] = []
+    original = store.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = original(*args, **kwargs)  # type: ignore[arg-type]
+        loads.append(out)
+        return out
+
+    store.load = spy  # type: ignore[method-assign]
+    again = SeriesCache(store=store).get(path)  # a new server: read back, then the new lines
+    assert loads and loads[0] is not None
+    assert len(again) == 50_010
+    np.testing.assert_array_equal(again.value[:50_000], first.value)
+    assert again.step[-1] == 50_009 and again.step_ordered
+    # a CSV edited in place (same inode, same size) must not use the saved columns
+    pos = path.read_bytes().index(b"\n1,0.25,") + 3
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        f.write(b"0.35")
+    fresh = SeriesCache(store=SeriesStore(tmp_path / "cache", min_bytes=100_000)).get(path)
+    assert fresh.value[1] == 0.35 and len(fresh) == 50_010
+    # a damaged cache file is ignored, never trusted
+    saved[0].write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert len(SeriesCache(store=SeriesStore(tmp_path / "cache", min_bytes=100_000)).get(path)) == 50_010

@@ -13,7 +13,7 @@ import pytest
 
 from labtrack._server import stream as stream_mod
 from labtrack._server.app import create_app
-from test_server_api import Client, write_run
+from test_server_api import Client, _close_apps, write_run  # noqa: F401 (an autouse fixture)
 
 
 def parse_events(body: bytes) -> list[tuple[str, Any]]:

@@ -120,14 +120,19 @@ async def runs(request: Request) -> Response:
     limit = int_param(p, "limit", 100, 0, 10_000)
     columns = p.get("columns")
 
+    where, experiment = p.get("where") or None, p.get("experiment") or None
+    status, q, sort = p.get("status") or None, p.get("q") or None, p.get("sort") or "-started"
+
     def work() -> tuple[int, list[dict[str, Any]]]:
         if not state.root.is_dir():
             return 0, []  # no runs yet; do not create the folder by opening an index in it
-        total, rows = state.index().query(
-            where=p.get("where") or None, experiment=p.get("experiment") or None,
-            status=p.get("status") or None, q=p.get("q") or None,
-            sort=p.get("sort") or "-started", offset=offset, limit=limit)
-        return total, [public_row(r, columns) for r in rows]
+        index = state.index()
+        # every matching row, sorted, cached for a moment: the next page is a slice
+        total, rows = state.cached_query(
+            ("runs", where, experiment, status, q, sort),
+            lambda: index.query(where=where, experiment=experiment, status=status, q=q,
+                                sort=sort, offset=0, limit=None))
+        return total, [public_row(r, columns) for r in rows[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
     return JSONResponse({"total": total, "offset": offset, "runs": rows})
@@ -141,7 +146,9 @@ async def columns(request: Request) -> Response:
     def work() -> dict[str, list[str]]:
         if not state.root.is_dir():
             return {"params": [], "metrics": [], "experiments": []}
-        cols: dict[str, list[str]] = state.index().columns(experiment=experiment)
+        index = state.index()
+        cols: dict[str, list[str]] = state.cached_query(
+            ("columns", experiment), lambda: index.columns(experiment=experiment))
         return cols
 
     cols = await run_in_threadpool(work)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .series_store import Saved, SeriesStore
+
 HEADER = b"step,value,time\n"
 _NAMES = ["step", "value", "time"]
 
@@ -70,6 +72,15 @@ class _Growing:
         self.value[self.n : need] = value
         self.time[self.n : need] = time
         self.n = need
+
+    @classmethod
+    def from_saved(cls, saved: Saved) -> _Growing:
+        """Columns read back from a :class:`SeriesStore` (with room to grow)."""
+        g = cls()
+        g.n = saved.n
+        g.step, g.value, g.time = saved.step, saved.value, saved.time
+        g.step_ordered, g.time_ordered = saved.step_ordered, saved.time_ordered
+        return g
 
     def reserve(self, extra: int) -> None:
         """Make room for `extra` more points at once (a first read knows its size)."""
@@ -189,8 +200,9 @@ class SeriesCache:
         >>> cols.value[-1]
     """
 
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, max_bytes: int = 1 << 30, store: SeriesStore | None = None) -> None:
         self.max_bytes = max_bytes
+        self.store = store
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -223,12 +235,20 @@ class SeriesCache:
                 entry.offset = 0
                 entry.ino = st.st_ino
             start = entry.offset
+            from_scratch = False
             if start == 0:
                 if f.read(len(HEADER)) != HEADER:
                     # no complete header yet, or not a series file: nothing to parse
                     entry.size = entry.mtime_ns = -1
                     return
                 start = len(HEADER)
+                from_scratch = True
+                if self.store is not None and st.st_size >= self.store.min_bytes:
+                    saved = self.store.load(path, f, st.st_ino, st.st_size)
+                    if saved is not None:  # parsed by an earlier server: only the rest now
+                        entry.cols = _Growing.from_saved(saved)
+                        start = saved.offset
+            parsed_from = start
             length = st.st_size - start
             if length > _BLOCK:
                 # a big first read: map the file rather than copying it into a bytes object
@@ -250,6 +270,12 @@ class SeriesCache:
                     entry.cols.extend(*chunk)
         entry.offset = start + end
         entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
+        if (from_scratch and self.store is not None and st.st_size >= self.store.min_bytes
+                and (parsed_from == len(HEADER) or entry.offset - parsed_from >= self.store.min_bytes)):
+            c = entry.cols
+            n = c.n
+            self.store.save_later(path, st.st_ino, entry.offset, c.step[:n], c.value[:n], c.time[:n],
+                                  c.step_ordered, c.time_ordered)
 
     def _evict(self) -> None:
         with self._lock:

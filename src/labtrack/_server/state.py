@@ -8,6 +8,7 @@ symlinks followed, to a file inside its run directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -18,7 +19,9 @@ from typing import Any, Callable
 from .._names import check_name
 from ..errors import LabtrackNameError, RunNotFoundError
 from .series import SeriesCache
+from .series_store import SeriesStore
 
+log = logging.getLogger("labtrack.server")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
@@ -36,10 +39,16 @@ class ServerState:
         self.root = Path(root).expanduser().absolute()
         self.auth = auth
         self.clock = clock
-        self.series = SeriesCache()
+        self.series = SeriesCache(store=SeriesStore(self.root / ".labtrack" / "series"))
         self.shutdown = threading.Event()  # set when the server stops: live streams end
         self._index: Any = None
         self._index_lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
+        self._indexed_sig: tuple[Any, ...] | None = None
+        self._warned = False
+        self.generation = 0  # counts index changes; cached answers of older ones are stale
+        self._cache_lock = threading.Lock()
+        self._query_cache: dict[tuple[Any, ...], tuple[int, float, Any]] = {}
         self._runs: dict[str, Path] = {}
         self._runs_lock = threading.Lock()
 
@@ -48,18 +57,85 @@ class ServerState:
         """The root with symlinks resolved (what every read path must stay under)."""
         return os.path.realpath(self.root)
 
-    def index(self, max_age: float = 1.0) -> Any:
-        """The run index (labtrack._index.Index), refreshed at most every `max_age` seconds."""
+    def index(self) -> Any:
+        """The run index (labtrack._index.Index), kept current without slowing requests.
+
+        The first call builds it; later calls refresh it first only when runs were added or
+        removed (a few folder stats tell); a background thread re-reads changed runs every
+        few seconds, so a request never waits for the files of 10,000 runs to be checked.
+        """
         with self._index_lock:
             if self._index is None:
                 from .._index import Index
 
                 self._index = Index(self.root)
-        self._index.refresh(max_age=max_age)
-        return self._index
+            index = self._index
+            if self._refresher is None and not self.shutdown.is_set():
+                self._refresher = threading.Thread(target=self._refresh_loop,
+                                                   name="labtrack-index", daemon=True)
+                self._refresher.start()
+        sig = self._root_sig()
+        if sig != self._indexed_sig:
+            self._refresh(index, sig)
+        return index
+
+    def _root_sig(self) -> tuple[Any, ...]:
+        parts: list[Any] = []
+        try:
+            with os.scandir(self.root) as entries:
+                for e in entries:
+                    if not e.name.startswith(".") and e.is_dir():
+                        st = e.stat()
+                        parts.append((e.name, st.st_ino, st.st_mtime_ns))
+        except OSError:
+            return ()
+        return tuple(sorted(parts))
+
+    def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None) -> None:
+        sig = self._root_sig() if sig is None else sig
+        result = index.refresh()
+        with self._index_lock:
+            self._indexed_sig = sig
+            if result.get("added") or result.get("updated") or result.get("removed"):
+                self.generation += 1
+
+    def _refresh_loop(self) -> None:
+        interval = 2.0
+        while not self.shutdown.wait(interval):
+            index = self._index
+            if index is None:
+                return
+            t0 = time.monotonic()
+            try:
+                self._refresh(index)
+            except Exception as e:  # a background thread: report, never die silently
+                if not self._warned:
+                    self._warned = True
+                    log.warning("refreshing the run index failed: %s: %s", type(e).__name__, e)
+            # keep refreshing from taking more than about a fifth of one core
+            interval = max(2.0, 4 * (time.monotonic() - t0))
+
+    def cached_query(self, key: tuple[Any, ...], compute: Callable[[], Any], ttl: float = 2.0) -> Any:
+        """`compute()`, or its result for the same `key` from at most `ttl` seconds ago
+        while the index has not changed (paging through 10,000 sorted runs sorts once)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._query_cache.get(key)
+            if hit is not None and hit[0] == self.generation and now - hit[1] < ttl:
+                return hit[2]
+        value = compute()
+        with self._cache_lock:
+            self._query_cache[key] = (self.generation, now, value)
+            while len(self._query_cache) > 16:
+                self._query_cache.pop(next(iter(self._query_cache)))
+        return value
 
     def close(self) -> None:
-        """Release the index's database connections."""
+        """Stop the background refresh and release the index's database connections."""
+        self.shutdown.set()
+        refresher = self._refresher
+        if refresher is not None and refresher is not threading.current_thread():
+            refresher.join(timeout=10)
         with self._index_lock:
             if self._index is not None:
                 self._index.close()
