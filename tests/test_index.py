@@ -389,4 +389,8 @@ def test_non_finite_values_survive_and_do_not_break_columns(root: Path, index: I
     assert ids(index.query(where="params.y > 1e308")[1]) == ["nnnnnn"]
     assert ids(index.query(where="metrics.loss:min < -1e308")[1]) == ["nnnnnn"]
     assert index.query(where="metrics.loss > 0 or metrics.loss <= 0")[0] == 0  # NaN: never ordered
-    assert ids(index.query(sort="-metrics.loss")[1])[-1] == "nnnnnn"  # NaN sorts with the missing
+    write_run(root, "nan", "20261121-190000-ffffff", summary={"loss": stat(1.0)})
+    index.refresh()
+    # NaN sorts with the missing values, after every number, in either direction.
+    assert ids(index.query(experiment="nan", sort="-metrics.loss")[1]) == ["ffffff", "nnnnnn"]
+    assert ids(index.query(experiment="nan", sort="metrics.loss")[1]) == ["ffffff", "nnnnnn"]
