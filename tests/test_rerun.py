@@ -211,6 +211,10 @@ def test_dry_run_and_errors(repo: Path, tmp_path: Path) -> None:
     _git(other, "init", "-q")
     with pytest.raises(GitStateError, match=r"commit [0-9a-f]{40} recorded by run .* is not in the repository"):
         plan_rerun(root, run_id, repo=other)
+    with pytest.raises(GitStateError, match="the given repository .*missing is not there or not a git repository"):
+        plan_rerun(root, run_id, repo=tmp_path / "missing")
+    (repo / "docs").mkdir()
+    assert plan_rerun(root, run_id, repo=repo / "docs").repo == repo.resolve()  # a folder inside the clone
 
     # a recorded diff that does not fit the commit
     (run_dir / "source" / "diff.patch").write_text(

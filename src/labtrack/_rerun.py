@@ -176,11 +176,14 @@ def plan_rerun(
 
     recorded_root = Path(str(git.get("root") or ""))
     repo_path = Path(repo).resolve() if repo is not None else recorded_root
-    if not str(repo_path) or not (repo_path / ".git").exists():
+    top = _git(repo_path, "rev-parse", "--show-toplevel") if repo_path.is_dir() else None
+    if top is None or top.returncode != 0:
+        which = "the given" if repo is not None else f"run {run_id}'s"
         raise GitStateError(
-            f"the repository of run {run_id} ({repo_path}) is not there; pass --repo PATH "
-            "to a clone that has commit " + commit
+            f"{which} repository {repo_path} is not there or not a git repository; pass --repo "
+            f"PATH to a clone that has commit {commit}"
         )
+    repo_path = Path(top.stdout.strip())
     probe = _git(repo_path, "cat-file", "-e", f"{commit}^{{commit}}")
     if probe.returncode != 0:
         raise GitStateError(
