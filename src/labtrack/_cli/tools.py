@@ -90,7 +90,8 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
 
     Each RUN is a run id, a unique id prefix, or experiment/name. Scalars, images, figures,
     histograms and text are exported, one sub-folder per run, and each run is named
-    experiment/name in TensorBoard. Needs: pip install 'labtrack[tb]'.
+    experiment/name in TensorBoard. The export is a snapshot: run the command again to
+    refresh it. Needs: pip install 'labtrack[tb]'.
     """
     from .._rerun import resolve_run
     from ..integrations import tensorboard
