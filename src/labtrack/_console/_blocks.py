@@ -49,13 +49,6 @@ def _recorder() -> Recorder | None:
     return record
 
 
-def _timing_key(name: str) -> str:
-    """`timings/<enclosing sections>/<name>` for a block about to be pushed."""
-    parts = [f.name for f in DISPLAY.frames if f.kind == SECTION]
-    parts.append(name)
-    return "timings/" + "/".join(parts)
-
-
 def _safe_record(record: Recorder | None, key: str, seconds: float) -> Recorder | None:
     """Record one timing; a run that finished meanwhile just stops receiving them."""
     if record is None:
@@ -86,28 +79,20 @@ class section:  # noqa: N801 - used like a function: `with labtrack.section("Loa
         Load data... done 1,234ms
     """
 
-    __slots__ = ("_name", "_frame", "_key", "_record", "_inner")
+    __slots__ = ("_name", "_frame", "_record")
 
     def __init__(self, name: str) -> None:
         self._name = _check(name, "section name")
         self._frame: Frame | None = None
-        self._key = ""
         self._record: Recorder | None = None
-        self._inner = False
 
     def __enter__(self) -> section:
         frame = Frame(SECTION, self._name)
-        with DISPLAY.lock:
-            self._key = _timing_key(self._name)
-            DISPLAY.push(frame)
-            self._inner = DISPLAY._in_loop(frame)
-            idx = DISPLAY.loop_index()
-            if idx is not None:
-                frame.label = "/".join(f.name for f in DISPLAY.frames[idx + 1:] if f.kind == SECTION)
-            if DISPLAY.interactive and not self._inner:
-                from rich.spinner import Spinner
+        DISPLAY.push(frame)
+        if DISPLAY.interactive and not frame.inner:
+            from rich.spinner import Spinner
 
-                frame.spinner = Spinner("dots")
+            frame.spinner = Spinner("dots")
         self._record = _recorder()
         self._frame = frame
         frame.start = time.perf_counter()
@@ -122,13 +107,13 @@ class section:  # noqa: N801 - used like a function: `with labtrack.section("Loa
         self._frame = None
         if exc_type is None:
             word = "done"
-            _safe_record(self._record, self._key, seconds)
+            _safe_record(self._record, "timings/" + frame.path, seconds)
         elif issubclass(exc_type, KeyboardInterrupt):
             word = "interrupted"
         else:
             word = "failed"
         with DISPLAY.lock:
-            if self._inner:
+            if frame.inner:
                 loop = DISPLAY.innermost_loop()
                 if loop is not None:
                     loop.sections[frame.label] = seconds
@@ -214,9 +199,8 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
     perf = time.perf_counter
     display = DISPLAY
     frame = Frame(LOOP, name, total)
-    with display.lock:
-        key = _timing_key(name)
-        display.push(frame)
+    display.push(frame)
+    key = "timings/" + frame.path
     record = _recorder()
     n = 0
     kept = -1

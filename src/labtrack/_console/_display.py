@@ -65,13 +65,15 @@ def use_console(console: Console) -> Iterator[Console]:
 class Frame:
     """One running block: a section, a loop, an inner progress or a spinner."""
 
-    __slots__ = ("kind", "name", "label", "start", "n", "total", "step", "write_step",
-                 "sections", "indent", "header", "spinner")
+    __slots__ = ("kind", "name", "label", "path", "inner", "start", "n", "total", "step",
+                 "write_step", "sections", "indent", "header", "spinner")
 
     def __init__(self, kind: str, name: str, total: int | None = None) -> None:
         self.kind = kind
         self.name = name
         self.label = name  # a section's path relative to its loop, shown on the loop's line
+        self.path = name  # enclosing sections' names and its own, joined by '/' (for timings)
+        self.inner = False  # a loop or progress encloses it (its lines would repeat)
         self.start = time.perf_counter()
         self.n = 0  # iterations completed (loops and progress)
         self.total = total
@@ -114,18 +116,44 @@ class Display:
         return self.console
 
     def push(self, frame: Frame) -> None:
-        """Add a running block; prints headers of enclosing sections and starts the live line."""
+        """Add a running block; prints headers of enclosing sections and starts the live line.
+
+        Sets the frame's path, label, indent and whether it is inside a loop, in one pass
+        over the stack (sections are entered once per iteration of a training loop).
+        """
         with self.lock:
-            self._attach()
-            parent = self.frames[-1] if self.frames else None
-            frame.indent = sum(2 for f in self.frames if f.kind == SECTION and not self._in_loop(f))
-            if parent is not None and parent.kind == SECTION and not parent.header \
-                    and frame.kind in (SECTION, LOOP) and not self.iterating():
-                # the parent's result comes after its children's lines; say it started first
-                parent.header = True
-                self.keep(self._section_text(parent, None), soft_wrap=True)
-            self.frames.append(frame)
-            if self.interactive:
+            if self.console is None or (not self.frames and self.live is None):
+                self._attach()
+            frames = self.frames
+            sections: list[str] = []
+            indent = 0
+            inner = False
+            loop_at = -1
+            for i, f in enumerate(frames):
+                kind = f.kind
+                if kind is SECTION:
+                    sections.append(f.name)
+                    if not inner:
+                        indent += 2
+                elif kind is LOOP or kind is PROGRESS:
+                    inner = True
+                    if kind is LOOP:
+                        loop_at = i
+            frame.indent = indent
+            frame.inner = inner
+            if sections:
+                frame.path = "/".join(sections) + "/" + frame.name
+            if loop_at >= 0 and frame.kind is SECTION:
+                above = [f.name for f in frames[loop_at + 1:] if f.kind is SECTION]
+                frame.label = "/".join([*above, frame.name])
+            if frames and not inner and frame.kind in (SECTION, LOOP):
+                parent = frames[-1]
+                if parent.kind is SECTION and not parent.header:
+                    # the parent's result comes after its children's lines; say it started first
+                    parent.header = True
+                    self.keep(self._section_text(parent, None), soft_wrap=True)
+            frames.append(frame)
+            if self.interactive and self.live is None:
                 self._start_live()
 
     def pop(self, frame: Frame) -> None:
@@ -139,19 +167,6 @@ class Display:
                 self.indicators = []
                 self.indicator_step = None
                 self._stop_live(transient=True)
-
-    def _in_loop(self, frame: Frame) -> bool:
-        """True when a loop or progress encloses `frame` (its lines would repeat per iteration)."""
-        for f in self.frames:
-            if f is frame:
-                return False
-            if f.kind in (LOOP, PROGRESS):
-                return True
-        return False
-
-    def iterating(self) -> bool:
-        """True when any loop or progress is running."""
-        return any(f.kind in (LOOP, PROGRESS) for f in self.frames)
 
     def loop_index(self) -> int | None:
         """Index of the innermost running loop in the stack, or None."""
