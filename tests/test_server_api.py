@@ -552,3 +552,20 @@ def test_runs_list_follows_the_files(root: Path) -> None:
             break
         time.sleep(0.3)
     assert [r["id"] for r in rows] == ["20261121-141503-added0"]
+
+
+def test_section_timings_are_served_as_series(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    run = labtrack.init(experiment="timed", root=root, capture_git=False, capture_console=False)
+    try:
+        for step in range(3):
+            with labtrack.section("eval"):
+                time.sleep(0.01)
+            labtrack.log({"loss": 1.0}, step=step)
+    finally:
+        labtrack.finish()
+    c = Client(create_app(root))
+    detail = c.json(f"/api/v1/runs/{run.id}")
+    assert "timings/eval" in detail["names"]["scalars"]
+    s = c.json(f"/api/v1/runs/{run.id}/scalars", params={"name": "timings/eval"})
+    assert s["total"] == 3 and all(v >= 0.01 for v in s["value"])
