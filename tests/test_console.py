@@ -333,6 +333,14 @@ def test_table_box_drawn_with_dashes_for_none(out: io.StringIO) -> None:
     )
 
 
+def test_table_rows_from_numpy(out: io.StringIO) -> None:
+    import numpy as np
+
+    labtrack.table(["x", "y"], np.array([[1.5, 2.0], [3.0, 4.25]]))
+    assert "│ 1.5000 │ 2.0000 │" in out.getvalue()
+    assert "│ 3.0000 │ 4.2500 │" in out.getvalue()
+
+
 def test_table_bad_input(out: io.StringIO) -> None:
     with pytest.raises(LabtrackValueError, match=r"row 1 has 1 values but there are 2 headers"):
         labtrack.table(["a", "b"], [[1, 2], [3]])

@@ -32,8 +32,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, An
 
     Args:
         headers: the column names.
-        rows: each row a sequence with one value per header, or a mapping from header to
-            value (a missing key shows as `-`).
+        rows: each row a sequence with one value per header (a list, a tuple, a row of a
+            numpy array), or a mapping from header to value (a missing key shows as `-`).
         title: an optional line above the table.
 
     Raises:
@@ -72,11 +72,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, An
         if isinstance(row, Mapping):
             cells.append([row.get(h) for h in header_list])
             continue
-        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+        if isinstance(row, (str, bytes)) or not isinstance(row, Iterable):
             raise LabtrackTypeError(
                 f"table row {i} is a {type(row).__name__} {row!r:.60}; each row must be a list "
-                "or tuple of values, or a dict from header to value"
+                "or tuple of values (or a numpy row), or a dict from header to value"
             )
+        row = list(row)
         if len(row) != len(header_list):
             raise LabtrackValueError(
                 f"table row {i} has {len(row)} values but there are {len(header_list)} headers "
