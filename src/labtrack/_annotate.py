@@ -165,6 +165,9 @@ def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = Fal
                 f"run {meta.get('id')} recorded no script file (it did not run from a .py file); "
                 "pass --file PATH")
         file = Path(script)
+        cwd = meta["command"].get("cwd")
+        if not file.is_absolute() and isinstance(cwd, str):
+            file = Path(cwd) / file
         if _installed(file):
             raise LabtrackValueError(
                 f"run {meta.get('id')} was started by {file}, which belongs to an installed "
