@@ -109,7 +109,7 @@ class ServerState:
             try:
                 self._refresh(index)
             except Exception as e:  # a background thread: report, never die silently
-                if not self._warned:
+                if not self._warned and not self.shutdown.is_set():
                     self._warned = True
                     log.warning("refreshing the run index failed: %s: %s", type(e).__name__, e)
             # keep refreshing from taking more than about a fifth of one core
@@ -135,7 +135,7 @@ class ServerState:
         self.shutdown.set()
         refresher = self._refresher
         if refresher is not None and refresher is not threading.current_thread():
-            refresher.join(timeout=10)
+            refresher.join(timeout=3)  # a refresh of many runs may be under way: do not hang
         with self._index_lock:
             if self._index is not None:
                 self._index.close()
