@@ -10,9 +10,7 @@ Every run is a plain directory (docs/format.md). `import labtrack` loads only th
 library; rich, numpy, pandas and the server are imported when first used.
 """
 
-from __future__ import annotations
-
-from typing import Any
+import typing as _typing
 
 from . import errors
 from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
@@ -71,7 +69,7 @@ __all__ = [
 ]
 
 
-def open(root: Any = None, *, token: str | None = None) -> Any:  # noqa: A001 - the public name
+def open(root: _typing.Any = None, *, token: "str | None" = None) -> _typing.Any:  # noqa: A001
     """Open a root of runs for analysis and return a :class:`labtrack._book.Book`.
 
     Args:

@@ -71,8 +71,14 @@ class _Tee(io.TextIOBase):
         self._original.flush()
 
     def drain(self) -> None:
-        with self._lock:
+        # Bounded: a signal may have interrupted write() in the main thread while it held
+        # the lock; then the unfinished last line is left out rather than waiting forever.
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
             rest = self._asm.rest()
+        finally:
+            self._lock.release()
         if rest:
             self._sink(rest)
 

@@ -662,6 +662,8 @@ class Run:
                  tb: TracebackType | None) -> None:
         if exc is None:
             self.finish()
+        elif isinstance(exc, _Terminated):
+            self.finish("killed")
         elif isinstance(exc, KeyboardInterrupt):
             self.finish("interrupted", error=exc)
         else:
@@ -760,30 +762,49 @@ def _finish_all(status: str, error: BaseException | None = None) -> None:
             print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so it unwinds (releasing every lock it held)."""
+
+
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(exc_type, _Terminated):
+        _finish_all("killed")
+        _die_by_sigterm()
+        return
+    status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
     try:
-        status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-        _finish_all(status, exc)
-    finally:
+        # First the traceback, so the captured console.log shows it as the terminal did.
         (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+    finally:
+        _finish_all(status, exc)
+
+
+def _die_by_sigterm() -> None:
+    """End the process the way the default SIGTERM action would (status -15 / 143)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # Finish on another thread with a bound: the signal may have interrupted the main thread
-    # while it held a lock the writer needs (the record queue's), and then waiting for the
-    # writer here would never end. In that rare case the run reads as crashed instead.
+    prev = _previous_sigterm
+    if not callable(prev):
+        # The default action: unwind the main thread (finally blocks and `with` exits run,
+        # every lock is released), then the excepthook finishes the runs as "killed" and
+        # re-raises SIGTERM with the default action. Finishing right here instead could
+        # wait forever on a lock the interrupted code holds (the console tee's, a queue's).
+        raise _Terminated()
+    # The script has its own handler: finish first (bounded, on another thread, for the same
+    # reason), then hand over to it.
     finisher = threading.Thread(target=_finish_all, args=("killed",), name="labtrack-sigterm",
                                 daemon=True)
     finisher.start()
-    finisher.join(30.0)
-    prev = _previous_sigterm
-    if callable(prev):
-        prev(signum, frame)
-    elif prev == signal.SIG_IGN:
-        return
-    else:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    finisher.join(10.0)
+    prev(signum, frame)
 
 
 def _at_exit() -> None:

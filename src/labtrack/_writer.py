@@ -299,11 +299,16 @@ class Writer:
         self._summary_dirty = True
 
     def _flush_console(self) -> None:
-        with self._console_lock:
+        # Bounded for the same reason as the tee's drain (a signal in the middle of a print).
+        if not self._console_lock.acquire(timeout=1.0):
+            return
+        try:
             if not self._console:
                 return
             text = "".join(self._console)
             self._console.clear()
+        finally:
+            self._console_lock.release()
         self._append(self.dir / layout.CONSOLE_LOG, text.encode("utf-8", errors="replace"))
 
     def _append(self, path: Path, data: bytes) -> None:
