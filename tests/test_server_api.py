@@ -569,3 +569,19 @@ def test_section_timings_are_served_as_series(tmp_path: Path) -> None:
     assert "timings/eval" in detail["names"]["scalars"]
     s = c.json(f"/api/v1/runs/{run.id}/scalars", params={"name": "timings/eval"})
     assert s["total"] == 3 and all(v >= 0.01 for v in s["value"])
+
+
+def test_bind_errors_name_the_address() -> None:
+    from labtrack._server.app import bind
+    from labtrack.errors import LabtrackValueError
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        assert sock.getsockname()[0] == "127.0.0.1"
+        with pytest.raises(LabtrackValueError, match=f"cannot listen on 127.0.0.1:{port}.*--port"):
+            bind("127.0.0.1", port)
+    finally:
+        sock.close()
+    with pytest.raises(LabtrackValueError, match="cannot listen on host 'no-such-host.invalid'"):
+        bind("no-such-host.invalid", 0)
