@@ -200,7 +200,8 @@ class RunView:
 
     def __repr__(self) -> str:
         try:
-            meta = self.meta
+            # A listed view shows what the listing saw: printing 10,000 runs reads no files.
+            meta = self._hit.light() if self._hit is not None else self._given_row or self.meta
             label = f"{meta.get('experiment')}/{meta.get('name') or self.id}"
             return f"<RunView {self.id} {label} {meta.get('status')}>"
         except (OSError, LabtrackValueError):
