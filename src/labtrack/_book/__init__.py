@@ -99,7 +99,8 @@ class Book:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        # Absolute, so run directories stay valid if the process changes directory.
+        self.root = Path(root).absolute()
         if not self.root.is_dir():
             raise LabtrackValueError(
                 f"no labtrack root at {str(self.root)!r}: the folder does not exist; pass the "
