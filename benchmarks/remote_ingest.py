@@ -33,15 +33,21 @@ CLIENT = r'''
 import json, os, sys, time
 os.nice(int(sys.argv[5]))
 import labtrack
-root, url, start_at, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+root, url, go, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 run = labtrack.init(experiment="bench", root=root, remote=url, capture_git=False,
                     capture_console=False)
 keys = [f"m{j:02d}" for j in range(19)]
-while time.time() < start_at:
+# Warm-up (not measured): the writer's first bulk flush imports numpy and pyarrow, which
+# takes seconds on a thread competing with a busy loop for the GIL.
+for step in range(6000):
+    run.log({k: 0.0 for k in keys} | {"wall": time.time()}, step=step)
+run.flush()
+print("READY", flush=True)
+while not os.path.exists(go):
     time.sleep(0.01)
-step = 0
+step = 6000
 errors = 0
-end = start_at + seconds
+end = time.time() + seconds
 now = time.time()
 while now < end:
     d = {k: step * 0.5 for k in keys}
@@ -55,7 +61,8 @@ while now < end:
         now = time.time()
 t0 = time.time()
 run.finish()
-print(json.dumps({"dir": str(run.dir), "steps": step - errors, "finish_s": time.time() - t0,
+print(json.dumps({"dir": str(run.dir), "steps": step - errors, "window_steps": step - 6000 - errors,
+                  "finish_s": time.time() - t0,
                   "buffer_errors": errors}), flush=True)
 '''
 
@@ -72,6 +79,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def last_value(path: Path) -> float | None:
@@ -119,25 +133,42 @@ def scale(clients: int, seconds: float, nice: int) -> dict[str, object]:
     rss_start = rss_mb(server.pid)
     script = work / "client.py"
     script.write_text(CLIENT)
-    start_at = time.time() + 8.0  # let every client import and init first
+    go = work / "go"
     procs = [subprocess.Popen([sys.executable, str(script), str(work / f"c{i}"), url,
-                               str(start_at), str(seconds), str(nice)],
+                               str(go), str(seconds), str(nice)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(clients)]
-    while time.time() < start_at:
-        time.sleep(0.05)
+    for p in procs:  # every client has imported, started its run and warmed up
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if line.strip() != "READY":
+            raise SystemExit(f"a client failed to start: {line}{p.communicate()[1]}")
+    before = count_lines(srv_root)
+    go.touch()
+    start_at = time.time()
+    cpu_start = cpu_seconds(server.pid)
     lags: list[float] = []
+    local_lags: list[float] = []
     rss: list[float] = []
     ingested: list[tuple[float, int]] = []
     while time.time() < start_at + seconds:
         time.sleep(1.0)
         now = time.time()
         rss.append(rss_mb(server.pid))
-        for p in srv_root.glob("bench/*/scalars/wall.csv"):
-            v = last_value(p)
-            if v is not None:
-                lags.append(now - v)
+        # Staleness of the server's copy: now minus the logging time of the newest value it
+        # holds. Clients log continuously from start_at, so a copy with nothing newer than
+        # start_at is at least now - start_at behind. The same for the local files (the
+        # writer's share of the lag).
+        for pattern, into in (("bench/*/scalars/wall.csv", lags), ("c*/bench/*/scalars/wall.csv",
+                                                                  local_lags)):
+            base = srv_root if into is lags else work
+            for f in base.glob(pattern):
+                v = last_value(f)
+                into.append(now - max(v if v is not None else start_at, start_at))
         ingested.append((now, count_lines(srv_root)))
+        if os.environ.get("BENCH_DEBUG"):
+            print("sample", round(now - start_at, 1), ingested[-1][1], len(lags), rss[-1], file=sys.stderr)
+    server_cpu = (cpu_seconds(server.pid) - cpu_start) / (time.time() - start_at)
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -145,8 +176,8 @@ def scale(clients: int, seconds: float, nice: int) -> dict[str, object]:
             raise SystemExit(f"a client failed:\n{err}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     rss.append(rss_mb(server.pid))
-    total_steps = sum(r["steps"] for r in results)
-    logged = total_steps * 20
+    logged = sum(r["steps"] for r in results) * 20
+    in_window = sum(r["window_steps"] for r in results) * 20
     on_server = count_lines(srv_root)
     identical = True
     for r in results:
@@ -163,16 +194,23 @@ def scale(clients: int, seconds: float, nice: int) -> dict[str, object]:
     # Ingest rate over the window where every client was logging (after the first second).
     (t1, n1), (t2, n2) = ingested[0], ingested[-1]
     lags.sort()
+    local_lags.sort()
+
+    def pct(xs: list[float], q: float) -> float | None:
+        return round(xs[int(q * (len(xs) - 1))], 2) if xs else None
+
     return {
         "clients": clients, "seconds": seconds,
-        "values_logged": logged, "values_logged_per_s": round(logged / seconds),
-        "values_on_server_at_end": on_server, "server_copy_identical": identical,
+        "values_logged_in_window": in_window, "values_logged_per_s": round(in_window / seconds),
+        "values_on_server_at_start": before,
+        "values_logged_total": logged, "values_on_server_at_end": on_server,
+        "server_copy_identical": identical,
         "ingest_values_per_s_during_window": round((n2 - n1) / (t2 - t1)) if t2 > t1 else None,
-        "lag_s_median": round(statistics.median(lags), 2) if lags else None,
-        "lag_s_p95": round(lags[int(0.95 * (len(lags) - 1))], 2) if lags else None,
-        "lag_s_max": round(lags[-1], 2) if lags else None,
+        "lag_s_median": pct(lags, 0.5), "lag_s_p95": pct(lags, 0.95), "lag_s_max": pct(lags, 1.0),
+        "local_lag_s_median": pct(local_lags, 0.5), "local_lag_s_p95": pct(local_lags, 0.95),
         "finish_wait_s_max": round(max(r["finish_s"] for r in results), 2),
         "core_buffer_errors": sum(r["buffer_errors"] for r in results),
+        "server_cpu_cores_during_window": round(server_cpu, 2),
         "server_rss_mb_start": round(rss_start, 1), "server_rss_mb_max": round(max(rss), 1),
         "server_rss_mb_end": round(rss[-1], 1),
     }

@@ -129,36 +129,25 @@ class RunUploader:
         budget = max(1, min(budget, max_batch))
         result = RoundResult(pending=False)
         local = scan_files(self.run_dir)
-        # run.json first, so a new run appears on the server with its metadata.
-        order = sorted(local, key=lambda p: (p != "run.json", not is_append_only(p), p))
-        ops: list[Op] = []
-        big: list[str] = []
-        used = 0
-        for rel in order:
+        # Plan: which files differ. run.json first, so a new run appears with its metadata.
+        appends: list[tuple[str, int, int, bool]] = []  # path, offset, growth, known
+        wholes: list[str] = []
+        for rel in sorted(local, key=lambda p: (p != "run.json", p)):
             size, mtime = local[rel]
             if self._refused.get(rel) == (size, mtime):
                 continue
             known = server.get(rel)
             if is_append_only(rel) and not (known is not None and known[0] > size):
-                offset = known[0] if known is not None else -1
-                if offset >= 0 and offset == size:
-                    continue
-                if used >= budget:
-                    result.pending = True
-                    break
-                room = min(budget - used, info.max_batch_bytes // 2)
-                if offset < 0:
-                    data = self._read_lines(rel, 0, room)
-                    offset = 0
-                else:
-                    data = self._read_lines(rel, offset, room)
-                if data is None or (not data and (known is not None or size > 0)):
-                    continue  # gone, or only a partial line beyond the server's size
-                ops.append(Op("append", rel, data, offset=offset))
-                used += len(data)
-                continue
-            if known is not None and known == (size, mtime):
-                continue
+                offset = known[0] if known is not None else 0
+                if known is None or offset != size:
+                    appends.append((rel, offset, size - offset, known is not None))
+            elif known is None or known != (size, mtime):
+                wholes.append(rel)
+        ops: list[Op] = []
+        big: list[str] = []
+        used = 0
+        for rel in wholes:
+            size, mtime = local[rel]
             if size > info.max_file_bytes:
                 self._refused[rel] = (size, mtime)
                 result.refused.append(
@@ -178,6 +167,20 @@ class RunUploader:
             data, mtime = got
             ops.append(Op("put", rel, data, mtime_ns=mtime))
             used += len(data)
+        # Append-only files share what is left fairly: the least grown first, each taking
+        # at most an equal share, so one round moves every series forward.
+        appends.sort(key=lambda a: a[2])
+        for i, (rel, offset, _growth, known_file) in enumerate(appends):
+            left = budget - used
+            if left <= 0:
+                result.pending = True
+                break
+            share = max(64 << 10, left // (len(appends) - i))
+            lines = self._read_lines(rel, offset, min(share, left, info.max_batch_bytes // 2))
+            if lines is None or (not lines and (known_file or local[rel][0] > 0)):
+                continue  # gone, or only a partial line beyond the server's size
+            ops.append(Op("append", rel, lines, offset=offset))
+            used += len(lines)
         # Anything sent means another round may find more; only a round with nothing to
         # send says everything is delivered.
         result.pending = result.pending or bool(ops or big)
