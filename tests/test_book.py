@@ -117,6 +117,12 @@ def test_run_references(book: Book) -> None:
     with pytest.raises(RunNotFoundError, match="must be an id"):
         book[3]  # type: ignore[index]
     assert book.get("zzz") is None and "mnist/small" in book and "zzz" not in book
+    assert book.resolve("mnist/base") == [base]  # a single reference, not its characters
+    broken = book.root / "mnist" / "20261121-000000-broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{")
+    with pytest.raises(RunNotFoundError, match="exists but cannot be read: .*not valid JSON"):
+        book["20261121-000000-bro"]
 
 
 def test_metadata(book: Book) -> None:

@@ -199,6 +199,9 @@ class Book:
         if len(found) == 1:
             return RunView(found[0]["dir"], found[0])
         if not found:
+            for rel, message in self.index.problems():
+                if rel.rsplit("/", 1)[-1].startswith(ref) or rel.startswith(ref):
+                    raise RunNotFoundError(f"run {rel} exists but cannot be read: {message}")
             _, recent = self.index.query(limit=5)
             hint = ("; recent runs: " + ", ".join(_label(r) for r in recent)) if recent else (
                 f"; {self.root} holds no runs")
@@ -221,6 +224,8 @@ class Book:
 
     def resolve(self, refs: Iterable[RunRef]) -> list[RunView]:
         """`book[ref]` for each reference, keeping order and dropping repeats."""
+        if isinstance(refs, (str, RunView)):
+            refs = [refs]  # one reference, not its characters
         seen: dict[Path, RunView] = {}
         for ref in refs:
             v = self[ref]
