@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .._names import check_name
 from ..errors import LabtrackError, LabtrackTypeError, LabtrackValueError
@@ -162,8 +162,14 @@ def _print_every(value: int | None) -> int:
     return value
 
 
+@overload
+def loop(iterable: int, *, total: int | None = None, name: str = "loop",
+         print_every: int | None = None) -> Iterator[int]: ...
+@overload
+def loop(iterable: Iterable[T], *, total: int | None = None, name: str = "loop",
+         print_every: int | None = None) -> Iterator[T]: ...
 def loop(iterable: Iterable[T] | int, *, total: int | None = None, name: str = "loop",
-         print_every: int | None = None) -> Iterator[T]:
+         print_every: int | None = None) -> Iterator[T] | Iterator[int]:
     """Iterate with a live status line: step, section times, indicators, progress and ETA.
 
     On a terminal the line is redrawn in place; a line stays every `print_every` steps and at
@@ -233,8 +239,14 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
         display.pop(frame)
 
 
+@overload
+def progress(iterable: int, *, total: int | None = None,
+             name: str = "progress") -> Iterator[int]: ...
+@overload
+def progress(iterable: Iterable[T], *, total: int | None = None,
+             name: str = "progress") -> Iterator[T]: ...
 def progress(iterable: Iterable[T] | int, *, total: int | None = None,
-             name: str = "progress") -> Iterator[T]:
+             name: str = "progress") -> Iterator[T] | Iterator[int]:
     """Iterate with an inner progress display that is cleared when done.
 
     Inside `labtrack.loop` it shows as `name 45/100` on the loop's line; on its own it shows a
