@@ -282,3 +282,37 @@ def test_absolute_script_path_and_a_subfolder_cwd(repo: Path, tmp_path: Path) ->
     assert _meta(new_dir)["command"]["script"] == str((tmp_path / "wt" / "scripts" / "train.py").resolve())
     assert json.loads((new_dir / "params.json").read_text())["cwd"] == str((tmp_path / "wt" / "work").resolve())
     assert len(_git(repo, "worktree", "list").splitlines()) == 2  # kept, as asked
+
+
+def test_code_imported_from_the_repository_comes_from_the_worktree(repo: Path, tmp_path: Path) -> None:
+    # src/toylib is importable through PYTHONPATH, as an editable install's .pth file would make it
+    root = tmp_path / "runs"
+    (repo / "src" / "toylib").mkdir(parents=True)
+    (repo / "src" / "toylib" / "__init__.py").write_text("SCALE = 2.0\n")
+    (repo / "uses_lib.py").write_text(
+        "import labtrack, toylib\n"
+        "run = labtrack.init(experiment='lib')\n"
+        "for step in range(3):\n"
+        "    run.log({'y': toylib.SCALE * step}, step=step)\n"
+        "run.finish()\n")
+    _git(repo, "add", "src/toylib/__init__.py", "uses_lib.py")
+    _git(repo, "commit", "-q", "-m", "lib")
+    pythonpath = str(repo / "src")
+    (repo / "src" / "toylib" / "__init__.py").write_text("SCALE = 3.0\n")  # uncommitted
+    _python(repo, root, "uses_lib.py", PYTHONPATH=pythonpath)
+    (run_id, run_dir), = _runs(root).items()
+    assert _series(run_dir, "y") == [(0, 0.0), (1, 3.0), (2, 6.0)]
+    (repo / "src" / "toylib" / "__init__.py").write_text("SCALE = 5.0\n")  # the checkout moves on
+
+    out = subprocess.run([*LABTRACK, "rerun", run_id, "--root", str(root)], cwd=tmp_path,
+                         env=_env(root, PYTHONPATH=pythonpath), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    new_id = out.stdout.strip().splitlines()[-1]
+    assert _series(_runs(root)[new_id], "y") == [(0, 0.0), (1, 3.0), (2, 6.0)]
+    # the same re-run without the mapping would have imported the checkout's toylib
+    plan = plan_rerun(root, run_id)  # this process has no PYTHONPATH into the repository
+    assert plan.import_paths == []
+    result = rerun(plan, environ=_env(root, PYTHONPATH=pythonpath), echo=lambda line: None,
+                   stdout=subprocess.DEVNULL)
+    assert result.returncode == 0
+    assert _series(_runs(root)[result.run_ids[0]], "y") == [(0, 0.0), (1, 5.0), (2, 10.0)]

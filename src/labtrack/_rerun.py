@@ -6,13 +6,19 @@ recorded commit, applies the diff, copies the untracked files and runs the recor
 in it, as a new run whose `parent` is the original (LABTRACK_PARENT) or, with
 `continue_=True`, as the same run resumed (LABTRACK_RESUME).
 
+Code the interpreter imports from inside the repository through its `sys.path` (an editable
+install that adds `<repo>/src` with a .pth file, or PYTHONPATH) is taken from the worktree:
+those folders are mapped into it and put first on the command's PYTHONPATH.
+
 What is not reproduced: ignored files (data, caches) are not in the worktree, untracked
-files larger than LABTRACK_UNTRACKED_MAX_BYTES were not recorded, and code imported from an
-editable install of the repository comes from the original checkout, not the worktree.
+files larger than LABTRACK_UNTRACKED_MAX_BYTES were not recorded, and packages installed
+from the repository by other means (a regular install, an import hook) come from wherever
+they were installed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +53,7 @@ class RerunPlan:
     env: dict[str, str]
     continue_: bool
     notes: list[str] = field(default_factory=list)
+    import_paths: list[str] = field(default_factory=list)
 
     def command_args(self, worktree: Path) -> list[str]:
         """The arguments after the interpreter, with the script moved into `worktree`."""
@@ -64,6 +71,7 @@ class RerunPlan:
                                              else str(self.cwd)),
             "command": [self.python, *self.command_args(Path("<worktree>"))], "env": self.env,
             "continue": self.continue_, "notes": self.notes,
+            "pythonpath": [f"<worktree>/{p}" for p in self.import_paths],
         }
 
     def describe(self) -> str:
@@ -79,6 +87,8 @@ class RerunPlan:
             f"command:   {' '.join([self.python, *self.command_args(Path('<worktree>'))])}",
             "env:       " + " ".join(f"{k}={v}" for k, v in sorted(self.env.items())),
         ]
+        if self.import_paths:
+            lines.append("pythonpath: " + os.pathsep.join(f"<worktree>/{p}" for p in self.import_paths))
         lines += [f"note:      {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -222,12 +232,13 @@ def plan_rerun(
     recorded_python = command.get("python")
     if python is None:
         python = str(recorded_python) if recorded_python and os.path.exists(str(recorded_python)) else sys.executable
+    import_paths = _import_paths_in_repo(python, recorded_root, repo_path)
     env = {"LABTRACK_ROOT": str(root)}
     env["LABTRACK_RESUME" if continue_ else "LABTRACK_PARENT"] = run_id
     return RerunPlan(run_id=run_id, run_dir=run_dir, root=root, repo=repo_path, commit=commit,
                      patch=patch_or_none, untracked=untracked, skipped=skipped, python=python,
                      args=args, script_in_repo=script_in_repo, cwd_in_repo=cwd_in_repo, cwd=cwd, env=env, continue_=continue_,
-                     notes=notes)
+                     notes=notes, import_paths=import_paths)
 
 
 def rerun(
@@ -237,7 +248,7 @@ def rerun(
     keep: bool = False,
     environ: Mapping[str, str] | None = None,
     echo: Callable[[str], None] | None = None,
-    stdout: IO[str] | None = None,
+    stdout: IO[str] | int | None = None,
 ) -> RerunResult:
     """Carry out a plan from :func:`plan_rerun`: worktree, diff, untracked files, command.
 
@@ -297,6 +308,9 @@ def rerun(
         args = plan.command_args(worktree)
         env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _ENV_KEYS}
         env.update(plan.env)
+        if plan.import_paths:  # the worktree's code, not the checkout's
+            mapped = [str(worktree / rel) for rel in plan.import_paths if (worktree / rel).is_dir()]
+            env["PYTHONPATH"] = os.pathsep.join(mapped + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         before = {d.name for d in iter_run_dirs(plan.root)}
         what = "continuing run" if plan.continue_ else "re-running run"
         say(f"labtrack: {what} {plan.run_id} at {plan.commit[:12]} in {worktree}")
@@ -326,11 +340,36 @@ def rerun(
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("git") is None:
+        raise GitStateError("git is not installed or not on PATH; re-running needs git")
     env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _import_paths_in_repo(python: str, *roots: Path) -> list[str]:
+    """Folders of the interpreter's sys.path inside the repository, relative to its root.
+
+    Asked of the interpreter itself (from a neutral folder, so its cwd adds nothing), which
+    sees its .pth files and the PYTHONPATH it will be given.
+    """
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
-    except FileNotFoundError:
-        raise GitStateError("git is not installed or not on PATH; re-running needs git") from None
+        out = subprocess.run([python, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                             capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir())
+        entries = json.loads(out.stdout) if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    found: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str) or not entry:
+            continue
+        for root in (r for r in roots if r.is_dir()):
+            rel = _relative(Path(entry).resolve(), root)
+            if rel is not None:
+                # an ignored folder (a virtualenv inside the project) has no copy in the worktree
+                if rel not in found and (rel == "." or _git(root, "check-ignore", "-q", rel).returncode != 0):
+                    found.append(rel)
+                break
+    return found
 
 
 def _relative(path: Path, base: Path) -> str | None:
