@@ -43,8 +43,9 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
     run's commit, its recorded diff applied and its untracked files copied; then the recorded
     command runs there as a new run whose parent is RUN. The new run's id is printed last.
 
-    Not reproduced: ignored files (data), untracked files too large to have been recorded,
-    and code imported from an editable install of the repository (taken from the checkout).
+    Folders of the repository on the interpreter's sys.path (an editable install, PYTHONPATH)
+    are taken from the worktree too. Not reproduced: ignored files (data) and untracked files
+    too large to have been recorded.
     """
     from .._rerun import plan_rerun, rerun
 
