@@ -27,10 +27,11 @@ _checked: set[str] = set()  # names already validated (sections run once per ite
 def _check(name: object, what: str) -> str:
     if isinstance(name, str) and name in _checked:
         return name
-    check_name(name, what)
-    assert isinstance(name, str)
-    _checked.add(name)
-    return name
+    checked = check_name(name, what)  # raises for anything but an allowed str
+    if len(_checked) > 10_000:  # names made per epoch ("epoch 12") must not grow it forever
+        _checked.clear()
+    _checked.add(checked)
+    return checked
 
 
 def _recorder() -> Recorder | None:
