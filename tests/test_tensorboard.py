@@ -16,6 +16,7 @@ from PIL import Image
 
 from labtrack import Run
 from labtrack._store.reader import read_jsonl
+from labtrack.errors import LabtrackValueError
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -153,8 +154,15 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert out.stderr.strip() == "error: TensorBoard is not installed; install it with: pip install 'labtrack[tb]'"
-    with pytest.raises(Exception, match="port 0 is not allowed"):
-        tb.launch([tb.Exported("x/y", "x", tmp_path, tmp_path)], port=0)
+    one = [tb.Exported("x/y", "x", tmp_path, tmp_path)]
+    with pytest.raises(LabtrackValueError, match="port 0 is not allowed"):
+        tb.launch(one, port=0)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(LabtrackValueError, match=f"cannot listen on 127.0.0.1:{port} .*choose another --port"):
+            tb.launch(one, port=port)
 
 
 def _free_port() -> int:

@@ -26,7 +26,7 @@ def _root(root: str | None) -> Path:
 @click.option("--continue", "continue_", is_flag=True,
               help="Resume the same run (LABTRACK_RESUME) instead of starting a new one; "
                    "the script loads its last checkpoint.")
-@click.option("--root", default=None, help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--root", default=None, metavar="PATH", help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
 @click.option("--repo", type=click.Path(file_okay=False), default=None,
               help="Git repository to take the commit from (default: the one the run recorded).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
@@ -77,7 +77,7 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
 
 @click.command("tb")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--root", default=None, help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--root", default=None, metavar="PATH", help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
 @click.option("--logdir", type=click.Path(file_okay=False), default=None,
               help="Folder for the event files (default <root>/.labtrack/tensorboard).")
 @click.option("--port", type=click.IntRange(1, 65535), default=6006, show_default=True,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -231,7 +232,7 @@ def launch(
 
     Raises:
         LabtrackError: tensorboard is not installed.
-        LabtrackValueError: a bad port, or no runs.
+        LabtrackValueError: a bad or busy port, or no runs.
 
     Example:
         >>> proc = launch(export_runs([run.dir], Path("tb")), port=6006)
@@ -241,6 +242,11 @@ def launch(
         raise LabtrackValueError(f"port {port!r} is not allowed; use a whole number from 1 to 65535")
     if not exported:
         raise LabtrackValueError("no runs to show in TensorBoard; name at least one run")
+    with socket.socket() as probe:  # TensorBoard's own message for a busy port is easy to miss
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise LabtrackValueError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(exported),
            "--port", str(port), "--host", host]
     if log_file is None:
