@@ -152,16 +152,20 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.05)
+        except BaseException:  # Ctrl-C or a kill of the harness: take the scenario down too
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
     text = log_path.read_text(errors="replace")
     result: dict[str, Any] | None = None
@@ -343,8 +347,9 @@ def derive(med: dict[str, dict[str, dict[str, Any]]], sizes: dict[str, int]
             fin = s1.get("finish_s")
             put("s1_finish_s", tool, fin,
                 short if fin is not None else f"{s1.get('status')}: {s1.get('why', '')}")
-            put("s5_s1_bytes", tool, s1.get("bytes"), short)
-            put("s5_s1_bytes_allocated", tool, s1.get("bytes_allocated"), short)
+            disk = short if fin is not None else "killed before its finish"
+            put("s5_s1_bytes", tool, s1.get("bytes"), disk)
+            put("s5_s1_bytes_allocated", tool, s1.get("bytes_allocated"), disk)
             put("s1_rss_mb", tool, s1.get("rss_mb"))
         elif s1:
             put("s1_us_per_call", tool, None, f"{s1.get('status')}: {s1.get('why', '')}")
@@ -356,8 +361,9 @@ def derive(med: dict[str, dict[str, dict[str, Any]]], sizes: dict[str, int]
                 put("s2_values_per_s", tool, values / (s2["loop_s"] + s2["finish_s"]), short)
             else:
                 put("s2_values_per_s", tool, None, f"{s2.get('status')}: {s2.get('why', '')}")
-            put("s5_s2_bytes", tool, s2.get("bytes"), short)
-            put("s5_s2_bytes_allocated", tool, s2.get("bytes_allocated"), short)
+            disk = short if "finish_s" in s2 else "killed before its finish"
+            put("s5_s2_bytes", tool, s2.get("bytes"), disk)
+            put("s5_s2_bytes_allocated", tool, s2.get("bytes_allocated"), disk)
             put("s2_rss_mb", tool, s2.get("rss_mb"))
         elif s2:
             put("s2_values_per_s", tool, None, f"{s2.get('status')}: {s2.get('why', '')}")
