@@ -187,3 +187,18 @@ def test_a_file_where_a_folder_is_is_refused_cleanly(tmp_path: Path) -> None:
     assert c.put(f"{RUN}/file", params={"path": "scalars/a/b.csv"}, content=b"x\n").status_code == 200
     r = c.put(f"{RUN}/file", params={"path": "scalars/a"}, content=b"x\n")
     assert r.status_code == 400 and r.json()["error"]
+
+
+def test_sizes_removes_only_stale_temp_files(tmp_path: Path) -> None:
+    from labtrack._server.ingest import run_sizes
+
+    run = tmp_path / "mnist" / "20261121-141503-k3f9qz"
+    (run / "media").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    old, young = run / "media" / ".a.png.1234abcd.tmp", run / ".run.json.99.tmp"
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")
+    os.utime(old, (1000.0, 1000.0))
+    sizes = run_sizes(run)
+    assert list(sizes) == ["run.json"]
+    assert not old.exists() and young.exists()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -124,10 +125,29 @@ def put_whole(path: Path, data: bytes, mtime_ns: Optional[int]) -> int:
     return len(data)
 
 
-def run_sizes(run_dir: Path) -> dict[str, dict[str, int]]:
-    """Every file of a run on this server: path -> {"size", "mtime_ns"}."""
+STALE_TEMP_SECONDS = 3600
+
+
+def run_sizes(run_dir: Path, *, now: float | None = None) -> dict[str, dict[str, int]]:
+    """Every file of a run on this server: path -> {"size", "mtime_ns"}.
+
+    Temporary files left by an upload that died with the server (older than an hour) are
+    removed on the way; younger ones may belong to an upload in progress.
+    """
+    import time
+
     from .._remote.upload import scan_files
 
+    limit = (time.time() if now is None else now) - STALE_TEMP_SECONDS
+    for dirpath, _dirs, names in os.walk(run_dir):
+        for name in names:
+            if is_temp_name(name):
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.stat(path).st_mtime < limit:
+                        os.unlink(path)
+                except OSError:
+                    pass
     return {p: {"size": s, "mtime_ns": m} for p, (s, m) in scan_files(run_dir).items()}
 
 
@@ -251,7 +271,8 @@ async def _hello(request: Request, cfg: IngestConfig) -> Response:
 
 
 async def _sizes(request: Request, cfg: IngestConfig) -> Response:
-    return JSONResponse({"files": run_sizes(_run_dir(request, cfg))})
+    run_dir = _run_dir(request, cfg)
+    return JSONResponse({"files": await run_in_threadpool(run_sizes, run_dir)})
 
 
 async def _append(request: Request, cfg: IngestConfig) -> Response:
@@ -260,7 +281,7 @@ async def _append(request: Request, cfg: IngestConfig) -> Response:
     offset = _int_param(request, "offset", True)
     assert offset is not None
     data = await _read_body(request, cfg.max_batch_bytes)
-    status, size = append_at(target, offset, data)
+    status, size = await run_in_threadpool(append_at, target, offset, data)
     return JSONResponse({"size": size}, status_code=status)
 
 
@@ -335,11 +356,17 @@ async def _batch(request: Request, cfg: IngestConfig) -> Response:
     run_dir = _run_dir(request, cfg)
     body = await _read_body(request, cfg.max_batch_bytes)
     ops = parse_batch(body, run_dir)
-    results = []
-    for op, target, data in ops:
-        if op["op"] == "append":
-            status, size = append_at(target, int(op.get("offset", 0)), data)
-        else:
-            status, size = 200, put_whole(target, data, op.get("mtime_ns"))
-        results.append({"path": op["path"], "size": size, "status": status})
-    return JSONResponse({"results": results})
+
+    def apply() -> list[dict[str, Any]]:
+        # Off the event loop, so live streams and reads stay responsive during big batches;
+        # appends lock their file, so concurrent batches stay correct.
+        results = []
+        for op, target, data in ops:
+            if op["op"] == "append":
+                status, size = append_at(target, int(op.get("offset", 0)), data)
+            else:
+                status, size = 200, put_whole(target, data, op.get("mtime_ns"))
+            results.append({"path": op["path"], "size": size, "status": status})
+        return results
+
+    return JSONResponse({"results": await run_in_threadpool(apply)})
