@@ -202,3 +202,18 @@ def test_sizes_removes_only_stale_temp_files(tmp_path: Path) -> None:
     sizes = run_sizes(run)
     assert list(sizes) == ["run.json"]
     assert not old.exists() and young.exists()
+
+
+def test_batch_delete_removes_the_file_and_emptied_folders(tmp_path: Path) -> None:
+    c = make_client(tmp_path)
+    run = tmp_path / "mnist/20261121-141503-k3f9qz"
+    put = encode_batch([Op("put", "checkpoints/1/model.bin", b"x"), Op("put", "checkpoints/2/m", b"y")])
+    assert c.post(f"{RUN}/batch", content=put).status_code == 200
+    r = c.post(f"{RUN}/batch", content=encode_batch([Op("delete", "checkpoints/1/model.bin", b""),
+                                                      Op("delete", "not/there", b"")]))
+    assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200, 200]
+    assert not (run / "checkpoints/1").exists() and (run / "checkpoints/2/m").exists()
+    r = c.post(f"{RUN}/batch", content=encode_batch([Op("delete", "checkpoints", b"")]))
+    assert r.status_code == 400 and (run / "checkpoints/2/m").exists()
+    r = c.post(f"{RUN}/batch", content=encode_batch([Op("delete", "../../../x", b"")]))
+    assert r.status_code == 400

@@ -304,3 +304,34 @@ def test_a_bad_server_url_is_refused_at_once(tmp_path: Path, url: str) -> None:
 
     with pytest.raises(LabtrackValueError, match="is not allowed"):
         Shipper(tmp_path, url, None, experiment_slug=EXP, run_id=RID)
+
+
+def test_pruned_checkpoints_are_deleted_on_the_server_but_sync_never_deletes(tmp_path: Path) -> None:
+    import shutil
+
+    local, root = tmp_path / "local", tmp_path / "srv"
+    make_run(local)
+    for step in (1, 2):
+        (local / f"checkpoints/{step}").mkdir(parents=True)
+        (local / f"checkpoints/{step}/model.bin").write_bytes(os.urandom(100))
+    # Folders in transit are not replicated; ordinary dot-files are.
+    (local / "checkpoints/.3.ab12cd34.tmp").mkdir()
+    (local / "checkpoints/.3.ab12cd34.tmp/model.bin").write_bytes(b"half")
+    (local / "artifacts/.data.tmp4242").mkdir(parents=True)
+    (local / "artifacts/.data.tmp4242/x").write_bytes(b"half")
+    (local / "source/untracked").mkdir(parents=True)
+    (local / "source/untracked/.gitignore").write_text("*.pyc\n")
+    t = server(root)
+    up = uploader(local, t)
+    drain(up)
+    remote = root / EXP / RID
+    assert (remote / "source/untracked/.gitignore").read_text() == "*.pyc\n"
+    assert not list(remote.rglob("*.tmp*"))
+    shutil.rmtree(local / "checkpoints/1")
+    drain(up)
+    assert not (remote / "checkpoints/1").exists()  # the file and its emptied folder
+    assert (remote / "checkpoints/2/model.bin").exists()
+    # A fresh uploader (sync) of a local copy that lost a file leaves the server's alone.
+    (local / "checkpoints/2/model.bin").unlink()
+    drain(uploader(local, t))
+    assert (remote / "checkpoints/2/model.bin").exists()

@@ -10,11 +10,15 @@ the server is known to hold and sends the difference, at most about `budget` byt
   prefix of the local file: a retry never duplicates or drops a line.
 * every other file whole, when its size or modification time differs from the server's
   (the server stores the client's modification time, so a later `sync` can compare).
+* a file this uploader saw in the run directory and that is gone now (a pruned checkpoint)
+  is deleted on the server too. Files it never saw are never deleted, so `sync` of a run
+  whose local copy lost files leaves the server's copy alone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -35,9 +39,15 @@ def is_append_only(relpath: str) -> bool:
     return bool(sep and rest and suffix and relpath.endswith(suffix))
 
 
+_TEMP = re.compile(r"\.(tmp|old)\d*\Z")
+
+
 def is_temp_name(name: str) -> bool:
-    """A temporary file of an atomic replace (``.<name>.<random>.tmp``); never replicated."""
-    return name.startswith(".") and name.endswith(".tmp")
+    """A hidden file or folder in transit, never replicated: an atomic replace's
+    ``.<name>.<random>.tmp``, a checkpoint's ``.<step>.<random>.tmp``/``.old`` folder, an
+    artifact's ``.<name>.tmp<pid>`` folder. Other dot-names (a copied ``.gitignore``) are
+    ordinary files."""
+    return name.startswith(".") and _TEMP.search(name) is not None
 
 
 def scan_files(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -99,6 +109,7 @@ class RunUploader:
         # Files the server refused, with the local (size, mtime_ns) at the time; not
         # retried until they change.
         self._refused: dict[str, tuple[int, int]] = {}
+        self._seen: set[str] = set()  # every path this uploader saw locally
         self.bytes_sent = 0
         self.files_sent = 0
 
@@ -129,6 +140,8 @@ class RunUploader:
         budget = max(1, min(budget, max_batch))
         result = RoundResult(pending=False)
         local = scan_files(self.run_dir)
+        gone = sorted(p for p in self._seen if p not in local and p in server)
+        self._seen.update(local)
         # Plan: which files differ. run.json first, so a new run appears with its metadata.
         appends: list[tuple[str, int, int, bool]] = []  # path, offset, growth, known
         wholes: list[str] = []
@@ -143,7 +156,7 @@ class RunUploader:
                     appends.append((rel, offset, size - offset, known is not None))
             elif known is None or known != (size, mtime):
                 wholes.append(rel)
-        ops: list[Op] = []
+        ops: list[Op] = [Op("delete", rel, b"") for rel in gone]
         big: list[str] = []
         used = 0
         for rel in wholes:
@@ -232,7 +245,10 @@ class RunUploader:
                 return
             raise
         for o, a in zip(ops, answers):
-            if a.status == 200:
+            if o.op == "delete":
+                server.pop(o.path, None)
+                self._seen.discard(o.path)
+            elif a.status == 200:
                 server[o.path] = (a.size, o.mtime_ns if o.op == "put" and o.mtime_ns else 0)
                 self.bytes_sent += len(o.data)
                 result.bytes_sent += len(o.data)

@@ -165,9 +165,10 @@ class HttpTransport:
 
 @dataclass
 class Op:
-    """One operation of a batch: append bytes at an offset, or put a whole (small) file."""
+    """One operation of a batch: append bytes at an offset, put a whole (small) file, or
+    delete a file."""
 
-    op: str  # "append" or "put"
+    op: str  # "append", "put" or "delete"
     path: str
     data: bytes
     offset: int = 0

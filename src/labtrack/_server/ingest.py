@@ -128,6 +128,23 @@ def put_whole(path: Path, data: bytes, mtime_ns: Optional[int]) -> int:
 STALE_TEMP_SECONDS = 3600
 
 
+def delete_file(run_dir: Path, path: Path) -> None:
+    """Remove a file and the folders it leaves empty, up to the run directory."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise _BadRequest(f"{path.relative_to(run_dir)} is a folder; delete its files") from None
+    parent = path.parent
+    while parent != run_dir and run_dir in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
 def run_sizes(run_dir: Path, *, now: float | None = None) -> dict[str, dict[str, int]]:
     """Every file of a run on this server: path -> {"size", "mtime_ns"}.
 
@@ -329,9 +346,9 @@ def parse_batch(body: bytes, run_dir: Path) -> list[tuple[dict[str, Any], Path, 
     pos = nl + 1
     out = []
     for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in ("append", "put"):
+        if not isinstance(op, dict) or op.get("op") not in ("append", "put", "delete"):
             raise _BadRequest(f"batch op {str(op)[:80]} is not allowed; each op is "
-                              "{\"op\": \"append\"|\"put\", \"path\", \"length\", ...}")
+                              "{\"op\": \"append\"|\"put\"|\"delete\", \"path\", \"length\", ...}")
         path = op.get("path")
         target = resolve_path(run_dir, path if isinstance(path, str) else None)
         length = op.get("length")
@@ -364,6 +381,9 @@ async def _batch(request: Request, cfg: IngestConfig) -> Response:
         for op, target, data in ops:
             if op["op"] == "append":
                 status, size = append_at(target, int(op.get("offset", 0)), data)
+            elif op["op"] == "delete":
+                delete_file(run_dir, target)
+                status, size = 200, 0
             else:
                 status, size = 200, put_whole(target, data, op.get("mtime_ns"))
             results.append({"path": op["path"], "size": size, "status": status})
