@@ -73,12 +73,13 @@ def git_repo(tmp_path: Path) -> Path:
 
 
 def run_script(code: str, *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60,
-               **kwargs: Any) -> subprocess.CompletedProcess[str]:
+               **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """Run `code` as a script file in a fresh interpreter (labtrack importable) and wait."""
     script = cwd / "script.py"
     script.write_text(textwrap.dedent(code))
+    kwargs.setdefault("text", True)
     return subprocess.run([sys.executable, str(script)], cwd=cwd, env=child_env(env),
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+                          capture_output=True, timeout=timeout, **kwargs)
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
