@@ -202,3 +202,27 @@ def test_launch_serves_the_exported_runs(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_boxes_are_drawn_into_the_exported_image(tmp_path: Path) -> None:
+    import io
+
+    with Run("det", "boxes", root=tmp_path / "root", capture_git=False, capture_console=False) as run:
+        run.log_image("scene", np.zeros((20, 30, 3), dtype=np.uint8), step=0, threshold=0.5,
+                      classes=["bird", "cat"],
+                      boxes=[{"xStart": 2, "yStart": 3, "xEnd": 10, "yEnd": 12, "className": "bird", "probability": 0.9},
+                             {"xStart": 14, "yStart": 3, "xEnd": 28, "yEnd": 15, "className": "cat", "probability": 0.1}])
+        run.log_image("plain", np.zeros((4, 4), dtype=np.uint8), step=0)
+    stored = (run.dir / "media" / "0" / "scene.png").read_bytes()
+    tb.export_run(run.dir, tmp_path / "tb")
+    acc = _accumulator(tmp_path / "tb")
+    (ev,) = acc.Images("scene")
+    with Image.open(io.BytesIO(ev.encoded_image_string)) as img:
+        rgb = img.convert("RGB")
+        assert rgb.size == (30, 20)
+        assert rgb.getpixel((2, 3)) == (230, 25, 75)  # the bird box, in the first class's colour
+        assert rgb.getpixel((6, 12)) == (230, 25, 75)
+        assert rgb.getpixel((20, 15)) == (0, 0, 0)  # the cat box is under the threshold
+    assert (run.dir / "media" / "0" / "scene.png").read_bytes() == stored  # the run is untouched
+    (plain,) = acc.Images("plain")
+    assert plain.encoded_image_string == (run.dir / "media" / "0" / "plain.png").read_bytes()

@@ -7,7 +7,8 @@ What is exported, per run, into `<logdir>/<run-id>/`:
 
 * scalars (`scalars/*.csv`) as scalar summaries (TensorBoard keeps float32),
 * images, figures and animations listed in media.jsonl as image summaries (the PNG or GIF
-  bytes as stored),
+  bytes as stored; an image logged with boxes gets its boxes at or above the threshold
+  drawn in, as TensorBoard has none of its own),
 * histograms (`histograms/*.jsonl`) as histogram summaries (bucket edges and counts as
   stored; the sum and sum of squares, which labtrack does not keep, are estimated from the
   bin centres),
@@ -27,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -104,7 +106,10 @@ def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
             path = _inside(run_dir, entry["path"])
             if path is None or not path.is_file():
                 continue
-            emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path))
+            boxes_rel = entry.get("boxes")
+            boxes_path = _inside(run_dir, boxes_rel) if isinstance(boxes_rel, str) else None
+            boxes = _read_json(boxes_path) if boxes_path is not None else None
+            emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path, boxes))
             counts["images"] += 1
         for name, path in _named_files(run_dir / "histograms", ".jsonl"):
             for rec in read_jsonl(path):
@@ -264,7 +269,8 @@ def _scalar(value: float) -> Any:
     return summary_pb2.Summary.Value(simple_value=value)
 
 
-def _image(path: Path) -> Any:
+def _image(path: Path, boxes: dict[str, Any] | None = None) -> Any:
+    """An image summary of the stored file; with `boxes`, drawn onto a copy of it."""
     from PIL import Image
     from tensorboard.compat.proto import summary_pb2
 
@@ -272,8 +278,47 @@ def _image(path: Path) -> Any:
     with Image.open(path) as img:
         width, height = img.size
         colorspace = _COLORSPACE.get(img.mode, 3)
+        if boxes is not None:
+            data, colorspace = _draw_boxes(img, boxes), 3
     return summary_pb2.Summary.Value(image=summary_pb2.Summary.Image(
         height=height, width=width, colorspace=colorspace, encoded_image_string=data))
+
+
+# distinct, readable on light and dark images; the class's index in "classes" picks one
+_BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 190), (0, 128, 128)]
+
+
+def _draw_boxes(img: Any, spec: dict[str, Any]) -> bytes:
+    """PNG bytes of `img` with the boxes at or above the threshold drawn and labelled.
+
+    TensorBoard has no boxes of its own, so they are burnt into the exported copy (the
+    stored image stays as it was).
+    """
+    import io
+
+    from PIL import ImageDraw
+
+    canvas = img.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    classes = [str(c) for c in spec.get("classes") or []]
+    threshold = spec.get("threshold")
+    for box in spec.get("boxes") or []:
+        prob = box.get("probability")
+        if isinstance(threshold, (int, float)) and isinstance(prob, (int, float)) and prob < threshold:
+            continue
+        cls = box.get("className")
+        # a class missing from "classes" still gets the same colour every time
+        index = classes.index(cls) if cls in classes else zlib.crc32(str(cls).encode("utf-8"))
+        colour = _BOX_COLOURS[index % len(_BOX_COLOURS)]
+        x0, y0, x1, y1 = (float(box[k]) for k in ("xStart", "yStart", "xEnd", "yEnd"))
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=1)
+        label = " ".join(p for p in (str(cls) if cls else "", f"{prob:.2f}" if isinstance(prob, (int, float)) else "") if p)
+        if label:
+            draw.text((x0 + 2, y0 + 1), label, fill=colour)
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _histogram(rec: dict[str, Any]) -> Any:
@@ -320,6 +365,13 @@ def _named_files(base: Path, suffix: str) -> list[tuple[str, Path]]:
                 path = Path(dirpath, fn)
                 out.append((relpath_to_name(path.relative_to(base).as_posix(), suffix), path))
     return sorted(out)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    from .._store.reader import read_json
+
+    data = read_json(path)
+    return data if isinstance(data, dict) else None
 
 
 def _inside(run_dir: Path, rel: str) -> Path | None:
