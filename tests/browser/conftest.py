@@ -79,7 +79,7 @@ def fixture_root(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     (repo / "train.py").write_text("lr = 0.05\nepochs = 3\n\n\ndef train():\n    return 1\n")
     root = base / "runs"
     p = subprocess.run([sys.executable, str(Path(__file__).with_name("make_fixture.py")), str(root)],
-                       cwd=repo, env=_clean_env(), capture_output=True, text=True, timeout=180)
+                       cwd=repo, env=_clean_env(), capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         pytest.fail(f"make_fixture.py failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     ids = json.loads((base / "ids.json").read_text())
@@ -114,7 +114,7 @@ def start_server(root: Path, log: Path) -> Server:
                             stdout=out, stderr=subprocess.STDOUT, env=_clean_env(), cwd=log.parent)
     out.close()
     server = Server(url="", proc=proc, log=log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     last_err = "no address printed"
     while time.monotonic() < deadline and proc.poll() is None:
         if not server.url:
@@ -147,10 +147,17 @@ def server(fixture_root: Fixture, tmp_path_factory: pytest.TempPathFactory) -> I
         srv.proc.wait(10)
 
 
+# The machine these run on may be shared and busy: waits are generous; a passing journey is
+# not slowed by them, only a failing one.
+PAGE_TIMEOUT_MS = 30_000
+EXPECT_TIMEOUT_MS = 20_000
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield b
@@ -167,7 +174,7 @@ class PageProblems:
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
     pg = context.new_page()
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(PAGE_TIMEOUT_MS)
     problems = PageProblems()
     pg.on("pageerror", lambda e: problems.errors.append(str(e)))
     pg.on("console", lambda m: problems.console.append(f"{m.type}: {m.text}"))

@@ -38,6 +38,9 @@ The model reaches **97.1%** on the held-out set; see the [paper](https://example
 - second point with `inline code`
 """
 
+LONG_N = 100_000  # points in the long series: the server sends it downsampled with an envelope
+SPIKE_AT = 61_234  # one outlier that downsampling must not hide
+
 HOSTILE_COMMENT = '<img src=x onerror="window.__pwned=\'comment\'"> tuned <b>lr</b>'
 
 
@@ -139,9 +142,10 @@ def main() -> None:
     long = labtrack.Run("cifar", "long-series", config={"lr": 0.02, "optimizer": {"name": "adam"}},
                         root=root, capture_console=False, capture_git=False)
     rng = np.random.default_rng(7)
-    noise = rng.standard_normal(200_000)
-    for step in range(200_000):
-        long.log({"train/loss": 1.0 / (1 + step / 20_000) + 0.05 * noise[step] + (3.0 if step == 123_456 else 0.0)}, step=step)
+    noise = rng.standard_normal(LONG_N)
+    for step in range(LONG_N):
+        long.log({"train/loss": 1.0 / (1 + step / 10_000) + 0.05 * noise[step] + (3.0 if step == SPIKE_AT else 0.0)},
+                 step=step)
     long.finish()
     ids["long"] = long.id
 

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from .conftest import Fixture, Server
 from .helpers import CANVAS_DIGEST_JS, COUNT_COLOURS_JS, wait_until
+from .make_fixture import LONG_N
 
 LOSS_CANVAS = '.chart[data-metric="train/loss"] canvas'
 
@@ -74,9 +75,9 @@ def test_table_filter_select_three_runs_chart_and_smoothing(page: Any, server: S
     # Smoothing: the URL keeps it, the drawn lines change, the read-out shows smoothed values.
     page.get_by_test_id("smoothing").fill("0.9")
     expect(page).to_have_url(re.compile(r"smooth=0\.9"))
-    wait_until(lambda: page.evaluate(CANVAS_DIGEST_JS, LOSS_CANVAS) != before_digest, 5,
+    wait_until(lambda: page.evaluate(CANVAS_DIGEST_JS, LOSS_CANVAS) != before_digest, 15,
                "the chart did not change with smoothing")
-    wait_until(lambda: chart.locator(".legend-value").all_inner_texts() != last_raw, 5,
+    wait_until(lambda: chart.locator(".legend-value").all_inner_texts() != last_raw, 15,
                "the legend still shows the raw last values")
     assert all(c > 150 for c in page.evaluate(COUNT_COLOURS_JS, [LOSS_CANVAS, colours])["counts"])
 
@@ -115,7 +116,7 @@ def test_zoom_asks_the_server_for_the_visible_range(page: Any, server: Server, f
     page.goto(server.url + f"/#/?sel={long_id}")
     chart = page.locator('.chart[data-metric="train/loss"]')
     expect(chart).to_have_attribute("data-runs", "1")
-    # 200,000 points arrive downsampled, with the min/max envelope drawn.
+    # LONG_N points arrive downsampled, with the min/max envelope drawn.
     expect(chart.locator(".badge")).to_have_text("envelope")
     points = int(chart.get_attribute("data-points"))
     assert 500 < points <= 2100, points
@@ -129,15 +130,16 @@ def test_zoom_asks_the_server_for_the_visible_range(page: Any, server: Server, f
         page.mouse.move(b["x"] + b["width"] * 0.65, b["y"] + b["height"] / 2, steps=5)
         page.mouse.up()
     q = dict(p.split("=", 1) for p in ranged.value.url.split("?", 1)[1].split("&"))
-    assert 100_000 < float(q["xmin"]) < float(q["xmax"]) < 150_000, q
+    assert 0.55 * LONG_N < float(q["xmin"]) < float(q["xmax"]) < 0.7 * LONG_N, q
     expect(chart).to_have_attribute("data-zoomed", "1")
     # Only the visible range came back.
-    wait_until(lambda: chart.get_attribute("data-xmax") and float(chart.get_attribute("data-xmax")) < 150_000, 5,
+    wait_until(lambda: chart.get_attribute("data-xmax") and float(chart.get_attribute("data-xmax")) < 0.7 * LONG_N, 15,
                "the zoomed data still reaches the end of the series")
     assert canvas.is_visible()
     page.get_by_role("button", name="reset zoom").click()
     expect(chart).to_have_attribute("data-zoomed", "0")
-    wait_until(lambda: float(chart.get_attribute("data-xmax")) >= 199_999, 5, "reset did not bring back the whole series")
+    wait_until(lambda: float(chart.get_attribute("data-xmax")) >= LONG_N - 1, 15,
+               "reset did not bring back the whole series")
 
 
 def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fixture_root: Fixture, shot: Any) -> None:
@@ -159,7 +161,7 @@ def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fix
     series = page.get_by_test_id("image-series")
     img = series.locator("img")
     expect(img).to_be_visible()
-    wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 128, 5, "the image did not load")
+    wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 128, 15, "the image did not load")
     boxes = series.locator("g.box")
     # threshold 0.2 (from the logged file) hides the 0.1 "background" box
     expect(boxes).to_have_count(2)
