@@ -1,0 +1,251 @@
+"""The writer thread: bulk formatting, barriers, statistics, heartbeat, and a real full disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import subprocess
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import labtrack
+from labtrack._store.reader import read_jsonl, read_run_meta, read_scalars
+from labtrack._writer import BULK_ROWS, SeriesStats, format_rows
+
+from conftest import flush
+
+pytestmark = pytest.mark.timeout(120)
+
+MakeRun = Callable[..., labtrack.Run]
+
+
+def _col(points: list[tuple[int, float, float]]) -> array:
+    col = array("d")
+    for p in points:
+        col.extend(p)
+    return col
+
+
+def test_format_rows_writes_shortest_round_trip_values() -> None:
+    t = 1763734503.1214
+    col = _col([(0, 2.3025850929940455, t), (1, float("nan"), t), (2, float("inf"), t),
+                (3, float("-inf"), t), (4, 1e-300, t), (5, 2.0, t), (6, -0.0, t)])
+    assert format_rows(col).decode().splitlines() == [
+        "0,2.3025850929940455,1763734503.121", "1,nan,1763734503.121", "2,inf,1763734503.121",
+        "3,-inf,1763734503.121", "4,1e-300,1763734503.121", "5,2.0,1763734503.121", "6,-0.0,1763734503.121"]
+    assert format_rows(array("d")) == b""
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #10", strict=True)
+def test_bulk_formatting_writes_the_same_bytes_as_small_batches() -> None:
+    # A file's bytes must not depend on how many points one flush happened to carry.
+    rng = np.random.default_rng(0)
+    values = [float(v) for v in rng.normal(size=BULK_ROWS)]
+    values[:6] = [2.0, -0.0, float("nan"), float("inf"), 3e-7, 12345678.0]
+    t = 1763734503.1
+    col = _col([(i, v, t + i * 0.0004) for i, v in enumerate(values)])
+    bulk = format_rows(col)
+    small = b"".join(format_rows(col[i:i + 300]) for i in range(0, len(col), 300))
+    assert bulk.splitlines()[:8] == small.splitlines()[:8]
+    assert bulk == small
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #10", strict=True)
+def test_a_fast_whole_number_series_reads_back_as_float64(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=3600)
+    for i in range(BULK_ROWS + 10):  # one flush carries them all: the bulk path
+        run.log({"epoch": i // 100})
+    flush(run)
+    df = pd.read_csv(run.dir / "scalars" / "epoch.csv")
+    assert df["value"].dtype == np.float64  # format.md: value is a float64
+    assert (run.dir / "scalars" / "epoch.csv").read_text().splitlines()[1] == f"0,0.0,{df['time'][0]:.3f}"
+
+
+def test_bulk_path_round_trips_values(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=3600)
+    rng = np.random.default_rng(1)
+    values = [float(v) for v in rng.normal(size=BULK_ROWS * 2)]
+    values[10:13] = [float("nan"), float("inf"), float("-inf")]
+    for i, v in enumerate(values):
+        run.log({"x": v}, step=i)
+    flush(run)
+    df = pd.read_csv(run.dir / "scalars" / "x.csv")
+    assert df["step"].tolist() == list(range(len(values)))
+    got = df["value"].to_numpy()
+    assert np.array_equal(got, np.array(values), equal_nan=True)  # bit-exact, NaN in place
+    steps, vals, _ = read_scalars(run.dir / "scalars" / "x.csv")
+    assert len(steps) == len(values)
+
+
+def test_series_stats_accumulate_across_batches() -> None:
+    s = SeriesStats()
+    s.update(array("d", [1.0, float("nan"), 3.0]), 2, 10.0)
+    s.update(array("d", [float("inf"), float("-inf"), -5.0]), 5, 11.0)
+    d = s.as_dict()
+    assert d["count"] == 6 and d["finite"] == 3 and d["sum"] == -1.0 and d["mean"] == -1.0 / 3
+    assert d["min"] == float("-inf") and d["max"] == float("inf") and d["last"] == -5.0
+    assert d["step"] == 5 and d["time"] == 11.0
+    again = SeriesStats.from_summary(json.loads(json.dumps({**d, "min": "-Infinity", "max": "Infinity"}),
+                                                parse_constant=float))
+    assert again.count == 6 and again.sum == -1.0
+
+
+def test_series_stats_with_both_infinities() -> None:
+    s = SeriesStats()
+    s.update(array("d", [float("inf"), float("-inf")]), 1, 1.0)
+    d = s.as_dict()
+    assert d["count"] == 2 and d["finite"] == 0 and d["mean"] is None
+    assert d["min"] == float("-inf") and d["max"] == float("inf")
+
+
+def test_flush_keeps_records_in_order_and_is_a_barrier(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=3600)
+    for i in range(50):
+        run.log_text("t", f"text {i}", step=i)
+        run.log({"a": float(i)}, step=i)
+    flush(run)
+    assert [r["text"] for r in read_jsonl(run.dir / "text" / "t.jsonl")] == [f"text {i}" for i in range(50)]
+    assert len(pd.read_csv(run.dir / "scalars" / "a.csv")) == 50
+
+
+def test_periodic_flush_without_a_barrier(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=0.1)
+    run.log({"a": 1.0})
+    deadline = time.monotonic() + 10
+    path = run.dir / "scalars" / "a.csv"
+    while not (path.exists() and path.read_bytes().count(b"\n") == 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read_scalars(path)[1] == [1.0]
+    assert json.loads((run.dir / "summary.json").read_text())["a"]["count"] == 1
+
+
+def test_one_named_daemon_writer_thread_per_run_joined_by_finish(make_run: MakeRun) -> None:
+    before = {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")}
+    run = make_run()
+    mine = [t for t in threading.enumerate() if t.name == f"labtrack-writer-{run.id}"]
+    assert len(mine) == 1 and mine[0].daemon
+    run.finish()
+    assert not mine[0].is_alive()
+    assert {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")} == before
+
+
+def test_heartbeat_is_touched_while_alive(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=0.05, _environ={"LABTRACK_HEARTBEAT_SECONDS": "0.1"})
+    hb = run.dir / "heartbeat"
+    os.utime(hb, (0, 0))
+    deadline = time.monotonic() + 10
+    while hb.stat().st_mtime == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert time.time() - hb.stat().st_mtime < 10
+    assert read_run_meta(run.dir)["status"] == "running"
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs mounted for this test (root only)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {p.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(path: Path) -> None:
+    """Write into `path` until the file system is full."""
+    chunk = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+                break
+        while True:  # the last few bytes
+            try:
+                if os.write(fd, b"\0") == 0:
+                    break
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+
+
+def test_full_disk_warns_once_never_raises_and_writes_when_space_returns(tiny_fs: Path) -> None:
+    run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
+                       flush_seconds=0.05, _environ={})
+    run.log({"loss": 0.0}, step=0)
+    flush(run)
+    filler = tiny_fs / "filler"
+    _fill(filler)
+    with pytest.warns(RuntimeWarning) as record:
+        for i in range(1, 3001):  # the training loop goes on
+            run.log({"loss": float(i), "acc": i / 3000}, step=i)
+        run.log_text("notes", "during the full disk", step=5)
+        flush(run)
+        time.sleep(0.3)  # several periodic flushes retry and fail
+        flush(run)
+    disk = [w for w in record if "cannot write" in str(w.message) or "No space" in str(w.message)]
+    assert len(disk) >= 1
+    assert len(record) <= 3, [str(w.message) for w in record]  # once per kind, not per flush
+    filler.unlink()
+    flush(run)
+    steps, values, _ = read_scalars(run.dir / "scalars" / "loss.csv")
+    assert steps == list(range(3001)) and values == [float(i) for i in range(3001)]
+    acc = pd.read_csv(run.dir / "scalars" / "acc.csv")
+    assert acc["step"].tolist() == list(range(1, 3001))
+    with pytest.warns(RuntimeWarning, match=r"could not write \{'records': 1\}"):
+        run.finish()  # the text record logged during the full disk is reported as lost
+    assert read_run_meta(run.dir)["status"] == "finished"
+    assert json.loads((run.dir / "summary.json").read_text())["loss"]["count"] == 3001
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #11", strict=True)
+def test_full_disk_gives_one_warning(tiny_fs: Path) -> None:
+    run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
+                       flush_seconds=0.05, _environ={})
+    run.log({"loss": 0.0})
+    flush(run)
+    filler = tiny_fs / "filler"
+    _fill(filler)
+    with pytest.warns(RuntimeWarning) as record:
+        for i in range(1, 2000):
+            run.log({"loss": float(i)})
+        flush(run)
+        time.sleep(0.3)
+        flush(run)
+    filler.unlink()
+    run.finish()
+    assert len(record) == 1, [str(w.message) for w in record]
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #12", strict=True)
+def test_finish_on_a_full_disk_does_not_raise(tiny_fs: Path) -> None:
+    run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
+                       flush_seconds=0.05, _environ={})
+    run.log({"loss": 0.0})
+    flush(run)
+    filler = tiny_fs / "filler"
+    _fill(filler)
+    try:
+        with pytest.warns(RuntimeWarning):
+            run.log({"loss": 1.0})
+            run.finish()  # the end of a training script: must not raise either
+    finally:
+        filler.unlink()
