@@ -11,6 +11,8 @@ Everything goes through a real `labtrack ui` server on a free 127.0.0.1 port, ov
    with pyarrow), then medians of the downsampled series (2,000 points), a zoom into 2,000
    points of it (full resolution), a zoom into 20% downsampled, and the series after 1,000 more lines
    were appended (read incrementally).
+3. A second server over the same root: its first runs page and first series request (the
+   index and the parsed series are kept under <root>/.labtrack/).
 
 The data is kept in benchmarks/.work/ (git-ignored) and reused by later runs.
 """
@@ -216,6 +218,15 @@ def main() -> None:
             finally:
                 os.truncate(path, size)  # leave the file as made, for the next benchmark run
             results["series_after_append_ms"] = 1000 * statistics.median(appended)
+    finally:
+        server.stop()
+    # A second server over the same root: the index and the parsed series are on disk now.
+    server = Server(root)
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            results["restart_runs_first_ms"] = 1000 * timed(c, "/api/v1/runs", {"limit": "100"}, page)
+            results["restart_series_first_ms"] = 1000 * timed(
+                c, f"/api/v1/runs/{rid}/scalars", {"name": "train/loss"}, full)
     finally:
         server.stop()
     results["prepare_s"] = prepared

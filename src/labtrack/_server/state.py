@@ -48,7 +48,7 @@ class ServerState:
         self._warned = False
         self.generation = 0  # counts index changes; cached answers of older ones are stale
         self._cache_lock = threading.Lock()
-        self._query_cache: dict[tuple[Any, ...], tuple[int, float, Any]] = {}
+        self._query_cache: dict[tuple[Any, ...], tuple[int, float, Any]] = {}  # gen, expiry, value
         self._runs: dict[str, Path] = {}
         self._runs_lock = threading.Lock()
 
@@ -116,16 +116,19 @@ class ServerState:
             interval = max(2.0, 4 * (time.monotonic() - t0))
 
     def cached_query(self, key: tuple[Any, ...], compute: Callable[[], Any], ttl: float = 2.0) -> Any:
-        """`compute()`, or its result for the same `key` from at most `ttl` seconds ago
-        while the index has not changed (paging through 10,000 sorted runs sorts once)."""
+        """`compute()`, or its result for the same `key` while the index has not changed and
+        the result is young: `ttl` seconds, or five times what computing it took (so paging
+        through 10,000 sorted runs sorts once, however slow the machine)."""
         now = time.monotonic()
         with self._cache_lock:
             hit = self._query_cache.get(key)
-            if hit is not None and hit[0] == self.generation and now - hit[1] < ttl:
+            if hit is not None and hit[0] == self.generation and now < hit[1]:
                 return hit[2]
+        generation = self.generation
         value = compute()
+        took = time.monotonic() - now
         with self._cache_lock:
-            self._query_cache[key] = (self.generation, now, value)
+            self._query_cache[key] = (generation, time.monotonic() + max(ttl, min(30.0, 5 * took)), value)
             while len(self._query_cache) > 16:
                 self._query_cache.pop(next(iter(self._query_cache)))
         return value
