@@ -1,7 +1,8 @@
 """The one ASGI application: read API, live stream, (optionally) ingest, and the front end.
 
-`create_app(root)` builds it; `serve(app, host, port)` runs it under uvicorn so that live
-streams end and the process exits cleanly on Ctrl-C or SIGTERM.
+`create_app(root)` builds it; `bind(host, port)` opens the listening socket (a clear error
+when the port is taken) and `serve(app, sock)` runs uvicorn on it so that live streams end
+and the process exits cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
