@@ -157,6 +157,16 @@ def test_rerun_reproduces_the_series_from_commit_diff_and_untracked(repo: Path, 
     # the user's checkout was not touched
     assert "LR = 0.3" in (repo / "train.py").read_text()
 
+    # the re-run recorded a worktree that is gone now; re-running it finds the repository
+    # through its parent
+    assert not Path(new_meta["git"]["root"]).exists()
+    out = subprocess.run([*LABTRACK, "rerun", new_id, "--root", str(root)], cwd=tmp_path,
+                         env=_env(root), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    third = _runs(root)[out.stdout.strip().splitlines()[-1]]
+    assert _meta(third)["parent"] == new_id
+    assert _series(third, "loss") == original
+
 
 def test_continue_resumes_the_same_run_from_its_last_checkpoint(repo: Path, tmp_path: Path) -> None:
     root = tmp_path / "runs"

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from .errors import GitStateError, LabtrackValueError, RunNotFoundError, RunStateError
 
@@ -185,21 +185,7 @@ def plan_rerun(
         )
 
     recorded_root = Path(str(git.get("root") or ""))
-    repo_path = Path(repo).resolve() if repo is not None else recorded_root
-    top = _git(repo_path, "rev-parse", "--show-toplevel") if repo_path.is_dir() else None
-    if top is None or top.returncode != 0:
-        which = "the given" if repo is not None else f"run {run_id}'s"
-        raise GitStateError(
-            f"{which} repository {repo_path} is not there or not a git repository; pass --repo "
-            f"PATH to a clone that has commit {commit}"
-        )
-    repo_path = Path(top.stdout.strip())
-    probe = _git(repo_path, "cat-file", "-e", f"{commit}^{{commit}}")
-    if probe.returncode != 0:
-        raise GitStateError(
-            f"commit {commit} recorded by run {run_id} is not in the repository {repo_path}; "
-            "fetch it (git fetch --all) or pass --repo PATH to a clone that has it"
-        )
+    repo_path = _find_repo(root, meta, repo, commit)
 
     source = run_dir / "source"
     patch = source / "diff.patch"
@@ -337,6 +323,71 @@ def rerun(
         else:
             say(f"labtrack: kept the worktree {worktree} (remove it with: git -C {plan.repo} "
                 f"worktree remove --force {worktree})")
+
+
+def _find_repo(root: Path, meta: dict[str, Any], repo: Path | None, commit: str) -> Path:
+    """The top folder of a repository that has `commit`.
+
+    Tried in order: `repo` when given (and only it); the repository the run recorded; those
+    of its parents (a re-run ran in a worktree that was removed afterwards); the one this
+    process runs in.
+    """
+    run_id = str(meta.get("id"))
+    if repo is not None:
+        top = _toplevel(Path(repo).resolve())
+        if top is None:
+            raise GitStateError(f"the given repository {Path(repo).resolve()} is not there or not a git "
+                                f"repository; pass --repo PATH to a clone that has commit {commit}")
+        if not _has_commit(top, commit):
+            raise GitStateError(f"commit {commit} recorded by run {run_id} is not in the repository {top}; "
+                                "fetch it (git fetch --all) or pass --repo PATH to a clone that has it")
+        return top
+    tried: list[str] = []
+    for candidate in _repo_candidates(root, meta):
+        top = _toplevel(candidate)
+        if top is None:
+            tried.append(f"{candidate} (not there)")
+        elif _has_commit(top, commit):
+            return top
+        else:
+            tried.append(f"{top} (no such commit)")
+    raise GitStateError(
+        f"commit {commit} recorded by run {run_id} is in no repository labtrack knows of "
+        f"({'; '.join(dict.fromkeys(tried))}); fetch it (git fetch --all) or pass --repo PATH to a "
+        "clone that has it"
+    )
+
+
+def _repo_candidates(root: Path, meta: dict[str, Any]) -> Iterator[Path]:
+    from ._store.reader import read_json
+
+    seen: set[str] = set()
+    current: dict[str, Any] | None = meta
+    while current is not None and len(seen) < 50:
+        git = current.get("git")
+        if isinstance(git, dict) and git.get("root"):
+            yield Path(str(git["root"]))
+        parent = current.get("parent")
+        if not isinstance(parent, str) or not parent or parent in seen:
+            break
+        seen.add(parent)
+        try:
+            parent_meta = read_json(resolve_run(root, parent) / "run.json")
+        except RunNotFoundError:
+            break
+        current = parent_meta if isinstance(parent_meta, dict) else None
+    yield Path.cwd()
+
+
+def _toplevel(path: Path) -> Path | None:
+    if not str(path) or not path.is_dir():
+        return None
+    top = _git(path, "rev-parse", "--show-toplevel")
+    return Path(top.stdout.strip()) if top.returncode == 0 else None
+
+
+def _has_commit(repo: Path, commit: str) -> bool:
+    return _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
