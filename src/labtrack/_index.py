@@ -80,7 +80,9 @@ CREATE TABLE IF NOT EXISTS problems (
 );
 """
 _SELECT = ("SELECT relpath, id, experiment, name, comment, tags, status, started, ended, duration, "
-           "git_commit, dirty, host, user_name, parent, pid, params, metrics, {stats} FROM runs")
+           "git_commit, dirty, host, user_name, parent, pid, {parts}, {stats} FROM runs")
+_PARTS = "params, metrics"
+_NO_PARTS = "NULL, NULL"
 
 
 class RefreshResult(dict[str, int]):
@@ -317,6 +319,11 @@ class Hit(Mapping[str, Any]):
     def _part(self, key: str) -> Any:
         if key not in self._parts:
             text = self._rec[_PART_COLUMN[key]]
+            if text is None and key != "stats":
+                # Listed without its params and metrics: read them now.
+                got = self._index._connect().execute(
+                    "SELECT params, metrics FROM runs WHERE relpath = ?", (self.relpath,)).fetchone()
+                text = got[_PART_COLUMN[key] - 16] if got is not None else "{}"
             self._parts[key] = None if text is None else json.loads(text)
         return self._parts[key]
 
@@ -638,9 +645,13 @@ class Index:
 
     def select(self, where: str | Where | None = None, experiment: str | None = None,
                status: str | None = None, q: str | None = None, sort: str | None = "-started",
-               with_stats: bool = False) -> list[Hit]:
+               with_stats: bool = False, parts: bool = True) -> list[Hit]:
         """Like :meth:`query`, but every match as a :class:`Hit` whose row is decoded only
         when asked for: listing 10,000 runs by start time decodes nothing.
+
+        Args:
+            parts: fetch every run's params and metrics now (False: only when a filter or
+                sort needs them; a Hit then reads its own when asked, one query each).
         """
         self._ensure_fresh()
         if status is not None and status not in STATUSES:
@@ -666,7 +677,10 @@ class Index:
             args.append("%" + _like_escape(word) + "%")
         load_stats = with_stats or bool(compiled is not None and compiled.needs_stats) or bool(
             sort_key and sort_key[2])
-        sql = _SELECT.format(stats="stats" if load_stats else "NULL")
+        needs_parts = (parts or (compiled is not None and any(f.kind != "top" for f in compiled.fields))
+                       or (sort_key is not None and sort_key[3]))
+        sql = _SELECT.format(parts=_PARTS if needs_parts else _NO_PARTS,
+                             stats="stats" if load_stats else "NULL")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id DESC"
@@ -678,7 +692,7 @@ class Index:
         if compiled is not None:
             hits = [h for h in hits if compiled(h)]
         if sort_key is not None:
-            getter, descending, _ = sort_key
+            getter, descending = sort_key[0], sort_key[1]
             if getter is _STARTED:
                 if not descending:  # SQL gave newest first; a stable reverse keeps ties sensible
                     hits.reverse()
@@ -690,27 +704,28 @@ class Index:
                 hits = [h for _, h in present] + missing
         return hits
 
-    def _sort_key(self, sort: str | None) -> tuple[Callable[[Mapping[str, Any]], Any], bool, bool] | None:
+    def _sort_key(self, sort: str | None) -> tuple[Callable[[Mapping[str, Any]], Any], bool, bool, bool] | None:
+        """(getter, descending, needs stats, needs params/metrics) for a sort column."""
         if not sort:
             return None
         descending = sort.startswith("-")
         name = sort.lstrip("+-")
         if name.startswith("params."):
             key = name[len("params."):]
-            return (lambda r: r["params"].get(key)), descending, False
+            return (lambda r: r["params"].get(key)), descending, False, True
         if name.startswith("metrics."):
             metric, _, agg = name[len("metrics."):].rpartition(":")
             if not metric or agg not in AGGREGATES:
                 metric, agg = name[len("metrics."):], "last"
             if agg == "last":
-                return (lambda r: r["metrics"].get(metric)), descending, False
-            return (lambda r: (r["stats"].get(metric) or {}).get(agg)), descending, True
+                return (lambda r: r["metrics"].get(metric)), descending, False, True
+            return (lambda r: (r["stats"].get(metric) or {}).get(agg)), descending, True, False
         if name == "started":
-            return _STARTED, descending, False
+            return _STARTED, descending, False, False
         if name in SORT_FIELDS:
             if name == "tags":
-                return (lambda r: ",".join(r["tags"])), descending, False
-            return (lambda r: r.get(name)), descending, False
+                return (lambda r: ",".join(r["tags"])), descending, False, False
+            return (lambda r: r.get(name)), descending, False, False
         raise QueryError(
             f"cannot sort by {sort!r}; use one of {', '.join(SORT_FIELDS)}, params.<key> or "
             f"metrics.<name>[:min|max|mean|last], with a leading '-' for descending"
@@ -769,7 +784,7 @@ class Index:
         now = self._clock()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            sql = (_SELECT.format(stats="stats" if with_stats else "NULL")
+            sql = (_SELECT.format(parts=_PARTS, stats="stats" if with_stats else "NULL")
                    + " WHERE relpath IN (" + ",".join("?" * len(chunk)) + ")")
             for rec in con.execute(sql, chunk):
                 out[rec[0]] = Hit(self, now, rec).row()

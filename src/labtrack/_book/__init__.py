@@ -38,9 +38,11 @@ class RunList(list[RunView]):
         >>> runs.to_pandas()[["name", "params.lr", "metrics.acc"]]
     """
 
-    def __init__(self, views: Iterable[RunView] = (), total: int | None = None) -> None:
+    def __init__(self, views: Iterable[RunView] = (), total: int | None = None,
+                 index: Index | None = None) -> None:
         super().__init__(views)
         self.total = len(self) if total is None else total
+        self._index = index
 
     @property
     def ids(self) -> list[str]:
@@ -53,9 +55,12 @@ class RunList(list[RunView]):
         `metrics.<name>` (last value) columns."""
         import pandas as pd
 
+        # One query for every row rather than one per run.
+        batch = self._index.rows([f"{v.dir.parent.name}/{v.dir.name}" for v in self],
+                                 with_stats=False) if self._index is not None else {}
         records = []
         for v in self:
-            row = v._row or {}
+            row = batch.get(f"{v.dir.parent.name}/{v.dir.name}") or v._row or {}
             rec: dict[str, Any] = {"id": v.id}
             for c in _ROW_COLUMNS:
                 rec[c] = row.get(c)
@@ -154,9 +159,10 @@ class Book:
             QueryError: the where expression, status or sort is not valid.
         """
         self.index.refresh()
-        hits = self.index.select(where=where, experiment=experiment, status=status, q=q, sort=sort)
+        hits = self.index.select(where=where, experiment=experiment, status=status, q=q, sort=sort,
+                                 parts=False)
         shown = hits if limit is None else hits[:limit]
-        return RunList((RunView(h.dir, hit=h) for h in shown), len(hits))
+        return RunList((RunView(h.dir, hit=h) for h in shown), len(hits), self.index)
 
     def __iter__(self) -> Iterator[RunView]:
         return iter(self.runs())

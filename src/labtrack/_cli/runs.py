@@ -214,13 +214,13 @@ def ls_command(root: str | None, experiment: str | None, status: str | None, whe
                                        sort=sort, limit=limit, with_stats=needs_stats)
         _echo_json({"total": total, "runs": full})
         return
+    # Only extra columns of params or metrics need those parts of each row.
+    decode = any(c.startswith(("params.", "metrics.")) for c in cols)
     hits = book.index.select(where=where, experiment=experiment, status=status, q=search,
-                             sort=sort, with_stats=needs_stats)
+                             sort=sort, with_stats=needs_stats, parts=decode)
     total = len(hits)
     if limit is not None:
         hits = hits[:limit]
-    # Only extra columns of params or metrics need the JSON part of each row decoded.
-    decode = any(c.startswith(("params.", "metrics.")) for c in cols)
     rows = [h.row() if decode else h.light() for h in hits]
     headers = ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "COMMIT", "TAGS"] + [
         c.upper() for c in cols] + ["COMMENT"]
