@@ -40,6 +40,15 @@ while time.time() - t0 < seconds and not (step % 50 == 0 and os.path.exists(stop
         print(f"step {step}", flush=True)
         run.log_text("notes", f"note at {step}", step=step)
         run.log_histogram("w", np.linspace(-1, 1, 50) * (step + 1), step=step)
+    if step % 300 == 0:  # rotated: the server must drop the pruned ones too
+        run.save_checkpoint({"step": step, "w": list(range(100))}, step, metric=1.0 / (step + 1),
+                            mode="max", keep_last=2)
+    if step == 10:
+        run.log_table("results", [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}])
+        run.log_markdown("notes", "# hello")
+        with open(os.path.join(os.path.dirname(root), "weights.bin"), "wb") as f:
+            f.write(os.urandom(300_000))
+        run.save_artifact(os.path.join(os.path.dirname(root), "weights.bin"), "model/weights.bin")
     if step % 400 == 0:
         run.log_image("samples/img", (np.arange(24 * 32 * 3).reshape(24, 32, 3) + step) % 256,
                       step=step)
@@ -135,6 +144,10 @@ def run_dir_of(stdout: str) -> Path:
 def assert_identical(local: Path, remote: Path, mtimes: bool = True) -> None:
     a, b = scan_files(local), scan_files(remote)
     assert sorted(a) == sorted(b)
+    folders = [sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_dir()
+                      and not any(part.startswith(".") for part in p.relative_to(d).parts))
+               for d in (local, remote)]
+    assert folders[0] == folders[1]  # pruned checkpoints leave no empty folder behind
     for p in a:
         assert (local / p).read_bytes() == (remote / p).read_bytes(), p
     # The client's modification times of rewritten files are kept (what sync compares).
@@ -287,9 +300,12 @@ def test_open_a_server_as_a_book_live(tmp_path: Path, make_server: Any) -> None:
         runs = book.runs()
         assert len(runs) == 1 and runs[0].meta["experiment"] == "e2e"
         first = len(book[runs.ids[0]].scalars("train/loss"))
-        time.sleep(1.5)
-        book.refresh()
-        assert len(book[runs.ids[0]].scalars("train/loss")) > first  # appended, live
+
+        def grew() -> bool:
+            book.refresh()
+            return len(book[runs.ids[0]].scalars("train/loss")) > first
+
+        wait_for(grew, "the remote book to show new points", 60)  # appended, live
         (tmp_path / "stop").touch()
         out, err = client.communicate(timeout=120)
         assert client.returncode == 0, err
