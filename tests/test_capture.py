@@ -37,7 +37,6 @@ def test_line_assembler(chunks: list[str], expected: str) -> None:
     assert _feed(*chunks) == expected
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #9", strict=True)
 def test_erase_line_sequence_used_by_rich_and_tqdm_is_honoured() -> None:
     # rich's live displays and many progress bars redraw with "\r" + ESC[2K (erase the line).
     assert _feed("downloading a long file name\r\x1b[2Kdone\n") == "done\n"

@@ -149,9 +149,6 @@ def test_pseudo_terminal_shows_a_live_line_and_keeps_lines(tmp_path: Path) -> No
     assert len(read_scalars(run_dir / "scalars" / "timings" / "loop.csv")[1]) == 30
 
 
-@pytest.mark.xfail(strict=True, reason="labtrack._capture.LineAssembler ignores erase-line and "
-                   "cursor-up, so a kept line keeps the tail of the longer live line before it "
-                   "(fix proposed to the core in issue 3's report)")
 def test_console_log_of_a_terminal_run_holds_the_kept_lines_only(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(TRAINING)

@@ -196,7 +196,6 @@ def test_sigterm_calls_the_scripts_own_handler(tmp_path: Path) -> None:
     assert read_run_meta(only_run_dir(root))["status"] == "killed"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #4", strict=True)
 def test_sigterm_while_printing_heavily_does_not_hang(tmp_path: Path) -> None:
     # The signal handler finishes the run on the main thread, which may be inside the console
     # tee's write when the signal arrives.
@@ -289,7 +288,6 @@ def test_normal_exit_without_finish_is_finished(tmp_path: Path) -> None:
     assert len(pd.read_csv(run_dir / "scalars" / "a.csv")) == 100  # atexit drained the buffer
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #3", strict=True)
 def test_the_traceback_the_terminal_shows_is_in_console_log(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

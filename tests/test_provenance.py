@@ -94,7 +94,6 @@ def test_untracked_files_are_size_capped(tmp_path: Path, git_repo: Path) -> None
     assert (untracked / "SKIPPED.txt").read_text() == "big.bin\t5000 bytes\n"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #7", strict=True)
 def test_untracked_cap_follows_the_runs_environment(make_run: MakeRun, git_repo: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     (git_repo / "big.bin").write_bytes(b"x" * 5000)
@@ -103,7 +102,6 @@ def test_untracked_cap_follows_the_runs_environment(make_run: MakeRun, git_repo:
     assert not (run.dir / "source" / "untracked" / "big.bin").exists()
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #8", strict=True)
 def test_the_default_root_inside_the_repository_does_not_make_it_dirty(
         make_run: MakeRun, git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # ./labtrack is the default root, usually inside the project's repository and not ignored.

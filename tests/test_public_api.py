@@ -29,7 +29,6 @@ def test_all_is_sorted_and_names_the_contract() -> None:
         getattr(labtrack, name)
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #5", strict=True)
 def test_all_is_exactly_the_public_names() -> None:
     assert labtrack.__all__ == sorted(labtrack.__all__)
     assert len(set(labtrack.__all__)) == len(labtrack.__all__)

@@ -13,8 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
-_BREAKS = re.compile(r"(\r\n|\n|\r)")
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_TOKENS = re.compile(r"(\r\n|\n|\r|\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
 
 
 class LineAssembler:
@@ -29,18 +28,33 @@ class LineAssembler:
 
     def feed(self, text: str) -> str:
         """Return the lines completed by `text` (each ending in '\n')."""
-        text = _ANSI.sub("", text)
         out = []
         line, col = self._line, self._col
-        for chunk in _BREAKS.split(text):
-            if chunk == "\n" or chunk == "\r\n":
+        for tok in _TOKENS.split(text):
+            if not tok:
+                continue
+            if tok == "\n" or tok == "\r\n":
                 out.append(line + "\n")
                 line, col = "", 0
-            elif chunk == "\r":
+            elif tok == "\r":
                 col = 0
-            elif chunk:
-                line = line[:col] + chunk + line[col + len(chunk):]
-                col += len(chunk)
+            elif tok[0] == "\x1b":
+                # Erase-in-line and cursor-up are how live displays (rich) redraw in place;
+                # every other escape sequence (colours, cursor visibility) is dropped.
+                if tok.startswith("\x1b[") and tok[-1] == "K":
+                    mode = tok[2:-1] or "0"
+                    if mode == "2":
+                        line = ""
+                    elif mode == "0":
+                        line = line[:col]
+                elif tok.startswith("\x1b[") and tok[-1] == "A" and (tok[2:-1] or "1").isdigit():
+                    # Back onto a line finished in this same write: it is not final yet.
+                    for _ in range(int(tok[2:-1] or "1")):
+                        if out:
+                            line = out.pop()[:-1]
+            else:
+                line = line[:col].ljust(col) + tok + line[col + len(tok):]
+                col += len(tok)
         self._line, self._col = line, col
         return "".join(out)
 

@@ -29,14 +29,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Iterable
 
 from ._names import slug
-from ._query import AGGREGATES, FIELDS, Where, compile_where
+from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
 from ._store.reader import derive_status, pid_alive, read_json
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "run_row"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
 #: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS runs (
     params TEXT NOT NULL,       -- {flat key: value} as Python's JSON (NaN allowed)
     metrics TEXT NOT NULL,      -- {name: last}, the same
     stats TEXT NOT NULL,        -- {metric: {last, min, max, mean, count, step}}, the same
+    mins TEXT NOT NULL,         -- {metric: min}: a filter on metrics.x:min decodes only this
+    maxs TEXT NOT NULL,         -- {metric: max}
+    means TEXT NOT NULL,        -- {metric: mean}
     keys TEXT NOT NULL,         -- {"params": [...], "metrics": [...]}: strict JSON for SQLite
     sig TEXT NOT NULL
 );
@@ -80,7 +83,9 @@ CREATE TABLE IF NOT EXISTS problems (
 );
 """
 _SELECT = ("SELECT relpath, id, experiment, name, comment, tags, status, started, ended, duration, "
-           "git_commit, dirty, host, user_name, parent, pid, {parts}, {stats} FROM runs")
+           "git_commit, dirty, host, user_name, parent, pid, {parts}, {stats}, {aggs} FROM runs")
+_AGGS = "mins, maxs, means"
+_NO_AGGS = "NULL, NULL, NULL"
 _PARTS = "params, metrics"
 _NO_PARTS = "NULL, NULL"
 
@@ -252,6 +257,7 @@ def _record(rel: str, run_dir: Path, sig: str) -> tuple[Any, ...]:
             _text(row["host"]), _text(row["user"]), _text(row["parent"]),
             row["pid"] if isinstance(row["pid"], int) else None, search,
             _dumps(row["params"]), _dumps(row["metrics"]), _dumps(stats),
+            *(_dumps({n: st.get(agg) for n, st in stats.items()}) for agg in ("min", "max", "mean")),
             json.dumps({"params": list(row["params"]), "metrics": list(stats)}), sig)
 
 
@@ -328,6 +334,13 @@ class Hit(Mapping[str, Any]):
         return self._parts[key]
 
     def __getitem__(self, key: str) -> Any:
+        if key in _AGG_COLUMN:  # "stats_max" -> {metric: max}, when listed with them
+            if key not in self._parts:
+                text = self._rec[_AGG_COLUMN[key]]
+                self._parts[key] = None if text is None else json.loads(text)
+            if self._parts[key] is None:
+                raise KeyError(key)
+            return self._parts[key]
         if key in _PART_COLUMN:
             value = self._part(key)
             if value is None:
@@ -361,6 +374,7 @@ class Hit(Mapping[str, Any]):
 
 
 _PART_COLUMN = {"params": 16, "metrics": 17, "stats": 18}
+_AGG_COLUMN = {"stats_min": 19, "stats_max": 20, "stats_mean": 21}
 
 
 class Index:
@@ -675,12 +689,12 @@ class Index:
         for word in (q or "").lower().split():
             clauses.append("search LIKE ? ESCAPE '\\'")
             args.append("%" + _like_escape(word) + "%")
-        load_stats = with_stats or bool(compiled is not None and compiled.needs_stats) or bool(
-            sort_key and sort_key[2])
+        load_aggs = bool(compiled is not None and compiled.needs_stats) or bool(sort_key and sort_key[2])
         needs_parts = (parts or (compiled is not None and any(f.kind != "top" for f in compiled.fields))
                        or (sort_key is not None and sort_key[3]))
         sql = _SELECT.format(parts=_PARTS if needs_parts else _NO_PARTS,
-                             stats="stats" if load_stats else "NULL")
+                             stats="stats" if with_stats else "NULL",
+                             aggs=_AGGS if load_aggs else _NO_AGGS)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id DESC"
@@ -719,7 +733,7 @@ class Index:
                 metric, agg = name[len("metrics."):], "last"
             if agg == "last":
                 return (lambda r: r["metrics"].get(metric)), descending, False, True
-            return (lambda r: (r["stats"].get(metric) or {}).get(agg)), descending, True, False
+            return (lambda r: metric_stat(r, metric, agg)), descending, True, False
         if name == "started":
             return _STARTED, descending, False, False
         if name in SORT_FIELDS:
@@ -784,7 +798,7 @@ class Index:
         now = self._clock()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            sql = (_SELECT.format(parts=_PARTS, stats="stats" if with_stats else "NULL")
+            sql = (_SELECT.format(parts=_PARTS, stats="stats" if with_stats else "NULL", aggs=_NO_AGGS)
                    + " WHERE relpath IN (" + ",".join("?" * len(chunk)) + ")")
             for rec in con.execute(sql, chunk):
                 out[rec[0]] = Hit(self, now, rec).row()

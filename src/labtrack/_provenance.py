@@ -53,10 +53,26 @@ def git_root(cwd: Path) -> Path | None:
     return Path(out.strip()) if out else None
 
 
-def dirty_files(root: Path) -> list[str]:
-    """Changed and untracked (not ignored) files, as `git status --porcelain` names them."""
+def _outside(root: Path, rel: str, exclude: Path | None) -> bool:
+    """False for a file inside `exclude` (labtrack's own root of runs, when it lies in the repo)."""
+    if exclude is None:
+        return True
+    try:
+        (root / rel).resolve().relative_to(exclude.resolve())
+    except ValueError:
+        return True
+    return False
+
+
+def dirty_files(root: Path, exclude: Path | None = None) -> list[str]:
+    """Changed and untracked (not ignored) files, as `git status --porcelain` names them.
+
+    Files inside `exclude` (labtrack's root of runs) are not counted: the runs themselves
+    must not make the next run dirty.
+    """
     out = _git(["status", "--porcelain", "--untracked-files=all"], root) or ""
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    names = [line[3:] for line in out.splitlines() if line.strip()]
+    return [n for n in names if _outside(root, n.strip('"'), exclude)]
 
 
 @dataclass
@@ -67,8 +83,11 @@ class GitInfo:
     untracked: list[str] = field(default_factory=list)
 
 
-def collect_git(cwd: Path) -> GitInfo | None:
-    """Commit, message, branch, remote (no credentials), dirty flag, diff and untracked files."""
+def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
+    """Commit, message, branch, remote (no credentials), dirty flag, diff and untracked files.
+
+    Untracked files inside `exclude` (labtrack's root of runs) are neither copied nor counted.
+    """
     root = git_root(cwd)
     if root is None:
         return None
@@ -85,8 +104,8 @@ def collect_git(cwd: Path) -> GitInfo | None:
         remote = strip_credentials(url) if url else None
     diff = (_git_bytes(["diff", "HEAD", "--binary"], root) or b"") if commit else b""
     untracked_out = _git(["ls-files", "--others", "--exclude-standard", "-z"], root) or ""
-    untracked = [u for u in untracked_out.split("\0") if u]
-    dirty = bool(diff) or bool(untracked) or (not commit and bool(dirty_files(root)))
+    untracked = [u for u in untracked_out.split("\0") if u and _outside(root, u, exclude)]
+    dirty = bool(diff) or bool(untracked) or (not commit and bool(dirty_files(root, exclude)))
     meta = {"commit": commit, "message": message, "branch": branch, "dirty": dirty,
             "remote": remote, "root": str(root)}
     commit_txt = f"{commit}\n\n{message}\n" if commit else ""

@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import QueryError
 
-__all__ = ["FIELDS", "AGGREGATES", "Where", "compile_where"]
+__all__ = ["AGGREGATES", "FIELDS", "Where", "compile_where", "metric_stat"]
 
 #: Fields a where expression may name directly (besides params.<key> and metrics.<name>).
 FIELDS = (
@@ -365,13 +365,18 @@ def _field_getter(ref: FieldRef) -> Getter:
         if ref.agg == "last":
             return lambda row: (row.get("metrics") or {}).get(key)
         agg = ref.agg
-
-        def stat(row: Row) -> Any:
-            s = (row.get("stats") or {}).get(key)
-            return s.get(agg) if isinstance(s, dict) else None
-
-        return stat
+        return lambda row: metric_stat(row, key, agg)
     return lambda row: row.get(key)
+
+
+def metric_stat(row: Row, name: str, agg: str) -> Any:
+    """`row`'s `agg` (min, max, mean) of metric `name`: from "stats_<agg>" (`{name: value}`,
+    which the index offers so a filter decodes only that) or else from "stats"."""
+    by_agg = row.get("stats_" + agg)
+    if isinstance(by_agg, dict):
+        return by_agg.get(name)
+    s = (row.get("stats") or {}).get(name)
+    return s.get(agg) if isinstance(s, dict) else None
 
 
 def _truthy(v: Any) -> bool:

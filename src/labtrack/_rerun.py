@@ -223,8 +223,8 @@ def plan_rerun(
     env["LABTRACK_RESUME" if continue_ else "LABTRACK_PARENT"] = run_id
     return RerunPlan(run_id=run_id, run_dir=run_dir, root=root, repo=repo_path, commit=commit,
                      patch=patch_or_none, untracked=untracked, skipped=skipped, python=python,
-                     args=args, script_in_repo=script_in_repo, cwd_in_repo=cwd_in_repo, cwd=cwd, env=env, continue_=continue_,
-                     notes=notes, import_paths=import_paths)
+                     args=args, script_in_repo=script_in_repo, cwd_in_repo=cwd_in_repo, cwd=cwd,
+                     env=env, continue_=continue_, notes=notes, import_paths=import_paths)
 
 
 def rerun(
@@ -288,9 +288,14 @@ def rerun(
                     f"{applied.stderr.strip()}"
                 )
         _copy_untracked(plan.run_dir / "source" / "untracked", plan.untracked, worktree)
-        cwd = worktree / plan.cwd_in_repo if plan.cwd_in_repo is not None else plan.cwd
-        if not cwd.is_dir():
-            cwd.mkdir(parents=True)  # an untracked, empty folder is not recorded
+        if plan.cwd_in_repo is not None:
+            cwd = worktree / plan.cwd_in_repo
+            cwd.mkdir(parents=True, exist_ok=True)  # an empty folder is in no commit
+        elif plan.cwd.is_dir():
+            cwd = plan.cwd
+        else:
+            cwd = worktree
+            say(f"labtrack: the recorded cwd {plan.cwd} is not on this machine; running in {worktree}")
         args = plan.command_args(worktree)
         env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _ENV_KEYS}
         env.update(plan.env)

@@ -47,6 +47,23 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
 
 
+class _FinishedColumns(dict):  # type: ignore[type-arg]
+    """The columns of a finished run: any log() call into them raises RunStateError."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def refuse(self) -> None:
+        raise RunStateError(f"run {self.run_id} is finished; start a new run with labtrack.init()")
+
+    def __getitem__(self, key: Any) -> Any:
+        self.refuse()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.refuse()
+
+
 class Run:
     """One run: a directory under the root, a writer thread, and the logging calls.
 
@@ -93,7 +110,7 @@ class Run:
         self._finished = False
         self._finish_lock = threading.Lock()
         self._meta_lock = threading.Lock()
-        self._cols: dict[str, array[float]] = {}
+        self._cols: dict[str, Callable[[list[float]], None]] = {}
         self._known: set[str] = set()
         self._next_step = 0
         self._indicators_obj: Any = None
@@ -119,7 +136,7 @@ class Run:
 
         if require_clean_git:
             groot = _provenance.git_root(Path.cwd())
-            dirty = _provenance.dirty_files(groot) if groot else []
+            dirty = _provenance.dirty_files(groot, exclude=self.root) if groot else []
             if dirty:
                 shown = "\n  ".join(dirty[:50]) + ("\n  ..." if len(dirty) > 50 else "")
                 raise GitStateError(
@@ -187,14 +204,15 @@ class Run:
             _provenance.seed_everything(seed)
 
         self._writer = Writer(
-            self.dir, lambda: self._cols, self._swap_columns,
+            self.dir, self._swap_columns,
             flush_seconds=float(g("flush_seconds", flush_seconds)),
             heartbeat_seconds=float(g("heartbeat_seconds")),
             queue_size=int(g("queue_size")), run_id=self.id, summary=summary,
         )
         self._writer.start()
         if not resume:
-            self._writer.submit(lambda: self._record_provenance(capture_git))
+            cap = int(g("untracked_max_bytes"))
+            self._writer.submit(lambda: self._record_provenance(capture_git, cap))
         if capture_console:
             from ._capture import ConsoleCapture
 
@@ -234,7 +252,7 @@ class Run:
         return f"<labtrack.Run {self.experiment}/{self.id} {self.status} at {self.dir}>"
 
     # --- scalars: the hot path -----------------------------------------------------------------
-    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, values: Mapping[str, Any], step: int | None = None, *, _time: Callable[[], float] = time.time) -> None:
         """Record scalar values at a step (default: one past the last step).
 
         Args:
@@ -249,26 +267,32 @@ class Run:
         Example:
             >>> run.log({"train/loss": 0.25, "acc": 0.9}, step=10)
         """
-        if self._closed:
-            raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
         t = _time()
         if step is None:
             step = self._next_step
         elif type(step) is not int or step < 0 or step >= 9007199254740992:  # 2**53
             step = _records.check_step(step)
-        if type(values) is not dict:
-            values = self._check_mapping(values)
+        # name -> the bound `fromlist` of the series' array('d') of (step, value, time) triples;
+        # a finished run's columns are _FinishedColumns, whose lookups raise RunStateError.
         cols = self._cols
         try:
             for k, v in values.items():
                 if type(v) is not float:
                     v = _coerce(k, v)
-                c = cols.get(k)
-                if c is None:
-                    c = self._new_series(cols, k)
-                c.extend((step, v, t))
+                try:
+                    append = cols[k]
+                except KeyError:
+                    append = self._new_series(cols, k)
+                # One C call appends the whole point: a signal or another thread never sees
+                # half of it (fromlist with a fresh list is cheaper than extend with a tuple).
+                append([step, v, t])
         except BaseException:
             self._rollback(cols, values, step, t)
+            if not isinstance(values, Mapping):
+                raise LabtrackTypeError(
+                    f"log() takes a dict of name -> number, got {type(values).__name__}; "
+                    "example: run.log({'train/loss': 0.5})"
+                ) from None
             raise
         self._next_step = step + 1
 
@@ -278,31 +302,28 @@ class Run:
         self.log(values, self.current_step if step is None else step)
         self._next_step = keep
 
-    def _check_mapping(self, values: Any) -> Mapping[str, Any]:
-        if isinstance(values, Mapping):
-            return values
-        raise LabtrackTypeError(
-            f"log() takes a dict of name -> number, got {type(values).__name__}; "
-            "example: run.log({'train/loss': 0.5})"
-        )
-
-    def _new_series(self, cols: dict[str, array[float]], key: Any) -> array[float]:
+    def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any) -> Callable[[list[float]], None]:
+        if isinstance(cols, _FinishedColumns):
+            cols.refuse()
         if key not in self._known:
             check_name(key, "series name")
             self._known.add(key)
-        c = cols[key] = array("d")
-        return c
+        append = cols[key] = array("d").fromlist
+        return append
 
-    def _rollback(self, cols: dict[str, array[float]], values: Mapping[str, Any], step: int, t: float) -> None:
+    def _rollback(self, cols: dict[str, Callable[[list[float]], None]], values: Any, step: int, t: float) -> None:
         """Undo the points a failed log() call already appended, so a call is all or nothing."""
+        if not isinstance(values, Mapping) or isinstance(cols, _FinishedColumns):
+            return
         for k in values:
-            c = cols.get(k)
+            append = cols.get(k)
+            c: array[float] | None = getattr(append, "__self__", None)
             if c is not None and len(c) >= 3 and c[-3] == step and c[-1] == t:
                 del c[-3:]
 
     def _swap_columns(self) -> dict[str, array[float]]:
         old, self._cols = self._cols, {}
-        return old
+        return {k: append.__self__ for k, append in old.items()}  # type: ignore[attr-defined]
 
     # --- records written by the writer thread --------------------------------------------------
     def _enqueue(self, fn: Callable[[], None]) -> None:
@@ -563,21 +584,20 @@ class Run:
             self._meta.update(fields)
             files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
 
-    def _record_provenance(self, capture_git: bool) -> None:
+    def _record_provenance(self, capture_git: bool, untracked_cap: int) -> None:
         from . import _provenance
 
         if capture_git:
-            info = _provenance.collect_git(Path.cwd())
+            info = _provenance.collect_git(Path.cwd(), exclude=self.root)
             if info is not None:
                 src = self.dir / "source"
                 files.atomic_write_bytes(src / "commit.txt", info.commit_txt.encode())
                 files.atomic_write_bytes(src / "diff.patch", info.diff)
-                self._copy_untracked(Path(info.meta["root"]), info.untracked)
+                self._copy_untracked(Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
 
-    def _copy_untracked(self, git_root: Path, names: list[str]) -> None:
-        cap = int(_settings.get("untracked_max_bytes"))
+    def _copy_untracked(self, git_root: Path, names: list[str], cap: int) -> None:
         base = self.dir / "source" / "untracked"
         skipped = []
         root_resolved = self.root.resolve()
@@ -633,6 +653,7 @@ class Run:
         if self._capture is not None:
             self._capture.stop()
         self._writer.close()
+        self._cols = _FinishedColumns(self.id)
         fields: dict[str, Any] = {"status": status, "ended": _iso(_time())}
         if error is not None:
             fields["error"] = {

@@ -149,12 +149,10 @@ def _format_rows_arrow(col: array[float]) -> bytes | None:
 class Writer:
     """Owns every disk write of one run. Exactly one per run; daemon, named, joined by close()."""
 
-    def __init__(self, run_dir: Path, get_columns: Callable[[], dict[str, array[float]]],
-                 swap_columns: Callable[[], dict[str, array[float]]], *, flush_seconds: float,
+    def __init__(self, run_dir: Path, swap_columns: Callable[[], dict[str, array[float]]], *, flush_seconds: float,
                  heartbeat_seconds: float, queue_size: int, run_id: str,
                  summary: dict[str, Any] | None = None) -> None:
         self.dir = run_dir
-        self._get_columns = get_columns
         self._swap_columns = swap_columns
         self._flush_seconds = flush_seconds
         self._heartbeat_seconds = heartbeat_seconds
