@@ -232,8 +232,9 @@ class Suite:
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = child_env(self.work / "home" / tool.key, data)
-        return run_child(cmd, data, env, timeout,
-                         logs / f"{tool.key}-{scenario}-{rep}.log")
+        # labtrack always does the full size, so it gets more time before it counts as hung.
+        limit = timeout if tool.peer else timeout * 4
+        return run_child(cmd, data, env, limit, logs / f"{tool.key}-{scenario}-{rep}.log")
 
     def record(self, tool: Tool, name: str, result: dict[str, Any]) -> dict[str, Any]:
         self.reps[tool.key].setdefault(name, []).append(result)
@@ -585,7 +586,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds a peer's S1/S2 logging loop may take before it stops early")
     p.add_argument("--s4-budget", type=float, default=15.0,
                    help="seconds a peer's S4 run creation may take before it stops early")
-    p.add_argument("--timeout", type=float, default=150.0, help="seconds per process")
+    p.add_argument("--timeout", type=float, default=150.0,
+                   help="seconds per peer process before it is killed (labtrack: 4x this)")
     p.add_argument("--deadline-minutes", type=float, default=28.0,
                    help="start no repetition that would end later than this after the start "
                         "(install included); 0: no limit")
@@ -604,6 +606,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if argv is None:  # as a program: a SIGTERM stops the running scenario process too
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     load_start = _load()
     keys = [k.strip() for k in args.tools.split(",") if k.strip()]
