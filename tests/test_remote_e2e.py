@@ -322,3 +322,30 @@ def test_open_a_server_as_a_book_live(tmp_path: Path, make_server: Any) -> None:
     finally:
         book.close()
     assert not book.root.exists()  # the temporary mirror is removed
+
+
+def test_a_hung_server_never_holds_up_the_run(tmp_path: Path, make_server: Any) -> None:
+    srv = make_server()
+    srv.start()
+    client = start_client(tmp_path, srv.url, seconds=120.0, env={"LABTRACK_SYNC_TIMEOUT": "2"})
+    wait_for(lambda: any(srv.root.glob("e2e/*/scalars/train/loss.csv")), "the first data")
+    assert srv.proc is not None
+    os.kill(srv.proc.pid, signal.SIGSTOP)  # accepts connections (the kernel does), never answers
+    try:
+        local_csv = lambda: next((tmp_path / "client-root").glob("e2e/*/scalars/train/loss.csv"))  # noqa: E731
+        size = local_csv().stat().st_size
+        wait_for(lambda: local_csv().stat().st_size > size + 20_000, "local logging to go on", 60)
+        (tmp_path / "stop").touch()
+        t0 = time.monotonic()
+        out, err = client.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    assert client.returncode == 0, err
+    assert "labtrack sync" in err
+    assert took < 30, took  # finish() waited about LABTRACK_SYNC_TIMEOUT, not a request timeout
+    local = run_dir_of(out)
+    r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--root", str(tmp_path / "client-root")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert_identical(local, srv.root / "e2e" / local.name)
