@@ -335,3 +335,22 @@ def test_pruned_checkpoints_are_deleted_on_the_server_but_sync_never_deletes(tmp
     (local / "checkpoints/2/model.bin").unlink()
     drain(uploader(local, t))
     assert (remote / "checkpoints/2/model.bin").exists()
+
+
+def test_find_runs_by_id_prefix_experiment_and_path(tmp_path: Path) -> None:
+    from labtrack._remote.sync import find_runs
+    from labtrack.errors import RunNotFoundError
+
+    for exp, rid in (("a", "20261121-141503-k3f9qz"), ("b", "20261121-141503-k3f9zz"),
+                     ("b", "20261122-000000-aaaaaa")):
+        (tmp_path / exp / rid).mkdir(parents=True)
+        (tmp_path / exp / rid / "run.json").write_text("{}")
+    assert len(find_runs(tmp_path, [])) == 3
+    assert [p.name for p in find_runs(tmp_path, ["20261122"])] == ["20261122-000000-aaaaaa"]
+    assert [p.parent.name for p in find_runs(tmp_path, ["b/20261121"])] == ["b"]
+    assert find_runs(tmp_path, [str(tmp_path / "a" / "20261121-141503-k3f9qz")]) == \
+        [tmp_path / "a" / "20261121-141503-k3f9qz"]
+    with pytest.raises(RunNotFoundError, match="matches 2 runs"):
+        find_runs(tmp_path, ["20261121-141503"])
+    with pytest.raises(RunNotFoundError, match="no run"):
+        find_runs(tmp_path, ["1999"])

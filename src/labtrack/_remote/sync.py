@@ -29,8 +29,8 @@ class SyncReport:
 
 
 def find_runs(root: Path, selectors: list[str]) -> list[Path]:
-    """The run directories under `root` named by ids, id prefixes or ``experiment/id``;
-    every run when `selectors` is empty.
+    """The run directories under `root` named by ids, id prefixes, ``experiment/id`` or
+    run directory paths; every run when `selectors` is empty.
 
     Raises:
         RunNotFoundError: a selector matches no run, or more than one.
@@ -42,6 +42,11 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
         return runs
     out: list[Path] = []
     for sel in selectors:
+        as_dir = Path(sel)
+        if (as_dir / "run.json").is_file():  # a run directory given as a path
+            if as_dir not in out:
+                out.append(as_dir)
+            continue
         exp, _, rid = sel.rpartition("/")
         hits = [r for r in runs if r.name.startswith(rid) and (not exp or r.parent.name == exp)]
         exact = [r for r in hits if r.name == rid]
