@@ -79,7 +79,18 @@ def register(group: click.Group) -> None:
               help="Largest whole file (media, artifacts, checkpoints).")
 def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: bool,
           max_request_mb: int, max_file_mb: int) -> None:
-    """Serve the dashboard and receive runs from remote clients."""
+    """Serve the dashboard and receive runs from remote clients.
+
+    Training scripts log here with labtrack.init(remote="http://HOST:PORT", token=...) or
+    LABTRACK_REMOTE/LABTRACK_TOKEN; runs land under --root in the usual format. Without
+    --tokens anyone who can connect may read and write, so the server then binds only to
+    loopback (unless --insecure).
+
+    \b
+    Example:
+      labtrack token create alice --write --tokens tokens.json
+      labtrack serve --root /data/labtrack --host 0.0.0.0 --tokens tokens.json
+    """
     from .._settings import get
 
     check_exposure(host, tokens, insecure)
@@ -103,11 +114,16 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
 @click.option("--token", "token_", default=None, help="Write token (default LABTRACK_TOKEN).")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder of runs (default LABTRACK_ROOT or ./labtrack).")
-@click.option("--patience", type=float, default=30.0, show_default=True,
+@click.option("--patience", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to keep retrying an unreachable server.")
 def sync(runs: tuple[str, ...], remote: str | None, token_: str | None, root: str | None,
          patience: float) -> None:
-    """Upload runs (ids or id prefixes; all runs when none given) to a server."""
+    """Upload runs to a server: RUNS are ids, id prefixes, EXPERIMENT/ID or run folders
+    (all runs under --root when none given).
+
+    Only what the server lacks is sent (it is asked for its sizes first), so syncing again
+    uploads nothing; an interrupted sync resumes where it stopped.
+    """
     from .._remote.sync import find_runs, sync_runs
     from .._settings import get
 
