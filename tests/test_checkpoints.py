@@ -228,3 +228,23 @@ def test_incomplete_folder_is_ignored(tmp_path: Path) -> None:
     (run_dir / "checkpoints" / "2").mkdir()
     (run_dir / "checkpoints" / "2" / "checkpoint.pt").write_bytes(b"partial")
     assert load_checkpoint(run_dir, "last") == "good"
+
+
+def test_with_runs_made_by_the_core(tmp_path: Path) -> None:
+    from labtrack import Run
+    from labtrack._store.reader import read_run_meta
+
+    with Run("ck", "live", root=tmp_path, capture_git=False, capture_console=False) as run:
+        for step in range(4):
+            run.log({"loss": 4.0 - step}, step=step)
+            run.save_checkpoint({"step": step}, step=step, metric=4.0 - step, keep_last=1)
+        assert run.load_checkpoint("best") == {"step": 3}
+    meta = read_run_meta(run.dir)
+    assert meta["status"] == "finished"
+    assert meta["checkpoints"] == {"last": 3, "best": 3, "mode": "min", "metric": 1.0, "steps": [3]}
+
+    # later, on the finished run (what the Book's RunView does): run.json is rewritten here
+    save_checkpoint(run.dir, {"step": 10}, step=10, metric=0.5)
+    meta = read_run_meta(run.dir)
+    assert meta["checkpoints"] == {"last": 10, "best": 10, "mode": "min", "metric": 0.5, "steps": [3, 10]}
+    assert meta["status"] == "finished" and meta["name"] == "live"
