@@ -479,6 +479,8 @@ def test_static_front_end(root: Path, tmp_path: Path) -> None:
     gone = c.get("/assets/index-old999.js")
     assert gone.status_code == 404 and "labtrack app" not in gone.text
     assert c.get("/favicon.svg").text == "<svg/>"
+    direct = c.get("/index.html")
+    assert "labtrack app" in direct.text and "script-src 'self'" in direct.headers["content-security-policy"]
     for p in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt"):
         r = c.get(p)
         assert "TOP SECRET" not in r.text

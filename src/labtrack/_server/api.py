@@ -135,7 +135,8 @@ async def runs(request: Request) -> Response:
         return total, [public_row(r, columns) for r in rows[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
-    return JSONResponse({"total": total, "offset": offset, "runs": rows})
+    return JSONResponse({"total": total, "offset": offset, "runs": rows},
+                        headers={"Cache-Control": "no-store"})
 
 
 async def columns(request: Request) -> Response:
@@ -152,7 +153,7 @@ async def columns(request: Request) -> Response:
         return cols
 
     cols = await run_in_threadpool(work)
-    return JSONResponse(cols)
+    return JSONResponse(cols, headers={"Cache-Control": "no-store"})
 
 
 def _names_under(base: Path, suffix: str) -> list[str]:

@@ -62,6 +62,8 @@ def routes(static_dir: Path) -> list[BaseRoute]:
         if rel and "\x00" not in rel:
             target = os.path.realpath(os.path.join(real_dir, rel))
             if target.startswith(real_dir + os.sep) and os.path.isfile(target):
+                if target.endswith((".html", ".htm")):
+                    return FileResponse(target, headers=PAGE_HEADERS)  # /index.html too
                 hashed = rel.startswith("assets/")
                 headers = {"Cache-Control": IMMUTABLE if hashed else "no-cache",
                            "X-Content-Type-Options": "nosniff"}
