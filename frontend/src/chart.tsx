@@ -56,7 +56,7 @@ interface Prepared {
 function prepare(run: ChartRun, s: Series, xAxis: XAxis, smoothing: number, t0?: number): Prepared {
   const n = s.value.length;
   const idx = Array.from({ length: n }, (_, i) => i);
-  const base = t0 ?? (s.time.length ? Math.min(...s.time.slice(0, 1)) : 0);
+  const base = t0 ?? s.time[0] ?? 0;
   const xOf = (i: number) => (xAxis === "step" ? s.step[i] : xAxis === "time" ? s.time[i] : s.time[i] - base);
   // uPlot wants x ascending; a resumed run may log an old step again.
   let sorted = true;

@@ -104,8 +104,18 @@ export function useRunDetails(ids: string[]): Map<string, RunDetail> {
 
 export function metricNames(details: Iterable<RunDetail>): string[] {
   const s = new Set<string>();
-  for (const d of details) for (const k of Object.keys(d.summary)) s.add(k);
-  return [...s].sort((a, b) => {
+  for (const d of details) for (const k of runMetrics(d)) s.add(k);
+  return sortMetrics(s);
+}
+
+/** A run's series: summary.json's, and those logged before the summary was written. */
+export function runMetrics(d: RunDetail): string[] {
+  return [...Object.keys(d.summary), ...(d.names?.scalars ?? [])];
+}
+
+/** Metrics by name, section timings last. */
+export function sortMetrics(names: Iterable<string>): string[] {
+  return [...new Set(names)].sort((a, b) => {
     const ta = a.startsWith("timings/") ? 1 : 0;
     const tb = b.startsWith("timings/") ? 1 : 0;
     return ta - tb || a.localeCompare(b);

@@ -134,7 +134,10 @@ export function Dashboard({ route }: { route: Route }) {
           runs={chartRuns}
           metrics={shown}
           settings={settings}
-          has={(id, m) => Boolean(details.get(id)?.summary[m])}
+          has={(id, m) => {
+            const d = details.get(id);
+            return Boolean(d && (d.summary[m] || d.names?.scalars?.includes(m)));
+          }}
         />
       </div>
     </div>

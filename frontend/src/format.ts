@@ -55,7 +55,3 @@ export function fmtBytes(n: number): string {
   } while (v >= 1024 && i < units.length - 1);
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
-
-export function runLabel(r: { name?: string | null; id: string }): string {
-  return r.name ? r.name : r.id;
-}

@@ -60,7 +60,8 @@ class Live {
   }
 
   private connect(): void {
-    const ids = [...this.watched.keys()].sort();
+    // The server follows at most 200 runs per stream (docs/api.md).
+    const ids = [...this.watched.keys()].sort().slice(0, 200);
     const key = ids.join(",");
     if (this.source && key === this.key && this.source.readyState !== EventSource.CLOSED) return;
     this.source?.close();

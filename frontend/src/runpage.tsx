@@ -5,7 +5,7 @@ import {
   fetchConsole, fetchFiles, fetchFileText, fetchHistograms, fetchMedia, fetchRun, fetchText, FileEntry, fileUrl,
   HistogramRecord, Json, MediaEntry, nameFromPath, RunDetail, TextRecord,
 } from "./api";
-import { ChartControls, ChartGrid, metricNames } from "./charts";
+import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
 import { durationOf, fmtBytes, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
@@ -79,6 +79,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   useEffect(() => {
     if (run?.status !== "running") return;
     const t = window.setInterval(() => {
+      fetchRun(id).then(setRun).catch(() => undefined);
       fetchFiles(id).then(setFiles).catch(() => undefined);
       fetchMedia(id).then(setMedia).catch(() => undefined);
     }, 5000);
@@ -94,7 +95,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   const tables = named(run, files, "tables", ".csv");
   const counts: Record<Tab, number | null> = {
     overview: null,
-    charts: run ? Object.keys(run.summary).length : 0,
+    charts: run ? sortMetrics(runMetrics(run)).length : 0,
     images: images.size,
     text: texts.length,
     markdown: mds.length + steppedMd.size,
@@ -357,7 +358,8 @@ function Timings({ entries }: { entries: [string, { sum?: number; mean?: number;
 
 function RunCharts({ run, route }: { run: RunDetail; route: Route }) {
   const settings = chartSettingsFrom(route.params);
-  const available = metricNames([run]);
+  // A running run's new series are in `names` before summary.json lists them.
+  const available = sortMetrics(runMetrics(run));
   const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : available;
   return (
     <div>
@@ -366,7 +368,7 @@ function RunCharts({ run, route }: { run: RunDetail; route: Route }) {
         runs={[{ id: run.id, label: run.name || run.id, color: "#1f77b4" }]}
         metrics={shown}
         settings={settings}
-        has={(_id, m) => Boolean(run.summary[m])}
+        has={(_id, m) => available.includes(m)}
       />
     </div>
   );

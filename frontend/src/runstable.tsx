@@ -3,7 +3,6 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, fetchRuns, RunRow } from "./api";
 import { durationOf, fmtDate, fmtDuration, fmtValue } from "./format";
 import { useLive, useWatch } from "./live";
-import { navigate } from "./route";
 import { StatusBadge, Tags } from "./widgets";
 
 const ROW_H = 30;
@@ -271,8 +270,4 @@ export function RunsTable(props: {
       </div>
     </div>
   );
-}
-
-export function openRun(id: string): void {
-  navigate(`/run/${encodeURIComponent(id)}`);
 }

@@ -141,6 +141,23 @@ def test_zoom_asks_the_server_for_the_visible_range(page: Any, server: Server, f
     wait_until(lambda: float(chart.get_attribute("data-xmax")) >= LONG_N - 1, 15,
                "reset did not bring back the whole series")
 
+    # x by relative time: seconds since the run's first point (the fixture logged it in seconds).
+    canvas_sel = '.chart[data-metric="train/loss"] canvas'
+    before = page.evaluate(CANVAS_DIGEST_JS, canvas_sel)
+    page.get_by_test_id("xaxis").select_option("relative")
+    expect(page).to_have_url(re.compile(r"x=relative"))
+    wait_until(lambda: 0 < float(chart.get_attribute("data-xmax")) < 600, 15, "x is not seconds since the start")
+    # Wall time: Unix seconds.
+    page.get_by_test_id("xaxis").select_option("time")
+    wait_until(lambda: float(chart.get_attribute("data-xmax")) > 1.7e9, 15, "x is not wall time")
+    page.get_by_test_id("xaxis").select_option("step")
+    wait_until(lambda: float(chart.get_attribute("data-xmax")) >= LONG_N - 1, 15, "x is not the step again")
+    # Log scale redraws the same data on a log axis.
+    wait_until(lambda: page.evaluate(CANVAS_DIGEST_JS, canvas_sel) == before, 15, "the step view did not come back")
+    page.get_by_test_id("logy").check()
+    expect(page).to_have_url(re.compile(r"log=1"))
+    wait_until(lambda: page.evaluate(CANVAS_DIGEST_JS, canvas_sel) != before, 15, "log scale did not redraw")
+
 
 def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fixture_root: Fixture, shot: Any) -> None:
     page.goto(server.url + "/")
