@@ -226,3 +226,18 @@ def test_boxes_are_drawn_into_the_exported_image(tmp_path: Path) -> None:
     assert (run.dir / "media" / "0" / "scene.png").read_bytes() == stored  # the run is untouched
     (plain,) = acc.Images("plain")
     assert plain.encoded_image_string == (run.dir / "media" / "0" / "plain.png").read_bytes()
+
+
+def test_record_framing_equals_tensorboards_record_writer() -> None:
+    import io
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    rng = np.random.default_rng(1)
+    payloads = [rng.integers(0, 256, size=int(n), dtype=np.uint8).tobytes()
+                for n in rng.integers(0, 40, size=300)] + [b"", b"\x00" * 9, bytes(range(256))]
+    expected = io.BytesIO()
+    writer = RecordWriter(expected)
+    for p in payloads:
+        writer.write(p)
+    assert tb._records(payloads) == expected.getvalue()
