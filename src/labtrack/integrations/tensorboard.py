@@ -1,9 +1,10 @@
 """Export runs to TensorBoard event files and start TensorBoard on them.
 
 Needs the `tensorboard` package (`pip install 'labtrack[tb]'`), not TensorFlow: events are
-built from tensorboard's own protocol buffers and written with its event-file writer.
+built from tensorboard's own protocol buffers and framed with its RecordWriter (scalars, the
+bulk of the data, with the same framing checksummed in bulk).
 
-What is exported, per run, into `<logdir>/<run-id>/`:
+What is exported, per run, into one folder (`<logdir>/<run-id>/<name>/` from `export_runs`):
 
 * scalars (`scalars/*.csv`) as scalar summaries (TensorBoard keeps float32),
 * images, figures and animations listed in media.jsonl as image summaries (the PNG or GIF
