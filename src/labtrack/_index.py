@@ -551,6 +551,10 @@ class Index:
             except (OSError, FormatError, ValueError, TypeError) as e:
                 broken[rel] = str(e)
         added = updated = unreadable = 0
+        if not fresh and not broken and all(rel in current for rel in known) and all(
+                rel in current for rel in bad):
+            # Nothing changed (the usual case): no write lock, no transaction.
+            return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=len(known))
         con.execute("BEGIN IMMEDIATE")
         try:
             known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
