@@ -7,6 +7,7 @@ import math
 import os
 import sqlite3
 import subprocess
+import tempfile
 import sys
 import textwrap
 import threading
@@ -394,3 +395,17 @@ def test_non_finite_values_survive_and_do_not_break_columns(root: Path, index: I
     # NaN sorts with the missing values, after every number, in either direction.
     assert ids(index.query(experiment="nan", sort="-metrics.loss")[1]) == ["ffffff", "nnnnnn"]
     assert ids(index.query(experiment="nan", sort="metrics.loss")[1]) == ["ffffff", "nnnnnn"]
+
+
+def test_an_unwritable_index_folder_falls_back_to_the_temp_folder(root: Path) -> None:
+    # `.labtrack` cannot be made (here: a file is in the way; on a read-only share: EROFS).
+    (root / ".labtrack").write_text("not a folder")
+    ix = Index(root)
+    try:
+        assert ix.query()[0] == 4
+        assert ix.path.parent == Path(tempfile.gettempdir())
+        assert (root / ".labtrack").read_text() == "not a folder"
+    finally:
+        ix.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(ix.path) + suffix).unlink(missing_ok=True)
