@@ -507,7 +507,12 @@ class Index:
                 ago (a server answering many requests may pass 1.0).
 
         Returns:
-            The counts `added`, `updated`, `removed`, `unreadable` and `total`.
+            The counts `added`, `updated`, `removed`, `unreadable` and `total` (`total` is
+            -1 and the rest 0 when `max_age` skipped the refresh).
+
+        Example:
+            >>> index.refresh(max_age=1.0)
+            {'added': 0, 'updated': 1, 'removed': 0, 'unreadable': 0, 'total': 120}
         """
         with self._refresh_lock:
             now = time.monotonic()
