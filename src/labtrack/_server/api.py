@@ -127,12 +127,13 @@ async def runs(request: Request) -> Response:
         if not state.root.is_dir():
             return 0, []  # no runs yet; do not create the folder by opening an index in it
         index = state.index()
-        # every matching row, sorted, cached for a moment: the next page is a slice
-        total, rows = state.cached_query(
+        # every match, sorted, cached for a moment (the next page is a slice); rows are
+        # decoded only for the page asked for
+        hits = state.cached_query(
             ("runs", where, experiment, status, q, sort),
-            lambda: index.query(where=where, experiment=experiment, status=status, q=q,
-                                sort=sort, offset=0, limit=None))
-        return total, [public_row(r, columns) for r in rows[offset:offset + limit]]
+            lambda: index.select(where=where, experiment=experiment, status=status, q=q,
+                                 sort=sort, parts=False))
+        return len(hits), [public_row(h.row(), columns) for h in hits[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
     return JSONResponse({"total": total, "offset": offset, "runs": rows},

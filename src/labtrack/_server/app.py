@@ -86,7 +86,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
-def _preload() -> None:
+def _preload(state: ServerState) -> None:
+    """Work the first requests would otherwise wait for: build or refresh the run index
+    (seconds for 10,000 runs) and import pyarrow (a second or more)."""
+    try:
+        if state.root.is_dir():
+            state.index()
+    except (LabtrackError, OSError) as e:  # the first /runs request will report it
+        log.warning("could not read the run index at start: %s", e)
+    except Exception as e:  # sqlite3 errors and the like: the request path reports them too
+        log.warning("could not read the run index at start: %s: %s", type(e).__name__, e)
     try:
         import pyarrow.csv  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency; the first chart request will say so
@@ -156,8 +165,7 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # pyarrow takes a second or more to import: do it now, not in the first chart request
-        threading.Thread(target=_preload, name="labtrack-preload", daemon=True).start()
+        threading.Thread(target=_preload, args=(state,), name="labtrack-preload", daemon=True).start()
         try:
             yield
         finally:

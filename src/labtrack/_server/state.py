@@ -45,6 +45,8 @@ class ServerState:
         self._index_lock = threading.Lock()
         self._refresher: threading.Thread | None = None
         self._indexed_sig: tuple[Any, ...] | None = None
+        self._live: dict[str, tuple[Any, ...]] = {}  # running run dir -> its files' stats
+        self._refreshed_at = 0.0
         self._warned = False
         self.generation = 0  # counts index changes; cached answers of older ones are stale
         self._cache_lock = threading.Lock()
@@ -61,8 +63,10 @@ class ServerState:
         """The run index (labtrack._index.Index), kept current without slowing requests.
 
         The first call builds it; later calls refresh it first only when runs were added or
-        removed (a few folder stats tell); a background thread re-reads changed runs every
-        few seconds, so a request never waits for the files of 10,000 runs to be checked.
+        removed (a few folder stats tell) or a running run's files changed (three stats per
+        running run; at most once a second), so the list agrees with the live stream. A
+        background thread re-reads other changes every few seconds: a request never waits
+        for the files of 10,000 finished runs to be checked.
         """
         with self._index_lock:
             if self._index is None:
@@ -76,6 +80,9 @@ class ServerState:
                 self._refresher.start()
         sig = self._root_sig()
         if sig != self._indexed_sig:
+            self._refresh(index, sig)
+        elif (time.monotonic() - self._refreshed_at > 1.0
+              and any(_run_sig(d) != old for d, old in list(self._live.items()))):
             self._refresh(index, sig)
         return index
 
@@ -94,8 +101,15 @@ class ServerState:
     def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None) -> None:
         sig = self._root_sig() if sig is None else sig
         result = index.refresh()
+        # the runs stored as running (shown running or crashed): their files change next
+        live: dict[str, tuple[Any, ...]] = {}
+        for status in ("running", "crashed"):
+            for hit in index.select(status=status, sort=None, parts=False):
+                live[hit.dir] = _run_sig(hit.dir)
         with self._index_lock:
             self._indexed_sig = sig
+            self._live = live
+            self._refreshed_at = time.monotonic()
             if result.get("added") or result.get("updated") or result.get("removed"):
                 self.generation += 1
 
@@ -184,6 +198,18 @@ class ServerState:
             if (candidate / "run.json").is_file() and _inside(os.path.realpath(candidate), real_root):
                 return candidate
         return None
+
+
+def _run_sig(run_dir: str) -> tuple[Any, ...]:
+    """What changes when a run's run.json, params.json or summary.json is rewritten."""
+    out: list[Any] = []
+    for name in ("run.json", "params.json", "summary.json"):
+        try:
+            st = os.stat(os.path.join(run_dir, name))
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _inside(path: str, parent: str) -> bool:
