@@ -68,6 +68,11 @@ function userCol(c: string): Col {
   };
 }
 
+function minPx(width: string): number {
+  const m = width.match(/(\d+)px/);
+  return m ? Number(m[1]) : 60;
+}
+
 function groupValue(r: RunRow, group: string): string {
   if (!group) return "";
   if (group === "experiment") return r.experiment;
@@ -209,6 +214,8 @@ export function RunsTable(props: {
 
   const allCols = [...BASE_COLS, ...cols.map(userCol)];
   const template = [group ? "minmax(80px,0.8fr)" : null, "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
+  // Below this width the table scrolls sideways instead of squeezing columns to nothing.
+  const minWidth = [group ? 80 : 0, 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);
   const selSet = new Set(sel);
   const toggle = (id: string) => {
     props.onState({ sel: selSet.has(id) ? sel.filter((x) => x !== id) : [...sel, id] });
@@ -225,7 +232,8 @@ export function RunsTable(props: {
         {sel.length > 0 && <span> · {sel.length} selected</span>}
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
       </div>
-      <div class="grid-head" style={{ gridTemplateColumns: template }}>
+      <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
+      <div class="grid-head" style={{ gridTemplateColumns: template, minWidth: `${minWidth}px` }}>
         {group && <div class="th">group</div>}
         <div class="th" />
         {allCols.map((c) => (
@@ -235,8 +243,7 @@ export function RunsTable(props: {
           </div>
         ))}
       </div>
-      <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
-        <div style={{ height: `${(total ?? 0) * ROW_H}px`, position: "relative" }}>
+        <div style={{ height: `${(total ?? 0) * ROW_H}px`, position: "relative", minWidth: `${minWidth}px` }}>
           {rows.map(({ i, r }) => {
             const gv = r && group ? groupValue(r, group) : "";
             const prev = i > 0 ? rowAt(i - 1) : undefined;
