@@ -120,3 +120,34 @@ def test_token_cli_prints_the_token_once(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["token", "revoke", "alice", "--tokens", str(f)])
     assert r.exit_code == 0
     assert json.loads(f.read_text())["tokens"] == []
+
+
+def test_the_login_cookie_reads_but_never_writes(tmp_path: Path) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from labtrack._server.auth import COOKIE, login_routes
+
+    f = tmp_path / "tokens.json"
+    admin = create_token(f, "boss", ["admin"])
+    auth = TokenAuth(f)
+
+    async def read(request: Request) -> JSONResponse:
+        auth(request, "read")
+        return JSONResponse({"ok": True})
+
+    root = tmp_path / "root"
+    app = Starlette(routes=[*login_routes(auth), Route("/api/v1/runs", read),
+                            *ingest_routes(root, auth=auth)])
+
+    async def go() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                     cookies={COOKIE: admin}) as c:
+            return [(await c.get("/api/v1/runs")).status_code,
+                    (await c.put(f"{RUN}/append", params={"path": "x.log", "offset": "0"},
+                                 content=b"x\n")).status_code,
+                    (await c.post("/login", content=b"token=" + b"x" * 5000)).status_code]
+
+    assert asyncio.run(go()) == [200, 401, 400]
+    assert not root.exists()

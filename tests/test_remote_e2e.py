@@ -134,6 +134,11 @@ def wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def written(root: Path) -> list[Path]:
+    """Files under a server root other than its derived index (`.labtrack/`)."""
+    return [p for p in root.rglob("*") if p.is_file() and ".labtrack" not in p.relative_to(root).parts]
+
+
 def run_dir_of(stdout: str) -> Path:
     for line in stdout.splitlines():
         if line.startswith("RUNDIR "):
@@ -245,7 +250,7 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
     r = httpx.put(url, params={"path": "../../escape.txt", "offset": "0"}, content=b"x\n",
                   headers={"Authorization": f"Bearer {writer}"}, timeout=10)
     assert r.status_code == 400 and "path" in r.json()["error"]
-    assert not srv.root.exists() or [p for p in srv.root.rglob("*") if p.is_file()] == []
+    assert written(srv.root) == []
     assert not (tmp_path / "escape.txt").exists()
     # A run logged with a wrong token keeps its data locally and says how to sync it.
     client = start_client(tmp_path, srv.url, seconds=0.5,
@@ -253,7 +258,7 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
     out, err = client.communicate(timeout=120)
     assert client.returncode == 0, err
     assert "refused" in err and "labtrack sync" in err
-    assert [p for p in srv.root.rglob("*") if p.is_file()] == []
+    assert written(srv.root) == []
     local = run_dir_of(out)
     r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", writer, "--root",
                         str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
@@ -264,6 +269,22 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
     assert httpx.get(srv.url + "/api/v1/runs", timeout=10).status_code == 401
     r = httpx.get(srv.url + "/api/v1/runs", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
     assert r.status_code == 200 and [row["id"] for row in r.json()["runs"]] == [local.name]
+    # A browser logs in once; the HttpOnly cookie then reads (never writes).
+    assert "<form" in httpx.get(srv.url + "/login", timeout=10).text
+    assert httpx.post(srv.url + "/login", data={"token": "lt_nope"}, timeout=10).status_code == 401
+    with httpx.Client(base_url=srv.url, timeout=10) as browser:
+        r = browser.post("/login", data={"token": writer})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert "httponly" in r.headers["set-cookie"].lower()
+        assert "samesite=strict" in r.headers["set-cookie"].lower()
+        r = browser.get("/api/v1/runs")
+        assert r.status_code == 200 and [row["id"] for row in r.json()["runs"]] == [local.name]
+        r = browser.put(f"/api/v1/ingest/e2e/{local.name}/append",
+                        params={"path": "console.log", "offset": "0"}, content=b"csrf\n")
+        assert r.status_code == 401  # the cookie is not a write credential
+        assert browser.post("/logout").status_code == 303
+        assert browser.get("/api/v1/runs").status_code == 401
+    assert_identical(local, srv.root / "e2e" / local.name)
     r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", reader, "--root",
                         str(tmp_path / "client-root")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "403" in r.stderr

@@ -52,6 +52,10 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
         auth = TokenAuth(Path(tokens))
     routes = ingest_routes(root, auth=auth, max_batch_bytes=max_batch_bytes,
                            max_file_bytes=max_file_bytes)
+    if auth is not None:
+        from .._server.auth import login_routes
+
+        routes = [*login_routes(auth), *routes]
     from .._server.app import create_app
 
     return create_app(root, auth=auth, extra_routes=routes)

@@ -168,17 +168,86 @@ class TokenAuth:
         return None
 
     def __call__(self, request: Request, scope: str) -> None:
-        """Refuse the request unless it carries a token with `scope`."""
+        """Refuse the request unless it carries a token with `scope`.
+
+        The token comes from ``Authorization: Bearer``; for reading (GET/HEAD) a browser may
+        instead hold it in the login cookie (see :func:`login_routes`). A cookie never
+        grants write or admin, so another site cannot make a browser write (no CSRF).
+        """
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token.strip():
+        token = token.strip() if kind.lower() == "bearer" else ""
+        if not token and scope == "read" and request.method in ("GET", "HEAD"):
+            token = request.cookies.get(COOKIE, "").strip()
+        if not token:
             raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer "
-                                "<token>' (create one with labtrack token create)",
+                                "<token>', or log in at /login in a browser (create a token "
+                                "with labtrack token create)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        scopes = self.scopes_of(token.strip())
+        scopes = self.scopes_of(token)
         if scopes is None:
-            raise HTTPException(401, "the token is not known to this server",
+            raise HTTPException(401, "the token is not known to this server (revoked, or "
+                                "from another server's tokens file)",
                                 headers={"WWW-Authenticate": "Bearer"})
         if scope not in scopes:
             raise HTTPException(403, f"the token lacks the {scope!r} scope; it has "
                                 f"{', '.join(sorted(scopes)) or 'none'}")
+
+
+COOKIE = "labtrack_token"
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>labtrack: log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:16px system-ui,sans-serif;max-width:28em;margin:4em auto;padding:0 1em}}
+input{{font:inherit;width:100%;box-sizing:border-box;padding:.4em;margin:.5em 0}}
+.err{{color:#b00020}}</style></head>
+<body><h1>labtrack</h1><p>This server needs a token with the read scope
+(<code>labtrack token create NAME --read --tokens FILE</code>).</p>{message}
+<form method="post" action="/login"><label>Token
+<input name="token" type="password" autocomplete="current-password" autofocus required></label>
+<input type="submit" value="Log in"></form></body></html>
+"""
+
+
+def login_routes(auth: TokenAuth) -> list[Any]:
+    """`GET /login` (a form), `POST /login` (sets the read cookie), `POST /logout`.
+
+    The cookie is HttpOnly and SameSite=Strict and holds the token itself; the server only
+    keeps hashes, so there is no session state.
+
+    Example:
+        >>> create_app(root, auth=auth, extra_routes=[*login_routes(auth), *ingest])
+    """
+    from urllib.parse import parse_qs
+
+    from starlette.responses import HTMLResponse, RedirectResponse, Response
+    from starlette.routing import Route
+
+    def page(message: str = "", status: int = 200) -> HTMLResponse:
+        extra = f'<p class="err">{message}</p>' if message else ""
+        return HTMLResponse(_PAGE.format(message=extra), status_code=status,
+                            headers={"Cache-Control": "no-store"})
+
+    async def login_form(request: Request) -> Response:
+        return page()
+
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > 4096:
+            return page("That is not a token.", 400)
+        token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0].strip()
+        scopes = auth.scopes_of(token) if token else None
+        if scopes is None or "read" not in scopes:
+            return page("That token is not known to this server.", 401)
+        r = RedirectResponse("/", status_code=303)
+        r.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
+                     secure=request.url.scheme == "https", max_age=30 * 24 * 3600)
+        return r
+
+    async def logout(request: Request) -> Response:
+        r = RedirectResponse("/login", status_code=303)
+        r.delete_cookie(COOKIE, path="/")
+        return r
+
+    return [Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"])]
