@@ -249,3 +249,29 @@ def test_finish_on_a_full_disk_does_not_raise(tiny_fs: Path) -> None:
             run.finish()  # the end of a training script: must not raise either
     finally:
         filler.unlink()
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #14", strict=True)
+def test_warnings_as_errors_do_not_kill_the_writer(tiny_fs: Path) -> None:
+    # Scripts run under `python -W error` or pytest's filterwarnings=error turn the writer's
+    # RuntimeWarning into an exception raised on the writer thread.
+    import warnings
+
+    run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
+                       flush_seconds=0.05, _environ={})
+    run.log({"loss": 0.0})
+    flush(run)
+    filler = tiny_fs / "filler"
+    _fill(filler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            run.log({"loss": 1.0})
+            flush(run, timeout=10)  # must return, not hang on a dead writer
+    finally:
+        filler.unlink()
+    with pytest.warns(RuntimeWarning):
+        flush(run, timeout=10)
+        run.log({"loss": 2.0})
+        run.finish()
+    assert read_scalars(run.dir / "scalars" / "loss.csv")[1] == [0.0, 1.0, 2.0]
