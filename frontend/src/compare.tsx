@@ -192,16 +192,24 @@ function ParallelCoords(props: {
           </g>
         ))}
         {runs.map((r, ri) => {
-          const pts = cols
-            .map((c, i) => {
-              const y = yAt(axes[i], c.vals[ri]);
-              return y === null ? null : `${xAt(i)},${y}`;
-            })
-            .filter(Boolean);
+          // A run without a value on an axis leaves a gap there instead of a misleading line.
+          const segments: string[][] = [[]];
+          cols.forEach((c, i) => {
+            const y = yAt(axes[i], c.vals[ri]);
+            if (y === null) segments.push([]);
+            else segments[segments.length - 1].push(`${xAt(i)},${y}`);
+          });
           return (
-            <polyline key={r.id} points={pts.join(" ")} fill="none" stroke={props.colors.get(r.id)} stroke-width="2" opacity="0.85">
+            <g key={r.id} class="pc-run" data-run={r.id}>
               <title>{props.labels.get(r.id)}</title>
-            </polyline>
+              {segments.filter((seg) => seg.length).map((seg, k) =>
+                seg.length === 1 ? (
+                  <circle key={k} cx={seg[0].split(",")[0]} cy={seg[0].split(",")[1]} r="3" fill={props.colors.get(r.id)} />
+                ) : (
+                  <polyline key={k} points={seg.join(" ")} fill="none" stroke={props.colors.get(r.id)} stroke-width="2" opacity="0.85" />
+                ),
+              )}
+            </g>
           );
         })}
       </svg>
