@@ -678,7 +678,6 @@ def test_println_reaches_the_terminal_and_console_log(make_run: MakeRun, capsys:
     assert (run.dir / "console.log").read_text() == "epoch 3 done, loss 0.200\nwarning: careful\n"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #13", strict=True)
 def test_a_name_too_long_once_escaped_is_refused_at_the_call_site(make_run: MakeRun) -> None:
     # 100 characters pass the 250-character limit, but each 'é' is 6 bytes once escaped
     # (%C3%A9): the file name would exceed the 255 bytes file systems allow.
@@ -687,3 +686,10 @@ def test_a_name_too_long_once_escaped_is_refused_at_the_call_site(make_run: Make
         run.log({"é" * 100: 1.0})
     with pytest.raises(LabtrackNameError, match="long"):
         run.log_text("%" * 100, "x")
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #15", strict=True)
+def test_a_numpy_float_step_is_refused_not_truncated(make_run: MakeRun) -> None:
+    run = make_run()
+    with pytest.raises(LabtrackTypeError, match="step"):
+        run.log({"a": 1.0}, step=np.float64(2.7))
