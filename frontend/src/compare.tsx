@@ -132,6 +132,7 @@ export function Compare({ route }: { route: Route }) {
 interface Axis {
   key: string;
   numeric: boolean;
+  constant: boolean;
   lo: number;
   hi: number;
   cats: string[];
@@ -155,11 +156,12 @@ function ParallelCoords(props: {
     const cats = numeric ? [] : [...new Set(vals.map((v) => fmtValue(v ?? null)))].sort();
     let lo = numeric ? Math.min(...nums) : 0;
     let hi = numeric ? Math.max(...nums) : cats.length - 1;
+    const constant = numeric && hi === lo;
     if (hi === lo) {
       lo -= 1;
       hi += 1;
     }
-    return { key, numeric, lo, hi, cats };
+    return { key, numeric, constant, lo, hi, cats };
   });
   const W = Math.max(480, axes.length * 130);
   const H = 300;
@@ -179,7 +181,9 @@ function ParallelCoords(props: {
           <g key={a.key}>
             <line x1={xAt(i)} x2={xAt(i)} y1={top} y2={bottom} stroke="#999" />
             <text x={xAt(i)} y={top - 16} text-anchor="middle" class={`pc-title${i === axes.length - 1 && metric ? " pc-metric" : ""}`}>{a.key}</text>
-            {a.numeric ? (
+            {a.constant ? (
+              <text x={xAt(i) + 4} y={(top + bottom) / 2 - 4} class="pc-tick">{fmtNumber(a.lo + 1)}</text>
+            ) : a.numeric ? (
               <>
                 <text x={xAt(i) + 4} y={top + 4} class="pc-tick">{fmtNumber(a.hi)}</text>
                 <text x={xAt(i) + 4} y={bottom} class="pc-tick">{fmtNumber(a.lo)}</text>
