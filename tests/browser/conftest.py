@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -209,8 +208,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         problems = getattr(item, "page_problems", None)
         if problems is not None and problems.console:
             rep.sections.append(("browser console", "\n".join(problems.console[-200:])))
-
-
-def copy_screenshot(name: str) -> None:
-    """Used by hand: keep a looked-at screenshot for the README."""
-    shutil.copy(SCREENSHOTS / f"{name}.png", REPO / "docs" / "images" / f"{name}.png")
