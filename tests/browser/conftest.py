@@ -202,9 +202,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        srv = item.funcargs.get("server") if hasattr(item, "funcargs") else None
-        if isinstance(srv, Server):
-            rep.sections.append(("labtrack ui output", srv.output()[-20000:]))
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Server):
+                rep.sections.append(("labtrack ui output", value.output()[-20000:]))
         problems = getattr(item, "page_problems", None)
         if problems is not None and problems.console:
             rep.sections.append(("browser console", "\n".join(problems.console[-200:])))
