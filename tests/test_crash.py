@@ -299,3 +299,42 @@ def test_the_traceback_the_terminal_shows_is_in_console_log(tmp_path: Path) -> N
     assert p.returncode == 1 and "RuntimeError: loss exploded" in p.stderr
     console = (only_run_dir(root) / "console.log").read_text()
     assert console.startswith("epoch 1\n") and "RuntimeError: loss exploded" in console
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #18", strict=True)
+def test_sys_exit_with_an_error_code_is_failed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import sys, labtrack
+        run = labtrack.init("crash")
+        run.log({"a": 1.0})
+        sys.exit("data directory missing")
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 1 and "data directory missing" in p.stderr
+    meta = read_run_meta(only_run_dir(root))
+    assert meta["status"] == "failed"
+    assert meta["error"]["type"] == "SystemExit" and "data directory missing" in meta["error"]["message"]
+
+
+def test_sys_exit_zero_is_finished(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import sys, labtrack
+        labtrack.init("crash")
+        sys.exit(0)
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0
+    assert read_run_meta(only_run_dir(root))["status"] == "finished"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #18", strict=True)
+def test_sys_exit_zero_inside_with_is_finished(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import sys, labtrack
+        with labtrack.init("crash") as run:
+            run.log({"a": 1.0})
+            sys.exit(0)
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    assert read_run_meta(only_run_dir(root))["status"] == "finished"
