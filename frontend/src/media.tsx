@@ -206,7 +206,8 @@ export function RemoteMarkdown({ runId, path }: { runId: string; path: string })
     fetchFileText(runId, path).then(setSrc).catch((e) => setErr(String(e.message ?? e)));
   }, [runId, path]);
   if (err) return <div class="error">{err}</div>;
-  return src === null ? <div class="muted">loading…</div> : <Markdown source={src} />;
+  const dir = path.split("/").slice(0, -1).join("/");
+  return src === null ? <div class="muted">loading…</div> : <Markdown source={src} run={runId} dir={dir} />;
 }
 
 export function RemoteTable({ runId, path }: { runId: string; path: string }) {

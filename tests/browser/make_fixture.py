@@ -36,6 +36,8 @@ The model reaches **97.1%** on the held-out set; see the [paper](https://example
 
 - first point
 - second point with `inline code`
+
+![first sample](../media/0/samples/street.png)
 """
 
 LONG_N = 100_000  # points in the long series: the server sends it downsampled with an envelope

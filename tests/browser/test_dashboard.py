@@ -215,6 +215,10 @@ def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fix
     assert md.locator("script").count() == 0
     assert md.locator("[onerror]").count() == 0
     assert md.locator('a[href^="javascript:"]').count() == 0
+    # A relative image path shows the run's own file.
+    sample = md.locator('img[alt="first sample"]')
+    expect(sample).to_have_attribute("src", re.compile(r"file\?path=media%2F0%2Fsamples%2Fstreet\.png$"))
+    wait_until(lambda: sample.evaluate("i => i.complete && i.naturalWidth") == 128, 15, "the markdown image did not load")
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
     shot(page, "run-markdown")
