@@ -7,6 +7,8 @@ import re
 from .errors import LabtrackNameError
 
 MAX_NAME_LENGTH = 250
+# A file name holds 255 bytes; keep room for the longest suffix (.jsonl).
+MAX_PART_BYTES = 255 - len(".jsonl")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -44,6 +46,13 @@ def check_name(name: object, what: str = "name") -> str:
             raise LabtrackNameError(
                 f"{what} {name!r} has an empty, '.' or '..' part; "
                 "each '/'-separated part must be a real name (no 'a//b', no '../x')"
+            )
+        stored = len(escape_part(part))
+        if stored > MAX_PART_BYTES:
+            raise LabtrackNameError(
+                f"{what} {name[:40]!r}... is too long: the part {part[:30]!r}... becomes a {stored}-byte "
+                f"file name once escaped; at most {MAX_PART_BYTES} bytes fit (non-ASCII and unusual characters "
+                "take 3 bytes per byte); shorten it or split it with '/'"
             )
     return name
 

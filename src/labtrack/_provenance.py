@@ -64,6 +64,16 @@ def _outside(root: Path, rel: str, exclude: Path | None) -> bool:
     return False
 
 
+def is_ignored(path: Path) -> bool:
+    """True when git ignores `path` (a script in a virtualenv inside a repository)."""
+    try:
+        p = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=path.parent,
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return p.returncode == 0
+
+
 def dirty_files(root: Path, exclude: Path | None = None) -> list[str]:
     """Changed and untracked (not ignored) files, as `git status --porcelain` names them.
 
@@ -121,7 +131,10 @@ def command_info(argv: list[str] | None = None) -> dict[str, Any]:
         script = str(Path(main_file).resolve())
     elif argv and argv[0] and os.path.isfile(argv[0]):
         script = str(Path(argv[0]).resolve())
-    return {"argv": argv, "script": script, "cwd": os.getcwd(), "python": sys.executable}
+    spec = getattr(main, "__spec__", None)
+    module = getattr(spec, "name", None) if spec is not None else None  # `python -m pkg.mod`
+    return {"argv": argv, "script": script, "module": module, "cwd": os.getcwd(),
+            "python": sys.executable}
 
 
 def user_name() -> str | None:

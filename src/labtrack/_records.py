@@ -79,13 +79,20 @@ def check_step(step: Any) -> int:
         return int(step)
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         mod = type(step).__module__
-        if mod == "numpy" or mod.startswith("torch"):
-            try:
+        as_int = None
+        if mod == "numpy":
+            import numpy as np
+
+            if isinstance(step, np.ndarray) and step.ndim == 0:
+                step = step[()]
+            if isinstance(step, np.integer):
                 as_int = int(step)
-            except (TypeError, ValueError):
-                as_int = None
-            if as_int is not None:
-                return check_step(as_int)
+        elif mod.startswith("torch") and callable(getattr(step, "dim", None)):
+            if step.dim() == 0 and not step.is_floating_point() and not step.is_complex() \
+                    and str(step.dtype) != "torch.bool":
+                as_int = int(step.item())
+        if as_int is not None:
+            return check_step(as_int)
         raise LabtrackTypeError(f"step must be a whole number, got {type(step).__name__} {_short_repr(step)}")
     whole = int(step)
     if whole < 0 or whole >= 2**53:
@@ -420,7 +427,7 @@ def object_to_bytes(name: str, obj: Any) -> tuple[str, bytes]:
     if mod == "numpy":
         import numpy as np
 
-        if isinstance(obj, np.ndarray):
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:  # object arrays: pickle
             buf = io.BytesIO()
             np.save(buf, obj, allow_pickle=False)
             return ".npy", buf.getvalue()

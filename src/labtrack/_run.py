@@ -589,6 +589,10 @@ class Run:
 
         if capture_git:
             info = _provenance.collect_git(Path.cwd(), exclude=self.root)
+            script = self._meta.get("command", {}).get("script")
+            if info is None and script and not _provenance.is_ignored(Path(script)):
+                # started from outside the repository of its script
+                info = _provenance.collect_git(Path(script).parent, exclude=self.root)
             if info is not None:
                 src = self.dir / "source"
                 files.atomic_write_bytes(src / "commit.txt", info.commit_txt.encode())
@@ -661,7 +665,12 @@ class Run:
                 "message": str(error),
                 "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             }
-        self._update_meta(**fields)
+        try:
+            self._update_meta(**fields)
+        except OSError as e:  # a full disk: warn, never raise from the script's last line
+            warnings.warn(f"labtrack: could not write the final status of run {self.id} to "
+                          f"{self.dir / layout.RUN_JSON}: {e}; it will read as crashed",
+                          RuntimeWarning, stacklevel=2)
         _live_runs.discard(self)
         dropped = self._writer.dropped
         if dropped:
@@ -685,6 +694,8 @@ class Run:
             self.finish()
         elif isinstance(exc, _Terminated):
             self.finish("killed")
+        elif isinstance(exc, SystemExit):
+            self.finish("finished" if exc.code in (0, None) else "failed", error=exc)
         elif isinstance(exc, KeyboardInterrupt):
             self.finish("interrupted", error=exc)
         else:
@@ -755,6 +766,8 @@ _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 _hooks_installed = False
 _previous_excepthook: Any = None
 _previous_sigterm: Any = None
+_original_exit = sys.exit
+_exit_code: Any = None
 
 
 def _default_experiment() -> str:
@@ -829,7 +842,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _at_exit() -> None:
-    _finish_all("finished")
+    code = _exit_code
+    if code in (0, None):
+        _finish_all("finished")
+    else:
+        _finish_all("failed", SystemExit(code))
+
+
+def _exit(code: Any = None) -> None:
+    """sys.exit, remembering the code: atexit has no other way to know a script failed."""
+    global _exit_code
+    _exit_code = code
+    _original_exit(code)
 
 
 def _install_hooks() -> None:
@@ -838,6 +862,9 @@ def _install_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(_at_exit)
+    # `sys.exit(1)` (or argparse's exit(2)) must leave the run "failed", not "finished"; a bare
+    # `raise SystemExit(1)` cannot be seen and leaves it "finished" (docs/format.md).
+    sys.exit = _exit
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():

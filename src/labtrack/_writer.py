@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
@@ -25,6 +26,9 @@ from ._store.reader import read_json
 CSV_HEADER = b"step,value,time\n"
 _ROW = "%d,%r,%.3f\n"
 _STOP = object()
+# How long swapped-out column generations are watched for late appends (see _flush_scalars).
+KEEP_SECONDS = 5.0
+MAX_OLD_GENERATIONS = 64  # bounds the work when a script calls flush() very often
 # Bytes kept for a file whose append failed (full disk); past this, data is dropped and counted.
 _MAX_PENDING = 64 * 1024 * 1024
 
@@ -111,39 +115,14 @@ class SeriesStats:
         }
 
 
-# From this many rows in one flush, rows are formatted by pyarrow's CSV writer (C++, outside
-# the GIL, ~3x faster): only high-rate loggers pay for importing it. Both write each float in
-# its shortest round-trip form (pyarrow writes 2.0 as "2").
-BULK_ROWS = 5_000
-
-
 def format_rows(col: array[float]) -> bytes:
-    """CSV lines of the (step, value, time) triples in `col`."""
+    """CSV lines of the (step, value, time) triples in `col`, one `%` call for all of them."""
     n = len(col) // 3
     if n <= 0:
         return b""
-    if n >= BULK_ROWS:
-        bulk = _format_rows_arrow(col)
-        if bulk is not None:
-            return bulk
     if n * 3 != len(col):
         col = col[: n * 3]
     return ((_ROW * n) % tuple(col)).encode()
-
-
-def _format_rows_arrow(col: array[float]) -> bytes | None:
-    try:
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-    except ImportError:
-        return None
-    a = np.frombuffer(col, dtype=np.float64)[: len(col) // 3 * 3].reshape(-1, 3)
-    table = pa.table({"step": pa.array(a[:, 0].astype(np.int64)), "value": pa.array(a[:, 1]),
-                      "time": pa.array(np.round(a[:, 2], 3))})
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    return bytes(sink.getvalue())
 
 
 class Writer:
@@ -161,13 +140,13 @@ class Writer:
             k: SeriesStats.from_summary(v) for k, v in (summary or {}).items() if isinstance(v, dict)
         }
         self._paths: dict[str, Path] = {}
-        self._prev: dict[str, array[float]] = {}
-        self._prev_done: dict[str, int] = {}
+        self._old: list[tuple[float, dict[str, array[float]], dict[str, int]]] = []
         self._pending: dict[Path, bytearray] = {}
         self._summary_dirty = False
         self._console: list[str] = []
         self._console_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._undelivered: list[str] = []
         self.dropped: dict[str, int] = {}
         self.after_flush: list[Callable[[], None]] = []
         self._last_beat = 0.0
@@ -195,7 +174,14 @@ class Writer:
             return True
         b = _Barrier()
         self._q.put(b)
-        return b.event.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not b.event.wait(0.5):
+            if not self._thread.is_alive():  # should never happen; never hang the script
+                self._flush_all()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Drain, write everything, and stop the thread."""
@@ -208,32 +194,43 @@ class Writer:
     # --- the thread -----------------------------------------------------------------------
     def _main(self) -> None:
         next_flush = time.monotonic() + self._flush_seconds
-        self._beat()
+        self._safe(self._beat)
         while True:
             try:
                 item = self._q.get(timeout=max(0.0, next_flush - time.monotonic()))
             except queue.Empty:
                 item = None
             if item is _STOP:
-                self._flush_all()
+                self._safe(self._flush_all)
                 return
             if isinstance(item, _Barrier):
-                self._flush_all()
-                item.event.set()
+                try:
+                    self._safe(self._flush_all)
+                finally:
+                    item.event.set()
                 next_flush = time.monotonic() + self._flush_seconds
                 continue
             if item is not None:
-                self._run_record(item)
+                self._safe(lambda: self._run_record(item))
             now = time.monotonic()
             if now >= next_flush:
-                self._flush_all()
+                self._safe(self._flush_all)
                 next_flush = now + self._flush_seconds
+
+    def _safe(self, fn: Callable[[], None]) -> None:
+        """Run one step of the writer; nothing, not even a warning turned into an error, stops it."""
+        try:
+            fn()
+        except Exception as e:
+            self.dropped["errors"] = self.dropped.get("errors", 0) + 1
+            self._warn_once("internal", f"labtrack: the writer of run {self.dir.name} hit "
+                            f"{type(e).__name__}: {e}; it keeps going")
 
     def _run_record(self, fn: Callable[[], None]) -> None:
         try:
             fn()
         except OSError as e:
-            self._warn_once("record", f"labtrack: could not write a record of run {self.dir.name}: {e}; "
+            self._warn_once("disk", f"labtrack: could not write a record of run {self.dir.name}: {e}; "
                             "that record is lost, logging continues")
             self.dropped["records"] = self.dropped.get("records", 0) + 1
         except Exception as e:  # a record that fails to encode must not kill the writer
@@ -242,6 +239,10 @@ class Writer:
             self.dropped["records"] = self.dropped.get("records", 0) + 1
 
     def _flush_all(self) -> None:
+        if self._undelivered:
+            pending, self._undelivered = self._undelivered, []
+            for message in pending:
+                self._deliver(message)
         self._flush_scalars()
         self._flush_console()
         self._retry_pending()
@@ -249,8 +250,8 @@ class Writer:
             try:
                 files.atomic_write_json(self.dir / layout.SUMMARY_JSON, self.summary())
                 self._summary_dirty = False
-            except OSError as e:
-                self._warn_once("summary", f"labtrack: could not write summary.json of run {self.dir.name}: {e}")
+            except OSError as e:  # kept dirty: written again at the next flush
+                self._warn_once("disk", f"labtrack: could not write summary.json of run {self.dir.name}: {e}")
         self._beat()
         for fn in self.after_flush:
             try:
@@ -262,18 +263,30 @@ class Writer:
         return {k: s.as_dict() for k, s in sorted(self._stats.items())}
 
     def _flush_scalars(self) -> None:
-        # What grew in the previous generation after it was written (a racing log call).
-        for name, col in list(self._prev.items()):
-            done = self._prev_done.get(name, 0)
-            if len(col) - done >= 3:
-                self._write_series(name, col, done)
-        self._prev = self._swap_columns()
-        self._prev_done = {}
-        for name, col in list(self._prev.items()):
+        # A log() call reads the columns dict, then appends: a thread descheduled in between
+        # appends into a generation the writer has already swapped out. Older generations are
+        # therefore kept, and whatever grew in them written, for at least KEEP_SECONDS and
+        # two flushes, however often flush() is called.
+        now = time.monotonic()
+        kept = []
+        for i, (swapped, gen, done) in enumerate(self._old):
+            for name, col in list(gen.items()):
+                start = done.get(name, 0)
+                if len(col) - start >= 3:
+                    end = len(col) // 3 * 3
+                    self._write_series(name, col, start, end)
+                    done[name] = end
+            if now - swapped < KEEP_SECONDS or i >= len(self._old) - 2:
+                kept.append((swapped, gen, done))
+        current = self._swap_columns()
+        done_now: dict[str, int] = {}
+        for name, col in list(current.items()):
             n = len(col) // 3 * 3
             if n:
                 self._write_series(name, col, 0, n)
-            self._prev_done[name] = n
+            done_now[name] = n
+        kept.append((now, current, done_now))
+        self._old = kept[-MAX_OLD_GENERATIONS:]
 
     def _write_series(self, name: str, col: array[float], start: int, end: int | None = None) -> None:
         end = len(col) // 3 * 3 if end is None else end
@@ -380,7 +393,19 @@ class Writer:
         if kind in self._warned:
             return
         self._warned.add(kind)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        self._deliver(message)
+
+    def _deliver(self, message: str) -> None:
+        try:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        except Exception:
+            # `-W error` turns it into an exception, which must not stop the writer: print it,
+            # and warn again at the next flush (where the filter may allow it).
+            self._undelivered.append(message)
+            try:
+                sys.stderr.write(message + "\n")
+            except Exception:
+                pass
 
     def warned(self) -> set[str]:
         return set(self._warned)

@@ -12,7 +12,8 @@ Every error labtrack raises on purpose derives from :class:`LabtrackError`::
     ├── FormatError            a run directory that this version cannot read
     ├── SettingError           a setting whose value cannot be parsed
     ├── QueryError             a `where` expression that cannot be parsed
-    └── RemoteError            the logging server refused or could not be reached
+    ├── RemoteError            the logging server refused or could not be reached
+    └── MissingDependencyError an optional package a command needs is not installed
 
 Messages say what failed, the value, what is allowed, and how to fix it.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "LabtrackNameError",
     "LabtrackTypeError",
     "LabtrackValueError",
+    "MissingDependencyError",
     "QueryError",
     "RemoteError",
     "RunNotFoundError",
@@ -79,3 +81,7 @@ class QueryError(LabtrackValueError):
 
 class RemoteError(LabtrackError):
     """The logging server refused a request or could not be reached."""
+
+
+class MissingDependencyError(LabtrackError, ImportError):
+    """An optional package that a command needs (tensorboard, ...) is not installed."""

@@ -38,7 +38,8 @@ def dumps_line(obj: Any) -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: a reader sees the old file or the new one, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    # A short temporary name: the final name may already use the whole 255 bytes.
+    tmp = path.parent / f".{secrets.token_hex(6)}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
