@@ -208,7 +208,6 @@ class _SlowMapping(Mapping[str, float]):
         return self._data.items()
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #17", strict=True)
 def test_a_log_call_spanning_two_writer_flushes_loses_nothing(make_run: MakeRun) -> None:
     # log() fetches the current columns, then (descheduled, or slow to iterate its mapping)
     # appends after the writer swapped the columns twice. With threads and frequent flushes

@@ -301,7 +301,6 @@ def test_the_traceback_the_terminal_shows_is_in_console_log(tmp_path: Path) -> N
     assert console.startswith("epoch 1\n") and "RuntimeError: loss exploded" in console
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #18", strict=True)
 def test_sys_exit_with_an_error_code_is_failed(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""
@@ -327,7 +326,6 @@ def test_sys_exit_zero_is_finished(tmp_path: Path) -> None:
     assert read_run_meta(only_run_dir(root))["status"] == "finished"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #18", strict=True)
 def test_sys_exit_zero_inside_with_is_finished(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

@@ -688,7 +688,6 @@ def test_a_name_too_long_once_escaped_is_refused_at_the_call_site(make_run: Make
         run.log_text("%" * 100, "x")
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #15", strict=True)
 def test_a_numpy_float_step_is_refused_not_truncated(make_run: MakeRun) -> None:
     run = make_run()
     with pytest.raises(LabtrackTypeError, match="step"):

@@ -19,7 +19,9 @@ import pytest
 
 import labtrack
 from labtrack._store.reader import read_jsonl, read_run_meta, read_scalars
-from labtrack._writer import BULK_ROWS, SeriesStats, format_rows
+from labtrack._writer import SeriesStats, format_rows
+
+BULK_ROWS = 20_000  # more points than one flush of a typical run: one large batch
 
 from conftest import flush
 
@@ -45,7 +47,6 @@ def test_format_rows_writes_shortest_round_trip_values() -> None:
     assert format_rows(array("d")) == b""
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #10", strict=True)
 def test_bulk_formatting_writes_the_same_bytes_as_small_batches() -> None:
     # A file's bytes must not depend on how many points one flush happened to carry.
     rng = np.random.default_rng(0)
@@ -59,7 +60,6 @@ def test_bulk_formatting_writes_the_same_bytes_as_small_batches() -> None:
     assert bulk == small
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #10", strict=True)
 def test_a_fast_whole_number_series_reads_back_as_float64(make_run: MakeRun) -> None:
     run = make_run(flush_seconds=3600)
     for i in range(BULK_ROWS + 10):  # one flush carries them all: the bulk path
@@ -216,7 +216,6 @@ def test_full_disk_warns_once_never_raises_and_writes_when_space_returns(tiny_fs
     assert json.loads((run.dir / "summary.json").read_text())["loss"]["count"] == 3001
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #11", strict=True)
 def test_full_disk_gives_one_warning(tiny_fs: Path) -> None:
     run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
                        flush_seconds=0.05, _environ={})
@@ -235,7 +234,6 @@ def test_full_disk_gives_one_warning(tiny_fs: Path) -> None:
     assert len(record) == 1, [str(w.message) for w in record]
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #12", strict=True)
 def test_finish_on_a_full_disk_does_not_raise(tiny_fs: Path) -> None:
     run = labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False,
                        flush_seconds=0.05, _environ={})
@@ -251,7 +249,6 @@ def test_finish_on_a_full_disk_does_not_raise(tiny_fs: Path) -> None:
         filler.unlink()
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #14", strict=True)
 def test_warnings_as_errors_do_not_kill_the_writer(tiny_fs: Path) -> None:
     # Scripts run under `python -W error` or pytest's filterwarnings=error turn the writer's
     # RuntimeWarning into an exception raised on the writer thread.
