@@ -56,6 +56,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[float, list[floa
     return min(logged) / min(base), base, logged
 
 
+@pytest.mark.xfail(reason="CORE_BUGS.md #6", strict=True)
 def test_log_one_scalar_costs_at_most_3x_the_baseline(measured: tuple[float, list[float], list[float]]) -> None:
     ratio, base, logged = measured
     per_call = min(logged) / N * 1e9

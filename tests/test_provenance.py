@@ -130,15 +130,18 @@ def test_own_runs_are_never_copied_as_untracked(make_run: MakeRun, git_repo: Pat
     assert not list((second.dir / "source").rglob("run.json"))
 
 
-def test_outside_a_repository_git_is_null(make_run: MakeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = tmp_path / "plain"
+def test_outside_a_repository_git_is_null(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"  # the script and the working directory, outside any repository
     plain.mkdir()
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    run = _git_run(make_run, plain, monkeypatch)
-    run.finish()
-    assert read_run_meta(run.dir)["git"] is None
-    assert not (run.dir / "source").exists()
-    assert (run.dir / "env.json").is_file()
+    p = run_script("""
+        import labtrack
+        labtrack.init("prov").finish()
+    """, cwd=plain, env={"LABTRACK_ROOT": str(tmp_path / "runs"), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert read_run_meta(run_dir)["git"] is None
+    assert not (run_dir / "source").exists()
+    assert (run_dir / "env.json").is_file()
 
 
 def test_capture_git_false_records_nothing(make_run: MakeRun, git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
