@@ -88,9 +88,10 @@ def check_step(step: Any) -> int:
             if isinstance(step, np.integer):
                 as_int = int(step)
         elif mod.startswith("torch") and callable(getattr(step, "dim", None)):
-            if step.dim() == 0 and not step.is_floating_point() and not step.is_complex() \
-                    and str(step.dtype) != "torch.bool":
-                as_int = int(step.item())
+            tensor: Any = step
+            if tensor.dim() == 0 and not tensor.is_floating_point() and not tensor.is_complex() \
+                    and str(tensor.dtype) != "torch.bool":
+                as_int = int(tensor.item())
         if as_int is not None:
             return check_step(as_int)
         raise LabtrackTypeError(f"step must be a whole number, got {type(step).__name__} {_short_repr(step)}")

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 
 from . import _records, _settings
 from ._names import check_name, slug
@@ -849,7 +849,7 @@ def _at_exit() -> None:
         _finish_all("failed", SystemExit(code))
 
 
-def _exit(code: Any = None) -> None:
+def _exit(code: Any = None) -> NoReturn:
     """sys.exit, remembering the code: atexit has no other way to know a script failed."""
     global _exit_code
     _exit_code = code
@@ -864,7 +864,7 @@ def _install_hooks() -> None:
     atexit.register(_at_exit)
     # `sys.exit(1)` (or argparse's exit(2)) must leave the run "failed", not "finished"; a bare
     # `raise SystemExit(1)` cannot be seen and leaves it "finished" (docs/format.md).
-    sys.exit = _exit
+    sys.exit = _exit  # type: ignore[assignment]
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():
