@@ -16,15 +16,25 @@ class SeriesStore {
   private early = new Map<string, ScalarEvent[]>();
   private listeners = new Map<string, Set<Listener>>();
   private newNames = new Set<(run: string, name: string) => void>();
+  private finished = new Set<string>();
 
   constructor() {
     live.on("scalars", (e) => this.append(e));
+    // A new stream starts at the files' current ends: points written while it was being
+    // (re)opened reach us only by fetching again. The stream's first `run` events say which
+    // runs are still running; only their series are fetched again.
+    live.on("run", (row) => {
+      if (row.status === "running") this.finished.delete(row.id);
+      else this.finished.add(row.id);
+    });
     live.on("open", (runs) => {
-      const watched = new Set(runs);
-      for (const k of this.data.keys()) {
-        const [run, name] = k.split("\u0000");
-        if (watched.has(run)) void this.load(run, name, true);
-      }
+      window.setTimeout(() => {
+        const watched = new Set(runs);
+        for (const k of this.data.keys()) {
+          const [run, name] = k.split("\u0000");
+          if (watched.has(run) && !this.finished.has(run)) void this.load(run, name, true);
+        }
+      }, 300);
     });
   }
 
