@@ -336,3 +336,58 @@ def test_sys_exit_zero_inside_with_is_finished(tmp_path: Path) -> None:
     """, cwd=tmp_path, env=_env(root))
     assert p.returncode == 0, p.stderr
     assert read_run_meta(only_run_dir(root))["status"] == "finished"
+
+
+def test_resume_after_sigkill_continues_the_crashed_run(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    child = Child(LOOP, tmp_path, _env(root))
+    child.wait_for_lines(3)
+    time.sleep(0.6)
+    child.proc.send_signal(signal.SIGKILL)
+    child.wait()
+    run_dir = only_run_dir(root)
+    assert read_run_meta(run_dir)["status"] == "crashed"
+    before, _, _ = read_scalars(run_dir / "scalars" / "i.csv")
+    p = run_script(f"""
+        import labtrack
+        run = labtrack.init(resume={run_dir.name!r})
+        run.log({{"i": -1.0}})
+        run.finish()
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    steps, values, _ = read_scalars(run_dir / "scalars" / "i.csv")
+    assert steps[: len(before)] == before and values[-1] == -1.0
+    assert steps[-1] > before[-1]  # the step continues after the last one on disk
+    meta = read_run_meta(run_dir)
+    assert meta["status"] == "finished" and len(meta["resumed"]) == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["i"]["count"] == len(steps)
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #19", strict=True)
+def test_resume_after_a_torn_last_line_keeps_the_file_readable(tmp_path: Path) -> None:
+    # A crash (power loss, a full disk outside labtrack's control) can leave a series file
+    # ending in a partial line; readers skip it, but appending after it must not glue new
+    # lines onto it.
+    root = tmp_path / "root"
+    p = run_script("""
+        import labtrack
+        run = labtrack.init("crash")
+        for i in range(3):
+            run.log({"x": float(i)})
+        run.finish()
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    run_dir = only_run_dir(root)
+    with open(run_dir / "scalars" / "x.csv", "ab") as f:
+        f.write(b"3,0.12")  # torn write
+    p = run_script(f"""
+        import labtrack
+        run = labtrack.init(resume={run_dir.name!r})
+        run.log({{"x": 9.0}})
+        run.finish()
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(run_dir / "scalars" / "x.csv")
+    assert df["value"].tolist()[:3] == [0.0, 1.0, 2.0] and df["value"].tolist()[-1] == 9.0
+    assert len(df) in (4, 5) and df["step"].dtype.kind == "i"
