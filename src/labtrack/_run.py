@@ -864,7 +864,7 @@ def _install_hooks() -> None:
     atexit.register(_at_exit)
     # `sys.exit(1)` (or argparse's exit(2)) must leave the run "failed", not "finished"; a bare
     # `raise SystemExit(1)` cannot be seen and leaves it "finished" (docs/format.md).
-    sys.exit = _exit  # type: ignore[assignment]
+    sys.exit = _exit
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():
