@@ -354,3 +354,30 @@ def test_find_runs_by_id_prefix_experiment_and_path(tmp_path: Path) -> None:
         find_runs(tmp_path, ["20261121-141503"])
     with pytest.raises(RunNotFoundError, match="no run"):
         find_runs(tmp_path, ["1999"])
+
+
+def test_new_media_files_are_learned_from_media_jsonl_between_walks(tmp_path: Path) -> None:
+    local, root = tmp_path / "local", tmp_path / "srv"
+    make_run(local)
+    t = server(root)
+    up = uploader(local, t)
+    drain(up)
+    remote = root / EXP / RID
+    (local / "media/7/samples").mkdir(parents=True)
+    (local / "media/7/samples/bird.png").write_bytes(b"png")
+    (local / "media/7/samples/bird.json").write_text('{"boxes": []}')
+    (local / "media/8").mkdir()
+    (local / "media/8/unlisted.png").write_bytes(b"x")  # named by no media.jsonl line
+    with open(local / "media.jsonl", "a") as f:
+        f.write('{"step": 7, "name": "samples/bird", "kind": "image", '
+                '"path": "media/7/samples/bird.png", "boxes": "media/7/samples/bird.json"}\n')
+    t.requests.clear()
+    drain(up)
+    assert (remote / "media/7/samples/bird.png").read_bytes() == b"png"
+    assert (remote / "media/7/samples/bird.json").exists()
+    assert (remote / "media.jsonl").read_bytes() == (local / "media.jsonl").read_bytes()
+    assert len(t.requests) == 1  # the image, its boxes and the line went in one batch
+    assert not (remote / "media/8/unlisted.png").exists()  # media/ was not walked
+    up.media_rescan_seconds = 0.0
+    drain(up)
+    assert tree(remote) == tree(local)

@@ -155,7 +155,7 @@ class Shipper:
                 return
             last_round = time.monotonic()
             try:
-                result = up.round(ROUND_BYTES)
+                result = up.round(ROUND_BYTES, full=closing)
             except (Unavailable, Refused, VersionMismatch) as e:
                 self._failed(up, e)
                 continue

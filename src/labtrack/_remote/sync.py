@@ -77,7 +77,7 @@ def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
     give_up = time.monotonic() + patience
     while True:
         try:
-            r = up.round()
+            r = up.round(full=True)
         except Unavailable as e:
             up.invalidate()
             if time.monotonic() >= give_up:

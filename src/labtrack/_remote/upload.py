@@ -17,17 +17,23 @@ the server is known to hold and sends the difference, at most about `budget` byt
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .._names import check_name
+from ..errors import LabtrackNameError
 from .wire import Op, Refused, ServerInfo, WireClient
 
 APPEND_TOP = frozenset({"console.log", "media.jsonl"})
 _APPEND_DIRS = {"scalars": ".csv", "text": ".jsonl", "histograms": ".jsonl"}
 STREAM_CHUNK = 1 << 20
+MEDIA_JSONL = "media.jsonl"
+MEDIA_RESCAN_SECONDS = 30.0
 
 
 def is_append_only(relpath: str) -> bool:
@@ -50,8 +56,11 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and _TEMP.search(name) is not None
 
 
-def scan_files(run_dir: Path) -> dict[str, tuple[int, int]]:
-    """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns)."""
+def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int]]:
+    """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns).
+
+    Top-level entries named in `skip` are left out.
+    """
     out: dict[str, tuple[int, int]] = {}
     stack = [("", str(run_dir))]
     while stack:
@@ -61,7 +70,7 @@ def scan_files(run_dir: Path) -> dict[str, tuple[int, int]]:
         except OSError:
             continue
         for e in entries:
-            if is_temp_name(e.name):
+            if is_temp_name(e.name) or (not prefix and e.name in skip):
                 continue
             try:
                 if e.is_dir():
@@ -110,6 +119,14 @@ class RunUploader:
         # retried until they change.
         self._refused: dict[str, tuple[int, int]] = {}
         self._seen: set[str] = set()  # every path this uploader saw locally
+        # media/ can hold a file per logged image, so it is walked only every
+        # `media_rescan_seconds` (and on full rounds); in between, new media files are
+        # learned from the new lines of media.jsonl, which names each one.
+        self.media_rescan_seconds = MEDIA_RESCAN_SECONDS
+        self._media: dict[str, tuple[int, int]] = {}
+        self._media_new: set[str] = set()
+        self._media_scanned = float("-inf")
+        self._media_learned = 0  # bytes of media.jsonl already parsed
         self.bytes_sent = 0
         self.files_sent = 0
 
@@ -125,8 +142,66 @@ class RunUploader:
             self._server = self.client.sizes(self.experiment, self.run_id)
         return self._server
 
-    def round(self, budget: int = 8 << 20) -> RoundResult:
+    def _learn_media(self, size: int) -> None:
+        """Note the media files named by media.jsonl's lines not parsed yet."""
+        if size <= self._media_learned:
+            if size < self._media_learned:
+                self._media_learned = 0  # rewritten: start over
+            return
+        try:
+            with open(self.run_dir / MEDIA_JSONL, "rb") as f:
+                f.seek(self._media_learned)
+                data = f.read(min(size - self._media_learned, 16 << 20))
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        self._media_learned += end + 1
+        for line in data[: end + 1].splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            for key in ("path", "boxes"):
+                rel = rec.get(key)
+                if isinstance(rel, str) and rel.startswith("media/") and rel not in self._media:
+                    try:
+                        self._media_new.add(check_name(rel, "media path"))
+                    except LabtrackNameError:
+                        pass
+
+    def _scan(self, full: bool) -> tuple[dict[str, tuple[int, int]], bool]:
+        """The local files, and whether media/ was walked (else it comes from the cache)."""
+        now = time.monotonic()
+        if full or now - self._media_scanned >= self.media_rescan_seconds:
+            local = scan_files(self.run_dir)
+            self._media = {p: v for p, v in local.items() if p.startswith("media/")}
+            self._media_new.clear()
+            self._media_scanned = now
+            self._media_learned = local.get(MEDIA_JSONL, (0, 0))[0]
+            return local, True
+        local = scan_files(self.run_dir, frozenset({"media"}))
+        self._learn_media(local.get(MEDIA_JSONL, (0, 0))[0])
+        for rel in list(self._media_new):
+            try:
+                st = os.stat(self.run_dir / rel)
+            except OSError:
+                continue  # not written yet; the next round looks again
+            self._media[rel] = (st.st_size, st.st_mtime_ns)
+            self._media_new.discard(rel)
+        local.update(self._media)
+        return local, False
+
+    def round(self, budget: int = 8 << 20, *, full: bool = False) -> RoundResult:
         """Send what differs, about `budget` bytes at most (one file more if it is large).
+
+        Args:
+            budget: about how many bytes to send.
+            full: walk every folder now (else media/ is walked only every
+                `media_rescan_seconds`, new media files being learned from media.jsonl).
 
         Raises:
             Unavailable, Refused, VersionMismatch: see :mod:`labtrack._remote.wire`; a
@@ -139,8 +214,9 @@ class RunUploader:
         inline_max = min(1 << 20, max_batch // 4)
         budget = max(1, min(budget, max_batch))
         result = RoundResult(pending=False)
-        local = scan_files(self.run_dir)
-        gone = sorted(p for p in self._seen if p not in local and p in server)
+        local, walked_media = self._scan(full or not self._seen)
+        gone = sorted(p for p in self._seen if p not in local and p in server
+                      and (walked_media or not p.startswith("media/")))
         self._seen.update(local)
         # Plan: which files differ. run.json first, so a new run appears with its metadata.
         appends: list[tuple[str, int, int, bool]] = []  # path, offset, growth, known
