@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .._book import Book
 from .._index import Index, RefreshResult
 from .._names import check_name, slug
 from ..errors import LabtrackNameError, LabtrackValueError, RemoteError
 from .upload import is_append_only
-from .wire import HttpTransport, Transport, Unavailable, check_url
+from .wire import HttpTransport, Transport, Unavailable, WireResponse, check_url
 
 PAGE = 1000
 _ENDED = ("finished", "failed", "killed", "interrupted", "crashed")
@@ -54,10 +55,13 @@ class _Mirror:
         r = self._t.request("GET", path, params=params, headers=self._headers)
         if r.status == 200:
             return r.body
+        self._raise(r, path)
+
+    def _raise(self, r: WireResponse, path: str) -> NoReturn:
         msg = r.json().get("error") if isinstance(r.json(), dict) else None
         kind = _NotFound if r.status == 404 else RemoteError
         raise kind(f"{self.url} answered {r.status} to GET {path}: "
-                          f"{msg or r.body[:200].decode('utf-8', 'replace')}")
+                   f"{msg or r.body[:200].decode('utf-8', 'replace')}")
 
     def _json(self, path: str, params: dict[str, str] | None = None) -> Any:
         try:
@@ -135,13 +139,30 @@ class _Mirror:
                     with open(local, "ab") as out:
                         out.write(data)
                 else:
-                    from .._store.files import atomic_write_bytes
-
-                    atomic_write_bytes(local, self._get(base, {"path": rel}))
+                    self._fetch_whole(base, rel, local)
             except _NotFound:
                 continue
             if isinstance(mtime, (int, float)) and not is_append_only(rel):
                 os.utime(local, (mtime, mtime))
+
+
+    def _fetch_whole(self, base: str, rel: str, local: Path) -> None:
+        """Download a whole file beside `local` and move it into place (streamed to disk
+        with the default transport, so a large checkpoint never sits in memory)."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.parent / f".{local.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            with open(tmp, "wb") as out:
+                if isinstance(self._t, HttpTransport):
+                    r = self._t.download(base, {"path": rel}, self._headers, out)
+                    if r.status != 200:
+                        self._raise(r, base)
+                else:
+                    out.write(self._get(base, {"path": rel}))
+            os.replace(tmp, local)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def _is_folder(name: str) -> bool:

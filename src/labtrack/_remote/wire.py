@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Union
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Protocol, Union
 from urllib.parse import SplitResult, quote, urlsplit
 
 from ..errors import LabtrackValueError, RemoteError
@@ -153,6 +153,36 @@ class HttpTransport:
                     continue
                 raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def download(self, path: str, params: Mapping[str, str], headers: Mapping[str, str],
+                 out: BinaryIO) -> WireResponse:
+        """GET `path` and write a 200 answer's body to `out` in chunks (memory stays flat).
+
+        Returns:
+            The status, and the body only when it is not 200 (an error message).
+
+        Raises:
+            Unavailable: the server could not be reached, or the answer broke off.
+        """
+        import http.client
+        from urllib.parse import urlencode
+
+        url = self._prefix + path + ("?" + urlencode(dict(params)) if params else "")
+        conn = self._connection()
+        try:
+            conn.request("GET", url, headers=dict(headers))
+            r = conn.getresponse()
+            if r.status != 200:
+                return WireResponse(r.status, r.read())
+            while True:
+                chunk = r.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+            return WireResponse(200, b"")
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
 
     def close(self) -> None:
         """Close the connection."""
