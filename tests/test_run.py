@@ -692,3 +692,24 @@ def test_a_numpy_float_step_is_refused_not_truncated(make_run: MakeRun) -> None:
     run = make_run()
     with pytest.raises(LabtrackTypeError, match="step"):
         run.log({"a": 1.0}, step=np.float64(2.7))
+
+
+def test_an_image_changed_after_log_image_is_stored_as_it_was(make_run: MakeRun) -> None:
+    run = make_run(flush_seconds=3600)
+    arr = np.zeros((4, 4), np.uint8)
+    run.log_image("np", arr, step=0)
+    arr[:] = 255  # the training loop reuses its buffer before the writer runs
+    frames = [np.zeros((2, 2), np.uint8), np.full((2, 2), 100, np.uint8)]
+    run.log_image("anim", frames, step=0)
+    frames[1][:] = 200
+    torch = pytest.importorskip("torch")
+    t = torch.zeros(4, 4, dtype=torch.uint8)
+    run.log_image("torch", t, step=0)
+    t.fill_(255)
+    flush(run)
+    for name in ("np", "torch"):
+        with Image.open(run.dir / "media" / "0" / f"{name}.png") as im:
+            assert np.asarray(im).max() == 0, name
+    with Image.open(run.dir / "media" / "0" / "anim.gif") as im:
+        im.seek(1)
+        assert np.asarray(im.convert("L")).max() == 100

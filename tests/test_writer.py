@@ -272,3 +272,18 @@ def test_warnings_as_errors_do_not_kill_the_writer(tiny_fs: Path) -> None:
         run.log({"loss": 2.0})
         run.finish()
     assert read_scalars(run.dir / "scalars" / "loss.csv")[1] == [0.0, 1.0, 2.0]
+
+
+def test_a_full_record_queue_makes_log_calls_wait_not_drop(make_run: MakeRun) -> None:
+    run = make_run(_environ={"LABTRACK_QUEUE_SIZE": "2"})
+    for i in range(60):
+        run.log_image("img", np.full((4, 4), i, np.uint8), step=i)
+        run.log_text("t", f"text {i}", step=i)
+    flush(run)
+    entries = read_jsonl(run.dir / "media.jsonl")
+    assert [e["step"] for e in entries] == list(range(60))
+    assert len(read_jsonl(run.dir / "text" / "t.jsonl")) == 60
+    from PIL import Image
+
+    with Image.open(run.dir / "media" / "59" / "img.png") as im:
+        assert np.asarray(im)[0, 0] == 59
