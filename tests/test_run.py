@@ -713,3 +713,20 @@ def test_an_image_changed_after_log_image_is_stored_as_it_was(make_run: MakeRun)
     with Image.open(run.dir / "media" / "0" / "anim.gif") as im:
         im.seek(1)
         assert np.asarray(im.convert("L")).max() == 100
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #20", strict=True)
+@pytest.mark.parametrize("environ", [{"LABTRACK_FLUSH_SECONDS": "soon"}, {"LABTRACK_HEARTBEAT_SECONDS": "x"},
+                                     {"LABTRACK_QUEUE_SIZE": "0"}, {"LABTRACK_REMOTE": "not a url"}],
+                         ids=["flush", "heartbeat", "queue", "remote"])
+def test_a_bad_setting_fails_init_before_anything_is_created(tmp_path: Path, environ: dict[str, str]) -> None:
+    import sys
+    import threading
+
+    out, err = sys.stdout, sys.stderr
+    writers = {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")}
+    with pytest.raises(LabtrackError):
+        labtrack.Run("exp", root=tmp_path / "root", capture_git=False, capture_console=True, _environ=environ)
+    assert sys.stdout is out and sys.stderr is err  # console capture not left installed
+    assert {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")} == writers
+    assert not (tmp_path / "root").exists()  # no orphan "running" run that reads as crashed
