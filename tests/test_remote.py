@@ -381,3 +381,20 @@ def test_new_media_files_are_learned_from_media_jsonl_between_walks(tmp_path: Pa
     up.media_rescan_seconds = 0.0
     drain(up)
     assert tree(remote) == tree(local)
+
+
+def test_a_line_longer_than_the_request_limit_is_reported_not_stuck(tmp_path: Path) -> None:
+    local, root = tmp_path / "local", tmp_path / "srv"
+    make_run(local)
+    with open(local / "console.log", "a") as f:
+        f.write("x" * 300_000 + "\n")
+    up = uploader(local, server(root, max_batch_bytes=256 << 10))
+    msgs: list[str] = []
+    for _ in range(50):
+        r = up.round()
+        msgs += r.refused
+        if not r.pending:
+            break
+    assert len(msgs) == 1 and "line longer" in msgs[0]
+    assert (root / EXP / RID / "console.log").read_text() == "epoch 1\nepoch 2\n"
+    assert (root / EXP / RID / "scalars/train/loss.csv").exists()

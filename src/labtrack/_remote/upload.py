@@ -266,8 +266,15 @@ class RunUploader:
                 break
             share = max(64 << 10, left // (len(appends) - i))
             lines = self._read_lines(rel, offset, min(share, left, info.max_batch_bytes // 2))
-            if lines is None or (not lines and (known_file or local[rel][0] > 0)):
-                continue  # gone, or only a partial line beyond the server's size
+            if lines is None:
+                continue  # gone meanwhile
+            if not lines and local[rel][0] - offset >= info.max_batch_bytes // 2:
+                self._refuse(rel, local, f"{rel} has a line longer than the server's request "
+                             f"limit of {info.max_batch_bytes} bytes; the file stays only in "
+                             f"{self.run_dir} from byte {offset} on", result)
+                continue
+            if not lines and (known_file or local[rel][0] > 0):
+                continue  # only a partial line beyond the server's size
             ops.append(Op("append", rel, lines, offset=offset))
             used += len(lines)
         # Anything sent means another round may find more; only a round with nothing to
