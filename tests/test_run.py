@@ -725,8 +725,12 @@ def test_a_bad_setting_fails_init_before_anything_is_created(tmp_path: Path, env
 
     out, err = sys.stdout, sys.stderr
     writers = {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")}
-    with pytest.raises(LabtrackError):
-        labtrack.Run("exp", root=tmp_path / "root", capture_git=False, capture_console=True, _environ=environ)
-    assert sys.stdout is out and sys.stderr is err  # console capture not left installed
+    try:
+        with pytest.raises(LabtrackError):
+            labtrack.Run("exp", root=tmp_path / "root", capture_git=False, capture_console=True, _environ=environ)
+        restored = sys.stdout is out and sys.stderr is err
+    finally:
+        sys.stdout, sys.stderr = out, err  # keep later tests' output working either way
+    assert restored  # console capture not left installed
     assert {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")} == writers
     assert not (tmp_path / "root").exists()  # no orphan "running" run that reads as crashed
