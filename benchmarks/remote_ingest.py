@@ -4,8 +4,10 @@
    step as fast as it can for D seconds, replicate to one `labtrack serve` process on a free
    127.0.0.1 port. Reported: values logged and ingested per second, end-to-end lag (from
    `run.log` to the line being in the server's file, sampled every second from a `wall`
-   series whose values are the logging time), the server's RSS over time, and whether the
-   server's copy ends byte-identical.
+   series whose values are the logging time; the same for the local files shows the
+   writer's share), the server's CPU and RSS, how many clients' finish() ran out of
+   LABTRACK_SYNC_TIMEOUT, and -- after `labtrack sync` of every client root, as a user would
+   run it -- whether the server's copy is byte-identical.
 2. Cost: `run.log` of 20 scalars per call with the server down vs. without a server, in
    one process, alternating, median of several repeats (ratio ~1 means no slowdown).
 
@@ -170,11 +172,21 @@ def scale(clients: int, seconds: float, nice: int) -> dict[str, object]:
             print("sample", round(now - start_at, 1), ingested[-1][1], len(lags), rss[-1], file=sys.stderr)
     server_cpu = (cpu_seconds(server.pid) - cpu_start) / (time.time() - start_at)
     results = []
+    undelivered = 0
     for p in procs:
         out, err = p.communicate(timeout=300)
         if p.returncode != 0:
             raise SystemExit(f"a client failed:\n{err}")
         results.append(json.loads(out.strip().splitlines()[-1]))
+        undelivered += "labtrack sync" in err  # finish() ran out of LABTRACK_SYNC_TIMEOUT
+    on_server_after_finish = count_lines(srv_root)
+    t_sync = time.time()
+    for i in range(clients):  # what finish() could not deliver in time, as a user would
+        r = subprocess.run([*LABTRACK, "sync", "--remote", url, "--root", str(work / f"c{i}")],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise SystemExit(f"labtrack sync failed:\n{r.stderr}")
+    sync_s = time.time() - t_sync
     rss.append(rss_mb(server.pid))
     logged = sum(r["steps"] for r in results) * 20
     in_window = sum(r["window_steps"] for r in results) * 20
@@ -203,7 +215,9 @@ def scale(clients: int, seconds: float, nice: int) -> dict[str, object]:
         "clients": clients, "seconds": seconds,
         "values_logged_in_window": in_window, "values_logged_per_s": round(in_window / seconds),
         "values_on_server_at_start": before,
-        "values_logged_total": logged, "values_on_server_at_end": on_server,
+        "values_logged_total": logged, "values_on_server_after_finish": on_server_after_finish,
+        "clients_told_to_sync_at_finish": undelivered, "sync_all_s": round(sync_s, 1),
+        "values_on_server_after_sync": on_server,
         "server_copy_identical": identical,
         "ingest_values_per_s_during_window": round((n2 - n1) / (t2 - t1)) if t2 > t1 else None,
         "lag_s_median": pct(lags, 0.5), "lag_s_p95": pct(lags, 0.95), "lag_s_max": pct(lags, 1.0),
