@@ -398,3 +398,23 @@ def test_a_line_longer_than_the_request_limit_is_reported_not_stuck(tmp_path: Pa
     assert len(msgs) == 1 and "line longer" in msgs[0]
     assert (root / EXP / RID / "console.log").read_text() == "epoch 1\nepoch 2\n"
     assert (root / EXP / RID / "scalars/train/loss.csv").exists()
+
+
+def test_sync_runs_shakes_hands_once_and_a_second_sync_sends_nothing(tmp_path: Path) -> None:
+    from labtrack._remote.sync import sync_runs
+
+    dirs = []
+    for rid in ("20261121-141503-aaaaaa", "20261121-141503-bbbbbb", "20261121-141503-cccccc"):
+        d = tmp_path / "local" / EXP / rid
+        make_run(d)
+        dirs.append(d)
+    t = server(tmp_path / "srv")
+    first = sync_runs(dirs, "http://t", None, transport=t)
+    assert all(r.bytes > 0 and r.files > 0 for r in first)
+    assert sum(path.endswith("/hello") for _, path in t.requests) == 1
+    t.requests.clear()
+    second = sync_runs(dirs, "http://t", None, transport=t)
+    assert [(r.bytes, r.files) for r in second] == [(0, 0)] * 3
+    assert [m for m, _ in t.requests] == ["POST", "GET", "GET", "GET"]  # hello, then sizes only
+    for d in dirs:
+        assert tree(tmp_path / "srv" / EXP / d.name) == tree(d)

@@ -15,7 +15,7 @@ from ..errors import RemoteError, RunNotFoundError
 from .backoff import Backoff
 from .shipper import _version
 from .upload import RunUploader
-from .wire import Transport, Unavailable, WireClient
+from .wire import ServerInfo, Transport, Unavailable, WireClient
 
 
 @dataclass
@@ -26,6 +26,7 @@ class SyncReport:
     files: int = 0
     bytes: int = 0
     refused: list[str] = field(default_factory=list)
+    info: ServerInfo | None = None  # the server's handshake answer
 
 
 def find_runs(root: Path, selectors: list[str]) -> list[Path]:
@@ -63,7 +64,8 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
 
 
 def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
-             sleep: Callable[[float], None] = time.sleep) -> SyncReport:
+             sleep: Callable[[float], None] = time.sleep,
+             info: ServerInfo | None = None) -> SyncReport:
     """Upload what the server lacks of one run; retry an unreachable server for `patience` s.
 
     Raises:
@@ -72,6 +74,7 @@ def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
     run_dir = Path(run_dir)
     up = RunUploader(run_dir, client, experiment=run_dir.parent.name, run_id=run_dir.name,
                      version=_version())
+    up.info = info  # the handshake of an earlier run of the same sync, if any
     report = SyncReport(run_dir)
     backoff = Backoff(base=0.5, cap=5.0)
     give_up = time.monotonic() + patience
@@ -90,6 +93,7 @@ def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
             break
     report.files = up.files_sent
     report.bytes = up.bytes_sent
+    report.info = up.info
     return report
 
 
@@ -101,7 +105,11 @@ def sync_runs(run_dirs: list[Path], url: str, token: str | None, *,
         >>> sync_runs(find_runs(Path("labtrack"), []), "http://logs.lab:8765", token)
     """
     client = WireClient(url, token, transport=transport)
+    reports: list[SyncReport] = []
     try:
-        return [sync_run(d, client, patience=patience) for d in run_dirs]
+        for d in run_dirs:  # one handshake for all runs
+            reports.append(sync_run(d, client, patience=patience,
+                                    info=reports[-1].info if reports else None))
+        return reports
     finally:
         client.close()
