@@ -92,10 +92,9 @@ def _preload(state: ServerState) -> None:
     try:
         if state.root.is_dir():
             state.index()
-    except (LabtrackError, OSError) as e:  # the first /runs request will report it
-        log.warning("could not read the run index at start: %s", e)
-    except Exception as e:  # sqlite3 errors and the like: the request path reports them too
-        log.warning("could not read the run index at start: %s: %s", type(e).__name__, e)
+    except Exception as e:  # sqlite3, OSError, FormatError: the first /runs request says it too
+        if not state.shutdown.is_set():  # (closing the index mid-build is no news)
+            log.warning("could not read the run index at start: %s: %s", type(e).__name__, e)
     try:
         import pyarrow.csv  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency; the first chart request will say so
