@@ -734,3 +734,32 @@ def test_a_bad_setting_fails_init_before_anything_is_created(tmp_path: Path, env
     assert restored  # console capture not left installed
     assert {t for t in threading.enumerate() if t.name.startswith("labtrack-writer")} == writers
     assert not (tmp_path / "root").exists()  # no orphan "running" run that reads as crashed
+
+
+def test_module_println_without_a_run_just_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert labtrack.current_run() is None
+    labtrack.println("a {} {x}", 1, x=2)
+    labtrack.eprintln("e {}", 3)
+    labtrack.flush()  # nothing to flush: no error
+    labtrack.finish()
+    assert capsys.readouterr() == ("a 1 2\n", "e 3\n")
+
+
+def test_module_forwards_for_files_and_options(tmp_path: Path) -> None:
+    import argparse
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"w")
+    run = labtrack.init("exp", root=tmp_path / "root", capture_git=False, capture_console=False)
+    try:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float, default=0.1)
+        labtrack.log_command(parser, parser.parse_args([]))
+        art = labtrack.save_artifact(src)
+        obj = labtrack.save_object("cfg", {"a": 1})
+        flush(run)
+        assert art.read_bytes() == b"w" and art.parent == run.dir / "artifacts"
+        assert obj == run.dir / "artifacts" / "cfg.pkl"
+        assert json.loads((run.dir / "options.json").read_text())[0]["dest"] == "lr"
+    finally:
+        labtrack.finish()
