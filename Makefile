@@ -7,7 +7,7 @@ PORT ?= 8765
 TORCH_WHEELS ?= /opt/wheels
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install frontend demo examples test chromium bench lint clean
+.PHONY: help install frontend demo examples test chromium bench lint docs clean
 
 help:
 	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
@@ -55,6 +55,11 @@ bench: install
 
 lint: install
 	$(BIN)/python -m mypy
+
+# The generated docs: run after changing a setting or a command's --help (tests compare them).
+docs: install
+	$(BIN)/python -m labtrack._cli.docs > docs/cli.md
+	$(BIN)/python -m labtrack._settings > docs/settings.md
 
 clean:
 	rm -rf $(VENV) frontend/node_modules src/labtrack/_server/static .pytest_cache .mypy_cache
