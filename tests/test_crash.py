@@ -391,3 +391,35 @@ def test_resume_after_a_torn_last_line_keeps_the_file_readable(tmp_path: Path) -
     df = pd.read_csv(run_dir / "scalars" / "x.csv")
     assert df["value"].tolist()[:3] == [0.0, 1.0, 2.0] and df["value"].tolist()[-1] == 9.0
     assert len(df) in (4, 5) and df["step"].dtype.kind == "i"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #21", strict=True)
+def test_sigterm_still_ends_a_script_with_a_bare_except(tmp_path: Path) -> None:
+    # Without labtrack, SIGTERM's default action ends this loop. labtrack must not turn
+    # SIGTERM into something the script's own error handling can swallow.
+    root = tmp_path / "root"
+    code = """
+        import time, labtrack
+        run = labtrack.init("crash")
+        print("ready", flush=True)
+        i = 0
+        while True:
+            try:
+                run.log({"i": float(i)})
+                time.sleep(0.01)
+            except:  # noqa: E722 - research code does this
+                pass
+            i += 1
+    """
+    child = Child(code, tmp_path, _env(root))
+    child.wait_for_lines(1)
+    time.sleep(0.3)
+    child.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = child.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        child.proc.kill()
+        child.wait()
+        raise AssertionError("SIGTERM was swallowed: the script kept running") from None
+    assert rc == -signal.SIGTERM
+    assert read_run_meta(only_run_dir(root))["status"] == "killed"
