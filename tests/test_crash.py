@@ -423,3 +423,62 @@ def test_sigterm_still_ends_a_script_with_a_bare_except(tmp_path: Path) -> None:
         raise AssertionError("SIGTERM was swallowed: the script kept running") from None
     assert rc == -signal.SIGTERM
     assert read_run_meta(only_run_dir(root))["status"] == "killed"
+
+
+def test_sigterm_with_the_scripts_handler_while_printing_heavily(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    code = """
+        import signal, sys, labtrack
+        def handler(signum, frame):
+            open("handler-called", "w").write("yes")
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+        run = labtrack.init("crash")
+        print("ready", flush=True)
+        i = 0
+        while True:
+            print(("\\r" + f"progress {i}") * 200, end="")
+            if i % 7 == 0:
+                print()
+            run.log({"i": float(i)})
+            i += 1
+    """
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(code))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=child_env(_env(root)),
+                                stdout=f, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not out.read_text().startswith("ready") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the child did not exit within 20 s of SIGTERM") from None
+    assert rc == 3 and (tmp_path / "handler-called").read_text() == "yes"
+    assert time.monotonic() - started < 8, "finishing the run stalled on a lock held by the interrupted print"
+    assert read_run_meta(only_run_dir(root))["status"] == "killed"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #22", strict=True)
+def test_a_caught_sys_exit_does_not_mark_the_run_failed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import argparse, labtrack
+        run = labtrack.init("crash")
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--epochs", type=int)
+        try:
+            parser.parse_args(["--epochs", "many"])  # argparse calls sys.exit(2)
+        except SystemExit:
+            pass  # fall back to defaults and train normally
+        run.log({"a": 1.0})
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    assert read_run_meta(only_run_dir(root))["status"] == "finished"
