@@ -416,7 +416,7 @@ def test_sigterm_still_ends_a_script_with_a_bare_except(tmp_path: Path) -> None:
     time.sleep(0.3)
     child.proc.send_signal(signal.SIGTERM)
     try:
-        rc = child.proc.wait(10)
+        rc = child.proc.wait(5)
     except subprocess.TimeoutExpired:
         child.proc.kill()
         child.wait()

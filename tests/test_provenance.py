@@ -201,7 +201,7 @@ def test_strip_credentials(url: str, expected: str) -> None:
 def test_command_and_environment(tmp_path: Path) -> None:
     p = run_script("""
         import labtrack, sys
-        run = labtrack.init("prov", seed=7)  # seeding imports torch where installed: a few seconds
+        run = labtrack.init("prov", seed=7)
         run.finish()
         print(run.dir)
     """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "runs"), "LABTRACK_CAPTURE_GIT": "0"})
