@@ -215,6 +215,7 @@ class Suite:
         self.reps: dict[str, dict[str, list[dict[str, Any]]]] = {t.key: {} for t in tools}
         self.broken: dict[str, str] = {}
         self.reps_done = 0
+        self.sources: list[str] = []  # labtrack's source at the start of each repetition
 
     def python(self, tool: Tool) -> str:
         return sys.executable if not tool.peer else str(peers_python())
@@ -254,6 +255,7 @@ class Suite:
                          f"--deadline-minutes {a.deadline_minutes:g}")
                 break
             self.log(f"repetition {rep + 1} of {a.reps}")
+            self.sources.append(labtrack_source())
             t0 = time.perf_counter()
             for tool in self.tools:
                 if tool.key in self.broken:
@@ -493,6 +495,12 @@ def markdown(results: dict[str, Any]) -> str:
               f"{m['platform']}; load average {m['load_start']} at the start and "
               f"{m['load_end']} at the end (the machine was shared: compare ratios "
               "within this table, not absolute times with other runs).", ""]
+    sources = results.get("labtrack_source", [])
+    if sources:
+        same = len(set(sources)) == 1
+        lines += [f"labtrack: commit {sources[0]}" + (
+            "" if same else "; **its source changed during the run**, repetitions ran: "
+            + ", ".join(sources)), ""]
     lines += ["| tool | version |", "| --- | --- |"]
     for t in tools:
         status = results["broken"].get(t["key"])
@@ -550,6 +558,24 @@ def update_results_md(section: str) -> None:
     nxt = text.find("\n## ", start + len(MD_HEADING))
     end = len(text) if nxt < 0 else nxt + 1
     RESULTS_MD.write_text(text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n"))
+
+
+def labtrack_source() -> str:
+    """The commit of the checkout, plus a hash of src/labtrack when it differs from it.
+
+    Other people edit labtrack while the suite runs; this shows which code each repetition ran.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "labtrack").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "?"
+    return f"{commit or '?'} (src/labtrack sha256 {digest.hexdigest()[:12]})"
 
 
 def machine(load_start: str) -> dict[str, Any]:
@@ -660,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(load_start),
         "tools": [{"key": t.key, "label": t.label, "version": versions.get(t.key)}
                   for t in tools],
+        "labtrack_source": suite.sources,
         "broken": suite.broken, "install_failures": failed_pins, "na": na,
         "rows": rows, "verdicts": verdicts(rows), "medians": med, "repetitions": suite.reps,
     }
