@@ -99,3 +99,39 @@ def test_streams_are_restored_after_finish(tmp_path: Path) -> None:
     """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), "LABTRACK_CAPTURE_GIT": "0"})
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["True", "True", "True", "True"]
+
+
+def test_two_captured_runs_each_keep_their_own_console(tmp_path: Path) -> None:
+    p = run_script("""
+        import sys, labtrack
+        out = sys.stdout
+        a = labtrack.init("a")
+        b = labtrack.Run("b")
+        print("both")
+        a.finish()
+        print("only b")
+        b.finish()
+        print("none")
+        sys.__stderr__.write(f"{sys.stdout is out}\\n")
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), "LABTRACK_CAPTURE_GIT": "0"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "both\nonly b\nnone\n"
+    a_dir, = (tmp_path / "root" / "a").iterdir()
+    b_dir, = (tmp_path / "root" / "b").iterdir()
+    assert (a_dir / "console.log").read_text() == "both\n"
+    assert (b_dir / "console.log").read_text() == "both\nonly b\n"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #24", strict=True)
+def test_streams_are_restored_when_runs_finish_in_the_order_they_started(tmp_path: Path) -> None:
+    p = run_script("""
+        import sys, labtrack
+        out, err = sys.stdout, sys.stderr
+        a = labtrack.Run("a")
+        b = labtrack.Run("b")
+        a.finish()
+        b.finish()
+        sys.__stderr__.write(f"{sys.stdout is out} {sys.stderr is err}\\n")
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), "LABTRACK_CAPTURE_GIT": "0"})
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.split() == ["True", "True"]
