@@ -775,3 +775,22 @@ def test_an_empty_log_after_finish_raises_too(make_run: MakeRun) -> None:
     run.finish()
     with pytest.raises(RunStateError):
         run.log({})
+
+
+def test_labtrack_resume_setting_reopens_the_run(make_run: MakeRun) -> None:
+    first = make_run()
+    first.log({"a": 1.0})
+    first.finish()
+    again = make_run(_environ={"LABTRACK_RESUME": first.id})
+    assert again.dir == first.dir
+    again.log({"a": 2.0})
+    again.finish()
+    assert _csv(first, "a.csv")["step"].tolist() == [0, 1]
+
+
+def test_parent_is_recorded(make_run: MakeRun) -> None:
+    first = make_run()
+    first.finish()
+    child = make_run(parent=first.id)
+    child.finish()
+    assert read_run_meta(child.dir)["parent"] == first.id

@@ -209,3 +209,15 @@ def test_unknown_keys_are_kept_and_missing_version_is_upgraded(tmp_path: Path) -
     got = read_run_meta(d)
     assert got["format_version"] == 1 and got["future_key"] == {"x": 1} and got["status"] == "finished"
     assert migrations.upgrade({"a": 1}) == {"a": 1, "format_version": 1}
+
+
+def test_stale_seconds_setting_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _run_dir(tmp_path, host="another-host")  # pid unknown there: only the heartbeat counts
+    old = time.time() - 10
+    os.utime(d / "heartbeat", (old, old))
+    assert read_run_meta(d)["status"] == "running"  # default: stale after 30 s
+    monkeypatch.setenv("LABTRACK_STALE_SECONDS", "5")
+    assert read_run_meta(d)["status"] == "crashed"
+    assert read_run_meta(d, stale_seconds=60)["status"] == "running"
+    (d / "heartbeat").unlink()  # no heartbeat yet: the start time counts
+    assert read_run_meta(d)["status"] == "crashed"  # started in 2026-11-21 14:15, long ago
