@@ -482,3 +482,25 @@ def test_a_caught_sys_exit_does_not_mark_the_run_failed(tmp_path: Path) -> None:
     """, cwd=tmp_path, env=_env(root))
     assert p.returncode == 0, p.stderr
     assert read_run_meta(only_run_dir(root))["status"] == "finished"
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #25", strict=True)
+def test_a_forked_child_exiting_does_not_finish_or_duplicate_the_parents_run(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = run_script("""
+        import json, os, sys, labtrack
+        run = labtrack.init("crash", flush_seconds=3600)
+        for i in range(5):
+            run.log({"a": float(i)})
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # a forked helper ends normally (atexit runs in it)
+        os.waitpid(pid, 0)
+        print(json.load(open(run.dir / "run.json"))["status"])
+        run.log({"a": 5.0})
+        run.finish()
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "running"  # the parent is still running
+    steps, _, _ = read_scalars(only_run_dir(root) / "scalars" / "a.csv")
+    assert steps == [0, 1, 2, 3, 4, 5]
