@@ -148,6 +148,64 @@ def test_golden_run_directory(tmp_path: Path) -> None:
             assert got[rel] == expected[rel], rel
 
 
+GIT_SCRIPT = r'''
+import labtrack
+run = labtrack.init("golden git", name="fixed", seed=2)
+run.log({"loss": 0.5}, step=0)
+run.finish()
+'''
+
+
+def _git_repo(work: Path) -> dict[str, str]:
+    """A repository whose commit id is the same on every machine (fixed names and dates)."""
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Golden", "GIT_AUTHOR_EMAIL": "golden@example.com",
+           "GIT_COMMITTER_NAME": "Golden", "GIT_COMMITTER_EMAIL": "golden@example.com",
+           "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+00:00",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(work)}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "commit.gpgsign", "false")
+    (work / ".gitignore").write_text("labtrack/\n")
+    (work / "model.py").write_text("W = 1\n")
+    git("add", ".gitignore", "model.py")
+    git("commit", "-q", "-m", "golden commit")
+    git("remote", "add", "origin", "https://bob:s3cret@example.com/lab/proj.git")
+    (work / "model.py").write_text("W = 2\n")  # dirty: a change and an untracked file
+    (work / "notes.txt").write_text("untracked notes\n")
+    return {"HOME": str(work), "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def test_golden_run_directory_with_git(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = _git_repo(work)
+    root = work / "labtrack"
+    p = run_script(GIT_SCRIPT, cwd=work, env={**env, "LABTRACK_ROOT": str(root)})
+    assert p.returncode == 0, p.stderr
+    run_dir = only_run_dir(root)
+    got = {rel: data for rel, data in normalise(run_dir, work).items()
+           if rel in ("run.json", "source/commit.txt", "source/diff.patch") or rel.startswith("source/untracked/")}
+    expected_dir = GOLDEN / "git"
+    if REGEN:
+        import shutil
+
+        shutil.rmtree(expected_dir, ignore_errors=True)
+        for rel, data in got.items():
+            (expected_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (expected_dir / rel).write_bytes(data)
+        pytest.skip(f"regenerated {expected_dir}")
+    expected = {p.relative_to(expected_dir).as_posix(): p.read_bytes()
+                for p in sorted(expected_dir.rglob("*")) if p.is_file()}
+    assert sorted(got) == sorted(expected)
+    for rel in expected:
+        assert got[rel].decode() == expected[rel].decode(), rel
+
+
 def test_golden_files_are_readable_without_labtrack() -> None:
     # The stored golden directory itself obeys the format: pandas reads series, JSON parses.
     import pandas as pd
