@@ -188,6 +188,7 @@ def test_golden_run_directory_with_git(tmp_path: Path) -> None:
     p = run_script(GIT_SCRIPT, cwd=work, env={**env, "LABTRACK_ROOT": str(root)})
     assert p.returncode == 0, p.stderr
     run_dir = only_run_dir(root)
+    assert not [p for p in run_dir.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
     got = {rel: data for rel, data in normalise(run_dir, work).items()
            if rel in ("run.json", "source/commit.txt", "source/diff.patch") or rel.startswith("source/untracked/")}
     expected_dir = GOLDEN / "git"
