@@ -287,3 +287,12 @@ def test_a_full_record_queue_makes_log_calls_wait_not_drop(make_run: MakeRun) ->
 
     with Image.open(run.dir / "media" / "59" / "img.png") as im:
         assert np.asarray(im)[0, 0] == 59
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #26", strict=True)
+def test_init_on_a_full_disk_raises_a_clear_error_and_leaves_nothing(tiny_fs: Path) -> None:
+    _fill(tiny_fs / "filler")
+    with pytest.raises(labtrack.errors.LabtrackError) as info:
+        labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False, _environ={})
+    assert str(tiny_fs / "root") in str(info.value)  # says where
+    assert not list((tiny_fs / "root").glob("*/*"))  # no half-made run directory
