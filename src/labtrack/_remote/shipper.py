@@ -32,12 +32,10 @@ def _stderr_warning(message: str) -> None:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    """This labtrack's version (the package attribute: no metadata scan on a busy thread)."""
+    from .. import __version__
 
-        return version("labtrack")
-    except Exception:  # noqa: BLE001 - metadata missing in an odd install; the api number decides
-        return "0"
+    return __version__
 
 
 class Shipper:

@@ -50,12 +50,10 @@ def _error(message: str, status: int, **extra: Any) -> JSONResponse:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    """This labtrack's version (the package attribute: no metadata scan on a busy thread)."""
+    from .. import __version__
 
-        return version("labtrack")
-    except Exception:  # noqa: BLE001 - an odd install without metadata; the api number decides
-        return "0"
+    return __version__
 
 
 def check_folder(value: str, what: str) -> str:
