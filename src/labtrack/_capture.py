@@ -71,6 +71,7 @@ class _Tee(io.TextIOBase):
         self._sink = sink
         self._lock = lock
         self._asm = LineAssembler()
+        self.muted = False
 
     def write(self, s: str) -> int:
         n = self._original.write(s)
@@ -137,8 +138,25 @@ class ConsoleCapture:
     def stop(self) -> None:
         for name, tee in reversed(self._tees):
             tee.drain()
+            tee.muted = True
             if getattr(sys, name) is tee:
-                setattr(sys, name, tee._original)
+                setattr(sys, name, _unwrap(tee._original))
             else:  # someone wrapped our tee; keep their wrapper working, stop copying
                 tee._sink = lambda s: None
         self._tees.clear()
+
+    def abandon(self) -> None:
+        """In a forked child: stop copying, put the original streams back, write nothing."""
+        for name, tee in reversed(self._tees):
+            tee._sink = lambda s: None
+            tee.muted = True
+            if getattr(sys, name) is tee:
+                setattr(sys, name, _unwrap(tee._original))
+        self._tees.clear()
+
+
+def _unwrap(stream: TextIO) -> TextIO:
+    """Skip tees of finished runs that another run had wrapped (runs finished out of order)."""
+    while isinstance(stream, _Tee) and stream.muted:
+        stream = stream._original
+    return stream

@@ -131,6 +131,17 @@ class Run:
         parent = g("parent", parent)
         capture_git = bool(g("capture_git", capture_git))
         capture_console = bool(g("capture_console", capture_console))
+        # Every setting is resolved (and refused if bad) before anything is created.
+        flush_s = float(g("flush_seconds", flush_seconds))
+        heartbeat_s = float(g("heartbeat_seconds"))
+        queue_n = int(g("queue_size"))
+        untracked_cap = int(g("untracked_max_bytes"))
+        remote = g("remote", remote)
+        token = g("token", token)
+        if remote:
+            from ._remote.wire import check_url
+
+            check_url(remote)
 
         from . import _provenance
 
@@ -193,36 +204,39 @@ class Run:
                 "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
             }
         self._params = params
+        created = not self.dir.exists()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                _cut_torn_lines(self.dir)
+            files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
+            files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
+            (self.dir / layout.HEARTBEAT).touch()
         except OSError as e:
-            raise RunStateError(f"cannot create the run directory {self.dir}: {e}") from e
-        files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
-        files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
-        (self.dir / layout.HEARTBEAT).touch()
+            if created:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise RunStateError(f"cannot create the run directory {self.dir}: {e.strerror or e} "
+                                f"({e.filename or self.dir}); free some space or choose another root "
+                                "(LABTRACK_ROOT)") from e
         if seed is not None:
             _provenance.seed_everything(seed)
 
         self._writer = Writer(
-            self.dir, self._swap_columns,
-            flush_seconds=float(g("flush_seconds", flush_seconds)),
-            heartbeat_seconds=float(g("heartbeat_seconds")),
-            queue_size=int(g("queue_size")), run_id=self.id, summary=summary,
+            self.dir, self._swap_columns, flush_seconds=flush_s, heartbeat_seconds=heartbeat_s,
+            queue_size=queue_n, run_id=self.id, summary=summary,
         )
         self._writer.start()
         if not resume:
-            cap = int(g("untracked_max_bytes"))
-            self._writer.submit(lambda: self._record_provenance(capture_git, cap))
+            self._writer.submit(lambda: self._record_provenance(capture_git, untracked_cap))
         if capture_console:
             from ._capture import ConsoleCapture
 
             self._capture = ConsoleCapture(self._writer.write_console)
             self._capture.start()
-        remote = g("remote", remote)
         if remote:
             from ._remote.shipper import Shipper
 
-            self._shipper = Shipper(self.dir, remote, g("token", token),
+            self._shipper = Shipper(self.dir, remote, token,
                                     experiment_slug=slug(self.experiment), run_id=self.id)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
@@ -679,7 +693,8 @@ class Run:
         if self._shipper is not None:
             if not self._shipper.close(self._sync_timeout):
                 print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "
-                      f"labtrack sync {self.id} --root {self.root}", file=sys.stderr)
+                      f"labtrack sync {self.id} --root {self.root} --remote {self._shipper.url}",
+                      file=sys.stderr)
         global _default_run
         with _default_lock:
             if _default_run is self:
@@ -776,6 +791,28 @@ def _default_experiment() -> str:
     return Path(f).stem if f else "default"
 
 
+def _cut_torn_lines(run_dir: Path) -> None:
+    """Cut a partial last line (a crash mid-write) off every append-only file before resuming,
+    so new lines are not glued onto it."""
+    for dirpath, _dirs, names in os.walk(run_dir):
+        for fn in names:
+            if not (fn.endswith(".csv") or fn.endswith(".jsonl") or fn == layout.CONSOLE_LOG):
+                continue
+            if os.path.relpath(dirpath, run_dir).split(os.sep)[0] in ("tables", "media", "artifacts"):
+                continue  # rewritten whole, never appended
+            path = os.path.join(dirpath, fn)
+            with open(path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    continue
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                if tail.endswith(b"\n"):
+                    continue
+                cut = tail.rfind(b"\n")
+                f.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
+
+
 def _find_run(root: Path, ref: str) -> Path:
     matches = [d for d in iter_run_dirs(root) if d.name == ref]
     if not matches:
@@ -824,13 +861,38 @@ def _die_by_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+_SIGTERM_GRACE_SECONDS = 3.0  # unwinding and finishing take well under a second
+
+
+_dying = False
+
+
+def _finish_and_die() -> None:
+    """The script swallowed SIGTERM: finish the runs, then have the main thread die by it."""
+    global _dying
+    finisher = threading.Thread(target=_finish_all, args=("killed",), name="labtrack-sigterm",
+                                daemon=True)
+    finisher.start()
+    finisher.join(10.0)
+    _dying = True
+    os.kill(os.getpid(), signal.SIGTERM)  # handled on the main thread: it sees _dying
+    time.sleep(5.0)
+    os.kill(os.getpid(), signal.SIGKILL)  # the main thread is stuck in C code
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     prev = _previous_sigterm
+    if _dying:
+        _die_by_sigterm()
     if not callable(prev):
         # The default action: unwind the main thread (finally blocks and `with` exits run,
         # every lock is released), then the excepthook finishes the runs as "killed" and
         # re-raises SIGTERM with the default action. Finishing right here instead could
         # wait forever on a lock the interrupted code holds (the console tee's, a queue's).
+        # If the script swallows it (a bare `except:`), still end the way SIGTERM would.
+        fallback = threading.Timer(_SIGTERM_GRACE_SECONDS, _finish_and_die)
+        fallback.daemon = True
+        fallback.start()
         raise _Terminated()
     # The script has its own handler: finish first (bounded, on another thread, for the same
     # reason), then hand over to it.
@@ -856,11 +918,23 @@ def _exit(code: Any = None) -> NoReturn:
     _original_exit(code)
 
 
+def _disown_after_fork() -> None:
+    """In a forked child: the runs belong to the parent (its writer thread did not fork)."""
+    global _default_run
+    for run in list(_live_runs):
+        if run._capture is not None:
+            run._capture.abandon()
+    _live_runs.clear()
+    _default_run = None
+
+
 def _install_hooks() -> None:
     global _hooks_installed, _previous_excepthook, _previous_sigterm
     if _hooks_installed:
         return
     _hooks_installed = True
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_disown_after_fork)
     atexit.register(_at_exit)
     # `sys.exit(1)` (or argparse's exit(2)) must leave the run "failed", not "finished"; a bare
     # `raise SystemExit(1)` cannot be seen and leaves it "finished" (docs/format.md).
