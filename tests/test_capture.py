@@ -122,7 +122,6 @@ def test_two_captured_runs_each_keep_their_own_console(tmp_path: Path) -> None:
     assert (b_dir / "console.log").read_text() == "both\nonly b\n"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #24", strict=True)
 def test_streams_are_restored_when_runs_finish_in_the_order_they_started(tmp_path: Path) -> None:
     p = run_script("""
         import sys, labtrack

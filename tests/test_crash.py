@@ -366,7 +366,6 @@ def test_resume_after_sigkill_continues_the_crashed_run(tmp_path: Path) -> None:
     assert summary["i"]["count"] == len(steps)
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #19", strict=True)
 def test_resume_after_a_torn_last_line_keeps_the_file_readable(tmp_path: Path) -> None:
     # A crash (power loss, a full disk outside labtrack's control) can leave a series file
     # ending in a partial line; readers skip it, but appending after it must not glue new
@@ -395,7 +394,6 @@ def test_resume_after_a_torn_last_line_keeps_the_file_readable(tmp_path: Path) -
     assert len(df) in (4, 5) and df["step"].dtype.kind == "i"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #21", strict=True)
 def test_sigterm_still_ends_a_script_with_a_bare_except(tmp_path: Path) -> None:
     # Without labtrack, SIGTERM's default action ends this loop. labtrack must not turn
     # SIGTERM into something the script's own error handling can swallow.
@@ -486,7 +484,6 @@ def test_a_caught_sys_exit_does_not_mark_the_run_failed(tmp_path: Path) -> None:
     assert read_run_meta(only_run_dir(root))["status"] == "finished"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #25", strict=True)
 def test_a_forked_child_exiting_does_not_finish_or_duplicate_the_parents_run(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

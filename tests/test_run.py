@@ -719,7 +719,6 @@ def test_an_image_changed_after_log_image_is_stored_as_it_was(make_run: MakeRun)
         assert np.asarray(im.convert("L")).max() == 100
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #20", strict=True)
 @pytest.mark.parametrize("environ", [{"LABTRACK_FLUSH_SECONDS": "soon"}, {"LABTRACK_HEARTBEAT_SECONDS": "x"},
                                      {"LABTRACK_QUEUE_SIZE": "0"}, {"LABTRACK_REMOTE": "not a url"}],
                          ids=["flush", "heartbeat", "queue", "remote"])

@@ -289,7 +289,6 @@ def test_a_full_record_queue_makes_log_calls_wait_not_drop(make_run: MakeRun) ->
         assert np.asarray(im)[0, 0] == 59
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #26", strict=True)
 def test_init_on_a_full_disk_raises_a_clear_error_and_leaves_nothing(tiny_fs: Path) -> None:
     _fill(tiny_fs / "filler")
     with pytest.raises(labtrack.errors.LabtrackError) as info:
