@@ -40,11 +40,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except ImportError:
             reason = "playwright (python) is not installed: pip install -e '.[test]'"
     here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here:
-            item.add_marker(pytest.mark.browser)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    ours = [item for item in items if Path(str(item.fspath)).parent == here]
+    for item in ours:
+        item.add_marker(pytest.mark.browser)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+    # The browser journeys run last: the slowest tests, and the only ones holding a loop.
+    items[:] = [item for item in items if item not in ours] + ours
 
 
 def _clean_env() -> dict[str, str]:
@@ -152,7 +154,10 @@ PAGE_TIMEOUT_MS = 30_000
 EXPECT_TIMEOUT_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an asyncio loop running in the main thread
+# while it is open, and the other tests call asyncio.run(); it must be closed when the
+# browser tests are done.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
 
