@@ -20,9 +20,10 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
-	-@[ -d "$(TORCH_WHEELS)" ] && ls $(TORCH_WHEELS)/torch-*.whl >/dev/null 2>&1 \
-	  && $(BIN)/pip install --quiet --no-index --find-links $(TORCH_WHEELS) torch \
-	  || echo "torch: no local wheel in $(TORCH_WHEELS); torch tests will be skipped"
+	@# The wheel file itself (its dependencies come from PyPI); never a download of torch.
+	-@wheel=$$(ls $(TORCH_WHEELS)/torch-*.whl 2>/dev/null | head -1); \
+	  if [ -n "$$wheel" ] && $(BIN)/pip install --quiet "$$wheel"; then echo "torch: installed $$wheel"; \
+	  else echo "torch: no usable local wheel in $(TORCH_WHEELS); torch tests will be skipped"; fi
 	touch $@
 
 install: $(VENV)/.installed
