@@ -24,7 +24,6 @@ from ._store import files, layout
 from ._store.reader import read_json
 
 CSV_HEADER = b"step,value,time\n"
-_ROW = "%d,%r,%.3f\n"
 _STOP = object()
 # How long swapped-out column generations are watched for late appends (see _flush_scalars).
 KEEP_SECONDS = 5.0
@@ -116,13 +115,35 @@ class SeriesStats:
 
 
 def format_rows(col: array[float]) -> bytes:
-    """CSV lines of the (step, value, time) triples in `col`, one `%` call for all of them."""
+    """CSV lines of the (step, value, time) triples in `col` (a private copy; see docs/format.md).
+
+    Every batch, small or large, is written by Arrow's C++ CSV writer, so a file's bytes never
+    depend on how many points one flush carried, and formatting runs outside the GIL: Python's
+    float repr alone costs ~0.5 us a value here, more than the whole budget for 1M values/s.
+    """
     n = len(col) // 3
     if n <= 0:
         return b""
-    if n * 3 != len(col):
-        col = col[: n * 3]
-    return ((_ROW * n) % tuple(col)).encode()
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    a = np.frombuffer(col, dtype=np.float64, count=n * 3).reshape(n, 3)
+    table = pa.table({"step": pa.array(a[:, 0].astype(np.int64)), "value": pa.array(a[:, 1]),
+                      "time": pa.array(np.round(a[:, 2], 3))})
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, _CSV_OPTIONS(pacsv))
+    return bytes(sink.getvalue())
+
+
+def _CSV_OPTIONS(pacsv: Any) -> Any:  # noqa: N802 - built once, used like a constant
+    global _csv_options
+    if _csv_options is None:
+        _csv_options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+    return _csv_options
+
+
+_csv_options: Any = None
 
 
 class Writer:
