@@ -91,8 +91,8 @@ def test_numpy_scalars_0d_arrays_and_bools(make_run: MakeRun) -> None:
     for name, value in expected.items():
         df = _csv(run, f"{name}.csv")
         assert df["step"].tolist() == [5] and df["value"].tolist() == [value], name
-    # booleans are written as 1.0 / 0.0, never True/False
-    assert (run.dir / "scalars" / "py_true.csv").read_text().splitlines()[1].split(",")[1] == "1.0"
+    # booleans are written as the numbers 1 and 0, never True/False
+    assert (run.dir / "scalars" / "py_true.csv").read_text().splitlines()[1].split(",")[1] == "1"
 
 
 def test_torch_scalars_and_0d_tensors(make_run: MakeRun) -> None:
