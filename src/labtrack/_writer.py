@@ -114,36 +114,56 @@ class SeriesStats:
         }
 
 
+_arrow: Any = None  # (numpy, pyarrow, pyarrow.csv, write options) once loaded
+_PY_ROW = "%d,%r,%.3f\n"
+
+
+def load_formatter() -> bool:
+    """Import what format_rows uses (the writer thread does it first thing, in the background:
+    importing pyarrow at interpreter exit fails, it registers an atexit hook)."""
+    global _arrow
+    if _arrow is None:
+        try:
+            import numpy as np
+            import pyarrow as pa
+            import pyarrow.csv as pacsv
+
+            options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+            _arrow = (np, pa, pacsv, options)
+        except Exception:  # noqa: BLE001 - shutdown or a broken install: the fallback writes
+            return False
+    return True
+
+
 def format_rows(col: array[float]) -> bytes:
     """CSV lines of the (step, value, time) triples in `col` (a private copy; see docs/format.md).
 
-    Every batch, small or large, is written by Arrow's C++ CSV writer, so a file's bytes never
+    Every batch, small or large, is written by Arrow's C++ CSV writer, so a file's bytes do not
     depend on how many points one flush carried, and formatting runs outside the GIL: Python's
     float repr alone costs ~0.5 us a value here, more than the whole budget for 1M values/s.
+    Only when pyarrow cannot be loaded (a run started at interpreter exit) are the values
+    written with Python's repr, which is also a shortest round-trip form.
     """
     n = len(col) // 3
     if n <= 0:
         return b""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
+    if not load_formatter():
+        return ((_PY_ROW * n) % tuple(col[: n * 3])).encode()
+    np, pa, pacsv, options = _arrow
     a = np.frombuffer(col, dtype=np.float64, count=n * 3).reshape(n, 3)
-    table = pa.table({"step": pa.array(a[:, 0].astype(np.int64)), "value": pa.array(a[:, 1]),
-                      "time": pa.array(np.round(a[:, 2], 3))})
+    # Arrays from raw buffers: pa.array(ndarray) would import pandas into the training
+    # process (it checks for a Series), and that import fails at interpreter exit.
+    steps = np.ascontiguousarray(a[:, 0].astype(np.int64))
+    values = np.ascontiguousarray(a[:, 1])
+    times = np.round(a[:, 2], 3)
+    table = pa.table({
+        "step": pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(steps)]),
+        "value": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)]),
+        "time": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(times)]),
+    })
     sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, _CSV_OPTIONS(pacsv))
+    pacsv.write_csv(table, sink, options)
     return bytes(sink.getvalue())
-
-
-def _CSV_OPTIONS(pacsv: Any) -> Any:  # noqa: N802 - built once, used like a constant
-    global _csv_options
-    if _csv_options is None:
-        _csv_options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    return _csv_options
-
-
-_csv_options: Any = None
 
 
 class Writer:
@@ -214,6 +234,7 @@ class Writer:
 
     # --- the thread -----------------------------------------------------------------------
     def _main(self) -> None:
+        load_formatter()
         next_flush = time.monotonic() + self._flush_seconds
         self._safe(self._beat)
         while True:
