@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml hatch_build.py src/labtrack/_hot.c
 	$(BIN)/pip install --quiet -e '.[test]'
 	@# The wheel file itself (its dependencies come from PyPI); never a download of torch.
 	-@wheel=$$(ls $(TORCH_WHEELS)/torch-*.whl 2>/dev/null | head -1); \

@@ -228,7 +228,6 @@ def test_a_log_call_spanning_two_writer_flushes_loses_nothing(make_run: MakeRun)
     assert read_scalars(run.dir / "scalars" / "x.csv")[0] == [0, 1, 2]
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #17 (remaining)", strict=True)
 def test_a_log_call_spanning_many_flushes_loses_nothing(make_run: MakeRun) -> None:
     # The fix keeps old generations for 5 s but at most 64 of them: a thread that calls
     # flush() often (a metrics or checkpoint thread) can still push a descheduled log() call's

@@ -466,7 +466,6 @@ def test_sigterm_with_the_scripts_handler_while_printing_heavily(tmp_path: Path)
     assert read_run_meta(only_run_dir(root))["status"] == "killed"
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #22", strict=True)
 def test_a_caught_sys_exit_does_not_mark_the_run_failed(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import labtrack
+from labtrack import _run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,11 +56,13 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[float, list[floa
     return min(logged) / min(base), base, logged
 
 
-def test_log_one_scalar_stays_within_microseconds(measured: tuple[float, list[float], list[float]]) -> None:
-    # The target is 3x; this design measures 3.2-3.6x here (time.time() alone is a
-    # third of a baseline iteration), tracked in benchmarks/RESULTS.md and CORE_BUGS.md #6.
-    # This bound fails on a real regression (a lock, a per-call tuple kept alive: 4.5x+).
+def test_log_one_scalar_costs_at_most_3x_a_dict_update_and_list_append(
+        measured: tuple[float, list[float], list[float]]) -> None:
+    # The target. The C path (labtrack._hot) measures ~2.1x here; the pure Python
+    # path (LABTRACK_NO_C=1, or no compiler at install) measures 3.2-3.6x and is held to a
+    # regression bound instead (time.time() alone is a third of a baseline iteration).
     ratio, base, logged = measured
-    assert ratio <= 4.2, (
+    bound = 3.0 if _run.HOT else 4.2
+    assert ratio <= bound, (
         f"run.log costs {ratio:.2f}x the baseline ({min(logged) / N * 1e9:.0f} ns per call; "
         f"baseline {min(base) / N * 1e9:.0f} ns per iteration)")

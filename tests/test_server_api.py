@@ -195,7 +195,7 @@ def test_files_and_file(root: Path, client: Client) -> None:
             "scalars/val%20acc/top-1.csv"} <= paths
     assert all(f["size"] >= 0 and f["mtime"] > 0 for f in listing)
     raw = client.get(f"/api/v1/runs/{rid}/file", params={"path": "scalars/train/loss.csv"})
-    assert raw.status_code == 200 and raw.text.startswith("step,value,time\n0,5,")
+    assert raw.status_code == 200 and raw.text.startswith("step,value,time\n0,5.0,")
     assert raw.headers["x-content-type-options"] == "nosniff"
     assert raw.headers["content-type"].startswith("text/plain")
     part = client.get(f"/api/v1/runs/{rid}/file", params={"path": "scalars/train/loss.csv"},

@@ -19,7 +19,7 @@ import pytest
 
 import labtrack
 from labtrack._store.reader import read_jsonl, read_run_meta, read_scalars
-from labtrack._writer import SeriesStats, format_rows
+from labtrack._writer import SeriesStats, format_rows, format_rows_py
 
 BULK_ROWS = 20_000  # more points than one flush of a typical run: one large batch
 
@@ -43,8 +43,39 @@ def test_format_rows_writes_shortest_round_trip_values() -> None:
                 (3, float("-inf"), t), (4, 1e-300, t), (5, 2.0, t), (6, -0.0, t)])
     assert format_rows(col).decode().splitlines() == [
         "0,2.3025850929940455,1763734503.121", "1,nan,1763734503.121", "2,inf,1763734503.121",
-        "3,-inf,1763734503.121", "4,1e-300,1763734503.121", "5,2,1763734503.121", "6,-0,1763734503.121"]
+        "3,-inf,1763734503.121", "4,1e-300,1763734503.121", "5,2.0,1763734503.121", "6,-0.0,1763734503.121"]
     assert format_rows(array("d")) == b""
+
+
+def math_floor_ms(t: float) -> int:
+    return int(np.floor(t * 1000.0 + 0.5))
+
+
+def test_the_c_and_python_formatters_write_the_same_bytes() -> None:
+    # Python's repr is the spec; the C formatter (labtrack._hot) must match it byte for byte,
+    # for every kind of float64 and for times on either side of a millisecond boundary.
+    import random
+
+    hot = pytest.importorskip("labtrack._hot")
+    rng = random.Random(7)
+    specials = [0.0, -0.0, 2.0, 0.1, 1 / 3, float("nan"), float("inf"), float("-inf"), 1e-5, 1e-4,
+                1e15, 1e16, 1e17, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                123456789.123, 2.0 ** 53, -2.0 ** 53 + 1, 0.30000000000000004]
+    randoms = [rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30) for _ in range(20_000)]
+    float32ish = [float(np.float32(rng.random() * 3)) for _ in range(5_000)]
+    t0 = 1763734503.0
+    times = [t0 + rng.random() for _ in range(100)] + [t0 + 0.0005, t0 + 0.0015, 0.0, 0.0004999, -0.0015]
+    rows = [(i, v, times[i % len(times)]) for i, v in enumerate(specials + randoms + float32ish)]
+    rows.append((2 ** 53 - 1, 1.0, t0))
+    col = _col(rows)
+    assert hot.format_rows(col) == format_rows_py(col)
+    text = hot.format_rows(col).decode().splitlines()
+    assert text[0] == "0,0.0,1763734503.%03d" % (math_floor_ms(times[0]) % 1000)
+    for line, (step, v, _) in zip(text, rows):  # the values read back exactly
+        s, value, _t = line.split(",")
+        assert int(s) == step and (float(value) == v or v != v)
+    with pytest.raises(TypeError):
+        hot.format_rows(array("f", [1.0, 2.0, 3.0]))
 
 
 def test_bulk_formatting_writes_the_same_bytes_as_small_batches() -> None:
@@ -66,10 +97,10 @@ def test_a_whole_number_series_reads_back_equal_and_float64_through_the_book(mak
         run.log({"epoch": i // 100})
     flush(run)
     df = pd.read_csv(run.dir / "scalars" / "epoch.csv")
-    # format.md: shortest round-trip text, so whole numbers are written as "0", "1", ...;
-    # pandas may infer int64, the values are equal, and the Book always gives float64.
+    # format.md: Python's repr, so whole numbers are written as "0.0", "1.0", ...;
+    # pandas reads float64, and so does the Book.
     assert (df["value"].astype(float) == [float(i // 100) for i in range(BULK_ROWS + 10)]).all()
-    assert (run.dir / "scalars" / "epoch.csv").read_text().splitlines()[1].startswith("0,0,")
+    assert (run.dir / "scalars" / "epoch.csv").read_text().splitlines()[1].startswith("0,0.0,")
     book_df = labtrack.open(run.root)[run.id].scalars("epoch")
     assert book_df["value"].dtype == np.float64 and book_df["value"].iloc[-1] == float((BULK_ROWS + 9) // 100)
 

@@ -1,9 +1,11 @@
 """Run: the object a training script holds, and the one default run behind `labtrack.init()`.
 
 The hot path is :meth:`Run.log`: it validates each value by type, appends one
-`(step, value, time)` triple to the series' column with a single `array.extend` (atomic under
-the GIL, so no lock and no half-written point even when a signal interrupts it) and returns.
-The writer thread (`_writer.Writer`) formats the columns in bulk and appends them to disk.
+`(step, value, time)` triple to the series' column with a single `array.fromlist` call (atomic
+under the GIL, so no lock and no half-written point even when a signal interrupts it) and
+returns. The writer thread (`_writer.Writer`) formats the columns in bulk and appends them to
+disk. Where the C module `_hot` is built (see `_hot.c`), `Run.log` is its C version of the
+common call, which falls back to the Python one here (`Run._log_py`) for everything else.
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ from .errors import (
 _time = time.time
 _coerce = _records.coerce_scalar
 
+try:
+    # Read once, from the environment only, at import: the class is built here.
+    if os.environ.get("LABTRACK_NO_C", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise ImportError("LABTRACK_NO_C is set")
+    from ._hot import HotBase as _LogBase  # the C fast path of Run.log; see _hot.c
+
+    HOT = True
+except ImportError:  # no compiler at install time, or LABTRACK_NO_C=1: the Python path alone
+
+    class _LogBase:  # type: ignore[no-redef]
+        __slots__ = ("_cols", "_next_step")
+
+    HOT = False
+
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
@@ -64,7 +80,7 @@ class _FinishedColumns(dict):  # type: ignore[type-arg]
         self.refuse()
 
 
-class Run:
+class Run(_LogBase):
     """One run: a directory under the root, a writer thread, and the logging calls.
 
     Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
@@ -76,8 +92,9 @@ class Run:
     """
 
     # Slots make the attribute reads on the hot path cheaper.
+    # `_cols` and `_next_step` live in the base class (C or Python), where log() reads them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
-                 "_meta_lock", "_cols", "_known", "_next_step", "_indicators_obj", "_shipper",
+                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_capture", "_sync_timeout", "_meta", "_params", "_writer", "__weakref__")
 
     def __init__(
@@ -112,6 +129,10 @@ class Run:
         self._meta_lock = threading.Lock()
         self._cols: dict[str, Callable[[list[float]], None]] = {}
         self._known: set[str] = set()
+        # One entry per Python-path log() call in flight (the C path is atomic): while any is,
+        # the writer keeps every swapped-out column generation it may still append to.
+        self._busy: list[None] = []
+        self._activity = 0  # bumped by flush() and media/text records (see _at_exit)
         self._next_step = 0
         self._indicators_obj: Any = None
         self._shipper: Any = None
@@ -222,7 +243,8 @@ class Run:
             _provenance.seed_everything(seed)
 
         self._writer = Writer(
-            self.dir, self._swap_columns, flush_seconds=flush_s, heartbeat_seconds=heartbeat_s,
+            self.dir, self._swap_columns, in_flight=self._busy.__len__,
+            flush_seconds=flush_s, heartbeat_seconds=heartbeat_s,
             queue_size=queue_n, run_id=self.id, summary=summary,
         )
         self._writer.start()
@@ -286,10 +308,14 @@ class Run:
             step = self._next_step
         elif type(step) is not int or step < 0 or step >= 9007199254740992:  # 2**53
             step = _records.check_step(step)
+        busy = self._busy
+        busy.append(None)  # before reading the columns: the writer must see this call in flight
         # name -> the bound `fromlist` of the series' array('d') of (step, value, time) triples;
         # a finished run's columns are _FinishedColumns, whose lookups raise RunStateError.
         cols = self._cols
         try:
+            if cols.__class__ is _FinishedColumns and not values:
+                cols.refuse()  # log({}) after finish() is the same mistake
             for k, v in values.items():
                 if type(v) is not float:
                     v = _coerce(k, v)
@@ -308,7 +334,12 @@ class Run:
                     "example: run.log({'train/loss': 0.5})"
                 ) from None
             raise
+        finally:
+            busy.pop()
         self._next_step = step + 1
+
+    # The Python implementation, which the C `log` calls for anything but its common case.
+    _log_py = log
 
     def _record(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Like log(), but never moves the automatic step (console timings, indicators)."""
@@ -335,6 +366,9 @@ class Run:
             if c is not None and len(c) >= 3 and c[-3] == step and c[-1] == t:
                 del c[-3:]
 
+    def _activity_mark(self) -> tuple[int, int]:
+        return (self._next_step, self._activity)
+
     def _swap_columns(self) -> dict[str, array[float]]:
         old, self._cols = self._cols, {}
         return {k: append.__self__ for k, append in old.items()}  # type: ignore[attr-defined]
@@ -343,6 +377,7 @@ class Run:
     def _enqueue(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the writer thread, in order with other records."""
         self._check_open()
+        self._activity += 1
         self._writer.submit(fn)
 
     def _check_open(self) -> None:
@@ -650,6 +685,7 @@ class Run:
     # --- end of the run -------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is on disk."""
+        self._activity += 1
         if not self._finished:
             self._writer.flush(timeout)
 
@@ -715,6 +751,11 @@ class Run:
             self.finish("interrupted", error=exc)
         else:
             self.finish("failed", error=exc)
+
+
+if HOT:
+    # Run.log is the C method of the base class, which calls Run._log_py when it cannot help.
+    delattr(Run, "log")
 
 
 class DisabledRun:
@@ -783,6 +824,9 @@ _previous_excepthook: Any = None
 _previous_sigterm: Any = None
 _original_exit = sys.exit
 _exit_code: Any = None
+# Each live run's activity when sys.exit() was last called: a run that logged, flushed or
+# wrote after it shows the SystemExit was caught and the script went on.
+_exit_marks: dict[Run, tuple[int, int]] = {}
 
 
 def _default_experiment() -> str:
@@ -907,14 +951,26 @@ def _at_exit() -> None:
     code = _exit_code
     if code in (0, None):
         _finish_all("finished")
-    else:
-        _finish_all("failed", SystemExit(code))
+        return
+    # A run with activity after the sys.exit() call saw the SystemExit caught (argparse's
+    # error exit inside a fallback, a library's exit) and the script end normally.
+    for run in list(_live_runs):
+        mark = _exit_marks.get(run)
+        if mark is not None and mark != run._activity_mark():
+            try:
+                run.finish("finished")
+            except Exception as e:  # finishing one run must not stop the others
+                print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
+    _finish_all("failed", SystemExit(code))
 
 
 def _exit(code: Any = None) -> NoReturn:
     """sys.exit, remembering the code: atexit has no other way to know a script failed."""
     global _exit_code
     _exit_code = code
+    _exit_marks.clear()
+    for run in list(_live_runs):
+        _exit_marks[run] = run._activity_mark()
     _original_exit(code)
 
 

@@ -91,6 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Record this run id as the new run's parent (set by `labtrack rerun`)."),
     Setting("config", "LABTRACK_CONFIG", "labtrack.toml", str, "path",
             "The config file read for settings not given as arguments or environment variables."),
+    Setting("no_c", "LABTRACK_NO_C", False, _parse_bool, "bool",
+            "Do not build (at install) or use (at import) the C fast path of run.log; the pure "
+            "Python path records the same data, about 3x slower per call. Environment only."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -1,10 +1,10 @@
 """The one writer thread of a run: formats buffered values in bulk and appends them to disk.
 
 The hot path (Run.log) appends `(step, value, time)` triples to one `array('d')` per series
-with a single `extend` call, which the GIL makes atomic, and never takes a lock. The writer
-swaps the dict of columns for a fresh one and formats the old generation; a log call that
-fetched the old dict just before the swap may still extend it, so the writer keeps the
-previous generation and writes whatever grew in it on the next round.
+with a single `fromlist` call, which the GIL makes atomic, and never takes a lock. The writer
+swaps the dict of columns for a fresh one and formats the old generation; a Python-path log
+call that fetched the old dict just before the swap may still extend it, so the writer keeps
+old generations, writing whatever grew in them, until a flush finds no such call in flight.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from ._store.reader import read_json
 CSV_HEADER = b"step,value,time\n"
 _STOP = object()
 # How long swapped-out column generations are watched for late appends (see _flush_scalars).
-KEEP_SECONDS = 5.0
-MAX_OLD_GENERATIONS = 64  # bounds the work when a script calls flush() very often
+MAX_OLD_GENERATIONS = 10_000  # bounds memory if a log() call never returns
 # Bytes kept for a file whose append failed (full disk); past this, data is dropped and counted.
 _MAX_PENDING = 64 * 1024 * 1024
 
@@ -114,66 +113,48 @@ class SeriesStats:
         }
 
 
-_arrow: Any = None  # (numpy, pyarrow, pyarrow.csv, write options) once loaded
-_PY_ROW = "%d,%r,%.3f\n"
+def format_time(t: float) -> str:
+    """A time in seconds, rounded to milliseconds, as written in the scalars files ("<s>.<mmm>")."""
+    ms = math.floor(t * 1000.0 + 0.5)
+    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
+    return f"{sign}{ms // 1000}.{ms % 1000:03d}"
 
 
-def load_formatter() -> bool:
-    """Import what format_rows uses (the writer thread does it first thing, in the background:
-    importing pyarrow at interpreter exit fails, it registers an atexit hook)."""
-    global _arrow
-    if _arrow is None:
-        try:
-            import numpy as np
-            import pyarrow as pa
-            import pyarrow.csv as pacsv
-
-            options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-            _arrow = (np, pa, pacsv, options)
-        except Exception:  # noqa: BLE001 - shutdown or a broken install: the fallback writes
-            return False
-    return True
-
-
-def format_rows(col: array[float]) -> bytes:
-    """CSV lines of the (step, value, time) triples in `col` (a private copy; see docs/format.md).
-
-    Every batch, small or large, is written by Arrow's C++ CSV writer, so a file's bytes do not
-    depend on how many points one flush carried, and formatting runs outside the GIL: Python's
-    float repr alone costs ~0.5 us a value here, more than the whole budget for 1M values/s.
-    Only when pyarrow cannot be loaded (a run started at interpreter exit) are the values
-    written with Python's repr, which is also a shortest round-trip form.
-    """
+def format_rows_py(col: array[float]) -> bytes:
+    """CSV lines of the (step, value, time) triples in `col` (see docs/format.md): the step as
+    an integer, the value as Python's repr (the shortest text that reads back as the same
+    float64), the time with three decimals. The C version, `_hot.format_rows`, writes the same
+    bytes about 20x faster; this one serves where the C module is not built."""
     n = len(col) // 3
-    if n <= 0:
-        return b""
-    if not load_formatter():
-        return ((_PY_ROW * n) % tuple(col[: n * 3])).encode()
-    np, pa, pacsv, options = _arrow
-    a = np.frombuffer(col, dtype=np.float64, count=n * 3).reshape(n, 3)
-    # Arrays from raw buffers: pa.array(ndarray) would import pandas into the training
-    # process (it checks for a Series), and that import fails at interpreter exit.
-    steps = np.ascontiguousarray(a[:, 0].astype(np.int64))
-    values = np.ascontiguousarray(a[:, 1])
-    times = np.round(a[:, 2], 3)
-    table = pa.table({
-        "step": pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(steps)]),
-        "value": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)]),
-        "time": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(times)]),
-    })
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, options)
-    return bytes(sink.getvalue())
+    return "".join([
+        f"{int(col[i])},{col[i + 1]!r},{format_time(col[i + 2])}\n" for i in range(0, n * 3, 3)
+    ]).encode()
+
+
+def _pick_formatter() -> Callable[[array[float]], bytes]:
+    if os.environ.get("LABTRACK_NO_C", "").strip().lower() in ("1", "true", "yes", "on"):
+        return format_rows_py
+    try:
+        from ._hot import format_rows as c_format_rows
+    except ImportError:
+        return format_rows_py
+    return c_format_rows
+
+
+# Formats a private copy of a column (never a live one: see Writer._write_series).
+format_rows: Callable[[array[float]], bytes] = _pick_formatter()
 
 
 class Writer:
     """Owns every disk write of one run. Exactly one per run; daemon, named, joined by close()."""
 
-    def __init__(self, run_dir: Path, swap_columns: Callable[[], dict[str, array[float]]], *, flush_seconds: float,
+    def __init__(self, run_dir: Path, swap_columns: Callable[[], dict[str, array[float]]], *,
+                 in_flight: Callable[[], int] = lambda: 0, flush_seconds: float,
                  heartbeat_seconds: float, queue_size: int, run_id: str,
                  summary: dict[str, Any] | None = None) -> None:
         self.dir = run_dir
         self._swap_columns = swap_columns
+        self._in_flight = in_flight
         self._flush_seconds = flush_seconds
         self._heartbeat_seconds = heartbeat_seconds
         self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -181,7 +162,7 @@ class Writer:
             k: SeriesStats.from_summary(v) for k, v in (summary or {}).items() if isinstance(v, dict)
         }
         self._paths: dict[str, Path] = {}
-        self._old: list[tuple[float, dict[str, array[float]], dict[str, int]]] = []
+        self._old: list[tuple[dict[str, array[float]], dict[str, int]]] = []
         self._pending: dict[Path, bytearray] = {}
         self._summary_dirty = False
         self._console: list[str] = []
@@ -234,7 +215,6 @@ class Writer:
 
     # --- the thread -----------------------------------------------------------------------
     def _main(self) -> None:
-        load_formatter()
         next_flush = time.monotonic() + self._flush_seconds
         self._safe(self._beat)
         while True:
@@ -305,21 +285,21 @@ class Writer:
         return {k: s.as_dict() for k, s in sorted(self._stats.items())}
 
     def _flush_scalars(self) -> None:
-        # A log() call reads the columns dict, then appends: a thread descheduled in between
-        # appends into a generation the writer has already swapped out. Older generations are
-        # therefore kept, and whatever grew in them written, for at least KEEP_SECONDS and
-        # two flushes, however often flush() is called.
-        now = time.monotonic()
+        # A Python-path log() call reads the columns dict, then appends: a thread descheduled
+        # in between appends into a generation the writer has already swapped out. So old
+        # generations are kept, and whatever grew in them written, until a flush that starts
+        # with no such call in flight (the C path appends atomically and is never in flight).
+        idle = not self._in_flight()
         kept = []
-        for i, (swapped, gen, done) in enumerate(self._old):
+        for gen, done in self._old:
             for name, col in list(gen.items()):
                 start = done.get(name, 0)
                 if len(col) - start >= 3:
                     end = len(col) // 3 * 3
                     self._write_series(name, col, start, end)
                     done[name] = end
-            if now - swapped < KEEP_SECONDS or i >= len(self._old) - 2:
-                kept.append((swapped, gen, done))
+            if not idle:
+                kept.append((gen, done))
         current = self._swap_columns()
         done_now: dict[str, int] = {}
         for name, col in list(current.items()):
@@ -327,8 +307,12 @@ class Writer:
             if n:
                 self._write_series(name, col, 0, n)
             done_now[name] = n
-        kept.append((now, current, done_now))
-        self._old = kept[-MAX_OLD_GENERATIONS:]
+        kept.append((current, done_now))
+        if len(kept) > MAX_OLD_GENERATIONS:  # a log() call stuck in flight for thousands of flushes
+            self._warn_once("generations", "labtrack: a log() call has been in flight for "
+                            f"{len(kept)} flushes; points it appends later may be lost")
+            del kept[:-MAX_OLD_GENERATIONS]
+        self._old = kept
 
     def _write_series(self, name: str, col: array[float], start: int, end: int | None = None) -> None:
         end = len(col) // 3 * 3 if end is None else end

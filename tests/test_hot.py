@@ -1,0 +1,113 @@
+"""The C fast path of Run.log (`labtrack._hot`) and the Python path record the same thing.
+
+Every other test runs with the C path where it is built; here the same script runs once with
+it and once with LABTRACK_NO_C=1, and the files must agree in everything but the times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import labtrack
+from labtrack import _run
+from labtrack.errors import LabtrackTypeError, RunStateError
+
+from conftest import only_run_dir, run_script
+
+MakeRun = Callable[..., labtrack.Run]
+
+SCRIPT = """
+    import labtrack
+    from labtrack.errors import LabtrackError
+    import labtrack._run as r
+    print("HOT", r.HOT)
+    run = labtrack.init("hot", capture_git=False, capture_console=False)
+    run.log({"a": 1.0, "b": 2})                    # a new series each: the Python path
+    run.log({"a": 0.1, "b": -3})                   # known series, float and int: the C path
+    run.log({"a": float("nan"), "b": float("inf")}, step=10)
+    run.log({"a": -0.0, "b": 2 ** 60})             # a big int: handed to Python
+    run.log({"a": True, "b": 1e300})               # a bool: handed to Python
+    run.log({"a": 5.5}, 7)                         # positional step
+    run.log(values={"b": 6.5}, step=20)            # keywords: handed to Python
+    for bad in ({"a": 1.0, "b": "x"}, {"a": 1.0, "b": None}, {"a": 2.0, 3: 1.0}):
+        try:
+            run.log(bad)                           # all or nothing: "a" gets no point
+        except LabtrackError as e:
+            print("refused", type(e).__name__)
+    for bad_step in (-1, 2 ** 53, 1.5, "3"):
+        try:
+            run.log({"a": 1.0}, step=bad_step)
+        except LabtrackError as e:
+            print("refused step", type(e).__name__)
+    run.log({"a": 9.0})
+    run.log({})
+    run.log({"c": 1.0, "a": 8.0, "d": 3})          # mixed known and new keys
+    run.finish()
+    for values in ({"a": 1.0}, {}):
+        try:
+            run.log(values)
+        except LabtrackError as e:
+            print("finished", type(e).__name__)
+"""
+
+
+def _series(run_dir: Path) -> dict[str, list[list[str]]]:
+    out = {}
+    for p in sorted((run_dir / "scalars").glob("*.csv")):
+        rows = [line.split(",") for line in p.read_text().splitlines()]
+        out[p.name] = [row[:2] for row in rows]  # step, value (times differ)
+    return out
+
+
+@pytest.mark.skipif(not _run.HOT, reason="the C fast path is not built")
+def test_the_c_and_python_paths_write_the_same_files(tmp_path: Path) -> None:
+    results = []
+    for no_c in ("0", "1"):
+        root = tmp_path / f"root-{no_c}"
+        cwd = tmp_path / f"cwd-{no_c}"
+        cwd.mkdir()
+        p = run_script(SCRIPT, cwd=cwd, env={"LABTRACK_ROOT": str(root), "LABTRACK_NO_C": no_c})
+        assert p.returncode == 0, p.stderr
+        run_dir = only_run_dir(root)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        for s in summary.values():
+            s.pop("time", None)
+        results.append((p.stdout.replace("HOT True", "HOT").replace("HOT False", "HOT"),
+                        _series(run_dir), summary))
+    assert "HOT" in results[0][0]
+    assert results[0] == results[1]
+    stdout, series, _ = results[0]
+    assert stdout.count("refused Labtrack") == 3
+    assert stdout.count("refused step") == 4
+    assert stdout.count("finished RunStateError") == 2
+    assert series["a.csv"][1:] == [["0", "1.0"], ["1", "0.1"], ["10", "nan"], ["11", "-0.0"], ["12", "1.0"],
+                                   ["7", "5.5"], ["21", "9.0"], ["23", "8.0"]]
+    assert series["b.csv"][4:] == [["11", "1.152921504606847e+18"], ["12", "1e+300"], ["20", "6.5"]]
+
+
+def test_the_c_path_is_built_where_a_compiler_is(tmp_path: Path) -> None:
+    # `make install` compiles src/labtrack/_hot.c (hatch_build.py); LABTRACK_NO_C=1 opts out.
+    if os.environ.get("LABTRACK_NO_C", "").lower() in ("1", "true", "yes", "on"):
+        pytest.skip("LABTRACK_NO_C is set")
+    assert _run.HOT, ("labtrack._hot is not built: reinstall with a C compiler and the Python "
+                      "headers (make install), or set LABTRACK_NO_C=1 to test the Python path")
+    assert labtrack.Run.log.__doc__ and "Record scalar values" in labtrack.Run.log.__doc__
+
+
+def test_a_step_the_c_path_cannot_take_still_gets_a_clear_error(make_run: MakeRun) -> None:
+    run = make_run()
+    run.log({"a": 1.0})
+    with pytest.raises(LabtrackTypeError, match="dict"):
+        run.log([("a", 1.0)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        run.log()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        run.log({"a": 1.0}, 1, 2)  # type: ignore[call-arg]
+    run.finish()
+    with pytest.raises(RunStateError):
+        run.log({"a": 2.0})
