@@ -78,6 +78,26 @@ def test_the_c_and_python_formatters_write_the_same_bytes() -> None:
         hot.format_rows(array("f", [1.0, 2.0, 3.0]))
 
 
+def test_the_c_repr_matches_python_repr_on_a_million_floats() -> None:
+    # The C formatter computes repr's digits itself (exactly, in 128-bit integers) for
+    # 1e-5 <= |v| < 1e17 and hands other values to Python's own; both must give repr(v).
+    import math
+    import random
+    import struct
+
+    hot = pytest.importorskip("labtrack._hot")
+    rng = random.Random(11)
+    values = [rng.uniform(-1, 1) * 10 ** rng.randint(-6, 18) for _ in range(400_000)]
+    values += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(200_000)]
+    values += [float(np.float32(rng.random() * 10)) for _ in range(200_000)]
+    values += [round(rng.random() * 1000, rng.randint(0, 8)) for _ in range(200_000)]
+    for e in range(-20, 60):  # powers of two, where the gap below is half the gap above
+        for x in (2.0 ** e, 10.0 ** (e % 24 - 6)):
+            values += [x, math.nextafter(x, 0), math.nextafter(x, math.inf), -x]
+    bad = [(v, hot.repr_float(v)) for v in values if hot.repr_float(v) != repr(v)]
+    assert not bad, bad[:10]
+
+
 def test_bulk_formatting_writes_the_same_bytes_as_small_batches() -> None:
     # A file's bytes must not depend on how many points one flush happened to carry.
     rng = np.random.default_rng(0)
@@ -157,7 +177,9 @@ def test_periodic_flush_without_a_barrier(make_run: MakeRun) -> None:
     run.log({"a": 1.0})
     deadline = time.monotonic() + 10
     path = run.dir / "scalars" / "a.csv"
-    while not (path.exists() and path.read_bytes().count(b"\n") == 2) and time.monotonic() < deadline:
+    summary = run.dir / "summary.json"  # written right after the series, in the same flush
+    while not (path.exists() and path.read_bytes().count(b"\n") == 2 and summary.exists()) \
+            and time.monotonic() < deadline:
         time.sleep(0.02)
     assert read_scalars(path)[1] == [1.0]
     assert json.loads((run.dir / "summary.json").read_text())["a"]["count"] == 1

@@ -1,4 +1,5 @@
-/* labtrack._hot: the C version of Run.log's common case.
+/* labtrack._hot: the C version of Run.log's common case, and the writer's scalars formatter
+ * (format_rows: CSV lines with Python's repr of each value, computed without the GIL).
  *
  * Run (src/labtrack/_run.py) inherits from HotBase when this module is built. HotBase.log
  * handles the call a training loop makes every step -- a plain dict of str keys already
@@ -224,11 +225,221 @@ put_time(char *p, double t)
     return p;
 }
 
+/* Python's repr of a float64, for 1e-5 <= |v| < 1e17 (and 0, inf, nan), without the GIL.
+ *
+ * repr is the shortest decimal that reads back as v, the nearest to v among those (ties to
+ * an even last digit). Here, exactly, with 128-bit integers: v = m * 2^e is scaled by 10^q so
+ * that it has 17 digits before the point; for p = 1, 2, ... digits, the two p-digit decimals
+ * around v are tested against v's rounding interval (half an ulp either side, a quarter ulp
+ * below a power of two; the ends count when m is even, as a parser rounds half to even).
+ * Returns the length written at `out`, or -1 where the caller must use PyOS_double_to_string
+ * (tests/test_writer.py compares both on many values).
+ */
+typedef unsigned __int128 u128;
+
+static const unsigned long long POW10[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL,
+};
+
+static u128 POW10_128[22];  /* filled at import */
+
+static int
+fast_repr(double v, char *out)
+{
+    char *p = out;
+    if (v != v) {
+        memcpy(out, "nan", 3);
+        return 3;
+    }
+    if (v == 0.0) {
+        if (signbit(v)) {
+            memcpy(out, "-0.0", 4);
+            return 4;
+        }
+        memcpy(out, "0.0", 3);
+        return 3;
+    }
+    if (isinf(v)) {
+        if (v < 0) {
+            memcpy(out, "-inf", 4);
+            return 4;
+        }
+        memcpy(out, "inf", 3);
+        return 3;
+    }
+    double a = fabs(v);
+    if (a < 1e-5 || a >= 1e17)
+        return -1;
+    unsigned long long bits;
+    memcpy(&bits, &a, 8);
+    int biased = (int)(bits >> 52);
+    unsigned long long frac = bits & ((1ULL << 52) - 1);
+    unsigned long long m = frac | (1ULL << 52);
+    int e = biased - 1075;
+    int lower_quarter = (frac == 0 && biased > 1);  /* the gap below a power of two is half */
+    int inclusive = (m % 2 == 0);
+
+    int k = (int)floor(log10(a));
+    u128 V = 0, Lo = 0, Hi = 0, D = 1, N = 0;
+    int sh = 0;  /* D = 2^sh */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int q = 16 - k;
+        if (q < 0 || q > 21)
+            return -1;
+        u128 t = POW10_128[q];
+        if (e - 2 >= 0) {
+            u128 unit = ((u128)1 << (e - 2)) * t;  /* a quarter ulp, scaled */
+            V = (u128)(4 * m) * unit;
+            Hi = V + 2 * unit;
+            Lo = V - (lower_quarter ? 1 : 2) * unit;
+            D = 1;
+            sh = 0;
+        } else {
+            V = (u128)(4 * m) * t;
+            Hi = V + 2 * t;
+            Lo = V - (lower_quarter ? 1 : 2) * t;
+            sh = 2 - e;
+            D = (u128)1 << sh;
+        }
+        N = V >> sh;
+        if (N < (u128)POW10[16])
+            k--;
+        else if (N >= (u128)POW10[17])
+            k++;
+        else
+            break;
+    }
+    if (N < (u128)POW10[16] || N >= (u128)POW10[17])
+        return -1;
+
+    /* In units of 10^-q: the smallest and largest integers x with x * D inside the interval. */
+    u128 lo_ceil = (Lo + D - 1) >> sh, hi_floor = Hi >> sh;
+    unsigned long long lo_b = (unsigned long long)(inclusive || lo_ceil * D != Lo ? lo_ceil : lo_ceil + 1);
+    unsigned long long hi_b = (unsigned long long)(inclusive || hi_floor * D != Hi ? hi_floor : hi_floor - 1);
+    unsigned long long n64 = (unsigned long long)N;
+    /* The largest j such that a multiple of 10^j lies in [lo_b, hi_b]: the shortest digits.
+     * A multiple of 10^j is one of 10^(j-1) too, so the test is monotone in j. */
+    int jlo = 0, jhi = 16;
+    if (hi_b / POW10[0] * POW10[0] < lo_b)
+        return -1;
+    while (jlo < jhi) {
+        int mid = (jlo + jhi + 1) / 2;
+        if (hi_b / POW10[mid] * POW10[mid] >= lo_b)
+            jlo = mid;
+        else
+            jhi = mid - 1;
+    }
+    int j = jlo;
+    unsigned long long P = POW10[j];
+    unsigned long long c = n64 / P;
+    unsigned long long x_lo = c * P, x_hi = x_lo + P;
+    int lo_ok = x_lo >= lo_b, hi_ok = x_hi <= hi_b;
+    unsigned long long pick;
+    if (lo_ok && hi_ok) {  /* both: the nearer to v, ties to an even last digit */
+        u128 r = (u128)(n64 - x_lo) * D + (V - N * D);
+        u128 up = (u128)P * D - r;
+        pick = r < up ? c : r > up ? c + 1 : (c % 2 == 0 ? c : c + 1);
+    } else if (lo_ok) {
+        pick = c;
+    } else if (hi_ok) {
+        pick = c + 1;
+    } else {
+        return -1;  /* cannot happen: level j has a multiple in the interval */
+    }
+    unsigned long long digits = pick;
+    int exp10 = j - (16 - k);  /* the value is digits * 10^exp10 */
+    int found = 1;
+    if (!found || digits == 0)
+        return -1;
+    while (digits % 10 == 0) {
+        digits /= 10;
+        exp10++;
+    }
+    char ds[24];
+    int n = 0;
+    {
+        char tmp[24];
+        unsigned long long d = digits;
+        while (d) {
+            tmp[n++] = (char)('0' + d % 10);
+            d /= 10;
+        }
+        for (int i = 0; i < n; i++)
+            ds[i] = tmp[n - 1 - i];
+    }
+    int decpt = n + exp10;  /* the value is 0.ds * 10^decpt */
+    if (v < 0)
+        *p++ = '-';
+    if (decpt <= -4 || decpt > 16) {
+        *p++ = ds[0];
+        if (n > 1) {
+            *p++ = '.';
+            memcpy(p, ds + 1, (size_t)(n - 1));
+            p += n - 1;
+        }
+        int x = decpt - 1;
+        *p++ = 'e';
+        *p++ = x < 0 ? '-' : '+';
+        if (x < 0)
+            x = -x;
+        if (x >= 100)
+            *p++ = (char)('0' + x / 100);
+        *p++ = (char)('0' + x / 10 % 10);
+        *p++ = (char)('0' + x % 10);
+    } else if (decpt <= 0) {
+        *p++ = '0';
+        *p++ = '.';
+        for (int i = 0; i < -decpt; i++)
+            *p++ = '0';
+        memcpy(p, ds, (size_t)n);
+        p += n;
+    } else if (decpt >= n) {
+        memcpy(p, ds, (size_t)n);
+        p += n;
+        for (int i = 0; i < decpt - n; i++)
+            *p++ = '0';
+        *p++ = '.';
+        *p++ = '0';
+    } else {
+        memcpy(p, ds, (size_t)decpt);
+        p += decpt;
+        *p++ = '.';
+        memcpy(p, ds + decpt, (size_t)(n - decpt));
+        p += n - decpt;
+    }
+    return (int)(p - out);
+}
+
+PyDoc_STRVAR(repr_float_doc,
+"repr_float($module, v, /)\n--\n\n"
+"repr(v) for a float, by the formatter format_rows uses (for tests).");
+
+static PyObject *
+repr_float(PyObject *module, PyObject *arg)
+{
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred())
+        return NULL;
+    char buf[32];
+    int len = fast_repr(v, buf);
+    if (len >= 0)
+        return PyUnicode_FromStringAndSize(buf, len);
+    char *r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (r == NULL)
+        return NULL;
+    PyObject *res = PyUnicode_FromString(r);
+    PyMem_Free(r);
+    return res;
+}
+
 PyDoc_STRVAR(format_rows_doc,
 "format_rows($module, col, /)\n--\n\n"
 "CSV lines 'step,value,time' of the (step, value, time) triples in an array('d'):\n"
 "the step as an integer, the value as Python's repr of the float, the time with three\n"
-"decimals. The same bytes as _writer.format_rows_py, much faster.");
+"decimals. The same bytes as _writer.format_rows_py, much faster, mostly without the GIL.");
 
 static PyObject *
 format_rows(PyObject *module, PyObject *arg)
@@ -250,6 +461,10 @@ format_rows(PyObject *module, PyObject *arg)
         return NULL;
     }
     char *start = PyBytes_AS_STRING(out), *p = start;
+    int failed = 0;
+    /* Nobody else holds `out` yet and `view` stays exported: the loop runs without the GIL,
+     * taking it back only for a value outside fast_repr's range. */
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         double step = d[3 * i], value = d[3 * i + 1], t = d[3 * i + 2];
         if (step >= 0 && step < (double)MAX_STEP)
@@ -259,23 +474,36 @@ format_rows(PyObject *module, PyObject *arg)
             p += 2;
         }
         *p++ = ',';
-        char *r = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (r == NULL) {
-            Py_DECREF(out);
-            PyBuffer_Release(&view);
-            return NULL;
+        int len = fast_repr(value, p);
+        if (len >= 0) {
+            p += len;
+        } else {
+            Py_BLOCK_THREADS
+            char *r = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (r != NULL) {
+                size_t rl = strlen(r);
+                if (rl > 24)
+                    rl = 24;  /* cannot happen: a repr is at most 24 characters */
+                memcpy(p, r, rl);
+                p += rl;
+                PyMem_Free(r);
+            }
+            Py_UNBLOCK_THREADS
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
         }
-        size_t len = strlen(r);
-        if (len > 24)
-            len = 24;  /* cannot happen: a repr is at most 24 characters */
-        memcpy(p, r, len);
-        PyMem_Free(r);
-        p += len;
         *p++ = ',';
         p = put_time(p, t);
         *p++ = '\n';
     }
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
+    if (failed) {
+        Py_DECREF(out);
+        return NULL;
+    }
     if (_PyBytes_Resize(&out, p - start) < 0)
         return NULL;
     return out;
@@ -345,6 +573,7 @@ static PyTypeObject HotBaseType = {
 
 static PyMethodDef module_methods[] = {
     {"format_rows", (PyCFunction)format_rows, METH_O, format_rows_doc},
+    {"repr_float", (PyCFunction)repr_float, METH_O, repr_float_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -358,6 +587,9 @@ PyInit__hot(void)
 {
     if (PyType_Ready(&HotBaseType) < 0)
         return NULL;
+    POW10_128[0] = 1;
+    for (int i = 1; i < 22; i++)
+        POW10_128[i] = POW10_128[i - 1] * 10;
     str_log_py = PyUnicode_InternFromString("_log_py");
     if (str_log_py == NULL)
         return NULL;
