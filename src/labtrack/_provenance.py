@@ -29,29 +29,118 @@ def strip_credentials(url: str) -> str:
     return _CREDENTIALS.sub(r"\g<scheme>", url)
 
 
+_GIT_ENV_OVERRIDES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
+
+
+def _git_env() -> dict[str, str]:
+    return {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+
+
 def _git(args: list[str], cwd: Path, timeout: float = 20.0) -> str | None:
+    out = _git_bytes(args, cwd, timeout)
+    return None if out is None else out.decode("utf-8", errors="replace")
+
+
+def _git_bytes(args: list[str], cwd: Path, timeout: float = 60.0) -> bytes | None:
     try:
         p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=timeout,
-                           env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if p.returncode != 0:
-        return None
-    return p.stdout.decode("utf-8", errors="replace")
-
-
-def _git_bytes(args: list[str], cwd: Path) -> bytes | None:
-    try:
-        p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60,
-                           env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
+                           env=_git_env())
     except (OSError, subprocess.SubprocessError):
         return None
     return p.stdout if p.returncode == 0 else None
 
 
+def _git_parallel(commands: list[list[str]], cwd: Path, timeout: float = 60.0) -> list[bytes | None]:
+    """Run several read-only git commands at once; each one's stdout, or None if it failed.
+
+    Starting a git process costs a few milliseconds; a run records provenance with several,
+    so running them side by side is most of what creating a run costs inside a repository.
+    """
+    procs: list[subprocess.Popen[bytes] | None] = []
+    env = _git_env()
+    for args in commands:
+        try:
+            procs.append(subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+        except OSError:
+            procs.append(None)
+    out: list[bytes | None] = []
+    for p in procs:
+        if p is None:
+            out.append(None)
+            continue
+        try:
+            data, _ = p.communicate(timeout=timeout)
+        except subprocess.SubprocessError:
+            p.kill()
+            p.communicate()
+            out.append(None)
+            continue
+        out.append(data if p.returncode == 0 else None)
+    return out
+
+
+def _dot_git(path: Path) -> Path | None | bool:
+    """The nearest `.git` (folder or file) at or above `path`, where git itself looks.
+
+    Returns:
+        Its path; None when there is none, so git would find no repository either and
+        needs not be asked (a process creating many runs outside a repository then starts
+        no git process at all); True when git must be asked (GIT_DIR and the like are set,
+        or the folder cannot be resolved).
+    """
+    if any(k in os.environ for k in _GIT_ENV_OVERRIDES):
+        return True
+    try:
+        here = path.resolve()
+    except (OSError, RuntimeError):
+        return True
+    for d in (here, *here.parents):
+        candidate = d / ".git"
+        if os.path.lexists(candidate):
+            return candidate
+    return None
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# Per-process caches of git facts, each keyed by what would change when the fact changes
+# (a process creating 500 runs asks git once, not 500 times). Bounded: cleared when large.
+_ROOTS: dict[tuple[Any, ...], Path | None] = {}
+_MESSAGES: dict[tuple[str, str], str] = {}
+_REMOTES: dict[tuple[Any, ...], str | None] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def git_root(cwd: Path) -> Path | None:
+    """The top folder of the repository `cwd` is in, or None outside any repository."""
+    dot = _dot_git(cwd)
+    if dot is None:
+        return None
+    key: tuple[Any, ...] | None = None
+    if isinstance(dot, Path):
+        # The folder and the .git entry (and its config, which may move the work tree)
+        # decide the answer; a new or removed repository changes them.
+        key = (str(cwd), str(dot), _stat_key(dot), _stat_key(dot / "config"))
+        if key in _ROOTS:
+            return _ROOTS[key]
     out = _git(["rev-parse", "--show-toplevel"], cwd)
-    return Path(out.strip()) if out else None
+    root = Path(out.strip()) if out else None
+    if key is not None:
+        _remember(_ROOTS, key, root)
+    return root
 
 
 def _outside(root: Path, rel: str, exclude: Path | None) -> bool:
@@ -67,6 +156,8 @@ def _outside(root: Path, rel: str, exclude: Path | None) -> bool:
 
 def is_ignored(path: Path) -> bool:
     """True when git ignores `path` (a script in a virtualenv inside a repository)."""
+    if _dot_git(path.parent) is None:
+        return False  # in no repository, so ignored by none
     try:
         p = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=path.parent,
                            capture_output=True, timeout=20)
@@ -94,31 +185,112 @@ class GitInfo:
     untracked: list[str] = field(default_factory=list)
 
 
-def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
-    """Commit, message, branch, remote (no credentials), dirty flag, diff and untracked files.
+@dataclass
+class _Status:
+    commit: str | None
+    branch: str | None
+    changed: list[str]     # tracked paths that differ from HEAD (index or work tree)
+    untracked: list[str]
 
-    Untracked files inside `exclude` (labtrack's root of runs) are neither copied nor counted.
-    """
-    root = git_root(cwd)
-    if root is None:
-        return None
-    commit = (_git(["rev-parse", "HEAD"], root) or "").strip() or None
-    message = (_git(["log", "-1", "--format=%B"], root) or "").strip() if commit else ""
-    branch = (_git(["rev-parse", "--abbrev-ref", "HEAD"], root) or "").strip() or None
-    if branch == "HEAD":
-        branch = None  # detached
+
+def _parse_status(out: bytes) -> _Status:
+    """`git status --porcelain=v2 --branch -z --untracked-files=all` -> its parts."""
+    commit = branch = None
+    changed: list[str] = []
+    untracked: list[str] = []
+    fields = out.decode("utf-8", errors="replace").split("\0")
+    i = 0
+    while i < len(fields):
+        rec = fields[i]
+        i += 1
+        if not rec:
+            continue
+        if rec.startswith("# branch.oid "):
+            oid = rec[len("# branch.oid "):]
+            commit = None if oid == "(initial)" else oid
+        elif rec.startswith("# branch.head "):
+            head = rec[len("# branch.head "):]
+            branch = None if head == "(detached)" else head
+        elif rec.startswith("? "):
+            untracked.append(rec[2:])
+        elif rec.startswith("1 "):
+            changed.append(rec.split(" ", 8)[8])
+        elif rec.startswith("2 "):
+            changed.append(rec.split(" ", 9)[9])
+            i += 1  # the original path of a rename follows in its own field
+        elif rec.startswith("u "):
+            changed.append(rec.split(" ", 10)[10])
+    return _Status(commit, branch, changed, untracked)
+
+
+def _message(root: Path, commit: str) -> str:
+    key = (str(root), commit)
+    if key not in _MESSAGES:  # a commit's message never changes
+        _remember(_MESSAGES, key, (_git(["log", "-1", "--format=%B", commit], root) or "").strip())
+    return _MESSAGES[key]
+
+
+def _remote(root: Path) -> str | None:
+    config = root / ".git" / "config"
+    key = (str(root), _stat_key(config)) if config.is_file() else None
+    if key is not None and key in _REMOTES:
+        return _REMOTES[key]
     remote = None
     remotes = (_git(["remote"], root) or "").split()
     if remotes:
         name = "origin" if "origin" in remotes else remotes[0]
         url = (_git(["remote", "get-url", name], root) or "").strip()
         remote = strip_credentials(url) if url else None
+    if key is not None:
+        _remember(_REMOTES, key, remote)
+    return remote
+
+
+def _collect_git_slow(root: Path, exclude: Path | None) -> GitInfo:
+    """One git command per fact: for a git too old for `status --porcelain=v2`."""
+    commit = (_git(["rev-parse", "HEAD"], root) or "").strip() or None
+    message = _message(root, commit) if commit else ""
+    branch = (_git(["rev-parse", "--abbrev-ref", "HEAD"], root) or "").strip() or None
+    if branch == "HEAD":
+        branch = None  # detached
     diff = (_git_bytes(["diff", "HEAD", "--binary"], root) or b"") if commit else b""
     untracked_out = _git(["ls-files", "--others", "--exclude-standard", "-z"], root) or ""
     untracked = [u for u in untracked_out.split("\0") if u and _outside(root, u, exclude)]
     dirty = bool(diff) or bool(untracked) or (not commit and bool(dirty_files(root, exclude)))
     meta = {"commit": commit, "message": message, "branch": branch, "dirty": dirty,
-            "remote": remote, "root": str(root)}
+            "remote": _remote(root), "root": str(root)}
+    commit_txt = f"{commit}\n\n{message}\n" if commit else ""
+    return GitInfo(meta, commit_txt, diff, untracked)
+
+
+def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
+    """Commit, message, branch, remote (no credentials), dirty flag, diff and untracked files.
+
+    Untracked files inside `exclude` (labtrack's root of runs) are neither copied nor counted.
+    Two git processes, run side by side, per call: `status` (commit, branch, changed and
+    untracked files) and `diff HEAD`; the root, the commit message and the remote are
+    remembered while what they depend on is unchanged.
+    """
+    root = git_root(cwd)
+    if root is None:
+        return None
+    status_out, diff_out = _git_parallel(
+        [["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
+         ["diff", "HEAD", "--binary"]], root)
+    if status_out is None:
+        return _collect_git_slow(root, exclude)
+    st = _parse_status(status_out)
+    commit = st.commit
+    untracked = [u for u in st.untracked if _outside(root, u, exclude)]
+    if commit:
+        message = _message(root, commit)
+        diff = diff_out or b""
+        dirty = bool(diff) or bool(untracked)
+    else:  # no commit yet: every staged file is a change, and there is nothing to diff
+        message, diff, st.branch = "", b"", None
+        dirty = bool(untracked) or any(_outside(root, n, exclude) for n in st.changed)
+    meta = {"commit": commit, "message": message, "branch": st.branch, "dirty": dirty,
+            "remote": _remote(root), "root": str(root)}
     commit_txt = f"{commit}\n\n{message}\n" if commit else ""
     return GitInfo(meta, commit_txt, diff, untracked)
 
