@@ -154,16 +154,55 @@ def _outside(root: Path, rel: str, exclude: Path | None) -> bool:
     return False
 
 
+_IGNORED: dict[tuple[Any, ...], bool] = {}
+
+
+def _ignore_key(path: Path, dot: Path) -> tuple[Any, ...] | None:
+    """What `git check-ignore path` depends on: every .gitignore from the repository's top
+    down to the file's folder, info/exclude, the index (tracked files are never ignored),
+    and the repository's and the user's git config and ignore files. None: do not cache
+    (a worktree or submodule, whose .git is a file, or a path outside the folder)."""
+    if not dot.is_dir():
+        return None
+    top = dot.parent
+    try:
+        rel = path.parent.resolve().relative_to(top)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    folders = [top]
+    for part in rel.parts:
+        folders.append(folders[-1] / part)
+    home = Path(os.environ.get("HOME") or "~").expanduser()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "git"
+    watched = [f / ".gitignore" for f in folders] + [
+        dot / "info" / "exclude", dot / "index", dot / "config",
+        home / ".gitconfig", xdg / "config", xdg / "ignore"]
+    return (str(path), *(_stat_key(w) for w in watched))
+
+
 def is_ignored(path: Path) -> bool:
-    """True when git ignores `path` (a script in a virtualenv inside a repository)."""
-    if _dot_git(path.parent) is None:
+    """True when git ignores `path` (a script in a virtualenv inside a repository).
+
+    The answer is remembered while the ignore files, the index and the git config are
+    unchanged (not a file named by core.excludesFile elsewhere).
+    """
+    dot = _dot_git(path.parent)
+    if dot is None:
         return False  # in no repository, so ignored by none
+    key = _ignore_key(path, dot) if isinstance(dot, Path) else None
+    if key is not None and key in _IGNORED:
+        return _IGNORED[key]
     try:
         p = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=path.parent,
                            capture_output=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return True
-    return p.returncode == 0
+    if p.returncode not in (0, 1):
+        return False  # git refuses the repository (128): as before, not ignored; not cached
+    ignored = p.returncode == 0
+    if key is not None:
+        _remember(_IGNORED, key, ignored)
+    return ignored
 
 
 def dirty_files(root: Path, exclude: Path | None = None) -> list[str]:
@@ -374,6 +413,12 @@ def gpus() -> list[dict[str, Any]]:
                 return out
         except Exception:  # a broken CUDA set-up must not break the run
             pass
+    return [dict(g) for g in _smi_gpus()]
+
+
+@functools.lru_cache(maxsize=1)
+def _smi_gpus() -> tuple[dict[str, Any], ...]:
+    """GPUs as nvidia-smi lists them; once per process (a process keeps its machine)."""
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -387,10 +432,10 @@ def gpus() -> list[dict[str, Any]]:
                     if mem.strip().isdigit():
                         rec["memory"] = int(mem.strip()) * 1024 * 1024
                     out.append(rec)
-            return out
+            return tuple(out)
         except (OSError, subprocess.SubprocessError):
             pass
-    return []
+    return ()
 
 
 def seed_everything(seed: int) -> None:
