@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _HEADER = b"step,value,time"
+_HEADER_LINE = _HEADER + b"\n"
 
 
 def empty_scalars() -> pd.DataFrame:
@@ -59,6 +61,164 @@ def read_scalar_frame(path: Path) -> pd.DataFrame:
         raise FormatError(f"{path} has a line that is not `step,value,time`: {e}") from None
     frame = table.to_pandas()
     return frame.set_index("step")
+
+
+def read_joined_values(series: dict[str, Path]) -> pd.DataFrame:
+    """Every series' `value` outer-joined on step, one column per series, in the order given.
+
+    The same frame as reading each file with :func:`read_scalar_frame` and joining them with
+    :func:`join_series`, but read in one pass: the files' whole lines go into one buffer
+    behind a single header and pyarrow parses it once (one call per file costs about twice
+    as much). When every series has the same increasing steps, as when a script logs a
+    dict per step, the parsed column is reshaped into the frame without any join.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        FormatError: a file is not a series file or has a line that cannot be parsed.
+    """
+    import numpy as np
+    import pandas as pd
+
+    labels = list(series)
+    if not labels:
+        return pd.DataFrame(index=pd.Index([], dtype="int64", name="step"))
+    sizes = [os.stat(path).st_size for path in series.values()]
+    buf = bytearray(len(_HEADER_LINE) + sum(sizes))
+    buf[: len(_HEADER_LINE)] = _HEADER_LINE
+    view = memoryview(buf)
+    pos = len(_HEADER_LINE)
+    spans: dict[int, tuple[int, int]] = {}  # column -> [start, end) of its whole lines in buf
+    odd: list[int] = []  # columns whose file does not start with the header line
+    for col, (path, size) in enumerate(zip(series.values(), sizes)):
+        with open(path, "rb", buffering=0) as f:
+            if f.read(len(_HEADER_LINE)) != _HEADER_LINE:
+                odd.append(col)
+                continue
+            want = max(0, size - len(_HEADER_LINE))  # a live file may have grown: read what was there
+            got = 0
+            while got < want:
+                n = f.readinto(view[pos + got: pos + want])
+                if not n:
+                    break
+                got += n
+        end = buf.rfind(b"\n", pos, pos + got) + 1
+        if end > pos:  # else nothing whole yet; a torn last line is overwritten by the next file
+            spans[col] = (pos, end)
+            pos = end
+    steps: Any = None
+    values: Any = None
+    if spans:
+        try:
+            steps, values = _parse_step_value(view[:pos])
+        except _Unparsed:
+            return join_series({label: read_scalar_frame(path) for label, path in series.items()})
+
+    paths = list(series.values())
+    odd_frames = {col: read_scalar_frame(paths[col]) for col in odd}
+    ncol = len(labels)
+    if steps is not None and not any(len(frame) for frame in odd_frames.values()):
+        grid = _uniform_steps(buf, list(spans.values()), steps)
+        if grid is not None:
+            out = np.full((len(grid), ncol), np.nan, order="F")
+            cols = list(spans)
+            out[:, cols] = values.reshape(len(cols), len(grid)).T
+            return pd.DataFrame(out, index=pd.Index(grid, name="step"), columns=labels, copy=False)
+
+    # The general case: split the parsed columns per file, then join with numpy.
+    pieces: dict[int, tuple[Any, Any]] = {}
+    if steps is not None:
+        counts = [buf.count(b"\n", a, b) for a, b in spans.values()]
+        if sum(counts) != len(steps):  # blank lines were skipped: split file by file instead
+            return join_series({label: read_scalar_frame(path) for label, path in series.items()})
+        at = 0
+        for col, n in zip(spans, counts):
+            pieces[col] = (steps[at: at + n], values[at: at + n])
+            at += n
+    for col, frame in odd_frames.items():
+        pieces[col] = (frame.index.to_numpy(dtype="int64"), frame["value"].to_numpy(dtype="float64"))
+    kept = {col: _last_per_step(s, v) for col, (s, v) in pieces.items() if len(s)}
+    if kept:
+        index = np.unique(np.concatenate([s for s, _ in kept.values()]))
+    else:
+        index = np.array([], dtype="int64")
+    out = np.full((len(index), ncol), np.nan, order="F")
+    for col, (s, v) in kept.items():
+        out[np.searchsorted(index, s), col] = v
+    return pd.DataFrame(out, index=pd.Index(index, name="step"), columns=labels, copy=False)
+
+
+class _Unparsed(Exception):
+    """The combined buffer did not parse; the files are read one by one to say which is bad."""
+
+
+def _parse_step_value(body: memoryview) -> tuple[Any, Any]:
+    """The step (int64) and value (float64) columns of `step,value,time` CSV text, as numpy."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(pa.py_buffer(body), convert_options=pacsv.ConvertOptions(
+            column_types={"step": pa.int64(), "value": pa.float64()},
+            include_columns=["step", "value"]))
+    except (pa.ArrowInvalid, pa.ArrowKeyError):
+        raise _Unparsed from None
+    step = table.column("step")
+    if step.null_count:
+        raise _Unparsed
+    return step.to_numpy(), table.column("value").to_numpy()
+
+
+def _uniform_steps(buf: bytearray, spans: list[tuple[int, int]], steps: Any) -> Any:
+    """The common steps when every file holds the same strictly increasing steps, else None.
+
+    The parsed steps must be one increasing run repeated once per file, and each file's
+    own first and last lines must hold that run's first and last step. Then every file holds
+    exactly one run: a file can only start where the run starts and end where it ends, and
+    files holding more than one run would leave too few rows for the others.
+    """
+    k = len(spans)
+    if len(steps) % k:
+        return None
+    grid = steps.reshape(k, len(steps) // k)
+    first = grid[0]
+    if not len(first) or (len(first) > 1 and not (first[1:] > first[:-1]).all()):
+        return None
+    if not (grid == first).all():
+        return None
+    lo, hi = int(first[0]), int(first[-1])
+    for start, end in spans:
+        last = buf.rfind(b"\n", start, end - 1) + 1
+        if last < start:
+            last = start
+        if _line_step(buf, start, end) != lo or _line_step(buf, last, end) != hi:
+            return None
+    return first
+
+
+def _line_step(buf: bytearray, start: int, end: int) -> int | None:
+    """The step written at the start of the line that begins at `start`."""
+    comma = buf.find(b",", start, end)
+    newline = buf.find(b"\n", start, end)
+    if comma < 0 or (0 <= newline < comma):
+        return None
+    try:
+        return int(buf[start:comma])
+    except ValueError:
+        return None
+
+
+def _last_per_step(steps: Any, values: Any) -> tuple[Any, Any]:
+    """One point per step, the last one logged; sorted by step."""
+    import numpy as np
+
+    if len(steps) < 2 or (steps[1:] > steps[:-1]).all():
+        return steps, values
+    order = np.argsort(steps, kind="stable")
+    steps, values = steps[order], values[order]
+    last = np.empty(len(steps), dtype=bool)
+    last[:-1] = steps[1:] != steps[:-1]
+    last[-1] = True
+    return steps[last], values[last]
 
 
 def join_series(frames: dict[str, pd.DataFrame], column: str = "value") -> pd.DataFrame:

@@ -11,7 +11,7 @@ from .._names import check_name, name_to_relpath, relpath_to_name
 from .._store import layout
 from .._store.reader import read_json, read_jsonl, read_run_meta, series_names
 from ..errors import LabtrackValueError
-from .series import join_series, load_by_suffix, read_scalar_frame
+from .series import join_series, load_by_suffix, read_joined_values, read_scalar_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -237,7 +237,14 @@ class RunView:
             >>> run.scalars("train/loss").value.idxmin()
         """
         if name is None:
-            return join_series({n: self.scalars(n) for n in self.series()})
+            names = self.series()
+            for n in names:
+                check_name(n, "series name")
+            try:
+                return read_joined_values({n: layout.scalar_path(self.dir, n) for n in names})
+            except FileNotFoundError:
+                # A series removed while reading (a run directory being replaced).
+                return join_series({n: self.scalars(n) for n in self.series()})
         check_name(name, "series name")
         path = layout.scalar_path(self.dir, name)
         try:
