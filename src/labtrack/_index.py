@@ -813,6 +813,45 @@ class Index:
                 out[rec[0]] = Hit(self, now, rec).row()
         return out
 
+    def table_rows(self, relpaths: Iterable[str], aggs: Iterable[str] = ("last",)
+                   ) -> dict[str, dict[str, Any]]:
+        """What :meth:`Book.table` shows of the given run directories, decoding only that.
+
+        Args:
+            relpaths: `<experiment folder>/<id>` of each run.
+            aggs: the metric aggregates wanted, of last, min, max and mean.
+
+        Returns:
+            By relpath (unknown ones left out): `{"id", "experiment", "name", "status"
+            (derived), "params" (flat), "metrics" ({name: last})}` plus, per aggregate in
+            `aggs` other than last, `"min"`/`"max"`/`"mean"`: `{metric: value}`.
+        """
+        self._ensure_fresh()
+        wanted = list(dict.fromkeys(relpaths))
+        columns = [c for c in ("min", "max", "mean") if c in set(aggs)]
+        sql_cols = "".join(f", {c}s" for c in columns)
+        out: dict[str, dict[str, Any]] = {}
+        con = self._connect()
+        now = self._clock()
+        loads = json.loads
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            sql = ("SELECT relpath, id, experiment, name, status, started, host, pid, params, metrics"
+                   + sql_cols + " FROM runs WHERE relpath IN (" + ",".join("?" * len(chunk)) + ")")
+            for rec in con.execute(sql, chunk):
+                row: dict[str, Any] = {"id": rec[1], "experiment": rec[2], "name": rec[3],
+                                       "status": rec[4]}
+                if rec[4] == "running":
+                    live = self._live(rec[0], {"status": rec[4], "started": rec[5], "host": rec[6],
+                                               "pid": rec[7]}, now)
+                    row["status"] = live["status"]
+                row["params"] = loads(rec[8])
+                row["metrics"] = loads(rec[9])
+                for j, c in enumerate(columns):
+                    row[c] = loads(rec[10 + j])
+                out[rec[0]] = row
+        return out
+
     def resolve(self, ref: str) -> list[dict[str, Any]]:
         """Every run a reference could mean: a full id, an id prefix, `experiment/name`,
         or `<experiment-folder>/<id or prefix>`. Rows carry "dir"; newest first.

@@ -325,43 +325,71 @@ class Book:
 
         if runs is None:
             self.index.refresh()
-            _, found = self.index.query(where=where, experiment=experiment, status=status)
-            pairs = self._rows_for([RunView(r["dir"], r) for r in found])
+            rels = [h.relpath for h in self.index.select(
+                where=where, experiment=experiment, status=status, parts=False)]
         else:
-            pairs = self._rows_for(runs)
-        rows = [row for _, row in pairs]
-        param_keys = list(params) if params is not None else _varying_params(rows)
-        metric_specs = list(metrics) if metrics is not None else sorted(
-            {m for r in rows for m in r["metrics"]})
-        known_params = {k for r in rows for k in r["params"]}
-        known_metrics = {k for r in rows for k in r["stats"]}
+            rels = self._relpaths(runs)
+            self.index.refresh()
+        param_keys = list(params) if params is not None else None
+        metric_specs = list(metrics) if metrics is not None else None
+        parsed_specs = [(spec, *_split_metric(spec)) for spec in metric_specs or ()]
+        got = self.index.table_rows(rels, {agg for _, _, agg in parsed_specs})
+        rows = []
+        for rel in rels:
+            row = got.get(rel)
+            if row is None:
+                raise RunNotFoundError(f"run {rel} under {self.root} could not be read: "
+                                       + "; ".join(m for r, m in self.index.problems() if r == rel))
+            rows.append(row)
+        if param_keys is None:
+            param_keys = _varying_params(rows)
+        if metric_specs is None:
+            parsed_specs = [(m, m, "last") for m in sorted({m for r in rows for m in r["metrics"]})]
+        known_params: set[str] = set()
+        known_metrics: set[str] = set()
+        for r in rows:
+            known_params.update(r["params"])
+            known_metrics.update(r["metrics"])
         for k in param_keys:
             if rows and k not in known_params:
                 raise LabtrackValueError(f"no selected run has a param {k!r}; they have: "
                                          f"{', '.join(sorted(known_params)) or 'none'}")
-        parsed = []
-        for spec in metric_specs:
-            name, agg = _split_metric(spec)
+        for _, name, _ in parsed_specs:
             if rows and name not in known_metrics:
                 raise LabtrackValueError(f"no selected run has a metric {name!r}; they have: "
                                          f"{', '.join(sorted(known_metrics)) or 'none'}")
-            parsed.append((spec, name, agg))
-        clash = set(param_keys) & set(metric_specs)
-        records = []
-        for row in rows:
-            rec: dict[str, Any] = {"id": row["id"], "experiment": row["experiment"],
-                                   "name": row["name"], "status": row["status"]}
-            for k in param_keys:
-                v = row["params"].get(k)
-                rec[("params." + k) if k in clash else k] = repr(v) if isinstance(v, (list, dict)) else v
-            for spec, name, agg in parsed:
-                stat = row["stats"].get(name) or {}
-                rec[("metrics." + spec) if spec in clash else spec] = stat.get(agg)
-            records.append(rec)
-        columns = ["id", "experiment", "name", "status"] + [
-            ("params." + k) if k in clash else k for k in param_keys] + [
-            ("metrics." + s) if s in clash else s for s, _, _ in parsed]
-        return pd.DataFrame.from_records(records, columns=columns).set_index("id")
+        specs = [s for s, _, _ in parsed_specs]
+        clash = set(param_keys) & set(specs)
+        # Column by column: one list per column is several times faster for pandas than a
+        # dict per row.
+        data: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in ("experiment", "name", "status")}
+        for k in param_keys:
+            values = [r["params"].get(k) for r in rows]
+            data[("params." + k) if k in clash else k] = [
+                repr(v) if isinstance(v, (list, dict)) else v for v in values]
+        for spec, name, agg in parsed_specs:
+            part = "metrics" if agg == "last" else agg
+            data[("metrics." + spec) if spec in clash else spec] = [r[part].get(name) for r in rows]
+        index = pd.Index([r["id"] for r in rows], name="id")
+        if not rows or len(data) < 3 + len(param_keys) + len(parsed_specs):
+            # No rows (object columns), or two columns with one name (a param asked twice).
+            return _table_frame(rows, param_keys, parsed_specs, clash)
+        return pd.DataFrame(data, index=index, columns=list(data))
+
+    def _relpaths(self, runs: Iterable[RunRef]) -> list[str]:
+        """`<experiment folder>/<id>` of each run, in order, without repeats; a view this
+        book listed knows its own, anything else is resolved as `book[ref]`."""
+        if isinstance(runs, (str, RunView)):
+            runs = [runs]  # one reference, not its characters
+        rels: dict[str, None] = {}
+        for ref in runs:
+            hit = getattr(ref, "_hit", None) if isinstance(ref, RunView) else None
+            if hit is not None and hit._index is self._index:
+                rels[hit.relpath] = None
+                continue
+            v = self[ref]
+            rels[f"{v.dir.parent.name}/{v.dir.name}"] = None
+        return list(rels)
 
     def compare(self, runs: Iterable[RunRef]) -> pd.DataFrame:
         """Params and metrics (last values) of several runs side by side.
@@ -451,6 +479,28 @@ def _split_metric(spec: str) -> tuple[str, str]:
     if sep and agg in ("min", "max", "mean", "last"):
         return name, agg
     return spec, "last"
+
+
+def _table_frame(rows: list[dict[str, Any]], param_keys: list[str],
+                 parsed: list[tuple[str, str, str]], clash: set[str]) -> pd.DataFrame:
+    """Book.table's frame from one record per run (repeated column names allowed)."""
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        rec: dict[str, Any] = {"id": row["id"], "experiment": row["experiment"],
+                               "name": row["name"], "status": row["status"]}
+        for k in param_keys:
+            v = row["params"].get(k)
+            rec[("params." + k) if k in clash else k] = repr(v) if isinstance(v, (list, dict)) else v
+        for spec, name, agg in parsed:
+            rec[("metrics." + spec) if spec in clash else spec] = row[
+                "metrics" if agg == "last" else agg].get(name)
+        records.append(rec)
+    columns = ["id", "experiment", "name", "status"] + [
+        ("params." + k) if k in clash else k for k in param_keys] + [
+        ("metrics." + s) if s in clash else s for s, _, _ in parsed]
+    return pd.DataFrame.from_records(records, columns=columns).set_index("id")
 
 
 def _varying_params(rows: list[dict[str, Any]]) -> list[str]:
