@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
-from ._store.reader import derive_status, pid_alive, read_json
+from ._store.reader import decode_nonfinite, derive_status, pid_alive
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "run_row"]
@@ -127,16 +127,35 @@ def _parse_time(text: Any) -> float | None:
         return None
 
 
-def _read_raw_meta(run_dir: Path) -> dict[str, Any]:
+def _read_json(path: str) -> Any:
+    """A JSON file written by labtrack (None when missing), as `_store.reader.read_json` reads
+    it, with its non-finite strings turned back into floats only when the text can hold one:
+    walking every parsed object in Python cost more than the parse itself."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path} is not valid JSON ({e}); the file may have been edited by hand") from e
+    if b'NaN"' in data or b'Infinity"' in data or b"\\u" in data:
+        obj = decode_nonfinite(obj)
+    return obj
+
+
+def _read_raw_meta(run_dir: Path | str) -> dict[str, Any]:
     """run.json as stored (status not derived), version-checked and upgraded.
 
     TODO(core): move to _store.reader (read_run_meta always derives the status).
     """
-    meta = read_json(run_dir / layout.RUN_JSON)
+    path = f"{run_dir}/{layout.RUN_JSON}"
+    meta = _read_json(path)
     if meta is None:
         raise FileNotFoundError(f"{run_dir} has no run.json")
     if not isinstance(meta, dict):
-        raise FormatError(f"{run_dir / layout.RUN_JSON} does not hold a JSON object")
+        raise FormatError(f"{path} does not hold a JSON object")
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or version > layout.FORMAT_VERSION:
         raise FormatError(
@@ -237,19 +256,22 @@ def _scan(root: str) -> dict[str, str]:
     return out
 
 
-def _record(rel: str, run_dir: Path, sig: str) -> tuple[Any, ...]:
+def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
     """The `runs` table record of one run directory.
 
     Raises:
         OSError, FormatError, ValueError, TypeError: the run's files cannot be read.
     """
     meta = _read_raw_meta(run_dir)
-    params = read_json(run_dir / layout.PARAMS_JSON)
-    summary = read_json(run_dir / layout.SUMMARY_JSON)
+    params = _read_json(f"{run_dir}/{layout.PARAMS_JSON}")
+    summary = _read_json(f"{run_dir}/{layout.SUMMARY_JSON}")
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
-        row["id"] = run_dir.name
+        row["id"] = rel.rsplit("/", 1)[-1]
     search = " ".join([row["experiment"], row["name"], row["comment"], row["id"], *row["tags"]]).lower()
+    mins, maxs, means = {}, {}, {}
+    for n, st in stats.items():
+        mins[n], maxs[n], means[n] = st.get("min"), st.get("max"), st.get("mean")
     return (rel, row["id"], row["experiment"], row["name"], row["comment"],
             _dumps(row["tags"]), row["status"], _text(row["started"]), _text(row["ended"]),
             row["duration"], _text(row["commit"]),
@@ -257,7 +279,7 @@ def _record(rel: str, run_dir: Path, sig: str) -> tuple[Any, ...]:
             _text(row["host"]), _text(row["user"]), _text(row["parent"]),
             row["pid"] if isinstance(row["pid"], int) else None, search,
             _dumps(row["params"]), _dumps(row["metrics"]), _dumps(stats),
-            *(_dumps({n: st.get(agg) for n, st in stats.items()}) for agg in ("min", "max", "mean")),
+            _dumps(mins), _dumps(maxs), _dumps(means),
             json.dumps({"params": list(row["params"]), "metrics": list(stats)}), sig)
 
 
@@ -269,9 +291,9 @@ def _json_default(o: Any) -> Any:
     return repr(o)
 
 
-def _dumps(obj: Any) -> str:
-    # NaN/Infinity are kept as JSON extensions: only this module reads the index back.
-    return json.dumps(obj, separators=(",", ":"), default=_json_default)
+# One encoder for every value (json.dumps with options builds a new one per call).
+# NaN/Infinity are kept as JSON extensions: only this module reads the index back.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
 def _sort_value(v: Any) -> tuple[int, Any] | None:
@@ -552,7 +574,7 @@ class Index:
             if known.get(rel) == sig or bad.get(rel) == sig:
                 continue
             try:
-                fresh[rel] = _record(rel, self.root / rel, sig)
+                fresh[rel] = _record(rel, f"{self._root_str}/{rel}", sig)
             except (OSError, FormatError, ValueError, TypeError) as e:
                 broken[rel] = str(e)
         added = updated = unreadable = 0
@@ -564,6 +586,7 @@ class Index:
         try:
             known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
             bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            store = []
             for rel, rec in fresh.items():
                 if known.get(rel) == rec[-1]:
                     continue  # another process stored the same state meanwhile
@@ -571,8 +594,12 @@ class Index:
                     updated += 1
                 else:
                     added += 1
-                con.execute("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(rec)) + ")", rec)
-                con.execute("DELETE FROM problems WHERE relpath = ?", (rel,))
+                store.append(rec)
+            if store:
+                con.executemany("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(store[0]))
+                                + ")", store)
+                if bad:
+                    con.executemany("DELETE FROM problems WHERE relpath = ?", [(r[0],) for r in store])
             for rel, message in broken.items():
                 unreadable += 1
                 con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
