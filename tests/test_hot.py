@@ -33,6 +33,7 @@ SCRIPT = """
     run.log({"a": -0.0, "b": 2 ** 60})             # a big int: handed to Python
     run.log({"a": True, "b": 1e300})               # a bool: handed to Python
     run.log({"a": 5.5}, 7)                         # positional step
+    run.log({"a": 5.25, "b": 4}, step=8)           # keyword step: still the C path
     run.log(values={"b": 6.5}, step=20)            # keywords: handed to Python
     for bad in ({"a": 1.0, "b": "x"}, {"a": 1.0, "b": None}, {"a": 2.0, 3: 1.0}):
         try:
@@ -86,8 +87,9 @@ def test_the_c_and_python_paths_write_the_same_files(tmp_path: Path) -> None:
     assert stdout.count("refused step") == 4
     assert stdout.count("finished RunStateError") == 2
     assert series["a.csv"][1:] == [["0", "1.0"], ["1", "0.1"], ["10", "nan"], ["11", "-0.0"], ["12", "1.0"],
-                                   ["7", "5.5"], ["21", "9.0"], ["23", "8.0"]]
-    assert series["b.csv"][4:] == [["11", "1.152921504606847e+18"], ["12", "1e+300"], ["20", "6.5"]]
+                                   ["7", "5.5"], ["8", "5.25"], ["21", "9.0"],
+                                   ["23", "8.0"]]
+    assert series["b.csv"][4:] == [["11", "1.152921504606847e+18"], ["12", "1e+300"], ["8", "4.0"], ["20", "6.5"]]
 
 
 def test_the_c_path_is_built_where_a_compiler_is(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@
  *
  * Run (src/labtrack/_run.py) inherits from HotBase when this module is built. HotBase.log
  * handles the call a training loop makes every step -- a plain dict of str keys already
- * logged before, float or int values, no step or a plain int step -- and hands every other
- * call to the Python implementation, Run._log_py, unchanged. Both record a point exactly the
- * same way: one `fromlist([step, value, time])` call on the series' array('d'), so the writer
- * thread and the file format do not know which one ran.
+ * logged before, float or int values, no step or a plain int step (positional or step=) --
+ * and hands every other call to the Python implementation, Run._log_py, unchanged. Both
+ * append the same three doubles (step, value, time) to the series' array('d') in one call
+ * (fromlist in Python, frombytes here), so the writer thread and the files do not know
+ * which one ran.
  *
  * The fast path runs without releasing the GIL and without running Python code, so a signal
  * handler or another thread never sees half a call; the writer's column swap happens between
@@ -44,38 +45,82 @@ forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     return res;
 }
 
+/* array('d').frombytes, found once at import (NULL: not usable, use the bound fromlist). */
+static PyTypeObject *array_type;
+static PyCFunction array_frombytes;
+static PyObject *scratch;  /* a 24-byte bytearray: the three doubles of one point */
+
+/* Append (step, value, t) to the array behind a bound `fromlist`, as fromlist would.
+ * frombytes copies the 24 bytes in one memcpy, where fromlist parses three float objects;
+ * reusing one scratch buffer is safe: this runs with the GIL and runs no Python code. */
 static int
-append_point(PyObject *fromlist, PyObject *step, PyObject *value, PyObject *t)
+append_point(PyObject *fromlist, double step, double value, double t)
 {
-    PyObject *point = PyList_New(3);
-    if (point == NULL)
-        return -1;
-    Py_INCREF(step);
-    PyList_SET_ITEM(point, 0, step);
-    Py_INCREF(value);
-    PyList_SET_ITEM(point, 1, value);
-    Py_INCREF(t);
-    PyList_SET_ITEM(point, 2, t);
-    PyObject *res = PyObject_Vectorcall(fromlist, &point, 1, NULL);
-    Py_DECREF(point);
+    PyObject *res;
+    PyObject *arr = PyCFunction_Check(fromlist) ? PyCFunction_GET_SELF(fromlist) : NULL;
+    if (array_frombytes != NULL && arr != NULL && Py_IS_TYPE(arr, array_type)) {
+        double *b = (double *)PyByteArray_AS_STRING(scratch);
+        b[0] = step;
+        b[1] = value;
+        b[2] = t;
+        res = array_frombytes(arr, scratch);
+    } else {
+        PyObject *point = Py_BuildValue("[ddd]", step, value, t);
+        if (point == NULL)
+            return -1;
+        res = PyObject_Vectorcall(fromlist, &point, 1, NULL);
+        Py_DECREF(point);
+    }
     if (res == NULL)
         return -1;
     Py_DECREF(res);
     return 0;
 }
 
+static int
+find_array_frombytes(void)
+{
+    PyObject *mod = PyImport_ImportModule("array");
+    if (mod == NULL)
+        return -1;
+    PyObject *type = PyObject_GetAttrString(mod, "array");
+    Py_DECREF(mod);
+    if (type == NULL)
+        return -1;
+    if (!PyType_Check(type)) {
+        Py_DECREF(type);
+        return 0;
+    }
+    array_type = (PyTypeObject *)type;  /* kept for the life of the process */
+    for (PyMethodDef *m = array_type->tp_methods; m != NULL && m->ml_name != NULL; m++) {
+        if (strcmp(m->ml_name, "frombytes") == 0 && (m->ml_flags & (METH_O | METH_KEYWORDS | METH_FASTCALL | METH_VARARGS | METH_NOARGS)) == METH_O)
+            array_frombytes = m->ml_meth;
+    }
+    scratch = PyByteArray_FromStringAndSize(NULL, 24);
+    return scratch == NULL ? -1 : 0;
+}
+
 static PyObject *
 hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames != NULL || nargs < 1 || nargs > 2)
+    PyObject *step_arg = NULL;
+    if (kwnames != NULL) {  /* log(values, step=...) is common; anything else goes to Python */
+        if (nargs != 1 || PyTuple_GET_SIZE(kwnames) != 1
+                || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "step") != 0)
+            return forward((PyObject *)self, args, nargs, kwnames);
+        step_arg = args[1];
+    } else if (nargs < 1 || nargs > 2) {
         return forward((PyObject *)self, args, nargs, kwnames);
+    } else if (nargs == 2) {
+        step_arg = args[1];
+    }
     PyObject *values = args[0];
     PyObject *cols = self->cols;
     if (!PyDict_CheckExact(values) || cols == NULL || !PyDict_CheckExact(cols))
         return forward((PyObject *)self, args, nargs, kwnames);
 
-    PyObject *step_obj = (nargs == 2 && args[1] != Py_None) ? args[1] : self->next_step;
+    PyObject *step_obj = (step_arg != NULL && step_arg != Py_None) ? step_arg : self->next_step;
     if (step_obj == NULL || !PyLong_CheckExact(step_obj))
         return forward((PyObject *)self, args, nargs, kwnames);
     int overflow = 0;
@@ -123,29 +168,13 @@ hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         goto slow;
 
     /* Second pass: append. Nothing here runs Python code. */
-    PyObject *step_f = PyFloat_FromDouble((double)step);
-    PyObject *t = PyFloat_FromDouble(now);
-    if (step_f == NULL || t == NULL) {
-        Py_XDECREF(step_f);
-        Py_XDECREF(t);
-        goto done;
-    }
+    double step_d = (double)step;
     pos = 0;
     i = 0;
     int failed = 0;
     while (PyDict_Next(values, &pos, &key, &value)) {
-        PyObject *v = value;
-        if (!PyFloat_CheckExact(v)) {
-            v = PyFloat_FromDouble(PyLong_AsDouble(value));
-            if (v == NULL) {
-                failed = 1;
-                break;
-            }
-        }
-        int rc = append_point(targets[i++], step_f, v, t);
-        if (v != value)
-            Py_DECREF(v);
-        if (rc < 0) {
+        double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : PyLong_AsDouble(value);
+        if (append_point(targets[i++], step_d, v, now) < 0) {
             failed = 1;
             break;
         }
@@ -154,16 +183,12 @@ hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         /* Out of memory part way: undo this call's points (Run._rollback), keep the error. */
         PyObject *type, *val, *tb;
         PyErr_Fetch(&type, &val, &tb);
-        PyObject *r = PyObject_CallMethod((PyObject *)self, "_rollback", "OOLO", cols, values, step, t);
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_rollback", "OOLd", cols, values, step, now);
         Py_XDECREF(r);
         PyErr_Clear();
         PyErr_Restore(type, val, tb);
-        Py_DECREF(step_f);
-        Py_DECREF(t);
         goto done;
     }
-    Py_DECREF(step_f);
-    Py_DECREF(t);
     PyObject *next = PyLong_FromLongLong(step + 1);
     if (next == NULL)
         goto done;
@@ -586,6 +611,8 @@ PyMODINIT_FUNC
 PyInit__hot(void)
 {
     if (PyType_Ready(&HotBaseType) < 0)
+        return NULL;
+    if (find_array_frombytes() < 0)
         return NULL;
     POW10_128[0] = 1;
     for (int i = 1; i < 22; i++)
