@@ -126,3 +126,127 @@ def test_git_root_follows_a_new_repository(tmp_path: Path) -> None:
     assert _provenance.git_root(d) is None
     git(d, "init", "-q")
     assert _provenance.git_root(d) == d.resolve()
+
+
+# -- the index, kept current by the process that wrote a run
+
+
+def _finished_run(root: Path, name: str, lr: float, acc: float) -> Path:
+    import labtrack
+
+    run = labtrack.Run(experiment="s4", name=name, config={"lr": lr, "opt": {"m": 0.9}}, root=root,
+                       capture_git=False, capture_console=False, _environ={})
+    run.log({"acc": acc, "loss": float("nan")}, step=0)
+    run.finish()
+    return run.dir
+
+
+def test_note_run_leaves_nothing_for_the_next_reader_and_matches_a_rebuild(tmp_path: Path) -> None:
+    from labtrack._index import Index, note_run
+
+    root = tmp_path / "root"
+    dirs = [_finished_run(root, f"r{i}", 0.1 * (i + 1), 0.5 + i / 10) for i in range(3)]
+    assert all(note_run(root, d) for d in dirs)
+    with Index(root) as index:
+        assert index.refresh() == {"added": 0, "updated": 0, "removed": 0, "unreadable": 0, "total": 3}
+        noted = {r["id"]: r for r in index.query(with_stats=True)[1]}
+    with Index(root, path=tmp_path / "rebuilt.sqlite") as fresh:
+        assert fresh.refresh()["added"] == 3
+        rebuilt = {r["id"]: r for r in fresh.query(with_stats=True)[1]}
+    assert noted.keys() == rebuilt.keys()
+    for k in noted:
+        a, b = dict(noted[k]), dict(rebuilt[k])
+        assert math_equal(a.pop("metrics"), b.pop("metrics"))
+        a.pop("stats"), b.pop("stats")
+        assert a == b
+
+
+def math_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    import math
+
+    return a.keys() == b.keys() and all(
+        (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
+
+
+def test_a_change_after_note_run_is_still_seen(tmp_path: Path) -> None:
+    import labtrack
+    from labtrack._index import Index, note_run
+
+    root = tmp_path / "root"
+    d = _finished_run(root, "r", 0.1, 0.5)
+    assert note_run(root, d)
+    book = labtrack.open(root)
+    book.tag(book.runs()[0].id, "best")
+    assert book.runs()[0].tags == ["best"]
+    with Index(root) as index:
+        assert index.query()[1][0]["tags"] == ["best"]
+
+
+def test_note_run_never_raises_and_gives_up_on_a_busy_index(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from labtrack import _index
+    from labtrack._index import Index, note_run
+
+    root = tmp_path / "root"
+    d = _finished_run(root, "r", 0.1, 0.5)
+    assert note_run(root, tmp_path / "elsewhere" / "x" / "y") is False  # not under root
+    assert note_run(root, root / "s4" / "missing") is False
+    with Index(root) as index:
+        index.refresh()
+    holder = sqlite3.connect(str(root / ".labtrack" / "index.sqlite"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        t = time.monotonic()
+        assert note_run(root, d) is False
+        assert time.monotonic() - t < 5 * _index.NOTE_BUSY_MS / 1000 + 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert note_run(root, d) is True
+    (d / "summary.json").write_text("{not json")
+    assert note_run(root, d) is False  # unreadable: left for a reader, which reports it
+    with Index(root) as index:
+        index.refresh()
+        assert [rel for rel, _ in index.problems()] == [f"s4/{d.name}"]
+
+
+def test_table_of_listed_runs_equals_table_by_reference(tmp_path: Path) -> None:
+    import labtrack
+
+    root = tmp_path / "root"
+    for i in range(4):
+        _finished_run(root, f"r{i}", 0.1 * (i + 1), 0.5 + i / 10)
+    book = labtrack.open(root)
+    listed = book.runs(experiment="s4")
+    a = book.table(listed, params=["lr", "opt.m"], metrics=["acc", "acc:max", "loss"])
+    b = book.table([v.id for v in listed], params=["lr", "opt.m"], metrics=["acc", "acc:max", "loss"])
+    c = book.table(experiment="s4", params=["lr", "opt.m"], metrics=["acc", "acc:max", "loss"])
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+    assert list(a.columns) == ["experiment", "name", "status", "lr", "opt.m", "acc", "acc:max", "loss"]
+    assert a["lr"].tolist() == [0.4, 0.30000000000000004, 0.2, 0.1]
+    assert a["loss"].isna().all() and (a["status"] == "finished").all()
+
+
+def test_table_derives_crashed_from_a_dead_pid(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    import labtrack
+
+    root = tmp_path / "root"
+    d = _finished_run(root, "dead", 0.1, 0.5)
+    meta = json.loads((d / "run.json").read_text())
+    p = subprocess.Popen(["true"])
+    p.wait()  # a pid that no longer runs
+    meta.update(status="running", ended=None, pid=p.pid, host=socket.gethostname())
+    (d / "run.json").write_text(json.dumps(meta))
+    _finished_run(root, "alive", 0.2, 0.6)
+    book = labtrack.open(root)
+    table = book.table(book.runs(), params=["lr"], metrics=["acc"])
+    assert dict(zip(table["name"], table["status"])) == {"dead": "crashed", "alive": "finished"}
+    assert book.table(status="crashed", params=["lr"])["name"].tolist() == ["dead"]

@@ -34,7 +34,7 @@ from ._store import layout
 from ._store.reader import decode_nonfinite, derive_status, pid_alive
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
-__all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "run_row"]
+__all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "note_run", "run_row"]
 
 SCHEMA_VERSION = 4
 INDEX_FILE = "index.sqlite"
@@ -438,6 +438,7 @@ class Index:
         self._last_refresh: float | None = None
         self._host = socket.gethostname()
         self._root_str = str(self.root)
+        self._busy_ms = 30000  # how long a write waits for another writer's lock
 
     # -- connections
 
@@ -466,10 +467,10 @@ class Index:
 
     def _open(self, path: Path) -> sqlite3.Connection:
         for attempt in (0, 1):
-            con = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+            con = sqlite3.connect(str(path), timeout=self._busy_ms / 1000, isolation_level=None,
                                   check_same_thread=False)
             try:
-                con.execute("PRAGMA busy_timeout = 30000")
+                con.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
                 version = con.execute("PRAGMA user_version").fetchone()[0]
                 if version != SCHEMA_VERSION:
                     self._create(con, version)
@@ -615,6 +616,36 @@ class Index:
             raise
         return RefreshResult(added=added, updated=updated, removed=len(gone),
                              unreadable=unreadable, total=total)
+
+    def store(self, relpath: str) -> bool:
+        """Read one run directory now and store its row, without scanning the root.
+
+        For the process that has just written the run (see :func:`note_run`): the next
+        reader's refresh then finds the row current and reads nothing. A row stored here is
+        checked like any other, by its signature, so a later change is still seen.
+
+        Returns:
+            False when `<root>/<relpath>` holds no run.json.
+
+        Raises:
+            OSError, FormatError, ValueError, TypeError: the run's files cannot be read.
+            sqlite3.Error: the index is busy or cannot be written.
+        """
+        run_dir = f"{self._root_str}/{relpath}"
+        sig = _signature(run_dir)  # before reading: a change meanwhile shows as a new signature
+        if sig is None:
+            return False
+        rec = _record(relpath, run_dir, sig)
+        con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(rec)) + ")", rec)
+            con.execute("DELETE FROM problems WHERE relpath = ?", (relpath,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return True
 
     def _ensure_fresh(self) -> None:
         if self._last_refresh is None:
@@ -918,6 +949,43 @@ class Index:
                     (_like_escape(ref) + "%",))]
         rows = self.rows(found)
         return [rows[r] for r in found if r in rows]
+
+
+_NOTED: dict[str, Index] = {}
+_NOTED_LOCK = threading.Lock()
+#: How long a run's last write to the index may wait for another process's write (ms).
+NOTE_BUSY_MS = 100
+
+
+def note_run(root: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> bool:
+    """Store a run's row in its root's index, from the process that wrote the run.
+
+    Meant for the end of a run (`Run.finish`): a reader opening the root afterwards finds
+    the index current instead of reading every new run's JSON files. Only an optimisation:
+    the files stay the truth, and any failure (a busy or unwritable index, a root on a
+    file system SQLite cannot lock, a run directory not directly under `root`) returns
+    False and leaves the run for the next reader's refresh. Never raises; waits at most
+    :data:`NOTE_BUSY_MS` for another writer. One connection per root per process.
+
+    Example:
+        >>> note_run(run.root, run.dir)
+        True
+    """
+    try:
+        root_path = Path(root).absolute()
+        d = Path(run_dir).absolute()
+        if d.parent.parent != root_path:
+            return False
+        key = str(root_path)
+        with _NOTED_LOCK:
+            index = _NOTED.get(key)
+            if index is None:
+                index = Index(root_path, stale_seconds=30.0)
+                index._busy_ms = NOTE_BUSY_MS
+                _NOTED[key] = index
+            return index.store(f"{d.parent.name}/{d.name}")
+    except Exception:
+        return False
 
 
 def _close_all(connections: list[sqlite3.Connection]) -> None:
