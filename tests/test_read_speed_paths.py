@@ -59,8 +59,12 @@ def test_same_steps_in_every_series_reshape_into_one_frame(tmp_path: Path,
         raise AssertionError("the general path was taken")
 
     monkeypatch.setattr(series_module, "_last_per_step", no_join)
-    got = check(tmp_path, files)
+    got = check(tmp_path / "1", files)
     assert got.shape == (50, 9) and got.loc[49, "m03"] == 49 * 0.5 + 3
+    del files["empty"], files["torn"]
+    got = check(tmp_path / "2", files)
+    got.iloc[0, 0] = 99.0  # the frame owns its values
+    assert got.iloc[0, 0] == 99.0 and read_joined_values(write(tmp_path / "2", files)).iloc[0, 0] == 0.0
 
 
 def test_special_values_and_both_number_spellings_read_back_faithfully(tmp_path: Path) -> None:
