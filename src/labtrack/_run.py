@@ -43,6 +43,7 @@ from .errors import (
 
 _time = time.time
 _coerce = _records.coerce_scalar
+_PROVENANCE_WAIT_SECONDS = 30.0
 
 try:
     # Read once, from the environment only, at import: the class is built here.
@@ -94,7 +95,7 @@ class Run(_LogBase):
     # Slots make the attribute reads on the hot path cheaper.
     # `_cols` and `_next_step` live in the base class (C or Python), where log() reads them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
-                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
+                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper", "_provenance_thread",
                  "_capture", "_sync_timeout", "_meta", "_params", "_writer", "__weakref__")
 
     def __init__(
@@ -248,8 +249,16 @@ class Run(_LogBase):
             queue_size=queue_n, run_id=self.id, summary=summary,
         )
         self._writer.start()
+        # Provenance (git diff, untracked files, packages) on its own thread: it is mostly
+        # Python and subprocesses, the writer's formatting mostly C without the GIL, so on a
+        # short run finish() waits for the longer of the two, not their sum. flush() and
+        # finish() join it; its files are its own (source/, env.json) plus run.json's "git".
+        self._provenance_thread: threading.Thread | None = None
         if not resume:
-            self._writer.submit(lambda: self._record_provenance(capture_git, untracked_cap))
+            self._provenance_thread = threading.Thread(
+                target=self._writer._run_record, args=(lambda: self._record_provenance(capture_git, untracked_cap),),
+                name=f"labtrack-provenance-{self.id}", daemon=True)
+            self._provenance_thread.start()
         if capture_console:
             from ._capture import ConsoleCapture
 
@@ -650,6 +659,15 @@ class Run(_LogBase):
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
 
+    def _join_provenance(self) -> None:
+        t = self._provenance_thread
+        if t is not None and t is not threading.current_thread():
+            if t.is_alive():
+                self._writer.flush_soon()  # the data is written while provenance finishes
+            t.join(_PROVENANCE_WAIT_SECONDS)  # git on a slow disk must not hang finish()
+            if not t.is_alive():
+                self._provenance_thread = None
+
     def _copy_untracked(self, git_root: Path, names: list[str], cap: int) -> None:
         base = self.dir / "source" / "untracked"
         skipped = []
@@ -686,6 +704,7 @@ class Run(_LogBase):
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is on disk."""
         self._activity += 1
+        self._join_provenance()
         if not self._finished:
             self._writer.flush(timeout)
 
@@ -706,6 +725,7 @@ class Run(_LogBase):
         self._closed = True
         if self._capture is not None:
             self._capture.stop()
+        self._join_provenance()
         self._writer.close()
         self._cols = _FinishedColumns(self.id)
         fields: dict[str, Any] = {"status": status, "ended": _iso(_time())}

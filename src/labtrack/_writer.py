@@ -205,6 +205,13 @@ class Writer:
                 return False
         return True
 
+    def flush_soon(self) -> None:
+        """Ask for a flush now without waiting for it (finish() starts the writing early)."""
+        try:
+            self._q.put_nowait(_Barrier())
+        except queue.Full:  # the writer is busy with the queue already
+            pass
+
     def close(self, timeout: float | None = None) -> None:
         """Drain, write everything, and stop the thread."""
         if self._thread.is_alive():
