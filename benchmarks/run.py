@@ -385,6 +385,10 @@ def derive(med: dict[str, dict[str, dict[str, Any]]], sizes: dict[str, int],
             disk = short if fin is not None else "killed before its finish"
             put("s5_s1_bytes", tool, s1.get("bytes"), disk)
             put("s5_s1_bytes_allocated", tool, s1.get("bytes_allocated"), disk)
+            if s1.get("bytes") is not None and fin is not None:
+                # Per point logged: comparable between a peer stopped by the budget and a
+                # tool that wrote all 100,000 steps (whose total is naturally larger).
+                put("s5_s1_bytes_per_point", tool, s1["bytes"] / s1["n"], disk, full=True)
             put("s1_rss_mb", tool, s1.get("rss_mb"))
         elif s1:
             put("s1_us_per_call", tool, None, f"{s1.get('status')}: {s1.get('why', '')}")
@@ -399,6 +403,8 @@ def derive(med: dict[str, dict[str, dict[str, Any]]], sizes: dict[str, int],
             disk = short if "finish_s" in s2 else "killed before its finish"
             put("s5_s2_bytes", tool, s2.get("bytes"), disk)
             put("s5_s2_bytes_allocated", tool, s2.get("bytes_allocated"), disk)
+            if s2.get("bytes") is not None and "finish_s" in s2:
+                put("s5_s2_bytes_per_point", tool, s2["bytes"] / values, disk, full=True)
             put("s2_rss_mb", tool, s2.get("rss_mb"))
         elif s2:
             put("s2_values_per_s", tool, None, f"{s2.get('status')}: {s2.get('why', '')}")
@@ -450,6 +456,8 @@ TARGETS: dict[str, tuple[str, str, str, str]] = {
     "s5_s2_bytes": ("S5 bytes on disk, S2 run", "bytes", "low", "<= median peer"),
     "s5_s1_bytes_allocated": ("S5 disk blocks, S1 run (du)", "bytes", "low", "<= median peer"),
     "s5_s2_bytes_allocated": ("S5 disk blocks, S2 run (du)", "bytes", "low", "<= median peer"),
+    "s5_s1_bytes_per_point": ("S5 bytes per point logged, S1 run", "bytes", "low", "<= median peer"),
+    "s5_s2_bytes_per_point": ("S5 bytes per value logged, S2 run", "bytes", "low", "<= median peer"),
     "s6_import_s": ("S6 import time", "s", "low", "fastest of all"),
 }
 RSS_ROWS = {"s1_rss_mb": "S1", "s2_rss_mb": "S2", "s3_rss_mb": "S3",
