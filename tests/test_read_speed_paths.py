@@ -173,3 +173,10 @@ def test_run_view_reads_all_series_of_a_logged_run(make_run: MakeRun, tmp_path: 
     assert frame.shape == (300, 7) and list(frame.columns) == view.series()
     assert frame["train/loss"].iloc[-1] == 1.0 / 300 and math.isnan(frame.loc[0, "eval/acc"])
     assert frame["eval/acc"].notna().sum() == 300 // 7
+
+
+def test_spellings_the_fast_parse_refuses_read_as_the_per_file_reader_reads_them(tmp_path: Path) -> None:
+    rows = lines([(s, "1") for s in range(3)])
+    for i, odd in enumerate(["", "N/A", "NaN", "-nan", "null", "Infinity", '"2.5"', " 3"]):
+        check(tmp_path / str(i), {"a": HEADER + rows, "b": HEADER + f"0,{odd},1.0\n1,2.0,1.0\n2,3,1.0\n"})
+    check(tmp_path / "q", {"a": HEADER + rows, "b": HEADER + '"0",1.0,2.0\n"1",2,3\n'})
