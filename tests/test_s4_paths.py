@@ -250,3 +250,120 @@ def test_table_derives_crashed_from_a_dead_pid(tmp_path: Path) -> None:
     table = book.table(book.runs(), params=["lr"], metrics=["acc"])
     assert dict(zip(table["name"], table["status"])) == {"dead": "crashed", "alive": "finished"}
     assert book.table(status="crashed", params=["lr"])["name"].tolist() == ["dead"]
+
+
+# -- one work tree, many runs: git asked once while nothing changes
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots kept even for files changed a moment ago (tests sleep past the clock tick)."""
+    monkeypatch.setattr(_provenance, "_RACY_NS", 0)
+    monkeypatch.setattr(_provenance, "_SNAPSHOTS", {})
+    monkeypatch.setattr(_provenance, "_UNWATCHABLE", {})
+
+
+def _tick() -> None:
+    import time
+
+    time.sleep(0.05)  # past the file system's coarse clock
+
+
+def _count_git(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    started: list[Any] = []
+    real_popen, real_run = subprocess.Popen, subprocess.run
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        started.append(args[0])
+        return real_popen(*args, **kwargs)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        started.append(args[0])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "run", run)
+    return started
+
+
+def _same_as_git(repo: Path, exclude: Path | None = None) -> Any:
+    fast = _fast(repo, exclude)
+    assert fast == _slow(repo, exclude)
+    return fast
+
+
+def test_snapshot_answers_without_git_until_the_work_tree_changes(
+        git_repo: Path, watched: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = git_repo.resolve()
+    (repo / "empty").mkdir()
+    (repo / "only_ignored").mkdir()
+    (repo / "only_ignored" / "ignored.txt").write_text("x\n")
+    (repo / "cache").mkdir()
+    (repo / ".gitignore").write_text("ignored.txt\nlabtrack/\ncache/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore")
+    _tick()
+    _fast(repo)  # takes the snapshot
+    started = _count_git(monkeypatch)
+    first = _fast(repo)
+    assert started == [] and first[0]["dirty"] is False
+
+    changes = [  # (a change, whether git's answer changes)
+        (lambda: (repo / "train.py").write_text("print('edited')\n"), True),   # a tracked file
+        (lambda: (repo / "new.py").write_text("n\n"), True),                    # a new file at the top
+        (lambda: (repo / "empty" / "a.py").write_text("a\n"), True),            # in an empty folder
+        (lambda: (repo / "only_ignored" / "b.py").write_text("b\n"), True),     # beside ignored files
+        (lambda: (repo / "deep" / "er").mkdir(parents=True), False),            # a new empty folder
+        (lambda: (repo / "deep" / "er" / "c.py").write_text("c\n"), True),      # a file in it
+        (lambda: (repo / "cache" / "d.py").write_text("d\n"), False),           # in an ignored folder
+        (lambda: (repo / ".gitignore").write_text("ignored.txt\nlabtrack/\ncache/\n*.py\n"), True),
+        (lambda: git(repo, "add", "-A"), False),                                # staged: same diff HEAD
+        (lambda: git(repo, "commit", "-q", "-m", "more"), True),
+        (lambda: git(repo, "checkout", "-q", "-b", "other"), True),
+        (lambda: (repo / "train.py").chmod(0o755), True),
+        (lambda: (repo / "train.py").unlink(), True),
+    ]
+    before = first
+    for i, (change, differs) in enumerate(changes):
+        _tick()
+        change()
+        _tick()
+        after = _same_as_git(repo)
+        assert (after != before) is differs, i
+        before = after
+        n = len(started)
+        assert _fast(repo) == after and len(started) == n  # kept again once it was asked
+
+
+def test_snapshot_ignores_the_runs_own_root_and_ignored_folders(
+        git_repo: Path, watched: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = git_repo.resolve()
+    runs = repo / "runs"  # not ignored: only `exclude` keeps it out
+    runs.mkdir()
+    (repo / "cache").mkdir()
+    (repo / ".gitignore").write_text("cache/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore")
+    _tick()
+    first = _same_as_git(repo, runs)
+    started = _count_git(monkeypatch)
+    _tick()
+    (runs / "exp" / "run1").mkdir(parents=True)
+    (runs / "exp" / "run1" / "run.json").write_text("{}")
+    (repo / "cache" / "blob.bin").write_bytes(b"x")
+    _tick()
+    assert _fast(repo, runs) == first and started == []
+
+
+def test_no_snapshot_for_a_large_work_tree(git_repo: Path, watched: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = git_repo.resolve()
+    monkeypatch.setattr(_provenance, "WATCH_MAX", 3)
+    for i in range(5):
+        (repo / f"d{i}").mkdir()
+    _tick()
+    _same_as_git(repo)
+    assert _provenance._SNAPSHOTS == {} and len(_provenance._UNWATCHABLE) == 1
+    started = _count_git(monkeypatch)
+    _same_as_git(repo)
+    assert not any("ls-files" in list(a) and "--ignored" in list(a) for a in started)

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,16 +307,29 @@ def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
     """Commit, message, branch, remote (no credentials), dirty flag, diff and untracked files.
 
     Untracked files inside `exclude` (labtrack's root of runs) are neither copied nor counted.
-    Two git processes, run side by side, per call: `status` (commit, branch, changed and
-    untracked files) and `diff HEAD`; the root, the commit message and the remote are
-    remembered while what they depend on is unchanged.
+    Two git processes, run side by side: `status` (commit, branch, changed and untracked
+    files) and `diff HEAD`; the root, the commit message and the remote are remembered while
+    what they depend on is unchanged. A process that creates many runs from one unchanged
+    work tree asks git once: see :class:`_Snapshot`.
     """
     root = git_root(cwd)
     if root is None:
         return None
-    status_out, diff_out = _git_parallel(
-        [["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
-         ["diff", "HEAD", "--binary"]], root)
+    key = (str(root), None if exclude is None else str(exclude), _env_key())
+    snap = _SNAPSHOTS.get(key)
+    if snap is not None:
+        if snap.unchanged():
+            return snap.copy()
+        del _SNAPSHOTS[key]
+    since = time.time()
+    watch = key not in _UNWATCHABLE and (root / ".git").is_dir() and not (root / ".gitmodules").exists()
+    commands = [["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
+                ["diff", "HEAD", "--binary"]]
+    if watch:
+        commands += [["ls-files", "-z"],
+                     ["ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z"]]
+    outs = _git_parallel(commands, root)
+    status_out, diff_out = outs[0], outs[1]
     if status_out is None:
         return _collect_git_slow(root, exclude)
     st = _parse_status(status_out)
@@ -331,7 +345,128 @@ def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
     meta = {"commit": commit, "message": message, "branch": st.branch, "dirty": dirty,
             "remote": _remote(root), "root": str(root)}
     commit_txt = f"{commit}\n\n{message}\n" if commit else ""
-    return GitInfo(meta, commit_txt, diff, untracked)
+    info = GitInfo(meta, commit_txt, diff, untracked)
+    if watch and outs[2] is not None and outs[3] is not None:
+        snap = _Snapshot.take(root, exclude, info, st, outs[2], outs[3], since)
+        if snap is _TOO_BIG:
+            _remember(_UNWATCHABLE, key, True)
+        elif isinstance(snap, _Snapshot):
+            _remember(_SNAPSHOTS, key, snap)
+    return info
+
+
+def _env_key() -> tuple[Any, ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items()
+                        if k.startswith("GIT_") or k in ("HOME", "XDG_CONFIG_HOME")))
+
+
+def _full_stat(path: str) -> tuple[int, int, int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+
+
+#: Most paths a snapshot watches; a larger work tree is left to git (it is faster there).
+WATCH_MAX = 3000
+#: A path changed this recently (ns) when git ran may have changed unseen within one
+#: mtime tick: such a snapshot is not kept (git's "racy clean" problem).
+_RACY_NS = 2_000_000_000
+_TOO_BIG = object()
+
+
+@dataclass
+class _Snapshot:
+    """What git said about a work tree, and the stat of every path that could change it.
+
+    Watched: every tracked and untracked file, every folder git walks (where a new file would
+    appear; folders git ignores are not walked, nor the runs' own root), and HEAD, the
+    branch's ref, packed-refs, the index, info/exclude and the repository's and the user's
+    git config and ignore files. If all stat the same (inode, mtime, ctime, size, mode),
+    git would answer the same. Not kept when something changed within `_RACY_NS` of asking
+    git, for a repository with submodules or a linked worktree, nor past `WATCH_MAX` paths.
+    """
+
+    info: GitInfo
+    paths: list[str]
+    stats: list[tuple[int, int, int, int, int] | None]
+
+    def unchanged(self) -> bool:
+        return all(_full_stat(p) == s for p, s in zip(self.paths, self.stats))
+
+    def copy(self) -> GitInfo:
+        i = self.info
+        return GitInfo(dict(i.meta), i.commit_txt, i.diff, list(i.untracked))
+
+    @staticmethod
+    def take(root: Path, exclude: Path | None, info: GitInfo, st: _Status, tracked: bytes,
+             ignored: bytes, since: float) -> Any:
+        """A snapshot, None (not safe to keep), or `_TOO_BIG`."""
+        top = str(root)
+        dot = top + "/.git"
+        pruned = {top + "/" + d.rstrip("/") for d in ignored.decode("utf-8", "surrogateescape").split("\0")
+                  if d.endswith("/")}
+        # A folder listed as ignored only because everything in it is ignored is still
+        # walked by git: keep only those an ignore pattern names.
+        named = _pattern_ignored(root, pruned)
+        if named is None:
+            return None
+        skip = {dot, *named}
+        if exclude is not None:
+            try:
+                skip.add(str(exclude.resolve()))
+            except (OSError, RuntimeError):
+                return None
+        files = [top + "/" + f for f in tracked.decode("utf-8", "surrogateescape").split("\0") if f]
+        files += [top + "/" + f for f in info.untracked]  # not the runs' own files
+        folders: list[str] = []
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            folders.append(d)
+            if len(folders) + len(files) > WATCH_MAX:
+                return _TOO_BIG
+            try:
+                with os.scandir(d) as it:
+                    for e in it:
+                        if e.name != ".git" and e.is_dir(follow_symlinks=False) and e.path not in skip:
+                            stack.append(e.path)
+            except OSError:
+                return None
+        home = os.environ.get("HOME") or os.path.expanduser("~")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or home + "/.config"
+        meta = [dot, dot + "/HEAD", dot + "/index", dot + "/packed-refs", dot + "/config",
+                dot + "/info/exclude", home + "/.gitconfig", xdg + "/git/config", xdg + "/git/ignore"]
+        if st.branch:
+            meta.append(dot + "/refs/heads/" + st.branch)
+        paths = meta + folders + files
+        stats = [_full_stat(p) for p in paths]
+        recent = int(since * 1e9) - _RACY_NS
+        if any(s is not None and max(s[1], s[2]) >= recent for s in stats):
+            return None
+        return _Snapshot(info, paths, stats)
+
+
+def _pattern_ignored(root: Path, folders: set[str]) -> set[str] | None:
+    """The folders among `folders` that an ignore pattern matches (`git check-ignore`)."""
+    if not folders:
+        return set()
+    rels = sorted(f[len(str(root)) + 1:] + "/" for f in folders)
+    try:
+        p = subprocess.run(["git", "check-ignore", "--stdin", "-z"], cwd=root, env=_git_env(),
+                           input="\0".join(rels).encode("utf-8", "surrogateescape") + b"\0",
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode not in (0, 1):
+        return None
+    out = p.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return {str(root) + "/" + r.rstrip("/") for r in out if r}
+
+
+_SNAPSHOTS: dict[tuple[Any, ...], _Snapshot] = {}
+_UNWATCHABLE: dict[tuple[Any, ...], bool] = {}
 
 
 def command_info(argv: list[str] | None = None) -> dict[str, Any]:

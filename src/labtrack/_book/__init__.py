@@ -332,8 +332,9 @@ class Book:
             self.index.refresh()
         param_keys = list(params) if params is not None else None
         metric_specs = list(metrics) if metrics is not None else None
-        parsed_specs = [(spec, *_split_metric(spec)) for spec in metric_specs or ()]
-        got = self.index.table_rows(rels, {agg for _, _, agg in parsed_specs})
+        # The aggregates to fetch; the specs are checked (and may be refused) further down.
+        aggs = {s.rpartition(":")[2] for s in metric_specs or () if isinstance(s, str)}
+        got = self.index.table_rows(rels, aggs)
         rows = []
         for rel in rels:
             row = got.get(rel)
@@ -344,7 +345,7 @@ class Book:
         if param_keys is None:
             param_keys = _varying_params(rows)
         if metric_specs is None:
-            parsed_specs = [(m, m, "last") for m in sorted({m for r in rows for m in r["metrics"]})]
+            metric_specs = sorted({m for r in rows for m in r["metrics"]})
         known_params: set[str] = set()
         known_metrics: set[str] = set()
         for r in rows:
@@ -354,10 +355,17 @@ class Book:
             if rows and k not in known_params:
                 raise LabtrackValueError(f"no selected run has a param {k!r}; they have: "
                                          f"{', '.join(sorted(known_params)) or 'none'}")
-        for _, name, _ in parsed_specs:
+        parsed_specs = []
+        for spec in metric_specs:
+            name, agg = _split_metric(spec)
             if rows and name not in known_metrics:
                 raise LabtrackValueError(f"no selected run has a metric {name!r}; they have: "
                                          f"{', '.join(sorted(known_metrics)) or 'none'}")
+            parsed_specs.append((spec, name, agg))
+        more = {agg for _, _, agg in parsed_specs if agg != "last"} - aggs
+        if more and rows:  # metric names that end in ":min" and the like, listed by default
+            got = self.index.table_rows(rels, aggs | more)
+            rows = [got[rel] for rel in rels if rel in got]
         specs = [s for s, _, _ in parsed_specs]
         clash = set(param_keys) & set(specs)
         # Column by column: one list per column is several times faster for pandas than a
