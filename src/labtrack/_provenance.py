@@ -436,7 +436,9 @@ class _Snapshot:
                 return None
         home = os.environ.get("HOME") or os.path.expanduser("~")
         xdg = os.environ.get("XDG_CONFIG_HOME") or home + "/.config"
-        meta = [dot, dot + "/HEAD", dot + "/index", dot + "/packed-refs", dot + "/config",
+        # Not .git itself: every git command's lock file touches it; what git rewrites
+        # (HEAD, refs, index) is replaced by a rename, so its own stat changes.
+        meta = [dot + "/HEAD", dot + "/index", dot + "/packed-refs", dot + "/config",
                 dot + "/info/exclude", home + "/.gitconfig", xdg + "/git/config", xdg + "/git/ignore"]
         if st.branch:
             meta.append(dot + "/refs/heads/" + st.branch)
