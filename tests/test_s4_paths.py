@@ -261,6 +261,7 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_provenance, "_RACY_NS", 0)
     monkeypatch.setattr(_provenance, "_SNAPSHOTS", {})
     monkeypatch.setattr(_provenance, "_UNWATCHABLE", {})
+    monkeypatch.setattr(_provenance, "_RETRY", {})
 
 
 def _tick() -> None:
@@ -367,3 +368,21 @@ def test_no_snapshot_for_a_large_work_tree(git_repo: Path, watched: None,
     started = _count_git(monkeypatch)
     _same_as_git(repo)
     assert not any("ls-files" in list(a) and "--ignored" in list(a) for a in started)
+
+
+def test_a_work_tree_changed_a_moment_ago_is_not_watched_until_it_settles(
+        git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setattr(_provenance, "_SNAPSHOTS", {})
+    monkeypatch.setattr(_provenance, "_UNWATCHABLE", {})
+    monkeypatch.setattr(_provenance, "_RETRY", {})
+    repo = git_repo.resolve()
+    (repo / "train.py").write_text("print('just now')\n")
+    _same_as_git(repo)
+    assert _provenance._SNAPSHOTS == {}
+    (retry,) = _provenance._RETRY.values()
+    assert time.time() < retry <= time.time() + _provenance._RACY_NS / 1e9 + 1
+    started = _count_git(monkeypatch)
+    assert _fast(repo)[0]["dirty"] is True  # before then: only status and diff, nothing to watch
+    assert [a[1] for a in started] == ["status", "diff"]

@@ -322,7 +322,8 @@ def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
             return snap.copy()
         del _SNAPSHOTS[key]
     since = time.time()
-    watch = key not in _UNWATCHABLE and (root / ".git").is_dir() and not (root / ".gitmodules").exists()
+    watch = (key not in _UNWATCHABLE and since >= _RETRY.get(key, 0.0)
+             and (root / ".git").is_dir() and not (root / ".gitmodules").exists())
     commands = [["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
                 ["diff", "HEAD", "--binary"]]
     if watch:
@@ -352,6 +353,9 @@ def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
             _remember(_UNWATCHABLE, key, True)
         elif isinstance(snap, _Snapshot):
             _remember(_SNAPSHOTS, key, snap)
+            _RETRY.pop(key, None)
+        elif isinstance(snap, float):  # changed a moment ago: no use trying before then
+            _remember(_RETRY, key, snap)
     return info
 
 
@@ -402,7 +406,8 @@ class _Snapshot:
     @staticmethod
     def take(root: Path, exclude: Path | None, info: GitInfo, st: _Status, tracked: bytes,
              ignored: bytes, since: float) -> Any:
-        """A snapshot, None (not safe to keep), or `_TOO_BIG`."""
+        """A snapshot; None (cannot be kept); `_TOO_BIG`; or, when a path changed a moment
+        ago, the time at which a snapshot could be kept."""
         top = str(root)
         dot = top + "/.git"
         pruned = {top + "/" + d.rstrip("/") for d in ignored.decode("utf-8", "surrogateescape").split("\0")
@@ -444,9 +449,9 @@ class _Snapshot:
             meta.append(dot + "/refs/heads/" + st.branch)
         paths = meta + folders + files
         stats = [_full_stat(p) for p in paths]
-        recent = int(since * 1e9) - _RACY_NS
-        if any(s is not None and max(s[1], s[2]) >= recent for s in stats):
-            return None
+        newest = max((max(s[1], s[2]) for s in stats if s is not None), default=0)
+        if newest >= int(since * 1e9) - _RACY_NS:
+            return (newest + _RACY_NS) / 1e9
         return _Snapshot(info, paths, stats)
 
 
@@ -469,6 +474,7 @@ def _pattern_ignored(root: Path, folders: set[str]) -> set[str] | None:
 
 _SNAPSHOTS: dict[tuple[Any, ...], _Snapshot] = {}
 _UNWATCHABLE: dict[tuple[Any, ...], bool] = {}
+_RETRY: dict[tuple[Any, ...], float] = {}
 
 
 def command_info(argv: list[str] | None = None) -> dict[str, Any]:
