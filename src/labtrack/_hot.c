@@ -27,6 +27,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *cols;       /* name -> bound array('d').fromlist; a dict subclass once finished */
     PyObject *next_step;  /* int: the step a call without one records at */
+    Py_ssize_t pending;   /* values logged since the writer last swapped the columns */
 } HotBase;
 
 static PyObject *str_log_py;  /* "_log_py" */
@@ -179,6 +180,7 @@ hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
             break;
         }
     }
+    self->pending += i;
     if (failed) {
         /* Out of memory part way: undo this call's points (Run._rollback), keep the error. */
         PyObject *type, *val, *tb;
@@ -579,6 +581,7 @@ static PyMethodDef hot_methods[] = {
 static PyMemberDef hot_members[] = {
     {"_cols", T_OBJECT, offsetof(HotBase, cols), 0, NULL},
     {"_next_step", T_OBJECT, offsetof(HotBase, next_step), 0, NULL},
+    {"_pending", T_PYSSIZET, offsetof(HotBase, pending), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -55,7 +55,7 @@ try:
 except ImportError:  # no compiler at install time, or LABTRACK_NO_C=1: the Python path alone
 
     class _LogBase:  # type: ignore[no-redef]
-        __slots__ = ("_cols", "_next_step")
+        __slots__ = ("_cols", "_next_step", "_pending")
 
     HOT = False
 
@@ -93,7 +93,8 @@ class Run(_LogBase):
     """
 
     # Slots make the attribute reads on the hot path cheaper.
-    # `_cols` and `_next_step` live in the base class (C or Python), where log() reads them.
+    # `_cols`, `_next_step` and `_pending` (values logged since the writer last swapped the
+    # columns) live in the base class (C or Python), where log() updates them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper", "_provenance_thread",
                  "_capture", "_sync_timeout", "_meta", "_params", "_writer", "__weakref__")
@@ -135,6 +136,7 @@ class Run(_LogBase):
         self._busy: list[None] = []
         self._activity = 0  # bumped by flush() and media/text records (see _at_exit)
         self._next_step = 0
+        self._pending = 0
         self._indicators_obj: Any = None
         self._shipper: Any = None
         self._capture: Any = None
@@ -244,7 +246,7 @@ class Run(_LogBase):
             _provenance.seed_everything(seed)
 
         self._writer = Writer(
-            self.dir, self._swap_columns, in_flight=self._busy.__len__,
+            self.dir, self._swap_columns, in_flight=self._busy.__len__, pending=self._pending_values,
             flush_seconds=flush_s, heartbeat_seconds=heartbeat_s,
             queue_size=queue_n, run_id=self.id, summary=summary,
         )
@@ -345,6 +347,7 @@ class Run(_LogBase):
             raise
         finally:
             busy.pop()
+        self._pending += len(values)
         self._next_step = step + 1
 
     # The Python implementation, which the C `log` calls for anything but its common case.
@@ -378,8 +381,12 @@ class Run(_LogBase):
     def _activity_mark(self) -> tuple[int, int]:
         return (self._next_step, self._activity)
 
+    def _pending_values(self) -> int:
+        return self._pending
+
     def _swap_columns(self) -> dict[str, array[float]]:
         old, self._cols = self._cols, {}
+        self._pending = 0  # a count for the writer's early flush; a value or two off is fine
         return {k: append.__self__ for k, append in old.items()}  # type: ignore[attr-defined]
 
     # --- records written by the writer thread --------------------------------------------------

@@ -27,6 +27,9 @@ CSV_HEADER = b"step,value,time\n"
 _STOP = object()
 # How long swapped-out column generations are watched for late appends (see _flush_scalars).
 MAX_OLD_GENERATIONS = 10_000  # bounds memory if a log() call never returns
+# The writer looks this often at how many values wait, and flushes early past EAGER_VALUES.
+EAGER_CHECK_SECONDS = 0.02
+EAGER_VALUES = 20_000
 # Bytes kept for a file whose append failed (full disk); past this, data is dropped and counted.
 _MAX_PENDING = 64 * 1024 * 1024
 
@@ -149,12 +152,14 @@ class Writer:
     """Owns every disk write of one run. Exactly one per run; daemon, named, joined by close()."""
 
     def __init__(self, run_dir: Path, swap_columns: Callable[[], dict[str, array[float]]], *,
-                 in_flight: Callable[[], int] = lambda: 0, flush_seconds: float,
+                 in_flight: Callable[[], int] = lambda: 0, pending: Callable[[], int] = lambda: 0,
+                 flush_seconds: float,
                  heartbeat_seconds: float, queue_size: int, run_id: str,
                  summary: dict[str, Any] | None = None) -> None:
         self.dir = run_dir
         self._swap_columns = swap_columns
         self._in_flight = in_flight
+        self._waiting_values = pending
         self._flush_seconds = flush_seconds
         self._heartbeat_seconds = heartbeat_seconds
         self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -226,7 +231,7 @@ class Writer:
         self._safe(self._beat)
         while True:
             try:
-                item = self._q.get(timeout=max(0.0, next_flush - time.monotonic()))
+                item = self._q.get(timeout=max(0.0, min(next_flush - time.monotonic(), EAGER_CHECK_SECONDS)))
             except queue.Empty:
                 item = None
             if item is _STOP:
@@ -242,7 +247,9 @@ class Writer:
             if item is not None:
                 self._safe(lambda: self._run_record(item))
             now = time.monotonic()
-            if now >= next_flush:
+            # Sooner than the interval when many values wait: a fast logger's data is then
+            # formatted (without the GIL) while it runs, and finish() only writes the tail.
+            if now >= next_flush or self._waiting_values() >= EAGER_VALUES:
                 self._safe(self._flush_all)
                 next_flush = now + self._flush_seconds
 
