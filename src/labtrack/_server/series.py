@@ -252,16 +252,21 @@ class SeriesCache:
             length = st.st_size - start
             if length > _BLOCK:
                 # a big first read: map the file rather than copying it into a bytes object
-                with mmap.mmap(f.fileno(), st.st_size, access=mmap.ACCESS_READ) as mm:
+                mm = mmap.mmap(f.fileno(), st.st_size, access=mmap.ACCESS_READ)
+                try:
                     end = mm.rfind(b"\n", start) + 1
                     if end > start:
-                        with memoryview(mm) as view:
-                            chunks = parse_lines(view[start:end])
+                        chunks = parse_lines(memoryview(mm)[start:end])
                         entry.cols.reserve(sum(len(c[0]) for c in chunks))
                         for chunk in chunks:
                             entry.cols.extend(*chunk)
                         del chunks
                     end = max(end - start, 0)
+                finally:
+                    try:
+                        mm.close()
+                    except BufferError:  # a damaged block's parse error still holds a view of
+                        pass  # the map in a reference cycle: the collector unmaps it later
             else:
                 f.seek(start)
                 data = f.read(length)
