@@ -126,7 +126,7 @@ def child_env(home: Path, data: Path) -> dict[str, str]:
     """The environment of a scenario process: offline, no telemetry, a private HOME."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LABTRACK_", "WANDB_", "MLFLOW_", "TRACKIO_", "AIM_"))
-           and k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+           and k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
     home.mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),
@@ -727,6 +727,10 @@ def main(argv: list[str] | None = None) -> int:
     failed_pins: dict[str, str] = {}
     if any(t.peer for t in tools) and not args.skip_install:
         failed_pins = ensure_peers(log)
+    # Every tool imports from compiled bytecode, as after a pip install (the peers' packages
+    # were compiled by pip; labtrack's editable source is compiled here, once).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "labtrack")],
+                   check=False, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     suite = Suite(args, tools, log)
     if not suite.args.workdir and _inside_git(suite.work):
         log(f"warning: {suite.work} is inside a git repository")
