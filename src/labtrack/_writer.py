@@ -231,7 +231,10 @@ class Writer:
         self._safe(self._beat)
         while True:
             try:
-                item = self._q.get(timeout=max(0.0, min(next_flush - time.monotonic(), EAGER_CHECK_SECONDS)))
+                wait = next_flush - time.monotonic()
+                if self._waiting_values():  # values arriving: look again soon (an idle run sleeps)
+                    wait = min(wait, EAGER_CHECK_SECONDS)
+                item = self._q.get(timeout=max(0.0, wait))
             except queue.Empty:
                 item = None
             if item is _STOP:
