@@ -366,6 +366,31 @@ def test_resume_after_sigkill_continues_the_crashed_run(tmp_path: Path) -> None:
     assert summary["i"]["count"] == len(steps)
 
 
+def test_resuming_a_run_a_live_process_is_writing_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    child = Child(LOOP, tmp_path, _env(root))
+    try:
+        child.wait_for_lines(3)
+        run_dir = only_run_dir(root)
+        resume = f"""
+            import labtrack
+            run = labtrack.init(resume={run_dir.name!r})
+            run.log({{"i": -1.0}})
+            run.finish()
+        """
+        p = run_script(resume, cwd=tmp_path, env=_env(root))
+        assert p.returncode != 0
+        assert "RunStateError" in p.stderr and "still running (pid" in p.stderr, p.stderr
+        assert read_run_meta(run_dir)["status"] == "running"  # the live run is untouched
+    finally:
+        child.proc.send_signal(signal.SIGKILL)
+        child.wait()
+    p = run_script(resume, cwd=tmp_path, env=_env(root))  # dead now: it reads crashed
+    assert p.returncode == 0, p.stderr
+    assert read_run_meta(run_dir)["status"] == "finished"
+    assert read_scalars(run_dir / "scalars" / "i.csv")[1][-1] == -1.0
+
+
 def test_resume_after_a_torn_last_line_keeps_the_file_readable(tmp_path: Path) -> None:
     # A crash (power loss, a full disk outside labtrack's control) can leave a series file
     # ending in a partial line; readers skip it, but appending after it must not glue new

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, NoReturn
 from . import _records, _settings
 from ._names import check_name, slug
 from ._store import files, layout
-from ._store.reader import iter_run_dirs, read_json
+from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
 from ._writer import Writer, load_summary
 from .errors import (
     GitStateError,
@@ -184,6 +184,7 @@ class Run(_LogBase):
         if resume:
             self.dir = _find_run(self.root, resume)
             meta = read_json(self.dir / layout.RUN_JSON)
+            _refuse_live(self.dir, meta, now, float(g("stale_seconds")))
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)
@@ -860,6 +861,26 @@ def _default_experiment() -> str:
     main = sys.modules.get("__main__")
     f = getattr(main, "__file__", None)
     return Path(f).stem if f else "default"
+
+
+def _refuse_live(run_dir: Path, meta: dict[str, Any], now: float, stale_seconds: float) -> None:
+    """Refuse to resume a run another live process (or this one) is still writing: two writers
+    would interleave their points and overwrite each other's summary and status."""
+    pid, host = meta.get("pid"), meta.get("host")
+    this_host = socket.gethostname()
+    alive = pid_alive(pid) if host == this_host and isinstance(pid, int) else None
+    try:
+        beat: float | None = (run_dir / layout.HEARTBEAT).stat().st_mtime
+    except OSError:
+        beat = None
+    if derive_status(meta, beat, now, this_host, alive, stale_seconds) != "running":
+        return
+    since = f", heartbeat {now - beat:.0f} s ago" if beat is not None else ""
+    raise RunStateError(
+        f"run {meta.get('id', run_dir.name)} is still running (pid {pid} on {host}{since}); resuming "
+        "it would mix two writers' points. Stop that process first (or finish the run in this "
+        f"one); a run whose process died reads as crashed after {stale_seconds:g} s without a "
+        "heartbeat (LABTRACK_STALE_SECONDS) and can then be resumed")
 
 
 def _cut_torn_lines(run_dir: Path) -> None:
