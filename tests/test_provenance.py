@@ -94,6 +94,25 @@ def test_untracked_files_are_size_capped(tmp_path: Path, git_repo: Path) -> None
     assert (untracked / "SKIPPED.txt").read_text() == "big.bin\t5000 bytes\n"
 
 
+def test_untracked_files_are_capped_in_total_too(tmp_path: Path, git_repo: Path) -> None:
+    # A data folder someone forgot to ignore: 30 files of 900 bytes under a 1000-byte cap; at
+    # most 20 caps (20,000 bytes) are copied and every file left out is listed.
+    (git_repo / "data").mkdir()
+    for i in range(30):
+        (git_repo / "data" / f"part-{i:02d}.bin").write_bytes(b"x" * 900)
+    p = run_script("""
+        import labtrack
+        labtrack.init("prov").finish()
+    """, cwd=git_repo, env={"LABTRACK_ROOT": str(tmp_path / "runs"), "LABTRACK_UNTRACKED_MAX_BYTES": "1000",
+                            "LABTRACK_CAPTURE_CONSOLE": "0"})
+    assert p.returncode == 0, p.stderr
+    untracked = only_run_dir(tmp_path / "runs") / "source" / "untracked"
+    copied = sorted(untracked.glob("data/*.bin"))
+    skipped = (untracked / "SKIPPED.txt").read_text().splitlines()
+    assert len(copied) == 22 and sum(f.stat().st_size for f in copied) <= 20_000
+    assert len(skipped) == 8 and all("over the total of 20000 bytes" in line for line in skipped)
+
+
 def test_untracked_cap_follows_the_runs_environment(make_run: MakeRun, git_repo: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     (git_repo / "big.bin").write_bytes(b"x" * 5000)

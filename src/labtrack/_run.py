@@ -44,6 +44,8 @@ from .errors import (
 _time = time.time
 _coerce = _records.coerce_scalar
 _PROVENANCE_WAIT_SECONDS = 30.0
+UNTRACKED_TOTAL_CAPS = 20  # untracked files copied in all: at most 20x the per-file cap
+UNTRACKED_TOTAL_FILES = 1000
 
 try:
     # Read once, from the environment only, at import: the class is built here.
@@ -680,6 +682,9 @@ class Run(_LogBase):
         base = self.dir / "source" / "untracked"
         skipped = []
         root_resolved = self.root.resolve()
+        # In all at most UNTRACKED_TOTAL_FILES files and UNTRACKED_TOTAL_CAPS times the per-file
+        # cap: a forgotten data folder that is not ignored must not be copied into every run.
+        budget, copied = cap * UNTRACKED_TOTAL_CAPS, 0
         for rel in names:
             src = git_root / rel
             try:
@@ -689,7 +694,13 @@ class Run(_LogBase):
                 if size > cap or not src.is_file():
                     skipped.append(f"{rel}\t{size} bytes")
                     continue
+                if size > budget or copied >= UNTRACKED_TOTAL_FILES:
+                    skipped.append(f"{rel}\t{size} bytes, over the total of {cap * UNTRACKED_TOTAL_CAPS} "
+                                   f"bytes or {UNTRACKED_TOTAL_FILES} files")
+                    continue
                 files.atomic_write_bytes(base / rel, src.read_bytes())
+                budget -= size
+                copied += 1
             except OSError:
                 skipped.append(f"{rel}\tunreadable")
         if skipped:

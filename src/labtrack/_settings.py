@@ -74,7 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("capture_console", "LABTRACK_CAPTURE_CONSOLE", True, _parse_bool, "bool",
             "Copy stdout and stderr into the run's console.log."),
     Setting("untracked_max_bytes", "LABTRACK_UNTRACKED_MAX_BYTES", 1_000_000, _parse_nonneg_int, "int",
-            "Largest untracked file copied into source/untracked/; larger ones are listed only."),
+            "Largest untracked file copied into source/untracked/ (larger ones are listed only); "
+            "in all at most 20 times this and 1000 files are copied."),
     Setting("queue_size", "LABTRACK_QUEUE_SIZE", 10_000, _parse_positive_int, "int",
             "Most media/text records waiting for the writer; when full, log calls wait."),
     Setting("print_every", "LABTRACK_PRINT_EVERY", 100, _parse_positive_int, "int",
