@@ -320,7 +320,7 @@ def collect_git(cwd: Path, exclude: Path | None = None) -> GitInfo | None:
     if snap is not None:
         if snap.unchanged():
             return snap.copy()
-        del _SNAPSHOTS[key]
+        _SNAPSHOTS.pop(key, None)  # another thread may have dropped it already
     since = time.time()
     watch = (key not in _UNWATCHABLE and since >= _RETRY.get(key, 0.0)
              and (root / ".git").is_dir() and not (root / ".gitmodules").exists())
