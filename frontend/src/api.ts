@@ -157,6 +157,11 @@ export function query(params: Record<string, string | number | undefined | null>
 
 async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(`${BASE}/${path}`, { signal, headers: { Accept: "application/json" } });
+  if (res.status === 401) {
+    // A server started with tokens (`labtrack serve`): its login form sets the read cookie.
+    window.location.assign("login");
+    throw new ApiError("this server needs a token: log in at /login", 401);
+  }
   if (!res.ok) {
     let msg = `${res.status} ${res.statusText}`;
     try {

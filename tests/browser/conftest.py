@@ -104,14 +104,16 @@ class Server:
             return json.loads(r.read())
 
 
-def start_server(root: Path, log: Path) -> Server:
-    """`labtrack ui ROOT --port 0`; the port is read from the address it prints."""
+def start_server(root: Path, log: Path, command: list[str] | None = None) -> Server:
+    """`labtrack ui ROOT --port 0` (or `command`, e.g. serve with tokens); the port is read
+    from the address it prints."""
     if not STATIC_INDEX.exists():
         pytest.fail(f"the front end is not built ({STATIC_INDEX} is missing): run `make frontend`")
     exe = Path(sys.executable).with_name("labtrack")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from labtrack.cli import main; main()"]
     out = log.open("wb")
-    proc = subprocess.Popen([*cmd, "ui", str(root), "--host", "127.0.0.1", "--port", "0"],
+    args = command or ["ui", str(root), "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen([*cmd, *args],
                             stdout=out, stderr=subprocess.STDOUT, env=_clean_env(), cwd=log.parent)
     out.close()
     server = Server(url="", proc=proc, log=log)
