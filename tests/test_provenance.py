@@ -249,3 +249,18 @@ def test_seed_everything_seeds_random_numpy_and_torch() -> None:
     _provenance.seed_everything(5)
     b = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     assert a == b
+
+
+def test_installed_packages_match_importlib_metadata() -> None:
+    # The fast scan (two headers of each METADATA, no importlib.metadata) lists what
+    # importlib.metadata lists, with the first distribution of a name on sys.path winning.
+    from importlib import metadata
+
+    from labtrack._provenance import installed_packages
+
+    expected: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            expected.setdefault(name, dist.version)
+    assert dict(installed_packages()) == expected

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from .._index import Index, RefreshResult
 from .._store import layout
 from ..errors import LabtrackValueError, RunNotFoundError
 from . import manage
@@ -21,6 +20,9 @@ from .view import MediaItem, RunView
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    # Imported where first used: `book[run id]` never needs the index (nor sqlite3).
+    from .._index import Index, RefreshResult
 
 __all__ = ["Book", "MediaItem", "RunList", "RunView", "open_book"]
 
@@ -116,6 +118,8 @@ class Book:
     def index(self) -> Index:
         """The root's :class:`labtrack._index.Index` (opened on first use)."""
         if self._index is None:
+            from .._index import Index
+
             self._index = Index(self.root)
         return self._index
 

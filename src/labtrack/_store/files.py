@@ -37,11 +37,15 @@ def dumps_line(obj: Any) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: a reader sees the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A short temporary name: the final name may already use the whole 255 bytes.
     tmp = path.parent / f".{secrets.token_hex(6)}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        try:
+            f = open(tmp, "wb")
+        except FileNotFoundError:  # the folder first (only then: a mkdir per write is a syscall)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
