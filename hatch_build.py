@@ -35,7 +35,7 @@ def compile_hot(package_dir: Path) -> Path | None:
               file=sys.stderr)
         return None
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    cmd = [*cc, "-O2", "-fPIC", "-shared", "-I", include, str(source), "-o", str(target), "-lm"]
+    cmd = [*cc, "-O2", "-fPIC", "-shared", "-pthread", "-I", include, str(source), "-o", str(target), "-lm"]
     if sys.platform == "darwin":
         cmd[len(cc):len(cc)] = ["-undefined", "dynamic_lookup"]
     try:

@@ -354,3 +354,32 @@ def test_init_on_a_full_disk_raises_a_clear_error_and_leaves_nothing(tiny_fs: Pa
         labtrack.Run("exp", root=tiny_fs / "root", capture_git=False, capture_console=False, _environ={})
     assert str(tiny_fs / "root") in str(info.value)  # says where
     assert not list((tiny_fs / "root").glob("*/*"))  # no half-made run directory
+
+
+def test_format_many_matches_the_python_formatter_and_statistics() -> None:
+    # The writer formats a flush's series together on two threads (labtrack._hot.format_many);
+    # bytes and statistics must be what the Python path gives, whichever thread did a column
+    # and whether a value needed Python's own repr (outside the C digits' range).
+    import random
+
+    from labtrack._writer import format_many_py
+
+    hot = pytest.importorskip("labtrack._hot")
+    rng = random.Random(5)
+    cols = []
+    for j in range(12):
+        kinds = [lambda: rng.random(), lambda: float(rng.randint(-5, 5))]
+        if j % 3 == 0:  # some columns need the GIL-side repr, some hold non-finite values
+            kinds += [lambda: rng.random() * 1e-300, lambda: rng.uniform(-1e30, 1e30)]
+        if j % 4 == 1:
+            kinds += [lambda: float("nan"), lambda: float("inf"), lambda: float("-inf")]
+        rows = [(i, rng.choice(kinds)(), 1763734503.0 + i * 0.001) for i in range(rng.randint(0, 6000))]
+        cols.append(_col(rows))
+    cols.append(_col([(0, float("nan"), 1.0)]))  # no non-NaN value at all
+    got, want = hot.format_many(cols), format_many_py(cols)
+    assert [g[0] for g in got] == [w[0] for w in want]
+    for g, w in zip(got, want):
+        assert g[1:] == pytest.approx(w[1:], rel=1e-12, nan_ok=True)
+    assert hot.format_many([]) == []
+    with pytest.raises(TypeError):
+        hot.format_many([array("f", [1.0, 2.0, 3.0])])

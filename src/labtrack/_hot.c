@@ -20,15 +20,25 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef Py_GIL_DISABLED
+/* The fast path relies on the GIL (one scratch buffer, appends no other thread can split);
+ * on a free-threaded build the compile fails and labtrack uses its Python path. */
+#error "labtrack._hot needs the GIL"
+#endif
 
 typedef struct {
     PyObject_HEAD
     PyObject *cols;       /* name -> bound array('d').fromlist; a dict subclass once finished */
     PyObject *next_step;  /* int: the step a call without one records at */
     Py_ssize_t pending;   /* values logged since the writer last swapped the columns */
+    Py_ssize_t eager_at;  /* when pending reaches this, wake the writer (0: never) */
 } HotBase;
+
+static PyObject *str_wake_writer;  /* "_wake_writer" */
 
 static PyObject *str_log_py;  /* "_log_py" */
 
@@ -180,6 +190,7 @@ hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
             break;
         }
     }
+    Py_ssize_t before = self->pending;
     self->pending += i;
     if (failed) {
         /* Out of memory part way: undo this call's points (Run._rollback), keep the error. */
@@ -195,6 +206,14 @@ hot_log(HotBase *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
     if (next == NULL)
         goto done;
     Py_XSETREF(self->next_step, next);
+    if (self->eager_at > 0 && before < self->eager_at && self->pending >= self->eager_at) {
+        /* Many values wait: ask the writer to format them now (once per batch, after the
+         * points are recorded) rather than at its next interval or at finish(). */
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_wake_writer);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
     result = Py_None;
     Py_INCREF(result);
     goto done;
@@ -536,6 +555,188 @@ format_rows(PyObject *module, PyObject *arg)
     return out;
 }
 
+/* ---- format_many: every series of one flush, on two threads, with their statistics ----- */
+
+typedef struct {
+    Py_buffer view;
+    PyObject *out;        /* bytes, preallocated with room for every line */
+    Py_ssize_t n;         /* rows */
+    Py_ssize_t len;       /* bytes written */
+    int needs_gil;        /* the worker met a value only Python can format: redo it */
+    double sum, lo, hi;   /* over finite values (sum) and non-NaN values (lo, hi) */
+    Py_ssize_t finite;
+} Job;
+
+/* Format one job. `save` is the calling Python thread's state while it runs without the GIL
+ * (it can take the GIL back for a value fast_repr does not handle), or NULL on the worker
+ * thread, which then gives the job up (needs_gil) for the calling thread to do. */
+static int
+format_job(Job *job, PyThreadState **save)
+{
+    const double *d = (const double *)job->view.buf;
+    char *start = PyBytes_AS_STRING(job->out), *p = start;
+    double sum = 0.0, lo = INFINITY, hi = -INFINITY;
+    Py_ssize_t finite = 0;
+    for (Py_ssize_t i = 0; i < job->n; i++) {
+        double step = d[3 * i], value = d[3 * i + 1], t = d[3 * i + 2];
+        if (step >= 0 && step < (double)MAX_STEP)
+            p = put_uint(p, (unsigned long long)step);
+        else {
+            memcpy(p, "-1", 2);
+            p += 2;
+        }
+        *p++ = ',';
+        int len = fast_repr(value, p);
+        if (len >= 0) {
+            p += len;
+        } else if (save == NULL) {
+            job->needs_gil = 1;
+            return 0;
+        } else {
+            PyEval_RestoreThread(*save);
+            char *r = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (r != NULL) {
+                size_t rl = strlen(r);
+                memcpy(p, r, rl > 24 ? 24 : rl);
+                p += rl > 24 ? 24 : rl;
+                PyMem_Free(r);
+            }
+            *save = PyEval_SaveThread();
+            if (r == NULL)
+                return -1;
+        }
+        *p++ = ',';
+        p = put_time(p, t);
+        *p++ = '\n';
+        if (isfinite(value)) {
+            sum += value;
+            finite++;
+        }
+        if (value == value) {
+            if (value < lo)
+                lo = value;
+            if (value > hi)
+                hi = value;
+        }
+    }
+    job->len = p - start;
+    job->sum = sum;
+    job->lo = lo;
+    job->hi = hi;
+    job->finite = finite;
+    job->needs_gil = 0;
+    return 0;
+}
+
+typedef struct {
+    Job *jobs;
+    Py_ssize_t *idx;
+    Py_ssize_t count;
+} WorkerArgs;
+
+static void *
+format_worker(void *arg)
+{
+    WorkerArgs *w = (WorkerArgs *)arg;
+    for (Py_ssize_t k = 0; k < w->count; k++)
+        format_job(&w->jobs[w->idx[k]], NULL);
+    return NULL;
+}
+
+PyDoc_STRVAR(format_many_doc,
+"format_many($module, cols, /)\n--\n\n"
+"format_rows for each array('d') in a list, on two threads when there is enough to do, and\n"
+"each column's statistics: a list of (bytes, sum of finite values, finite count, min, max\n"
+"of non-NaN values).");
+
+static PyObject *
+format_many(PyObject *module, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "format_many() takes a list of array('d')");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    Job *jobs = PyMem_Calloc((size_t)(m ? m : 1), sizeof(Job));
+    Py_ssize_t *idx = PyMem_Calloc((size_t)(m ? m : 1), sizeof(Py_ssize_t));
+    PyObject *result = NULL;
+    Py_ssize_t ready = 0, total = 0;
+    if (jobs == NULL || idx == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (; ready < m; ready++) {
+        Job *job = &jobs[ready];
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, ready), &job->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+            goto out;
+        if (job->view.itemsize != 8 || job->view.format == NULL || strcmp(job->view.format, "d") != 0) {
+            PyBuffer_Release(&job->view);
+            PyErr_SetString(PyExc_TypeError, "format_many() takes a list of array('d')");
+            goto out;
+        }
+        job->n = job->view.len / 8 / 3;
+        job->out = PyBytes_FromStringAndSize(NULL, job->n * 72);
+        if (job->out == NULL) {
+            PyBuffer_Release(&job->view);
+            goto out;
+        }
+        total += job->n;
+    }
+    /* Two groups of about equal rows: the worker thread takes the second. */
+    Py_ssize_t na = 0, nb = 0, rows_a = 0, rows_b = 0;
+    int two = total >= 20000 && m >= 2;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        if (two && rows_b < rows_a) {
+            idx[m - 1 - nb++] = k;
+            rows_b += jobs[k].n;
+        } else {
+            idx[na++] = k;
+            rows_a += jobs[k].n;
+        }
+    }
+    WorkerArgs w = {jobs, idx + m - nb, nb};
+    int failed = 0;
+    PyThreadState *save = PyEval_SaveThread();
+    pthread_t tid;
+    int started = nb > 0 && pthread_create(&tid, NULL, format_worker, &w) == 0;
+    for (Py_ssize_t k = 0; k < na && !failed; k++)
+        failed = format_job(&jobs[idx[k]], &save) < 0;
+    if (started)
+        pthread_join(tid, NULL);
+    for (Py_ssize_t k = 0; k < nb && !failed; k++) {  /* not started, or given up */
+        Job *job = &jobs[w.idx[k]];
+        if (!started || job->needs_gil)
+            failed = format_job(job, &save) < 0;
+    }
+    PyEval_RestoreThread(save);
+    if (failed)
+        goto out;
+    result = PyList_New(m);
+    if (result == NULL)
+        goto out;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        Job *job = &jobs[k];
+        if (_PyBytes_Resize(&job->out, job->len) < 0) {
+            Py_CLEAR(result);
+            goto out;
+        }
+        PyObject *item = Py_BuildValue("(Odndd)", job->out, job->sum, job->finite, job->lo, job->hi);
+        if (item == NULL) {
+            Py_CLEAR(result);
+            goto out;
+        }
+        PyList_SET_ITEM(result, k, item);
+    }
+out:
+    for (Py_ssize_t k = 0; k < ready; k++) {
+        PyBuffer_Release(&jobs[k].view);
+        Py_XDECREF(jobs[k].out);
+    }
+    PyMem_Free(jobs);
+    PyMem_Free(idx);
+    Py_DECREF(seq);
+    return result;
+}
+
 static int
 hot_traverse(HotBase *self, visitproc visit, void *arg)
 {
@@ -582,6 +783,7 @@ static PyMemberDef hot_members[] = {
     {"_cols", T_OBJECT, offsetof(HotBase, cols), 0, NULL},
     {"_next_step", T_OBJECT, offsetof(HotBase, next_step), 0, NULL},
     {"_pending", T_PYSSIZET, offsetof(HotBase, pending), 0, NULL},
+    {"_eager_at", T_PYSSIZET, offsetof(HotBase, eager_at), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -602,6 +804,7 @@ static PyTypeObject HotBaseType = {
 static PyMethodDef module_methods[] = {
     {"format_rows", (PyCFunction)format_rows, METH_O, format_rows_doc},
     {"repr_float", (PyCFunction)repr_float, METH_O, repr_float_doc},
+    {"format_many", (PyCFunction)format_many, METH_O, format_many_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -622,6 +825,9 @@ PyInit__hot(void)
         POW10_128[i] = POW10_128[i - 1] * 10;
     str_log_py = PyUnicode_InternFromString("_log_py");
     if (str_log_py == NULL)
+        return NULL;
+    str_wake_writer = PyUnicode_InternFromString("_wake_writer");
+    if (str_wake_writer == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&hot_module);
     if (m == NULL)

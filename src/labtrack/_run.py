@@ -32,7 +32,7 @@ from . import _records, _settings
 from ._names import check_name, slug
 from ._store import files, layout
 from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
-from ._writer import Writer, load_summary
+from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
     GitStateError,
     LabtrackTypeError,
@@ -57,7 +57,7 @@ try:
 except ImportError:  # no compiler at install time, or LABTRACK_NO_C=1: the Python path alone
 
     class _LogBase:  # type: ignore[no-redef]
-        __slots__ = ("_cols", "_next_step", "_pending")
+        __slots__ = ("_cols", "_next_step", "_pending", "_eager_at")
 
     HOT = False
 
@@ -95,11 +95,13 @@ class Run(_LogBase):
     """
 
     # Slots make the attribute reads on the hot path cheaper.
-    # `_cols`, `_next_step` and `_pending` (values logged since the writer last swapped the
-    # columns) live in the base class (C or Python), where log() updates them.
+    # `_cols`, `_next_step`, `_pending` (values logged since the writer last swapped the
+    # columns) and `_eager_at` (the count that wakes the writer early) live in the base class
+    # (C or Python), where log() updates them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
-                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper", "_provenance_thread",
-                 "_capture", "_sync_timeout", "_meta", "_params", "_writer", "__weakref__")
+                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
+                 "_provenance_thread", "_capture", "_sync_timeout", "_meta", "_params", "_writer",
+                 "__weakref__")
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class Run(_LogBase):
         self._activity = 0  # bumped by flush() and media/text records (see _at_exit)
         self._next_step = 0
         self._pending = 0
+        self._eager_at = EAGER_VALUES
         self._indicators_obj: Any = None
         self._shipper: Any = None
         self._capture: Any = None
@@ -350,8 +353,11 @@ class Run(_LogBase):
             raise
         finally:
             busy.pop()
-        self._pending += len(values)
+        before = self._pending
+        self._pending = after = before + len(values)
         self._next_step = step + 1
+        if before < self._eager_at <= after:
+            self._wake_writer()
 
     # The Python implementation, which the C `log` calls for anything but its common case.
     _log_py = log
@@ -386,6 +392,12 @@ class Run(_LogBase):
 
     def _pending_values(self) -> int:
         return self._pending
+
+    def _wake_writer(self) -> None:
+        """Many values wait (`_eager_at`): have the writer format them now, in the background."""
+        writer = getattr(self, "_writer", None)  # None while __init__ is still running
+        if writer is not None:
+            writer.flush_soon()
 
     def _swap_columns(self) -> dict[str, array[float]]:
         old, self._cols = self._cols, {}
@@ -865,7 +877,7 @@ _original_exit = sys.exit
 _exit_code: Any = None
 # Each live run's activity when sys.exit() was last called: a run that logged, flushed or
 # wrote after it shows the SystemExit was caught and the script went on.
-_exit_marks: dict[Run, tuple[int, int]] = {}
+_exit_marks: weakref.WeakKeyDictionary[Run, tuple[int, int]] = weakref.WeakKeyDictionary()
 
 
 def _default_experiment() -> str:

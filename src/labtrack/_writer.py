@@ -27,8 +27,8 @@ CSV_HEADER = b"step,value,time\n"
 _STOP = object()
 # How long swapped-out column generations are watched for late appends (see _flush_scalars).
 MAX_OLD_GENERATIONS = 10_000  # bounds memory if a log() call never returns
-# The writer looks this often at how many values wait, and flushes early past EAGER_VALUES.
-EAGER_CHECK_SECONDS = 0.02
+# When this many values wait, log() wakes the writer (flush_soon) to format them right away,
+# in the background, instead of at its next interval or all at finish().
 EAGER_VALUES = 20_000
 # Bytes kept for a file whose append failed (full disk); past this, data is dropped and counted.
 _MAX_PENDING = 64 * 1024 * 1024
@@ -73,27 +73,23 @@ class SeriesStats:
         return s
 
     def update(self, values: array[float], last_step: float, last_time: float) -> None:
-        n = len(values)
+        if len(values):
+            self.add(len(values), *value_stats(values), values[-1], last_step, last_time)
+
+    def add(self, n: int, total: float, finite: int, lo: float, hi: float, last: float,
+            last_step: float, last_time: float) -> None:
+        """Add `n` points: the sum and count of their finite values, the least and greatest
+        of their non-NaN values, and the last point's value, step and time."""
         if not n:
             return
-        total = sum(values)
-        if math.isfinite(total):
-            self.sum += total
-            self.finite += n
-            lo, hi = min(values), max(values)
-        else:
-            fin = [v for v in values if math.isfinite(v)]
-            self.sum += sum(fin)
-            self.finite += len(fin)
-            notnan = [v for v in values if v == v]
-            lo = min(notnan) if notnan else math.inf
-            hi = max(notnan) if notnan else -math.inf
+        self.sum += total
+        self.finite += finite
         if lo < self.min:
             self.min = lo
         if hi > self.max:
             self.max = hi
         self.count += n
-        self.last = values[-1]
+        self.last = last
         self.step = int(last_step)
         self.time = last_time
 
@@ -134,6 +130,32 @@ def format_rows_py(col: array[float]) -> bytes:
     ]).encode()
 
 
+def value_stats(values: array[float]) -> tuple[float, int, float, float]:
+    """(sum of the finite values, how many, least and greatest non-NaN value) of `values`."""
+    total = sum(values)
+    if math.isfinite(total):
+        return total, len(values), min(values), max(values)
+    fin = [v for v in values if math.isfinite(v)]
+    notnan = [v for v in values if v == v]
+    return sum(fin), len(fin), min(notnan, default=math.inf), max(notnan, default=-math.inf)
+
+
+def format_many_py(cols: list[array[float]]) -> list[tuple[bytes, float, int, float, float]]:
+    """format_rows_py and value_stats of each column (the C version formats on two threads)."""
+    out = []
+    for col in cols:
+        values = col[1::3]
+        stats = value_stats(values) if len(values) else (0.0, 0, math.inf, -math.inf)
+        out.append((format_rows_py(col), *stats))
+    return out
+
+
+def _hot_format_many() -> Callable[[list[array[float]]], list[tuple[bytes, float, int, float, float]]]:
+    from ._hot import format_many as c_format_many
+
+    return c_format_many
+
+
 def _pick_formatter() -> Callable[[array[float]], bytes]:
     if os.environ.get("LABTRACK_NO_C", "").strip().lower() in ("1", "true", "yes", "on"):
         return format_rows_py
@@ -144,8 +166,10 @@ def _pick_formatter() -> Callable[[array[float]], bytes]:
     return c_format_rows
 
 
-# Formats a private copy of a column (never a live one: see Writer._write_series).
+# Format private copies of columns (never live ones: see Writer._write_batch).
 format_rows: Callable[[array[float]], bytes] = _pick_formatter()
+format_many: Callable[[list[array[float]]], list[tuple[bytes, float, int, float, float]]] = (
+    format_many_py if format_rows is format_rows_py else _hot_format_many())
 
 
 class Writer:
@@ -211,7 +235,8 @@ class Writer:
         return True
 
     def flush_soon(self) -> None:
-        """Ask for a flush now without waiting for it (finish() starts the writing early)."""
+        """Ask for a flush now without waiting for it (finish() starts the writing early, and
+        log() when EAGER_VALUES values wait)."""
         try:
             self._q.put_nowait(_Barrier())
         except queue.Full:  # the writer is busy with the queue already
@@ -231,10 +256,7 @@ class Writer:
         self._safe(self._beat)
         while True:
             try:
-                wait = next_flush - time.monotonic()
-                if self._waiting_values():  # values arriving: look again soon (an idle run sleeps)
-                    wait = min(wait, EAGER_CHECK_SECONDS)
-                item = self._q.get(timeout=max(0.0, wait))
+                item = self._q.get(timeout=max(0.0, next_flush - time.monotonic()))
             except queue.Empty:
                 item = None
             if item is _STOP:
@@ -308,12 +330,15 @@ class Writer:
         # with no such call in flight (the C path appends atomically and is never in flight).
         idle = not self._in_flight()
         kept = []
+        # Always private copies: formatting must never hold a buffer export on a column that a
+        # racing log() call may still extend (array raises BufferError on resize then).
+        batch: list[tuple[str, array[float]]] = []
         for gen, done in self._old:
             for name, col in list(gen.items()):
                 start = done.get(name, 0)
                 if len(col) - start >= 3:
                     end = len(col) // 3 * 3
-                    self._write_series(name, col, start, end)
+                    batch.append((name, col[start:end]))
                     done[name] = end
             if not idle:
                 kept.append((gen, done))
@@ -322,7 +347,7 @@ class Writer:
         for name, col in list(current.items()):
             n = len(col) // 3 * 3
             if n:
-                self._write_series(name, col, 0, n)
+                batch.append((name, col[0:n]))
             done_now[name] = n
         kept.append((current, done_now))
         if len(kept) > MAX_OLD_GENERATIONS:  # a log() call stuck in flight for thousands of flushes
@@ -330,26 +355,25 @@ class Writer:
                             f"{len(kept)} flushes; points it appends later may be lost")
             del kept[:-MAX_OLD_GENERATIONS]
         self._old = kept
+        self._write_batch(batch)
 
-    def _write_series(self, name: str, col: array[float], start: int, end: int | None = None) -> None:
-        end = len(col) // 3 * 3 if end is None else end
-        if end - start < 3:
+    def _write_batch(self, batch: list[tuple[str, array[float]]]) -> None:
+        """Format every part at once (format_many: two threads, no GIL) and append each to its
+        series file, in order; then update the series' statistics."""
+        if not batch:
             return
-        # Always a private copy: formatting must never hold a buffer export on a column that a
-        # racing log() call may still extend (array raises BufferError on resize then).
-        part = col[start:end]
-        data = format_rows(part)
-        path = self._paths.get(name)
-        if path is None:
-            path = layout.scalar_path(self.dir, name)
-            self._paths[name] = path
-            if not path.exists():
-                data = CSV_HEADER + data
-        self._append(path, data)
-        stats = self._stats.get(name)
-        if stats is None:
-            stats = self._stats[name] = SeriesStats()
-        stats.update(part[1::3], part[-3], part[-1])
+        for (name, part), (data, total, finite, lo, hi) in zip(batch, format_many([p for _, p in batch])):
+            path = self._paths.get(name)
+            if path is None:
+                path = layout.scalar_path(self.dir, name)
+                self._paths[name] = path
+                if not path.exists():
+                    data = CSV_HEADER + data
+            self._append(path, data)
+            stats = self._stats.get(name)
+            if stats is None:
+                stats = self._stats[name] = SeriesStats()
+            stats.add(len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1])
         self._summary_dirty = True
 
     def _flush_console(self) -> None:
