@@ -113,3 +113,35 @@ def test_a_step_the_c_path_cannot_take_still_gets_a_clear_error(make_run: MakeRu
     run.finish()
     with pytest.raises(RunStateError):
         run.log({"a": 2.0})
+
+
+def test_the_c_reader_parses_what_the_writer_writes_and_refuses_the_rest() -> None:
+    import random
+    from array import array
+
+    import numpy as np
+
+    from labtrack._writer import format_rows_py
+
+    hot = pytest.importorskip("labtrack._hot")
+    rng = random.Random(2)
+    col = array("d")
+    for i in range(30_000):  # enough for the two-thread split
+        v = rng.choice([rng.random(), float("nan"), float("inf"), -float("inf"),
+                        rng.uniform(-1e300, 1e300), 5e-324, -0.0, float(i)])
+        col.fromlist([i % 7000, v, 1763734503.0 + i])
+    steps, values = hot.parse_step_value(b"step,value,time\n" + format_rows_py(col))
+    s, v = np.frombuffer(steps, dtype=np.int64), np.frombuffer(values, dtype=np.float64)
+    want = np.frombuffer(col, dtype=np.float64).reshape(-1, 3)
+    assert (s == want[:, 0]).all()
+    assert ((v == want[:, 1]) | (np.isnan(v) & np.isnan(want[:, 1]))).all()
+    assert (np.signbit(v) == np.signbit(want[:, 1])).all()
+    # A torn last line is not a line yet; a negative step (an old resumed file) reads.
+    steps, values = hot.parse_step_value(b"step,value,time\n-3,1e5,1.0\n7,2.0,1.5\n8,0.")
+    assert list(np.frombuffer(steps, dtype=np.int64)) == [-3, 7]
+    for bad in (b"step,value,time\n1,2\n", b"step,value,time\n1,,3\n", b"step,value,time\n\n",
+                b"step,value,time\n1,2,3,4\n", b'step,value,time\n"1",2,3\n', b"step,value,time\nx,2,3\n",
+                b"step,value,time\n1, 2,3\n", b"step,value,time\n1,2\x00,3\n", b"nope\n1,2,3\n",
+                b"step,value,time\n1,2,\n", b"step,value,time\n1234567890123456789,2,3\n"):
+        with pytest.raises(ValueError):
+            hot.parse_step_value(bad)
