@@ -792,3 +792,21 @@ def test_parent_is_recorded(make_run: MakeRun) -> None:
     child = make_run(parent=first.id)
     child.finish()
     assert read_run_meta(child.dir)["parent"] == first.id
+
+
+def test_the_index_is_touched_at_finish_only_when_asked(make_run: MakeRun, tmp_path: Path) -> None:
+    import sqlite3
+
+    plain = make_run()
+    plain.log({"a": 1.0})
+    plain.finish()
+    index = plain.root / ".labtrack" / "index.sqlite"
+    assert not index.exists()  # training processes leave the index to readers by default
+    noted = make_run(_environ={"LABTRACK_INDEX_ON_FINISH": "1"})
+    noted.log({"a": 2.0})
+    noted.finish()
+    with sqlite3.connect(index) as con:
+        rows = [r[0] for r in con.execute("SELECT relpath FROM runs")]
+    assert rows == [f"{noted.dir.parent.name}/{noted.dir.name}"]
+    listed = labtrack.open(noted.root).runs()  # the reader still finds both, from the files
+    assert {r.id for r in listed} == {plain.id, noted.id}

@@ -100,8 +100,8 @@ class Run(_LogBase):
     # (C or Python), where log() updates them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
-                 "_provenance_thread", "_capture", "_sync_timeout", "_meta", "_params", "_writer",
-                 "__weakref__")
+                 "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
+                 "_params", "_writer", "__weakref__")
 
     def __init__(
         self,
@@ -146,6 +146,7 @@ class Run(_LogBase):
         self._shipper: Any = None
         self._capture: Any = None
         self._sync_timeout = float(g("sync_timeout"))
+        self._index_on_finish = bool(g("index_on_finish"))
 
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
             raise LabtrackValueError(f"experiment must be a non-empty str, got {experiment!r}")
@@ -772,6 +773,11 @@ class Run(_LogBase):
             warnings.warn(f"labtrack: could not write the final status of run {self.id} to "
                           f"{self.dir / layout.RUN_JSON}: {e}; it will read as crashed",
                           RuntimeWarning, stacklevel=2)
+        else:
+            if self._index_on_finish:  # opt-in (LABTRACK_INDEX_ON_FINISH); never raises
+                from ._index import note_run
+
+                note_run(self.root, self.dir)
         _live_runs.discard(self)
         dropped = self._writer.dropped
         if dropped:
