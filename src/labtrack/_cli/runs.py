@@ -287,7 +287,7 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     click.echo(head + click.style(str(meta.get("status")), fg=_STATUS_COLORS.get(str(meta.get("status"))),
                                   bold=True))
     info: list[tuple[str, str]] = []
-    from .._index import _parse_time
+    from .._index_rows import _parse_time
 
     t0, t1 = _parse_time(meta.get("started")), _parse_time(meta.get("ended"))
     info.append(("started", _fmt_time(meta.get("started")) + " UTC"))
