@@ -13,7 +13,7 @@ from typing import Any
 
 from ._names import slug
 from ._store import layout
-from ._store.reader import decode_nonfinite
+from ._store.reader import checked_meta, decode_nonfinite
 from .errors import FormatError
 
 
@@ -69,25 +69,8 @@ def _read_json(path: str) -> Any:
 
 
 def _read_raw_meta(run_dir: Path | str) -> dict[str, Any]:
-    """run.json as stored (status not derived), version-checked and upgraded.
-
-    TODO(core): move to _store.reader (read_run_meta always derives the status).
-    """
-    path = f"{run_dir}/{layout.RUN_JSON}"
-    meta = _read_json(path)
-    if meta is None:
-        raise FileNotFoundError(f"{run_dir} has no run.json")
-    if not isinstance(meta, dict):
-        raise FormatError(f"{path} does not hold a JSON object")
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > layout.FORMAT_VERSION:
-        raise FormatError(
-            f"{run_dir} is written in format_version {version!r}; this labtrack reads up to "
-            f"{layout.FORMAT_VERSION}. Upgrade labtrack: pip install -U labtrack"
-        )
-    from ._store.migrations import upgrade
-
-    return upgrade(meta)
+    """run.json as stored (status not derived), version-checked and upgraded."""
+    return checked_meta(_read_json(f"{run_dir}/{layout.RUN_JSON}"), run_dir)
 
 
 def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -103,19 +103,17 @@ def _iso_to_unix(text: str) -> float | None:
         return None
 
 
-def read_run_meta(run_dir: Path, *, now: float | None = None,
-                  stale_seconds: float | None = None) -> dict[str, Any]:
-    """run.json with the derived status (see :func:`derive_status`) and `dir`.
+def checked_meta(meta: Any, run_dir: Path | str) -> dict[str, Any]:
+    """The object read from `run_dir`'s run.json, upgraded to this format version.
 
     Raises:
-        FileNotFoundError: no run.json in `run_dir`.
-        FormatError: run.json is not valid or written by a newer labtrack.
+        FileNotFoundError: `meta` is None (no run.json).
+        FormatError: not a JSON object, or written by a newer labtrack.
     """
-    meta = read_json(run_dir / layout.RUN_JSON)
     if meta is None:
         raise FileNotFoundError(f"{run_dir} has no run.json; it is not a labtrack run directory")
     if not isinstance(meta, dict):
-        raise FormatError(f"{run_dir / layout.RUN_JSON} does not hold a JSON object")
+        raise FormatError(f"{run_dir}/{layout.RUN_JSON} does not hold a JSON object")
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or version > layout.FORMAT_VERSION:
         raise FormatError(
@@ -124,7 +122,18 @@ def read_run_meta(run_dir: Path, *, now: float | None = None,
         )
     from .migrations import upgrade
 
-    meta = upgrade(meta)
+    return upgrade(meta)
+
+
+def read_run_meta(run_dir: Path, *, now: float | None = None,
+                  stale_seconds: float | None = None) -> dict[str, Any]:
+    """run.json with the derived status (see :func:`derive_status`) and `dir`.
+
+    Raises:
+        FileNotFoundError: no run.json in `run_dir`.
+        FormatError: run.json is not valid or written by a newer labtrack.
+    """
+    meta = checked_meta(read_json(run_dir / layout.RUN_JSON), run_dir)
     if meta.get("status") == "running":
         if stale_seconds is None:
             from .._settings import get
