@@ -143,7 +143,14 @@ def test_zoom_asks_the_server_for_the_visible_range(page: Any, server: Server, f
 
     # x by relative time: seconds since the run's first point (the fixture logged it in seconds).
     canvas_sel = '.chart[data-metric="train/loss"] canvas'
-    before = page.evaluate(CANVAS_DIGEST_JS, canvas_sel)
+    # The reset's data can arrive a frame before uPlot has drawn it: take the picture once
+    # two looks 0.3 s apart agree (a half-drawn `before` would never come back).
+    def settled() -> Any:
+        first = page.evaluate(CANVAS_DIGEST_JS, canvas_sel)
+        page.wait_for_timeout(300)
+        return first if page.evaluate(CANVAS_DIGEST_JS, canvas_sel) == first else None
+
+    before = wait_until(settled, 15, "the whole-series chart did not settle")
     page.get_by_test_id("xaxis").select_option("relative")
     expect(page).to_have_url(re.compile(r"x=relative"))
     wait_until(lambda: 0 < float(chart.get_attribute("data-xmax")) < 600, 15, "x is not seconds since the start")
