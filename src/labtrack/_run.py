@@ -48,8 +48,7 @@ UNTRACKED_TOTAL_CAPS = 20  # untracked files copied in all: at most 20x the per-
 UNTRACKED_TOTAL_FILES = 1000
 
 try:
-    # Read once, from the environment only, at import: the class is built here.
-    if os.environ.get("LABTRACK_NO_C", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _settings.no_c():  # read once, at import: the class is built here
         raise ImportError("LABTRACK_NO_C is set")
     from ._hot import HotBase as _LogBase  # the C fast path of Run.log; see _hot.c
 

@@ -105,6 +105,15 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def no_c() -> bool:
+    """LABTRACK_NO_C, from the environment only: read when the modules that use the C code
+    are imported (their classes and formatters are chosen then), so no config file."""
+    try:
+        return _parse_bool(os.environ.get("LABTRACK_NO_C", ""))
+    except ValueError:
+        return False
+
+
 def _config_file(environ: Mapping[str, str], cwd: Path | None) -> dict[str, Any]:
     path = Path(environ.get("LABTRACK_CONFIG", "labtrack.toml"))
     if not path.is_absolute():

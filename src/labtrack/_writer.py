@@ -20,12 +20,13 @@ from array import array
 from pathlib import Path
 from typing import Any, Callable
 
+from ._settings import no_c
 from ._store import files, layout
 from ._store.reader import read_json
 
 CSV_HEADER = b"step,value,time\n"
 _STOP = object()
-# How long swapped-out column generations are watched for late appends (see _flush_scalars).
+# Swapped-out column generations kept while a log() call is in flight (see _flush_scalars).
 MAX_OLD_GENERATIONS = 10_000  # bounds memory if a log() call never returns
 # When this many values wait, log() wakes the writer (flush_soon) to format them right away,
 # in the background, instead of at its next interval or all at finish().
@@ -134,7 +135,7 @@ def value_stats(values: array[float]) -> tuple[float, int, float, float]:
     """(sum of the finite values, how many, least and greatest non-NaN value) of `values`."""
     total = sum(values)
     if math.isfinite(total):
-        return total, len(values), min(values), max(values)
+        return total, len(values), min(values, default=math.inf), max(values, default=-math.inf)
     fin = [v for v in values if math.isfinite(v)]
     notnan = [v for v in values if v == v]
     return sum(fin), len(fin), min(notnan, default=math.inf), max(notnan, default=-math.inf)
@@ -142,34 +143,25 @@ def value_stats(values: array[float]) -> tuple[float, int, float, float]:
 
 def format_many_py(cols: list[array[float]]) -> list[tuple[bytes, float, int, float, float]]:
     """format_rows_py and value_stats of each column (the C version formats on two threads)."""
-    out = []
-    for col in cols:
-        values = col[1::3]
-        stats = value_stats(values) if len(values) else (0.0, 0, math.inf, -math.inf)
-        out.append((format_rows_py(col), *stats))
-    return out
+    return [(format_rows_py(col), *value_stats(col[1::3])) for col in cols]
 
 
-def _hot_format_many() -> Callable[[list[array[float]]], list[tuple[bytes, float, int, float, float]]]:
-    from ._hot import format_many as c_format_many
-
-    return c_format_many
+Formatted = list[tuple[bytes, float, int, float, float]]
 
 
-def _pick_formatter() -> Callable[[array[float]], bytes]:
-    if os.environ.get("LABTRACK_NO_C", "").strip().lower() in ("1", "true", "yes", "on"):
-        return format_rows_py
-    try:
-        from ._hot import format_rows as c_format_rows
-    except ImportError:
-        return format_rows_py
-    return c_format_rows
+def _formatters() -> tuple[Callable[[array[float]], bytes], Callable[[list[array[float]]], Formatted]]:
+    if not no_c():
+        try:
+            from ._hot import format_many as c_many, format_rows as c_rows
+        except ImportError:  # not built: no compiler at install
+            pass
+        else:
+            return c_rows, c_many
+    return format_rows_py, format_many_py
 
 
 # Format private copies of columns (never live ones: see Writer._write_batch).
-format_rows: Callable[[array[float]], bytes] = _pick_formatter()
-format_many: Callable[[list[array[float]]], list[tuple[bytes, float, int, float, float]]] = (
-    format_many_py if format_rows is format_rows_py else _hot_format_many())
+format_rows, format_many = _formatters()
 
 
 class Writer:

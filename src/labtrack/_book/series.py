@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._settings import no_c
 from ..errors import FormatError
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ def _parse_step_value(body: memoryview) -> tuple[Any, Any]:
     import numpy as np
 
     try:
+        if no_c():
+            raise ImportError("LABTRACK_NO_C is set")
         from .._hot import parse_step_value
     except ImportError:
         pass
