@@ -489,74 +489,6 @@ PyDoc_STRVAR(format_rows_doc,
 "the step as an integer, the value as Python's repr of the float, the time with three\n"
 "decimals. The same bytes as _writer.format_rows_py, much faster, mostly without the GIL.");
 
-static PyObject *
-format_rows(PyObject *module, PyObject *arg)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "d") != 0) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_TypeError, "format_rows() takes an array('d')");
-        return NULL;
-    }
-    const double *d = (const double *)view.buf;
-    Py_ssize_t n = view.len / 8 / 3;
-    /* A line: step <= 16 digits, a repr <= 24 chars, a time <= 24: 72 with the separators. */
-    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 72);
-    if (out == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    char *start = PyBytes_AS_STRING(out), *p = start;
-    int failed = 0;
-    /* Nobody else holds `out` yet and `view` stays exported: the loop runs without the GIL,
-     * taking it back only for a value outside fast_repr's range. */
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double step = d[3 * i], value = d[3 * i + 1], t = d[3 * i + 2];
-        if (step >= 0 && step < (double)MAX_STEP)
-            p = put_uint(p, (unsigned long long)step);
-        else {
-            memcpy(p, "-1", 2);  /* never: steps are checked when logged */
-            p += 2;
-        }
-        *p++ = ',';
-        int len = fast_repr(value, p);
-        if (len >= 0) {
-            p += len;
-        } else {
-            Py_BLOCK_THREADS
-            char *r = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-            if (r != NULL) {
-                size_t rl = strlen(r);
-                if (rl > 24)
-                    rl = 24;  /* cannot happen: a repr is at most 24 characters */
-                memcpy(p, r, rl);
-                p += rl;
-                PyMem_Free(r);
-            }
-            Py_UNBLOCK_THREADS
-            if (r == NULL) {
-                failed = 1;
-                break;
-            }
-        }
-        *p++ = ',';
-        p = put_time(p, t);
-        *p++ = '\n';
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    if (failed) {
-        Py_DECREF(out);
-        return NULL;
-    }
-    if (_PyBytes_Resize(&out, p - start) < 0)
-        return NULL;
-    return out;
-}
-
 /* ---- format_many: every series of one flush, on two threads, with their statistics ----- */
 
 typedef struct {
@@ -628,6 +560,36 @@ format_job(Job *job, PyThreadState **save)
     job->finite = finite;
     job->needs_gil = 0;
     return 0;
+}
+
+static PyObject *
+format_rows(PyObject *module, PyObject *arg)
+{
+    Job job = {0};
+    if (PyObject_GetBuffer(arg, &job.view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (job.view.itemsize != 8 || job.view.format == NULL || strcmp(job.view.format, "d") != 0) {
+        PyBuffer_Release(&job.view);
+        PyErr_SetString(PyExc_TypeError, "format_rows() takes an array('d')");
+        return NULL;
+    }
+    job.n = job.view.len / 8 / 3;
+    /* A line: step <= 16 digits, a repr <= 24 chars, a time <= 24: 72 with the separators. */
+    job.out = PyBytes_FromStringAndSize(NULL, job.n * 72);
+    if (job.out == NULL) {
+        PyBuffer_Release(&job.view);
+        return NULL;
+    }
+    /* Nobody else holds `out` yet and `view` stays exported: format without the GIL. */
+    PyThreadState *save = PyEval_SaveThread();
+    int failed = format_job(&job, &save) < 0;
+    PyEval_RestoreThread(save);
+    PyBuffer_Release(&job.view);
+    if (failed || _PyBytes_Resize(&job.out, job.len) < 0) {
+        Py_XDECREF(job.out);
+        return NULL;
+    }
+    return job.out;
 }
 
 typedef struct {
