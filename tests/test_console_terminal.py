@@ -248,7 +248,7 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20  # not the 60 s the block would take
     assert "block finished" not in out
     assert "KeyboardInterrupt" in err
-    assert read_run_meta(_run_dir(root))["status"] == "interrupted"
+    assert read_run_meta(_run_dir(root))["status"] == "interrupted", err
 
 
 def test_sigint_in_a_loop_interrupts_the_run_and_keeps_what_was_logged(tmp_path: Path) -> None:

@@ -276,6 +276,52 @@ def test_keyboard_interrupt_finishes_as_interrupted(tmp_path: Path) -> None:
     assert meta["error"]["type"] == "KeyboardInterrupt"
 
 
+# The child presses Ctrl-C on itself `presses` times while finish() drains the writer: the
+# moment a user's second (or third) Ctrl-C lands.
+CTRL_C_DURING_FINISH = """
+    import os, signal, sys, time, labtrack
+    from labtrack import _writer
+    presses = int(sys.argv[1])
+    close = _writer.Writer.close
+    def pressed_while_closing(self, timeout=None):
+        for _ in range(presses):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # each press is handled before the next
+        close(self, timeout)
+    _writer.Writer.close = pressed_while_closing
+    run = labtrack.init("crash")
+    for i in range(1000):
+        run.log({"a": float(i)})
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_again_while_finishing_still_sets_the_status(tmp_path: Path, presses: int) -> None:
+    """A second Ctrl-C during finish is held (all data written); a third cuts the writing
+    short, but the run still reads "interrupted", never "running" or "crashed"."""
+    root = tmp_path / "root"
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CTRL_C_DURING_FINISH))
+    proc = subprocess.Popen([sys.executable, str(script), str(presses)], cwd=tmp_path,
+                            env=child_env(_env(root)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "press Ctrl-C again to stop now" in err
+    run_dir = only_run_dir(root)
+    meta = read_run_meta(run_dir)
+    assert meta["status"] == "interrupted", err
+    assert meta["error"]["type"] == "KeyboardInterrupt"
+    if presses == 1:  # held: the drain went on and wrote everything
+        assert len(pd.read_csv(run_dir / "scalars" / "a.csv")) == 1000
+
+
 def test_normal_exit_without_finish_is_finished(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

@@ -754,10 +754,16 @@ class Run(_LogBase):
                 return
             self._finished = True
         self._closed = True
-        if self._capture is not None:
-            self._capture.stop()
-        self._join_provenance()
-        self._writer.close()
+        cut: BaseException | None = None
+        try:
+            if self._capture is not None:
+                self._capture.stop()
+            self._join_provenance()
+            self._writer.close()
+        except BaseException as e:  # Ctrl-C while the data drains: the status is still written
+            cut = e
+            if status == "finished" and isinstance(e, KeyboardInterrupt):
+                status, error = "interrupted", e
         self._cols = _FinishedColumns(self.id)
         fields: dict[str, Any] = {"status": status, "ended": _iso(_time())}
         if error is not None:
@@ -791,6 +797,8 @@ class Run(_LogBase):
         with _default_lock:
             if _default_run is self:
                 _default_run = None
+        if cut is not None:
+            raise cut
 
     def __enter__(self) -> Run:
         return self
@@ -946,11 +954,54 @@ def _find_run(root: Path, ref: str) -> Path:
 
 
 def _finish_all(status: str, error: BaseException | None = None) -> None:
-    for run in list(_live_runs):
+    """Finish every live run (from the excepthook, atexit or SIGTERM), holding one Ctrl-C.
+
+    A user often presses Ctrl-C twice: the second press, landing while the runs write their
+    last data, is held with a note; a third stops the writing, and the status is still set.
+    """
+    with _HoldInterrupt():
+        for run in list(_live_runs):
+            try:
+                run.finish(status, error=error)
+            except Exception as e:  # finishing one run must not stop the others
+                print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
+
+
+class _HoldInterrupt:
+    """In the main thread: the first SIGINT prints a note, the next raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._held = False
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or not _live_runs:
+            return
         try:
-            run.finish(status, error=error)
-        except Exception as e:  # finishing one run must not stop the others
-            print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.SIG_IGN or previous is None:
+                return
+            signal.signal(signal.SIGINT, self._handler)
+        except (ValueError, OSError):  # interpreter shutting down; nothing to hold
+            return
+        self._previous = previous
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self._held:
+            raise KeyboardInterrupt
+        self._held = True
+        # os.write: the handler may run inside a write to sys.stderr, which must not re-enter
+        try:
+            os.write(2, b"labtrack: writing the runs' last data; press Ctrl-C again to stop now\n")
+        except OSError:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            try:
+                signal.signal(signal.SIGINT, self._previous)
+            except (ValueError, OSError):
+                pass
 
 
 class _Terminated(BaseException):
