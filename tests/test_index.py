@@ -409,3 +409,65 @@ def test_an_unwritable_index_folder_falls_back_to_the_temp_folder(root: Path) ->
         ix.close()
         for suffix in ("", "-wal", "-shm"):
             Path(str(ix.path) + suffix).unlink(missing_ok=True)
+
+
+MOUNTS = """\
+overlay / overlay rw,relatime 0 0
+proc /proc proc rw,nosuid 0 0
+server:/export /mnt/shared nfs4 rw,relatime,vers=4.2 0 0
+tmpfs /mnt/shared/scratch tmpfs rw 0 0
+//nas/lab /mnt/lab\\040data cifs rw 0 0
+me@host:/data /home/me/remote fuse.sshfs rw 0 0
+/dev/sda1 /home/me/remote ext4 rw 0 0
+/dev/fuse /mnt/local-fuse fuse.bindfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("/mnt/shared/runs/labtrack", "nfs4"),
+    ("/mnt/shared", "nfs4"),
+    ("/mnt/sharedx/runs", None),            # a prefix of the name is not the mount
+    ("/mnt/shared/scratch/runs", None),     # a local mount inside the NFS one
+    ("/mnt/lab data/runs", "cifs"),         # \040 in the table is a space
+    ("/home/me/remote/runs", None),         # the later mount on the same point shadows sshfs
+    ("/mnt/local-fuse/runs", None),         # a FUSE mount of local files
+    ("/srv/labtrack", None),
+])
+def test_network_filesystem_is_told_from_the_mount_table(path: str, kind: str | None) -> None:
+    from labtrack._store.files import network_filesystem
+
+    assert network_filesystem(path, mounts=MOUNTS) == kind
+    assert network_filesystem(path, mounts=MOUNTS.replace("/dev/sda1 /home/me/remote ext4 rw 0 0\n", "")) == (
+        "fuse.sshfs" if path.startswith("/home/me/remote") else kind)
+
+
+def test_the_real_mount_table_is_read() -> None:
+    from labtrack._store.files import network_filesystem
+
+    mounts = Path("/proc/self/mounts").read_text()
+    nfs_line = next((line for line in mounts.splitlines()
+                     if line.split()[2:3] in (["nfs"], ["nfs4"])), None)
+    assert network_filesystem("/proc/self") is None  # proc, on every Linux
+    if nfs_line is not None:  # a machine with an NFS mount: it is found
+        assert network_filesystem(nfs_line.split()[1].replace("\\040", " ")) is not None
+
+
+def test_a_root_on_a_network_file_system_keeps_its_index_on_this_host(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No NFS server can be mounted here: the mount table's answer is replaced, the rest is real.
+    import labtrack._index as index_module
+
+    monkeypatch.setattr(index_module, "network_filesystem", lambda path: "nfs4")
+    ix = Index(root)
+    try:
+        assert ix.path.parent == Path(tempfile.gettempdir())
+        assert ix.query()[0] == 4
+        assert not (root / ".labtrack").exists()  # nothing SQLite on the shared folder
+        assert Index(root).path == ix.path  # the same cache for the next reader on this host
+    finally:
+        ix.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(ix.path) + suffix).unlink(missing_ok=True)
+    run_dir = next(p for p in root.glob("*/*") if p.is_dir())
+    assert index_module.note_run(root, run_dir) is False  # the training side leaves it alone
+    index_module._NOTED.pop(str(root.absolute()), None)

@@ -32,6 +32,7 @@ from ._index_rows import _parse_time, _record, _scan, _signature, _sort_value, f
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
+from ._store.files import network_filesystem
 from ._store.reader import derive_status, pid_alive
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
@@ -192,7 +193,8 @@ class Index:
 
     Safe to share between threads (each gets its own SQLite connection) and between
     processes (SQLite WAL; refreshes are serialised by SQLite's write lock). When the root
-    is read-only, the index lives in the temp folder instead.
+    is read-only, or on a network file system (NFS, SMB, Lustre, sshfs ...) where SQLite
+    cannot lock, the index lives in the local temp folder instead, one per user and host.
 
     Args:
         root: the folder that holds the experiments.
@@ -210,7 +212,12 @@ class Index:
     def __init__(self, root: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None,
                  stale_seconds: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
-        self.path = Path(path) if path is not None else self.root / layout.INDEX_DIR / INDEX_FILE
+        if path is not None:
+            self.path = Path(path)
+        elif network_filesystem(self.root):
+            self.path = layout.local_index_path(self.root)  # SQLite cannot lock there
+        else:
+            self.path = self.root / layout.INDEX_DIR / INDEX_FILE
         if stale_seconds is None:
             from ._settings import get
 
@@ -242,11 +249,7 @@ class Index:
                     w in str(e) for w in ("unable to open", "readonly", "read-only")):
                 raise
             # A read-only root (a shared or mounted folder): keep the cache elsewhere.
-            import hashlib
-            import tempfile
-
-            key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-            self.path = Path(tempfile.gettempdir()) / f"labtrack-index-{key}.sqlite"
+            self.path = layout.local_index_path(self.root)
             con = self._open(self.path)
         self._local.con = con
         with self._lock:
@@ -739,7 +742,7 @@ class Index:
         return [rows[r] for r in found if r in rows]
 
 
-_NOTED: dict[str, Index] = {}
+_NOTED: dict[str, Index | None] = {}  # None: a root on a network file system
 _NOTED_LOCK = threading.Lock()
 #: How long a run's last write to the index may wait for another process's write (ms).
 NOTE_BUSY_MS = 100
@@ -766,11 +769,13 @@ def note_run(root: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> b
             return False
         key = str(root_path)
         with _NOTED_LOCK:
-            index = _NOTED.get(key)
+            if key not in _NOTED:
+                # On a network file system the readers keep their index on their own hosts.
+                _NOTED[key] = None if network_filesystem(root_path) else Index(root_path, stale_seconds=30.0)
+            index = _NOTED[key]
             if index is None:
-                index = Index(root_path, stale_seconds=30.0)
-                index._busy_ms = NOTE_BUSY_MS
-                _NOTED[key] = index
+                return False
+            index._busy_ms = NOTE_BUSY_MS
             return index.store(f"{d.parent.name}/{d.name}")
     except Exception:
         return False

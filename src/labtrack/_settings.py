@@ -96,7 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
             "At finish(), store the run's row in the root's index (<root>/.labtrack/index.sqlite), "
             "so the next `labtrack ls` or labtrack.open() reads none of its JSON files. Off by "
             "default: training processes then never touch the index (SQLite on a shared or "
-            "network file system). Best effort: waits at most 100 ms, never raises."),
+            "network file system). Does nothing for a root on a network file system, whose "
+            "index each reader keeps locally. Best effort: waits at most 100 ms, never raises."),
     Setting("no_c", "LABTRACK_NO_C", False, _parse_bool, "bool",
             "Do not build (at install) or use (at import) the C fast path of run.log; the pure "
             "Python path records the same data, about 3x slower per call. Environment only."),

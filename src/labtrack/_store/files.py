@@ -77,3 +77,54 @@ def append_bytes(path: Path, data: bytes) -> None:
             view = view[n:]
     finally:
         os.close(fd)
+
+
+# File systems whose locks SQLite cannot trust (and where WAL's shared memory does not work):
+# network and cluster file systems, and FUSE mounts of remote storage.
+_NETWORK_FS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "coda", "lustre", "gpfs", "beegfs",
+    "ceph", "glusterfs", "orangefs", "pvfs2", "ocfs2", "gfs2", "davfs",
+})
+_NETWORK_FUSE = frozenset({
+    "sshfs", "s3fs", "gcsfuse", "rclone", "juicefs", "glusterfs", "ceph", "cephfs", "goofys",
+    "blobfuse", "blobfuse2", "davfs2", "mountpoint-s3",
+})
+
+
+def _unescape_mount(field: str) -> str:
+    """A mount point as /proc/self/mounts writes it (space, tab, newline, backslash octal)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
+    """The type of the network file system `path` is on ("nfs4", "fuse.sshfs" ...), or None.
+
+    None also when it cannot be told (no /proc/self/mounts: not Linux). `mounts` is the
+    text of /proc/self/mounts (tests pass their own).
+
+    Example:
+        >>> network_filesystem("/mnt/cluster/labtrack")
+        'nfs4'
+    """
+    if mounts is None:
+        try:
+            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = _unescape_mount(fields[1])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the deepest mount; a later one shadows
+            best, fstype = point, fields[2]
+    kind = fstype.lower()
+    if kind in _NETWORK_FS or (kind.startswith("fuse.") and kind[5:] in _NETWORK_FUSE):
+        return fstype
+    return None

@@ -23,6 +23,18 @@ TRASH_DIR = ".trash"
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+def local_index_path(root: Path) -> Path:
+    """This user's index of `root` in the local temp folder, for a root that is read-only or
+    on a network file system (the index's usual place is `<root>/.labtrack/index.sqlite`)."""
+    import hashlib
+    import os
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    key = hashlib.sha256(f"{uid}:{root.resolve()}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"labtrack-index-{key}.sqlite"
+
+
 def new_run_id(now: float | None = None) -> str:
     """`YYYYMMDD-HHMMSS-xxxxxx`: UTC start time and six random characters."""
     t = time.gmtime(time.time() if now is None else now)
