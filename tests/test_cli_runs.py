@@ -50,7 +50,7 @@ def ok(result: Result) -> str:
     return result.stdout
 
 
-def fails(result: Result, fragment: str) -> None:
+def assert_fails(result: Result, fragment: str) -> None:
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -95,11 +95,11 @@ def test_ls_json(root: Path) -> None:
 
 
 def test_ls_errors_are_one_line(root: Path, tmp_path: Path) -> None:
-    fails(cli(root, "ls", "-w", "params.lr <"), "cannot parse where expression 'params.lr <' at position 11")
-    fails(cli(root, "ls", "-w", "params.lrr < 1"), "did you mean params.lr?")
-    fails(cli(root, "ls", "-c", "params.lrr"), "unknown column 'params.lrr'")
-    fails(cli(root, "ls", "--sort", "bogus"), "cannot sort by 'bogus'")
-    fails(cli(tmp_path / "missing", "ls"), "no labtrack root at")
+    assert_fails(cli(root, "ls", "-w", "params.lr <"), "cannot parse where expression 'params.lr <' at position 11")
+    assert_fails(cli(root, "ls", "-w", "params.lrr < 1"), "did you mean params.lr?")
+    assert_fails(cli(root, "ls", "-c", "params.lrr"), "unknown column 'params.lrr'")
+    assert_fails(cli(root, "ls", "--sort", "bogus"), "cannot sort by 'bogus'")
+    assert_fails(cli(tmp_path / "missing", "ls"), "no labtrack root at")
 
 
 def test_ls_uses_labtrack_root_and_exits_1_as_a_real_process(root: Path, tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_show(root: Path) -> None:
     assert doc["run"]["name"] == "base" and doc["params"] == {"lr": 0.1, "batch": 64}
     assert doc["summary"]["acc"]["count"] == 5
     assert {"path": "artifacts/vocab.pkl", "size": (Path(doc["run"]["dir"]) / "artifacts/vocab.pkl").stat().st_size} in doc["files"]
-    fails(cli(root, "show", "2026"), "matches 3 runs")
+    assert_fails(cli(root, "show", "2026"), "matches 3 runs")
 
 
 def test_diff(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_run: MakeRun) -> None:
@@ -145,7 +145,7 @@ def test_diff(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, m
     assert "\x1b[32m+print('changed')" in coloured
     empty = cli(root, "diff", "git/clean")
     assert ok(empty) == "" and "no uncommitted changes" in empty.stderr
-    fails(cli(root, "diff", "git/nogit"), "recorded no git diff")
+    assert_fails(cli(root, "diff", "git/nogit"), "recorded no git diff")
 
 
 def test_compare(root: Path) -> None:
@@ -159,7 +159,7 @@ def test_compare(root: Path) -> None:
     rows = {r["key"]: r for r in doc["rows"]}
     assert rows["params.lr"]["values"] == [0.1, 0.01] and rows["params.lr"]["differs"]
     assert not rows["params.batch"]["differs"]
-    fails(cli(root, "compare", "mnist/base", "mnist/base"), "at least two different runs")
+    assert_fails(cli(root, "compare", "mnist/base", "mnist/base"), "at least two different runs")
 
 
 def test_table_formats(root: Path, tmp_path: Path) -> None:
@@ -189,16 +189,16 @@ def test_table_from_a_run_list_file(root: Path, tmp_path: Path) -> None:
     assert frame["name"].tolist() == ["base", "small"] and "lr" in frame.columns
     from_stdin = ok(cli(root, "table", "--from", "-", "-f", "csv", input="cifar/wide\n"))
     assert pd.read_csv(io.StringIO(from_stdin))["name"].tolist() == ["wide"]
-    fails(cli(root, "table", "--from", str(listing), "-w", "params.lr > 0"), "not both")
+    assert_fails(cli(root, "table", "--from", str(listing), "-w", "params.lr > 0"), "not both")
     (tmp_path / "empty.txt").write_text("# nothing\n")
-    fails(cli(root, "table", "--from", str(tmp_path / "empty.txt")), "names no runs")
-    fails(cli(root, "table", "--from", str(tmp_path / "absent.txt")), "cannot read the run list")
-    fails(cli(root, "table", "mnist/base", "-p", "nope"), "no selected run has a param 'nope'")
+    assert_fails(cli(root, "table", "--from", str(tmp_path / "empty.txt")), "names no runs")
+    assert_fails(cli(root, "table", "--from", str(tmp_path / "absent.txt")), "cannot read the run list")
+    assert_fails(cli(root, "table", "mnist/base", "-p", "nope"), "no selected run has a param 'nope'")
 
 
 def test_rm_gc_mv_tag_comment(root: Path) -> None:
     base_id = run_id(root, "mnist/base")
-    fails(cli(root, "rm", "mnist/small", "nope"), "no run matches 'nope'")
+    assert_fails(cli(root, "rm", "mnist/small", "nope"), "no run matches 'nope'")
     assert len(ok(cli(root, "ls")).splitlines()) == 4  # nothing moved by the failed command
     out = ok(cli(root, "rm", "mnist/small"))
     assert out.startswith("moved ") and ".trash" in out
@@ -218,8 +218,8 @@ def test_rm_gc_mv_tag_comment(root: Path) -> None:
     assert "stride fix" in ok(cli(root, "ls", "-q", "stride"))
     ok(cli(root, "comment", base_id, ""))
     assert ok(cli(root, "ls", "-q", "stride")) == ""
-    fails(cli(root, "tag", base_id, ""), "tag '' is not allowed")
-    fails(cli(root, "mv", base_id, " "), "experiment name ' ' is not allowed")
+    assert_fails(cli(root, "tag", base_id, ""), "tag '' is not allowed")
+    assert_fails(cli(root, "mv", base_id, " "), "experiment name ' ' is not allowed")
 
 
 def test_reindex_lists_unreadable_runs(root: Path) -> None:
@@ -275,11 +275,11 @@ def test_annotate_writes_and_replaces_one_block(tmp_path: Path) -> None:
 
 def test_annotate_refuses_what_it_cannot_write(root: Path, tmp_path: Path) -> None:
     # Runs made inside pytest recorded pytest's own script: never write into it.
-    fails(cli(root, "annotate", "mnist/base"), "belongs to an installed package")
+    assert_fails(cli(root, "annotate", "mnist/base"), "belongs to an installed package")
     notes = tmp_path / "notes.txt"
     notes.write_text("x")
-    fails(cli(root, "annotate", "mnist/base", "--file", str(notes)), "is not a Python file")
-    fails(cli(root, "annotate", "mnist/base", "--file", str(tmp_path / "gone.py")), "does not exist")
+    assert_fails(cli(root, "annotate", "mnist/base", "--file", str(notes)), "is not a Python file")
+    assert_fails(cli(root, "annotate", "mnist/base", "--file", str(tmp_path / "gone.py")), "does not exist")
     target = tmp_path / "exp.py"
     target.write_text('x = 1\r\nprint("a \\\\ b")\r\n')
     ok(cli(root, "annotate", "mnist/base", "--file", str(target)))

@@ -39,7 +39,7 @@ def lines(points: list[tuple[int, str]]) -> str:
     return "".join(f"{s},{v},1763734503.{s % 1000:03d}\n" for s, v in points)
 
 
-def check(folder: Path, files: dict[str, str]) -> pd.DataFrame:
+def assert_read(folder: Path, files: dict[str, str]) -> pd.DataFrame:
     series = write(folder, files)
     got = read_joined_values(series)
     pd.testing.assert_frame_equal(got, reference(series))
@@ -59,10 +59,10 @@ def test_same_steps_in_every_series_reshape_into_one_frame(tmp_path: Path,
         raise AssertionError("the general path was taken")
 
     monkeypatch.setattr(series_module, "_last_per_step", no_join)
-    got = check(tmp_path / "1", files)
+    got = assert_read(tmp_path / "1", files)
     assert got.shape == (50, 9) and got.loc[49, "m03"] == 49 * 0.5 + 3
     del files["empty"], files["torn"]
-    got = check(tmp_path / "2", files)
+    got = assert_read(tmp_path / "2", files)
     got.iloc[0, 0] = 99.0  # the frame owns its values
     assert got.iloc[0, 0] == 99.0 and read_joined_values(write(tmp_path / "2", files)).iloc[0, 0] == 0.0
 
@@ -70,7 +70,7 @@ def test_same_steps_in_every_series_reshape_into_one_frame(tmp_path: Path,
 def test_special_values_and_both_number_spellings_read_back_faithfully(tmp_path: Path) -> None:
     vals = ["nan", "inf", "-inf", "2", "2.0", "1e-05", "0.00001", "-0", "1e+16", "0.1"]
     files = {"a": HEADER + lines(list(enumerate(vals))), "b": HEADER + lines(list(enumerate(reversed(vals))))}
-    got = check(tmp_path, files)
+    got = assert_read(tmp_path, files)
     a = got["a"].tolist()
     assert math.isnan(a[0]) and a[1:4] == [math.inf, -math.inf, 2.0] and a[5] == 1e-05
     assert math.copysign(1.0, a[7]) == -1.0
@@ -81,17 +81,17 @@ def test_torn_last_lines_are_left_out_wherever_the_file_comes(tmp_path: Path) ->
     files = {"a": HEADER + lines([(0, "1.0"), (1, "2.0")]) + "2,3.",
              "b": HEADER + lines([(0, "4.0"), (1, "5.0")]) + "2,6.0,17637",
              "c": HEADER + lines([(0, "7.0"), (1, "8.0")]) + "2"}
-    got = check(tmp_path, files)
+    got = assert_read(tmp_path, files)
     assert list(got.index) == [0, 1] and got["c"].tolist() == [7.0, 8.0]
 
 
 def test_different_steps_are_outer_joined_and_a_repeated_step_keeps_its_last_value(tmp_path: Path) -> None:
-    check(tmp_path / "1", {
+    assert_read(tmp_path / "1", {
         "train": HEADER + lines([(s, str(s)) for s in range(10)]),
         "eval": HEADER + lines([(s, str(-s)) for s in range(0, 10, 3)]),
         "late": HEADER + lines([(s, "1.5") for s in range(8, 14)]),
     })
-    got = check(tmp_path / "2", {  # a resumed run logs old steps again
+    got = assert_read(tmp_path / "2", {  # a resumed run logs old steps again
         "a": HEADER + lines([(0, "1"), (1, "2"), (2, "3"), (1, "20"), (2, "30"), (3, "40")]),
         "b": HEADER + lines([(3, "1"), (1, "2"), (2, "3")]),
     })
@@ -100,33 +100,33 @@ def test_different_steps_are_outer_joined_and_a_repeated_step_keeps_its_last_val
 
 def test_equal_but_not_increasing_steps_take_the_general_path(tmp_path: Path) -> None:
     same = lines([(0, "1"), (1, "2"), (1, "3"), (0, "4")])
-    check(tmp_path, {"a": HEADER + same, "b": HEADER + same})
+    assert_read(tmp_path, {"a": HEADER + same, "b": HEADER + same})
 
 
 def test_rows_that_repeat_the_steps_of_other_files_are_not_taken_for_them(tmp_path: Path) -> None:
     # Concatenated, both cases read 0,1,0,1 (two files of the same two steps), but they are not.
-    check(tmp_path / "1", {"a": HEADER + lines([(0, "1"), (1, "2"), (0, "3")]),
-                           "b": HEADER + lines([(1, "4")])})
-    check(tmp_path / "2", {"a": HEADER + lines([(0, "1")]),
-                           "b": HEADER + lines([(1, "2"), (0, "3"), (1, "4")])})
-    check(tmp_path / "3", {"a": HEADER + lines([(5, "1")]), "b": HEADER + lines([(5, "2")]),
-                           "c": HEADER + lines([(5, "3")])})
+    assert_read(tmp_path / "1", {"a": HEADER + lines([(0, "1"), (1, "2"), (0, "3")]),
+                                 "b": HEADER + lines([(1, "4")])})
+    assert_read(tmp_path / "2", {"a": HEADER + lines([(0, "1")]),
+                                 "b": HEADER + lines([(1, "2"), (0, "3"), (1, "4")])})
+    assert_read(tmp_path / "3", {"a": HEADER + lines([(5, "1")]), "b": HEADER + lines([(5, "2")]),
+                                 "c": HEADER + lines([(5, "3")])})
 
 
 def test_empty_and_half_written_files_are_empty_columns(tmp_path: Path) -> None:
     rows = lines([(s, "0.25") for s in range(5)])
-    got = check(tmp_path / "1", {"a": HEADER + rows, "new": HEADER, "none": "", "half": "step,val",
-                                 "b": HEADER + rows, "torn": HEADER + "0,1."})
+    got = assert_read(tmp_path / "1", {"a": HEADER + rows, "new": HEADER, "none": "", "half": "step,val",
+                                       "b": HEADER + rows, "torn": HEADER + "0,1."})
     assert got["new"].isna().all() and got["a"].notna().all()
-    check(tmp_path / "2", {"new": HEADER, "none": ""})
-    check(tmp_path / "3", {"a": HEADER + rows, "crlf": "step,value,time\r\n0,1.0,2.0\r\n"})
+    assert_read(tmp_path / "2", {"new": HEADER, "none": ""})
+    assert_read(tmp_path / "3", {"a": HEADER + rows, "crlf": "step,value,time\r\n0,1.0,2.0\r\n"})
     assert read_joined_values({}).shape == (0, 0)
 
 
 def test_a_blank_line_or_an_odd_header_still_reads_as_before(tmp_path: Path) -> None:
     rows = lines([(s, "1") for s in range(3)])
-    check(tmp_path / "1", {"a": HEADER + rows + "\n" + lines([(3, "2")]), "b": HEADER + rows})
-    check(tmp_path / "2", {"a": "step,value,time,extra\n0,1,2,3\n", "b": HEADER + rows})
+    assert_read(tmp_path / "1", {"a": HEADER + rows + "\n" + lines([(3, "2")]), "b": HEADER + rows})
+    assert_read(tmp_path / "2", {"a": "step,value,time,extra\n0,1,2,3\n", "b": HEADER + rows})
 
 
 def test_a_file_that_is_not_a_series_or_has_a_bad_line_names_itself(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_random_series_match_the_per_file_join(tmp_path: Path) -> None:
             if rng.random() < 0.2:
                 text += "9,0.5"
             files[f"s{j}"] = text
-        check(tmp_path / str(case), files)
+        assert_read(tmp_path / str(case), files)
 
 
 def test_run_view_reads_all_series_of_a_logged_run(make_run: MakeRun, tmp_path: Path) -> None:
@@ -178,5 +178,5 @@ def test_run_view_reads_all_series_of_a_logged_run(make_run: MakeRun, tmp_path: 
 def test_spellings_the_fast_parse_refuses_read_as_the_per_file_reader_reads_them(tmp_path: Path) -> None:
     rows = lines([(s, "1") for s in range(3)])
     for i, odd in enumerate(["", "N/A", "NaN", "-nan", "null", "Infinity", '"2.5"', " 3"]):
-        check(tmp_path / str(i), {"a": HEADER + rows, "b": HEADER + f"0,{odd},1.0\n1,2.0,1.0\n2,3,1.0\n"})
-    check(tmp_path / "q", {"a": HEADER + rows, "b": HEADER + '"0",1.0,2.0\n"1",2,3\n'})
+        assert_read(tmp_path / str(i), {"a": HEADER + rows, "b": HEADER + f"0,{odd},1.0\n1,2.0,1.0\n2,3,1.0\n"})
+    assert_read(tmp_path / "q", {"a": HEADER + rows, "b": HEADER + '"0",1.0,2.0\n"1",2,3\n'})
