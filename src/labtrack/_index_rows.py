@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._console._format import flatten
 from ._names import slug
 from ._store import layout
 from ._store.reader import checked_meta, decode_nonfinite
@@ -29,14 +30,7 @@ def flatten_params(params: Any, prefix: str = "") -> dict[str, Any]:
     """
     if not isinstance(params, dict):
         return {} if params is None else {prefix or "value": params}
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten_params(v, key + "."))
-        else:
-            out[key] = v
-    return out
+    return flatten(params, prefix)
 
 
 def _parse_time(text: Any) -> float | None:

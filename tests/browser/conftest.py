@@ -104,6 +104,16 @@ class Server:
             return json.loads(r.read())
 
 
+def stop_server(srv: Server) -> None:
+    """End a server `start_server` started: SIGTERM, then SIGKILL after 10 s."""
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+        srv.proc.wait(10)
+
+
 def start_server(root: Path, log: Path, command: list[str] | None = None) -> Server:
     """`labtrack ui ROOT --port 0` (or `command`, e.g. serve with tokens); the port is read
     from the address it prints."""
@@ -142,12 +152,7 @@ def server(fixture_root: Fixture, tmp_path_factory: pytest.TempPathFactory) -> I
     log = tmp_path_factory.mktemp("server") / "labtrack-ui.log"
     srv = start_server(fixture_root.root, log)
     yield srv
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
-        srv.proc.wait(10)
+    stop_server(srv)
 
 
 # The machine these run on may be shared and busy: waits are generous; a passing journey is

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Server, _clean_env, start_server
+from .conftest import Server, _clean_env, start_server, stop_server
 from .helpers import CANVAS_DIGEST_JS, wait_until
 
 LIVE_LATENCY = 2.0  # seconds from a point on disk to the point on the chart (issue 5)
@@ -29,12 +29,7 @@ def live_root(tmp_path: Path) -> Path:
 def live_server(live_root: Path, tmp_path: Path) -> Iterator[Server]:
     srv = start_server(live_root, tmp_path / "labtrack-ui.log")
     yield srv
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
-        srv.proc.wait(10)
+    stop_server(srv)
 
 
 def last_step_on_disk(csv: Path) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Server, _clean_env, start_server
+from .conftest import Server, _clean_env, start_server, stop_server
 
 
 def _labtrack(*args: str, cwd: Path) -> str:
@@ -39,12 +39,7 @@ def token_server(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     srv = start_server(root, tmp_path / "serve.log", ["serve", "--root", str(root), "--tokens", str(tokens),
                                                       "--host", "127.0.0.1", "--port", "0"])
     yield srv, token.group(0)
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
-        srv.proc.wait(10)
+    stop_server(srv)
 
 
 def test_a_token_server_sends_the_browser_to_login_then_shows_the_runs(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Server, start_server
+from .conftest import Server, start_server, stop_server
 from .many_runs import write_many_runs
 
 N = 10_000
@@ -23,12 +22,7 @@ def many_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_many_runs(base / "runs", N)
     srv = start_server(base / "runs", base / "labtrack-ui.log")
     yield srv
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
-        srv.proc.wait(10)
+    stop_server(srv)
 
 
 # Generous waits for the server's answers: on this shared machine a sorted page of 10,000 runs
