@@ -88,15 +88,18 @@ def derive_status(meta: dict[str, Any], heartbeat_mtime: float | None, now: floa
     beat = heartbeat_mtime
     if beat is None:
         started = meta.get("started")
-        beat = _iso_to_unix(started) if isinstance(started, str) else None
+        beat = iso_to_unix(started)
     if beat is not None and now - beat > stale_seconds:
         return "crashed"
     return "running"
 
 
-def _iso_to_unix(text: str) -> float | None:
+def iso_to_unix(text: Any) -> float | None:
+    """Unix time of an ISO 8601 time as run.json stores it; None for anything else."""
     from datetime import datetime
 
+    if not isinstance(text, str):
+        return None
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:

@@ -1,0 +1,90 @@
+"""Containment: nothing under a root is read, written, listed or deleted outside it.
+
+A root may hold symlinks (docs/format.md, "Symlinks"): one whose target lies inside the same
+root is followed; an experiment folder, run folder or file that resolves outside the root is
+not part of the root. Every reader and writer of run directories (Book, the server's read API
+and ingest, the CLI) asks here before it touches a path, so the two sides of the server can
+never disagree about which runs exist.
+
+The check resolves the path (`os.path.realpath`) and compares it with the resolved root. A
+symlink swapped in between the check and the open is not caught; the server's writers open
+the resolved path, so what they write is where the check looked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .._names import check_name
+from ..errors import LabtrackNameError
+
+
+class OutsideRootError(LabtrackNameError):
+    """A path that resolves (through a symlink) outside the root or run it belongs to."""
+
+
+def inside(path: str, parent: str) -> bool:
+    """True when the resolved `path` is `parent` or lies under it (both already resolved)."""
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def real(path: str | os.PathLike[str]) -> str:
+    """`path` with every symlink resolved (it need not exist)."""
+    return os.path.realpath(path)
+
+
+def is_contained(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
+    return inside(real(path), real(root))
+
+
+def contained(path: Path, root: str | os.PathLike[str], what: str = "path") -> Path:
+    """`path` itself, after checking that it resolves inside `root`.
+
+    Args:
+        path: the path to check (it need not exist).
+        root: the folder it must stay in (a root, or one run directory).
+        what: how to name `path` in the error.
+
+    Returns:
+        `path`, unchanged.
+
+    Raises:
+        OutsideRootError: `path` resolves outside `root`.
+
+    Example:
+        >>> contained(Path("labtrack/mnist/20261121-141503-k3f9qz"), "labtrack", "run")
+    """
+    if not is_contained(path, root):
+        raise OutsideRootError(
+            f"{what} {os.fspath(path)!r} leads outside {os.fspath(root)!r} (through a symlink); "
+            "labtrack reads and writes only inside the root")
+    return path
+
+
+def relpath_in(base: Path, relpath: str, what: str = "path") -> Path:
+    """The path of `relpath` under `base`, refusing anything that would leave `base`.
+
+    Args:
+        base: a run directory (or a root).
+        relpath: a `/`-separated relative path such as `scalars/train/loss.csv`.
+        what: the parameter's name, for the error message.
+
+    Returns:
+        `base / relpath` (not resolved; it may not exist).
+
+    Raises:
+        LabtrackNameError: `relpath` is empty, absolute, has `..`, `.` or empty parts, a
+            backslash or control characters.
+        OutsideRootError: it resolves (through a symlink) outside `base`.
+
+    Example:
+        >>> relpath_in(Path("labtrack/mnist/20261121-141503-k3f9qz"), "scalars/loss.csv")
+    """
+    if not isinstance(relpath, str):
+        raise LabtrackNameError(f"{what} must be a string such as 'scalars/loss.csv', not {relpath!r}")
+    check_name(relpath, what)
+    if "\\" in relpath:
+        raise LabtrackNameError(f"{what} {relpath!r} contains a backslash; use '/' between parts")
+    return contained(base / relpath, base, what)

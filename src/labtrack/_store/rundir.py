@@ -1,0 +1,384 @@
+"""RunDir: the one door into a run directory for readers (docs/format.md).
+
+Book, the server's read API and live stream, the TensorBoard export, rerun, annotate and the
+CLI read a run through a :class:`RunDir`: its metadata, params, summary, env and options, the
+names of its series and records (each with the path it is stored at), a series' or record
+file's path, its duration and liveness. Nothing outside `_store` spells a run file's name.
+
+Every path a RunDir hands out is checked to resolve inside the run directory, and a RunDir
+found under a root is checked to resolve inside that root (`contain`): a symlink that leads
+out is refused, on every side alike.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .._names import check_name, name_to_relpath, relpath_to_name
+from ..errors import LabtrackValueError
+from . import layout
+from .contain import contained, inside, is_contained, real, relpath_in
+from .reader import checked_meta, iso_to_unix, read_json, read_jsonl, read_run_meta
+
+# kind -> (folder, suffix): the named things of a run, each a file under its folder.
+KINDS: dict[str, tuple[str, str]] = {
+    "scalars": ("scalars", ".csv"),
+    "text": ("text", ".jsonl"),
+    "histograms": ("histograms", ".jsonl"),
+    "tables": ("tables", ".csv"),
+    "markdown": ("markdown", ".md"),
+}
+
+
+def _kind(kind: str) -> tuple[str, str]:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise LabtrackValueError(f"{kind!r} is not a kind of record; kinds: {', '.join(KINDS)}") from None
+
+
+class RunDir:
+    """One run directory, read through checked paths.
+
+    Args:
+        path: the run directory, `<root>/<experiment>/<run-id>`.
+        root: the root it belongs to; when given, the run directory itself must resolve
+            inside it (a symlinked experiment or run folder pointing out is refused).
+
+    Raises:
+        OutsideRootError: `path` resolves outside `root`.
+
+    Example:
+        >>> rd = RunDir(Path("labtrack/mnist/20261121-141503-k3f9qz"))
+        >>> rd.meta()["status"], rd.names("scalars")
+    """
+
+    __slots__ = ("path", "root", "_real")
+
+    def __init__(self, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path)
+        self.root = Path(root) if root is not None else None
+        if self.root is not None:
+            contained(self.path, self.root, "run directory")
+        self._real: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({os.fspath(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def id(self) -> str:
+        """The run id as its folder is named."""
+        return self.path.name
+
+    @property
+    def experiment_dir(self) -> str:
+        """The experiment folder's name (the experiment's slug)."""
+        return self.path.parent.name
+
+    @property
+    def real_path(self) -> str:
+        """The run directory with symlinks resolved (cached)."""
+        if self._real is None:
+            self._real = real(self.path)
+        return self._real
+
+    # -- paths
+
+    def file(self, relpath: str, what: str = "path") -> Path:
+        """The path of `relpath` inside the run, refused when it would leave it.
+
+        Raises:
+            LabtrackNameError: a malformed path (`..`, absolute, control characters).
+            OutsideRootError: it resolves outside the run directory.
+        """
+        return relpath_in(self.path, relpath, what)
+
+    def relpath(self, kind: str, name: str) -> str:
+        """Where a named series or record is stored: ("scalars", "train/loss") -> "scalars/train/loss.csv"."""
+        folder, suffix = _kind(kind)
+        check_name(name, f"{kind} name")
+        return f"{folder}/" + name_to_relpath(name, suffix)
+
+    def path_of(self, kind: str, name: str) -> Path:
+        """The checked path of a named series or record (it may not exist)."""
+        return self.file(self.relpath(kind, name), f"{kind} name")
+
+    def exists(self) -> bool:
+        """True when the directory holds a run.json."""
+        return (self.path / layout.RUN_JSON).is_file()
+
+    # -- whole files
+
+    def read_json(self, relpath: str, default: Any = None) -> Any:
+        """A JSON file of the run (non-finite floats decoded); `default` when missing."""
+        return read_json(self.file(relpath), default)
+
+    def read_jsonl(self, relpath: str) -> list[dict[str, Any]]:
+        """Every complete record of a JSONL file of the run ([] when missing)."""
+        return read_jsonl(self.file(relpath))
+
+    def read_text(self, relpath: str) -> str | None:
+        """A text file of the run (undecodable bytes replaced), None when missing."""
+        try:
+            return self.file(relpath).read_text(encoding="utf-8", errors="replace")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def open(self, relpath: str) -> IO[bytes]:
+        """Open a file of the run for reading in binary (checked; the resolved path is opened).
+
+        Raises:
+            FileNotFoundError: no such file.
+            OutsideRootError: it resolves outside the run directory.
+        """
+        return open(real(self.file(relpath)), "rb")
+
+    def raw_meta(self) -> dict[str, Any]:
+        """run.json as stored, upgraded to this format version (no derived status).
+
+        Raises:
+            FileNotFoundError: no run.json.
+            FormatError: not a JSON object, or written by a newer labtrack.
+        """
+        return checked_meta(self.read_json(layout.RUN_JSON), self.path)
+
+    def meta(self, *, now: float | None = None, stale_seconds: float | None = None) -> dict[str, Any]:
+        """run.json with the derived status ("crashed" for a dead "running" run) and `dir`."""
+        self.file(layout.RUN_JSON)
+        return read_run_meta(self.path, now=now, stale_seconds=stale_seconds)
+
+    def params(self) -> dict[str, Any]:
+        """params.json: the config, nested as given ({} when none; a non-object as {"value": v})."""
+        v = self.read_json(layout.PARAMS_JSON, {})
+        return v if isinstance(v, dict) else {"value": v}
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json: per series last, min, max, mean, count, step, time ({} when none)."""
+        v = self.read_json(layout.SUMMARY_JSON, {})
+        return v if isinstance(v, dict) else {}
+
+    def env(self) -> dict[str, Any] | None:
+        """env.json, None when not recorded."""
+        v = self.read_json(layout.ENV_JSON, None)
+        return v if isinstance(v, dict) else None
+
+    def options(self) -> dict[str, Any] | None:
+        """options.json (command-line options from log_command), None when none."""
+        v = self.read_json(layout.OPTIONS_JSON, None)
+        return v if isinstance(v, dict) else None
+
+    def console(self) -> str:
+        """What the script printed ("" when nothing was captured)."""
+        return self.read_text(layout.CONSOLE_LOG) or ""
+
+    def diff(self) -> str | None:
+        """The recorded `git diff HEAD`, None when git was not captured."""
+        return self.read_text(layout.DIFF_PATCH)
+
+    def media(self) -> list[dict[str, Any]]:
+        """Every entry of media.jsonl, in logged order."""
+        return self.read_jsonl(layout.MEDIA_JSONL)
+
+    def records(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """Every record of a text or histogram stream ([] when it does not exist)."""
+        return self.read_jsonl(self.relpath(kind, name))
+
+    # -- listing
+
+    def named(self, kind: str) -> list[tuple[str, str]]:
+        """`(name, relpath)` of every series or record of a kind, sorted by name.
+
+        Files that resolve outside the run (symlinks) and hidden files are left out.
+        """
+        folder, suffix = _kind(kind)
+        base = self.path / folder
+        if not os.path.isdir(base) or not is_contained(base, self.real_path):
+            return []
+        inside_run = self.real_path
+        out = []
+        for dirpath, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")
+                       and is_contained(os.path.join(dirpath, d), inside_run)]
+            for fn in files:
+                if not fn.endswith(suffix) or fn.startswith("."):
+                    continue
+                full = os.path.join(dirpath, fn)
+                if not is_contained(full, inside_run):
+                    continue
+                rel = os.path.relpath(full, base).replace(os.sep, "/")
+                out.append((relpath_to_name(rel, suffix), f"{folder}/{rel}"))
+        out.sort()
+        return out
+
+    def names(self, kind: str) -> list[str]:
+        """The names of every series or record of a kind, sorted."""
+        return [name for name, _ in self.named(kind)]
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every file of the run: `{path, size, mtime}`, sorted by path.
+
+        Temporary files of atomic writes and anything resolving outside the run are left out.
+        """
+        inside_run = self.real_path
+        out: list[dict[str, Any]] = []
+        for dirpath, dirs, fns in os.walk(self.path):
+            dirs[:] = sorted(d for d in dirs if not (d.startswith(".") and ".tmp" in d)
+                             and is_contained(os.path.join(dirpath, d), inside_run))
+            for fn in sorted(fns):
+                if fn.startswith(".") and fn.endswith(".tmp"):
+                    continue
+                full = os.path.join(dirpath, fn)
+                if not is_contained(full, inside_run):
+                    continue
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue
+                rel = os.path.relpath(full, self.path).replace(os.sep, "/")
+                out.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
+        out.sort(key=lambda f: str(f["path"]))
+        return out
+
+    # -- liveness and time
+
+    def heartbeat(self) -> float | None:
+        """When the heartbeat file was last touched (Unix time), None when there is none."""
+        try:
+            return os.stat(self.path / layout.HEARTBEAT).st_mtime
+        except OSError:
+            return None
+
+    def last_activity(self) -> float | None:
+        """The latest sign of life: the newest of the heartbeat, run.json, summary.json,
+        console.log and the series files (Unix time), None when none exists."""
+        latest: float | None = None
+        paths = [self.path / n for n in (layout.HEARTBEAT, layout.SUMMARY_JSON, layout.CONSOLE_LOG,
+                                         layout.MEDIA_JSONL)]
+        for _, rel in self.named("scalars"):
+            paths.append(self.path / rel)
+        for p in paths:
+            try:
+                t = os.stat(p).st_mtime
+            except OSError:
+                continue
+            latest = t if latest is None or t > latest else latest
+        return latest
+
+    def duration(self, meta: dict[str, Any], now: float | None = None) -> float | None:
+        """How long the run ran, in seconds (see :func:`duration`)."""
+        return duration(meta, self, time.time() if now is None else now)
+
+
+def duration(meta: dict[str, Any], run: RunDir | None, now: float,
+             last_seen: float | None = None) -> float | None:
+    """A run's duration in seconds: ended - started; a running run's until `now`; a run that
+    never wrote its end (crashed, killed) until its last sign of life.
+
+    Args:
+        meta: run.json with the derived status.
+        run: its directory, read for the last sign of life of a run that has no end time
+            (None: use `last_seen`).
+        now: the current time, for a running run.
+        last_seen: the last sign of life already known (e.g. the heartbeat's time).
+
+    Returns:
+        Seconds (>= 0), or None without a start time or any sign of life.
+    """
+    t0 = iso_to_unix(meta.get("started"))
+    if t0 is None:
+        return None
+    t1 = iso_to_unix(meta.get("ended"))
+    if t1 is None and meta.get("status") == "running":
+        t1 = now
+    if t1 is None:
+        t1 = run.last_activity() if run is not None else last_seen
+        if t1 is None:
+            return None
+    return max(0.0, t1 - t0)
+
+
+def iter_runs(root: str | os.PathLike[str]) -> Iterator[RunDir]:
+    """Every run directory under `root` that stays inside it, sorted by experiment then id.
+
+    A run reached twice (an experiment folder symlinked to another inside the root) is
+    listed once, under the first name.
+    """
+    root_path = Path(root)
+    real_root = real(root_path)
+    seen: set[str] = set()
+    try:
+        experiments = sorted(os.scandir(root_path), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for exp in experiments:
+        if exp.name.startswith(".") or not exp.is_dir():
+            continue
+        real_exp = real(exp.path)
+        if not is_contained(real_exp, real_root):
+            continue
+        try:
+            runs = sorted(os.scandir(exp.path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for r in runs:
+            if r.name.startswith(".") or not os.path.isfile(os.path.join(r.path, layout.RUN_JSON)):
+                continue
+            real_run = real(r.path)
+            if real_run in seen:
+                continue
+            if inside(real_run, real_root) and is_contained(os.path.join(r.path, layout.RUN_JSON), real_run):
+                seen.add(real_run)
+                rd = RunDir(r.path)
+                rd.root = root_path
+                yield rd
+
+
+def find_run(root: str | os.PathLike[str], run_id: str) -> RunDir | None:
+    """The run `<root>/<experiment>/<run_id>` that stays inside `root`, or None.
+
+    `run_id` must be one folder name (no separator, no leading dot): one stat per experiment.
+    """
+    if not run_id or "/" in run_id or os.sep in run_id or run_id.startswith("."):
+        return None
+    root_path = Path(root)
+    real_root = real(root_path)
+    try:
+        experiments = sorted(os.scandir(root_path), key=lambda e: e.name)
+    except OSError:
+        return None
+    for exp in experiments:
+        if exp.name.startswith(".") or not exp.is_dir():
+            continue
+        candidate = Path(exp.path) / run_id
+        if (candidate / layout.RUN_JSON).is_file() and is_contained(candidate, real_root) \
+                and is_contained(candidate / layout.RUN_JSON, candidate):
+            rd = RunDir(candidate)
+            rd.root = root_path
+            return rd
+    return None
+
+
+def run_folder(root: str | os.PathLike[str], experiment_dir: str, run_id: str) -> Path:
+    """`<root>/<experiment_dir>/<run_id>`, for a writer (ingest): both must be single folder
+    names and the result must resolve inside the root (it need not exist yet).
+
+    Raises:
+        LabtrackNameError: a name that is not one folder name.
+        OutsideRootError: the experiment or run folder is a symlink out of the root.
+    """
+    from ..errors import LabtrackNameError
+
+    for what, part in (("experiment folder", experiment_dir), ("run id", run_id)):
+        if (not isinstance(part, str) or not part or part in (".", "..") or "/" in part
+                or "\\" in part or part.startswith(".") or "\x00" in part):
+            raise LabtrackNameError(f"{what} {part!r} is not a single folder name")
+    return contained(Path(root) / experiment_dir / run_id, root, "run folder")
