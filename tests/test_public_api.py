@@ -15,7 +15,8 @@ import labtrack.errors
 from conftest import SRC, child_env
 
 EXPECTED = {
-    "DisabledRun", "Run", "__version__", "current_run", "delayed_interrupt", "eprintln", "errors",
+    "Book", "DisabledRun", "ReadOnlyBook", "RemoteBook", "Run", "RunView", "__version__",
+    "current_run", "delayed_interrupt", "eprintln", "errors",
     "finish", "flush", "init", "log", "log_command", "log_figure", "log_histogram", "log_image",
     "log_markdown", "log_table", "log_text", "loop", "open", "print_step", "println", "progress",
     "save_artifact", "save_object", "section", "spinner", "table",
@@ -27,6 +28,17 @@ def test_all_is_sorted_and_names_the_contract() -> None:
     assert set(labtrack.__all__) == EXPECTED  # a change to the public contract is a conscious one
     for name in labtrack.__all__:
         getattr(labtrack, name)
+
+
+def test_open_and_the_books_are_typed_and_share_a_read_only_base() -> None:
+    import typing
+
+    assert typing.get_type_hints(labtrack.open)["return"] == labtrack.Book | labtrack.RemoteBook
+    assert issubclass(labtrack.Book, labtrack.ReadOnlyBook)
+    assert issubclass(labtrack.RemoteBook, labtrack.ReadOnlyBook)
+    assert not issubclass(labtrack.RemoteBook, labtrack.Book)
+    changing = ("remove", "move", "tag", "set_comment", "gc")
+    assert all(hasattr(labtrack.Book, m) and not hasattr(labtrack.ReadOnlyBook, m) for m in changing)
 
 
 def test_all_is_exactly_the_public_names() -> None:

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import labtrack
-from labtrack._book import series as series_module
-from labtrack._book.series import join_series, read_joined_values, read_scalar_frame
+from labtrack._store import scalars as series_module
+from labtrack._store.scalars import join_frames as join_series, read_frame as read_scalar_frame, read_joined as read_joined_values
 from labtrack.errors import FormatError
 
 MakeRun = Callable[..., labtrack.Run]

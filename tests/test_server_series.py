@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from labtrack._server import series
-from labtrack._server.series import SeriesCache, parse_lines
+from labtrack._server.series import SeriesCache
+from labtrack._store import scalars
+from labtrack._store.scalars import parse_lines
 
 
 def _lines(start: int, stop: int) -> bytes:
@@ -54,7 +56,7 @@ def test_nonfinite_values(tmp_path: Path) -> None:
     values = np.concatenate([c[1] for c in chunks])
     assert np.isnan(values[0]) and values[1] == np.inf and values[2] == -np.inf and values[3] == 1e-05
     big = b"".join(f"{i},{'nan' if i % 7 == 0 else i},{i}.0\n".encode() for i in range(20_000))
-    assert len(big) > series._SMALL
+    assert len(big) > scalars.SMALL
     chunks = parse_lines(big)
     values = np.concatenate([c[1] for c in chunks])
     assert np.isnan(values[::7]).all() and values[1] == 1.0

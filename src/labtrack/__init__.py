@@ -13,7 +13,9 @@ library; rich, numpy, pandas and the server are imported when first used.
 import typing as _typing
 
 from . import errors
+from ._book import Book, ReadOnlyBook, RunView
 from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
+from ._remote.book import RemoteBook
 from ._run import (
     DisabledRun,
     Run,
@@ -38,8 +40,12 @@ from ._run import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Book",
     "DisabledRun",
+    "ReadOnlyBook",
+    "RemoteBook",
     "Run",
+    "RunView",
     "__version__",
     "current_run",
     "delayed_interrupt",
@@ -69,8 +75,9 @@ __all__ = [
 ]
 
 
-def open(root: _typing.Any = None, *, token: "str | None" = None) -> _typing.Any:  # noqa: A001
-    """Open a root of runs for analysis and return a :class:`labtrack._book.Book`.
+def open(root: "str | _typing.Any" = None, *, token: "str | None" = None) -> "Book | RemoteBook":  # noqa: A001
+    """Open a root of runs for analysis: a :class:`Book` for a local folder, a
+    :class:`RemoteBook` (read-only) for the URL of a `labtrack serve` server.
 
     Args:
         root: a local folder (default: the root `init()` uses, LABTRACK_ROOT or ./labtrack),

@@ -28,12 +28,13 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Iterable
 
-from ._index_rows import _parse_time, _record, _scan, _signature, _sort_value, flatten_params, run_row
+from ._index_rows import _record, _scan, _signature, _sort_value, flatten_params, run_row
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
 from ._store.files import network_filesystem
 from ._store.reader import derive_status, pid_alive
+from ._store.rundir import RunDir, duration
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "note_run", "run_row"]
@@ -232,6 +233,7 @@ class Index:
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
         self._host = socket.gethostname()
+        self._last_seen: dict[str, tuple[float | None, float | None]] = {}  # crashed runs
         self._root_str = str(self.root)
         self._busy_ms = 30000  # how long a write waits for another writer's lock
 
@@ -451,23 +453,28 @@ class Index:
     # -- reading
 
     def _live(self, relpath: str, row: dict[str, Any], now: float) -> dict[str, Any]:
-        """Derive the shown status (and live duration) of a run stored as running."""
+        """Derive the shown status and duration of a run stored as running: until now while
+        it lives, until its last sign of life (`_store.rundir.duration`) once it crashed."""
         if row.get("status") != "running":
             return row
+        run_dir = f"{self._root_str}/{relpath}"
         try:
-            beat: float | None = os.stat(f"{self._root_str}/{relpath}/{layout.HEARTBEAT}").st_mtime
+            beat: float | None = os.stat(f"{run_dir}/{layout.HEARTBEAT}").st_mtime
         except OSError:
             beat = None
         pid = row.get("pid")
         alive = pid_alive(pid) if isinstance(pid, int) and row.get("host") == self._host else None
         status = derive_status(row, beat, now, self._host, alive, self.stale_seconds)
         row["status"] = status
-        t0 = _parse_time(row.get("started"))
-        if t0 is not None:
-            if status == "running":
-                row["duration"] = max(0.0, now - t0)
-            elif beat is not None:
-                row["duration"] = max(0.0, beat - t0)
+        last_seen = None
+        if status != "running":
+            # A crashed run changes no more: its files are looked at once per heartbeat seen.
+            cached = self._last_seen.get(relpath)
+            if cached is None or cached[0] != beat:
+                cached = (beat, RunDir(run_dir).last_activity())
+                self._last_seen[relpath] = cached
+            last_seen = cached[1]
+        row["duration"] = duration(row, None, now, last_seen)
         return row
 
     def query(self, where: str | Where | None = None, experiment: str | None = None,

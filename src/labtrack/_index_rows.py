@@ -14,7 +14,9 @@ from typing import Any
 from ._console._format import flatten
 from ._names import slug
 from ._store import layout
+from ._store.contain import read_inside
 from ._store.reader import checked_meta, decode_nonfinite
+from ._store.rundir import duration, scan
 from .errors import FormatError
 
 
@@ -33,24 +35,18 @@ def flatten_params(params: Any, prefix: str = "") -> dict[str, Any]:
     return flatten(params, prefix)
 
 
-def _parse_time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    from datetime import datetime
+def _read_json(path: str, run_dir: str) -> Any:
+    """A JSON file of `run_dir` written by labtrack (None when missing), as
+    `_store.reader.read_json` reads it, with its non-finite strings turned back into floats
+    only when the text can hold one: walking every parsed object in Python cost more than
+    the parse itself. A symlink is followed only when it stays inside the run.
 
+    Raises:
+        OutsideRootError: the file is a symlink that leads out of the run.
+        FormatError: not valid JSON.
+    """
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-def _read_json(path: str) -> Any:
-    """A JSON file written by labtrack (None when missing), as `_store.reader.read_json` reads
-    it, with its non-finite strings turned back into floats only when the text can hold one:
-    walking every parsed object in Python cost more than the parse itself."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_inside(path, run_dir)
     except FileNotFoundError:
         return None
     try:
@@ -64,7 +60,7 @@ def _read_json(path: str) -> Any:
 
 def _read_raw_meta(run_dir: Path | str) -> dict[str, Any]:
     """run.json as stored (status not derived), version-checked and upgraded."""
-    return checked_meta(_read_json(f"{run_dir}/{layout.RUN_JSON}"), run_dir)
+    return checked_meta(_read_json(f"{run_dir}/{layout.RUN_JSON}", str(run_dir)), run_dir)
 
 
 def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -90,7 +86,6 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
     tags = meta.get("tags")
     started = meta.get("started")
     ended = meta.get("ended")
-    t0, t1 = _parse_time(started), _parse_time(ended)
     row = {
         "id": str(meta.get("id", "")),
         "experiment": str(meta.get("experiment", "")),
@@ -100,7 +95,8 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
         "status": str(meta.get("status", "running")),
         "started": started,
         "ended": ended,
-        "duration": (t1 - t0) if t0 is not None and t1 is not None else None,
+        # A run stored as running gets its duration when it is listed (`Index._live`).
+        "duration": duration(meta, None, 0.0) if ended is not None else None,
         "commit": git.get("commit") if git else None,
         "dirty": git.get("dirty") if git else None,
         "host": meta.get("host"),
@@ -116,10 +112,22 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
 _SIGNED = (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON)
 
 
-def _signature(run_dir: str) -> str | None:
-    """inode:mtime:size of run.json, params.json and summary.json; None without run.json."""
+def _stamp(st: os.stat_result) -> str:
+    # The inode changes on every atomic replace, so two rewrites within one mtime tick that
+    # keep the size still differ.
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def _signature(run_dir: str, meta_stat: os.stat_result | None = None) -> str | None:
+    """inode:mtime:size of run.json, params.json and summary.json; None without run.json.
+
+    `meta_stat` is run.json's stat when the caller has it already (the scan does).
+    """
     parts = []
     for fn in _SIGNED:
+        if fn == layout.RUN_JSON and meta_stat is not None:
+            parts.append(_stamp(meta_stat))
+            continue
         try:
             st = os.stat(run_dir + "/" + fn)
         except OSError:
@@ -127,32 +135,22 @@ def _signature(run_dir: str) -> str | None:
                 return None
             parts.append("-")
             continue
-        # The inode changes on every atomic replace, so two rewrites within one mtime tick
-        # that keep the size still differ.
-        parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+        parts.append(_stamp(st))
     return "|".join(parts)
 
 
 def _scan(root: str) -> dict[str, str]:
     """`{"<experiment folder>/<run id>": signature}` of every run directory under `root`.
 
-    The same walk as `_store.reader.iter_run_dirs` (dot-folders such as .labtrack and .trash
-    skipped), on plain strings: with 10,000 runs, pathlib objects cost more than the stats.
+    The walk every listing shares (`_store.rundir.scan`: dot-folders skipped, nothing that
+    resolves outside the root, a run reached twice listed once), on plain strings: with
+    10,000 runs, pathlib objects cost more than the stats.
     """
     out: dict[str, str] = {}
-    try:
-        experiments = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        return out
-    for exp in experiments:
-        try:
-            runs = [r.name for r in os.scandir(exp.path) if not r.name.startswith(".") and r.is_dir()]
-        except OSError:
-            continue
-        for name in runs:
-            sig = _signature(exp.path + "/" + name)
-            if sig is not None:
-                out[exp.name + "/" + name] = sig
+    for found in scan(root):
+        sig = _signature(found.path, found.meta_stat)
+        if sig is not None:
+            out[found.experiment_dir + "/" + found.id] = sig
     return out
 
 
@@ -163,8 +161,8 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
         OSError, FormatError, ValueError, TypeError: the run's files cannot be read.
     """
     meta = _read_raw_meta(run_dir)
-    params = _read_json(f"{run_dir}/{layout.PARAMS_JSON}")
-    summary = _read_json(f"{run_dir}/{layout.SUMMARY_JSON}")
+    params = _read_json(f"{run_dir}/{layout.PARAMS_JSON}", str(run_dir))
+    summary = _read_json(f"{run_dir}/{layout.SUMMARY_JSON}", str(run_dir))
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
         row["id"] = rel.rsplit("/", 1)[-1]

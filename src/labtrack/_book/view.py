@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._names import check_name, name_to_relpath, relpath_to_name
-from .._store import layout
-from .._store.reader import read_json, read_jsonl, read_run_meta, series_names
-from ..errors import LabtrackValueError
-from .series import join_series, load_by_suffix, read_joined_values, read_scalar_frame
+from .._names import check_name, name_to_relpath
+from .._store import layout, scalars
+from .._store.contain import real
+from .._store.rundir import RunDir
+from ..errors import FormatError, LabtrackValueError
+from .series import load_by_suffix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +61,14 @@ class RunView:
 
     Everything is read from the run directory when asked for, so a view of a run that is
     still being written shows it as "running" with its data so far. Reading never writes.
+    Every file is read through the run's :class:`~labtrack._store.rundir.RunDir`: a run or
+    file that leads (through a symlink) outside the root raises `OutsideRootError`.
+
+    Args:
+        run_dir: the run directory (or its RunDir).
+        row: the index row it was listed with.
+        hit: the index hit it was listed with.
+        root: the root it belongs to: the run directory must resolve inside it.
 
     Example:
         >>> run = labtrack.open("labtrack")["mnist/baseline"]
@@ -67,10 +76,16 @@ class RunView:
         >>> run.scalars("train/loss").value.min()
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], row: dict[str, Any] | None = None, *,
-                 hit: Hit | None = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str] | RunDir, row: dict[str, Any] | None = None, *,
+                 hit: Hit | None = None, root: str | os.PathLike[str] | None = None) -> None:
         # Kept as text until needed: listing 10,000 runs should not build 10,000 Paths.
+        self._run: RunDir | None = None
+        if isinstance(run_dir, RunDir):
+            self._run = run_dir
+            root = run_dir.root if root is None else root
+            run_dir = run_dir.path
         self._dir_text = os.fspath(run_dir)
+        self._root = root
         self._dir: Path | None = None
         self._given_row = row
         self._hit = hit
@@ -79,8 +94,22 @@ class RunView:
         elif row is not None:
             self.id = str(row["id"])
         else:
-            meta = read_json(self.dir / layout.RUN_JSON) or {}
-            self.id = str(meta.get("id") or self.dir.name)
+            try:
+                meta_id = self.run.raw_meta().get("id")
+            except (FileNotFoundError, FormatError):
+                meta_id = None
+            self.id = str(meta_id or self.dir.name)
+
+    @property
+    def run(self) -> RunDir:
+        """The run directory's door (checked to resolve inside the root on first use).
+
+        Raises:
+            OutsideRootError: the run folder leads outside its root.
+        """
+        if self._run is None:
+            self._run = RunDir(self._dir_text, self._root)
+        return self._run
 
     @property
     def _row(self) -> dict[str, Any] | None:
@@ -101,7 +130,7 @@ class RunView:
     @property
     def meta(self) -> dict[str, Any]:
         """run.json, with the derived status ("crashed" for a dead "running" run)."""
-        return read_run_meta(self.dir)
+        return self.run.meta()
 
     def _get(self, key: str) -> Any:
         return self.meta.get(key)
@@ -158,8 +187,7 @@ class RunView:
     @property
     def params(self) -> dict[str, Any]:
         """params.json: the config, nested as given."""
-        v = read_json(self.dir / layout.PARAMS_JSON, {})
-        return v if isinstance(v, dict) else {"value": v}
+        return self.run.params()
 
     @property
     def flat_params(self) -> dict[str, Any]:
@@ -171,32 +199,27 @@ class RunView:
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
         """summary.json: per series last, min, max, mean, sum, count, step, time."""
-        v = read_json(self.dir / layout.SUMMARY_JSON, {})
-        return v if isinstance(v, dict) else {}
+        return self.run.summary()
 
     @property
     def env(self) -> dict[str, Any]:
         """env.json: python, platform, packages, GPUs ({} when not recorded)."""
-        v = read_json(self.dir / layout.ENV_JSON, {})
-        return v if isinstance(v, dict) else {}
+        return self.run.env() or {}
 
     @property
     def options(self) -> dict[str, Any]:
         """options.json: command-line options recorded by log_command ({} when none)."""
-        v = read_json(self.dir / layout.OPTIONS_JSON, {})
-        return v if isinstance(v, dict) else {}
+        return self.run.options() or {}
 
     @property
     def diff(self) -> str | None:
         """The recorded `git diff HEAD` (source/diff.patch); None when git was not captured."""
-        p = self.dir / "source" / "diff.patch"
-        return p.read_text(encoding="utf-8", errors="replace") if p.is_file() else None
+        return self.run.diff()
 
     @property
     def console(self) -> str:
         """What the script printed (console.log; "" when nothing was captured)."""
-        p = self.dir / layout.CONSOLE_LOG
-        return p.read_text(encoding="utf-8", errors="replace") if p.is_file() else ""
+        return self.run.console()
 
     def __repr__(self) -> str:
         try:
@@ -217,7 +240,7 @@ class RunView:
 
     def series(self) -> list[str]:
         """Names of the run's scalar series, sorted."""
-        return series_names(self.dir)
+        return self.run.names("scalars")
 
     def scalars(self, name: str | None = None) -> pd.DataFrame:
         """A series as a DataFrame indexed by step (columns `value`, `time`), or, without
@@ -237,18 +260,15 @@ class RunView:
             >>> run.scalars("train/loss").value.idxmin()
         """
         if name is None:
-            names = self.series()
-            for n in names:
-                check_name(n, "series name")
+            named = self.run.named("scalars")  # each file checked to stay inside the run
             try:
-                return read_joined_values({n: layout.scalar_path(self.dir, n) for n in names})
+                return scalars.read_joined({n: self.dir / rel for n, rel in named})
             except FileNotFoundError:
                 # A series removed while reading (a run directory being replaced).
-                return join_series({n: self.scalars(n) for n in self.series()})
-        check_name(name, "series name")
-        path = layout.scalar_path(self.dir, name)
+                return scalars.join_frames({n: self.scalars(n) for n in self.series()})
+        path = self.run.path_of("scalars", name)
         try:
-            return read_scalar_frame(path)
+            return scalars.read_frame(path)
         except FileNotFoundError:
             raise LabtrackValueError(
                 f"run {self.id} has no series {name!r}; it has: {_listing(self.series())}"
@@ -258,7 +278,7 @@ class RunView:
 
     def media(self) -> list[dict[str, Any]]:
         """Every entry of media.jsonl (images, figures, animations, stepped markdown, tables)."""
-        return read_jsonl(self.dir / layout.MEDIA_JSONL)
+        return self.run.media()
 
     def images(self, name: str | None = None) -> list[MediaItem]:
         """Images, figures and animations, in logged order (of one name, or all).
@@ -272,9 +292,10 @@ class RunView:
                 continue
             boxes = None
             if e.get("boxes"):
-                boxes = read_json(self._inside(str(e["boxes"])))
+                boxes = self.run.read_json(self._relpath(e["boxes"]))
             items.append(MediaItem(
-                name=str(e.get("name")), step=int(e.get("step", 0)), path=self._inside(str(e["path"])),
+                name=str(e.get("name")), step=int(e.get("step", 0)),
+                path=Path(real(self.run.file(self._relpath(e["path"])))),
                 kind=str(e.get("kind")), time=e.get("time"), width=e.get("width"),
                 height=e.get("height"), boxes=boxes))
         if name is None:
@@ -285,23 +306,17 @@ class RunView:
                                      f"{_listing(sorted({i.name for i in items}))}")
         return chosen
 
-    def _names_under(self, folder: str, suffix: str) -> list[str]:
-        base = self.dir / folder
-        out = []
-        for dirpath, _dirs, files in os.walk(base):
-            for fn in files:
-                if fn.endswith(suffix) and not fn.startswith("."):
-                    rel = os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/")
-                    out.append(relpath_to_name(rel, suffix))
-        return sorted(out)
-
-    def _records(self, folder: str, suffix: str, name: str, what: str) -> list[dict[str, Any]]:
-        check_name(name, f"{what} name")
-        path = self.dir / folder / name_to_relpath(name, suffix)
+    def _named_file(self, kind: str, name: str, what: str) -> Path:
+        """The checked path of a named record, refused when it does not exist."""
+        path = self.run.path_of(kind, name)
         if not path.is_file():
             raise LabtrackValueError(f"run {self.id} has no {what} {name!r}; it has: "
-                                     f"{_listing(self._names_under(folder, suffix))}")
-        return read_jsonl(path)
+                                     f"{_listing(self.run.names(kind))}")
+        return path
+
+    def _records(self, kind: str, name: str, what: str) -> list[dict[str, Any]]:
+        self._named_file(kind, name, what)
+        return self.run.records(kind, name)
 
     def texts(self, name: str) -> pd.DataFrame:
         """Text records of `name` indexed by step: columns text, expected (None when not
@@ -312,7 +327,7 @@ class RunView:
         """
         import pandas as pd
 
-        recs = self._records("text", ".jsonl", name, "text")
+        recs = self._records("text", name, "text")
         frame = pd.DataFrame({
             "step": pd.Series([r.get("step") for r in recs], dtype="int64"),
             "text": pd.Series([r.get("text") for r in recs], dtype="object"),
@@ -327,7 +342,7 @@ class RunView:
         Raises:
             LabtrackValueError: no histogram of that name.
         """
-        return self._records("histograms", ".jsonl", name, "histogram")
+        return self._records("histograms", name, "histogram")
 
     def markdown(self, name: str) -> str:
         """The latest markdown document logged without a step under `name`.
@@ -335,12 +350,8 @@ class RunView:
         Raises:
             LabtrackValueError: no such document.
         """
-        check_name(name, "markdown name")
-        path = layout.markdown_path(self.dir, name)
-        if not path.is_file():
-            raise LabtrackValueError(f"run {self.id} has no markdown {name!r}; it has: "
-                                     f"{_listing(self._names_under('markdown', '.md'))}")
-        return path.read_text(encoding="utf-8")
+        self._named_file("markdown", name, "markdown")
+        return self.run.read_text(self.run.relpath("markdown", name)) or ""
 
     def table(self, name: str) -> pd.DataFrame:
         """The latest version of a logged table.
@@ -350,70 +361,53 @@ class RunView:
         """
         import pandas as pd
 
-        check_name(name, "table name")
-        path = layout.table_path(self.dir, name)
-        if not path.is_file():
-            raise LabtrackValueError(f"run {self.id} has no table {name!r}; it has: "
-                                     f"{_listing(self._names_under('tables', '.csv'))}")
-        return pd.read_csv(path)
+        return pd.read_csv(real(self._named_file("tables", name, "table")))
 
     # -- files
 
-    def _inside(self, rel: str) -> Path:
-        """A path from a record, refused when it would leave the run directory."""
-        p = (self.dir / rel).resolve()
-        if not p.is_relative_to(self.dir.resolve()):
-            raise LabtrackValueError(f"run {self.id} refers to {rel!r}, outside its directory")
-        return p
+    def _relpath(self, rel: Any) -> str:
+        """A path named by a record (media.jsonl is data, not trusted paths), as text."""
+        if not isinstance(rel, str):
+            raise LabtrackValueError(f"run {self.id} has a media entry whose path is {rel!r}, not a path")
+        return rel
 
     def list_artifacts(self) -> list[str]:
         """Every file of the run, as sorted `/`-separated paths relative to its directory
-        (temporary files of atomic writes left out).
+        (temporary files of atomic writes, and anything leading outside the run, left out).
 
         Example:
             >>> run.list_artifacts()
             ['artifacts/model.pt', 'params.json', 'run.json', 'scalars/train/loss.csv', ...]
         """
-        out = []
-        for dirpath, dirs, files in os.walk(self.dir):
-            dirs[:] = [d for d in dirs if not (d.startswith(".") and ".tmp" in d)]
-            rel_dir = os.path.relpath(dirpath, self.dir)
-            for fn in files:
-                if fn.startswith(".") and fn.endswith(".tmp"):
-                    continue
-                rel = fn if rel_dir == "." else os.path.join(rel_dir, fn)
-                out.append(rel.replace(os.sep, "/"))
-        return sorted(out)
+        return [str(f["path"]) for f in self.run.files()]
 
     def path(self, key: str) -> Path:
         """The file or folder `run[key]` would load (see :meth:`__getitem__`).
 
         Raises:
             LabtrackValueError: nothing of that name (the message lists the artifacts).
+            OutsideRootError: it leads (through a symlink) outside the run.
         """
         check_name(key, "file name")
         escaped = name_to_relpath(key)
-        candidates = [self.dir / key, self.dir / escaped,
-                      self.dir / "artifacts" / key, self.dir / "artifacts" / escaped]
-        for c in candidates:
-            if c.exists():
-                return self._inside(str(c.relative_to(self.dir)))
+        arts = layout.ARTIFACTS_DIR
+        for rel in (key, escaped, f"{arts}/{key}", f"{arts}/{escaped}"):
+            if os.path.lexists(self.dir / rel):
+                return Path(real(self.run.file(rel, "file name")))
         # A saved object's name without its suffix: "vocab" -> artifacts/vocab.pkl
-        parent = (self.dir / "artifacts" / escaped).parent
-        stem = escaped.rsplit("/", 1)[-1]
-        if parent.is_dir():
-            found = sorted(p for p in parent.iterdir()
-                           if p.is_file() and p.name.startswith(stem + ".") and not p.name.endswith(".tmp")
-                           and "." not in p.name[len(stem) + 1:])
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise LabtrackValueError(
-                    f"run {self.id} has several files named {key!r}: "
-                    f"{', '.join(p.name for p in found)}; give the full name")
-        arts = [a for a in self.list_artifacts() if a.startswith("artifacts/")]
+        folder, _, stem = f"{arts}/{escaped}".rpartition("/")
+        found = [rel for rel in self.run.listdir(folder)
+                 if rel.rpartition("/")[2].startswith(stem + ".") and not rel.endswith(".tmp")
+                 and "." not in rel.rpartition("/")[2][len(stem) + 1:]]
+        if len(found) == 1:
+            return Path(real(self.run.file(found[0], "file name")))
+        if len(found) > 1:
+            raise LabtrackValueError(
+                f"run {self.id} has several files named {key!r}: "
+                f"{', '.join(r.rpartition('/')[2] for r in found)}; give the full name")
+        listed = [a for a in self.list_artifacts() if a.startswith(arts + "/")]
         raise LabtrackValueError(f"run {self.id} has no file or artifact {key!r}; its artifacts: "
-                                 f"{_listing(arts)}")
+                                 f"{_listing(listed)}")
 
     def __getitem__(self, key: str) -> Any:
         """Load a file of the run by its type: `run["params.json"]` -> dict,

@@ -6,8 +6,9 @@ The remote book mirrors the server's runs into a local cache folder through the 
 is incremental: append-only files are fetched from the cached size on (`?offset=`), other
 files when their size or modification time changed, and a run that has ended and was
 mirrored after it ended is not asked again unless its row changes. Every listing call pulls
-(at most once a second); :meth:`RemoteBook.refresh` pulls at once. Changing runs (remove,
-move, tag, comment, gc) is refused: the server's copy is the one to change.
+(at most once a second); :meth:`RemoteBook.refresh` pulls at once. A remote book is a
+:class:`~labtrack._book.ReadOnlyBook`: it has no calls that change runs (remove, move, tag,
+comment, gc), as the server's copy is the one to change.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .._book import Book
-from .._index import Index, RefreshResult
-from .._names import check_name, slug
-from ..errors import LabtrackNameError, LabtrackValueError, RemoteError
+from .._book.base import ReadOnlyBook
+from .._names import slug
+from .._store.contain import relpath_in
+from ..errors import LabtrackNameError, RemoteError
 from .upload import is_append_only
 from .wire import HttpTransport, Transport, Unavailable, WireResponse, check_url
+
+if TYPE_CHECKING:
+    from .._index import Index, RefreshResult
 
 PAGE = 1000
 _ENDED = ("finished", "failed", "killed", "interrupted", "crashed")
@@ -121,10 +125,9 @@ class _Mirror:
             if not isinstance(rel, str) or not isinstance(size, int):
                 continue
             try:
-                check_name(rel, "path")
+                local = relpath_in(target, rel)  # the server's listing is data, not trusted paths
             except LabtrackNameError:
                 continue
-            local = target / rel
             try:
                 st: os.stat_result | None = os.stat(local)
             except OSError:
@@ -150,7 +153,8 @@ class _Mirror:
         """Download a whole file beside `local` and move it into place (streamed to disk
         with the default transport, so a large checkpoint never sits in memory)."""
         local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.parent / f".{local.name}.{secrets.token_hex(4)}.tmp"
+        # A short temporary name: the final name may already use the whole 255 bytes.
+        tmp = local.parent / f".{secrets.token_hex(6)}.tmp"
         try:
             with open(tmp, "wb") as out:
                 if isinstance(self._t, HttpTransport):
@@ -170,8 +174,9 @@ def _is_folder(name: str) -> bool:
         and name not in ("..",)
 
 
-class RemoteBook(Book):
-    """A :class:`~labtrack._book.Book` over the runs of a `labtrack serve` server.
+class RemoteBook(ReadOnlyBook):
+    """A read-only book (:class:`~labtrack._book.ReadOnlyBook`) over the runs of a
+    `labtrack serve` server; the calls that change runs are on the local Book only.
 
     Args:
         url: the server, such as ``http://logs.lab:8765``.
@@ -235,30 +240,6 @@ class RemoteBook(Book):
 
     def __repr__(self) -> str:
         return f"<RemoteBook {self.url!r}>"
-
-    def _read_only(self, what: str) -> Any:
-        raise LabtrackValueError(f"{what} is not possible through {self.url}: a remote book is "
-                                 "read-only; change the run on the server's own root")
-
-    def remove(self, ref: Any) -> Path:
-        """Refused: a remote book is read-only."""
-        return self._read_only("remove")  # type: ignore[no-any-return]
-
-    def gc(self, dry_run: bool = False) -> tuple[int, int]:
-        """Refused: a remote book is read-only."""
-        return self._read_only("gc")  # type: ignore[no-any-return]
-
-    def move(self, ref: Any, experiment: str) -> Any:
-        """Refused: a remote book is read-only."""
-        return self._read_only("move")
-
-    def tag(self, ref: Any, *tags: str, remove: bool = False) -> list[str]:
-        """Refused: a remote book is read-only."""
-        return self._read_only("tag")  # type: ignore[no-any-return]
-
-    def set_comment(self, ref: Any, text: str) -> None:
-        """Refused: a remote book is read-only."""
-        self._read_only("set_comment")
 
 
 def open_remote_book(url: str, token: str | None = None) -> RemoteBook:

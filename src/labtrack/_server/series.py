@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .._store.scalars import BLOCK as _BLOCK
+from .._store.scalars import HEADER_LINE as HEADER
+from .._store.scalars import parse_lines
 from .series_store import Saved, SeriesStore
-
-HEADER = b"step,value,time\n"
-_NAMES = ["step", "value", "time"]
-
 
 @dataclass
 class Columns:
@@ -110,83 +109,6 @@ class _Entry:
     offset: int = 0  # bytes parsed: the end of the last complete line
     size: int = -1
     mtime_ns: int = -1
-
-
-Parsed = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
-_BLOCK = 8 << 20  # bytes: a damaged line costs the slow parse of one block, not the file
-_SMALL = 32 << 10
-
-
-def parse_lines(data: bytes | memoryview) -> list[Parsed]:
-    """Parse complete `step,value,time` lines (no header) into chunks of columns.
-
-    pyarrow parses; a block it refuses (a damaged line) is parsed line by line instead,
-    keeping every good line of it.
-    """
-    if not len(data):
-        return []
-    if len(data) < _SMALL:  # a few appended lines: plain Python beats pyarrow's set-up
-        return [_parse_slowly(bytes(data))]
-    try:
-        return _parse_arrow(data)
-    except ValueError:
-        pass
-    view = memoryview(data)
-    chunks: list[Parsed] = []
-    pos, n = 0, len(view)
-    while pos < n:
-        end = n if pos + _BLOCK >= n else bytes(view[pos + _BLOCK : n]).find(b"\n") + pos + _BLOCK + 1
-        if end <= pos + _BLOCK:  # no newline after the block boundary
-            end = n
-        try:
-            chunks.extend(_parse_arrow(view[pos:end]))
-        except ValueError:
-            chunks.append(_parse_slowly(bytes(view[pos:end])))
-        pos = end
-    return chunks
-
-
-def _parse_arrow(data: bytes | memoryview) -> list[Parsed]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    try:
-        table = pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(data)),
-            read_options=pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"step": pa.int64(), "value": pa.float64(), "time": pa.float64()}
-            ),
-        )
-    except pa.ArrowInvalid as e:
-        raise ValueError(str(e)) from None
-    if table.column("step").null_count or table.column("time").null_count:
-        raise ValueError("a line without a step or a time")
-    out: list[Parsed] = []
-    for batch in table.to_batches():
-        # "nan" and empty values arrive as nulls; to_numpy turns them into NaN
-        out.append((batch.column(0).to_numpy(), batch.column(1).to_numpy(zero_copy_only=False),
-                    batch.column(2).to_numpy()))
-    return out
-
-
-def _parse_slowly(data: bytes) -> Parsed:
-    steps: list[int] = []
-    values: list[float] = []
-    times: list[float] = []
-    for line in data.split(b"\n"):
-        parts = line.split(b",")
-        if len(parts) != 3:
-            continue
-        try:
-            s, v, t = int(parts[0]), float(parts[1]), float(parts[2])
-        except ValueError:
-            continue
-        steps.append(s)
-        values.append(v)
-        times.append(t)
-    return (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64),
-            np.asarray(times, dtype=np.float64))
 
 
 class SeriesCache:

@@ -23,9 +23,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from .._names import relpath_to_name
+from .._store.scalars import HEADER_LINE as HEADER
+from .._store.scalars import parse_lines
 from ..errors import LabtrackError, LabtrackValueError
 from .app import dumps
-from .series import HEADER, parse_lines
 from .state import ServerState
 
 POLL_SECONDS = 0.5

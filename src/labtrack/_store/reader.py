@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._names import relpath_to_name
 from ..errors import FormatError
 from . import layout
 
@@ -156,51 +155,22 @@ def read_run_meta(run_dir: Path, *, now: float | None = None,
 
 
 def iter_run_dirs(root: Path) -> Iterator[Path]:
-    """Every run directory under `root` (`<root>/<experiment>/<run-id>/run.json`)."""
-    try:
-        experiments = sorted(os.scandir(root), key=lambda e: e.name)
-    except FileNotFoundError:
-        return
-    for exp in experiments:
-        if exp.name.startswith(".") or not exp.is_dir():
-            continue
-        try:
-            runs = sorted(os.scandir(exp.path), key=lambda e: e.name)
-        except OSError:
-            continue
-        for r in runs:
-            if not r.name.startswith(".") and os.path.isfile(os.path.join(r.path, layout.RUN_JSON)):
-                yield Path(r.path)
+    """Every run directory under `root` that stays inside it (see `rundir.iter_runs`)."""
+    from .rundir import iter_runs
+
+    for run in iter_runs(root):
+        yield run.path
 
 
 def read_scalars(path: Path) -> tuple[list[int], list[float], list[float]]:
     """Steps, values and times of one series file; a trailing partial line is ignored."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], [], []
-    end = data.rfind(b"\n")
-    lines = data[: end + 1].decode("utf-8").splitlines()
-    steps: list[int] = []
-    values: list[float] = []
-    times: list[float] = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        s, v, t = line.split(",")
-        steps.append(int(s))
-        values.append(float(v))
-        times.append(float(t))
-    return steps, values, times
+    from .scalars import read_columns
+
+    return read_columns(path)
 
 
 def series_names(run_dir: Path) -> list[str]:
     """Names of the run's scalar series, sorted (unescaped from their file paths)."""
-    base = run_dir / "scalars"
-    names = []
-    for dirpath, _dirs, files in os.walk(base):
-        for fn in files:
-            if fn.endswith(".csv") and not fn.startswith("."):
-                rel = os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/")
-                names.append(relpath_to_name(rel, ".csv"))
-    return sorted(names)
+    from .rundir import RunDir
+
+    return RunDir(run_dir).names("scalars")

@@ -13,9 +13,10 @@ out is refused, on every side alike.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NamedTuple
 
 from .._names import check_name, name_to_relpath, relpath_to_name
 from ..errors import LabtrackValueError
@@ -64,6 +65,13 @@ class RunDir:
         if self.root is not None:
             contained(self.path, self.root, "run directory")
         self._real: str | None = None
+
+    @classmethod
+    def _found(cls, path: str | os.PathLike[str], root: Path) -> RunDir:
+        """A RunDir that :func:`scan` found inside `root` (already checked: nothing resolved)."""
+        rd = cls(path)
+        rd.root = root
+        return rd
 
     def __repr__(self) -> str:
         return f"RunDir({os.fspath(self.path)!r})"
@@ -223,6 +231,31 @@ class RunDir:
         """The names of every series or record of a kind, sorted."""
         return [name for name, _ in self.named(kind)]
 
+    def listdir(self, folder: str) -> list[str]:
+        """The files directly in `folder` of the run (relative paths, sorted), leaving out
+        anything that resolves outside the run; [] when there is no such folder.
+
+        Raises:
+            LabtrackNameError: a malformed folder path.
+            OutsideRootError: the folder itself leads outside the run.
+        """
+        base = self.file(folder, "folder")
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for e in entries:
+            try:
+                if not e.is_file():
+                    continue
+                if e.is_symlink() and not is_contained(e.path, self.real_path):
+                    continue
+            except OSError:
+                continue
+            out.append(f"{folder}/{e.name}")
+        return out
+
     def files(self) -> list[dict[str, Any]]:
         """Every file of the run: `{path, size, mtime}`, sorted by path.
 
@@ -306,65 +339,111 @@ def duration(meta: dict[str, Any], run: RunDir | None, now: float,
     return max(0.0, t1 - t0)
 
 
-def iter_runs(root: str | os.PathLike[str]) -> Iterator[RunDir]:
+class Found(NamedTuple):
+    """One run directory found under a root by :func:`scan`."""
+
+    experiment_dir: str  # the experiment folder's name
+    id: str  # the run folder's name
+    path: str  # `<root>/<experiment_dir>/<id>`, as reached (not resolved)
+    meta_stat: os.stat_result  # run.json's stat (its target's, for a symlink inside the run)
+
+
+def scan(root: str | os.PathLike[str], only: str | None = None) -> Iterator[Found]:
     """Every run directory under `root` that stays inside it, sorted by experiment then id.
 
-    A run reached twice (an experiment folder symlinked to another inside the root) is
-    listed once, under the first name.
+    The one walk every listing uses (iter_runs, find_run, the index): dot-folders (`.trash`,
+    `.labtrack`) are skipped; an experiment folder, run folder or run.json that resolves
+    outside the root is left out; a run reached twice (an experiment folder symlinked to
+    another inside the root) is listed once, under the first name. Written on plain strings
+    and directory entries: nothing is resolved unless it is a symlink, so 10,000 runs cost
+    one stat of run.json each, as before containment was checked.
+
+    Args:
+        root: the root folder.
+        only: just the run folder of this name in each experiment (one stat per experiment).
     """
-    root_path = Path(root)
-    real_root = real(root_path)
+    root_s = os.fspath(root)
+    real_root = real(root_s)
     seen: set[str] = set()
     try:
-        experiments = sorted(os.scandir(root_path), key=lambda e: e.name)
+        experiments = sorted(os.scandir(root_s), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return
     for exp in experiments:
-        if exp.name.startswith(".") or not exp.is_dir():
-            continue
-        real_exp = real(exp.path)
-        if not is_contained(real_exp, real_root):
+        if exp.name.startswith("."):
             continue
         try:
-            runs = sorted(os.scandir(exp.path), key=lambda e: e.name)
+            if not exp.is_dir():
+                continue
+            if exp.is_symlink():
+                real_exp = real(exp.path)
+                if not inside(real_exp, real_root) or real_exp == real_root:
+                    continue
+            else:
+                real_exp = real_root.rstrip(os.sep) + os.sep + exp.name
         except OSError:
             continue
-        for r in runs:
-            if r.name.startswith(".") or not os.path.isfile(os.path.join(r.path, layout.RUN_JSON)):
+        if only is not None:
+            entries: list[tuple[str, str, bool | None]] = [(only, exp.path + os.sep + only, None)]
+        else:
+            try:
+                entries = [(r.name, r.path, r.is_symlink()) for r in sorted(os.scandir(exp.path),
+                                                                          key=lambda e: e.name)]
+            except OSError:
                 continue
-            real_run = real(r.path)
+        for name, path, link in entries:
+            if name.startswith("."):
+                continue
+            if link is None:
+                link = os.path.islink(path)
+            if link:
+                real_run = real(path)
+                if not inside(real_run, real_root) or real_run == real_root:
+                    continue
+            else:
+                real_run = real_exp + os.sep + name
             if real_run in seen:
                 continue
-            if inside(real_run, real_root) and is_contained(os.path.join(r.path, layout.RUN_JSON), real_run):
-                seen.add(real_run)
-                rd = RunDir(r.path)
-                rd.root = root_path
-                yield rd
+            meta_path = path + os.sep + layout.RUN_JSON
+            try:
+                st = os.lstat(meta_path)
+                if stat.S_ISLNK(st.st_mode):
+                    if not is_contained(meta_path, real_run):
+                        continue
+                    st = os.stat(meta_path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            seen.add(real_run)
+            yield Found(exp.name, name, path, st)
+
+
+def iter_runs(root: str | os.PathLike[str]) -> Iterator[RunDir]:
+    """Every run directory under `root` that stays inside it, sorted by experiment then id
+    (see :func:`scan`)."""
+    root_path = Path(root)
+    for found in scan(root_path):
+        yield RunDir._found(found.path, root_path)
+
+
+def find_runs(root: str | os.PathLike[str], run_id: str) -> list[RunDir]:
+    """Every run `<root>/<experiment>/<run_id>` that stays inside `root` (one per experiment
+    that holds it); [] for anything that is not one folder name."""
+    if not run_id or "/" in run_id or os.sep in run_id or run_id.startswith(".") or "\x00" in run_id:
+        return []
+    root_path = Path(root)
+    return [RunDir._found(f.path, root_path) for f in scan(root_path, only=run_id)]
 
 
 def find_run(root: str | os.PathLike[str], run_id: str) -> RunDir | None:
-    """The run `<root>/<experiment>/<run_id>` that stays inside `root`, or None.
+    """The run `<root>/<experiment>/<run_id>` that stays inside `root`, or None (the first
+    experiment's when several hold it).
 
     `run_id` must be one folder name (no separator, no leading dot): one stat per experiment.
     """
-    if not run_id or "/" in run_id or os.sep in run_id or run_id.startswith("."):
-        return None
-    root_path = Path(root)
-    real_root = real(root_path)
-    try:
-        experiments = sorted(os.scandir(root_path), key=lambda e: e.name)
-    except OSError:
-        return None
-    for exp in experiments:
-        if exp.name.startswith(".") or not exp.is_dir():
-            continue
-        candidate = Path(exp.path) / run_id
-        if (candidate / layout.RUN_JSON).is_file() and is_contained(candidate, real_root) \
-                and is_contained(candidate / layout.RUN_JSON, candidate):
-            rd = RunDir(candidate)
-            rd.root = root_path
-            return rd
-    return None
+    found = find_runs(root, run_id)
+    return found[0] if found else None
 
 
 def run_folder(root: str | os.PathLike[str], experiment_dir: str, run_id: str) -> Path:
