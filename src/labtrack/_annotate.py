@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._store.files import atomic_write_bytes
+from ._store.rundir import RunDir
 from .errors import LabtrackValueError
 
 BEGIN = '"""labtrack results'
@@ -143,7 +144,8 @@ def _installed(path: Path) -> bool:
     return False
 
 
-def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = False) -> tuple[Path, str]:
+def annotate_run(run_dir: Path | RunDir, file: Path | None = None, *,
+                 dry_run: bool = False) -> tuple[Path, str]:
     """Write a run's summary into its script (run.json command.script, or `file`).
 
     Returns:
@@ -154,10 +156,9 @@ def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = Fal
             cannot be annotated (see :func:`annotate_file`).
     """
     from ._index import flatten_params
-    from ._store import layout
-    from ._store.reader import read_json, read_run_meta
 
-    meta = read_run_meta(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    meta = run.meta()
     if file is None:
         script = (meta.get("command") or {}).get("script") if isinstance(meta.get("command"), dict) else None
         if not script:
@@ -172,8 +173,8 @@ def annotate_run(run_dir: Path, file: Path | None = None, *, dry_run: bool = Fal
             raise LabtrackValueError(
                 f"run {meta.get('id')} was started by {file}, which belongs to an installed "
                 "package, not to your experiment; pass --file PATH")
-    params = flatten_params(read_json(run_dir / layout.PARAMS_JSON, {}))
-    summary = read_json(run_dir / layout.SUMMARY_JSON, {}) or {}
+    params = flatten_params(run.params())
+    summary = run.summary()
     block = render_block(meta, params, summary)
     annotate_file(file, block, dry_run=dry_run)
     return file, block

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping
 
-from .errors import GitStateError, LabtrackValueError, RunNotFoundError, RunStateError
+from ._store.rundir import RunDir, iter_runs
+from .errors import GitStateError, LabtrackError, LabtrackValueError, RunNotFoundError, RunStateError
 
 _ENV_KEYS = ("LABTRACK_RESUME", "LABTRACK_PARENT")
 
@@ -120,9 +121,19 @@ def resolve_run(root: Path, ref: str) -> Path:
     Example:
         >>> resolve_run(Path("labtrack"), "mnist/baseline")
     """
+    return resolve_rundir(root, ref).path
+
+
+def resolve_rundir(root: Path, ref: str) -> RunDir:
+    """Like :func:`resolve_run`, the run's :class:`RunDir` (checked to stay inside `root`).
+
+    Raises:
+        RunNotFoundError: nothing matches, or more than one run does.
+        OutsideRootError: the run leads outside the root.
+    """
     from ._book import Book
 
-    return Path(Book(Path(root))[ref].dir)
+    return Book(Path(root))[ref].run
 
 
 def plan_rerun(
@@ -156,12 +167,11 @@ def plan_rerun(
     Example:
         >>> print(plan_rerun(Path("labtrack"), "mnist/baseline").describe())
     """
-    from ._store.reader import read_run_meta
-
     root = Path(root).resolve()
-    run_dir = resolve_run(root, ref)
-    meta = read_run_meta(run_dir)
-    run_id = str(meta.get("id") or run_dir.name)
+    run = resolve_rundir(root, ref)
+    run_dir = run.path
+    meta = run.meta()
+    run_id = str(meta.get("id") or run.id)
     git = meta.get("git")
     if not isinstance(git, dict) or not git.get("commit"):
         raise RunStateError(
@@ -187,10 +197,8 @@ def plan_rerun(
     recorded_root = Path(str(git.get("root") or ""))
     repo_path = _find_repo(root, meta, repo, commit)
 
-    source = run_dir / "source"
-    patch = source / "diff.patch"
-    patch_or_none = patch if patch.is_file() and patch.stat().st_size > 0 else None
-    untracked, skipped = _untracked(source / "untracked")
+    patch_or_none = run.diff_file()
+    untracked, skipped = run.untracked()
 
     cwd = Path(str(command.get("cwd") or recorded_root))
     cwd_in_repo = _relative(cwd, recorded_root)
@@ -212,7 +220,7 @@ def plan_rerun(
     if skipped:
         notes.append(f"{len(skipped)} untracked file(s) were too large to record and are missing: "
                      + ", ".join(skipped[:5]))
-    if continue_ and not (run_dir / "checkpoints").is_dir():
+    if continue_ and not run.has_checkpoints():
         notes.append(f"run {run_id} has no checkpoints; the script starts its training from the beginning")
 
     recorded_python = command.get("python")
@@ -263,8 +271,6 @@ def rerun(
         >>> result = rerun(plan_rerun(Path("labtrack"), "mnist/baseline"))
         >>> result.run_ids
     """
-    from ._store.reader import iter_run_dirs, read_json
-
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     if workdir is None:
         holder = Path(tempfile.mkdtemp(prefix=f"labtrack-rerun-{plan.run_id}-"))
@@ -287,7 +293,7 @@ def rerun(
                     f"the recorded diff {plan.patch} does not apply to commit {plan.commit}: "
                     f"{applied.stderr.strip()}"
                 )
-        _copy_untracked(plan.run_dir / "source" / "untracked", plan.untracked, worktree)
+        _copy_untracked(RunDir(plan.run_dir, plan.root), plan.untracked, worktree)
         if plan.cwd_in_repo is not None:
             cwd = worktree / plan.cwd_in_repo
             cwd.mkdir(parents=True, exist_ok=True)  # an empty folder is in no commit
@@ -302,7 +308,7 @@ def rerun(
         if plan.import_paths:  # the worktree's code, not the checkout's
             mapped = [str(worktree / rel) for rel in plan.import_paths if (worktree / rel).is_dir()]
             env["PYTHONPATH"] = os.pathsep.join(mapped + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        before = {d.name for d in iter_run_dirs(plan.root)}
+        before = {d.id for d in iter_runs(plan.root)}
         what = "continuing run" if plan.continue_ else "re-running run"
         say(f"labtrack: {what} {plan.run_id} at {plan.commit[:12]} in {worktree}")
         proc = subprocess.Popen([plan.python, *args], cwd=cwd, env=env, stdout=stdout)
@@ -314,11 +320,14 @@ def rerun(
             ids = [plan.run_id]
         else:
             ids = []
-            for d in iter_run_dirs(plan.root):
-                if d.name not in before:
-                    meta = read_json(d / "run.json", {})
-                    if isinstance(meta, dict) and meta.get("parent") == plan.run_id:
-                        ids.append(d.name)
+            for d in iter_runs(plan.root):
+                if d.id not in before:
+                    try:
+                        meta = d.raw_meta()
+                    except (OSError, LabtrackError):
+                        continue  # half written, or not a run labtrack can read
+                    if meta.get("parent") == plan.run_id:
+                        ids.append(d.id)
         ok = code == 0
         return RerunResult(run_ids=ids, returncode=code, worktree=None if ok and not keep else worktree)
     finally:
@@ -364,8 +373,6 @@ def _find_repo(root: Path, meta: dict[str, Any], repo: Path | None, commit: str)
 
 
 def _repo_candidates(root: Path, meta: dict[str, Any]) -> Iterator[Path]:
-    from ._store.reader import read_json
-
     seen: set[str] = set()
     current: dict[str, Any] | None = meta
     while current is not None and len(seen) < 50:
@@ -377,10 +384,9 @@ def _repo_candidates(root: Path, meta: dict[str, Any]) -> Iterator[Path]:
             break
         seen.add(parent)
         try:
-            parent_meta = read_json(resolve_run(root, parent) / "run.json")
-        except RunNotFoundError:
+            current = resolve_rundir(root, parent).raw_meta()
+        except (RunNotFoundError, OSError, LabtrackError):
             break
-        current = parent_meta if isinstance(parent_meta, dict) else None
     yield Path.cwd()
 
 
@@ -438,31 +444,15 @@ def _relative(path: Path, base: Path) -> str | None:
     return rel.as_posix() if rel.parts else "."
 
 
-def _untracked(folder: Path) -> tuple[list[str], list[str]]:
-    files: list[str] = []
-    skipped: list[str] = []
-    if not folder.is_dir():
-        return files, skipped
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            rel = Path(dirpath, fn).relative_to(folder).as_posix()
-            if rel == "SKIPPED.txt":
-                text = (folder / rel).read_text(encoding="utf-8", errors="replace")
-                skipped += [line.split("\t")[0] for line in text.splitlines() if line.strip()]
-            else:
-                files.append(rel)
-    return files, skipped
-
-
-def _copy_untracked(folder: Path, names: list[str], worktree: Path) -> None:
+def _copy_untracked(run: RunDir, names: list[str], worktree: Path) -> None:
     top = worktree.resolve()
     for rel in names:
         dest = (worktree / rel).resolve()
         if top not in dest.parents:
             raise LabtrackValueError(f"untracked file {rel!r} would land outside the worktree; refusing it")
+        source = run.untracked_file(rel)  # refused when it leads outside the run
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / rel, dest)
+        shutil.copy2(source, dest)
 
 
 def _remove_holder(holder: Path | None) -> None:

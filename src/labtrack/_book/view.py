@@ -173,6 +173,12 @@ class RunView:
         return v if isinstance(v, str) else None
 
     @property
+    def duration(self) -> float | None:
+        """Seconds the run ran: to its end, to now while it runs, to its last sign of life
+        (heartbeat or point) when it crashed; None without a start time."""
+        return self.run.duration(self.meta)
+
+    @property
     def git(self) -> dict[str, Any] | None:
         """commit, message, branch, dirty, remote, root; None outside git."""
         v = self._get("git")

@@ -268,31 +268,26 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     """
     from .._index import flatten_params
 
+    from .._store.rundir import duration
+
     view = _book(root)[run]
     meta = view.meta
     params = view.params
     summary = view.summary
-    files: list[dict[str, Any]] = []
-    for rel in view.list_artifacts():
-        try:
-            size = (view.dir / rel).stat().st_size
-        except OSError:
-            continue
-        files.append({"path": rel, "size": size})
+    files = [{"path": f["path"], "size": f["size"]} for f in view.run.files()]
+    seconds = duration(meta, view.run, time.time())
     if as_json:
-        _echo_json({"run": meta, "params": params, "summary": summary, "files": files})
+        _echo_json({"run": meta, "duration": seconds, "params": params, "summary": summary,
+                    "files": files})
         return
     name = meta.get("name") or ""
     head = f"run {meta.get('id')}  {meta.get('experiment')}{'/' + name if name else ''}  "
     click.echo(head + click.style(str(meta.get("status")), fg=_STATUS_COLORS.get(str(meta.get("status"))),
                                   bold=True))
     info: list[tuple[str, str]] = []
-    from .._index_rows import _parse_time
-
-    t0, t1 = _parse_time(meta.get("started")), _parse_time(meta.get("ended"))
     info.append(("started", _fmt_time(meta.get("started")) + " UTC"))
     info.append(("ended", (_fmt_time(meta.get("ended")) + " UTC") if meta.get("ended") else "-"))
-    info.append(("duration", _fmt_duration(t1 - t0) if t0 is not None and t1 is not None else "-"))
+    info.append(("duration", _fmt_duration(seconds)))
     info.append(("host", f"{meta.get('host')} (pid {meta.get('pid')}, user {meta.get('user')})"))
     cmd = meta.get("command") if isinstance(meta.get("command"), dict) else {}
     if cmd:
@@ -666,7 +661,7 @@ def annotate_command(run: str, root: str | None, file: str | None, dry_run: bool
     from .._annotate import annotate_run
 
     view = _book(root)[run]
-    path, block = annotate_run(view.dir, Path(file) if file else None, dry_run=dry_run)
+    path, block = annotate_run(view.run, Path(file) if file else None, dry_run=dry_run)
     if dry_run:
         click.echo(block, nl=False)
     else:

@@ -192,6 +192,45 @@ class RunDir:
         """The recorded `git diff HEAD`, None when git was not captured."""
         return self.read_text(layout.DIFF_PATCH)
 
+    def diff_file(self) -> Path | None:
+        """The checked path of the recorded `git diff HEAD`, None when there is none or it is empty."""
+        path = self.file(layout.DIFF_PATCH)
+        try:
+            return path if path.is_file() and path.stat().st_size > 0 else None
+        except OSError:
+            return None
+
+    def untracked(self) -> tuple[list[str], list[str]]:
+        """The untracked source files recorded (paths relative to `source/untracked`, sorted,
+        anything leading outside the run left out) and those skipped as too large."""
+        files: list[str] = []
+        skipped: list[str] = []
+        prefix = layout.UNTRACKED_DIR + "/"
+        for f in self.files():
+            rel = str(f["path"])
+            if not rel.startswith(prefix):
+                continue
+            rel = rel[len(prefix):]
+            if rel == "SKIPPED.txt":
+                text = self.read_text(layout.UNTRACKED_DIR + "/" + rel) or ""
+                skipped += [line.split("\t")[0] for line in text.splitlines() if line.strip()]
+            else:
+                files.append(rel)
+        return files, skipped
+
+    def untracked_file(self, rel: str) -> Path:
+        """The checked path of one recorded untracked file (see :meth:`untracked`).
+
+        Raises:
+            OutsideRootError: it leads outside the run.
+        """
+        return Path(real(self.file(layout.UNTRACKED_DIR + "/" + rel, "untracked file")))
+
+    def has_checkpoints(self) -> bool:
+        """True when the run saved checkpoints (a checkpoints folder inside the run)."""
+        path = self.path / layout.CHECKPOINTS_DIR
+        return path.is_dir() and is_contained(path, self.real_path)
+
     def media(self) -> list[dict[str, Any]]:
         """Every entry of media.jsonl, in logged order."""
         return self.read_jsonl(layout.MEDIA_JSONL)

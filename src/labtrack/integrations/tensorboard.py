@@ -36,6 +36,7 @@ import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from .._store.rundir import RunDir
 from ..errors import LabtrackError, LabtrackValueError
 
 __all__ = ["Exported", "export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard", "run_label"]
@@ -57,14 +58,15 @@ def require_tensorboard() -> None:
         )
 
 
-def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
+def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
     """Write one run's scalars, images, histograms and text as a TensorBoard event file.
 
     Event files left in `out_dir` by an earlier export are removed first, so exporting
     again shows each point once.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory (every file is read through its RunDir: a file that leads
+            outside the run, through a symlink, is left out).
         out_dir: the folder for the event file (created if missing).
 
     Returns:
@@ -81,10 +83,9 @@ def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from .._store.layout import scalar_path
-    from .._store.reader import read_jsonl, read_scalars, series_names
+    from .._store.scalars import read_columns
 
-    run_dir = Path(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {"scalars": 0, "images": 0, "histograms": 0, "text": 0}
@@ -108,8 +109,8 @@ def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
             # records' checksums computed for the whole series at once.
             event = event_pb2.Event()
             scalar = event.summary.value.add()
-            for name in series_names(run_dir):
-                steps, values, times = read_scalars(scalar_path(run_dir, name))
+            for name, rel in run.named("scalars"):
+                steps, values, times = read_columns(run.path / rel)
                 scalar.tag = name
                 payloads = []
                 for step, v, t in zip(steps, values, times):
@@ -117,25 +118,25 @@ def export_run(run_dir: Path, out_dir: Path) -> dict[str, int]:
                     payloads.append(event.SerializeToString())
                 f.write(_records(payloads))
                 counts["scalars"] += len(steps)
-            for entry in read_jsonl(run_dir / "media.jsonl"):
+            for entry in run.media():
                 if entry.get("kind") not in _IMAGE_KINDS or not isinstance(entry.get("path"), str):
                     continue
-                path = _inside(run_dir, entry["path"])
+                path = _inside(run, entry["path"])
                 if path is None or not path.is_file():
                     continue
                 boxes_rel = entry.get("boxes")
-                boxes_path = _inside(run_dir, boxes_rel) if isinstance(boxes_rel, str) else None
+                boxes_path = _inside(run, boxes_rel) if isinstance(boxes_rel, str) else None
                 boxes = _read_json(boxes_path) if boxes_path is not None else None
                 emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path, boxes))
                 counts["images"] += 1
-            for name, path in _named_files(run_dir / "histograms", ".jsonl"):
-                for rec in read_jsonl(path):
+            for name, rel in run.named("histograms"):
+                for rec in run.read_jsonl(rel):
                     value = _histogram(rec)
                     if value is not None:
                         emit(name, int(rec["step"]), float(rec.get("time", 0.0)), value)
                         counts["histograms"] += 1
-            for name, path in _named_files(run_dir / "text", ".jsonl"):
-                for rec in read_jsonl(path):
+            for name, rel in run.named("text"):
+                for rec in run.read_jsonl(rel):
                     emit(name, int(rec.get("step", 0)), float(rec.get("time", 0.0)), _text(rec))
                     counts["text"] += 1
         for old in out_dir.iterdir():
@@ -179,7 +180,7 @@ def run_label(meta: dict[str, Any]) -> tuple[str, str]:
     return group, "/".join(parts) or str(meta.get("id") or "run")
 
 
-def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[Exported]:
+def export_runs(run_dirs: Sequence[Path | RunDir], logdir: Path) -> list[Exported]:
     """Export several runs under `logdir` and name each `experiment/name` for TensorBoard.
 
     The events of a run go to `<logdir>/<run-id>/<name>/`; TensorBoard is pointed at
@@ -201,13 +202,12 @@ def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[Exported]:
         ['mnist/baseline', 'mnist/wide']
     """
     require_tensorboard()
-    from .._store.reader import read_run_meta
-
-    metas = [read_run_meta(Path(d)) for d in run_dirs]
+    runs = [d if isinstance(d, RunDir) else RunDir(d) for d in run_dirs]
+    metas = [r.meta() for r in runs]
     labels = [run_label(m) for m in metas]
     out: list[Exported] = []
-    for d, meta, (group, name) in zip(run_dirs, metas, labels):
-        run_id = str(meta.get("id") or Path(d).name)
+    for d, meta, (group, name) in zip(runs, metas, labels):
+        run_id = str(meta.get("id") or d.id)
         if labels.count((group, name)) > 1:
             name = f"{name}-{run_id}"
         spec_dir = Path(logdir).resolve() / run_id
@@ -215,7 +215,7 @@ def export_runs(run_dirs: Sequence[Path], logdir: Path) -> list[Exported]:
             for old in spec_dir.rglob(_EVENT_PREFIX + "*"):
                 old.unlink()
         events = spec_dir.joinpath(*name.split("/"))
-        export_run(Path(d), events)
+        export_run(d, events)
         out.append(Exported(f"{group}/{name}", group, spec_dir, events))
     return out
 
@@ -416,18 +416,6 @@ def _text(rec: dict[str, Any]) -> Any:
     return summary_pb2.Summary.Value(metadata=meta, tensor=tensor)
 
 
-def _named_files(base: Path, suffix: str) -> list[tuple[str, Path]]:
-    from .._names import relpath_to_name
-
-    out = []
-    for dirpath, _dirs, files in os.walk(base):
-        for fn in files:
-            if fn.endswith(suffix) and not fn.startswith("."):
-                path = Path(dirpath, fn)
-                out.append((relpath_to_name(path.relative_to(base).as_posix(), suffix), path))
-    return sorted(out)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     from .._store.reader import read_json
 
@@ -435,7 +423,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _inside(run_dir: Path, rel: str) -> Path | None:
-    """`run_dir / rel` when it stays inside the run (media.jsonl is data, not trusted paths)."""
-    path = (run_dir / rel).resolve()
-    return path if run_dir.resolve() in path.parents else None
+def _inside(run: RunDir, rel: str) -> Path | None:
+    """The resolved path of `rel` when it stays inside the run (media.jsonl is data, not
+    trusted paths), else None."""
+    from .._store.contain import real
+
+    try:
+        return Path(real(run.file(rel)))
+    except LabtrackValueError:
+        return None
