@@ -295,3 +295,47 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0 and result.output.startswith(f"Usage: labtrack {name}")
         assert "--root" in result.output
 
+
+
+def test_a_killed_run_shows_the_time_to_its_last_sign_of_life(tmp_path: Path) -> None:
+    # A real training process logs for ~2 s and is killed with SIGKILL: run.json still says
+    # running, no end time; ls, show and the Book must not show 0:00:00 or nothing.
+    import signal
+
+    root = tmp_path / "root"
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, time, labtrack\n"
+        f"run = labtrack.init(root={str(root)!r}, experiment='crash')\n"
+        "t0 = time.time()\n"
+        "step = 0\n"
+        "while time.time() - t0 < 2.2:\n"
+        "    run.log({'loss': 1.0 / (step + 1)}, step=step)\n"
+        "    step += 1\n"
+        "    time.sleep(0.02)\n"
+        "run.flush()\n"
+        "print('logged', flush=True)\n"
+        "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    assert line.strip() == "logged", line + err
+    listed = json.loads(ok(cli(root, "ls", "--json")))["runs"]
+    assert len(listed) == 1 and listed[0]["status"] == "crashed"
+    assert 1.5 <= listed[0]["duration"] < 60, listed[0]
+    rid = listed[0]["id"]
+    shown = json.loads(ok(cli(root, "show", rid, "--json")))
+    assert 1.5 <= shown["duration"] < 60
+    text = ok(cli(root, "show", rid))
+    assert "duration  0:00:02" in text or "duration  0:00:03" in text, text
+    table = ok(cli(root, "ls"))
+    assert "0:00:00" not in table and ("0:00:02" in table or "0:00:03" in table), table
+    with labtrack.open(root) as book:
+        view = book[rid]
+        assert view.status == "crashed" and view.duration is not None and 1.5 <= view.duration < 60
+        assert 1.5 <= book.runs().to_pandas().loc[rid, "duration"] < 60
