@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._book.base import ReadOnlyBook
 from .._names import slug
+from .._store import layout
 from .._store.contain import relpath_in
 from ..errors import LabtrackNameError, RemoteError
 from .upload import is_append_only
@@ -119,7 +120,7 @@ class _Mirror:
         listing = self._json(f"/api/v1/runs/{rid}/files").get("files", [])
         base = f"/api/v1/runs/{rid}/file"
         # run.json last: the index sees a run only once its other files are there.
-        listing.sort(key=lambda f: str(f.get("path")) == "run.json")
+        listing.sort(key=lambda f: str(f.get("path")) == layout.RUN_JSON)
         for f in listing:
             rel, size, mtime = f.get("path"), f.get("size"), f.get("mtime")
             if not isinstance(rel, str) or not isinstance(size, int):
