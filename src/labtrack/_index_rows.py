@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from ._console._format import flatten
 from ._names import slug
 from ._store import layout
+from ._store.contain import is_contained
 from ._store.reader import checked_meta, decode_nonfinite
 from .errors import FormatError
 
@@ -48,6 +50,8 @@ def _read_json(path: str) -> Any:
     """A JSON file written by labtrack (None when missing), as `_store.reader.read_json` reads
     it, with its non-finite strings turned back into floats only when the text can hold one:
     walking every parsed object in Python cost more than the parse itself."""
+    if os.path.islink(path) and not is_contained(path, os.path.dirname(path)):
+        return None  # a symlink out of its run is not part of it (docs/format.md, Symlinks)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -120,8 +124,14 @@ def _signature(run_dir: str) -> str | None:
     """inode:mtime:size of run.json, params.json and summary.json; None without run.json."""
     parts = []
     for fn in _SIGNED:
+        path = run_dir + "/" + fn
         try:
-            st = os.stat(run_dir + "/" + fn)
+            # lstat: a plain file costs one call; a symlink counts only when it stays in the run
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if not is_contained(path, run_dir):
+                    raise FileNotFoundError(path)
+                st = os.stat(path)
         except OSError:
             if fn == layout.RUN_JSON:
                 return None
@@ -144,9 +154,14 @@ def _scan(root: str) -> dict[str, str]:
         experiments = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return out
+    # A symlinked experiment or run folder counts only when it stays inside the root (the
+    # scandir entry tells a symlink without a call; only those are resolved).
     for exp in experiments:
+        if exp.is_symlink() and not is_contained(exp.path, root):
+            continue
         try:
-            runs = [r.name for r in os.scandir(exp.path) if not r.name.startswith(".") and r.is_dir()]
+            runs = [r.name for r in os.scandir(exp.path) if not r.name.startswith(".") and r.is_dir()
+                    and not (r.is_symlink() and not is_contained(r.path, root))]
         except OSError:
             continue
         for name in runs:
