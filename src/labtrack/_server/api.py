@@ -219,6 +219,20 @@ def named_param(params: Mapping[str, str], kind: str, example: str) -> tuple[str
     return check_name(required(params, "name", example), "name"), None
 
 
+def locate(run: RunDir, kind: str, name: str, relpath: str | None) -> str:
+    """Where a named series or record of the run is stored: `relpath` when the client sent
+    one, else the name's path; a file whose name is spelled otherwise on disk (copied in by
+    hand: `A%41.csv` reads as `AA`) is found by its name among the run's files."""
+    if relpath is not None:
+        return relpath
+    rel = run.relpath(kind, name)
+    if not os.path.lexists(run.path / rel):
+        for other, other_rel in run.named(kind):
+            if other == name:
+                return other_rel
+    return rel
+
+
 def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: str,
                     xmin: float | None, xmax: float | None, relpath: str | None = None) -> dict[str, Any]:
     """The downsampled series `name` of a run (docs/api.md, /scalars).
@@ -227,7 +241,7 @@ def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: 
         FileNotFoundError: the run has no such series.
         OutsideRootError: its file leads outside the run.
     """
-    rel = relpath if relpath is not None else run.relpath("scalars", name)
+    rel = locate(run, "scalars", name, relpath)
     path = run_file(run, rel, "name")
     cols = state.series.get(path, opener=lambda: open_run_file(run, rel, "name"))
     xs_all = cols.step if x == "step" else cols.time
@@ -319,7 +333,7 @@ def _records_endpoint(kind: str | None, key: str) -> Callable[[Request], Any]:
         else:
             logged, rel, of_kind = *named_param(p, kind, "samples"), kind
             name = logged
-            where = lambda run: rel if rel is not None else run.relpath(of_kind, logged)  # noqa: E731
+            where = lambda run: locate(run, of_kind, logged, rel)  # noqa: E731
 
         def work() -> tuple[list[Any], int]:
             run = state.run_dir(request.path_params["id"])
