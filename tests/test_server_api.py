@@ -652,3 +652,62 @@ def test_series_path_must_be_a_series_file(client: Client, path: str) -> None:
     rid = _run_id(client, "run0")
     body = client.json(f"/api/v1/runs/{rid}/scalars", status=400, params={"path": path})
     assert "path" in body["error"]
+
+
+KILLED_CHILD = """
+import sys, time
+import labtrack
+run = labtrack.Run(experiment="killed", root=sys.argv[1], capture_git=False, capture_console=False)
+t0 = time.time()
+step = 0
+while time.time() - t0 < 3.0:
+    run.log({"loss": 1.0 / (step + 1)}, step=step)
+    step += 1
+    time.sleep(0.05)
+run.flush()
+print(run.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_run_lasts_until_its_last_sign_of_life(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    from test_server_stream import Stream
+
+    root = tmp_path / "root"
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_CHILD)
+    # the heartbeat comes every 60 s: only the series tell how long the run lived
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True,
+                            env=child_env({"LABTRACK_HEARTBEAT_SECONDS": "60"}))
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert run_id, "the child printed no run id"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    app = create_app(root)
+    c = Client(app)
+    d = c.json(f"/api/v1/runs/{run_id}")
+    assert d["status"] == "crashed" and d["ended"] is None
+    assert 2.5 <= d["duration"] < 30, d["duration"]
+    listed = c.json("/api/v1/runs")["runs"]
+    assert listed[0]["status"] == "crashed" and 2.5 <= listed[0]["duration"] < 30, listed
+
+    async def first_row() -> Any:
+        s = Stream(app, f"runs={run_id}")
+        task = asyncio.get_running_loop().create_task(s.run())
+        evs = await s.wait_for(lambda e: any(k == "run" for k, _ in e), 5)
+        s.gone.set()
+        await asyncio.wait_for(task, timeout=3)
+        return next(v for k, v in evs if k == "run")
+
+    row = asyncio.run(first_row())
+    assert row["status"] == "crashed" and 2.5 <= row["duration"] < 30, row

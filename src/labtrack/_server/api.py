@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .._names import check_name, relpath_to_name
 from .._store import layout
 from .._store.contain import real
-from .._store.rundir import KINDS, RunDir
+from .._store.rundir import KINDS, RunDir, duration
 from ..errors import FormatError, LabtrackValueError
 from .common import (API, NO_STORE, JSONResponse, empty, error, float_param, floats, int_param,
                      open_run_file, public_row, required, run_file, state_of, unless_outside)
@@ -65,11 +65,26 @@ async def runs(request: Request) -> Response:
             ("runs", where, experiment, status, q, sort),
             lambda: index.select(where=where, experiment=experiment, status=status, q=q,
                                  sort=sort, parts=False))
-        return len(hits), [public_row(h.row(), columns) for h in hits[offset:offset + limit]]
+        now = state.clock()
+        return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
+                           for h in hits[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
     return JSONResponse({"total": total, "offset": offset, "runs": rows},
                         headers=NO_STORE)
+
+
+def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:
+    """An index row with the duration of a run that ended without saying so (crashed,
+    killed): the index knows ended - started, or the heartbeat's age; the run's files know
+    its last sign of life (`_store.rundir.duration`). A few stats, and only for such rows of
+    the page asked for."""
+    if row.get("status") != "running" and not row.get("ended") and isinstance(row.get("dir"), str):
+        try:
+            row["duration"] = duration(row, RunDir(row["dir"], state.root), now)
+        except (OSError, ValueError):  # gone or moved out of the root meanwhile: no duration
+            pass
+    return row
 
 
 async def columns(request: Request) -> Response:
