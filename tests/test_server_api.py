@@ -711,3 +711,31 @@ def test_a_killed_run_lasts_until_its_last_sign_of_life(tmp_path: Path) -> None:
 
     row = asyncio.run(first_row())
     assert row["status"] == "crashed" and 2.5 <= row["duration"] < 30, row
+
+
+def test_imports_run_one_way_app_routes_helpers() -> None:
+    """app -> routes (api, stream, ingest, static, auth) -> helpers -> _store: no route
+    imports the app or another route, and no helper imports a route or the app."""
+    import ast
+
+    server = Path(labtrack.__file__).parent / "_server"
+    routes = {"api", "stream", "ingest", "static", "auth"}
+    helpers = {"common", "state", "series", "series_store", "downsample"}
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((server / f"{module}.py").read_text())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    out.add(node.module.split(".")[0])
+                else:
+                    out.update(a.name for a in node.names)
+        return out
+
+    for module in routes:
+        wrong = imported(module) & (routes | {"app"})
+        assert not wrong, f"the route module {module} imports {wrong}; share through _server/common.py"
+    for module in helpers:
+        wrong = imported(module) & (routes | {"app"})
+        assert not wrong, f"the helper module {module} imports {wrong}"
