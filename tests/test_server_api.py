@@ -587,3 +587,155 @@ def test_bind_errors_name_the_address() -> None:
         sock.close()
     with pytest.raises(LabtrackValueError, match="cannot listen on host 'no-such-host.invalid'"):
         bind("no-such-host.invalid", 0)
+
+
+ODD = ["val acc 50%", "größe/λ", ".hidden/loss", "a/b c", "100%/.dot"]
+
+
+def test_every_name_comes_with_its_path_and_reads_back(root: Path) -> None:
+    with labtrack.Run(experiment="odd", root=root, capture_git=False, capture_console=False) as run:
+        for step in range(3):
+            run.log({n: float(step) for n in ODD}, step=step)
+        for n in ODD:
+            run.log_text(n, f"text of {n}", step=0)
+            run.log_histogram(n, np.array([0.1, 0.5]), step=0)
+            run.log_table(n, [{"col": f"cell of {n}"}])
+            run.log_markdown(n, f"# doc of {n}")
+            run.log_image(n, np.zeros((4, 4, 3), dtype=np.uint8), step=0)
+        rid = run.id
+    c = Client(create_app(root))
+    d = c.json(f"/api/v1/runs/{rid}")
+    for kind in ("scalars", "text", "histograms", "tables", "markdown"):
+        pairs = d["named"][kind]
+        assert sorted(p["name"] for p in pairs) == sorted(ODD), kind
+        assert [p["name"] for p in pairs] == d["names"][kind]  # the old key, unchanged
+        for p in pairs:  # every path is a file of the run, read as listed
+            assert c.get(f"/api/v1/runs/{rid}/file", params={"path": p["path"]}).status_code == 200, p
+    paths = {p["name"]: p["path"] for p in d["named"]["scalars"]}
+    assert paths[".hidden/loss"] == "scalars/%2Ehidden/loss.csv"
+    assert paths["val acc 50%"] == "scalars/val%20acc%2050%25.csv"
+    for n in ODD:
+        by_name = c.json(f"/api/v1/runs/{rid}/scalars", params={"name": n})
+        by_path = c.json(f"/api/v1/runs/{rid}/scalars", params={"path": paths[n]})
+        assert by_name == by_path and by_name["name"] == n and by_name["value"] == [0.0, 1.0, 2.0]
+    texts = {p["name"]: p["path"] for p in d["named"]["text"]}
+    hists = {p["name"]: p["path"] for p in d["named"]["histograms"]}
+    for n in ODD:
+        t = c.json(f"/api/v1/runs/{rid}/text", params={"path": texts[n]})
+        assert t["name"] == n and t["records"][0]["text"] == f"text of {n}"
+        assert c.json(f"/api/v1/runs/{rid}/text", params={"name": n})["records"] == t["records"]
+        h = c.json(f"/api/v1/runs/{rid}/histograms", params={"path": hists[n]})
+        assert h["name"] == n and len(h["records"]) == 1
+    tables = {p["name"]: p["path"] for p in d["named"]["tables"]}
+    assert f"cell of {ODD[0]}" in c.get(f"/api/v1/runs/{rid}/file", params={"path": tables[ODD[0]]}).text
+    media = c.json(f"/api/v1/runs/{rid}/media")["media"]
+    images = {m["name"]: m["path"] for m in media if m["kind"] == "image"}
+    assert sorted(images) == sorted(ODD)
+    for n, p in images.items():
+        png = c.get(f"/api/v1/runs/{rid}/file", params={"path": p})
+        assert png.content[:4] == b"\x89PNG", n
+
+
+def test_a_file_spelled_otherwise_is_found_by_name_and_by_path(root: Path) -> None:
+    d = write_run(root, "20261121-141503-spell0")
+    (d / "scalars" / "A%41.csv").write_text("step,value,time\n0,1.5,1.0\n")  # copied in by hand
+    c = Client(create_app(root))
+    detail = c.json("/api/v1/runs/20261121-141503-spell0")
+    assert detail["named"]["scalars"] == [{"name": "AA", "path": "scalars/A%41.csv"}]
+    assert c.json("/api/v1/runs/20261121-141503-spell0/scalars", params={"name": "AA"})["value"] == [1.5]
+    assert c.json("/api/v1/runs/20261121-141503-spell0/scalars",
+                  params={"path": "scalars/A%41.csv"})["value"] == [1.5]
+
+
+@pytest.mark.parametrize("path", ["run.json", "text/x.jsonl", "scalars/", "scalars/.csv", "scalars/../run.json"])
+def test_series_path_must_be_a_series_file(client: Client, path: str) -> None:
+    rid = _run_id(client, "run0")
+    body = client.json(f"/api/v1/runs/{rid}/scalars", status=400, params={"path": path})
+    assert "path" in body["error"]
+
+
+KILLED_CHILD = """
+import sys, time
+import labtrack
+run = labtrack.Run(experiment="killed", root=sys.argv[1], capture_git=False, capture_console=False)
+t0 = time.time()
+step = 0
+while time.time() - t0 < 3.0:
+    run.log({"loss": 1.0 / (step + 1)}, step=step)
+    step += 1
+    time.sleep(0.05)
+run.flush()
+print(run.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_run_lasts_until_its_last_sign_of_life(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    from test_server_stream import Stream
+
+    root = tmp_path / "root"
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_CHILD)
+    # the heartbeat comes every 60 s: only the series tell how long the run lived
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True,
+                            env=child_env({"LABTRACK_HEARTBEAT_SECONDS": "60"}))
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert run_id, "the child printed no run id"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    app = create_app(root)
+    c = Client(app)
+    d = c.json(f"/api/v1/runs/{run_id}")
+    assert d["status"] == "crashed" and d["ended"] is None
+    assert 2.5 <= d["duration"] < 30, d["duration"]
+    listed = c.json("/api/v1/runs")["runs"]
+    assert listed[0]["status"] == "crashed" and 2.5 <= listed[0]["duration"] < 30, listed
+
+    async def first_row() -> Any:
+        s = Stream(app, f"runs={run_id}")
+        task = asyncio.get_running_loop().create_task(s.run())
+        evs = await s.wait_for(lambda e: any(k == "run" for k, _ in e), 5)
+        s.gone.set()
+        await asyncio.wait_for(task, timeout=3)
+        return next(v for k, v in evs if k == "run")
+
+    row = asyncio.run(first_row())
+    assert row["status"] == "crashed" and 2.5 <= row["duration"] < 30, row
+
+
+def test_imports_run_one_way_app_routes_helpers() -> None:
+    """app -> routes (api, stream, ingest, static, auth) -> helpers -> _store: no route
+    imports the app or another route, and no helper imports a route or the app."""
+    import ast
+
+    server = Path(labtrack.__file__).parent / "_server"
+    routes = {"api", "stream", "ingest", "static", "auth"}
+    helpers = {"common", "state", "series", "series_store", "downsample"}
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((server / f"{module}.py").read_text())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    out.add(node.module.split(".")[0])
+                else:
+                    out.update(a.name for a in node.names)
+        return out
+
+    for module in routes:
+        wrong = imported(module) & (routes | {"app"})
+        assert not wrong, f"the route module {module} imports {wrong}; share through _server/common.py"
+    for module in helpers:
+        wrong = imported(module) & (routes | {"app"})
+        assert not wrong, f"the helper module {module} imports {wrong}"

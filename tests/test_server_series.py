@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from labtrack._server import series
 from labtrack._server.series import SeriesCache
@@ -146,3 +149,35 @@ def test_big_series_are_kept_on_disk_for_the_next_server(tmp_path: Path) -> None
     # a damaged cache file is ignored, never trusted
     saved[0].write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     assert len(SeriesCache(store=SeriesStore(tmp_path / "cache", min_bytes=100_000)).get(path)) == 50_010
+
+
+def test_the_cache_reads_through_the_opener_it_is_given(tmp_path: Path) -> None:
+    from labtrack._server.series_store import SeriesStore
+    from labtrack._store.contain import OutsideRootError
+
+    path = tmp_path / "run" / "loss.csv"
+    path.parent.mkdir()
+    path.write_bytes(series.HEADER + _lines(0, 20_000))
+    opened: list[str] = []
+
+    def opener() -> Any:
+        opened.append("open")
+        return open(path, "rb")
+
+    store = SeriesStore(tmp_path / "cache", min_bytes=100_000)
+    cache = SeriesCache(store=store)
+    assert len(cache.get(path, opener=opener)) == 20_000
+    for _ in range(100):  # the save runs in a background thread and opens the CSV again
+        if list((tmp_path / "cache").glob("*.bin")):
+            break
+        time.sleep(0.05)
+    assert len(opened) == 2 and len(list((tmp_path / "cache").glob("*.bin"))) == 1
+    assert list((tmp_path / "cache").iterdir()) == list((tmp_path / "cache").glob("*.bin"))  # no temp files
+
+    def refuse() -> Any:
+        raise OutsideRootError("loss.csv leads outside the run")
+
+    with open(path, "ab") as f:
+        f.write(_lines(20_000, 20_001))
+    with pytest.raises(OutsideRootError):
+        cache.get(path, opener=refuse)  # cached, but the file is not read past the door

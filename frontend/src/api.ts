@@ -54,6 +54,8 @@ export interface RunDetail {
   pid?: number;
   duration?: number | null;
   names?: { scalars?: string[]; text?: string[]; histograms?: string[]; tables?: string[]; markdown?: string[] };
+  /** Each name with the path it is stored at (the server escapes; the browser never does). */
+  named?: Partial<Record<NamedKind, Named[]>>;
   host?: string | null;
   user?: string | null;
   command?: { argv?: string[]; script?: string; cwd?: string; python?: string } | null;
@@ -75,6 +77,13 @@ export interface RunDetail {
     cpus?: number;
   } | null;
   options?: Json;
+}
+
+export type NamedKind = "scalars" | "text" | "histograms" | "tables" | "markdown";
+
+export interface Named {
+  name: string;
+  path: string;
 }
 
 export interface FileEntry {
@@ -285,12 +294,14 @@ export function fetchMedia(id: string): Promise<MediaEntry[]> {
   return fetchRecords<MediaEntry>(`runs/${encodeURIComponent(id)}/media`, "media");
 }
 
-export function fetchText(id: string, name: string): Promise<TextRecord[]> {
-  return fetchRecords<TextRecord>(`runs/${encodeURIComponent(id)}/text`, "records", { name });
+/** The records of one text stream, by the path the run's `named` listing gave. */
+export function fetchText(id: string, path: string): Promise<TextRecord[]> {
+  return fetchRecords<TextRecord>(`runs/${encodeURIComponent(id)}/text`, "records", { path });
 }
 
-export async function fetchHistograms(id: string, name: string): Promise<HistogramRecord[]> {
-  const recs = await fetchRecords<HistogramRecord>(`runs/${encodeURIComponent(id)}/histograms`, "records", { name });
+/** The records of one histogram stream, by the path the run's `named` listing gave. */
+export async function fetchHistograms(id: string, path: string): Promise<HistogramRecord[]> {
+  const recs = await fetchRecords<HistogramRecord>(`runs/${encodeURIComponent(id)}/histograms`, "records", { path });
   return recs.map((h) => ({ ...h, bins: numArray(h.bins), counts: numArray(h.counts) }));
 }
 
@@ -302,19 +313,4 @@ export async function fetchFileText(id: string, path: string): Promise<string> {
   const res = await fetch(fileUrl(id, path));
   if (!res.ok) throw new ApiError(`${path}: ${res.status}`, res.status);
   return res.text();
-}
-
-/** Files store each name part escaped (docs/format.md, Names); this reverses it. */
-export function nameFromPath(rel: string, suffix: string): string {
-  const trimmed = rel.endsWith(suffix) ? rel.slice(0, -suffix.length) : rel;
-  return trimmed
-    .split("/")
-    .map((p) => {
-      try {
-        return decodeURIComponent(p);
-      } catch {
-        return p;
-      }
-    })
-    .join("/");
 }

@@ -39,6 +39,9 @@ export function durationOf(started: string | null, ended: string | null, duratio
   if (!running && duration !== null && duration !== undefined && Number.isFinite(duration)) return duration;
   if (!started) return duration ?? null;
   const s = new Date(started).getTime();
+  // A run that is over but never wrote its end (crashed, killed): only the server knows how
+  // long it lived (to its last sign of life); "now" would make it tick forever.
+  if (!ended && !running) return duration ?? null;
   const e = ended ? new Date(ended).getTime() : now;
   if (Number.isNaN(s) || Number.isNaN(e)) return duration ?? null;
   return (e - s) / 1000;

@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   fetchConsole, fetchFiles, fetchFileText, fetchHistograms, fetchMedia, fetchRun, fetchText, FileEntry, fileUrl,
-  HistogramRecord, Json, MediaEntry, nameFromPath, RunDetail, TextRecord,
+  HistogramRecord, Json, MediaEntry, Named, NamedKind, RunDetail, TextRecord,
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
@@ -17,29 +17,9 @@ import { ErrorLine, Section, StatusBadge, Tags } from "./widgets";
 const TABS = ["overview", "charts", "images", "text", "markdown", "tables", "histograms", "console", "files"] as const;
 type Tab = (typeof TABS)[number];
 
-function filesUnder(files: FileEntry[], dir: string, suffix: string): { name: string; path: string }[] {
-  return files
-    .filter((f) => f.path.startsWith(dir + "/") && f.path.endsWith(suffix))
-    .map((f) => ({ name: nameFromPath(f.path.slice(dir.length + 1), suffix), path: f.path }))
-    .sort((a, b) => a.name.localeCompare(b.name));
-}
-
-/** The run's names of one kind: from the server's list when it sends one, else from its files. */
-function named(run: RunDetail | null, files: FileEntry[], dir: "text" | "histograms" | "markdown" | "tables", suffix: string) {
-  const fromFiles = filesUnder(files, dir, suffix);
-  const names = run?.names?.[dir];
-  if (!names) return fromFiles;
-  return names.map((name) => fromFiles.find((f) => f.name === name) ?? { name, path: `${dir}/${name.split("/").map(escapePart).join("/")}${suffix}` });
-}
-
-/** docs/format.md, Names: bytes outside [A-Za-z0-9_.-] as %XX, a leading dot too. */
-function escapePart(part: string): string {
-  let out = "";
-  for (const b of new TextEncoder().encode(part)) {
-    const c = String.fromCharCode(b);
-    out += /[A-Za-z0-9_.-]/.test(c) ? c : "%" + b.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out.startsWith(".") ? "%2E" + out.slice(1) : out;
+/** The run's names of one kind, each with the path the server stores it at. */
+function named(run: RunDetail | null, kind: NamedKind): Named[] {
+  return run?.named?.[kind] ?? [];
 }
 
 function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
@@ -89,10 +69,10 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   const images = useMemo(() => groupBy(media.filter((m) => ["image", "figure", "animation"].includes(m.kind)), (m) => m.name), [media]);
   const steppedMd = useMemo(() => groupBy(media.filter((m) => m.kind === "markdown"), (m) => m.name), [media]);
   const steppedTables = useMemo(() => groupBy(media.filter((m) => m.kind === "table"), (m) => m.name), [media]);
-  const texts = named(run, files, "text", ".jsonl");
-  const hists = named(run, files, "histograms", ".jsonl");
-  const mds = named(run, files, "markdown", ".md");
-  const tables = named(run, files, "tables", ".csv");
+  const texts = named(run, "text");
+  const hists = named(run, "histograms");
+  const mds = named(run, "markdown");
+  const tables = named(run, "tables");
   const counts: Record<Tab, number | null> = {
     overview: null,
     charts: run ? sortMetrics(runMetrics(run)).length : 0,
@@ -139,7 +119,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
       )}
       {tab === "text" && (
         <div>
-          {texts.map((t) => <TextLoader key={t.name} runId={id} name={t.name} />)}
+          {texts.map((t) => <TextLoader key={t.path} runId={id} name={t.name} path={t.path} />)}
           {!texts.length && <div class="empty">No text logged.</div>}
         </div>
       )}
@@ -171,7 +151,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
       )}
       {tab === "histograms" && (
         <div>
-          {hists.map((h) => <HistLoader key={h.name} runId={id} name={h.name} />)}
+          {hists.map((h) => <HistLoader key={h.path} runId={id} name={h.name} path={h.path} />)}
           {!hists.length && <div class="empty">No histograms logged.</div>}
         </div>
       )}
@@ -374,22 +354,22 @@ function RunCharts({ run, route }: { run: RunDetail; route: Route }) {
   );
 }
 
-function TextLoader({ runId, name }: { runId: string; name: string }) {
+function TextLoader({ runId, name, path }: { runId: string; name: string; path: string }) {
   const [recs, setRecs] = useState<TextRecord[] | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
-    fetchText(runId, name).then(setRecs).catch(setErr);
-  }, [runId, name]);
+    fetchText(runId, path).then(setRecs).catch(setErr);
+  }, [runId, path]);
   if (err) return <ErrorLine error={err} />;
   return recs ? <TextSeries name={name} records={recs} /> : <div class="muted">loading…</div>;
 }
 
-function HistLoader({ runId, name }: { runId: string; name: string }) {
+function HistLoader({ runId, name, path }: { runId: string; name: string; path: string }) {
   const [recs, setRecs] = useState<HistogramRecord[] | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
-    fetchHistograms(runId, name).then(setRecs).catch(setErr);
-  }, [runId, name]);
+    fetchHistograms(runId, path).then(setRecs).catch(setErr);
+  }, [runId, path]);
   if (err) return <ErrorLine error={err} />;
   return recs ? <HistogramView name={name} records={recs} /> : <div class="muted">loading…</div>;
 }

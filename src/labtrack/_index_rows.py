@@ -14,7 +14,7 @@ from typing import Any
 from ._console._format import flatten
 from ._names import slug
 from ._store import layout
-from ._store.contain import read_inside
+from ._store.contain import OutsideRootError, read_inside
 from ._store.reader import checked_meta, decode_nonfinite
 from ._store.rundir import duration, scan
 from .errors import FormatError
@@ -56,6 +56,14 @@ def _read_json(path: str, run_dir: str) -> Any:
     if b'NaN"' in data or b'Infinity"' in data or b"\\u" in data:
         obj = decode_nonfinite(obj)
     return obj
+
+
+def _read_part(path: str, run_dir: str) -> Any:
+    """:func:`_read_json`, None for a symlink that leads out of the run."""
+    try:
+        return _read_json(path, run_dir)
+    except OutsideRootError:
+        return None
 
 
 def _read_raw_meta(run_dir: Path | str) -> dict[str, Any]:
@@ -161,8 +169,10 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
         OSError, FormatError, ValueError, TypeError: the run's files cannot be read.
     """
     meta = _read_raw_meta(run_dir)
-    params = _read_json(f"{run_dir}/{layout.PARAMS_JSON}", str(run_dir))
-    summary = _read_json(f"{run_dir}/{layout.SUMMARY_JSON}", str(run_dir))
+    # A params or summary file that leads out of the run is not part of it: the run is
+    # listed without it, as the run page shows it (a run.json that leads out is no run).
+    params = _read_part(f"{run_dir}/{layout.PARAMS_JSON}", str(run_dir))
+    summary = _read_part(f"{run_dir}/{layout.SUMMARY_JSON}", str(run_dir))
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
         row["id"] = rel.rsplit("/", 1)[-1]

@@ -2,7 +2,9 @@
 
 Every endpoint checks the `read` scope first, validates its parameters with a message naming
 the value and what is allowed, and does its disk work in a worker thread so the event loop
-(and the live streams on it) never waits for a parse.
+(and the live streams on it) never waits for a parse. Every file is read through the run's
+:class:`~labtrack._store.rundir.RunDir`, so nothing a symlink leads to outside the run or the
+root is read or listed.
 """
 
 from __future__ import annotations
@@ -10,86 +12,26 @@ from __future__ import annotations
 import codecs
 import json
 import os
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
-import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .._names import check_name, name_to_relpath, relpath_to_name
+from .._names import check_name, relpath_to_name
+from .._store import layout
+from .._store.contain import real
+from .._store.rundir import KINDS, RunDir, duration
 from ..errors import FormatError, LabtrackValueError
-from .app import JSONResponse, error
+from .common import (API, NO_STORE, JSONResponse, empty, error, float_param, floats, int_param,
+                     open_run_file, public_row, required, run_file, state_of, unless_outside)
 from .downsample import downsample, select_range
-from .state import ServerState, resolve_in_run
+from .state import ServerState
 
-API = "/api/v1"
 MAX_POINTS = 100_000
 CONSOLE_CHUNK = 1 << 20
 RECORDS_CHUNK = 8 << 20
-
-
-def state_of(request: Request, scope: str | None = "read") -> ServerState:
-    """The app's :class:`ServerState`, after checking `scope` with the app's auth hook."""
-    state: ServerState = request.app.state.labtrack
-    if scope is not None and state.auth is not None:
-        state.auth(request, scope)
-    return state
-
-
-# -- parameters
-
-
-def int_param(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    """An integer query parameter within [lo, hi], or LabtrackValueError naming it."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not lo <= value <= hi:
-        raise LabtrackValueError(f"{name}={raw!r} is not allowed; use a whole number from {lo} to {hi}")
-    return value
-
-
-def float_param(params: Mapping[str, str], name: str) -> float | None:
-    """An optional finite number query parameter."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value):
-        raise LabtrackValueError(f"{name}={raw!r} is not allowed; use a finite number such as 100 or 1.5e3")
-    return value
-
-
-def required(params: Mapping[str, str], name: str, example: str) -> str:
-    """A required query parameter."""
-    raw = params.get(name)
-    if not raw:
-        raise LabtrackValueError(f"the query parameter {name} is missing; for example ?{name}={example}")
-    return raw
-
-
-# -- JSON of number arrays
-
-
-def floats(arr: npt.NDArray[np.float64]) -> list[Any]:
-    """A float array as a JSON-ready list (non-finite values as "NaN"/"Infinity"/"-Infinity")."""
-    out: list[Any] = arr.tolist()
-    if not np.isfinite(arr).all():
-        for i in np.flatnonzero(~np.isfinite(arr)).tolist():
-            v = out[i]
-            out[i] = "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
-    return out
 
 
 # -- endpoints
@@ -100,16 +42,6 @@ async def health(request: Request) -> Response:
     from .. import __version__
 
     return JSONResponse({"app": "labtrack", "version": __version__, "api": 1})
-
-
-def public_row(row: dict[str, Any], columns: str | None) -> dict[str, Any]:
-    """A run row as the API shows it: no server paths, params/metrics limited to `columns`."""
-    row = {k: v for k, v in row.items() if k not in ("dir", "stats", "pid")}
-    if columns is not None:
-        wanted = {c.strip() for c in columns.split(",") if c.strip()}
-        row["params"] = {k: v for k, v in row.get("params", {}).items() if f"params.{k}" in wanted}
-        row["metrics"] = {k: v for k, v in row.get("metrics", {}).items() if f"metrics.{k}" in wanted}
-    return row
 
 
 async def runs(request: Request) -> Response:
@@ -133,11 +65,26 @@ async def runs(request: Request) -> Response:
             ("runs", where, experiment, status, q, sort),
             lambda: index.select(where=where, experiment=experiment, status=status, q=q,
                                  sort=sort, parts=False))
-        return len(hits), [public_row(h.row(), columns) for h in hits[offset:offset + limit]]
+        now = state.clock()
+        return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
+                           for h in hits[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
     return JSONResponse({"total": total, "offset": offset, "runs": rows},
-                        headers={"Cache-Control": "no-store"})
+                        headers=NO_STORE)
+
+
+def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:
+    """An index row with the duration of a run that ended without saying so (crashed,
+    killed): the index knows ended - started, or the heartbeat's age; the run's files know
+    its last sign of life (`_store.rundir.duration`). A few stats, and only for such rows of
+    the page asked for."""
+    if row.get("status") != "running" and not row.get("ended") and isinstance(row.get("dir"), str):
+        try:
+            row["duration"] = duration(row, RunDir(row["dir"], state.root), now)
+        except (OSError, ValueError):  # gone or moved out of the root meanwhile: no duration
+            pass
+    return row
 
 
 async def columns(request: Request) -> Response:
@@ -154,74 +101,29 @@ async def columns(request: Request) -> Response:
         return cols
 
     cols = await run_in_threadpool(work)
-    return JSONResponse(cols, headers={"Cache-Control": "no-store"})
+    return JSONResponse(cols, headers=NO_STORE)
 
 
-def _names_under(base: Path, suffix: str) -> list[str]:
-    names = []
-    for dirpath, _dirs, files in os.walk(base):
-        for fn in files:
-            if fn.endswith(suffix) and not fn.startswith("."):
-                rel = os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/")
-                names.append(relpath_to_name(rel, suffix))
-    return sorted(names)
+def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
+    """run.json with the derived status, params (nested), summary, env, options, duration,
+    and the names of the run's series, texts, histograms, tables and markdown documents,
+    each also with the path it is stored at (`named`), so a client never escapes a name.
 
-
-def run_detail(state: ServerState, run_dir: Path) -> dict[str, Any]:
-    """run.json with the derived status, params (nested), summary, env, options and the
-    names of the run's series, texts, histograms, tables and markdown documents."""
-    from .._store.reader import read_json, read_run_meta
-
-    meta = read_run_meta(run_dir)
+    A params, summary, env or options file that leads outside the run shows as absent.
+    """
+    meta = run.meta()
     meta.pop("dir", None)
-    meta["experiment_dir"] = run_dir.parent.name
-    meta["params"] = read_json(run_dir / "params.json", {})
-    meta["summary"] = read_json(run_dir / "summary.json", {})
-    meta["env"] = read_json(run_dir / "env.json", None)
-    meta["options"] = read_json(run_dir / "options.json", None)
-    meta["duration"] = _duration(meta, run_dir, state.clock())
-    meta["names"] = {
-        "scalars": _names_under(run_dir / "scalars", ".csv"),
-        "text": _names_under(run_dir / "text", ".jsonl"),
-        "histograms": _names_under(run_dir / "histograms", ".jsonl"),
-        "tables": _names_under(run_dir / "tables", ".csv"),
-        "markdown": _names_under(run_dir / "markdown", ".md"),
-    }
+    meta["experiment_dir"] = run.experiment_dir
+    meta["params"] = unless_outside(run.params, empty())
+    meta["summary"] = unless_outside(run.summary, empty())
+    meta["env"] = unless_outside(run.env, None)
+    meta["options"] = unless_outside(run.options, None)
+    meta["duration"] = run.duration(meta, now=state.clock())
+    named = {kind: run.named(kind) for kind in KINDS}
+    meta["names"] = {kind: [name for name, _ in pairs] for kind, pairs in named.items()}
+    meta["named"] = {kind: [{"name": name, "path": path} for name, path in pairs]
+                     for kind, pairs in named.items()}
     return meta
-
-
-def run_row_now(state: ServerState, run_dir: Path) -> dict[str, Any]:
-    """The run row (docs/api.md) of one run, read from its files now (not the index)."""
-    from .._index import run_row
-    from .._store.reader import read_json, read_run_meta
-
-    meta = read_run_meta(run_dir)
-    row, _ = run_row(meta, read_json(run_dir / "params.json"), read_json(run_dir / "summary.json"))
-    row["duration"] = _duration(meta, run_dir, state.clock())
-    return public_row(row, None)
-
-
-def _duration(meta: dict[str, Any], run_dir: Path, now: float) -> float | None:
-    from datetime import datetime
-
-    def unix(text: Any) -> float | None:
-        try:
-            return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
-        except ValueError:
-            return None
-
-    t0 = unix(meta.get("started"))
-    if t0 is None:
-        return None
-    t1 = unix(meta.get("ended"))
-    if t1 is None and meta.get("status") == "running":
-        t1 = now
-    if t1 is None:  # crashed: it ended at its last heartbeat
-        try:
-            t1 = os.stat(run_dir / "heartbeat").st_mtime
-        except OSError:
-            return None
-    return max(0.0, t1 - t0)
 
 
 async def run(request: Request) -> Response:
@@ -232,37 +134,16 @@ async def run(request: Request) -> Response:
     def work() -> dict[str, Any]:
         return run_detail(state, state.run_dir(run_id))
 
-    return JSONResponse(await run_in_threadpool(work), headers={"Cache-Control": "no-store"})
-
-
-def list_files(run_dir: Path) -> list[dict[str, Any]]:
-    """Every file of a run (symlinks included only when they stay inside the run)."""
-    real_run = os.path.realpath(run_dir)
-    out = []
-    for dirpath, dirs, files in os.walk(run_dir):
-        dirs.sort()
-        for fn in sorted(files):
-            if fn.startswith(".") and fn.endswith(".tmp"):
-                continue  # an atomic replace in progress
-            full = os.path.join(dirpath, fn)
-            real = os.path.realpath(full)
-            if not real.startswith(real_run + os.sep):
-                continue
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            rel = os.path.relpath(full, run_dir).replace(os.sep, "/")
-            out.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
-    return out
+    return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)
 
 
 async def files(request: Request) -> Response:
-    """`GET /api/v1/runs/{id}/files`: path, size and mtime of every file of the run."""
+    """`GET /api/v1/runs/{id}/files`: path, size and mtime of every file of the run
+    (symlinks only when they stay inside the run)."""
     state = state_of(request)
     run_id = request.path_params["id"]
-    listing = await run_in_threadpool(lambda: list_files(state.run_dir(run_id)))
-    return JSONResponse({"files": listing}, headers={"Cache-Control": "no-store"})
+    listing = await run_in_threadpool(lambda: state.run_dir(run_id).files())
+    return JSONResponse({"files": listing}, headers=NO_STORE)
 
 
 _TEXT = {".txt", ".log", ".md", ".csv", ".jsonl", ".patch", ".diff", ".py", ".yaml", ".yml",
@@ -280,7 +161,7 @@ def media_type(path: str) -> str:
     suffix = os.path.splitext(path)[1].lower()
     if suffix in _TYPES:
         return _TYPES[suffix]
-    if suffix in _TEXT or os.path.basename(path) in ("heartbeat",):
+    if suffix in _TEXT or path == layout.HEARTBEAT:
         return "text/plain; charset=utf-8"
     return "application/octet-stream"
 
@@ -292,8 +173,9 @@ async def file(request: Request) -> Response:
     relpath = required(p, "path", "media/3/samples/bird.png")
     offset = int_param(p, "offset", -1, 0, 1 << 62) if "offset" in p else None
 
-    def locate() -> tuple[Path, os.stat_result]:
-        path = resolve_in_run(state.run_dir(request.path_params["id"]), relpath, "path")
+    def locate() -> tuple[str, os.stat_result]:
+        # the resolved path is served: what was checked is what is read
+        path = real(run_file(state.run_dir(request.path_params["id"]), relpath, "path"))
         try:
             st = os.stat(path)
         except OSError:
@@ -311,7 +193,7 @@ async def file(request: Request) -> Response:
     if p.get("download") in ("1", "true"):
         from urllib.parse import quote
 
-        headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(path.name)}"
+        headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(relpath.rsplit('/', 1)[-1])}"
     kind = media_type(relpath)
     if offset is None:
         return FileResponse(path, media_type=kind, headers=headers, stat_result=st)
@@ -331,11 +213,52 @@ async def file(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type=kind, headers=headers)
 
 
-def scalars_payload(state: ServerState, run_dir: Path, name: str, points: int, x: str,
-                    xmin: float | None, xmax: float | None) -> dict[str, Any]:
-    """The downsampled series `name` of a run (docs/api.md, /scalars)."""
-    path = resolve_in_run(run_dir, "scalars/" + name_to_relpath(name, ".csv"), "name")
-    cols = state.series.get(path)
+def named_param(params: Mapping[str, str], kind: str, example: str) -> tuple[str, str | None]:
+    """The series or record a request names: `(name, relpath)` from `?name=` (the name as
+    logged; relpath None: the run knows where it is stored), or from `?path=` (a path the
+    run detail's `named` listing gave, such as `scalars/train/loss.csv`).
+
+    Raises:
+        LabtrackValueError: neither is given, or `path` is not a file of this kind.
+        LabtrackNameError: a name or path that is not allowed.
+    """
+    path = params.get("path")
+    if path:
+        folder, suffix = KINDS[kind]
+        check_name(path, "path")
+        if not (path.startswith(folder + "/") and path.endswith(suffix) and len(path) > len(folder) + 1 + len(suffix)):
+            raise LabtrackValueError(
+                f"path={path!r} is not a {kind} file; use a path from the run's `named` listing "
+                f"such as {folder}/{example}{suffix}, or name={example}")
+        return relpath_to_name(path[len(folder) + 1:], suffix), path
+    return check_name(required(params, "name", example), "name"), None
+
+
+def locate(run: RunDir, kind: str, name: str, relpath: str | None) -> str:
+    """Where a named series or record of the run is stored: `relpath` when the client sent
+    one, else the name's path; a file whose name is spelled otherwise on disk (copied in by
+    hand: `A%41.csv` reads as `AA`) is found by its name among the run's files."""
+    if relpath is not None:
+        return relpath
+    rel = run.relpath(kind, name)
+    if not os.path.lexists(run.path / rel):
+        for other, other_rel in run.named(kind):
+            if other == name:
+                return other_rel
+    return rel
+
+
+def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: str,
+                    xmin: float | None, xmax: float | None, relpath: str | None = None) -> dict[str, Any]:
+    """The downsampled series `name` of a run (docs/api.md, /scalars).
+
+    Raises:
+        FileNotFoundError: the run has no such series.
+        OutsideRootError: its file leads outside the run.
+    """
+    rel = locate(run, "scalars", name, relpath)
+    path = run_file(run, rel, "name")
+    cols = state.series.get(path, opener=lambda: open_run_file(run, rel, "name"))
     xs_all = cols.step if x == "step" else cols.time
     ordered = cols.step_ordered if x == "step" else cols.time_ordered
     step, time, value = cols.step, cols.time, cols.value
@@ -356,10 +279,11 @@ def scalars_payload(state: ServerState, run_dir: Path, name: str, points: int, x
 
 
 async def scalars(request: Request) -> Response:
-    """`GET /api/v1/runs/{id}/scalars?name=N&points=2000&x=step&xmin=&xmax=`."""
+    """`GET /api/v1/runs/{id}/scalars?name=N&points=2000&x=step&xmin=&xmax=` (or `path=P`
+    instead of `name=N`)."""
     state = state_of(request)
     p = request.query_params
-    name = check_name(required(p, "name", "train/loss"), "name")
+    name, relpath = named_param(p, "scalars", "train/loss")
     points = int_param(p, "points", 2000, 3, MAX_POINTS)
     x = p.get("x") or "step"
     if x not in ("step", "time"):
@@ -369,30 +293,34 @@ async def scalars(request: Request) -> Response:
     run_id = request.path_params["id"]
 
     def work() -> dict[str, Any] | None:
-        run_dir = state.run_dir(run_id)
+        run = state.run_dir(run_id)
         try:
-            return scalars_payload(state, run_dir, name, points, x, xmin, xmax)
+            return scalars_payload(state, run, name, points, x, xmin, xmax, relpath)
         except FileNotFoundError:
             return None
 
     payload = await run_in_threadpool(work)
     if payload is None:
-        known = await run_in_threadpool(lambda: _names_under(state.run_dir(run_id) / "scalars", ".csv"))
+        known = await run_in_threadpool(lambda: state.run_dir(run_id).names("scalars"))
         shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"
         return error(404, f"run {run_id} has no series {name!r}; its series: {shown}")
-    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+    return JSONResponse(payload, headers=NO_STORE)
 
 
-def read_records(path: Path, offset: int = 0, limit: int = RECORDS_CHUNK) -> tuple[list[Any], int]:
-    """JSON records of an append-only JSONL file from byte `offset`, whole lines only.
+def read_records(run: RunDir, relpath: str, offset: int = 0,
+                 limit: int = RECORDS_CHUNK) -> tuple[list[Any], int]:
+    """JSON records of an append-only JSONL file of the run from byte `offset`, whole lines only.
 
     Returns:
         `(records, next_offset)`; a damaged line is skipped, a trailing partial line left.
+
+    Raises:
+        OutsideRootError: the file leads outside the run.
     """
     from .._store.reader import decode_nonfinite
 
     try:
-        with open(path, "rb") as f:
+        with open_run_file(run, relpath, "name") as f:
             f.seek(offset)
             data = f.read(limit)
     except FileNotFoundError:
@@ -408,35 +336,48 @@ def read_records(path: Path, offset: int = 0, limit: int = RECORDS_CHUNK) -> tup
     return out, offset + end
 
 
-def _records_endpoint(folder: str | None, key: str) -> Callable[[Request], Any]:
+def _records_endpoint(kind: str | None, key: str) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         state = state_of(request)
         p = request.query_params
         offset = int_param(p, "offset", 0, 0, 1 << 62)
-        if folder is None:
-            name, relpath = None, "media.jsonl"
+        name: str | None = None
+        where: Callable[[RunDir], str]
+        if kind is None:
+            where = lambda run: layout.MEDIA_JSONL  # noqa: E731
         else:
-            name = check_name(required(p, "name", "samples"), "name")
-            relpath = f"{folder}/" + name_to_relpath(name, ".jsonl")
+            logged, rel, of_kind = *named_param(p, kind, "samples"), kind
+            name = logged
+            where = lambda run: locate(run, of_kind, logged, rel)  # noqa: E731
 
         def work() -> tuple[list[Any], int]:
-            path = resolve_in_run(state.run_dir(request.path_params["id"]), relpath, "name")
-            return read_records(path, offset)
+            run = state.run_dir(request.path_params["id"])
+            if kind is None:  # the run's own media list: one leading outside is none
+                return unless_outside(lambda: read_records(run, where(run), offset), ([], 0))
+            return read_records(run, where(run), offset)
 
         records, nxt = await run_in_threadpool(work)
         body: dict[str, Any] = {key: records, "offset": nxt}
         if name is not None:
             body["name"] = name
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return JSONResponse(body, headers=NO_STORE)
 
     endpoint.__doc__ = f"`GET /api/v1/runs/{{id}}/{key}`: records from byte ?offset= on."
     return endpoint
 
 
-def read_console(path: Path, offset: int, limit: int = CONSOLE_CHUNK) -> dict[str, Any]:
-    """Text of console.log from byte `offset`, cut at a character boundary."""
+def read_console(run: RunDir, offset: int, limit: int = CONSOLE_CHUNK) -> dict[str, Any]:
+    """Text of the run's console.log from byte `offset`, cut at a character boundary (a
+    console.log leading outside the run reads as none).
+
+    Raises:
+        LabtrackValueError: `offset` is past the end.
+    """
     try:
-        with open(path, "rb") as f:
+        f = unless_outside(lambda: run.open(layout.CONSOLE_LOG), None)
+        if f is None:
+            raise FileNotFoundError(layout.CONSOLE_LOG)
+        with f:
             size = os.fstat(f.fileno()).st_size
             if offset > size:
                 raise LabtrackValueError(
@@ -458,8 +399,8 @@ async def console(request: Request) -> Response:
     state = state_of(request)
     offset = int_param(request.query_params, "offset", 0, 0, 1 << 62)
     run_id = request.path_params["id"]
-    body = await run_in_threadpool(lambda: read_console(state.run_dir(run_id) / "console.log", offset))
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    body = await run_in_threadpool(lambda: read_console(state.run_dir(run_id), offset))
+    return JSONResponse(body, headers=NO_STORE)
 
 
 async def not_found(request: Request) -> Response:

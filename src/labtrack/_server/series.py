@@ -21,7 +21,8 @@ import numpy.typing as npt
 from .._store.scalars import BLOCK as _BLOCK
 from .._store.scalars import HEADER_LINE as HEADER
 from .._store.scalars import parse_lines
-from .series_store import Saved, SeriesStore
+from .series_store import Opener, Saved, SeriesStore
+
 
 @dataclass
 class Columns:
@@ -128,11 +129,18 @@ class SeriesCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
-    def get(self, path: Path) -> Columns:
+    def get(self, path: Path, opener: Opener | None = None) -> Columns:
         """The series in `path` as it is on disk now (complete lines only).
+
+        Args:
+            path: the series file (also the cache's key).
+            opener: opens it for reading; a reader of a run passes the run's checked open
+                (`RunDir.open`), so a file that turned into a symlink out of the run since it
+                was cached is refused, not read. Default: `open(path, "rb")`.
 
         Raises:
             FileNotFoundError: the file does not exist.
+            OutsideRootError: `opener` refused the file.
         """
         key = str(path)
         with self._lock:
@@ -142,13 +150,13 @@ class SeriesCache:
                 self._entries[key] = entry
             self._entries.move_to_end(key)
         with entry.lock:
-            self._refresh(path, entry)
+            self._refresh(path, entry, opener or (lambda: open(path, "rb")))
             cols = entry.cols.snapshot()
         self._evict()
         return cols
 
-    def _refresh(self, path: Path, entry: _Entry) -> None:
-        with open(path, "rb") as f:
+    def _refresh(self, path: Path, entry: _Entry, opener: Opener) -> None:
+        with opener() as f:
             st = os.fstat(f.fileno())
             if (st.st_size, st.st_mtime_ns, st.st_ino) == (entry.size, entry.mtime_ns, entry.ino):
                 return
@@ -202,7 +210,7 @@ class SeriesCache:
             c = entry.cols
             n = c.n
             self.store.save_later(path, st.st_ino, entry.offset, c.step[:n], c.value[:n], c.time[:n],
-                                  c.step_ordered, c.time_ordered)
+                                  c.step_ordered, c.time_ordered, opener=opener)
 
     def _evict(self) -> None:
         with self._lock:

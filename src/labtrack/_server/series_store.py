@@ -14,19 +14,21 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
+from .._store.files import atomic_write_bytes
+
 log = logging.getLogger("labtrack.server")
 VERSION = 1
 PROBE = 4096  # bytes hashed at the start of the CSV and before the saved offset
+Opener = Callable[[], IO[bytes]]  # opens a series file for reading (checked, for a run's file)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Saved:
     time_ordered: bool
 
 
-def _probe(f: BinaryIO, offset: int) -> tuple[str, str]:
+def _probe(f: IO[bytes], offset: int) -> tuple[str, str]:
     f.seek(0)
     head = hashlib.sha1(f.read(min(PROBE, offset))).hexdigest()
     f.seek(max(0, offset - PROBE))
@@ -70,7 +72,7 @@ class SeriesStore:
         key = hashlib.sha1(os.path.realpath(csv).encode("utf-8", "surrogateescape")).hexdigest()[:24]
         return self.folder / f"{key}.bin"
 
-    def load(self, csv: Path, f: BinaryIO, ino: int, size: int, spare: float = 0.25) -> Saved | None:
+    def load(self, csv: Path, f: IO[bytes], ino: int, size: int, spare: float = 0.25) -> Saved | None:
         """The saved columns of `csv` (open as `f`), or None when absent or out of date.
 
         The arrays get `spare` extra capacity at the end, for the lines parsed next.
@@ -97,9 +99,11 @@ class SeriesStore:
 
     def save_later(self, csv: Path, ino: int, offset: int, step: npt.NDArray[np.int64],
                    value: npt.NDArray[np.float64], time: npt.NDArray[np.float64],
-                   step_ordered: bool, time_ordered: bool) -> threading.Thread | None:
+                   step_ordered: bool, time_ordered: bool,
+                   opener: Opener | None = None) -> threading.Thread | None:
         """Write the columns in a background thread (the arrays must not change meanwhile:
-        the series cache only ever appends past them)."""
+        the series cache only ever appends past them). `opener` opens the CSV again to hash
+        it (default: `open(csv, "rb")`)."""
         target = self._file(csv)
         with self._lock:
             if str(target) in self._saving:
@@ -108,8 +112,9 @@ class SeriesStore:
 
         def work() -> None:
             try:
-                self._save(csv, target, ino, offset, step, value, time, step_ordered, time_ordered)
-            except OSError as e:
+                self._save(csv, target, ino, offset, step, value, time, step_ordered, time_ordered,
+                           opener or (lambda: open(csv, "rb")))
+            except (OSError, ValueError) as e:  # ValueError: the opener refused (a symlink out)
                 if not self._warned:
                     self._warned = True
                     log.warning("cannot keep parsed series in %s (%s); big series will be "
@@ -124,27 +129,15 @@ class SeriesStore:
 
     def _save(self, csv: Path, target: Path, ino: int, offset: int, step: npt.NDArray[np.int64],
               value: npt.NDArray[np.float64], time: npt.NDArray[np.float64],
-              step_ordered: bool, time_ordered: bool) -> None:
-        with open(csv, "rb") as f:
+              step_ordered: bool, time_ordered: bool, opener: Opener) -> None:
+        with opener() as f:
             if os.fstat(f.fileno()).st_ino != ino:
                 return  # replaced meanwhile
             head, tail = _probe(f, offset)
         header = json.dumps({"version": VERSION, "csv": str(csv), "ino": ino, "offset": offset,
                              "n": len(step), "head": head, "tail": tail,
                              "step_ordered": step_ordered, "time_ordered": time_ordered}).encode()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "wb") as g:
-                g.write(struct.pack("<Q", len(header)))
-                g.write(header)
-                for arr in (step, value, time):
-                    little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-                    g.write(little.data.cast("B"))
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise
+        # One buffer for the one atomic writer: a copy of the columns, held only while writing.
+        arrays = [np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")) for arr in (step, value, time)]
+        atomic_write_bytes(target, b"".join([struct.pack("<Q", len(header)), header,
+                                             *(a.data.cast("B") for a in arrays)]))

@@ -1,9 +1,9 @@
-"""What one server holds: its root, the run index, the series cache, and safe path lookups.
+"""What one server holds: its root, the run index, the series cache, and the run lookup.
 
-Every file the server reads is found through :meth:`ServerState.run_dir` and
-:func:`resolve_in_run`: a run is looked up among the directories that exist (a request never
-builds a path from an id), and a file path is checked like a logged name and must resolve,
-symlinks followed, to a file inside its run directory.
+Every file the server reads is found through :meth:`ServerState.run_dir`, which answers a
+:class:`~labtrack._store.rundir.RunDir`: a run is looked up among the directories that exist
+(a request never builds a path from an id), and every file is read through the RunDir, whose
+paths are checked to resolve, symlinks followed, inside the run directory.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .._names import check_name
-from ..errors import LabtrackNameError, RunNotFoundError
+from .._store import layout
+from .._store.contain import is_contained
+from .._store.rundir import RunDir, find_run
+from ..errors import RunNotFoundError
 from .series import SeriesCache
 from .series_store import SeriesStore
 
@@ -39,7 +41,7 @@ class ServerState:
         self.root = Path(root).expanduser().absolute()
         self.auth = auth
         self.clock = clock
-        self.series = SeriesCache(store=SeriesStore(self.root / ".labtrack" / "series"))
+        self.series = SeriesCache(store=SeriesStore(self.root / layout.INDEX_DIR / "series"))
         self.shutdown = threading.Event()  # set when the server stops: live streams end
         self._index: Any = None
         self._index_lock = threading.Lock()
@@ -51,13 +53,8 @@ class ServerState:
         self.generation = 0  # counts index changes; cached answers of older ones are stale
         self._cache_lock = threading.Lock()
         self._query_cache: dict[tuple[Any, ...], tuple[int, float, Any]] = {}  # gen, expiry, value
-        self._runs: dict[str, Path] = {}
+        self._runs: dict[str, RunDir] = {}
         self._runs_lock = threading.Lock()
-
-    @property
-    def real_root(self) -> str:
-        """The root with symlinks resolved (what every read path must stay under)."""
-        return os.path.realpath(self.root)
 
     def index(self) -> Any:
         """The run index (labtrack._index.Index), kept current without slowing requests.
@@ -158,8 +155,9 @@ class ServerState:
                 self._index.close()
                 self._index = None
 
-    def run_dir(self, run_id: str) -> Path:
-        """The directory of the run with this exact id.
+    def run_dir(self, run_id: str) -> RunDir:
+        """The run with this exact id (found by `_store.rundir.find_run`: the one rule for
+        which runs exist, so a run whose folder or run.json leads out of the root is none).
 
         Raises:
             RunNotFoundError: no such run (or an id that cannot be one).
@@ -171,74 +169,27 @@ class ServerState:
             )
         with self._runs_lock:
             found = self._runs.get(run_id)
-        if found is not None and (found / "run.json").is_file():
+        # A remembered run is used while it is still where it was and still inside the root
+        # (its folder may have been replaced by a symlink since).
+        if found is not None and (found.path / layout.RUN_JSON).is_file() \
+                and is_contained(found.path, self.root) \
+                and is_contained(found.path / layout.RUN_JSON, found.path):
             return found
-        found = self._find(run_id)
+        found = find_run(self.root, run_id)
         if found is None:
             raise RunNotFoundError(f"no run with id {run_id!r} under {self.root}")
         with self._runs_lock:
             self._runs[run_id] = found
         return found
 
-    def _find(self, run_id: str) -> Path | None:
-        """Look for `<root>/<experiment>/<run_id>/run.json`: one stat per experiment.
-
-        `run_id` matched ID_PATTERN (no separator, no leading dot), and the directory found
-        must lie inside the root once symlinks are resolved.
-        """
-        real_root = self.real_root
-        try:
-            experiments = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except OSError:
-            return None
-        for exp in experiments:
-            if exp.name.startswith(".") or not exp.is_dir():
-                continue
-            candidate = Path(exp.path) / run_id
-            if (candidate / "run.json").is_file() and _inside(os.path.realpath(candidate), real_root):
-                return candidate
-        return None
-
 
 def _run_sig(run_dir: str) -> tuple[Any, ...]:
     """What changes when a run's run.json, params.json or summary.json is rewritten."""
     out: list[Any] = []
-    for name in ("run.json", "params.json", "summary.json"):
+    for name in (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON):
         try:
             st = os.stat(os.path.join(run_dir, name))
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))
         except OSError:
             out.append(None)
     return tuple(out)
-
-
-def _inside(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
-
-
-def resolve_in_run(run_dir: Path, relpath: str, what: str = "path") -> Path:
-    """The file `relpath` of a run, refusing anything that would leave the run directory.
-
-    Args:
-        run_dir: the run directory (found by :meth:`ServerState.run_dir`).
-        relpath: a `/`-separated path inside it, such as `scalars/train/loss.csv`.
-        what: the parameter's name, for the error message.
-
-    Returns:
-        The path (not resolved; it may not exist).
-
-    Raises:
-        LabtrackNameError: `relpath` is empty, absolute, has `..`, `.` or empty parts or
-            control characters, or resolves (through a symlink) outside the run directory.
-    """
-    check_name(relpath, what)
-    if "\\" in relpath:
-        raise LabtrackNameError(f"{what} {relpath!r} contains a backslash; use '/' between parts")
-    path = run_dir / relpath
-    real_run = os.path.realpath(run_dir)
-    if not _inside(os.path.realpath(path), real_run):
-        raise LabtrackNameError(
-            f"{what} {relpath!r} leads outside the run directory (through a symlink); "
-            "only files inside the run can be read"
-        )
-    return path

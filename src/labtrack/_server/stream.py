@@ -13,20 +13,22 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from .._names import relpath_to_name
+from .._store import layout
+from .._store.contain import OutsideRootError, is_contained
+from .._store.rundir import RunDir, iter_runs
 from .._store.scalars import HEADER_LINE as HEADER
 from .._store.scalars import parse_lines
 from ..errors import LabtrackError, LabtrackValueError
-from .app import dumps
+from .common import API, dumps, floats, run_row_now, state_of
 from .state import ServerState
 
 POLL_SECONDS = 0.5
@@ -35,14 +37,31 @@ STATUS_EVERY = 4  # ticks between re-deriving a running run's status (heartbeat 
 ROOT_EVERY = 4  # ticks between looking for added or removed runs
 MAX_RUNS = 200
 MAX_READ = 4 << 20  # bytes read from one file per tick; the rest comes next tick
+_WATCHED = (layout.RUN_JSON, layout.SUMMARY_JSON, layout.PARAMS_JSON)
 
 
-def _sig(path: Path) -> tuple[int, int, int] | None:
+def _sig(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _file_sig(run: RunDir, relpath: str) -> tuple[int, int, int] | None:
+    """The signature of a file of the run; None when missing or leading outside the run."""
+    try:
+        return _sig(run.file(relpath))
+    except OutsideRootError:
+        return None
+
+
+def _open(run: RunDir, relpath: str) -> IO[bytes] | None:
+    """A file of the run opened through its checked door; None when missing or outside."""
+    try:
+        return run.open(relpath)
+    except (OSError, OutsideRootError):
+        return None
 
 
 def event(kind: str, data: Any) -> bytes:
@@ -51,35 +70,31 @@ def event(kind: str, data: Any) -> bytes:
 
 
 class RunWatch:
-    """What one stream knows about one run: byte offsets and file signatures."""
+    """What one stream knows about one run: byte offsets and file signatures.
 
-    def __init__(self, state: ServerState, run_id: str, run_dir: Path) -> None:
+    Every file is opened through the run's :class:`RunDir`, so a series, console.log or
+    run.json that leads outside the run is never tailed.
+    """
+
+    def __init__(self, state: ServerState, run: RunDir) -> None:
         self.state = state
-        self.run_id = run_id
-        self.dir = run_dir
-        self.offsets: dict[str, int] = {}
-        for path in self._series_files():
-            self.offsets[path] = _after_last_line(path)
-        self.console_offset = _size(run_dir / "console.log")
+        self.run = run
+        self.run_id = run.id
+        self.offsets: dict[str, int] = {}  # a series' path in the run -> bytes sent
+        for _name, rel in run.named("scalars"):
+            self.offsets[rel] = _after_last_line(run, rel)
+        self.console_offset = _size(run, layout.CONSOLE_LOG)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.meta_sig: tuple[Any, ...] = ()
         self.status: str | None = None
         self.ticks = 0
 
-    def _series_files(self) -> list[str]:
-        out = []
-        for dirpath, _dirs, files in os.walk(self.dir / "scalars"):
-            for fn in files:
-                if fn.endswith(".csv") and not fn.startswith("."):
-                    out.append(os.path.join(dirpath, fn))
-        return out
-
     def poll(self) -> list[bytes]:
         """Events for everything that changed since the last poll."""
         self.ticks += 1
         out = self._poll_meta()
-        for path in self._series_files():
-            ev = self._poll_series(path)
+        for name, rel in self.run.named("scalars"):
+            ev = self._poll_series(name, rel)
             if ev is not None:
                 out.append(ev)
         ev = self._poll_console()
@@ -88,16 +103,13 @@ class RunWatch:
         return out
 
     def _poll_meta(self) -> list[bytes]:
-        sig = (_sig(self.dir / "run.json"), _sig(self.dir / "summary.json"),
-               _sig(self.dir / "params.json"))
+        sig = tuple(_file_sig(self.run, n) for n in _WATCHED)
         changed = sig != self.meta_sig
         if not changed and not (self.status == "running" and self.ticks % STATUS_EVERY == 0):
             return []
         self.meta_sig = sig
-        from .api import run_row_now
-
         try:
-            row = run_row_now(self.state, self.dir)
+            row = run_row_now(self.state, self.run)
         except (OSError, ValueError, LabtrackError):
             # run.json removed or damaged: keep the stream alive and try again next tick
             self.meta_sig = ()
@@ -107,11 +119,14 @@ class RunWatch:
         self.status = row.get("status")
         return [event("run", row)]
 
-    def _poll_series(self, path: str) -> bytes | None:
+    def _poll_series(self, name: str, rel: str) -> bytes | None:
+        f = _open(self.run, rel)
+        if f is None:
+            return None
         try:
-            with open(path, "rb") as f:
+            with f:
                 size = os.fstat(f.fileno()).st_size
-                offset = self.offsets.get(path, 0)
+                offset = self.offsets.get(rel, 0)
                 if size < offset:  # replaced by a shorter file: start again
                     offset = 0
                 if size == offset:
@@ -127,29 +142,26 @@ class RunWatch:
             start = len(HEADER)
         end = data.rfind(b"\n") + 1
         if end <= start:
-            self.offsets[path] = offset + start if start else offset
+            self.offsets[rel] = offset + start if start else offset
             return None
-        self.offsets[path] = offset + end
+        self.offsets[rel] = offset + end
         chunks = parse_lines(memoryview(data)[start:end])
         if not chunks:
             return None
-        from .api import floats
-
-        import numpy as np
-
         step = np.concatenate([c[0] for c in chunks])
         value = np.concatenate([c[1] for c in chunks])
         time = np.concatenate([c[2] for c in chunks])
-        rel = os.path.relpath(path, self.dir / "scalars").replace(os.sep, "/")
         return event("scalars", {
-            "run": self.run_id, "name": relpath_to_name(rel, ".csv"),
+            "run": self.run_id, "name": name, "path": rel,
             "step": step.tolist(), "time": floats(time), "value": floats(value),
         })
 
     def _poll_console(self) -> bytes | None:
-        path = self.dir / "console.log"
+        f = _open(self.run, layout.CONSOLE_LOG)
+        if f is None:
+            return None
         try:
-            with open(path, "rb") as f:
+            with f:
                 size = os.fstat(f.fileno()).st_size
                 if size < self.console_offset:  # a new console.log: from its start
                     self.console_offset = 0
@@ -169,11 +181,14 @@ class RunWatch:
         return event("console", {"run": self.run_id, "start": start, "offset": nxt, "text": text})
 
 
-def _after_last_line(path: str) -> int:
+def _after_last_line(run: RunDir, relpath: str) -> int:
     """The offset just past the file's last complete line (0 when it has none yet), so a
     stream never starts in the middle of a line that is being written."""
+    f = _open(run, relpath)
+    if f is None:
+        return 0
     try:
-        with open(path, "rb") as f:
+        with f:
             size = os.fstat(f.fileno()).st_size
             tail = min(size, 1 << 16)
             f.seek(size - tail)
@@ -184,11 +199,9 @@ def _after_last_line(path: str) -> int:
     return size - tail + cut + 1 if cut >= 0 else 0
 
 
-def _size(path: Path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
+def _size(run: RunDir, relpath: str) -> int:
+    sig = _file_sig(run, relpath)
+    return sig[2] if sig is not None else 0
 
 
 class RootWatch:
@@ -205,16 +218,16 @@ class RootWatch:
         parts: list[Any] = [_sig(root)]
         try:
             for e in os.scandir(root):
-                if e.is_dir() and not e.name.startswith("."):
-                    parts.append((e.name, _sig(Path(e.path))))
+                if e.name.startswith(".") or (e.is_symlink() and not is_contained(e.path, root)):
+                    continue  # an experiment folder leading out of the root is not one
+                if e.is_dir():
+                    parts.append((e.name, _sig(e.path)))
         except OSError:
             pass
         return tuple(sorted(parts, key=repr))
 
     def _runs(self) -> frozenset[str]:
-        from .._store.reader import iter_run_dirs
-
-        return frozenset(f"{d.parent.name}/{d.name}" for d in iter_run_dirs(self.state.root))
+        return frozenset(f"{r.experiment_dir}/{r.id}" for r in iter_runs(self.state.root))
 
     def poll(self) -> list[bytes]:
         """A `runs` event when the set of runs changed."""
@@ -297,8 +310,6 @@ class EventStream(Response):
 
 async def stream(request: Request) -> EventStream:
     """`GET /api/v1/stream?runs=id1,id2`: live events for these runs and the root."""
-    from .api import state_of
-
     state = state_of(request)
     raw = request.query_params.get("runs", "")
     ids = list(dict.fromkeys(i.strip() for i in raw.split(",") if i.strip()))
@@ -306,7 +317,7 @@ async def stream(request: Request) -> EventStream:
         raise LabtrackValueError(f"runs= names {len(ids)} runs; one stream follows at most {MAX_RUNS}")
 
     def setup() -> tuple[list[RunWatch], RootWatch]:
-        watches = [RunWatch(state, i, state.run_dir(i)) for i in ids]
+        watches = [RunWatch(state, state.run_dir(i)) for i in ids]
         return watches, RootWatch(state)
 
     watches, root = await anyio.to_thread.run_sync(setup)
@@ -315,4 +326,4 @@ async def stream(request: Request) -> EventStream:
 
 def routes() -> list[BaseRoute]:
     """The stream's route."""
-    return [Route("/api/v1/stream", stream)]
+    return [Route(f"{API}/stream", stream)]
