@@ -245,10 +245,10 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
     for headers, status in (({}, 401), ({"Authorization": "Bearer lt_nope"}, 401),
                             ({"Authorization": f"Bearer {reader}"}, 403)):
         r = httpx.put(url, params={"path": "console.log", "offset": "0"}, content=b"x\n",
-                      headers=headers, timeout=10)
+                      headers={"X-Labtrack-Client": "test", **headers}, timeout=10)
         assert r.status_code == status, r.text
     r = httpx.put(url, params={"path": "../../escape.txt", "offset": "0"}, content=b"x\n",
-                  headers={"Authorization": f"Bearer {writer}"}, timeout=10)
+                  headers={"Authorization": f"Bearer {writer}", "X-Labtrack-Client": "test"}, timeout=10)
     assert r.status_code == 400 and "path" in r.json()["error"]
     assert written(srv.root) == []
     assert not (tmp_path / "escape.txt").exists()
@@ -271,10 +271,15 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
     assert r.status_code == 200 and [row["id"] for row in r.json()["runs"]] == [local.name]
     # A browser logs in once; the HttpOnly cookie then reads (never writes).
     assert "<form" in httpx.get(srv.url + "/login", timeout=10).text
-    assert httpx.post(srv.url + "/login", data={"token": "lt_nope"}, timeout=10).status_code == 401
-    with httpx.Client(base_url=srv.url, timeout=10) as browser:
-        r = browser.post("/login", data={"token": writer})
-        assert r.status_code == 303 and r.headers["location"] == "/"
+    client_header = {"X-Labtrack-Client": "test"}
+    assert httpx.post(srv.url + "/login", json={"token": "lt_nope"}, headers=client_header,
+                      timeout=10).status_code == 401
+    # A form post (what a page of another site could send) is refused before the token is read.
+    r = httpx.post(srv.url + "/login", data={"token": writer}, headers=client_header, timeout=10)
+    assert r.status_code == 415 and "set-cookie" not in r.headers
+    with httpx.Client(base_url=srv.url, timeout=10, headers=client_header) as browser:
+        r = browser.post("/login", json={"token": writer})
+        assert r.status_code == 200 and r.json() == {"ok": True}
         assert "httponly" in r.headers["set-cookie"].lower()
         assert "samesite=strict" in r.headers["set-cookie"].lower()
         r = browser.get("/api/v1/runs")
@@ -282,7 +287,7 @@ def test_tokens_on_a_real_server(tmp_path: Path, make_server: Any) -> None:
         r = browser.put(f"/api/v1/ingest/e2e/{local.name}/append",
                         params={"path": "console.log", "offset": "0"}, content=b"csrf\n")
         assert r.status_code == 401  # the cookie is not a write credential
-        assert browser.post("/logout").status_code == 303
+        assert browser.post("/logout").status_code == 200
         assert browser.get("/api/v1/runs").status_code == 401
     assert_identical(local, srv.root / "e2e" / local.name)
     r = subprocess.run([*LABTRACK, "sync", "--remote", srv.url, "--token", reader, "--root",

@@ -529,7 +529,7 @@ def test_method_not_allowed_is_json(client: Client) -> None:
     async def post() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app),
                                      base_url="http://t") as c:
-            return await c.post("/api/v1/runs")
+            return await c.post("/api/v1/runs", headers={"X-Labtrack-Client": "test"})
 
     r = asyncio.run(post())
     assert r.status_code == 405 and "error" in r.json()

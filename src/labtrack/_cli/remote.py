@@ -37,9 +37,52 @@ def check_exposure(host: str, tokens: str | None, insecure: bool) -> None:
             "pass --tokens tokens.json, or pass --insecure on a trusted network")
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(host: str, extra: tuple[str, ...] | list[str] = ()) -> tuple[list[str], bool]:
+    """The Host names `serve --host HOST` answers, and whether any IP address is accepted.
+
+    Loopback names always; a named `host` itself; for every interface (0.0.0.0, ::) this
+    machine's host name and any IP address (a DNS-rebinding page cannot send an IP address
+    as Host); and every name in `extra` (`--allowed-host`).
+
+    Raises:
+        LabtrackValueError: a name in `extra` that is not a host name.
+
+    Example:
+        >>> allowed_hosts("0.0.0.0", ["logs.lab"])
+    """
+    import socket
+
+    from .._server.app import LOOPBACK_NAMES as SERVER_LOOPBACK
+
+    names = list(SERVER_LOOPBACK)
+    any_ip = False
+    bare = host.strip("[]").lower()
+    if bare in WILDCARD_HOSTS:
+        any_ip = True
+        names += [socket.gethostname().lower(), socket.getfqdn().lower()]
+    elif not is_loopback(host):
+        names.append(bare)
+    for name in extra:
+        clean = name.strip().strip("[]").lower()
+        if not clean or any(c in clean for c in " /\\@?#") or any(ord(c) < 33 for c in clean):
+            raise LabtrackValueError(f"--allowed-host {name!r} is not a host name; give a name "
+                                     "such as logs.lab (no scheme, port or path)")
+        names.append(clean)
+    return sorted(set(names)), any_ip
+
+
 def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
-              max_file_bytes: int) -> Any:
-    """The server's ASGI app: the dashboard's app with the ingest routes added."""
+              max_file_bytes: int, hosts: list[str] | None = None,
+              any_ip: bool = False) -> Any:
+    """The server's ASGI app: the dashboard's app with the ingest routes added.
+
+    Args:
+        hosts: the Host names to answer (see :func:`allowed_hosts`); None: loopback names.
+        any_ip: also answer any IP address as Host.
+    """
     from .._server.ingest import ingest_routes
 
     auth = None
@@ -58,7 +101,11 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
         routes = [*login_routes(auth), *routes]
     from .._server.app import create_app
 
-    return create_app(root, auth=auth, extra_routes=routes)
+    from .._server.app import LOOPBACK_NAMES as SERVER_LOOPBACK
+
+    return create_app(root, auth=auth, extra_routes=routes,
+                      allowed_hosts=hosts if hosts is not None else SERVER_LOOPBACK,
+                      allow_ip_hosts=any_ip)
 
 
 def register(group: click.Group) -> None:
@@ -77,18 +124,24 @@ def register(group: click.Group) -> None:
 @click.option("--tokens", type=click.Path(dir_okay=False), default=None,
               help="Tokens file (labtrack token create); without it the server only binds to loopback.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback host without tokens.")
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME (repeatable). Loopback names "
+                   "and a non-loopback --host are allowed already; others are refused (DNS "
+                   "rebinding).")
 @click.option("--max-request-mb", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Largest append or batch request.")
 @click.option("--max-file-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Largest whole file (media, artifacts, checkpoints).")
 def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: bool,
-          max_request_mb: int, max_file_mb: int) -> None:
+          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int) -> None:
     """Serve the dashboard and receive runs from remote clients.
 
     Training scripts log here with labtrack.init(remote="http://HOST:PORT", token=...) or
     LABTRACK_REMOTE/LABTRACK_TOKEN; runs land under --root in the usual format. Without
     --tokens anyone who can connect may read and write, so the server then binds only to
-    loopback (unless --insecure).
+    loopback (unless --insecure). Requests are answered only for the allowed Host names
+    (--allowed-host), a request from a page of another origin is refused, and writes need
+    the X-Labtrack-Client header with a JSON or octet-stream body (docs/api.md).
 
     \b
     Example:
@@ -98,17 +151,19 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
     from .._settings import get
 
     check_exposure(host, tokens, insecure)
+    hosts, any_ip = allowed_hosts(host, allowed_host)
     root_path = Path(get("root", root))
     root_path.mkdir(parents=True, exist_ok=True)
     app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
-                    max_file_bytes=max_file_mb << 20)
+                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip)
     from .._server.app import bind, serve as serve_app
 
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     tokens_desc = tokens or ("none (--insecure)" if insecure else "none (loopback only)")
     click.echo(f"labtrack serve: http://{shown}:{sock.getsockname()[1]}/ root={root_path} "
-               f"tokens={tokens_desc} (Ctrl-C to stop)", err=True)
+               f"tokens={tokens_desc} hosts={','.join(hosts)}{'+any IP' if any_ip else ''} "
+               "(Ctrl-C to stop)", err=True)
     serve_app(app, sock)
 
 

@@ -36,15 +36,18 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
     Raises:
         RunNotFoundError: a selector matches no run, or more than one.
     """
-    from .._store.reader import iter_run_dirs
+    from .._store import layout
+    from .._store.rundir import iter_runs
 
-    runs = list(iter_run_dirs(Path(root)))
+    # Only runs that stay inside the root (a symlinked experiment folder pointing out is not
+    # part of it): the same runs the dashboard lists.
+    runs = [rd.path for rd in iter_runs(Path(root))]
     if not selectors:
         return runs
     out: list[Path] = []
     for sel in selectors:
         as_dir = Path(sel)
-        if (as_dir / "run.json").is_file():  # a run directory given as a path
+        if (as_dir / layout.RUN_JSON).is_file():  # a run directory given as a path
             if as_dir not in out:
                 out.append(as_dir)
             continue

@@ -26,13 +26,18 @@ from pathlib import Path
 from typing import Iterator
 
 from .._names import check_name
+from .._store import layout
+from .._store.contain import inside, real
+from .._store.rundir import KINDS
 from ..errors import LabtrackNameError
 from .wire import Op, Refused, ServerInfo, WireClient
 
-APPEND_TOP = frozenset({"console.log", "media.jsonl"})
-_APPEND_DIRS = {"scalars": ".csv", "text": ".jsonl", "histograms": ".jsonl"}
+APPEND_TOP = frozenset({layout.CONSOLE_LOG, layout.MEDIA_JSONL})
+# The record folders whose files only grow (docs/format.md): folder -> suffix.
+_APPEND_DIRS = {KINDS[k][0]: KINDS[k][1] for k in ("scalars", "text", "histograms")}
 STREAM_CHUNK = 1 << 20
-MEDIA_JSONL = "media.jsonl"
+MEDIA_JSONL = layout.MEDIA_JSONL
+_MEDIA_PREFIX = layout.MEDIA_DIR + "/"
 MEDIA_RESCAN_SECONDS = 30.0
 
 
@@ -59,9 +64,11 @@ def is_temp_name(name: str) -> bool:
 def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int]]:
     """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns).
 
-    Top-level entries named in `skip` are left out.
+    Top-level entries named in `skip` are left out, and so is every symlink that resolves
+    outside `run_dir` (`_store.contain`): nothing outside a run is listed or sent.
     """
     out: dict[str, tuple[int, int]] = {}
+    base = real(run_dir)
     stack = [("", str(run_dir))]
     while stack:
         prefix, path = stack.pop()
@@ -73,6 +80,8 @@ def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, t
             if is_temp_name(e.name) or (not prefix and e.name in skip):
                 continue
             try:
+                if e.is_symlink() and not inside(real(e.path), base):
+                    continue
                 if e.is_dir():
                     stack.append((prefix + e.name + "/", e.path))
                 elif e.is_file():
@@ -167,7 +176,7 @@ class RunUploader:
                 continue
             for key in ("path", "boxes"):
                 rel = rec.get(key)
-                if isinstance(rel, str) and rel.startswith("media/") and rel not in self._media:
+                if isinstance(rel, str) and rel.startswith(_MEDIA_PREFIX) and rel not in self._media:
                     try:
                         self._media_new.add(check_name(rel, "media path"))
                     except LabtrackNameError:
@@ -178,12 +187,12 @@ class RunUploader:
         now = time.monotonic()
         if full or now - self._media_scanned >= self.media_rescan_seconds:
             local = scan_files(self.run_dir)
-            self._media = {p: v for p, v in local.items() if p.startswith("media/")}
+            self._media = {p: v for p, v in local.items() if p.startswith(_MEDIA_PREFIX)}
             self._media_new.clear()
             self._media_scanned = now
             self._media_learned = local.get(MEDIA_JSONL, (0, 0))[0]
             return local, True
-        local = scan_files(self.run_dir, frozenset({"media"}))
+        local = scan_files(self.run_dir, frozenset({layout.MEDIA_DIR}))
         self._learn_media(local.get(MEDIA_JSONL, (0, 0))[0])
         for rel in list(self._media_new):
             try:
@@ -216,12 +225,12 @@ class RunUploader:
         result = RoundResult(pending=False)
         local, walked_media = self._scan(full or not self._seen)
         gone = sorted(p for p in self._seen if p not in local and p in server
-                      and (walked_media or not p.startswith("media/")))
+                      and (walked_media or not p.startswith(_MEDIA_PREFIX)))
         self._seen.update(local)
         # Plan: which files differ. run.json first, so a new run appears with its metadata.
         appends: list[tuple[str, int, int, bool]] = []  # path, offset, growth, known
         wholes: list[str] = []
-        for rel in sorted(local, key=lambda p: (p != "run.json", p)):
+        for rel in sorted(local, key=lambda p: (p != layout.RUN_JSON, p)):
             size, mtime = local[rel]
             if self._refused.get(rel) == (size, mtime):
                 continue

@@ -22,6 +22,10 @@ from ..errors import LabtrackValueError, RemoteError
 
 API_VERSION = 1
 CLIENT_NAME = "labtrack"
+# Sent with every request: the server refuses state-changing requests without it, because a
+# web page of another site cannot send a custom header without a CORS preflight (which the
+# server never grants). See docs/api.md, "What the server accepts".
+CLIENT_HEADER = "X-Labtrack-Client"
 
 Body = Union[bytes, Iterable[bytes], None]
 
@@ -255,7 +259,9 @@ class WireClient:
                  timeout: float = 20.0) -> None:
         self.url = url.rstrip("/")
         self._transport: Transport = transport or HttpTransport(self.url, timeout=timeout)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {CLIENT_HEADER: CLIENT_NAME}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         """Release the transport's connections."""
@@ -332,7 +338,8 @@ class WireClient:
     def append(self, experiment: str, run_id: str, path: str, offset: int, data: bytes) -> OpResult:
         """Append `data` at `offset`; status 409 means the server has another size."""
         r = self._call("PUT", self._run_path(experiment, run_id, "append"),
-                       params={"path": path, "offset": str(offset)}, content=data, ok=(200, 409))
+                       params={"path": path, "offset": str(offset)}, content=data,
+                       headers={"Content-Type": "application/octet-stream"}, ok=(200, 409))
         return OpResult(path, int(r.json().get("size", 0)), r.status)
 
     def put_file(self, experiment: str, run_id: str, path: str, chunks: Iterator[bytes] | bytes,

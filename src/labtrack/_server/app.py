@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._remote.wire import CLIENT_HEADER
 from ..errors import LabtrackError, LabtrackValueError, RunNotFoundError
 from .state import ServerState
 
@@ -104,38 +105,131 @@ def _preload(state: ServerState) -> None:
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
+def _is_ip_literal(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_header(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return str(value.decode("latin-1").lower())
+    return ""
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header: `[::1]:8765` -> `::1`, `a.lab:80` -> `a.lab`."""
+    return host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+
+
 class HostCheck:
     """Refuse requests whose Host header is not one of `allowed` (any port).
 
     A server on 127.0.0.1 is still reachable from a web page through DNS rebinding (a
     hostile name that resolves to 127.0.0.1); such requests carry the hostile name in Host.
+    An IP address in Host cannot come from rebinding (the page's origin is then that
+    address), so a server bound to every interface may pass `allow_ip_literals`.
     """
 
-    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, allowed: Sequence[str], allow_ip_literals: bool = False) -> None:
         self.app = app
         self.allowed = {h.lower().strip("[]") for h in allowed}
+        self.allow_ip_literals = allow_ip_literals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            host = ""
-            for key, value in scope["headers"]:
-                if key == b"host":
-                    host = value.decode("latin-1").lower()
-                    break
-            name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
-            if name not in self.allowed:
+            host = _host_header(scope)
+            name = _host_name(host)
+            if name not in self.allowed and not (self.allow_ip_literals and _is_ip_literal(name)):
                 response = JSONResponse(
-                    {"error": f"Host {host!r} is not allowed; open the dashboard as "
-                              f"http://127.0.0.1:<port>/ (allowed hosts: {', '.join(sorted(self.allowed))})"},
+                    {"error": f"Host {host[:100]!r} is not allowed; open the dashboard as "
+                              f"http://127.0.0.1:<port>/ (allowed hosts: {', '.join(sorted(self.allowed))}"
+                              f"{', any IP address' if self.allow_ip_literals else ''}; "
+                              "`labtrack serve --allowed-host NAME` adds a name)"},
                     status_code=400)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
+WRITE_TYPES = ("application/json", "application/octet-stream")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin_key(scheme: str, host: str) -> str:
+    """`scheme://host[:port]` lower-cased, without the scheme's default port."""
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme).lower()
+    host = host.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default and host.endswith(":" + default) and not host.endswith("]"):
+        host = host[: -len(default) - 1]
+    return f"{scheme}://{host}"
+
+
+class RequestGuard:
+    """Refuse what a page of another web site could make a browser send here.
+
+    * An `Origin` header, when present, must be this server's own origin (the scheme and
+      the Host the request came to); anything else (another site, `null`) is answered 403.
+    * A request that may change state (any method but GET, HEAD, OPTIONS) must carry the
+      `X-Labtrack-Client` header, and a body's Content-Type, when given, must be
+      application/json or application/octet-stream. A browser sends neither to another
+      origin without a CORS preflight, which this server never grants (it sends no
+      Access-Control-* header), so no form, `text/plain` or `no-cors` fetch of a page
+      elsewhere can write, log in or out. Python clients (labtrack's shipper, curl) send the
+      header and are not affected by CORS.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            message = self._refusal(scope)
+            if message is not None:
+                status, text = message
+                await JSONResponse({"error": text}, status_code=status,
+                                   headers={"Cache-Control": "no-store"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _refusal(scope: Scope) -> tuple[int, str] | None:
+        headers: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key, value)
+        origin = headers.get(b"origin")
+        own = _origin_key(str(scope.get("scheme", "http")), _host_header(scope))
+        if origin is not None:
+            given = origin.decode("latin-1")
+            scheme, sep, rest = given.partition("://")
+            if not sep or _origin_key(scheme, rest.rstrip("/")) != own:
+                return 403, (f"requests from origin {given[:100]!r} are refused: this server "
+                             f"answers only pages of its own origin {own!r}")
+        method = str(scope.get("method", "GET")).upper()
+        if scope["type"] != "http" or method in _SAFE_METHODS:
+            return None
+        if not headers.get(CLIENT_HEADER.lower().encode()):
+            return 403, (f"{method} needs the {CLIENT_HEADER} header (any value, e.g. "
+                         f"'{CLIENT_HEADER}: curl'): it keeps other web sites' pages from "
+                         "writing here")
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+        if ctype and ctype not in WRITE_TYPES:
+            return 415, (f"Content-Type {ctype[:80]!r} is not accepted for {method}; send "
+                         f"{' or '.join(WRITE_TYPES)}")
+        return None
+
+
 def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None = None,
                extra_routes: Sequence[BaseRoute] = (), static_dir: Path | None = None,
-               allowed_hosts: Sequence[str] | None = None) -> Starlette:
+               allowed_hosts: Sequence[str] | None = None,
+               allow_ip_hosts: bool = False) -> Starlette:
     """Build the dashboard application over the runs in `root`.
 
     Args:
@@ -148,6 +242,12 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
         allowed_hosts: answer only requests whose Host header names one of these (a server
             on 127.0.0.1 passes LOOPBACK_NAMES, which stops DNS-rebinding pages); None
             accepts any Host.
+        allow_ip_hosts: also accept any IP address as Host (a server bound to every
+            interface: no rebinding page can send one).
+
+    Every request also passes :class:`RequestGuard`: a foreign Origin is refused, and a
+    request that may change state needs the X-Labtrack-Client header and a JSON or
+    octet-stream body.
 
     Returns:
         A Starlette application; its state holds a :class:`ServerState` as `labtrack`.
@@ -180,7 +280,11 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
             Exception: _unexpected,
         },
         lifespan=lifespan,
-        middleware=[Middleware(HostCheck, allowed=allowed_hosts)] if allowed_hosts else None,
+        middleware=[
+            *([Middleware(HostCheck, allowed=allowed_hosts, allow_ip_literals=allow_ip_hosts)]
+              if allowed_hosts else []),
+            Middleware(RequestGuard),
+        ],
     )
     app.state.labtrack = state
     return app

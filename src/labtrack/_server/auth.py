@@ -40,7 +40,8 @@ class TokenFileError(LabtrackValueError):
 
 def hash_token(token: str) -> str:
     """The hex SHA-256 of a token, as stored in the tokens file."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    # surrogatepass: a token sent with a lone surrogate is unknown, not a server error.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _now() -> str:
@@ -198,56 +199,97 @@ COOKIE = "labtrack_token"
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>labtrack: log in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font:16px system-ui,sans-serif;max-width:28em;margin:4em auto;padding:0 1em}}
-input{{font:inherit;width:100%;box-sizing:border-box;padding:.4em;margin:.5em 0}}
-.err{{color:#b00020}}</style></head>
+<style>body{font:16px system-ui,sans-serif;max-width:28em;margin:4em auto;padding:0 1em}
+input{font:inherit;width:100%;box-sizing:border-box;padding:.4em;margin:.5em 0}
+.err{color:#b00020}</style><script src="login.js" defer></script></head>
 <body><h1>labtrack</h1><p>This server needs a token with the read scope
-(<code>labtrack token create NAME --read --tokens FILE</code>).</p>{message}
-<form method="post" action="/login"><label>Token
+(<code>labtrack token create NAME --read --tokens FILE</code>).</p>
+<noscript><p class="err">Logging in needs JavaScript.</p></noscript>
+<form id="login"><label>Token
 <input name="token" type="password" autocomplete="current-password" autofocus required></label>
-<input type="submit" value="Log in"></form></body></html>
+<input type="submit" value="Log in"></form><p class="err" id="err" role="alert"></p></body></html>
 """
+# The form is sent by script, as JSON with the client header: the server takes no form posts
+# (a page of another site could send one), see RequestGuard in app.py.
+_SCRIPT = """"use strict";
+document.getElementById("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const err = document.getElementById("err");
+  err.textContent = "";
+  const token = new FormData(ev.target).get("token");
+  try {
+    const r = await fetch("login", {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-Labtrack-Client": "login-page"},
+      body: JSON.stringify({token})});
+    if (r.ok) { window.location.assign("./"); return; }
+    const body = await r.json().catch(() => ({}));
+    err.textContent = body.error || ("the server answered " + r.status);
+  } catch (e) {
+    err.textContent = "the server cannot be reached: " + e;
+  }
+});
+"""
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; connect-src 'self'; "
+                                "style-src 'unsafe-inline'; form-action 'none'; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+    "X-Frame-Options": "DENY",
+}
 
 
 def login_routes(auth: TokenAuth) -> list[Any]:
     """`GET /login` (a form), `POST /login` (sets the read cookie), `POST /logout`.
 
-    The cookie is HttpOnly and SameSite=Strict and holds the token itself; the server only
-    keeps hashes, so there is no session state.
+    `POST /login` takes `{"token": "..."}` as JSON (the login page's script sends it) and
+    answers `{"ok": true}` with the cookie, or 401 with `{"error"}`. The cookie is HttpOnly
+    and SameSite=Strict and holds the token itself; the server only keeps hashes, so there
+    is no session state.
 
     Example:
         >>> create_app(root, auth=auth, extra_routes=[*login_routes(auth), *ingest])
     """
-    from urllib.parse import parse_qs
+    import json
 
-    from starlette.responses import HTMLResponse, RedirectResponse, Response
+    from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    def page(message: str = "", status: int = 200) -> HTMLResponse:
-        extra = f'<p class="err">{message}</p>' if message else ""
-        return HTMLResponse(_PAGE.format(message=extra), status_code=status,
+    def refuse(message: str, status: int) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status,
                             headers={"Cache-Control": "no-store"})
 
     async def login_form(request: Request) -> Response:
-        return page()
+        return HTMLResponse(_PAGE, headers=_PAGE_HEADERS)
+
+    async def login_script(request: Request) -> Response:
+        return Response(_SCRIPT, media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
 
     async def login(request: Request) -> Response:
         body = await request.body()
         if len(body) > 4096:
-            return page("That is not a token.", 400)
-        token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0].strip()
+            return refuse("That is not a token (the body is too long).", 400)
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            data = None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str):
+            return refuse('send the token as JSON: {"token": "lt_..."}', 400)
+        token = token.strip()
         scopes = auth.scopes_of(token) if token else None
         if scopes is None or "read" not in scopes:
-            return page("That token is not known to this server.", 401)
-        r = RedirectResponse("/", status_code=303)
+            return refuse("That token is not known to this server.", 401)
+        r = JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
         r.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
                      secure=request.url.scheme == "https", max_age=30 * 24 * 3600)
         return r
 
     async def logout(request: Request) -> Response:
-        r = RedirectResponse("/login", status_code=303)
+        r = JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
         r.delete_cookie(COOKIE, path="/")
         return r
 
     return [Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
+            Route("/login.js", login_script, methods=["GET"]),
             Route("/logout", logout, methods=["POST"])]

@@ -3,19 +3,21 @@
 Every request names the run as ``/api/v1/ingest/{experiment}/{id}/...`` and a file by its
 path inside the run directory. Experiment and id must be plain folder names; a path is
 checked like a logged name (no ``..``, no absolute path, no control characters), must not
-name a temporary file, and must resolve inside the run directory, else the request answers
-400 and writes nothing. Appends happen only at the file's current size (else 409 with the
+name a temporary file, and must resolve inside the run directory (`_store.contain`: an
+experiment folder, run folder or file that is a symlink out of the root is refused), else
+the request answers 4xx and writes nothing: every part of a request is checked before the
+first byte is written. Appends happen only at the file's current size (else 409 with the
 size), under an exclusive lock, so concurrent or repeated requests never duplicate data.
 Rewritten files are replaced atomically and keep the client's modification time.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
@@ -26,13 +28,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._names import check_name
+from .._remote.upload import is_temp_name, scan_files
+from .._store.contain import real, relpath_in
+from .._store.files import atomic_write_bytes, atomic_writer
+from .._store.rundir import run_folder
 from ..errors import LabtrackNameError
-from .._remote.upload import is_temp_name
 
 API_VERSION = 1
 DEFAULT_MAX_BATCH_BYTES = 16 << 20
 DEFAULT_MAX_FILE_BYTES = 1 << 30
+# The largest offset, length or modification time (ns) accepted: a signed 64-bit number,
+# what the file system's calls take (os.utime overflows beyond it).
+MAX_INT = (1 << 63) - 1
 _FOLDER = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 
 Auth = Callable[[Request, str], Any]
@@ -65,26 +72,54 @@ def check_folder(value: str, what: str) -> str:
     return value
 
 
-def resolve_path(run_dir: Path, path: str | None) -> Path:
-    """The file `path` names inside `run_dir`, or :class:`_BadRequest` (nothing is written)."""
+def resolve_path(run_dir: Path, path: str | None, *, planned: _Plan | None = None,
+                 deleting: bool = False) -> Path:
+    """The file `path` names inside `run_dir`, or :class:`_BadRequest` (nothing is written).
+
+    Refused: a malformed path, a temporary file's name, a path that resolves (through a
+    symlink) outside the run, a path under a file (``run.json/x``) and, except for a delete,
+    a path that is a folder. `planned` holds what earlier ops of the same batch create.
+    """
     if path is None:
         raise _BadRequest("the path parameter is missing; name a file such as scalars/loss.csv")
     try:
-        check_name(path, "path")
+        target = relpath_in(run_dir, path, "path")
     except LabtrackNameError as e:
         raise _BadRequest(str(e), path=path) from None
-    if "\\" in path or any(is_temp_name(p) for p in path.split("/")):
-        raise _BadRequest(f"path {path!r} names a temporary file or contains a backslash; "
-                          "send the run's real files only", path=path)
-    target = run_dir / path
-    base = run_dir.resolve()
-    # The run folder may not exist yet: resolve what exists and compare.
-    if not target.resolve().is_relative_to(base):
-        raise _BadRequest(f"path {path!r} leaves the run directory", path=path)
+    parts = path.split("/")
+    if any(is_temp_name(p) for p in parts):
+        raise _BadRequest(f"path {path!r} names a temporary file; send the run's real files only",
+                          path=path)
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        on_disk = os.path.lexists(run_dir / prefix) and not os.path.isdir(run_dir / prefix)
+        if (planned is not None and prefix in planned.files) or (
+                on_disk and not (planned is not None and prefix in planned.deleted)):
+            raise _BadRequest(f"path {path!r} cannot be a file: {prefix!r} is a file of this "
+                              "run, not a folder", path=path)
+    if not deleting and (os.path.isdir(target) or (planned is not None and path in planned.dirs)):
+        raise _BadRequest(f"path {path!r} is a folder of this run; send its files", path=path)
+    if planned is not None:
+        if deleting:
+            planned.deleted.add(path)
+            planned.files.discard(path)
+        else:
+            planned.files.add(path)
+            planned.dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
     return target
 
 
+@dataclass
+class _Plan:
+    """What the ops of one batch checked so far will create or delete (paths in the run)."""
+
+    files: set[str]
+    dirs: set[str]
+    deleted: set[str]
+
+
 def _set_mtime(path: Path, mtime_ns: Optional[int]) -> None:
+    # Checked against MAX_INT before anything was written (os.utime overflows beyond it).
     if mtime_ns is not None and mtime_ns > 0:
         os.utime(path, ns=(mtime_ns, mtime_ns))
 
@@ -116,8 +151,6 @@ def append_at(path: Path, offset: int, data: bytes) -> tuple[int, int]:
 
 def put_whole(path: Path, data: bytes, mtime_ns: Optional[int]) -> int:
     """Replace `path` atomically with `data`, keep the client's mtime; returns the size."""
-    from .._store.files import atomic_write_bytes
-
     atomic_write_bytes(path, data)
     _set_mtime(path, mtime_ns)
     return len(data)
@@ -134,6 +167,8 @@ def delete_file(run_dir: Path, path: Path) -> None:
         return
     except IsADirectoryError:
         raise _BadRequest(f"{path.relative_to(run_dir)} is a folder; delete its files") from None
+    except NotADirectoryError:
+        return  # a file where a folder of the path would be: the file is not there either
     parent = path.parent
     while parent != run_dir and run_dir in parent.parents:
         try:
@@ -150,8 +185,6 @@ def run_sizes(run_dir: Path, *, now: float | None = None) -> dict[str, dict[str,
     removed on the way; younger ones may belong to an upload in progress.
     """
     import time
-
-    from .._remote.upload import scan_files
 
     limit = (time.time() if now is None else now) - STALE_TEMP_SECONDS
     for dirpath, _dirs, names in os.walk(run_dir):
@@ -183,11 +216,12 @@ def _int_param(request: Request, name: str, required: bool) -> Optional[int]:
             raise _BadRequest(f"the {name} parameter is missing; give a whole number >= 0")
         return None
     try:
-        v = int(raw)
+        v = int(raw) if len(raw) <= 20 else -1
     except ValueError:
         v = -1
-    if v < 0:
-        raise _BadRequest(f"{name}={raw[:40]!r} is not allowed; give a whole number >= 0")
+    if not 0 <= v <= MAX_INT:
+        raise _BadRequest(f"{name}={raw[:40]!r} is not allowed; give a whole number from 0 "
+                          f"to {MAX_INT}")
     return v
 
 
@@ -248,8 +282,12 @@ def ingest_routes(root: Path | str, *, auth: Optional[Auth] = None,
             except HTTPException as e:
                 return _error(str(e.detail), e.status_code)
             except OSError as e:
-                return _error(f"the server could not write: {e.strerror or e}", 400
-                              if isinstance(e, (IsADirectoryError, NotADirectoryError)) else 500)
+                # A full disk is the server's trouble, not the request's: 507, which the
+                # client retries later (like any 5xx); a path clash is the request's: 400.
+                if isinstance(e, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+                    return _error(f"the server could not write: {e.strerror or e}", 400)
+                full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+                return _error(f"the server could not write: {e.strerror or e}", 507 if full else 500)
 
         endpoint.__name__ = fn.__name__
         return endpoint
@@ -264,16 +302,22 @@ def ingest_routes(root: Path | str, *, auth: Optional[Auth] = None,
 
 
 def _run_dir(request: Request, cfg: IngestConfig) -> Path:
+    """The run folder the request names, resolved; refused (403) when it leads out of the root."""
     exp = check_folder(request.path_params["experiment"], "experiment")
     rid = check_folder(request.path_params["run_id"], "run id")
-    return cfg.root / exp / rid
+    try:
+        folder = run_folder(cfg.root, exp, rid)
+    except LabtrackNameError as e:
+        raise _BadRequest(str(e), status=403) from None
+    # The resolved folder from here on: what is written is where the check looked.
+    return Path(real(folder))
 
 
 async def _hello(request: Request, cfg: IngestConfig) -> Response:
     body = await _read_body(request, 64 << 10)
     try:
         hello = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadRequest("the hello body is not JSON; send {\"client\", \"version\", \"api\"}") from None
     answer = {"api": API_VERSION, "server": _version(), "max_batch_bytes": cfg.max_batch_bytes,
               "max_file_bytes": cfg.max_file_bytes}
@@ -296,37 +340,55 @@ async def _append(request: Request, cfg: IngestConfig) -> Response:
     offset = _int_param(request, "offset", True)
     assert offset is not None
     data = await _read_body(request, cfg.max_batch_bytes)
-    status, size = await run_in_threadpool(append_at, target, offset, data)
+    status, size = await run_in_threadpool(append_at, Path(real(target)), offset, data)
     return JSONResponse({"size": size}, status_code=status)
 
 
 async def _file(request: Request, cfg: IngestConfig) -> Response:
     run_dir = _run_dir(request, cfg)
-    target = resolve_path(run_dir, request.query_params.get("path"))
+    target = Path(real(resolve_path(run_dir, request.query_params.get("path"))))
     mtime_ns = _int_param(request, "mtime_ns", False)
     _content_length(request, cfg.max_file_bytes)
     # Stream into a temporary file beside the target, then replace: memory stays bounded
-    # whatever the file's size, and a reader never sees a half-written file.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    # whatever the file's size, and a reader never sees a half-written file. Folders made
+    # for a file that then fails (too large, client gone) are removed again.
+    made = _first_missing(target.parent, run_dir)
     total = 0
     try:
-        with open(tmp, "wb") as f:
+        with atomic_writer(target) as f:
             async for chunk in request.stream():
                 total += len(chunk)
                 if total > cfg.max_file_bytes:
                     raise _BadRequest(f"the file exceeds this server's limit of "
                                       f"{cfg.max_file_bytes} bytes", status=413, path=None)
                 f.write(chunk)
-        os.replace(tmp, target)
     except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        if made is not None:
+            _remove_empty(target.parent, made)
         raise
     _set_mtime(target, mtime_ns)
     return JSONResponse({"size": total})
+
+
+def _first_missing(folder: Path, run_dir: Path) -> Path | None:
+    """The outermost folder from `run_dir`'s parent down to `folder` that does not exist yet."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p == run_dir.parent.parent or os.path.isdir(p):
+            break
+        missing = p
+    return missing
+
+
+def _remove_empty(folder: Path, stop: Path) -> None:
+    """Remove `folder` and its parents up to `stop` (included) while they are empty."""
+    for p in (folder, *folder.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == stop:
+            return
 
 
 def parse_batch(body: bytes, run_dir: Path) -> list[tuple[dict[str, Any], Path, bytes]]:
@@ -336,28 +398,33 @@ def parse_batch(body: bytes, run_dir: Path) -> list[tuple[dict[str, Any], Path, 
         raise _BadRequest("a batch body starts with one JSON line {\"ops\": [...]} and a newline")
     try:
         head = json.loads(body[:nl])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadRequest("the first line of the batch body is not JSON") from None
     ops = head.get("ops") if isinstance(head, dict) else None
     if not isinstance(ops, list):
         raise _BadRequest("the batch header has no list \"ops\"")
     pos = nl + 1
     out = []
+    plan = _Plan(set(), set(), set())
     for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in ("append", "put", "delete"):
-            raise _BadRequest(f"batch op {str(op)[:80]} is not allowed; each op is "
+        kind = op.get("op") if isinstance(op, dict) else None
+        if not isinstance(op, dict) or not isinstance(kind, str) or kind not in ("append", "put", "delete"):
+            raise _BadRequest(f"batch op {json.dumps(op)[:80]} is not allowed; each op is "
                               "{\"op\": \"append\"|\"put\"|\"delete\", \"path\", \"length\", ...}")
         path = op.get("path")
-        target = resolve_path(run_dir, path if isinstance(path, str) else None)
+        target = resolve_path(run_dir, path if isinstance(path, str) else None, planned=plan,
+                              deleting=kind == "delete")
         length = op.get("length")
         offset = op.get("offset", 0)
         mtime = op.get("mtime_ns")
-        for name, v in (("length", length), ("offset", offset)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise _BadRequest(f"batch op for {path!r}: {name} {v!r} is not a whole number >= 0")
-        if mtime is not None and (not isinstance(mtime, int) or mtime < 0):
-            raise _BadRequest(f"batch op for {path!r}: mtime_ns {mtime!r} is not a whole number")
-        assert isinstance(length, int)
+        for name, v in (("length", length), ("offset", offset), ("mtime_ns", mtime)):
+            if name == "mtime_ns" and v is None:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_INT:
+                raise _BadRequest(f"batch op for {path!r}: {name} {str(v)[:40]} is not allowed; "
+                                  f"give a whole number from 0 to {MAX_INT}",
+                                  path=path if isinstance(path, str) else None)
+        assert isinstance(length, int)  # checked just above
         if pos + length > len(body):
             raise _BadRequest("the batch body is shorter than its ops' lengths")
         out.append((op, target, body[pos: pos + length]))
@@ -378,12 +445,12 @@ async def _batch(request: Request, cfg: IngestConfig) -> Response:
         results = []
         for op, target, data in ops:
             if op["op"] == "append":
-                status, size = append_at(target, int(op.get("offset", 0)), data)
+                status, size = append_at(Path(real(target)), int(op.get("offset", 0)), data)
             elif op["op"] == "delete":
                 delete_file(run_dir, target)
                 status, size = 200, 0
             else:
-                status, size = 200, put_whole(target, data, op.get("mtime_ns"))
+                status, size = 200, put_whole(Path(real(target)), data, op.get("mtime_ns"))
             results.append({"path": op["path"], "size": size, "status": status})
         return results
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 
 def _nonfinite_to_str(obj: Any) -> Any:
@@ -35,9 +36,18 @@ def dumps_line(obj: Any) -> str:
                       separators=(",", ":")) + "\n"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: a reader sees the old file or the new one, never a mix."""
-    # A short temporary name: the final name may already use the whole 255 bytes.
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` when the block ends without an error.
+
+    The data goes to a temporary file with a short name in the same folder (the final name
+    may already use the whole 255 bytes), created with its folder if needed, and removed
+    when the block raises; a reader sees the old file or the new one, never a mix.
+
+    Example:
+        >>> with atomic_writer(Path("run/media/0/cat.png")) as f:
+        ...     f.write(b"...")
+    """
     tmp = path.parent / f".{secrets.token_hex(6)}.tmp"
     try:
         try:
@@ -46,7 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             f = open(tmp, "wb")
         with f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -54,6 +64,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: a reader sees the old file or the new one, never a mix."""
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
