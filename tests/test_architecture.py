@@ -18,7 +18,8 @@ ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtra
 WRITES = {"atomic_write_bytes", "atomic_write_json", "append_bytes"}
 MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._writer", "labtrack._checkpoints",
              "labtrack._book.manage", "labtrack._annotate", "labtrack._server.ingest",
-             "labtrack._server.auth")
+             "labtrack._server.auth",
+             "labtrack._server.series_store")  # the server's derived series cache (deletable)
 
 
 class Import:
