@@ -262,3 +262,23 @@ def test_runs_out_of_the_root_do_not_exist(tmp_path: Path, key: str) -> None:
     assert ids[key] in body["error"]
     body = c.json(f"/api/v1/stream?runs={ids[key]}", status=404)
     assert MARKER not in json.dumps(body)
+
+
+def test_a_known_run_whose_folder_turns_into_a_symlink_out_is_gone(tmp_path: Path) -> None:
+    import shutil
+
+    root, ids, _ = build(tmp_path)
+    c = Client(create_app(root))
+    rid = ids["whole"]
+    assert c.json(f"/api/v1/runs/{rid}")["id"] == rid  # found and remembered
+    d = root / SAFE / rid
+    away = tmp_path / "moved" / rid
+    away.parent.mkdir()
+    shutil.move(str(d), str(away))
+    meta = json.loads((away / "run.json").read_text())
+    meta["comment"] = MARKER
+    (away / "run.json").write_text(json.dumps(meta))
+    os.symlink(away, d)
+    for sub in ("", "/files", "/console"):
+        r = c.get(f"/api/v1/runs/{rid}{sub}")
+        assert r.status_code == 404 and MARKER not in r.text, (sub, r.text)

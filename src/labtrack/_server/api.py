@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .._names import check_name, relpath_to_name
 from .._store import layout
 from .._store.contain import real
-from .._store.rundir import KINDS, RunDir, duration
+from .._store.rundir import KINDS, RunDir
 from ..errors import FormatError, LabtrackValueError
 from .common import (API, NO_STORE, JSONResponse, empty, error, float_param, floats, int_param,
                      open_run_file, public_row, required, run_file, state_of, unless_outside)
@@ -77,11 +77,11 @@ async def runs(request: Request) -> Response:
 def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:
     """An index row with the duration of a run that ended without saying so (crashed,
     killed): the index knows ended - started, or the heartbeat's age; the run's files know
-    its last sign of life (`_store.rundir.duration`). A few stats, and only for such rows of
-    the page asked for."""
+    its last sign of life (`_store.rundir.duration`). Only for such rows of the page asked
+    for, and remembered while their files stay as they are."""
     if row.get("status") != "running" and not row.get("ended") and isinstance(row.get("dir"), str):
         try:
-            row["duration"] = duration(row, RunDir(row["dir"], state.root), now)
+            row["duration"] = state.ended_duration(row, now)
         except (OSError, ValueError):  # gone or moved out of the root meanwhile: no duration
             pass
     return row

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .._store import layout
 from .._store.contain import is_contained
-from .._store.rundir import RunDir, find_run
+from .._store.rundir import RunDir, duration, find_run
 from ..errors import RunNotFoundError
 from .series import SeriesCache
 from .series_store import SeriesStore
@@ -54,6 +54,9 @@ class ServerState:
         self._cache_lock = threading.Lock()
         self._query_cache: dict[tuple[Any, ...], tuple[int, float, Any]] = {}  # gen, expiry, value
         self._runs: dict[str, RunDir] = {}
+        # run dir -> (signature of its files, duration): a crashed run's last sign of life
+        # costs a listing of its series; it changes only when its files do
+        self._ended: dict[str, tuple[tuple[Any, ...], float | None]] = {}
         self._runs_lock = threading.Lock()
 
     def index(self) -> Any:
@@ -183,13 +186,35 @@ class ServerState:
         return found
 
 
+    def ended_duration(self, row: dict[str, Any], now: float) -> float | None:
+        """The duration of a run that is over but never wrote its end (crashed, killed):
+        until its last sign of life (`_store.rundir.duration`), remembered while its
+        run.json, params.json, summary.json and heartbeat stay as they are.
+
+        Raises:
+            OutsideRootError: the run's folder leads outside the root.
+        """
+        folder = str(row["dir"])
+        sig = _run_sig(folder) + (_stat_sig(os.path.join(folder, layout.HEARTBEAT)),)
+        hit = self._ended.get(folder)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        value = duration(row, RunDir(folder, self.root), now)
+        if len(self._ended) > 10_000:
+            self._ended.clear()
+        self._ended[folder] = (sig, value)
+        return value
+
+
+def _stat_sig(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _run_sig(run_dir: str) -> tuple[Any, ...]:
     """What changes when a run's run.json, params.json or summary.json is rewritten."""
-    out: list[Any] = []
-    for name in (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON):
-        try:
-            st = os.stat(os.path.join(run_dir, name))
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+    return tuple(_stat_sig(os.path.join(run_dir, name))
+                 for name in (layout.RUN_JSON, layout.PARAMS_JSON, layout.SUMMARY_JSON))

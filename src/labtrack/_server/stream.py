@@ -35,6 +35,7 @@ POLL_SECONDS = 0.5
 PING_SECONDS = 15.0
 STATUS_EVERY = 4  # ticks between re-deriving a running run's status (heartbeat age)
 ROOT_EVERY = 4  # ticks between looking for added or removed runs
+SERIES_EVERY = 4  # ticks between listing a run's series again (a new series shows within 2 s)
 MAX_RUNS = 200
 MAX_READ = 4 << 20  # bytes read from one file per tick; the rest comes next tick
 _WATCHED = (layout.RUN_JSON, layout.SUMMARY_JSON, layout.PARAMS_JSON)
@@ -81,7 +82,8 @@ class RunWatch:
         self.run = run
         self.run_id = run.id
         self.offsets: dict[str, int] = {}  # a series' path in the run -> bytes sent
-        for _name, rel in run.named("scalars"):
+        self.series = run.named("scalars")
+        for _name, rel in self.series:
             self.offsets[rel] = _after_last_line(run, rel)
         self.console_offset = _size(run, layout.CONSOLE_LOG)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -93,7 +95,10 @@ class RunWatch:
         """Events for everything that changed since the last poll."""
         self.ticks += 1
         out = self._poll_meta()
-        for name, rel in self.run.named("scalars"):
+        if self.ticks % SERIES_EVERY == 0:
+            # Listing checks every file against the run (a realpath each): not every tick.
+            self.series = self.run.named("scalars")
+        for name, rel in self.series:
             ev = self._poll_series(name, rel)
             if ev is not None:
                 out.append(ev)
@@ -120,6 +125,9 @@ class RunWatch:
         return [event("run", row)]
 
     def _poll_series(self, name: str, rel: str) -> bytes | None:
+        sig = _sig(self.run.path / rel)  # unchanged (the usual case): one stat, no open
+        if sig is None or sig[2] == self.offsets.get(rel, 0):
+            return None
         f = _open(self.run, rel)
         if f is None:
             return None
@@ -157,6 +165,9 @@ class RunWatch:
         })
 
     def _poll_console(self) -> bytes | None:
+        sig = _sig(self.run.path / layout.CONSOLE_LOG)
+        if sig is None or sig[2] == self.console_offset:
+            return None
         f = _open(self.run, layout.CONSOLE_LOG)
         if f is None:
             return None
