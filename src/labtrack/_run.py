@@ -264,7 +264,8 @@ class Run(_LogBase):
         self._provenance_thread: threading.Thread | None = None
         if not resume:
             self._provenance_thread = threading.Thread(
-                target=self._writer._run_record, args=(lambda: self._record_provenance(capture_git, untracked_cap),),
+                target=self._writer._run_record,
+                args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
                 name=f"labtrack-provenance-{self.id}", daemon=True)
             self._provenance_thread.start()
         if capture_console:
@@ -424,7 +425,8 @@ class Run(_LogBase):
         files.atomic_write_bytes(path, data)
         if extra is not None:
             files.atomic_write_json(path.with_suffix(".json"), extra)
-        files.append_bytes(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode())
+        self._writer.append(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode(),
+                            "media record", entry["name"])
 
     def log_image(self, name: str, image: Any, step: int | None = None, *,
                   boxes: list[dict[str, Any]] | None = None, classes: list[str] | None = None,
@@ -473,7 +475,7 @@ class Run(_LogBase):
             data = _records.encode_gif(frames, fps) if frames else _records.encode_png(arr)
             self._add_media(entry, data, extra)
 
-        self._writer.submit(write)
+        self._writer.submit(write, kind, name)
 
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
@@ -483,7 +485,7 @@ class Run(_LogBase):
         data = _records.figure_to_png(name, figure)
         entry = {"step": step, "name": name, "kind": "figure",
                  "path": layout.media_relpath(step, name, ".png"), "time": round(_time(), 3)}
-        self._writer.submit(lambda: self._add_media(entry, data))
+        self._writer.submit(lambda: self._add_media(entry, data), "figure", name)
 
     def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
         """Record a text (and the text it should have been, for a diff in the dashboard)."""
@@ -500,7 +502,7 @@ class Run(_LogBase):
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
         path = layout.text_path(self.dir, name)
-        self._writer.submit(lambda: files.append_bytes(path, line))
+        self._writer.submit(lambda: self._writer.append(path, line, "text record", name), "text record", name)
 
     def log_markdown(self, name: str, markdown: str, step: int | None = None) -> None:
         """Record a markdown document: global to the run without a step, else per step."""
@@ -511,12 +513,12 @@ class Run(_LogBase):
         data = markdown.encode("utf-8")
         if step is None:
             path = layout.markdown_path(self.dir, name)
-            self._writer.submit(lambda: files.atomic_write_bytes(path, data))
+            self._writer.submit(lambda: files.atomic_write_bytes(path, data), "markdown document", name)
             return
         s = _records.check_step(step)
         entry = {"step": s, "name": name, "kind": "markdown",
                  "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
-        self._writer.submit(lambda: self._add_media(entry, data))
+        self._writer.submit(lambda: self._add_media(entry, data), "markdown document", name)
 
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Record a histogram of many values (bin edges and counts) at a step."""
@@ -526,7 +528,8 @@ class Run(_LogBase):
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
         path = layout.histogram_path(self.dir, name)
-        self._writer.submit(lambda: files.append_bytes(path, line))
+        self._writer.submit(lambda: self._writer.append(path, line, "histogram record", name),
+                            "histogram record", name)
 
     def log_table(self, name: str, data: Any, step: int | None = None) -> None:
         """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
@@ -545,13 +548,14 @@ class Run(_LogBase):
             if entry is not None:
                 self._add_media(entry, csv_bytes)
 
-        self._writer.submit(write)
+        self._writer.submit(write, "table", name)
 
     def log_command(self, parser: Any, args: Any) -> None:
         """Record an argparse parser's options with their values (options.json)."""
         self._check_open()
         options = _records.command_options(parser, args)
-        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.OPTIONS_JSON, options))
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.OPTIONS_JSON, options),
+                            "file", layout.OPTIONS_JSON)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Merge `params` into params.json and print them as a table."""
@@ -560,7 +564,8 @@ class Run(_LogBase):
         with self._meta_lock:
             self._params = {**self._params, **new}
             snapshot = dict(self._params)
-        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.PARAMS_JSON, snapshot))
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.PARAMS_JSON, snapshot),
+                            "file", layout.PARAMS_JSON)
         from ._console.tables import print_params
 
         print_params(new)
@@ -772,22 +777,22 @@ class Run(_LogBase):
                 "message": str(error),
                 "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             }
+        status_lost = ""
         try:
             self._update_meta(**fields)
         except OSError as e:  # a full disk: warn, never raise from the script's last line
-            warnings.warn(f"labtrack: could not write the final status of run {self.id} to "
-                          f"{self.dir / layout.RUN_JSON}: {e}; it will read as crashed",
-                          RuntimeWarning, stacklevel=2)
+            status_lost = (f"; and the final status ({status}) could not be written to "
+                           f"{self.dir / layout.RUN_JSON}: {e.strerror or e}, so it will read as crashed")
         else:
             if self._index_on_finish:  # opt-in (LABTRACK_INDEX_ON_FINISH); never raises
                 from ._index import note_run
 
                 note_run(self.root, self.dir)
         _live_runs.discard(self)
-        dropped = self._writer.dropped
-        if dropped:
-            warnings.warn(f"labtrack: run {self.id} could not write {dropped} (see earlier warnings)",
-                          RuntimeWarning, stacklevel=2)
+        lost = self._writer.loss_report()
+        if lost or status_lost:
+            said = f"lost {lost}" if lost else "lost no data"
+            warnings.warn(f"labtrack: run {self.id} {said}{status_lost}", RuntimeWarning, stacklevel=2)
         if self._shipper is not None:
             if not self._shipper.close(self._sync_timeout):
                 print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "
