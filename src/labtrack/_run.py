@@ -29,8 +29,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable, NoReturn
 
 from . import _records, _settings
-from ._names import check_name, slug
-from ._store import files, layout
+from ._names import NameSpace, check_name, slug
+from ._store import create, files, layout
 from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
@@ -98,7 +98,7 @@ class Run(_LogBase):
     # columns) and `_eager_at` (the count that wakes the writer early) live in the base class
     # (C or Python), where log() updates them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
-                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
+                 "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
                  "_params", "_writer", "__weakref__")
 
@@ -134,6 +134,8 @@ class Run(_LogBase):
         self._meta_lock = threading.Lock()
         self._cols: dict[str, Callable[[list[float]], None]] = {}
         self._known: set[str] = set()
+        # One per folder of named files: a name whose file would be another's folder is refused.
+        self._spaces = {f: NameSpace(f) for f in create.NAMED_DIRS}
         # One entry per Python-path log() call in flight (the C path is atomic): while any is,
         # the writer keeps every swapped-out column generation it may still append to.
         self._busy: list[None] = []
@@ -239,6 +241,9 @@ class Run(_LogBase):
             self.dir.mkdir(parents=True, exist_ok=True)
             if resume:
                 _cut_torn_lines(self.dir)
+                for folder, space in self._spaces.items():
+                    for rel in create.existing_names(self.dir, folder):
+                        space.add_existing(rel)
             files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
             files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
             (self.dir / layout.HEARTBEAT).touch()
@@ -374,6 +379,7 @@ class Run(_LogBase):
             cols.refuse()
         if key not in self._known:
             check_name(key, "series name")
+            self._claim(create.SCALARS_DIR, key, (".csv",), "series name")
             self._known.add(key)
         append = cols[key] = array("d").fromlist
         return append
@@ -411,6 +417,10 @@ class Run(_LogBase):
         self._check_open()
         self._activity += 1
         self._writer.submit(fn)
+
+    def _claim(self, folder: str, name: str, suffixes: tuple[str, ...], what: str) -> None:
+        with self._meta_lock:  # log_* may be called from several threads
+            self._spaces[folder].claim(name, suffixes, what)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -462,6 +472,7 @@ class Run(_LogBase):
             arr, kind, suffix = frames[0], "animation", ".gif"
         else:
             arr, kind, suffix, frames = _records.image_to_array(name, image), "image", ".png", []
+        self._claim(create.MEDIA_DIR, name, (suffix, ".json"), "image name")
         h, w = int(arr.shape[0]), int(arr.shape[1])
         extra = None
         rel = layout.media_relpath(step, name, suffix)
@@ -480,7 +491,7 @@ class Run(_LogBase):
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
         self._check_open()
-        check_name(name, "figure name")
+        self._claim(create.MEDIA_DIR, check_name(name, "figure name"), (".png",), "figure name")
         step = self._media_step(step)
         data = _records.figure_to_png(name, figure)
         entry = {"step": step, "name": name, "kind": "figure",
@@ -490,7 +501,7 @@ class Run(_LogBase):
     def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
         """Record a text (and the text it should have been, for a diff in the dashboard)."""
         self._check_open()
-        check_name(name, "text name")
+        self._claim(create.TEXT_DIR, check_name(name, "text name"), (".jsonl",), "text name")
         for label, v in (("text", text), ("expected", expected)):
             if v is not None and not isinstance(v, str):
                 raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
@@ -512,10 +523,12 @@ class Run(_LogBase):
             raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
         data = markdown.encode("utf-8")
         if step is None:
+            self._claim(create.MARKDOWN_DIR, name, (".md",), "markdown name")
             path = layout.markdown_path(self.dir, name)
             self._writer.submit(lambda: files.atomic_write_bytes(path, data), "markdown document", name)
             return
         s = _records.check_step(step)
+        self._claim(create.MEDIA_DIR, name, (".md",), "markdown name")
         entry = {"step": s, "name": name, "kind": "markdown",
                  "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
         self._writer.submit(lambda: self._add_media(entry, data), "markdown document", name)
@@ -523,7 +536,7 @@ class Run(_LogBase):
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Record a histogram of many values (bin edges and counts) at a step."""
         self._check_open()
-        check_name(name, "histogram name")
+        self._claim(create.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
         rec = {"step": self._media_step(step), **_records.histogram(name, values, bins)}
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
@@ -534,7 +547,9 @@ class Run(_LogBase):
     def log_table(self, name: str, data: Any, step: int | None = None) -> None:
         """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
         self._check_open()
-        check_name(name, "table name")
+        self._claim(create.TABLES_DIR, check_name(name, "table name"), (".csv",), "table name")
+        if step is not None:
+            self._claim(create.MEDIA_DIR, name, (".csv",), "table name")
         csv_bytes = _records.table_to_csv(name, data)
         path = layout.table_path(self.dir, name)
         entry = None
