@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+
+import numpy as np
 
 import pytest
 
@@ -85,3 +88,68 @@ def test_escaping_is_reversible_and_safe_for_random_names() -> None:
 ])
 def test_slug(name: str, expected: str) -> None:
     assert slug(name) == expected
+
+
+# --- names that clash on disk are refused at the call ------------------------------------------
+
+def test_a_series_whose_file_would_be_another_series_folder_is_refused_at_the_call(make_run) -> None:
+    run = make_run()
+    with pytest.raises(LabtrackNameError, match=r"'a.csv/b'.*'a'"):
+        run.log({"a": 1.0, "a.csv/b": 2.0})  # within one call
+    run.log({"a": 3.0}, step=1)
+    with pytest.raises(LabtrackNameError, match=r"'a.csv/b'.*'a'"):
+        run.log({"a.csv/b": 4.0})  # against a name logged earlier
+    run.log({"x.csv/y": 1.0})
+    with pytest.raises(LabtrackNameError, match=r"'x'.*'x.csv/y'"):
+        run.log({"x": 1.0})  # the other way round: its file would be the other's folder
+    run.log({"a.csv2/b": 1.0, "ab/c": 1.0})  # near misses are fine
+    run.finish()
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert sorted(summary) == ["a", "a.csv2/b", "ab/c", "x.csv/y"]
+    assert summary["a"]["count"] == 1  # the refused call logged nothing
+
+
+def test_clashing_text_histogram_markdown_table_and_media_names_are_refused(make_run) -> None:
+    run = make_run()
+    run.log_text("q", "hi")
+    with pytest.raises(LabtrackNameError, match=r"'q.jsonl/r'.*'q'"):
+        run.log_text("q.jsonl/r", "lost")
+    run.log_histogram("h.jsonl/g", [1.0, 2.0])
+    with pytest.raises(LabtrackNameError, match=r"'h'.*'h.jsonl/g'"):
+        run.log_histogram("h", [1.0])
+    run.log_markdown("m", "# doc")
+    with pytest.raises(LabtrackNameError, match=r"'m.md/n'.*'m'"):
+        run.log_markdown("m.md/n", "# doc")
+    run.log_table("t", [{"a": 1}])
+    with pytest.raises(LabtrackNameError, match=r"'t.csv/u'.*'t'"):
+        run.log_table("t.csv/u", [{"a": 1}])
+    run.log_image("img", np.zeros((2, 2), np.uint8), step=0)
+    with pytest.raises(LabtrackNameError, match=r"'img.png/x'.*'img'"):
+        run.log_image("img.png/x", np.zeros((2, 2), np.uint8), step=1)
+    with pytest.raises(LabtrackNameError, match=r"'img.json/x'.*'img'"):
+        run.log_markdown("img.json/x", "# boxes' file", step=0)
+    run.log_text("q2", "other names are fine")
+    run.finish()
+    assert not (run.dir / "text" / "q.jsonl").is_dir()
+    assert [e["name"] for e in json.loads("[" + ",".join(
+        (run.dir / "media.jsonl").read_text().splitlines()) + "]")] == ["img"]
+
+
+def test_a_resumed_run_refuses_names_that_clash_with_files_on_disk(tmp_path) -> None:
+    import labtrack
+
+    kw = dict(root=tmp_path / "root", capture_git=False, capture_console=False, _environ={})
+    first = labtrack.Run("exp", **kw)
+    first.log({"a.csv/b": 1.0, "loss": 1.0})
+    first.log_text("q", "hi")
+    first.finish()
+    again = labtrack.Run(resume=first.id, **kw)
+    try:
+        with pytest.raises(LabtrackNameError, match=r"'a'.*'a.csv/b"):
+            again.log({"a": 1.0})
+        with pytest.raises(LabtrackNameError, match=r"'q.jsonl/r'.*'q.jsonl'"):
+            again.log_text("q.jsonl/r", "x")
+        again.log({"loss": 2.0, "a.csv/b": 2.0})  # the names already there go on
+        again.log_text("q", "again")
+    finally:
+        again.finish()

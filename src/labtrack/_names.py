@@ -110,3 +110,60 @@ def slug(text: str) -> str:
     if s.startswith("."):
         s = "-" + s[1:]
     return s[:120]
+
+
+class NameSpace:
+    """The names of one folder of a run (scalars/, text/, media/ ...), so a name whose file
+    would need another's file to be a folder is refused at the call.
+
+    `scalars/a.csv` is the file of the series "a"; the series "a.csv/b" would need
+    `scalars/a.csv/` to be a folder, so it could never be written. Escaping works part by
+    part and keeps a suffix as it is, so the clash is found on the names themselves.
+    """
+
+    __slots__ = ("folder", "_files", "_dirs", "_seen")
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._files: dict[str, str] = {}  # a name's file (name + suffix) -> the name
+        self._dirs: dict[str, str] = {}  # a folder some name needs -> that name
+        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+
+    def claim(self, name: str, suffixes: tuple[str, ...], what: str) -> None:
+        """Add `name` (already checked) with the file suffixes it writes, or refuse it.
+
+        Raises:
+            LabtrackNameError: the name's file is a folder another name needs, or a folder it
+                needs is another name's file.
+        """
+        key = (name, suffixes)
+        if key in self._seen:
+            return
+        parts = name.split("/")
+        dirs = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        for suffix in suffixes:
+            other = self._dirs.get(name + suffix)
+            if other is not None:
+                self._refuse(what, name, other, name + suffix)
+        for d in dirs:
+            other = self._files.get(d)
+            if other is not None and other != name:
+                self._refuse(what, name, other, d)
+        for suffix in suffixes:
+            self._files[name + suffix] = name
+        for d in dirs:
+            self._dirs.setdefault(d, name)
+        self._seen.add(key)
+
+    def add_existing(self, relpath: str) -> None:
+        """Add a file already on disk (its path under the folder, unescaped) (a resumed run)."""
+        self._files.setdefault(relpath, relpath)
+        parts = relpath.split("/")
+        for i in range(1, len(parts)):
+            self._dirs.setdefault("/".join(parts[:i]), relpath)
+
+    def _refuse(self, what: str, name: str, other: str, path: str) -> None:
+        raise LabtrackNameError(
+            f"{what} {name!r} clashes with {other!r} logged before: both need {self.folder}/"
+            f"{name_to_relpath(path)}, one as a file and one as a folder, so one of them could "
+            "never be written; rename one of them (e.g. drop the '.csv'/'.jsonl' ending)")

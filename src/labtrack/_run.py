@@ -29,8 +29,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable, NoReturn
 
 from . import _records, _settings
-from ._names import check_name, slug
-from ._store import files, layout
+from ._names import NameSpace, check_name, slug
+from ._store import create, files, layout
 from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
@@ -98,7 +98,7 @@ class Run(_LogBase):
     # columns) and `_eager_at` (the count that wakes the writer early) live in the base class
     # (C or Python), where log() updates them.
     __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
-                 "_meta_lock", "_known", "_busy", "_activity", "_indicators_obj", "_shipper",
+                 "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
                  "_params", "_writer", "__weakref__")
 
@@ -134,6 +134,8 @@ class Run(_LogBase):
         self._meta_lock = threading.Lock()
         self._cols: dict[str, Callable[[list[float]], None]] = {}
         self._known: set[str] = set()
+        # One per folder of named files: a name whose file would be another's folder is refused.
+        self._spaces = {f: NameSpace(f) for f in create.NAMED_DIRS}
         # One entry per Python-path log() call in flight (the C path is atomic): while any is,
         # the writer keeps every swapped-out column generation it may still append to.
         self._busy: list[None] = []
@@ -239,6 +241,9 @@ class Run(_LogBase):
             self.dir.mkdir(parents=True, exist_ok=True)
             if resume:
                 _cut_torn_lines(self.dir)
+                for folder, space in self._spaces.items():
+                    for rel in create.existing_names(self.dir, folder):
+                        space.add_existing(rel)
             files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
             files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
             (self.dir / layout.HEARTBEAT).touch()
@@ -264,7 +269,8 @@ class Run(_LogBase):
         self._provenance_thread: threading.Thread | None = None
         if not resume:
             self._provenance_thread = threading.Thread(
-                target=self._writer._run_record, args=(lambda: self._record_provenance(capture_git, untracked_cap),),
+                target=self._writer._run_record,
+                args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
                 name=f"labtrack-provenance-{self.id}", daemon=True)
             self._provenance_thread.start()
         if capture_console:
@@ -373,6 +379,7 @@ class Run(_LogBase):
             cols.refuse()
         if key not in self._known:
             check_name(key, "series name")
+            self._claim(create.SCALARS_DIR, key, (".csv",), "series name")
             self._known.add(key)
         append = cols[key] = array("d").fromlist
         return append
@@ -411,6 +418,10 @@ class Run(_LogBase):
         self._activity += 1
         self._writer.submit(fn)
 
+    def _claim(self, folder: str, name: str, suffixes: tuple[str, ...], what: str) -> None:
+        with self._meta_lock:  # log_* may be called from several threads
+            self._spaces[folder].claim(name, suffixes, what)
+
     def _check_open(self) -> None:
         if self._closed:
             raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
@@ -424,7 +435,8 @@ class Run(_LogBase):
         files.atomic_write_bytes(path, data)
         if extra is not None:
             files.atomic_write_json(path.with_suffix(".json"), extra)
-        files.append_bytes(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode())
+        self._writer.append(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode(),
+                            "media record", entry["name"])
 
     def log_image(self, name: str, image: Any, step: int | None = None, *,
                   boxes: list[dict[str, Any]] | None = None, classes: list[str] | None = None,
@@ -460,6 +472,7 @@ class Run(_LogBase):
             arr, kind, suffix = frames[0], "animation", ".gif"
         else:
             arr, kind, suffix, frames = _records.image_to_array(name, image), "image", ".png", []
+        self._claim(create.MEDIA_DIR, name, (suffix, ".json"), "image name")
         h, w = int(arr.shape[0]), int(arr.shape[1])
         extra = None
         rel = layout.media_relpath(step, name, suffix)
@@ -473,22 +486,22 @@ class Run(_LogBase):
             data = _records.encode_gif(frames, fps) if frames else _records.encode_png(arr)
             self._add_media(entry, data, extra)
 
-        self._writer.submit(write)
+        self._writer.submit(write, kind, name)
 
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
         self._check_open()
-        check_name(name, "figure name")
+        self._claim(create.MEDIA_DIR, check_name(name, "figure name"), (".png",), "figure name")
         step = self._media_step(step)
         data = _records.figure_to_png(name, figure)
         entry = {"step": step, "name": name, "kind": "figure",
                  "path": layout.media_relpath(step, name, ".png"), "time": round(_time(), 3)}
-        self._writer.submit(lambda: self._add_media(entry, data))
+        self._writer.submit(lambda: self._add_media(entry, data), "figure", name)
 
     def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
         """Record a text (and the text it should have been, for a diff in the dashboard)."""
         self._check_open()
-        check_name(name, "text name")
+        self._claim(create.TEXT_DIR, check_name(name, "text name"), (".jsonl",), "text name")
         for label, v in (("text", text), ("expected", expected)):
             if v is not None and not isinstance(v, str):
                 raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
@@ -500,7 +513,7 @@ class Run(_LogBase):
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
         path = layout.text_path(self.dir, name)
-        self._writer.submit(lambda: files.append_bytes(path, line))
+        self._writer.submit(lambda: self._writer.append(path, line, "text record", name), "text record", name)
 
     def log_markdown(self, name: str, markdown: str, step: int | None = None) -> None:
         """Record a markdown document: global to the run without a step, else per step."""
@@ -510,28 +523,33 @@ class Run(_LogBase):
             raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
         data = markdown.encode("utf-8")
         if step is None:
+            self._claim(create.MARKDOWN_DIR, name, (".md",), "markdown name")
             path = layout.markdown_path(self.dir, name)
-            self._writer.submit(lambda: files.atomic_write_bytes(path, data))
+            self._writer.submit(lambda: files.atomic_write_bytes(path, data), "markdown document", name)
             return
         s = _records.check_step(step)
+        self._claim(create.MEDIA_DIR, name, (".md",), "markdown name")
         entry = {"step": s, "name": name, "kind": "markdown",
                  "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
-        self._writer.submit(lambda: self._add_media(entry, data))
+        self._writer.submit(lambda: self._add_media(entry, data), "markdown document", name)
 
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Record a histogram of many values (bin edges and counts) at a step."""
         self._check_open()
-        check_name(name, "histogram name")
+        self._claim(create.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
         rec = {"step": self._media_step(step), **_records.histogram(name, values, bins)}
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
         path = layout.histogram_path(self.dir, name)
-        self._writer.submit(lambda: files.append_bytes(path, line))
+        self._writer.submit(lambda: self._writer.append(path, line, "histogram record", name),
+                            "histogram record", name)
 
     def log_table(self, name: str, data: Any, step: int | None = None) -> None:
         """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
         self._check_open()
-        check_name(name, "table name")
+        self._claim(create.TABLES_DIR, check_name(name, "table name"), (".csv",), "table name")
+        if step is not None:
+            self._claim(create.MEDIA_DIR, name, (".csv",), "table name")
         csv_bytes = _records.table_to_csv(name, data)
         path = layout.table_path(self.dir, name)
         entry = None
@@ -545,13 +563,14 @@ class Run(_LogBase):
             if entry is not None:
                 self._add_media(entry, csv_bytes)
 
-        self._writer.submit(write)
+        self._writer.submit(write, "table", name)
 
     def log_command(self, parser: Any, args: Any) -> None:
         """Record an argparse parser's options with their values (options.json)."""
         self._check_open()
         options = _records.command_options(parser, args)
-        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.OPTIONS_JSON, options))
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.OPTIONS_JSON, options),
+                            "file", layout.OPTIONS_JSON)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Merge `params` into params.json and print them as a table."""
@@ -560,7 +579,8 @@ class Run(_LogBase):
         with self._meta_lock:
             self._params = {**self._params, **new}
             snapshot = dict(self._params)
-        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.PARAMS_JSON, snapshot))
+        self._writer.submit(lambda: files.atomic_write_json(self.dir / layout.PARAMS_JSON, snapshot),
+                            "file", layout.PARAMS_JSON)
         from ._console.tables import print_params
 
         print_params(new)
@@ -772,22 +792,22 @@ class Run(_LogBase):
                 "message": str(error),
                 "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             }
+        status_lost = ""
         try:
             self._update_meta(**fields)
         except OSError as e:  # a full disk: warn, never raise from the script's last line
-            warnings.warn(f"labtrack: could not write the final status of run {self.id} to "
-                          f"{self.dir / layout.RUN_JSON}: {e}; it will read as crashed",
-                          RuntimeWarning, stacklevel=2)
+            status_lost = (f"; and the final status ({status}) could not be written to "
+                           f"{self.dir / layout.RUN_JSON}: {e.strerror or e}, so it will read as crashed")
         else:
             if self._index_on_finish:  # opt-in (LABTRACK_INDEX_ON_FINISH); never raises
                 from ._index import note_run
 
                 note_run(self.root, self.dir)
         _live_runs.discard(self)
-        dropped = self._writer.dropped
-        if dropped:
-            warnings.warn(f"labtrack: run {self.id} could not write {dropped} (see earlier warnings)",
-                          RuntimeWarning, stacklevel=2)
+        lost = self._writer.loss_report()
+        if lost or status_lost:
+            said = f"lost {lost}" if lost else "lost no data"
+            warnings.warn(f"labtrack: run {self.id} {said}{status_lost}", RuntimeWarning, stacklevel=2)
         if self._shipper is not None:
             if not self._shipper.close(self._sync_timeout):
                 print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "

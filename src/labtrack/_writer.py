@@ -35,6 +35,24 @@ EAGER_VALUES = 20_000
 _MAX_PENDING = 64 * 1024 * 1024
 
 
+class _Held:
+    """Bytes of one file that the disk refused, kept in file order until it accepts them.
+
+    `parts` labels each piece: (kind, name, count, done): what a loss would be reported as,
+    and what to run once the bytes are on disk (a series' statistics are only counted then).
+    """
+
+    __slots__ = ("data", "parts")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.parts: list[tuple[str, str, int, Callable[[], None] | None]] = []
+
+
+def _plural(n: int, kind: str) -> str:
+    return f"{n} {kind}" if n == 1 else f"{n} {kind}s"
+
+
 class _Barrier:
     __slots__ = ("event",)
 
@@ -184,13 +202,14 @@ class Writer:
         }
         self._paths: dict[str, Path] = {}
         self._old: list[tuple[dict[str, array[float]], dict[str, int]]] = []
-        self._pending: dict[Path, bytearray] = {}
+        self._held: dict[Path, _Held] = {}
         self._summary_dirty = False
         self._console: list[str] = []
         self._console_lock = threading.Lock()
         self._warned: set[str] = set()
         self._undelivered: list[str] = []
-        self.dropped: dict[str, int] = {}
+        # (kind, name) -> how many were lost: values of a series, records, media, files.
+        self.lost: dict[tuple[str, str], int] = {}
         self.after_flush: list[Callable[[], None]] = []
         self._last_beat = 0.0
         self._thread = threading.Thread(target=self._main, name=f"labtrack-writer-{run_id}", daemon=True)
@@ -199,12 +218,17 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the writer thread, in order; waits when the queue is full."""
+    def submit(self, fn: Callable[[], None], kind: str = "record", name: str = "") -> None:
+        """Run `fn` on the writer thread, in order; waits when the queue is full.
+
+        Args:
+            fn: writes one record.
+            kind, name: what is reported as lost if `fn` fails ("image", "samples/bird").
+        """
         if not self._thread.is_alive():
-            fn()  # after close (or before start): write in the caller's thread
+            self._run_record(fn, kind, name)  # after close (or before start): in the caller's thread
             return
-        self._q.put(fn)
+        self._q.put((fn, kind, name))
 
     def write_console(self, text: str) -> None:
         with self._console_lock:
@@ -241,6 +265,7 @@ class Writer:
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._flush_all()
+            self._drop_held()
 
     # --- the thread -----------------------------------------------------------------------
     def _main(self) -> None:
@@ -253,6 +278,7 @@ class Writer:
                 item = None
             if item is _STOP:
                 self._safe(self._flush_all)
+                self._safe(self._drop_held)
                 return
             if isinstance(item, _Barrier):
                 try:
@@ -262,7 +288,7 @@ class Writer:
                 next_flush = time.monotonic() + self._flush_seconds
                 continue
             if item is not None:
-                self._safe(lambda: self._run_record(item))
+                self._safe(lambda: self._run_record(*item))
             now = time.monotonic()
             # Sooner than the interval when many values wait: a fast logger's data is then
             # formatted (without the GIL) while it runs, and finish() only writes the tail.
@@ -275,21 +301,30 @@ class Writer:
         try:
             fn()
         except Exception as e:
-            self.dropped["errors"] = self.dropped.get("errors", 0) + 1
+            self.lost[("writer error", type(e).__name__)] = self.lost.get(("writer error", type(e).__name__), 0) + 1
             self._warn_once("internal", f"labtrack: the writer of run {self.dir.name} hit "
                             f"{type(e).__name__}: {e}; it keeps going")
 
-    def _run_record(self, fn: Callable[[], None]) -> None:
+    def _run_record(self, fn: Callable[[], None], kind: str = "record", name: str = "") -> None:
         try:
             fn()
         except OSError as e:
-            self._warn_once("disk", f"labtrack: could not write a record of run {self.dir.name}: {e}; "
-                            "that record is lost, logging continues")
-            self.dropped["records"] = self.dropped.get("records", 0) + 1
+            self._lose(kind, name, 1, f"{e.strerror or e} ({e.filename or self.dir})")
         except Exception as e:  # a record that fails to encode must not kill the writer
-            self._warn_once("encode", f"labtrack: could not encode a record of run {self.dir.name}: "
-                            f"{type(e).__name__}: {e}; that record is lost")
-            self.dropped["records"] = self.dropped.get("records", 0) + 1
+            self._lose(kind, name, 1, f"it could not be encoded: {type(e).__name__}: {e}")
+
+    def _lose(self, kind: str, name: str, n: int, why: str) -> None:
+        """Count `n` lost items of (kind, name); warn the first time each (kind, name) is lost."""
+        key = (kind, name)
+        first = key not in self.lost
+        self.lost[key] = self.lost.get(key, 0) + n
+        if first:
+            self._deliver(f"labtrack: run {self.dir.name} lost {_plural(n, kind)} of {name!r}: {why}; "
+                          "logging continues, and finish() reports every loss")
+
+    def loss_report(self) -> str:
+        """What was lost, by kind and name ("3 values of 'loss', 1 image of 'img'"), or ""."""
+        return ", ".join(_plural(n, kind) + f" of {name!r}" for (kind, name), n in self.lost.items())
 
     def _flush_all(self) -> None:
         if self._undelivered:
@@ -298,7 +333,7 @@ class Writer:
                 self._deliver(message)
         self._flush_scalars()
         self._flush_console()
-        self._retry_pending()
+        self._retry_held()
         if self._summary_dirty:
             try:
                 files.atomic_write_json(self.dir / layout.SUMMARY_JSON, self.summary())
@@ -361,12 +396,20 @@ class Writer:
                 self._paths[name] = path
                 if not path.exists():
                     data = CSV_HEADER + data
-            self._append(path, data)
+            self._append(path, data, "value", name, len(part) // 3,
+                         self._count(name, len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1]))
+
+    def _count(self, name: str, n: int, total: float, finite: int, lo: float, hi: float, last: float,
+               last_step: float, last_time: float) -> Callable[[], None]:
+        """The statistics update of a written part: summary.json counts only what is on disk."""
+        def done() -> None:
             stats = self._stats.get(name)
             if stats is None:
                 stats = self._stats[name] = SeriesStats()
-            stats.add(len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1])
-        self._summary_dirty = True
+            stats.add(n, total, finite, lo, hi, last, last_step, last_time)
+            self._summary_dirty = True
+
+        return done
 
     def _flush_console(self) -> None:
         # Bounded for the same reason as the tee's drain (a signal in the middle of a print).
@@ -379,54 +422,60 @@ class Writer:
             self._console.clear()
         finally:
             self._console_lock.release()
-        self._append(self.dir / layout.CONSOLE_LOG, text.encode("utf-8", errors="replace"))
+        self._append(self.dir / layout.CONSOLE_LOG, text.encode("utf-8", errors="replace"),
+                     "console line", layout.CONSOLE_LOG, text.count("\n") or 1)
 
-    def _append(self, path: Path, data: bytes) -> None:
-        pending = self._pending.get(path)
-        if pending is not None:  # keep file order behind earlier failed bytes
-            if len(pending) + len(data) > _MAX_PENDING:
-                self.dropped["bytes"] = self.dropped.get("bytes", 0) + len(data)
+    def append(self, path: Path, data: bytes, kind: str, name: str, count: int = 1,
+               done: Callable[[], None] | None = None) -> None:
+        """Append whole lines to `path` (on the writer thread), or hold them while the disk is full.
+
+        Args:
+            path: an append-only file of the run.
+            data: whole lines.
+            kind, name, count: what they are, as a loss is reported ("text record", "notes", 1).
+            done: run once the lines are on disk.
+        """
+        self._append(path, data, kind, name, count, done)
+
+    def _append(self, path: Path, data: bytes, kind: str, name: str, count: int,
+                done: Callable[[], None] | None = None) -> None:
+        held = self._held.get(path)
+        if held is None:
+            try:
+                files.append_bytes(path, data)  # all or nothing: a partial write is cut back off
+            except OSError as e:
+                self._disk_warning(path, e)
+                held = self._held[path] = _Held()
+            else:
+                if done is not None:
+                    done()
                 return
-            pending.extend(data)
+        elif len(held.data) + len(data) > _MAX_PENDING:  # keep file order behind earlier bytes
+            self._lose(kind, name, count, f"the disk refused {path} and {_MAX_PENDING >> 20} MB of it "
+                       "are held in memory already")
             return
-        if not self._append_whole(path, data):
-            self._pending[path] = bytearray(data)
+        held.data.extend(data)
+        held.parts.append((kind, name, count, done))
 
-    def _retry_pending(self) -> None:
-        for path in list(self._pending):
-            if self._append_whole(path, bytes(self._pending[path])):
-                del self._pending[path]
+    def _retry_held(self) -> None:
+        for path, held in list(self._held.items()):
+            try:
+                files.append_bytes(path, bytes(held.data))
+            except OSError:
+                continue
+            del self._held[path]
+            for _kind, _name, _n, done in held.parts:
+                if done is not None:
+                    done()
 
-    def _append_whole(self, path: Path, data: bytes) -> bool:
-        """Append all of `data` or nothing (a partial write is cut back off)."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            except OSError as e:
-                self._disk_warning(path, e)
-                return False
-        except OSError as e:
-            self._disk_warning(path, e)
-            return False
-        try:
-            size = os.fstat(fd).st_size
-            view = memoryview(data)
-            try:
-                while view:
-                    view = view[os.write(fd, view):]
-            except OSError as e:
-                try:
-                    os.ftruncate(fd, size)
-                except OSError:
-                    pass
-                self._disk_warning(path, e)
-                return False
-            return True
-        finally:
-            os.close(fd)
+    def _drop_held(self) -> None:
+        """At close: what the disk still refuses is lost; count it by kind and name."""
+        held, self._held = self._held, {}
+        for path, h in held.items():
+            for kind, name, n, _done in h.parts:
+                self._lose(kind, name, n, f"the disk still refused {path} at finish()")
+        if self._summary_dirty:
+            self._lose("file", layout.SUMMARY_JSON, 1, "the disk refused it at finish()")
 
     def _disk_warning(self, path: Path, e: OSError) -> None:
         self._warn_once("disk", f"labtrack: cannot write {path} ({e.strerror or e}); values are kept in "

@@ -78,7 +78,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def append_bytes(path: Path, data: bytes) -> None:
-    """Append whole lines to `path` in one write call, creating folders as needed."""
+    """Append whole lines to `path`, creating folders as needed: all of `data` or nothing.
+
+    A write that fails part-way (a full disk) is cut back to the size before it, so the next
+    append never lands on a torn line in the middle of the file.
+
+    Raises:
+        OSError: the file cannot be opened or written (nothing of `data` is left in it).
+    """
     if not data:
         return
     try:
@@ -87,10 +94,17 @@ def append_bytes(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:  # cannot happen on a local file system: shrinking needs no space
+                pass
+            raise
     finally:
         os.close(fd)
 
