@@ -18,7 +18,7 @@ from typing import Any
 from .._names import slug
 from .._store import layout
 from .._store.files import atomic_write_json
-from .._store.reader import read_run_meta
+from .._store.rundir import RunDir
 from ..errors import LabtrackValueError, RunStateError
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -26,7 +26,7 @@ MAX_TAG_LENGTH = 100
 
 
 def _refuse_live(run_dir: Path, action: str) -> dict[str, Any]:
-    meta = read_run_meta(run_dir)
+    meta = RunDir(run_dir).meta()
     if meta.get("status") == "running":
         raise RunStateError(
             f"run {meta.get('id')} is still running (pid {meta.get('pid')} on {meta.get('host')}); "
@@ -36,7 +36,7 @@ def _refuse_live(run_dir: Path, action: str) -> dict[str, Any]:
 
 
 def _rewrite_run_json(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    path = run_dir / layout.RUN_JSON
+    path = RunDir(run_dir).file(layout.RUN_JSON)  # refused when it leads outside the run
     # Read without decoding "NaN" strings so the file round-trips byte-for-byte in meaning.
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
