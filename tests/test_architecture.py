@@ -19,7 +19,9 @@ WRITES = {"atomic_write_bytes", "atomic_write_json", "append_bytes"}
 MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._writer", "labtrack._checkpoints",
              "labtrack._book.manage", "labtrack._annotate", "labtrack._server.ingest",
              "labtrack._server.auth",
-             "labtrack._server.series_store")  # the server's derived series cache (deletable)
+             "labtrack._server.series_store",  # the server's derived series cache (deletable)
+             "labtrack._remote.book",  # a server's runs downloaded into a local cache
+             "labtrack.integrations.tensorboard")  # event files written outside the runs
 
 
 class Import:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -153,21 +152,15 @@ class _Mirror:
     def _fetch_whole(self, base: str, rel: str, local: Path) -> None:
         """Download a whole file beside `local` and move it into place (streamed to disk
         with the default transport, so a large checkpoint never sits in memory)."""
-        local.parent.mkdir(parents=True, exist_ok=True)
-        # A short temporary name: the final name may already use the whole 255 bytes.
-        tmp = local.parent / f".{secrets.token_hex(6)}.tmp"
-        try:
-            with open(tmp, "wb") as out:
-                if isinstance(self._t, HttpTransport):
-                    r = self._t.download(base, {"path": rel}, self._headers, out)
-                    if r.status != 200:
-                        self._raise(r, base)
-                else:
-                    out.write(self._get(base, {"path": rel}))
-            os.replace(tmp, local)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        from .._store.files import atomic_writer
+
+        with atomic_writer(local) as out:
+            if isinstance(self._t, HttpTransport):
+                r = self._t.download(base, {"path": rel}, self._headers, out)
+                if r.status != 200:
+                    self._raise(r, base)
+            else:
+                out.write(self._get(base, {"path": rel}))
 
 
 def _is_folder(name: str) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
 import socket
 import struct
 import subprocess
@@ -36,6 +35,7 @@ import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from .._store.files import atomic_writer
 from .._store.rundir import RunDir
 from ..errors import LabtrackError, LabtrackValueError
 
@@ -93,59 +93,55 @@ def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
     # TensorBoard watching the folder never reads half a file. (tensorboard's own
     # EventFileWriter hands every event to a thread, several times slower for long series.)
     final = out_dir / f"{_EVENT_PREFIX}{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.labtrack"
-    tmp = out_dir / f".export.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            records = RecordWriter(f)
-            records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    with atomic_writer(final) as f:
+        records = RecordWriter(f)
+        records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
 
-            def emit(tag: str, step: int, wall: float, value: Any) -> None:
-                value.tag = tag
-                event = event_pb2.Event(wall_time=wall, step=step)
-                event.summary.value.append(value)
-                records.write(event.SerializeToString())
+        def emit(tag: str, step: int, wall: float, value: Any) -> None:
+            value.tag = tag
+            event = event_pb2.Event(wall_time=wall, step=step)
+            event.summary.value.append(value)
+            records.write(event.SerializeToString())
 
-            # Scalars are most of the data: one event object reused per point, and the
-            # records' checksums computed for the whole series at once.
-            event = event_pb2.Event()
-            scalar = event.summary.value.add()
-            for name, rel in run.named("scalars"):
-                steps, values, times = read_columns(run.path / rel)
-                scalar.tag = name
-                payloads = []
-                for step, v, t in zip(steps, values, times):
-                    event.step, event.wall_time, scalar.simple_value = step, t, v
-                    payloads.append(event.SerializeToString())
-                f.write(_records(payloads))
-                counts["scalars"] += len(steps)
-            for entry in run.media():
-                if entry.get("kind") not in _IMAGE_KINDS or not isinstance(entry.get("path"), str):
-                    continue
-                path = _inside(run, entry["path"])
-                if path is None or not path.is_file():
-                    continue
-                boxes_rel = entry.get("boxes")
-                boxes_path = _inside(run, boxes_rel) if isinstance(boxes_rel, str) else None
-                boxes = _read_json(boxes_path) if boxes_path is not None else None
-                emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path, boxes))
-                counts["images"] += 1
-            for name, rel in run.named("histograms"):
-                for rec in run.read_jsonl(rel):
-                    value = _histogram(rec)
-                    if value is not None:
-                        emit(name, int(rec["step"]), float(rec.get("time", 0.0)), value)
-                        counts["histograms"] += 1
-            for name, rel in run.named("text"):
-                for rec in run.read_jsonl(rel):
-                    emit(name, int(rec.get("step", 0)), float(rec.get("time", 0.0)), _text(rec))
-                    counts["text"] += 1
+        # Scalars are most of the data: one event object reused per point, and the
+        # records' checksums computed for the whole series at once.
+        event = event_pb2.Event()
+        scalar = event.summary.value.add()
+        for name, rel in run.named("scalars"):
+            steps, values, times = read_columns(run.path / rel)
+            scalar.tag = name
+            payloads = []
+            for step, v, t in zip(steps, values, times):
+                event.step, event.wall_time, scalar.simple_value = step, t, v
+                payloads.append(event.SerializeToString())
+            f.write(_records(payloads))
+            counts["scalars"] += len(steps)
+        for entry in run.media():
+            if entry.get("kind") not in _IMAGE_KINDS or not isinstance(entry.get("path"), str):
+                continue
+            path = _inside(run, entry["path"])
+            if path is None or not path.is_file():
+                continue
+            boxes_rel = entry.get("boxes")
+            boxes_path = _inside(run, boxes_rel) if isinstance(boxes_rel, str) else None
+            boxes = _read_json(boxes_path) if boxes_path is not None else None
+            emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path, boxes))
+            counts["images"] += 1
+        for name, rel in run.named("histograms"):
+            for rec in run.read_jsonl(rel):
+                value = _histogram(rec)
+                if value is not None:
+                    emit(name, int(rec["step"]), float(rec.get("time", 0.0)), value)
+                    counts["histograms"] += 1
+        for name, rel in run.named("text"):
+            for rec in run.read_jsonl(rel):
+                emit(name, int(rec.get("step", 0)), float(rec.get("time", 0.0)), _text(rec))
+                counts["text"] += 1
+        # The events written before go just before the new file takes their place (the
+        # temporary file's name starts with a dot, never with the prefix).
         for old in out_dir.iterdir():
             if old.name.startswith(_EVENT_PREFIX) and old.is_file():
                 old.unlink()
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return counts
 
 
