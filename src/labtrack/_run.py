@@ -139,7 +139,7 @@ class Run(_LogBase):
         # One entry per Python-path log() call in flight (the C path is atomic): while any is,
         # the writer keeps every swapped-out column generation it may still append to.
         self._busy: list[None] = []
-        self._activity = 0  # bumped by flush() and media/text records (see _at_exit)
+        self._activity = 0  # bumped by flush() and every record call (_check_open; see _at_exit)
         self._next_step = 0
         self._pending = 0
         self._eager_at = EAGER_VALUES
@@ -412,17 +412,14 @@ class Run(_LogBase):
         return {k: append.__self__ for k, append in old.items()}  # type: ignore[attr-defined]
 
     # --- records written by the writer thread --------------------------------------------------
-    def _enqueue(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the writer thread, in order with other records."""
-        self._check_open()
-        self._activity += 1
-        self._writer.submit(fn)
-
     def _claim(self, folder: str, name: str, suffixes: tuple[str, ...], what: str) -> None:
         with self._meta_lock:  # log_* may be called from several threads
             self._spaces[folder].claim(name, suffixes, what)
 
     def _check_open(self) -> None:
+        """Refuse a call on a finished run; else count it as activity (every log_*, save_*
+        call passes here), which tells _at_exit that a sys.exit() before it was caught."""
+        self._activity += 1
         if self._closed:
             raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
 
@@ -869,7 +866,7 @@ class DisabledRun:
 
     log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
     log_table = log_command = log_params = store = write = indicator = flush = _noop
-    save_checkpoint = save_artifact = save_object = _update_meta = _enqueue = _noop
+    save_checkpoint = save_artifact = save_object = _update_meta = _noop
 
     def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
         from .errors import LabtrackError
