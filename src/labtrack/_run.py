@@ -236,6 +236,14 @@ class Run(_LogBase):
                 "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
             }
         self._params = params
+        # Everything is encoded before anything is created: a bad string leaves no folder behind.
+        for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment)):
+            if value is not None:
+                _records.check_text(value, label)
+        for t in tag_list:
+            _records.check_text(t, f"tag {t!r}")
+        _records.check_text(files.dumps(params), "config")
+        _records.check_text(files.dumps(self._meta), "run.json (the command line or environment)")
         created = not self.dir.exists()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -504,6 +512,9 @@ class Run(_LogBase):
                 raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
         if text is None:
             raise LabtrackTypeError(f"text of {name!r} must be a str, got None")
+        _records.check_text(text, f"text of {name!r}")
+        if expected is not None:
+            _records.check_text(expected, f"expected text of {name!r}")
         rec: dict[str, Any] = {"step": self._media_step(step), "text": text}
         if expected is not None:
             rec["expected"] = expected
@@ -518,7 +529,7 @@ class Run(_LogBase):
         check_name(name, "markdown name")
         if not isinstance(markdown, str):
             raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
-        data = markdown.encode("utf-8")
+        data = _records.check_text(markdown, f"markdown {name!r}")
         if step is None:
             self._claim(create.MARKDOWN_DIR, name, (".md",), "markdown name")
             path = layout.markdown_path(self.dir, name)
@@ -573,6 +584,7 @@ class Run(_LogBase):
         """Merge `params` into params.json and print them as a table."""
         self._check_open()
         new = _records.config_to_dict(params)
+        _records.check_text(files.dumps(new), "params")
         with self._meta_lock:
             self._params = {**self._params, **new}
             snapshot = dict(self._params)
