@@ -539,3 +539,22 @@ def test_terminal_progress_alone_draws_a_bar_and_clears_it() -> None:
     assert re.search(r"eval +━*.* \d/3 \[", plain)
     # cleared when done: the last thing written erases the line it drew
     assert raw.endswith("\x1b[2K")
+
+
+def test_section_timings_inside_a_loop_are_recorded_at_the_iterations_step(
+        out: io.StringIO, run: labtrack.Run) -> None:
+    # The usual body: sections first, then the iteration's values at its step.
+    for step in labtrack.loop(range(10, 14), print_every=100):
+        with labtrack.section("forward"):
+            pass
+        run.log({"loss": 1.0 / step}, step=step)
+    for i in labtrack.loop(range(3), print_every=100):
+        with labtrack.section("eval"):
+            pass
+        run.log({"acc": 0.5}, step=20 + i)
+        if i == 1:
+            break  # the iteration that breaks out keeps its timing too
+    steps, _ = scalars(run, "timings/forward")
+    assert steps == [10, 11, 12, 13]
+    assert scalars(run, "timings/loop")[0] == [10, 11, 12, 13, 20]  # a broken iteration has no loop time
+    assert scalars(run, "timings/eval")[0] == [20, 21]

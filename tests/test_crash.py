@@ -554,6 +554,28 @@ def test_a_caught_sys_exit_does_not_mark_the_run_failed(tmp_path: Path) -> None:
     assert read_run_meta(only_run_dir(root))["status"] == "finished"
 
 
+@pytest.mark.parametrize("activity", [
+    "run.log_image('img', np.zeros((2, 2), np.uint8))",
+    "run.log_text('t', 'hi')",
+    "run.log_histogram('h', [1.0, 2.0])",
+    "run.log_markdown('m', '# hi')",
+    "run.log_table('tab', [{'a': 1}])",
+])
+def test_media_only_activity_after_a_caught_sys_exit_finishes_the_run(tmp_path: Path, activity: str) -> None:
+    root = tmp_path / "root"
+    p = run_script(f"""
+        import sys, numpy as np, labtrack
+        run = labtrack.init("crash")
+        try:
+            sys.exit(2)
+        except SystemExit:
+            pass  # caught: the script goes on, logging only media or text
+        {activity}
+    """, cwd=tmp_path, env=_env(root))
+    assert p.returncode == 0, p.stderr
+    assert read_run_meta(only_run_dir(root))["status"] == "finished"
+
+
 def test_a_forked_child_exiting_does_not_finish_or_duplicate_the_parents_run(tmp_path: Path) -> None:
     root = tmp_path / "root"
     p = run_script("""

@@ -199,3 +199,39 @@ def test_command_options_skip_help() -> None:
     assert [o["dest"] for o in opts] == ["x"]
     with pytest.raises(LabtrackTypeError, match="ArgumentParser"):
         _records.command_options("parser", {})
+
+
+# --- lone surrogates are refused, naming the field, and a refused run leaves nothing ----------
+
+SURROGATE = "\ud800"
+
+
+def test_lone_surrogates_in_run_arguments_are_refused_and_leave_nothing(tmp_path) -> None:
+    import labtrack
+    from labtrack.errors import LabtrackNameError, LabtrackValueError
+
+    root = tmp_path / "root"
+    kw = dict(root=root, capture_git=False, capture_console=False, _environ={})
+    for bad, field in ((dict(experiment="e" + SURROGATE), "experiment"), (dict(name=SURROGATE), "name"),
+                       (dict(comment=SURROGATE), "comment"), (dict(tags=["t" + SURROGATE]), "tag"),
+                       (dict(config={"lr": SURROGATE}), "config"), (dict(config={SURROGATE: 1}), "config")):
+        with pytest.raises(LabtrackValueError, match=field):
+            labtrack.Run(**{"experiment": "exp", **bad}, **kw)
+        assert not root.exists() or not list(root.glob("*/*")), f"{bad} left a run folder"
+    run = labtrack.Run("exp", **kw)
+    try:
+        with pytest.raises(LabtrackNameError, match="surrogate"):
+            run.log({"loss" + SURROGATE: 1.0})
+        with pytest.raises(LabtrackValueError, match="text of 'q'"):
+            run.log_text("q", SURROGATE)
+        with pytest.raises(LabtrackValueError, match="expected text of 'q'"):
+            run.log_text("q", "ok", expected=SURROGATE)
+        with pytest.raises(LabtrackValueError, match="markdown 'm'"):
+            run.log_markdown("m", SURROGATE)
+        with pytest.raises(LabtrackValueError, match="table 't'"):
+            run.log_table("t", [{"a": SURROGATE}])
+        with pytest.raises(LabtrackValueError, match="params"):
+            run.log_params({"x": SURROGATE})
+        run.log({"loss": 1.0})
+    finally:
+        run.finish()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -241,3 +243,54 @@ def test_record_framing_equals_tensorboards_record_writer() -> None:
     for p in payloads:
         writer.write(p)
     assert tb._records(payloads) == expected.getvalue()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+@pytest.mark.slow
+def test_sigterm_to_labtrack_tb_stops_tensorboard_and_frees_the_port(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    run_dir = _make_run(root)
+    port = _free_port()
+    log = tmp_path / "tb.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*LABTRACK, "tb", run_dir.name, "--root", str(root), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        listening = False
+        while time.monotonic() < deadline and proc.poll() is None and not listening:
+            with socket.socket() as s:
+                listening = s.connect_ex(("127.0.0.1", port)) == 0
+            time.sleep(0.3)
+        assert listening, log.read_text()
+        kids = _children(proc.pid)
+        assert kids, "labtrack tb has no TensorBoard child"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{k}").exists() for k in kids):
+            time.sleep(0.2)
+        alive = [k for k in kids if Path(f"/proc/{k}").exists()
+                 and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
+        assert not alive, f"TensorBoard (pid {alive}) still runs after labtrack tb got SIGTERM"
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # fails only if a listener holds it
+            s.bind(("127.0.0.1", port))
+            s.listen()  # the port is free again
+        assert rc == 128 + signal.SIGTERM  # and labtrack tb says it was stopped
+    finally:
+        kids = _children(proc.pid) if proc.poll() is None else locals().get("kids", [])
+        if proc.poll() is None:
+            proc.kill()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

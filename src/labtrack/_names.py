@@ -32,6 +32,12 @@ def check_name(name: object, what: str = "name") -> str:
         raise LabtrackNameError(
             f"{what} {name[:40]!r}... is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed"
         )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LabtrackNameError(
+            f"{what} {name!r} contains {name[e.start]!r} at position {e.start}, a lone surrogate "
+            "that UTF-8 cannot store; names must be valid Unicode text") from None
     if _CONTROL.search(name):
         raise LabtrackNameError(
             f"{what} {name!r} contains a control character; names may not contain "

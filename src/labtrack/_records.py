@@ -394,7 +394,7 @@ def table_to_csv(name: str, data: Any) -> bytes:
     w.writerow([str(c) for c in cols])
     for r in rows:
         w.writerow(["" if r.get(c) is None else _cell(r.get(c)) for c in cols])
-    return buf.getvalue().encode("utf-8")
+    return check_text(buf.getvalue(), f"table {name!r}")
 
 
 def _cell(v: Any) -> Any:
@@ -452,3 +452,18 @@ def _contains_torch(obj: Any) -> bool:
     if isinstance(obj, Mapping):
         return any(type(v).__module__.startswith("torch") for v in obj.values())
     return False
+
+
+def check_text(value: str, field: str) -> bytes:
+    """`value` as UTF-8, or a LabtrackValueError naming `field` (a lone surrogate such as
+    "\\ud800" cannot be stored).
+
+    Raises:
+        LabtrackValueError: `value` cannot be encoded.
+    """
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LabtrackValueError(
+            f"{field} contains {value[e.start]!r} at position {e.start}, a lone surrogate that UTF-8 "
+            "cannot store; pass valid Unicode text (e.g. decode bytes with errors='replace')") from None

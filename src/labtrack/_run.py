@@ -139,7 +139,7 @@ class Run(_LogBase):
         # One entry per Python-path log() call in flight (the C path is atomic): while any is,
         # the writer keeps every swapped-out column generation it may still append to.
         self._busy: list[None] = []
-        self._activity = 0  # bumped by flush() and media/text records (see _at_exit)
+        self._activity = 0  # bumped by flush() and every record call (_check_open; see _at_exit)
         self._next_step = 0
         self._pending = 0
         self._eager_at = EAGER_VALUES
@@ -236,6 +236,14 @@ class Run(_LogBase):
                 "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
             }
         self._params = params
+        # Everything is encoded before anything is created: a bad string leaves no folder behind.
+        for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment)):
+            if value is not None:
+                _records.check_text(value, label)
+        for t in tag_list:
+            _records.check_text(t, f"tag {t!r}")
+        _records.check_text(files.dumps(params), "config")
+        _records.check_text(files.dumps(self._meta), "run.json (the command line or environment)")
         created = not self.dir.exists()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -412,17 +420,14 @@ class Run(_LogBase):
         return {k: append.__self__ for k, append in old.items()}  # type: ignore[attr-defined]
 
     # --- records written by the writer thread --------------------------------------------------
-    def _enqueue(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the writer thread, in order with other records."""
-        self._check_open()
-        self._activity += 1
-        self._writer.submit(fn)
-
     def _claim(self, folder: str, name: str, suffixes: tuple[str, ...], what: str) -> None:
         with self._meta_lock:  # log_* may be called from several threads
             self._spaces[folder].claim(name, suffixes, what)
 
     def _check_open(self) -> None:
+        """Refuse a call on a finished run; else count it as activity (every log_*, save_*
+        call passes here), which tells _at_exit that a sys.exit() before it was caught."""
+        self._activity += 1
         if self._closed:
             raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
 
@@ -507,6 +512,9 @@ class Run(_LogBase):
                 raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
         if text is None:
             raise LabtrackTypeError(f"text of {name!r} must be a str, got None")
+        _records.check_text(text, f"text of {name!r}")
+        if expected is not None:
+            _records.check_text(expected, f"expected text of {name!r}")
         rec: dict[str, Any] = {"step": self._media_step(step), "text": text}
         if expected is not None:
             rec["expected"] = expected
@@ -521,7 +529,7 @@ class Run(_LogBase):
         check_name(name, "markdown name")
         if not isinstance(markdown, str):
             raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
-        data = markdown.encode("utf-8")
+        data = _records.check_text(markdown, f"markdown {name!r}")
         if step is None:
             self._claim(create.MARKDOWN_DIR, name, (".md",), "markdown name")
             path = layout.markdown_path(self.dir, name)
@@ -576,6 +584,7 @@ class Run(_LogBase):
         """Merge `params` into params.json and print them as a table."""
         self._check_open()
         new = _records.config_to_dict(params)
+        _records.check_text(files.dumps(new), "params")
         with self._meta_lock:
             self._params = {**self._params, **new}
             snapshot = dict(self._params)
@@ -869,7 +878,7 @@ class DisabledRun:
 
     log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
     log_table = log_command = log_params = store = write = indicator = flush = _noop
-    save_checkpoint = save_artifact = save_object = _update_meta = _enqueue = _noop
+    save_checkpoint = save_artifact = save_object = _update_meta = _noop
 
     def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
         from .errors import LabtrackError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,15 +121,49 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
         return
     proc = tensorboard.launch(exported, port=port, host=host)
     click.echo(f"TensorBoard: {url} (Ctrl-C stops it)", err=True)
+    # SIGTERM or SIGHUP (a service manager, a closed terminal) must stop TensorBoard too: left
+    # running it would hold the port. Both become an exception here, then the child is ended.
+    handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        handlers[sig] = signal.signal(sig, _raise_stopped)
     try:
         code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait()
+    except (KeyboardInterrupt, _Stopped) as e:
+        _end_child(proc)
+        if isinstance(e, _Stopped):
+            sys.exit(128 + e.signum)
         return
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
+        _end_child(proc)
     if code != 0:
         click.echo(f"error: tensorboard exited with status {code}", err=True)
         sys.exit(1)
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP arrived while TensorBoard ran."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _end_child(proc: subprocess.Popen[bytes]) -> None:
+    """Stop TensorBoard: SIGTERM, then SIGKILL if it has not gone within 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def register(group: click.Group) -> None:

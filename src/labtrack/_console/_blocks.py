@@ -50,12 +50,13 @@ def _recorder() -> Recorder | None:
     return record
 
 
-def _safe_record(record: Recorder | None, key: str, seconds: float) -> Recorder | None:
-    """Record one timing; a run that finished meanwhile just stops receiving them."""
+def _safe_record(record: Recorder | None, key: str, seconds: float,
+                 more: dict[str, float] | None = None) -> Recorder | None:
+    """Record one timing (and `more`); a run that finished meanwhile just stops receiving them."""
     if record is None:
         return None
     try:
-        record({key: seconds})
+        record({key: seconds, **more} if more else {key: seconds})
     except LabtrackError:
         return None
     return record
@@ -106,16 +107,19 @@ class section:  # noqa: N801 - used like a function: `with labtrack.section("Loa
             return
         seconds = time.perf_counter() - frame.start
         self._frame = None
+        loop = DISPLAY.innermost_loop() if frame.inner else None
         if exc_type is None:
             word = "done"
-            _safe_record(self._record, "timings/" + frame.path, seconds)
+            if loop is not None and self._record is not None:
+                loop.timings["timings/" + frame.path] = seconds  # recorded with the iteration
+            else:
+                _safe_record(self._record, "timings/" + frame.path, seconds)
         elif issubclass(exc_type, KeyboardInterrupt):
             word = "interrupted"
         else:
             word = "failed"
         with DISPLAY.lock:
             if frame.inner:
-                loop = DISPLAY.innermost_loop()
                 if loop is not None:
                     loop.sections[frame.label] = seconds
             else:
@@ -221,7 +225,9 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
             # the iteration's body has run: from fetching the item to asking for the next
             now = perf()
             if record is not None:
-                record = _safe_record(record, key, now - last)
+                # with this iteration's section timings, at the step its body logged
+                record = _safe_record(record, key, now - last, frame.timings)
+            frame.timings.clear()
             last = now
             n += 1
             frame.n = n
@@ -235,6 +241,9 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
         if n and kept != n:
             display.keep_loop_line(frame)
     finally:
+        if frame.timings:  # the iteration that broke out of the loop or raised
+            key_, seconds_ = frame.timings.popitem()
+            _safe_record(record, key_, seconds_, frame.timings)
         if not finished and n:
             display.keep_loop_line(frame, final="stopped")
         display.pop(frame)

@@ -66,7 +66,7 @@ class Frame:
     """One running block: a section, a loop, an inner progress or a spinner."""
 
     __slots__ = ("kind", "name", "label", "path", "inner", "start", "n", "total", "step",
-                 "write_step", "sections", "indent", "header", "spinner")
+                 "write_step", "sections", "timings", "indent", "header", "spinner")
 
     def __init__(self, kind: str, name: str, total: int | None = None) -> None:
         self.kind = kind
@@ -80,6 +80,9 @@ class Frame:
         self.step = 0  # the step shown at the start of a loop's line
         self.write_step: int | None = None  # step given to run.write() in this iteration
         self.sections: dict[str, float] = {}  # loop: last duration of each inner section
+        # loop: the timings of this iteration's sections, recorded when the iteration ends
+        # (then the run's step is the one the body logged, not the previous iteration's)
+        self.timings: dict[str, float] = {}
         self.indent = 0
         self.header = False  # section: its "name..." line was printed before its children's
         self.spinner: Any = None
