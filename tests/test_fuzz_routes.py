@@ -24,7 +24,7 @@ from labtrack._cli.remote import build_app
 from labtrack._remote.wire import CLIENT_HEADER, Op, encode_batch
 from labtrack._server.auth import COOKIE, create_token
 
-EXAMPLES_PER_ROUTE = 25
+EXAMPLES_PER_ROUTE = 40
 QUERY_NAMES = ["path", "offset", "mtime_ns", "runs", "name", "names", "limit", "points", "xmin",
                "xmax", "x", "dir", "columns", "download", "experiment", "q", "sort", "status",
                "where", "step", "kind"]
@@ -88,7 +88,9 @@ text = st.text(st.characters(codec="utf-8"), max_size=40)
 nasty = st.sampled_from(["", ".", "..", "../..", "/", "%2e%2e", "a/../../b", "\x00", "\ud800", "run.json/x",
                          ".x.tmp", "media", "scalars/loss.csv", "console.log", "a" * 300, "é" * 130,
                          "-1", "1e400", str(10 ** 30), "NaN", "[]", "{}", "\\x"])
-numbers = st.one_of(st.integers(-(10 ** 30), 10 ** 30).map(str), st.sampled_from(["0", "1", "-0", "1.5", "", "0x10"]))
+numbers = st.one_of(st.sampled_from(["0", "1", "-1", "-0", "1.5", "", "0x10", str(10 ** 30), str(2 ** 63),
+                                     str(2 ** 63 - 1), "9" * 5000]),
+                    st.integers(-(10 ** 30), 10 ** 30).map(str))
 
 
 def _value(world: World) -> st.SearchStrategy[str]:
@@ -121,7 +123,7 @@ def _body(world: World) -> st.SearchStrategy[bytes]:
         st.lists(ops, max_size=4).map(batch),
         header.map(lambda h: json.dumps(h).encode() + b"\n"),
         st.builds(lambda h, tail: json.dumps(h).encode() + b"\n" + tail, header, st.binary(max_size=50)),
-        st.sampled_from([b'{"api": 1}', b'{"token": "lt_x"}', b"[" * 50_000, b'{"ops": []}\n',
+        st.sampled_from([b'{"api": 1}', b'{"token": "lt_x"}', b"[" * 50_000, b"[" * 100_000 + b"\n", b'{"ops": []}\n',
                          b"token=abc", b"\xff\xfe"]),
     )
 
@@ -186,9 +188,22 @@ def test_no_route_answers_bad_input_with_a_5xx(world: World, kind: str, template
     app = world.apps[kind]
     names = re.findall(r"\{(\w+)(?::\w+)?\}", template)
     value = _value(world)
-    params = st.fixed_dictionaries({n: value.map(lambda v: quote(v.encode("utf-8", "surrogatepass"), safe="/")
-                                                 if v else "x") for n in names})
-    query = st.lists(st.tuples(st.one_of(st.sampled_from(QUERY_NAMES), text), value), max_size=5)
+    real = {"experiment": world.experiments, "run_id": world.ids, "id": world.ids}
+    # Mostly real names (else nearly every example stops at the name check), sometimes anything.
+    params = st.fixed_dictionaries({n: st.one_of(*[st.sampled_from(real.get(n) or ["x"])] * 3, value).map(
+        lambda v: quote(v.encode("utf-8", "surrogatepass"), safe="/") if v else "x") for n in names})
+    # Half the examples aim at the parameters the route reads (path, offset, mtime_ns for
+    # ingest), the rest are anything.
+    paths = st.one_of(st.sampled_from(["scalars/loss.csv", "console.log", "run.json", "run.json/x",
+                                       "media/3/img.png", "media", "a/b", "x.bin"]), value)
+    if "ingest" in template:
+        focused = st.fixed_dictionaries({"path": paths}, optional={"offset": numbers, "mtime_ns": numbers}
+                                        ).map(lambda d: list(d.items()))
+    else:
+        focused = st.lists(st.tuples(st.sampled_from(QUERY_NAMES), st.one_of(value, numbers)),
+                           min_size=1, max_size=3, unique_by=lambda kv: kv[0])
+    query = st.one_of(focused, st.lists(st.tuples(st.one_of(st.sampled_from(QUERY_NAMES), text), value),
+                                        max_size=5))
     loop = asyncio.new_event_loop()
 
     @settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, database=None,
