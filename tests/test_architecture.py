@@ -9,7 +9,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 
-TRAINING = ("labtrack._run", "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
+TRAINING = ("labtrack._run", "labtrack._lifecycle", "labtrack._default", "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
             "labtrack._console", "labtrack._capture", "labtrack._provenance",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync")

@@ -10,34 +10,30 @@ common call, which falls back to the Python one here (`Run._log_py`) for everyth
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
 import socket
 import sys
 import threading
 import time
 import traceback
 import warnings
-import weakref
 from array import array
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, Callable, Iterable
 
-from . import _records, _settings
+from . import _lifecycle, _records, _settings
 from ._names import NameSpace, check_name, slug
 from ._store import create, files, layout
-from ._store.reader import derive_status, iter_run_dirs, pid_alive, read_json
+from ._store.reader import read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
     GitStateError,
     LabtrackTypeError,
     LabtrackValueError,
-    RunNotFoundError,
     RunStateError,
 )
 
@@ -189,9 +185,9 @@ class Run(_LogBase):
 
         now = _time()
         if resume:
-            self.dir = _find_run(self.root, resume)
+            self.dir = create.find_run_to_resume(self.root, resume)
             meta = read_json(self.dir / layout.RUN_JSON)
-            _refuse_live(self.dir, meta, now, float(g("stale_seconds")))
+            create.refuse_live(self.dir, meta, now, float(g("stale_seconds")))
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)
@@ -248,7 +244,7 @@ class Run(_LogBase):
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             if resume:
-                _cut_torn_lines(self.dir)
+                create.cut_torn_lines(self.dir)
                 for folder, space in self._spaces.items():
                     for rel in create.existing_names(self.dir, folder):
                         space.add_existing(rel)
@@ -293,8 +289,7 @@ class Run(_LogBase):
                                     experiment_slug=slug(self.experiment), run_id=self.id)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
-        _live_runs.add(self)
-        _install_hooks()
+        _lifecycle.register(self)
 
     # --- read-only attributes ----------------------------------------------------------------
     @property
@@ -812,7 +807,7 @@ class Run(_LogBase):
                 from ._index import note_run
 
                 note_run(self.root, self.dir)
-        _live_runs.discard(self)
+        _lifecycle.unregister(self)
         lost = self._writer.loss_report()
         if lost or status_lost:
             said = f"lost {lost}" if lost else "lost no data"
@@ -822,10 +817,7 @@ class Run(_LogBase):
                 print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "
                       f"labtrack sync {self.id} --root {self.root} --remote {self._shipper.url}",
                       file=sys.stderr)
-        global _default_run
-        with _default_lock:
-            if _default_run is self:
-                _default_run = None
+        _lifecycle.forget_default(self)
         if cut is not None:
             raise cut
 
@@ -836,7 +828,7 @@ class Run(_LogBase):
                  tb: TracebackType | None) -> None:
         if exc is None:
             self.finish()
-        elif isinstance(exc, _Terminated):
+        elif isinstance(exc, _lifecycle.Terminated):
             self.finish("killed")
         elif isinstance(exc, SystemExit):
             self.finish("finished" if exc.code in (0, None) else "failed", error=exc)
@@ -892,10 +884,7 @@ class DisabledRun:
         print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
 
     def finish(self, status: str = "finished", **kwargs: Any) -> None:
-        global _default_run
-        with _default_lock:
-            if _default_run is self:
-                _default_run = None
+        _lifecycle.forget_default(self)
 
     def __enter__(self) -> DisabledRun:
         return self
@@ -907,406 +896,7 @@ class DisabledRun:
         return "<labtrack.DisabledRun>"
 
 
-# --- the default run and the process hooks -------------------------------------------------------
-
-_default_run: Run | DisabledRun | None = None
-_default_lock = threading.Lock()
-_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
-_hooks_installed = False
-_previous_excepthook: Any = None
-_previous_sigterm: Any = None
-_original_exit = sys.exit
-_exit_code: Any = None
-# Each live run's activity when sys.exit() was last called: a run that logged, flushed or
-# wrote after it shows the SystemExit was caught and the script went on.
-_exit_marks: weakref.WeakKeyDictionary[Run, tuple[int, int]] = weakref.WeakKeyDictionary()
-
-
 def _default_experiment() -> str:
     main = sys.modules.get("__main__")
     f = getattr(main, "__file__", None)
     return Path(f).stem if f else "default"
-
-
-def _refuse_live(run_dir: Path, meta: dict[str, Any], now: float, stale_seconds: float) -> None:
-    """Refuse to resume a run another live process (or this one) is still writing: two writers
-    would interleave their points and overwrite each other's summary and status."""
-    pid, host = meta.get("pid"), meta.get("host")
-    this_host = socket.gethostname()
-    alive = pid_alive(pid) if host == this_host and isinstance(pid, int) else None
-    try:
-        beat: float | None = (run_dir / layout.HEARTBEAT).stat().st_mtime
-    except OSError:
-        beat = None
-    if derive_status(meta, beat, now, this_host, alive, stale_seconds) != "running":
-        return
-    since = f", heartbeat {now - beat:.0f} s ago" if beat is not None else ""
-    raise RunStateError(
-        f"run {meta.get('id', run_dir.name)} is still running (pid {pid} on {host}{since}); resuming "
-        "it would mix two writers' points. Stop that process first (or finish the run in this "
-        f"one); a run whose process died reads as crashed after {stale_seconds:g} s without a "
-        "heartbeat (LABTRACK_STALE_SECONDS) and can then be resumed")
-
-
-def _cut_torn_lines(run_dir: Path) -> None:
-    """Cut a partial last line (a crash mid-write) off every append-only file before resuming,
-    so new lines are not glued onto it."""
-    for dirpath, _dirs, names in os.walk(run_dir):
-        for fn in names:
-            if not (fn.endswith(".csv") or fn.endswith(".jsonl") or fn == layout.CONSOLE_LOG):
-                continue
-            if os.path.relpath(dirpath, run_dir).split(os.sep)[0] in ("tables", "media", "artifacts"):
-                continue  # rewritten whole, never appended
-            path = os.path.join(dirpath, fn)
-            with open(path, "rb+") as f:
-                size = f.seek(0, os.SEEK_END)
-                if size == 0:
-                    continue
-                f.seek(max(0, size - 65536))
-                tail = f.read()
-                if tail.endswith(b"\n"):
-                    continue
-                cut = tail.rfind(b"\n")
-                f.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
-
-
-def _find_run(root: Path, ref: str) -> Path:
-    matches = [d for d in iter_run_dirs(root) if d.name == ref]
-    if not matches:
-        matches = [d for d in iter_run_dirs(root) if d.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunNotFoundError(f"no run {ref!r} under {root} to resume; give a run id from `labtrack ls`")
-    raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs under {root}: "
-                           + ", ".join(d.name for d in matches[:10]))
-
-
-def _finish_all(status: str, error: BaseException | None = None) -> None:
-    """Finish every live run (from the excepthook, atexit or SIGTERM), holding one Ctrl-C.
-
-    A user often presses Ctrl-C twice: the second press, landing while the runs write their
-    last data, is held with a note; a third stops the writing, and the status is still set.
-    """
-    with _HoldInterrupt():
-        for run in list(_live_runs):
-            try:
-                run.finish(status, error=error)
-            except Exception as e:  # finishing one run must not stop the others
-                print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
-
-
-class _HoldInterrupt:
-    """In the main thread: the first SIGINT prints a note, the next raises KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self._previous: Any = None
-        self._held = False
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or not _live_runs:
-            return
-        try:
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is signal.SIG_IGN or previous is None:
-                return
-            signal.signal(signal.SIGINT, self._handler)
-        except (ValueError, OSError):  # interpreter shutting down; nothing to hold
-            return
-        self._previous = previous
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self._held:
-            raise KeyboardInterrupt
-        self._held = True
-        # os.write: the handler may run inside a write to sys.stderr, which must not re-enter
-        try:
-            os.write(2, b"labtrack: writing the runs' last data; press Ctrl-C again to stop now\n")
-        except OSError:
-            pass
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            try:
-                signal.signal(signal.SIGINT, self._previous)
-            except (ValueError, OSError):
-                pass
-
-
-class _Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so it unwinds (releasing every lock it held)."""
-
-
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    if issubclass(exc_type, _Terminated):
-        _finish_all("killed")
-        _die_by_sigterm()
-        return
-    status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-    try:
-        # First the traceback, so the captured console.log shows it as the terminal did.
-        (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
-    finally:
-        _finish_all(status, exc)
-
-
-def _die_by_sigterm() -> None:
-    """End the process the way the default SIGTERM action would (status -15 / 143)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-_SIGTERM_GRACE_SECONDS = 3.0  # unwinding and finishing take well under a second
-
-
-_dying = False
-
-
-def _finish_and_die() -> None:
-    """The script swallowed SIGTERM: finish the runs, then have the main thread die by it."""
-    global _dying
-    finisher = threading.Thread(target=_finish_all, args=("killed",), name="labtrack-sigterm",
-                                daemon=True)
-    finisher.start()
-    finisher.join(10.0)
-    _dying = True
-    os.kill(os.getpid(), signal.SIGTERM)  # handled on the main thread: it sees _dying
-    time.sleep(5.0)
-    os.kill(os.getpid(), signal.SIGKILL)  # the main thread is stuck in C code
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    prev = _previous_sigterm
-    if _dying:
-        _die_by_sigterm()
-    if not callable(prev):
-        # The default action: unwind the main thread (finally blocks and `with` exits run,
-        # every lock is released), then the excepthook finishes the runs as "killed" and
-        # re-raises SIGTERM with the default action. Finishing right here instead could
-        # wait forever on a lock the interrupted code holds (the console tee's, a queue's).
-        # If the script swallows it (a bare `except:`), still end the way SIGTERM would.
-        fallback = threading.Timer(_SIGTERM_GRACE_SECONDS, _finish_and_die)
-        fallback.daemon = True
-        fallback.start()
-        raise _Terminated()
-    # The script has its own handler: finish first (bounded, on another thread, for the same
-    # reason), then hand over to it.
-    finisher = threading.Thread(target=_finish_all, args=("killed",), name="labtrack-sigterm",
-                                daemon=True)
-    finisher.start()
-    finisher.join(10.0)
-    prev(signum, frame)
-
-
-def _at_exit() -> None:
-    code = _exit_code
-    if code in (0, None):
-        _finish_all("finished")
-        return
-    # A run with activity after the sys.exit() call saw the SystemExit caught (argparse's
-    # error exit inside a fallback, a library's exit) and the script end normally.
-    for run in list(_live_runs):
-        mark = _exit_marks.get(run)
-        if mark is not None and mark != run._activity_mark():
-            try:
-                run.finish("finished")
-            except Exception as e:  # finishing one run must not stop the others
-                print(f"labtrack: could not finish run {run.id}: {e}", file=sys.stderr)
-    _finish_all("failed", SystemExit(code))
-
-
-def _exit(code: Any = None) -> NoReturn:
-    """sys.exit, remembering the code: atexit has no other way to know a script failed."""
-    global _exit_code
-    _exit_code = code
-    _exit_marks.clear()
-    for run in list(_live_runs):
-        _exit_marks[run] = run._activity_mark()
-    _original_exit(code)
-
-
-def _disown_after_fork() -> None:
-    """In a forked child: the runs belong to the parent (its writer thread did not fork)."""
-    global _default_run
-    for run in list(_live_runs):
-        if run._capture is not None:
-            run._capture.abandon()
-    _live_runs.clear()
-    _default_run = None
-
-
-def _install_hooks() -> None:
-    global _hooks_installed, _previous_excepthook, _previous_sigterm
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_disown_after_fork)
-    atexit.register(_at_exit)
-    # `sys.exit(1)` (or argparse's exit(2)) must leave the run "failed", not "finished"; a bare
-    # `raise SystemExit(1)` cannot be seen and leaves it "finished" (docs/format.md).
-    sys.exit = _exit
-    _previous_excepthook = sys.excepthook
-    sys.excepthook = _excepthook
-    if threading.current_thread() is threading.main_thread():
-        prev = signal.getsignal(signal.SIGTERM)
-        if prev != signal.SIG_IGN:
-            _previous_sigterm = prev
-            signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def init(
-    experiment: str | None = None,
-    name: str | None = None,
-    *,
-    config: Any = None,
-    comment: str | None = None,
-    tags: Iterable[str] | None = None,
-    seed: int | None = None,
-    root: str | os.PathLike[str] | None = None,
-    resume: str | None = None,
-    disabled: bool | None = None,
-    capture_git: bool | None = None,
-    capture_console: bool | None = None,
-    require_clean_git: bool = False,
-    remote: str | None = None,
-    token: str | None = None,
-    flush_seconds: float | None = None,
-) -> Run | DisabledRun:
-    """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
-
-    Args:
-        experiment: the experiment's name (default: the script's file name).
-        name: a readable name for this run (default: its id).
-        config: the hyperparameters: a dict, argparse.Namespace, dataclass or object.
-        comment, tags: free text and labels shown in the runs table.
-        seed: recorded, and used to seed random, numpy and torch.
-        root: where runs live (default LABTRACK_ROOT or ./labtrack).
-        resume: a run id (or unique prefix) to reopen and append to.
-        disabled: return a run that records nothing (default LABTRACK_DISABLED).
-        capture_git, capture_console: turn those captures off with False.
-        require_clean_git: refuse to start when the git repository has changes.
-        remote, token: a `labtrack serve` URL to replicate the run to (LABTRACK_REMOTE).
-        flush_seconds: how often values are written (LABTRACK_FLUSH_SECONDS, default 1).
-
-    Returns:
-        The run (a :class:`DisabledRun` when disabled).
-
-    Raises:
-        GitStateError: require_clean_git and the repository is dirty.
-        LabtrackTypeError, LabtrackValueError: a bad argument.
-
-    Example:
-        >>> run = labtrack.init(experiment="mnist", config={"lr": 0.01}, seed=1)
-    """
-    global _default_run
-    run: Run | DisabledRun
-    if _settings.get("disabled", disabled):
-        run = DisabledRun(config=config)
-    else:
-        run = Run(experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
-                  resume=resume, capture_git=capture_git, capture_console=capture_console,
-                  require_clean_git=require_clean_git, remote=remote, token=token,
-                  flush_seconds=flush_seconds)
-    with _default_lock:
-        previous, _default_run = _default_run, run
-    if previous is not None and previous is not run and isinstance(previous, Run):
-        previous.finish()
-    return run
-
-
-def current_run() -> Run | DisabledRun | None:
-    """The default run made by :func:`init`, or None."""
-    return _default_run
-
-
-def _default() -> Run | DisabledRun:
-    run = _default_run
-    if run is None:
-        raise RunStateError("no run: call labtrack.init() first (or use the run object it returns)")
-    return run
-
-
-def log(values: Mapping[str, Any], step: int | None = None) -> None:
-    """`log` on the default run (see :meth:`Run.log`)."""
-    _default().log(values, step)
-
-
-def log_image(name: str, image: Any, step: int | None = None, **kwargs: Any) -> None:
-    """`log_image` on the default run."""
-    _default().log_image(name, image, step, **kwargs)
-
-
-def log_figure(name: str, figure: Any, step: int | None = None) -> None:
-    """`log_figure` on the default run."""
-    _default().log_figure(name, figure, step)
-
-
-def log_text(name: str, text: str, step: int | None = None, **kwargs: Any) -> None:
-    """`log_text` on the default run."""
-    _default().log_text(name, text, step, **kwargs)
-
-
-def log_markdown(name: str, markdown: str, step: int | None = None) -> None:
-    """`log_markdown` on the default run."""
-    _default().log_markdown(name, markdown, step)
-
-
-def log_histogram(name: str, values: Any, step: int | None = None, **kwargs: Any) -> None:
-    """`log_histogram` on the default run."""
-    _default().log_histogram(name, values, step, **kwargs)
-
-
-def log_table(name: str, data: Any, step: int | None = None) -> None:
-    """`log_table` on the default run."""
-    _default().log_table(name, data, step)
-
-
-def log_command(parser: Any, args: Any) -> None:
-    """`log_command` on the default run."""
-    _default().log_command(parser, args)
-
-
-def save_artifact(path: str | os.PathLike[str], name: str | None = None) -> Any:
-    """`save_artifact` on the default run."""
-    return _default().save_artifact(path, name)
-
-
-def save_object(name: str, obj: Any) -> Any:
-    """`save_object` on the default run."""
-    return _default().save_object(name, obj)
-
-
-def println(fmt: str, *args: Any, **kwargs: Any) -> None:
-    """`println` on the default run, or a plain print without one."""
-    run = _default_run
-    if run is None:
-        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
-    else:
-        run.println(fmt, *args, **kwargs)
-
-
-def eprintln(fmt: str, *args: Any, **kwargs: Any) -> None:
-    """`eprintln` on the default run, or a plain print to stderr without one."""
-    run = _default_run
-    if run is None:
-        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
-    else:
-        run.eprintln(fmt, *args, **kwargs)
-
-
-def flush() -> None:
-    """`flush` on the default run (nothing without one)."""
-    if _default_run is not None:
-        _default_run.flush()
-
-
-def finish(status: str = "finished") -> None:
-    """`finish` on the default run (nothing without one)."""
-    if _default_run is not None:
-        _default_run.finish(status)

@@ -8,7 +8,6 @@ disabled one. None of these blocks catches an exception: Ctrl-C and errors go th
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -37,14 +36,13 @@ def _check(name: object, what: str) -> str:
 def _recorder() -> Recorder | None:
     """`_record` of the default run, or None without a run or with a disabled one.
 
-    Looked up in sys.modules so the console never imports the run module itself (and works
-    on its own, without labtrack.init()).
+    The slot lives in `_lifecycle`, so the console never imports the run module itself (and
+    works on its own, without labtrack.init()); a disabled run has no `_record`.
     """
-    mod = sys.modules.get("labtrack._run")
-    if mod is None:
-        return None
-    run = mod.current_run()
-    if run is None or isinstance(run, mod.DisabledRun):
+    from .._lifecycle import default_run
+
+    run = default_run()
+    if run is None:
         return None
     record: Recorder | None = getattr(run, "_record", None)
     return record

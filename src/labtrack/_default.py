@@ -1,0 +1,168 @@
+"""The default run behind `labtrack.init()` and the module-level forwards (`labtrack.log` ...).
+
+One default run, held by `_lifecycle` behind a lock (like rich's `get_console()`); a thread
+started after `init()` sees it too. Everything else is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+from . import _lifecycle, _settings
+from ._run import DisabledRun, Run
+from .errors import RunStateError
+
+
+def init(
+    experiment: str | None = None,
+    name: str | None = None,
+    *,
+    config: Any = None,
+    comment: str | None = None,
+    tags: Iterable[str] | None = None,
+    seed: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    disabled: bool | None = None,
+    capture_git: bool | None = None,
+    capture_console: bool | None = None,
+    require_clean_git: bool = False,
+    remote: str | None = None,
+    token: str | None = None,
+    flush_seconds: float | None = None,
+) -> Run | DisabledRun:
+    """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
+
+    Args:
+        experiment: the experiment's name (default: the script's file name).
+        name: a readable name for this run (default: its id).
+        config: the hyperparameters: a dict, argparse.Namespace, dataclass or object.
+        comment, tags: free text and labels shown in the runs table.
+        seed: recorded, and used to seed random, numpy and torch.
+        root: where runs live (default LABTRACK_ROOT or ./labtrack).
+        resume: a run id (or unique prefix) to reopen and append to.
+        disabled: return a run that records nothing (default LABTRACK_DISABLED).
+        capture_git, capture_console: turn those captures off with False.
+        require_clean_git: refuse to start when the git repository has changes.
+        remote, token: a `labtrack serve` URL to replicate the run to (LABTRACK_REMOTE).
+        flush_seconds: how often values are written (LABTRACK_FLUSH_SECONDS, default 1).
+
+    Returns:
+        The run (a :class:`DisabledRun` when disabled).
+
+    Raises:
+        GitStateError: require_clean_git and the repository is dirty.
+        LabtrackTypeError, LabtrackValueError: a bad argument.
+
+    Example:
+        >>> run = labtrack.init(experiment="mnist", config={"lr": 0.01}, seed=1)
+    """
+    run: Run | DisabledRun
+    if _settings.get("disabled", disabled):
+        run = DisabledRun(config=config)
+    else:
+        run = Run(experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
+                  resume=resume, capture_git=capture_git, capture_console=capture_console,
+                  require_clean_git=require_clean_git, remote=remote, token=token,
+                  flush_seconds=flush_seconds)
+    previous = _lifecycle.swap_default(run)
+    if previous is not None and previous is not run and isinstance(previous, Run):
+        previous.finish()
+    return run
+
+
+def current_run() -> Run | DisabledRun | None:
+    """The default run made by :func:`init`, or None."""
+    return _lifecycle.default_run()
+
+
+def _default() -> Run | DisabledRun:
+    run = _lifecycle.default_run()
+    if run is None:
+        raise RunStateError("no run: call labtrack.init() first (or use the run object it returns)")
+    return run
+
+
+def log(values: Mapping[str, Any], step: int | None = None) -> None:
+    """`log` on the default run (see :meth:`Run.log`)."""
+    _default().log(values, step)
+
+
+def log_image(name: str, image: Any, step: int | None = None, **kwargs: Any) -> None:
+    """`log_image` on the default run."""
+    _default().log_image(name, image, step, **kwargs)
+
+
+def log_figure(name: str, figure: Any, step: int | None = None) -> None:
+    """`log_figure` on the default run."""
+    _default().log_figure(name, figure, step)
+
+
+def log_text(name: str, text: str, step: int | None = None, **kwargs: Any) -> None:
+    """`log_text` on the default run."""
+    _default().log_text(name, text, step, **kwargs)
+
+
+def log_markdown(name: str, markdown: str, step: int | None = None) -> None:
+    """`log_markdown` on the default run."""
+    _default().log_markdown(name, markdown, step)
+
+
+def log_histogram(name: str, values: Any, step: int | None = None, **kwargs: Any) -> None:
+    """`log_histogram` on the default run."""
+    _default().log_histogram(name, values, step, **kwargs)
+
+
+def log_table(name: str, data: Any, step: int | None = None) -> None:
+    """`log_table` on the default run."""
+    _default().log_table(name, data, step)
+
+
+def log_command(parser: Any, args: Any) -> None:
+    """`log_command` on the default run."""
+    _default().log_command(parser, args)
+
+
+def save_artifact(path: str | os.PathLike[str], name: str | None = None) -> Any:
+    """`save_artifact` on the default run."""
+    return _default().save_artifact(path, name)
+
+
+def save_object(name: str, obj: Any) -> Any:
+    """`save_object` on the default run."""
+    return _default().save_object(name, obj)
+
+
+def println(fmt: str, *args: Any, **kwargs: Any) -> None:
+    """`println` on the default run, or a plain print without one."""
+    run = _lifecycle.default_run()
+    if run is None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
+    else:
+        run.println(fmt, *args, **kwargs)
+
+
+def eprintln(fmt: str, *args: Any, **kwargs: Any) -> None:
+    """`eprintln` on the default run, or a plain print to stderr without one."""
+    run = _lifecycle.default_run()
+    if run is None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
+    else:
+        run.eprintln(fmt, *args, **kwargs)
+
+
+def flush() -> None:
+    """`flush` on the default run (nothing without one)."""
+    run = _lifecycle.default_run()
+    if run is not None:
+        run.flush()
+
+
+def finish(status: str = "finished") -> None:
+    """`finish` on the default run (nothing without one)."""
+    run = _lifecycle.default_run()
+    if run is not None:
+        run.finish(status)
