@@ -606,13 +606,8 @@ class Run(_LogBase):
             raise LabtrackValueError(f"artifact {str(src)!r} does not exist")
         target_name = check_name(name if name is not None else src.name, "artifact name")
         dst = layout.artifact_path(self.dir, target_name)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp, dst)
+            files.replace_folder(dst, lambda tmp: shutil.copytree(src, tmp, dirs_exist_ok=True))
         else:
             files.atomic_write_bytes(dst, src.read_bytes())
         return dst

@@ -6,8 +6,9 @@ import json
 import math
 import os
 import secrets
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def _nonfinite_to_str(obj: Any) -> Any:
@@ -54,6 +55,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def replace_folder(final: Path, fill: Callable[[Path], object]) -> None:
+    """Replace the folder `final` with one `fill(tmp)` builds: a reader sees the old folder or
+    the new one, never a half-filled one. The temporary folder beside it has a short name (the
+    final one may use all 255 bytes) and is removed if `fill` fails; the parent is created.
+
+    Raises:
+        OSError: the folder cannot be made or renamed (nothing is left behind).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{secrets.token_hex(6)}.tmp"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        old = None
+        if final.exists():
+            old = final.parent / f".{secrets.token_hex(6)}.old"
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
