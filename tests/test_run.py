@@ -810,3 +810,20 @@ def test_the_index_is_touched_at_finish_only_when_asked(make_run: MakeRun, tmp_p
     assert rows == [f"{noted.dir.parent.name}/{noted.dir.name}"]
     listed = labtrack.open(noted.root).runs()  # the reader still finds both, from the files
     assert {r.id for r in listed} == {plain.id, noted.id}
+
+
+def test_a_folder_artifact_with_the_longest_allowed_name_is_saved_through_the_store(make_run, tmp_path) -> None:
+    # The copy goes through the store's folder replace (a short temporary name), so a name
+    # that check_name allows fits however long it is; saving it again replaces it whole.
+    src = tmp_path / "weights"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"1")
+    run = make_run()
+    name = "w" * 249  # the most check_name allows in one part
+    dst = run.save_artifact(src, name=name)
+    assert (dst / "a.bin").read_bytes() == b"1"
+    (src / "a.bin").unlink()
+    (src / "b.bin").write_bytes(b"2")
+    dst = run.save_artifact(src, name=name)
+    assert sorted(p.name for p in dst.iterdir()) == ["b.bin"]
+    assert [p.name for p in dst.parent.iterdir()] == [name]  # no temporary folder left

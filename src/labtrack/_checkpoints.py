@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, SupportsFloat
 
 from .errors import FormatError, LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
+from ._store import files
 
 CHECKPOINTS_DIR = "checkpoints"
 INFO_FILE = "checkpoint.json"
@@ -127,18 +128,14 @@ def save_checkpoint(
             "saved": datetime.now(timezone.utc).isoformat(),
         }
         base = run_dir / CHECKPOINTS_DIR
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = base / f".{step}.{secrets.token_hex(4)}.tmp"
-        tmp.mkdir()
-        try:
+
+        def fill(tmp: Path) -> None:
             _write_object(tmp / file_name, _unwrap(obj), use_torch)
             _write_text(tmp / RNG_FILE, json.dumps(rng_state()))
             # written last: a folder with checkpoint.json is complete
             _write_text(tmp / INFO_FILE, json.dumps(info, indent=2))
-            _install(tmp, base / str(step))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        files.replace_folder(base / str(step), fill)
         infos[step] = info
         record = _prune(base, infos, keep_last)
         if meta_writer is not None:
@@ -346,17 +343,6 @@ def _write_text(path: Path, text: str) -> None:
         f.write(text + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def _install(tmp: Path, final: Path) -> None:
-    """Rename the finished folder into place; an older folder of the same step goes after."""
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.{secrets.token_hex(4)}.old"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _scan(run_dir: Path) -> dict[int, dict[str, Any]]:

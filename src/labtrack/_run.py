@@ -601,13 +601,8 @@ class Run(_LogBase):
             raise LabtrackValueError(f"artifact {str(src)!r} does not exist")
         target_name = check_name(name if name is not None else src.name, "artifact name")
         dst = layout.artifact_path(self.dir, target_name)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp, dst)
+            files.replace_folder(dst, lambda tmp: shutil.copytree(src, tmp, dirs_exist_ok=True))
         else:
             files.atomic_write_bytes(dst, src.read_bytes())
         return dst
@@ -698,9 +693,9 @@ class Run(_LogBase):
                 # started from outside the repository of its script
                 info = _provenance.collect_git(Path(script).parent, exclude=self.root)
             if info is not None:
-                src = self.dir / "source"
-                files.atomic_write_bytes(src / "commit.txt", info.commit_txt.encode())
-                files.atomic_write_bytes(src / "diff.patch", info.diff)
+                src = self.dir / create.SOURCE_DIR
+                files.atomic_write_bytes(src / create.COMMIT_TXT, info.commit_txt.encode())
+                files.atomic_write_bytes(src / create.DIFF_PATCH, info.diff)
                 self._copy_untracked(Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
@@ -715,7 +710,7 @@ class Run(_LogBase):
                 self._provenance_thread = None
 
     def _copy_untracked(self, git_root: Path, names: list[str], cap: int) -> None:
-        base = self.dir / "source" / "untracked"
+        base = self.dir / create.SOURCE_DIR / create.UNTRACKED_DIR
         skipped = []
         root_resolved = self.root.resolve()
         # In all at most UNTRACKED_TOTAL_FILES files and UNTRACKED_TOTAL_CAPS times the per-file
@@ -740,7 +735,7 @@ class Run(_LogBase):
             except OSError:
                 skipped.append(f"{rel}\tunreadable")
         if skipped:
-            files.atomic_write_bytes(base / "SKIPPED.txt", ("\n".join(skipped) + "\n").encode())
+            files.atomic_write_bytes(base / create.SKIPPED_TXT, ("\n".join(skipped) + "\n").encode())
 
     @staticmethod
     def _check_tags(tags: Iterable[str] | None) -> list[str]:

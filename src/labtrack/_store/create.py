@@ -24,6 +24,12 @@ HISTOGRAMS_DIR = "histograms"
 MARKDOWN_DIR = "markdown"
 TABLES_DIR = "tables"
 MEDIA_DIR = "media"
+# The provenance files (docs/format.md, source/); layout.py does not name them yet.
+SOURCE_DIR = "source"
+COMMIT_TXT = "commit.txt"
+DIFF_PATCH = "diff.patch"
+UNTRACKED_DIR = "untracked"
+SKIPPED_TXT = "SKIPPED.txt"
 NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR)
 
 

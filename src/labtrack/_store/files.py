@@ -7,8 +7,9 @@ import json
 import math
 import os
 import secrets
+import shutil
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 
 def _nonfinite_to_str(obj: Any) -> Any:
@@ -70,6 +71,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: a reader sees the old file or the new one, never a mix."""
     with atomic_writer(path) as f:
         f.write(data)
+
+
+def replace_folder(final: Path, fill: Callable[[Path], object]) -> None:
+    """Replace the folder `final` with one `fill(tmp)` builds: a reader sees the old folder or
+    the new one, never a half-filled one. The temporary folder beside it has a short name (the
+    final one may use all 255 bytes) and is removed if `fill` fails; the parent is created.
+
+    Raises:
+        OSError: the folder cannot be made or renamed (nothing is left behind).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{secrets.token_hex(6)}.tmp"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        old = None
+        if final.exists():
+            old = final.parent / f".{secrets.token_hex(6)}.old"
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
