@@ -4,19 +4,18 @@
     labtrack rerun <run id> --continue               # same run, from its last checkpoint
 
 The script is written the way a resumable training script is: it asks its run for the last
-checkpoint and starts from scratch only when there is none. `labtrack rerun --continue` sets
-LABTRACK_RESUME, so `labtrack.init()` reopens the crashed run and `load_checkpoint("last")`
+checkpoint and starts from scratch only when there is none. `labtrack rerun --continue` tells
+`labtrack.init()` to reopen the crashed run and `load_checkpoint("last")`
 returns the state of epoch 29 and puts the random generators back where they were. The
 series ends up exactly as if the run had never crashed. (`--crash-at` is recorded in the
-command line too; the re-run ignores it once LABTRACK_RESUME is set, as a real script would
-not crash again.) Without a git repository the run is still resumable with
-`LABTRACK_RESUME=<id> python examples/resume_demo.py`.
+command line too; the re-run ignores it once it resumes from a checkpoint, as a real script
+would not crash again.) Without a git repository the run is still resumable with
+`python examples/resume_demo.py --resume <id>` (passed to `labtrack.init(resume=...)`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
@@ -29,15 +28,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--crash-at", type=int, default=-1, help="raise an error at this epoch")
     parser.add_argument("--root", default=None)
+    parser.add_argument("--resume", default=None, help="a run id to reopen (labtrack rerun --continue does it for you)")
     args = parser.parse_args()
-    resuming = bool(os.environ.get("LABTRACK_RESUME"))
 
-    run = labtrack.init(experiment="resume-demo", config=args, seed=0, root=args.root)
+    run = labtrack.init(experiment="resume-demo", config=args, seed=0, root=args.root, resume=args.resume)
     try:
         state = run.load_checkpoint("last")  # also restores the RNG states
         print(f"resuming run {run.id} after epoch {state['epoch']}")
+        resuming = True
     except RunStateError:  # a new run: nothing saved yet
         state = {"epoch": -1, "w": np.zeros(3)}
+        resuming = False
 
     target = np.array([1.0, -2.0, 0.5])
     w = state["w"]

@@ -202,14 +202,14 @@ def test_dry_run_and_errors(repo: Path, tmp_path: Path) -> None:
     out = subprocess.run([*LABTRACK, "rerun", run_id, "--dry-run", "--root", str(root)],
                          cwd=tmp_path, env=_env(root), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "untracked: 1 file(s)" in out.stdout and f"LABTRACK_PARENT={run_id}" in out.stdout
+    assert "untracked: 1 file(s)" in out.stdout and f"_LABTRACK_PARENT={run_id}" in out.stdout
     assert "diff:      (none" in out.stdout
     out = subprocess.run([*LABTRACK, "rerun", run_id, "--dry-run", "--json", "--root", str(root)],
                          cwd=tmp_path, env=_env(root), capture_output=True, text=True, timeout=60)
     plan = json.loads(out.stdout)
     assert plan["untracked"] == ["helper.py"] and plan["diff"] is None
     assert plan["command"][1:] == ["train.py", "--steps", "3"] and plan["cwd"] == "<worktree>/."
-    assert plan["env"] == {"LABTRACK_ROOT": str(root.resolve()), "LABTRACK_PARENT": run_id}
+    assert plan["env"] == {"LABTRACK_ROOT": str(root.resolve()), "_LABTRACK_PARENT": run_id}
     assert len(_runs(root)) == 1 and len(_git(repo, "worktree", "list").splitlines()) == 1
 
     with pytest.raises(RunNotFoundError, match="no run matches 'nope' under "):

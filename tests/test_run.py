@@ -779,7 +779,7 @@ def test_labtrack_resume_setting_reopens_the_run(make_run: MakeRun) -> None:
     first = make_run()
     first.log({"a": 1.0})
     first.finish()
-    again = make_run(_environ={"LABTRACK_RESUME": first.id})
+    again = make_run(_environ={"_LABTRACK_RESUME": first.id})
     assert again.dir == first.dir
     again.log({"a": 2.0})
     again.finish()

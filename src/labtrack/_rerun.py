@@ -3,8 +3,8 @@
 `plan_rerun` reads what a run recorded (run.json `git` and `command`, `source/diff.patch`,
 `source/untracked/`) and checks it can be reproduced; `rerun` makes a git worktree at the
 recorded commit, applies the diff, copies the untracked files and runs the recorded command
-in it, as a new run whose `parent` is the original (LABTRACK_PARENT) or, with
-`continue_=True`, as the same run resumed (LABTRACK_RESUME).
+in it, as a new run whose `parent` is the original (the private _LABTRACK_PARENT) or, with
+`continue_=True`, as the same run resumed (the private _LABTRACK_RESUME).
 
 Code the interpreter imports from inside the repository through its `sys.path` (an editable
 install that adds `<repo>/src` with a .pth file, or PYTHONPATH) is taken from the worktree:
@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping
 
+from ._settings import PARENT_ENV, RESUME_ENV
 from ._store.rundir import RunDir, iter_runs
 from .errors import GitStateError, LabtrackError, LabtrackValueError, RunNotFoundError, RunStateError
 
-_ENV_KEYS = ("LABTRACK_RESUME", "LABTRACK_PARENT")
+_ENV_KEYS = (RESUME_ENV, PARENT_ENV)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def plan_rerun(
     Args:
         root: the root folder of runs (the new run is written there too).
         ref: the run: full id, unique id prefix, or experiment/name.
-        continue_: resume the same run (LABTRACK_RESUME) instead of starting a new one.
+        continue_: resume the same run (_LABTRACK_RESUME) instead of starting a new one.
         repo: the git repository to take the commit from (default: the one the run
             recorded, `git.root`); useful on another machine or in another clone.
         python: the interpreter (default: the recorded one when it still exists, else
@@ -228,7 +229,7 @@ def plan_rerun(
         python = str(recorded_python) if recorded_python and os.path.exists(str(recorded_python)) else sys.executable
     import_paths = _import_paths_in_repo(python, recorded_root, repo_path)
     env = {"LABTRACK_ROOT": str(root)}
-    env["LABTRACK_RESUME" if continue_ else "LABTRACK_PARENT"] = run_id
+    env[RESUME_ENV if continue_ else PARENT_ENV] = run_id
     return RerunPlan(run_id=run_id, run_dir=run_dir, root=root, repo=repo_path, commit=commit,
                      patch=patch_or_none, untracked=untracked, skipped=skipped, python=python,
                      args=args, script_in_repo=script_in_repo, cwd_in_repo=cwd_in_repo, cwd=cwd,
@@ -254,8 +255,8 @@ def rerun(
         plan: what to run.
         workdir: an empty or missing folder for the worktree (default: a new temporary one).
         keep: keep the worktree even when the command succeeded.
-        environ: the environment for the command, before LABTRACK_ROOT and LABTRACK_PARENT
-            (or LABTRACK_RESUME) are set (default: this process's).
+        environ: the environment for the command, before LABTRACK_ROOT and _LABTRACK_PARENT
+            (or _LABTRACK_RESUME) are set (default: this process's).
         echo: where progress lines go (default: stderr).
         stdout: where the command's stdout goes (default: this process's stdout).
 

@@ -93,7 +93,7 @@ class Run(_LogBase):
     # `_cols`, `_next_step`, `_pending` (values logged since the writer last swapped the
     # columns) and `_eager_at` (the count that wakes the writer early) live in the base class
     # (C or Python), where log() updates them.
-    __slots__ = ("root", "dir", "id", "experiment", "_closed", "_finished", "_finish_lock",
+    __slots__ = ("root", "dir", "id", "experiment", "_cfg", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
                  "_params", "_writer", "__weakref__")
@@ -120,10 +120,12 @@ class Run(_LogBase):
     ) -> None:
         env = os.environ if _environ is None else _environ
 
-        def g(key: str, arg: Any = None) -> Any:
-            return _settings.get(key, arg, environ=env)
-
-        self.root = Path(g("root", None if root is None else os.fspath(root))).absolute()
+        cfg = _settings.resolve_run(
+            {"root": None if root is None else os.fspath(root), "resume": resume, "parent": parent,
+             "capture_git": capture_git, "capture_console": capture_console,
+             "flush_seconds": flush_seconds, "remote": remote, "token": token}, environ=env)
+        self._cfg = cfg  # the settings, resolved once (frozen)
+        self.root = Path(cfg.root).absolute()
         self._closed = False
         self._finished = False
         self._finish_lock = threading.Lock()
@@ -142,8 +144,8 @@ class Run(_LogBase):
         self._indicators_obj: Any = None
         self._shipper: Any = None
         self._capture: Any = None
-        self._sync_timeout = float(g("sync_timeout"))
-        self._index_on_finish = bool(g("index_on_finish"))
+        self._sync_timeout = cfg.sync_timeout
+        self._index_on_finish = cfg.index_on_finish
 
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
             raise LabtrackValueError(f"experiment must be a non-empty str, got {experiment!r}")
@@ -154,17 +156,17 @@ class Run(_LogBase):
         if seed is not None:
             seed = _records.check_step(seed)  # a non-negative whole number, same rules
         params = _records.config_to_dict(config)
-        resume = g("resume", resume)
-        parent = g("parent", parent)
-        capture_git = bool(g("capture_git", capture_git))
-        capture_console = bool(g("capture_console", capture_console))
+        resume = cfg.resume
+        parent = cfg.parent
+        capture_git = bool(cfg.capture_git)
+        capture_console = bool(cfg.capture_console)
         # Every setting is resolved (and refused if bad) before anything is created.
-        flush_s = float(g("flush_seconds", flush_seconds))
-        heartbeat_s = float(g("heartbeat_seconds"))
-        queue_n = int(g("queue_size"))
-        untracked_cap = int(g("untracked_max_bytes"))
-        remote = g("remote", remote)
-        token = g("token", token)
+        flush_s = float(cfg.flush_seconds)
+        heartbeat_s = cfg.heartbeat_seconds
+        queue_n = cfg.queue_size
+        untracked_cap = cfg.untracked_max_bytes
+        remote = cfg.remote
+        token = cfg.token
         if remote:
             from ._remote.wire import check_url
 
@@ -187,7 +189,7 @@ class Run(_LogBase):
         if resume:
             self.dir = create.find_run_to_resume(self.root, resume)
             meta = read_json(self.dir / layout.RUN_JSON)
-            create.refuse_live(self.dir, meta, now, float(g("stale_seconds")))
+            create.refuse_live(self.dir, meta, now, cfg.stale_seconds)
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)

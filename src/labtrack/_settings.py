@@ -86,10 +86,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Token for the logging server."),
     Setting("sync_timeout", "LABTRACK_SYNC_TIMEOUT", 10.0, _parse_positive_float, "float",
             "Longest finish() waits for the server to receive everything."),
-    Setting("resume", "LABTRACK_RESUME", None, str, "run id",
-            "Make init() reopen this run and append to it (set by `labtrack rerun --continue`)."),
-    Setting("parent", "LABTRACK_PARENT", None, str, "run id",
-            "Record this run id as the new run's parent (set by `labtrack rerun`)."),
     Setting("config", "LABTRACK_CONFIG", "labtrack.toml", str, "path",
             "The config file read for settings not given as arguments or environment variables."),
     Setting("index_on_finish", "LABTRACK_INDEX_ON_FINISH", False, _parse_bool, "bool",
@@ -104,6 +100,69 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+# The hand-offs from `labtrack rerun` to the command it runs: private variables, not settings
+# (a user resumes with init(resume=...) or `labtrack rerun --continue`).
+RESUME_ENV = "_LABTRACK_RESUME"
+PARENT_ENV = "_LABTRACK_PARENT"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every setting a Run uses, resolved once when it starts (see :func:`resolve_run`)."""
+
+    root: str
+    flush_seconds: float
+    heartbeat_seconds: float
+    stale_seconds: float
+    capture_git: bool
+    capture_console: bool
+    untracked_max_bytes: int
+    queue_size: int
+    remote: str | None
+    token: str | None
+    sync_timeout: float
+    index_on_finish: bool
+    resume: str | None  # from the argument, or rerun's private hand-off
+    parent: str | None
+
+
+def resolve_run(args: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> RunSettings:
+    """Resolve a Run's settings once: argument > environment > config file > default.
+
+    Args:
+        args: the arguments given to the Run (None or missing: not given).
+        environ: the environment (default: this process's).
+        cwd: where the config file is looked for (default: the working directory).
+
+    Returns:
+        The frozen settings; the config file is read at most once.
+
+    Raises:
+        SettingError: an environment or config value cannot be parsed.
+
+    Example:
+        >>> resolve_run({"flush_seconds": 0.5}).flush_seconds
+        0.5
+    """
+    env = os.environ if environ is None else environ
+    conf: list[dict[str, Any]] = []
+
+    def config() -> dict[str, Any]:
+        if not conf:
+            conf.append(_config_file(env, cwd))
+        return conf[0]
+
+    values: dict[str, Any] = {}
+    for name in RunSettings.__dataclass_fields__:
+        if name in ("resume", "parent"):
+            given = args.get(name)
+            values[name] = given if given is not None else (env.get(RESUME_ENV if name == "resume"
+                                                                     else PARENT_ENV) or None)
+        else:
+            values[name] = _resolve(_BY_NAME[name], args.get(name), env, config)
+    return RunSettings(**values)
 
 
 def no_c() -> bool:
@@ -141,18 +200,21 @@ def get(name: str, arg: Any = None, *, environ: Mapping[str, str] | None = None,
     Raises:
         SettingError: the environment or config value cannot be parsed.
     """
-    s = _BY_NAME[name]
+    env = os.environ if environ is None else environ
+    return _resolve(_BY_NAME[name], arg, env, lambda: _config_file(env, cwd))
+
+
+def _resolve(s: Setting, arg: Any, env: Mapping[str, str], config: Callable[[], dict[str, Any]]) -> Any:
     if arg is not None:
         return arg
-    env = os.environ if environ is None else environ
     raw = env.get(s.env)
     source = f"environment variable {s.env}"
     if raw is None or raw == "":
-        conf = _config_file(env, cwd)
-        if name not in conf:
+        conf = config()
+        if s.name not in conf:
             return s.default
-        raw = conf[name]
-        source = f"config file key {name!r}"
+        raw = conf[s.name]
+        source = f"config file key {s.name!r}"
         if not isinstance(raw, str):
             raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:

@@ -26,7 +26,7 @@ def _root(root: str | None) -> Path:
 @click.command("rerun")
 @click.argument("run")
 @click.option("--continue", "continue_", is_flag=True,
-              help="Resume the same run (LABTRACK_RESUME) instead of starting a new one; "
+              help="Resume the same run instead of starting a new one; "
                    "the script loads its last checkpoint.")
 @click.option("--root", default=None, metavar="PATH", help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
 @click.option("--repo", type=click.Path(file_okay=False), default=None,
