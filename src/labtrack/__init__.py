@@ -16,7 +16,8 @@ from . import errors
 from ._book import Book, ReadOnlyBook, RunView
 from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
 from ._remote.book import RemoteBook
-from ._run import DisabledRun, Run
+from ._disabled import DisabledRun
+from ._run import Run
 from ._default import (
     current_run,
     eprintln,

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Iterable
 
 from . import _lifecycle, _settings
-from ._run import DisabledRun, Run
+from ._disabled import DisabledRun
+from ._run import Run
 from .errors import RunStateError
 
 

@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ._run import DisabledRun, Run
+    from ._disabled import DisabledRun
+    from ._run import Run
 
 _default_run: Run | DisabledRun | None = None
 _default_lock = threading.Lock()

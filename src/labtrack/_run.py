@@ -133,7 +133,7 @@ class Run(_LogBase):
         self._cols: dict[str, Callable[[list[float]], None]] = {}
         self._known: set[str] = set()
         # One per folder of named files: a name whose file would be another's folder is refused.
-        self._spaces = {f: NameSpace(f) for f in create.NAMED_DIRS}
+        self._spaces = {f: NameSpace(f) for f in layout.NAMED_DIRS}
         # One entry per Python-path log() call in flight (the C path is atomic): while any is,
         # the writer keeps every swapped-out column generation it may still append to.
         self._busy: list[None] = []
@@ -187,9 +187,7 @@ class Run(_LogBase):
 
         now = _time()
         if resume:
-            self.dir = create.find_run_to_resume(self.root, resume)
-            meta = read_json(self.dir / layout.RUN_JSON)
-            create.refuse_live(self.dir, meta, now, cfg.stale_seconds)
+            self.dir, meta = create.open_to_resume(self.root, resume, now, cfg.stale_seconds)
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)
@@ -208,31 +206,11 @@ class Run(_LogBase):
         else:
             summary = {}
             self.experiment = experiment or _default_experiment()
-            self.id = layout.new_run_id(now)
-            self.dir = layout.run_dir(self.root, self.experiment, self.id)
-            while self.dir.exists():  # same second, same random suffix: draw again
-                self.id = layout.new_run_id(now)
-                self.dir = layout.run_dir(self.root, self.experiment, self.id)
-            self._meta = {
-                "format_version": layout.FORMAT_VERSION,
-                "id": self.id,
-                "experiment": self.experiment,
-                "name": name if name is not None else self.id,
-                "comment": comment or "",
-                "tags": tag_list,
-                "status": "running",
-                "started": _iso(now),
-                "ended": None,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "user": _provenance.user_name(),
-                "command": _provenance.command_info(),
-                "git": None,
-                "seed": seed,
-                "parent": parent,
-                "error": None,
-                "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
-            }
+            self.id, self.dir = create.new_run_dir(self.root, self.experiment, now)
+            self._meta = create.new_meta(
+                run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
+                started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
+                command=_provenance.command_info())
         self._params = params
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
         for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment)):
@@ -242,23 +220,11 @@ class Run(_LogBase):
             _records.check_text(t, f"tag {t!r}")
         _records.check_text(files.dumps(params), "config")
         _records.check_text(files.dumps(self._meta), "run.json (the command line or environment)")
-        created = not self.dir.exists()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if resume:
-                create.cut_torn_lines(self.dir)
-                for folder, space in self._spaces.items():
-                    for rel in create.existing_names(self.dir, folder):
-                        space.add_existing(rel)
-            files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
-            files.atomic_write_json(self.dir / layout.PARAMS_JSON, params)
-            (self.dir / layout.HEARTBEAT).touch()
-        except OSError as e:
-            if created:
-                shutil.rmtree(self.dir, ignore_errors=True)
-            raise RunStateError(f"cannot create the run directory {self.dir}: {e.strerror or e} "
-                                f"({e.filename or self.dir}); free some space or choose another root "
-                                "(LABTRACK_ROOT)") from e
+        create.materialise(self.dir, self._meta, params, resumed=bool(resume))
+        if resume:
+            for folder, space in self._spaces.items():
+                for rel in create.existing_names(self.dir, folder):
+                    space.add_existing(rel)
         if seed is not None:
             _provenance.seed_everything(seed)
 
@@ -384,7 +350,7 @@ class Run(_LogBase):
             cols.refuse()
         if key not in self._known:
             check_name(key, "series name")
-            self._claim(create.SCALARS_DIR, key, (".csv",), "series name")
+            self._claim(layout.SCALARS_DIR, key, (".csv",), "series name")
             self._known.add(key)
         append = cols[key] = array("d").fromlist
         return append
@@ -474,7 +440,7 @@ class Run(_LogBase):
             arr, kind, suffix = frames[0], "animation", ".gif"
         else:
             arr, kind, suffix, frames = _records.image_to_array(name, image), "image", ".png", []
-        self._claim(create.MEDIA_DIR, name, (suffix, ".json"), "image name")
+        self._claim(layout.MEDIA_DIR, name, (suffix, ".json"), "image name")
         h, w = int(arr.shape[0]), int(arr.shape[1])
         extra = None
         rel = layout.media_relpath(step, name, suffix)
@@ -493,7 +459,7 @@ class Run(_LogBase):
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
         self._check_open()
-        self._claim(create.MEDIA_DIR, check_name(name, "figure name"), (".png",), "figure name")
+        self._claim(layout.MEDIA_DIR, check_name(name, "figure name"), (".png",), "figure name")
         step = self._media_step(step)
         data = _records.figure_to_png(name, figure)
         entry = {"step": step, "name": name, "kind": "figure",
@@ -503,7 +469,7 @@ class Run(_LogBase):
     def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
         """Record a text (and the text it should have been, for a diff in the dashboard)."""
         self._check_open()
-        self._claim(create.TEXT_DIR, check_name(name, "text name"), (".jsonl",), "text name")
+        self._claim(layout.TEXT_DIR, check_name(name, "text name"), (".jsonl",), "text name")
         for label, v in (("text", text), ("expected", expected)):
             if v is not None and not isinstance(v, str):
                 raise LabtrackTypeError(f"{label} of {name!r} must be a str, got {type(v).__name__}")
@@ -528,12 +494,12 @@ class Run(_LogBase):
             raise LabtrackTypeError(f"markdown {name!r} must be a str, got {type(markdown).__name__}")
         data = _records.check_text(markdown, f"markdown {name!r}")
         if step is None:
-            self._claim(create.MARKDOWN_DIR, name, (".md",), "markdown name")
+            self._claim(layout.MARKDOWN_DIR, name, (".md",), "markdown name")
             path = layout.markdown_path(self.dir, name)
             self._writer.submit(lambda: files.atomic_write_bytes(path, data), "markdown document", name)
             return
         s = _records.check_step(step)
-        self._claim(create.MEDIA_DIR, name, (".md",), "markdown name")
+        self._claim(layout.MEDIA_DIR, name, (".md",), "markdown name")
         entry = {"step": s, "name": name, "kind": "markdown",
                  "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
         self._writer.submit(lambda: self._add_media(entry, data), "markdown document", name)
@@ -541,7 +507,7 @@ class Run(_LogBase):
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Record a histogram of many values (bin edges and counts) at a step."""
         self._check_open()
-        self._claim(create.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
+        self._claim(layout.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
         rec = {"step": self._media_step(step), **_records.histogram(name, values, bins)}
         rec["time"] = round(_time(), 3)
         line = files.dumps_line(rec).encode()
@@ -552,9 +518,9 @@ class Run(_LogBase):
     def log_table(self, name: str, data: Any, step: int | None = None) -> None:
         """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
         self._check_open()
-        self._claim(create.TABLES_DIR, check_name(name, "table name"), (".csv",), "table name")
+        self._claim(layout.TABLES_DIR, check_name(name, "table name"), (".csv",), "table name")
         if step is not None:
-            self._claim(create.MEDIA_DIR, name, (".csv",), "table name")
+            self._claim(layout.MEDIA_DIR, name, (".csv",), "table name")
         csv_bytes = _records.table_to_csv(name, data)
         path = layout.table_path(self.dir, name)
         entry = None
@@ -695,9 +661,8 @@ class Run(_LogBase):
                 # started from outside the repository of its script
                 info = _provenance.collect_git(Path(script).parent, exclude=self.root)
             if info is not None:
-                src = self.dir / create.SOURCE_DIR
-                files.atomic_write_bytes(src / create.COMMIT_TXT, info.commit_txt.encode())
-                files.atomic_write_bytes(src / create.DIFF_PATCH, info.diff)
+                files.atomic_write_bytes(self.dir / layout.COMMIT_TXT, info.commit_txt.encode())
+                files.atomic_write_bytes(self.dir / layout.DIFF_PATCH, info.diff)
                 self._copy_untracked(Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
@@ -712,7 +677,7 @@ class Run(_LogBase):
                 self._provenance_thread = None
 
     def _copy_untracked(self, git_root: Path, names: list[str], cap: int) -> None:
-        base = self.dir / create.SOURCE_DIR / create.UNTRACKED_DIR
+        base = self.dir / layout.UNTRACKED_DIR
         skipped = []
         root_resolved = self.root.resolve()
         # In all at most UNTRACKED_TOTAL_FILES files and UNTRACKED_TOTAL_CAPS times the per-file
@@ -737,7 +702,7 @@ class Run(_LogBase):
             except OSError:
                 skipped.append(f"{rel}\tunreadable")
         if skipped:
-            files.atomic_write_bytes(base / create.SKIPPED_TXT, ("\n".join(skipped) + "\n").encode())
+            files.atomic_write_bytes(base / layout.SKIPPED_TXT, ("\n".join(skipped) + "\n").encode())
 
     @staticmethod
     def _check_tags(tags: Iterable[str] | None) -> list[str]:
@@ -838,59 +803,6 @@ class Run(_LogBase):
 if HOT:
     # Run.log is the C method of the base class, which calls Run._log_py when it cannot help.
     delattr(Run, "log")
-
-
-class DisabledRun:
-    """A run that records nothing: every method is a no-op (for ranks other than 0)."""
-
-    id = "disabled"
-    experiment = "disabled"
-    name = "disabled"
-    status = "disabled"
-    dir: Path | None = None
-    root: Path | None = None
-    current_step = 0
-    disabled = True
-
-    def __init__(self, config: Any = None, **_: Any) -> None:
-        try:
-            self._params = _records.config_to_dict(config)
-        except LabtrackTypeError:
-            self._params = {}
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return MappingProxyType(self._params)
-
-    def _noop(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
-    log_table = log_command = log_params = store = write = indicator = flush = _noop
-    save_checkpoint = save_artifact = save_object = _update_meta = _noop
-
-    def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
-        from .errors import LabtrackError
-
-        raise LabtrackError("this run is disabled (labtrack.init(disabled=True)); it has no checkpoints")
-
-    def println(self, fmt: str, *args: Any, **kwargs: Any) -> None:
-        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
-
-    def eprintln(self, fmt: str, *args: Any, **kwargs: Any) -> None:
-        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
-
-    def finish(self, status: str = "finished", **kwargs: Any) -> None:
-        _lifecycle.forget_default(self)
-
-    def __enter__(self) -> DisabledRun:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.finish()
-
-    def __repr__(self) -> str:
-        return "<labtrack.DisabledRun>"
 
 
 def _default_experiment() -> str:

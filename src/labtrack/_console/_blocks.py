@@ -37,12 +37,12 @@ def _recorder() -> Recorder | None:
     """`_record` of the default run, or None without a run or with a disabled one.
 
     The slot lives in `_lifecycle`, so the console never imports the run module itself (and
-    works on its own, without labtrack.init()); a disabled run has no `_record`.
+    works on its own, without labtrack.init()); a disabled run records nothing.
     """
     from .._lifecycle import default_run
 
     run = default_run()
-    if run is None:
+    if run is None or getattr(run, "disabled", False):
         return None
     record: Recorder | None = getattr(run, "_record", None)
     return record

@@ -16,22 +16,6 @@ from . import layout
 from .reader import derive_status, pid_alive
 from .rundir import iter_runs
 
-# The folders whose files are named after logged names (docs/format.md), and the folder
-# a per-step file of each lives in.
-SCALARS_DIR = "scalars"
-TEXT_DIR = "text"
-HISTOGRAMS_DIR = "histograms"
-MARKDOWN_DIR = "markdown"
-TABLES_DIR = "tables"
-MEDIA_DIR = "media"
-# The provenance files (docs/format.md, source/); layout.py does not name them yet.
-SOURCE_DIR = "source"
-COMMIT_TXT = "commit.txt"
-DIFF_PATCH = "diff.patch"
-UNTRACKED_DIR = "untracked"
-SKIPPED_TXT = "SKIPPED.txt"
-NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR)
-
 
 def existing_names(run_dir: Path, folder: str) -> list[str]:
     """The files already under `run_dir/folder`, as unescaped paths ("a.csv", "train/loss.csv");
@@ -47,7 +31,7 @@ def existing_names(run_dir: Path, folder: str) -> list[str]:
             if fn.startswith("."):
                 continue
             rel = os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/")
-            if folder == MEDIA_DIR:
+            if folder == layout.MEDIA_DIR:
                 rel = rel.partition("/")[2]
                 if not rel:
                     continue
@@ -108,3 +92,84 @@ def find_run_to_resume(root: Path, ref: str) -> Path:
         raise RunNotFoundError(f"no run {ref!r} under {root} to resume; give a run id from `labtrack ls`")
     raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs under {root}: "
                            + ", ".join(d.name for d in matches[:10]))
+
+
+def open_to_resume(root: Path, ref: str, now: float, stale_seconds: float) -> tuple[Path, dict[str, Any]]:
+    """The run directory `ref` names under `root` and its run.json, to resume it.
+
+    Raises:
+        RunNotFoundError: no run, or several, match `ref`.
+        RunStateError: a live process still writes it.
+        FormatError: its run.json cannot be read.
+    """
+    from .reader import checked_meta, read_json
+
+    run_dir = find_run_to_resume(root, ref)
+    meta = checked_meta(read_json(run_dir / layout.RUN_JSON), run_dir)
+    refuse_live(run_dir, meta, now, stale_seconds)
+    return run_dir, meta
+
+
+def new_run_dir(root: Path, experiment: str, now: float) -> tuple[str, Path]:
+    """A fresh run id and the directory it will have (not created yet)."""
+    run_id = layout.new_run_id(now)
+    run_dir = layout.run_dir(root, experiment, run_id)
+    while run_dir.exists():  # same second, same random suffix: draw again
+        run_id = layout.new_run_id(now)
+        run_dir = layout.run_dir(root, experiment, run_id)
+    return run_id, run_dir
+
+
+def new_meta(*, run_id: str, experiment: str, name: str | None, comment: str | None, tags: list[str],
+             started: str, seed: int | None, parent: str | None, user: str | None,
+             command: dict[str, Any]) -> dict[str, Any]:
+    """run.json of a run that starts now (docs/format.md)."""
+    return {
+        "format_version": layout.FORMAT_VERSION,
+        "id": run_id,
+        "experiment": experiment,
+        "name": name if name is not None else run_id,
+        "comment": comment or "",
+        "tags": tags,
+        "status": "running",
+        "started": started,
+        "ended": None,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "user": user,
+        "command": command,
+        "git": None,
+        "seed": seed,
+        "parent": parent,
+        "error": None,
+        "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
+    }
+
+
+def materialise(run_dir: Path, meta: dict[str, Any], params: Any, *, resumed: bool) -> None:
+    """Create (or reopen) the run directory and write run.json, params.json and the heartbeat.
+
+    A resumed run first has any torn last line cut off its append-only files. A directory
+    this call created is removed again when a write fails, so a failed start leaves nothing.
+
+    Raises:
+        RunStateError: the folder or a file cannot be written (the message says how to fix it).
+    """
+    from .files import atomic_write_json
+
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resumed:
+            cut_torn_lines(run_dir)
+        atomic_write_json(run_dir / layout.RUN_JSON, meta)
+        atomic_write_json(run_dir / layout.PARAMS_JSON, params)
+        (run_dir / layout.HEARTBEAT).touch()
+    except OSError as e:
+        if created:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunStateError(f"cannot create the run directory {run_dir}: {e.strerror or e} "
+                            f"({e.filename or run_dir}); free some space or choose another root "
+                            "(LABTRACK_ROOT)") from e

@@ -1,0 +1,65 @@
+"""DisabledRun: what `labtrack.init(disabled=True)` returns (ranks other than 0): it records nothing."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from . import _lifecycle, _records
+from .errors import LabtrackTypeError
+
+
+class DisabledRun:
+    """A run that records nothing: every method is a no-op (for ranks other than 0)."""
+
+    id = "disabled"
+    experiment = "disabled"
+    name = "disabled"
+    status = "disabled"
+    dir: Path | None = None
+    root: Path | None = None
+    current_step = 0
+    disabled = True
+
+    def __init__(self, config: Any = None, **_: Any) -> None:
+        try:
+            self._params = _records.config_to_dict(config)
+        except LabtrackTypeError:
+            self._params = {}
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._params)
+
+    def _noop(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
+    log_table = log_command = log_params = store = write = indicator = flush = _noop
+    save_checkpoint = save_artifact = save_object = _update_meta = _noop
+
+    def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
+        from .errors import LabtrackError
+
+        raise LabtrackError("this run is disabled (labtrack.init(disabled=True)); it has no checkpoints")
+
+    def println(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt))
+
+    def eprintln(self, fmt: str, *args: Any, **kwargs: Any) -> None:
+        print(str(fmt).format(*args, **kwargs) if (args or kwargs) else str(fmt), file=sys.stderr)
+
+    def finish(self, status: str = "finished", **kwargs: Any) -> None:
+        _lifecycle.forget_default(self)
+
+    def __enter__(self) -> DisabledRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+    def __repr__(self) -> str:
+        return "<labtrack.DisabledRun>"
