@@ -40,8 +40,6 @@ from .errors import (
 _time = time.time
 _coerce = _records.coerce_scalar
 _PROVENANCE_WAIT_SECONDS = 30.0
-UNTRACKED_TOTAL_CAPS = 20  # untracked files copied in all: at most 20x the per-file cap
-UNTRACKED_TOTAL_FILES = 1000
 
 try:
     if _settings.no_c():  # read once, at import: the class is built here
@@ -663,7 +661,7 @@ class Run(_LogBase):
             if info is not None:
                 files.atomic_write_bytes(self.dir / layout.COMMIT_TXT, info.commit_txt.encode())
                 files.atomic_write_bytes(self.dir / layout.DIFF_PATCH, info.diff)
-                self._copy_untracked(Path(info.meta["root"]), info.untracked, untracked_cap)
+                create.copy_untracked(self.dir, self.root, Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
 
@@ -675,34 +673,6 @@ class Run(_LogBase):
             t.join(_PROVENANCE_WAIT_SECONDS)  # git on a slow disk must not hang finish()
             if not t.is_alive():
                 self._provenance_thread = None
-
-    def _copy_untracked(self, git_root: Path, names: list[str], cap: int) -> None:
-        base = self.dir / layout.UNTRACKED_DIR
-        skipped = []
-        root_resolved = self.root.resolve()
-        # In all at most UNTRACKED_TOTAL_FILES files and UNTRACKED_TOTAL_CAPS times the per-file
-        # cap: a forgotten data folder that is not ignored must not be copied into every run.
-        budget, copied = cap * UNTRACKED_TOTAL_CAPS, 0
-        for rel in names:
-            src = git_root / rel
-            try:
-                if root_resolved in src.resolve().parents:  # our own run directories
-                    continue
-                size = src.stat().st_size
-                if size > cap or not src.is_file():
-                    skipped.append(f"{rel}\t{size} bytes")
-                    continue
-                if size > budget or copied >= UNTRACKED_TOTAL_FILES:
-                    skipped.append(f"{rel}\t{size} bytes, over the total of {cap * UNTRACKED_TOTAL_CAPS} "
-                                   f"bytes or {UNTRACKED_TOTAL_FILES} files")
-                    continue
-                files.atomic_write_bytes(base / rel, src.read_bytes())
-                budget -= size
-                copied += 1
-            except OSError:
-                skipped.append(f"{rel}\tunreadable")
-        if skipped:
-            files.atomic_write_bytes(base / layout.SKIPPED_TXT, ("\n".join(skipped) + "\n").encode())
 
     @staticmethod
     def _check_tags(tags: Iterable[str] | None) -> list[str]:

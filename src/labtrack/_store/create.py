@@ -16,6 +16,9 @@ from . import layout
 from .reader import derive_status, pid_alive
 from .rundir import iter_runs
 
+UNTRACKED_TOTAL_CAPS = 20  # untracked files copied in all: at most 20x the per-file cap
+UNTRACKED_TOTAL_FILES = 1000
+
 
 def existing_names(run_dir: Path, folder: str) -> list[str]:
     """The files already under `run_dir/folder`, as unescaped paths ("a.csv", "train/loss.csv");
@@ -173,3 +176,36 @@ def materialise(run_dir: Path, meta: dict[str, Any], params: Any, *, resumed: bo
         raise RunStateError(f"cannot create the run directory {run_dir}: {e.strerror or e} "
                             f"({e.filename or run_dir}); free some space or choose another root "
                             "(LABTRACK_ROOT)") from e
+
+
+def copy_untracked(run_dir: Path, root: Path, git_root: Path, names: list[str], cap: int) -> None:
+    """Copy the untracked files `names` of `git_root` into the run's source/untracked/, each
+    at most `cap` bytes, listing what was left out in SKIPPED.txt (never the runs themselves)."""
+    from .files import atomic_write_bytes
+
+    base = run_dir / layout.UNTRACKED_DIR
+    skipped = []
+    root_resolved = root.resolve()
+    # In all at most UNTRACKED_TOTAL_FILES files and UNTRACKED_TOTAL_CAPS times the per-file
+    # cap: a forgotten data folder that is not ignored must not be copied into every run.
+    budget, copied = cap * UNTRACKED_TOTAL_CAPS, 0
+    for rel in names:
+        src = git_root / rel
+        try:
+            if root_resolved in src.resolve().parents:  # our own run directories
+                continue
+            size = src.stat().st_size
+            if size > cap or not src.is_file():
+                skipped.append(f"{rel}\t{size} bytes")
+                continue
+            if size > budget or copied >= UNTRACKED_TOTAL_FILES:
+                skipped.append(f"{rel}\t{size} bytes, over the total of {cap * UNTRACKED_TOTAL_CAPS} "
+                               f"bytes or {UNTRACKED_TOTAL_FILES} files")
+                continue
+            atomic_write_bytes(base / rel, src.read_bytes())
+            budget -= size
+            copied += 1
+        except OSError:
+            skipped.append(f"{rel}\tunreadable")
+    if skipped:
+        atomic_write_bytes(base / layout.SKIPPED_TXT, ("\n".join(skipped) + "\n").encode())
