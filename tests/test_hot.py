@@ -121,7 +121,7 @@ def test_the_c_reader_parses_what_the_writer_writes_and_refuses_the_rest() -> No
 
     import numpy as np
 
-    from labtrack._writer import format_rows_py
+    from labtrack._store.scalars import format_rows_py
 
     hot = pytest.importorskip("labtrack._hot")
     rng = random.Random(2)

@@ -19,7 +19,8 @@ import pytest
 
 import labtrack
 from labtrack._store.reader import read_jsonl, read_run_meta, read_scalars
-from labtrack._writer import SeriesStats, format_rows, format_rows_py
+from labtrack._store.scalars import format_rows, format_rows_py
+from labtrack._writer import SeriesStats
 
 BULK_ROWS = 20_000  # more points than one flush of a typical run: one large batch
 
@@ -362,7 +363,7 @@ def test_format_many_matches_the_python_formatter_and_statistics() -> None:
     # and whether a value needed Python's own repr (outside the C digits' range).
     import random
 
-    from labtrack._writer import format_many_py
+    from labtrack._store.scalars import format_many_py
 
     hot = pytest.importorskip("labtrack._hot")
     rng = random.Random(5)

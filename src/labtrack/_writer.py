@@ -20,11 +20,11 @@ from array import array
 from pathlib import Path
 from typing import Any, Callable
 
-from ._settings import no_c
 from ._store import files, layout
 from ._store.reader import read_json
+from ._store.scalars import HEADER_LINE as CSV_HEADER
+from ._store.scalars import format_many, value_stats
 
-CSV_HEADER = b"step,value,time\n"
 _STOP = object()
 # Swapped-out column generations kept while a log() call is in flight (see _flush_scalars).
 MAX_OLD_GENERATIONS = 10_000  # bounds memory if a log() call never returns
@@ -131,55 +131,6 @@ class SeriesStats:
         }
 
 
-def format_time(t: float) -> str:
-    """A time in seconds, rounded to milliseconds, as written in the scalars files ("<s>.<mmm>")."""
-    ms = math.floor(t * 1000.0 + 0.5)
-    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
-    return f"{sign}{ms // 1000}.{ms % 1000:03d}"
-
-
-def format_rows_py(col: array[float]) -> bytes:
-    """CSV lines of the (step, value, time) triples in `col` (see docs/format.md): the step as
-    an integer, the value as Python's repr (the shortest text that reads back as the same
-    float64), the time with three decimals. The C version, `_hot.format_rows`, writes the same
-    bytes about 20x faster; this one serves where the C module is not built."""
-    n = len(col) // 3
-    return "".join([
-        f"{int(col[i])},{col[i + 1]!r},{format_time(col[i + 2])}\n" for i in range(0, n * 3, 3)
-    ]).encode()
-
-
-def value_stats(values: array[float]) -> tuple[float, int, float, float]:
-    """(sum of the finite values, how many, least and greatest non-NaN value) of `values`."""
-    total = sum(values)
-    if math.isfinite(total):
-        return total, len(values), min(values, default=math.inf), max(values, default=-math.inf)
-    fin = [v for v in values if math.isfinite(v)]
-    notnan = [v for v in values if v == v]
-    return sum(fin), len(fin), min(notnan, default=math.inf), max(notnan, default=-math.inf)
-
-
-def format_many_py(cols: list[array[float]]) -> list[tuple[bytes, float, int, float, float]]:
-    """format_rows_py and value_stats of each column (the C version formats on two threads)."""
-    return [(format_rows_py(col), *value_stats(col[1::3])) for col in cols]
-
-
-Formatted = list[tuple[bytes, float, int, float, float]]
-
-
-def _formatters() -> tuple[Callable[[array[float]], bytes], Callable[[list[array[float]]], Formatted]]:
-    if not no_c():
-        try:
-            from ._hot import format_many as c_many, format_rows as c_rows
-        except ImportError:  # not built: no compiler at install
-            pass
-        else:
-            return c_rows, c_many
-    return format_rows_py, format_many_py
-
-
-# Format private copies of columns (never live ones: see Writer._write_batch).
-format_rows, format_many = _formatters()
 
 
 class Writer:
