@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 import socket
 import threading
@@ -26,45 +25,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._remote.wire import CLIENT_HEADER
 from ..errors import LabtrackError, LabtrackValueError, RunNotFoundError
+from .common import JSONResponse, error
 from .state import ServerState
 
 log = logging.getLogger("labtrack.server")
-
-
-def _safe(obj: Any) -> Any:
-    """Replace non-finite floats by "NaN", "Infinity", "-Infinity" (JSON has no literal)."""
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return obj
-        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, dict):
-        return {str(k): _safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_safe(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON with non-finite floats as strings (never invalid JSON)."""
-    import json
-
-    return json.dumps(_safe(obj), ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":"), default=str).encode("utf-8")
-
-
-class JSONResponse(Response):
-    """A JSON response that never emits NaN or Infinity literals."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return dumps(content)
-
-
-def error(status: int, message: str) -> JSONResponse:
-    """The API's error answer: `{"error": message}`."""
-    return JSONResponse({"error": message}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from .._remote.upload import is_temp_name, scan_files
 from .._store.contain import real, relpath_in
-from .._store.files import atomic_write_bytes, atomic_writer
+from .._store.files import atomic_write_bytes, atomic_writer, open_append
 from .._store.rundir import run_folder
 from ..errors import LabtrackNameError
 
@@ -130,11 +130,7 @@ def append_at(path: Path, offset: int, data: bytes) -> tuple[int, int]:
     The size check and the write happen under an exclusive lock, so two requests for the
     same offset (a retry racing the original) append once.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_append(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size

@@ -103,6 +103,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (dumps(obj) + "\n").encode("utf-8"))
 
 
+def open_append(path: Path) -> int:
+    """A file descriptor appending to `path` (created, with its folders, when missing)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
 def append_bytes(path: Path, data: bytes) -> None:
     """Append whole lines to `path`, creating folders as needed: all of `data` or nothing.
 
@@ -114,11 +123,7 @@ def append_bytes(path: Path, data: bytes) -> None:
     """
     if not data:
         return
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_append(path)
     try:
         size = os.fstat(fd).st_size
         view = memoryview(data)
