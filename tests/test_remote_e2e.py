@@ -376,3 +376,27 @@ def test_a_hung_server_never_holds_up_the_run(tmp_path: Path, make_server: Any) 
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert_identical(local, srv.root / "e2e" / local.name)
+
+
+def test_a_media_name_of_248_characters_uploads_like_any_other(tmp_path: Path, make_server: Any) -> None:
+    import numpy as np
+
+    import labtrack
+
+    srv = make_server()
+    srv.start()
+    name = "n" * 248  # check_name allows it: 248 + ".png" fills a file name to 252 bytes
+    run = labtrack.Run("long", root=tmp_path / "local", remote=srv.url, capture_git=False,
+                       capture_console=False, _environ={"LABTRACK_SYNC_TIMEOUT": "20"})
+    rng = np.random.default_rng(0)
+    run.log_image(name, rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), step=1)  # sent in a batch
+    run.log_image(name, rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8), step=2)  # by PUT file
+    run.finish()
+    local = run.dir
+    remote = srv.root / local.parent.name / local.name
+    media = sorted(p for p in scan_files(local) if p.startswith("media/") and p.endswith(".png"))
+    assert len(media) == 2 and all(len(Path(p).name) == 252 for p in media), media
+    assert (local / media[1]).stat().st_size > 2 << 20  # larger than a batch's inline limit
+    for p in media:
+        assert (remote / p).read_bytes() == (local / p).read_bytes(), p
+    assert not [n for n in scan_files(remote) if ".tmp" in n], srv.output()

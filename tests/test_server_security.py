@@ -247,6 +247,7 @@ def test_malformed_requests_are_4xx_and_write_nothing(tmp_path: Path, server: An
             (c.put(base + "/file", params={"path": "media"}, content=b"x"), "is a folder"),
             (c.post(base + "/batch", content=encode_batch([Op("put", "media", b"x")])), "is a folder"),
             (c.put(base + "/file", params={"path": "../x"}, content=b"x"), "path"),
+            (c.post(base + "/batch", content=encode_batch([Op("put", "a\ud800.txt", b"x")])), "surrogate"),
             (c.put(base + "/append", params={"path": "console.log", "offset": str(10 ** 30)},
                    content=b"x\n"), "offset"),
         ):

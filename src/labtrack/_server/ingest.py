@@ -52,8 +52,14 @@ class _BadRequest(Exception):
         self.path = path
 
 
+def _clean(text: str) -> str:
+    # A lone surrogate sent in a path cannot be encoded into the answer: show it escaped.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(message: str, status: int, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    fields = {k: _clean(v) if isinstance(v, str) else v for k, v in extra.items()}
+    return JSONResponse({"error": _clean(message), **fields}, status_code=status)
 
 
 def _version() -> str:

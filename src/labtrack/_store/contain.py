@@ -17,7 +17,7 @@ import errno
 import os
 from pathlib import Path
 
-from .._names import check_name
+from .._names import _CONTROL
 from ..errors import LabtrackNameError
 
 
@@ -83,12 +83,47 @@ def relpath_in(base: Path, relpath: str, what: str = "path") -> Path:
     Example:
         >>> relpath_in(Path("labtrack/mnist/20261121-141503-k3f9qz"), "scalars/loss.csv")
     """
+    check_relpath(relpath, what)
+    return contained(base / relpath, base, what)
+
+
+MAX_RELPATH_LENGTH = 4000
+MAX_PART_BYTES = 255
+
+
+def check_relpath(relpath: object, what: str = "path") -> str:
+    """`relpath` if it is a '/'-separated relative path of a file as stored, else raise.
+
+    Unlike a logged name (`check_name`, at most 250 characters before escaping), a stored
+    path holds folders and suffixes: `media/12/<a 248-character name>.png` is fine. Each part
+    must fit a file name (255 bytes of UTF-8).
+
+    Raises:
+        LabtrackNameError: not a string, empty, absolute, longer than 4000 characters, with
+            an empty, `.` or `..` part, a part over 255 bytes, a backslash, control
+            characters or a lone surrogate.
+    """
     if not isinstance(relpath, str):
         raise LabtrackNameError(f"{what} must be a string such as 'scalars/loss.csv', not {relpath!r}")
-    check_name(relpath, what)
+    if len(relpath) > MAX_RELPATH_LENGTH:
+        raise LabtrackNameError(f"{what} {relpath[:40]!r}... is {len(relpath)} characters long; at most "
+                                f"{MAX_RELPATH_LENGTH} are allowed")
     if "\\" in relpath:
         raise LabtrackNameError(f"{what} {relpath!r} contains a backslash; use '/' between parts")
-    return contained(base / relpath, base, what)
+    if _CONTROL.search(relpath):
+        raise LabtrackNameError(f"{what} {relpath!r} contains a control character")
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabtrackNameError(f"{what} {relpath!r} is not valid Unicode (a lone surrogate)") from None
+    for part in relpath.split("/"):
+        if part in ("", ".", ".."):
+            raise LabtrackNameError(f"{what} {relpath!r} has an empty, '.' or '..' part (or starts "
+                                    "with '/'); use a relative path such as 'scalars/loss.csv'")
+        if len(part.encode("utf-8")) > MAX_PART_BYTES:
+            raise LabtrackNameError(f"{what} {relpath[:40]!r}...: the part {part[:30]!r}... is longer "
+                                    f"than a file name ({MAX_PART_BYTES} bytes)")
+    return relpath
 
 
 def read_inside(path: str, base: str) -> bytes:
