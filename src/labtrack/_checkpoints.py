@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Callable, SupportsFloat
 
 from .errors import FormatError, LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
-from ._store import files
+from ._store import files, layout
 
-CHECKPOINTS_DIR = "checkpoints"
-INFO_FILE = "checkpoint.json"
-RNG_FILE = "rng.json"
+CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
+INFO_FILE = layout.CHECKPOINT_INFO
+RNG_FILE = layout.CHECKPOINT_RNG
 _MODES = ("min", "max")
 _NONFINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 # Saves from several threads of one process must not interleave their renames and pruning.
@@ -104,7 +104,7 @@ def save_checkpoint(
             )
         if keep_last < 1:
             raise LabtrackValueError(f"keep_last={keep_last} is not allowed; keep at least 1 checkpoint (or None for all)")
-    if meta_writer is None and not (run_dir / "run.json").is_file():
+    if meta_writer is None and not (run_dir / layout.RUN_JSON).is_file():
         raise RunNotFoundError(f"{run_dir} has no run.json; it is not a labtrack run directory")
 
     with _LOCK:
@@ -117,7 +117,7 @@ def save_checkpoint(
             )
         use_torch = importlib.util.find_spec("torch") is not None
         fmt = "torch" if use_torch else "pickle"
-        file_name = "checkpoint.pt" if use_torch else "checkpoint.pkl"
+        file_name = layout.CHECKPOINT_TORCH if use_torch else layout.CHECKPOINT_PICKLE
         info: dict[str, Any] = {
             "step": step,
             "metric": value if value is None or math.isfinite(value) else _NONFINITE_TEXT[repr(value)],
@@ -187,7 +187,7 @@ def load_checkpoint(
     step = _pick(run_dir, infos, which)
     info = infos[step]
     folder = run_dir / CHECKPOINTS_DIR / str(step)
-    path = folder / str(info.get("file", "checkpoint.pt"))
+    path = folder / str(info.get("file", layout.CHECKPOINT_TORCH))
     if info.get("format") == "torch":
         if importlib.util.find_spec("torch") is None:
             raise FormatError(f"{path} was saved with torch.save; install torch to load it (pip install torch)")
@@ -233,7 +233,7 @@ def checkpoint_path(run_dir: Path, which: str | int = "last") -> Path:
     if not infos:
         raise RunStateError(f"run {run_dir.name} has no checkpoints (nothing in {run_dir / CHECKPOINTS_DIR})")
     step = _pick(run_dir, infos, which)
-    return run_dir / CHECKPOINTS_DIR / str(step) / str(infos[step].get("file", "checkpoint.pt"))
+    return run_dir / CHECKPOINTS_DIR / str(step) / str(infos[step].get("file", layout.CHECKPOINT_TORCH))
 
 
 # -- RNG states ---------------------------------------------------------------------------
@@ -429,11 +429,11 @@ def _rewrite_run_json(run_dir: Path, record: dict[str, Any]) -> None:
     from ._store.files import atomic_write_json
     from ._store.reader import read_json
 
-    meta = read_json(run_dir / "run.json")
+    meta = read_json(run_dir / layout.RUN_JSON)
     if not isinstance(meta, dict):
         raise FormatError(f"{run_dir / 'run.json'} does not hold a JSON object")
     meta["checkpoints"] = record
-    atomic_write_json(run_dir / "run.json", meta)
+    atomic_write_json(run_dir / layout.RUN_JSON, meta)
 
 
 def _pick(run_dir: Path, infos: dict[int, dict[str, Any]], which: object) -> int:

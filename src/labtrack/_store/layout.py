@@ -30,6 +30,10 @@ MARKDOWN_DIR = "markdown"
 TABLES_DIR = "tables"
 ARTIFACTS_DIR = "artifacts"
 CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_INFO = "checkpoint.json"  # inside checkpoints/<step>/, with RNG_JSON and the file
+CHECKPOINT_RNG = "rng.json"
+CHECKPOINT_TORCH = "checkpoint.pt"
+CHECKPOINT_PICKLE = "checkpoint.pkl"
 MEDIA_DIR = "media"
 # The folders whose files are named after logged names (docs/format.md).
 NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR)
