@@ -149,7 +149,7 @@ def crawl(get: Any, ids: dict[str, str]) -> dict[str, tuple[int, str]]:
     return answers
 
 
-def check(answers: dict[str, tuple[int, str]], ids: dict[str, str]) -> None:
+def assert_crawl_clean(answers: dict[str, tuple[int, str]], ids: dict[str, str]) -> None:
     for url, (status, text) in answers.items():
         _assert_clean(url, text)
         assert status < 500, (url, status, text)
@@ -184,7 +184,7 @@ def test_in_process_nothing_outside_is_read_or_listed(tmp_path: Path) -> None:
         r = c.get(url, params=params)
         return r.status_code, r.text
 
-    check(crawl(get, ids), ids)
+    assert_crawl_clean(crawl(get, ids), ids)
 
 
 def test_the_stream_tails_nothing_outside(tmp_path: Path) -> None:
@@ -241,7 +241,7 @@ def test_a_real_ui_reads_nothing_outside(tmp_path: Path, ui_factory: Any) -> Non
             return r.status_code, r.text
 
         try:
-            check(crawl(get, ids), ids)
+            assert_crawl_clean(crawl(get, ids), ids)
             with client.stream("GET", "/api/v1/stream", params={"runs": f"{ids['named']},{ids['whole']}"}) as r:
                 got = b""
                 for chunk in r.iter_bytes():
