@@ -74,8 +74,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def replace_folder(final: Path, fill: Callable[[Path], object]) -> None:
-    """Replace the folder `final` with one `fill(tmp)` builds: a reader sees the old folder or
-    the new one, never a half-filled one. The temporary folder beside it has a short name (the
+    """Replace the folder `final` with one `fill(tmp)` builds: a reader sees the old folder, the
+    new one or, between the two renames, none; never a half-filled one. The temporary folder beside it has a short name (the
     final one may use all 255 bytes) and is removed if `fill` fails; the parent is created.
 
     Raises:
