@@ -75,8 +75,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def replace_folder(final: Path, fill: Callable[[Path], object]) -> None:
     """Replace the folder `final` with one `fill(tmp)` builds: a reader sees the old folder, the
-    new one or, between the two renames, none; never a half-filled one. The temporary folder beside it has a short name (the
-    final one may use all 255 bytes) and is removed if `fill` fails; the parent is created.
+    new one or, between the two renames, none; never a half-filled one. The temporary folder
+    beside it has a short name (the final one may use all 255 bytes) and is removed if `fill`
+    fails; the parent is created.
 
     Raises:
         OSError: the folder cannot be made or renamed (nothing is left behind).
