@@ -16,7 +16,8 @@ from rich.console import Console
 
 import labtrack
 from labtrack._console._display import DISPLAY, use_console
-from labtrack._store.reader import read_json, read_jsonl, read_scalars
+from labtrack._store.reader import read_json, read_jsonl
+from labtrack._store.scalars import read_columns as read_scalars
 from labtrack.errors import LabtrackNameError, LabtrackTypeError, LabtrackValueError
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from labtrack._store.reader import read_run_meta, read_scalars
+from labtrack._store.reader import read_run_meta
+from labtrack._store.scalars import read_columns as read_scalars
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

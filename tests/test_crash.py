@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from labtrack._store.reader import read_run_meta, read_scalars
+from labtrack._store.reader import read_run_meta
+from labtrack._store.scalars import read_columns as read_scalars
 
 from conftest import child_env, only_run_dir, run_script
 

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 import labtrack
-from labtrack._store.reader import read_jsonl, read_run_meta, series_names
+from labtrack._store.reader import read_jsonl, read_run_meta
+from labtrack._store.rundir import RunDir
 from labtrack.errors import (
     LabtrackError,
     LabtrackNameError,
@@ -156,7 +157,7 @@ def test_a_failed_log_call_records_nothing(make_run: MakeRun) -> None:
     assert _csv(run, "a.csv")["step"].tolist() == [0, 2]
     assert _csv(run, "b.csv")["step"].tolist() == [0]
     assert not (run.dir / "scalars" / "c.csv").exists()
-    assert series_names(run.dir) == ["a", "b"]
+    assert RunDir(run.dir).names("scalars") == ["a", "b"]
     assert not (run.root / "x.csv").exists() and not (run.dir / "x.csv").exists()
 
 
@@ -233,7 +234,7 @@ def test_unusual_characters_are_escaped_in_file_names_and_verbatim_inside(make_r
     assert (sc / "x%3Ay%2Az%3F.csv").is_file()
     assert (run.dir / "text" / "say%20what%3F.jsonl").is_file()
     assert sorted(_summary(run)) == sorted(names)
-    assert series_names(run.dir) == sorted(names)
+    assert RunDir(run.dir).names("scalars") == sorted(names)
     # every file name is within the safe set
     for p in run.dir.rglob("*"):
         assert all(c.isascii() and (c.isalnum() or c in "_.-%") for c in p.name), p.name

@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 
 from labtrack._store import files, layout, migrations
-from labtrack._store.reader import (
-    derive_status,
-    iter_run_dirs,
-    pid_alive,
-    read_json,
-    read_jsonl,
-    read_run_meta,
-    read_scalars,
-    series_names,
-)
+from labtrack._store.reader import derive_status, pid_alive, read_json, read_jsonl, read_run_meta
+from labtrack._store.rundir import RunDir, iter_runs
+from labtrack._store.scalars import read_columns as read_scalars
 from labtrack.errors import FormatError
 
 pytestmark = pytest.mark.timeout(60)
@@ -135,7 +128,7 @@ def test_series_names_unescape(tmp_path: Path) -> None:
         p = tmp_path / "scalars" / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("step,value,time\n")
-    assert series_names(tmp_path) == [".hidden", "loss", "val acc/top-1"]
+    assert RunDir(tmp_path).names("scalars") == [".hidden", "loss", "val acc/top-1"]
 
 
 def test_iter_run_dirs_skips_caches_trash_and_non_runs(tmp_path: Path) -> None:
@@ -145,9 +138,9 @@ def test_iter_run_dirs_skips_caches_trash_and_non_runs(tmp_path: Path) -> None:
         (tmp_path / rel / "run.json").write_text("{}")
     (tmp_path / "a" / "not-a-run").mkdir()
     (tmp_path / "loose-file").write_text("")
-    assert [p.relative_to(tmp_path).as_posix() for p in iter_run_dirs(tmp_path)] == [
+    assert [p.relative_to(tmp_path).as_posix() for p in (r.path for r in iter_runs(tmp_path))] == [
         "a/20260101-000000-aaaaaa", "b/20260101-000000-bbbbbb"]
-    assert list(iter_run_dirs(tmp_path / "missing")) == []
+    assert list(iter_runs(tmp_path / "missing")) == []
 
 
 def test_derive_status() -> None:

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 import labtrack
-from labtrack._store.reader import read_jsonl, read_run_meta, read_scalars
+from labtrack._store.reader import read_jsonl, read_run_meta
+from labtrack._store.scalars import read_columns as read_scalars
 from labtrack._store.scalars import format_rows, format_rows_py
 from labtrack._writer import SeriesStats
 

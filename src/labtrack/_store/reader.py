@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import FormatError
 from . import layout
@@ -152,25 +152,3 @@ def read_run_meta(run_dir: Path, *, now: float | None = None,
                                        alive, stale_seconds)
     meta["dir"] = str(run_dir)
     return meta
-
-
-def iter_run_dirs(root: Path) -> Iterator[Path]:
-    """Every run directory under `root` that stays inside it (see `rundir.iter_runs`)."""
-    from .rundir import iter_runs
-
-    for run in iter_runs(root):
-        yield run.path
-
-
-def read_scalars(path: Path) -> tuple[list[int], list[float], list[float]]:
-    """Steps, values and times of one series file; a trailing partial line is ignored."""
-    from .scalars import read_columns
-
-    return read_columns(path)
-
-
-def series_names(run_dir: Path) -> list[str]:
-    """Names of the run's scalar series, sorted (unescaped from their file paths)."""
-    from .rundir import RunDir
-
-    return RunDir(run_dir).names("scalars")
