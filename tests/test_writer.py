@@ -53,6 +53,19 @@ def math_floor_ms(t: float) -> int:
     return int(np.floor(t * 1000.0 + 0.5))
 
 
+def test_the_writer_formats_with_the_c_module_where_it_is_built() -> None:
+    # A wrong import path falls back to Python silently (about 6x slower writer): check the choice.
+    hot = pytest.importorskip("labtrack._hot")
+    from labtrack import _writer
+    from labtrack._settings import no_c
+    from labtrack._store import scalars
+
+    if no_c():
+        pytest.skip("LABTRACK_NO_C is set")
+    assert scalars.format_many is hot.format_many and scalars.format_rows is hot.format_rows
+    assert _writer.format_many is hot.format_many
+
+
 def test_the_c_and_python_formatters_write_the_same_bytes() -> None:
     # Python's repr is the spec; the C formatter (labtrack._hot) must match it byte for byte,
     # for every kind of float64 and for times on either side of a millisecond boundary.

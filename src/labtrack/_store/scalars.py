@@ -81,7 +81,7 @@ Formatted = list[tuple[bytes, float, int, float, float]]
 def _formatters() -> tuple[Callable[[array[float]], bytes], Callable[[list[array[float]]], Formatted]]:
     if not no_c():
         try:
-            from ._hot import format_many as c_many, format_rows as c_rows
+            from .._hot import format_many as c_many, format_rows as c_rows
         except ImportError:  # not built: no compiler at install
             pass
         else:
