@@ -478,18 +478,32 @@ _RETRY: dict[tuple[Any, ...], float] = {}
 
 
 def command_info(argv: list[str] | None = None) -> dict[str, Any]:
+    """The command line, script or module, folder and interpreter of this process (run.json).
+
+    In a Jupyter kernel there is no script (argv[0] is the kernel's launcher, which must not
+    be re-run or annotated): `script` and `module` are None and `notebook` is the notebook's
+    path (None when the kernel was not told it); the key is present only in a kernel.
+    """
+    from . import _notebook
+
     argv = list(sys.argv if argv is None else argv)
     script = None
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    if main_file:
-        script = str(Path(main_file).resolve())
-    elif argv and argv[0] and os.path.isfile(argv[0]):
-        script = str(Path(argv[0]).resolve())
-    spec = getattr(main, "__spec__", None)
-    module = getattr(spec, "name", None) if spec is not None else None  # `python -m pkg.mod`
-    return {"argv": argv, "script": script, "module": module, "cwd": os.getcwd(),
-            "python": sys.executable}
+    module = None
+    shell = _notebook.kernel_shell()
+    if shell is None:
+        main = sys.modules.get("__main__")
+        main_file = getattr(main, "__file__", None)
+        if main_file:
+            script = str(Path(main_file).resolve())
+        elif argv and argv[0] and os.path.isfile(argv[0]):
+            script = str(Path(argv[0]).resolve())
+        spec = getattr(main, "__spec__", None)
+        module = getattr(spec, "name", None) if spec is not None else None  # `python -m pkg.mod`
+    info: dict[str, Any] = {"argv": argv, "script": script, "module": module, "cwd": os.getcwd(),
+                            "python": sys.executable}
+    if shell is not None:
+        info["notebook"] = _notebook.notebook_path(shell)
+    return info
 
 
 def user_name() -> str | None:

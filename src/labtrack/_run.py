@@ -652,6 +652,7 @@ class Run(_LogBase):
     def _record_provenance(self, capture_git: bool, untracked_cap: int) -> None:
         from . import _provenance
 
+        self._record_notebook()
         if capture_git:
             info = _provenance.collect_git(Path.cwd(), exclude=self.root)
             script = self._meta.get("command", {}).get("script")
@@ -664,6 +665,18 @@ class Run(_LogBase):
                 create.copy_untracked(self.dir, self.root, Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
+
+    def _record_notebook(self) -> None:
+        """source/notebook.py: the cells executed so far, for a run started in a notebook
+        (again at finish, so the cells run after init() are in it too)."""
+        if "notebook" not in (self._meta.get("command") or {}) or self._meta.get("resumed"):
+            return
+        from . import _notebook
+
+        nb = _notebook.current()
+        if nb is not None:
+            text = _notebook.cells_source(nb).encode("utf-8", errors="replace")
+            files.atomic_write_bytes(self.dir / layout.NOTEBOOK_PY, text)
 
     def _join_provenance(self) -> None:
         t = self._provenance_thread
@@ -721,6 +734,11 @@ class Run(_LogBase):
             if status == "finished" and isinstance(e, KeyboardInterrupt):
                 status, error = "interrupted", e
         self._cols = _FinishedColumns(self.id)
+        try:
+            self._record_notebook()
+        except OSError as e:  # a full disk: the cells written at init() stay
+            warnings.warn(f"labtrack: run {self.id} could not record the notebook's cells: {e}",
+                          RuntimeWarning, stacklevel=2)
         fields: dict[str, Any] = {"status": status, "ended": _iso(_time())}
         if error is not None:
             fields["error"] = {
@@ -776,6 +794,11 @@ if HOT:
 
 
 def _default_experiment() -> str:
-    main = sys.modules.get("__main__")
-    f = getattr(main, "__file__", None)
+    from . import _notebook
+
+    shell = _notebook.kernel_shell()
+    if shell is not None:  # the kernel's __main__ is not the notebook: its name, when known
+        f = _notebook.notebook_path(shell)
+    else:
+        f = getattr(sys.modules.get("__main__"), "__file__", None)
     return Path(f).stem if f else "default"

@@ -58,12 +58,8 @@ class RunList(list[RunView]):
         `metrics.<name>` (last value) columns."""
         import pandas as pd
 
-        # One query for every row rather than one per run.
-        batch = self._index.rows([f"{v.dir.parent.name}/{v.dir.name}" for v in self],
-                                 with_stats=False) if self._index is not None else {}
         records = []
-        for v in self:
-            row = batch.get(f"{v.dir.parent.name}/{v.dir.name}") or v._row or {}
+        for v, row in self._rows(self):
             rec: dict[str, Any] = {"id": v.id}
             for c in _ROW_COLUMNS:
                 rec[c] = row.get(c)
@@ -76,9 +72,18 @@ class RunList(list[RunView]):
         return frame.set_index("id")
 
 
-    def _repr_html_(self) -> str:  # a table in Jupyter
-        html: str = self.to_pandas()._repr_html_()
-        return html
+    def _rows(self, views: list[RunView]) -> list[tuple[RunView, dict[str, Any]]]:
+        """Each view with its index row (one query for every row rather than one per run)."""
+        batch = self._index.rows([f"{v.dir.parent.name}/{v.dir.name}" for v in views],
+                                 with_stats=False) if self._index is not None else {}
+        return [(v, batch.get(f"{v.dir.parent.name}/{v.dir.name}") or v._row or {}) for v in views]
+
+    def _repr_html_(self) -> str:
+        """A compact table in Jupyter (no pandas): the first runs, main params, last metrics."""
+        from . import html
+
+        records = [{"id": v.id, **row} for v, row in self._rows(self[:html.MAX_RUNS])]
+        return html.run_list(records, total=max(len(self), self.total))
 
 
 def _frame_columns(records: list[dict[str, Any]]) -> list[str]:
@@ -137,6 +142,13 @@ class ReadOnlyBook:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {str(self.root)!r}>"
+
+    def _repr_html_(self) -> str:
+        """Its root, how many runs and experiments, and the newest runs, in Jupyter."""
+        from . import html
+
+        newest = self.runs(limit=10)
+        return html.book(str(self.root), newest.total, self.experiments(), newest._repr_html_())
 
     # -- listing
 

@@ -236,6 +236,14 @@ class RunView:
         except (OSError, LabtrackValueError):
             return f"<RunView {self.id} (unreadable) {self.dir}>"
 
+    def _repr_html_(self) -> str:
+        """Its metadata, params, last metrics and series names as tables, in Jupyter."""
+        from . import html
+
+        meta = self.meta
+        return html.run_view(meta, self.flat_params, self.summary, self.series(),
+                             self.run.duration(meta))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RunView) and other.dir == self.dir
 

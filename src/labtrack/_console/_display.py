@@ -191,6 +191,11 @@ class Display:
         with self.lock:
             console = self.console if (self.frames or self.live is not None) else get_console()
             assert console is not None
+            if console.is_jupyter:  # rich would put escape codes into the text/plain it shows
+                from ._jupyter import show
+
+                show(console, renderable, soft_wrap)
+                return
             if (soft_wrap and self.live is None and isinstance(renderable, Text)
                     and console.color_system is None and not console.record
                     and not console.is_jupyter):
