@@ -10,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 
 TRAINING = ("labtrack._run", "labtrack._lifecycle", "labtrack._default", "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
-            "labtrack._console", "labtrack._capture", "labtrack._provenance",
+            "labtrack._console", "labtrack._capture", "labtrack._provenance", "labtrack._notebook",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync")
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",

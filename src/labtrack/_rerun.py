@@ -188,6 +188,10 @@ def plan_rerun(
     command = meta.get("command")
     if not isinstance(command, dict) or not command.get("argv"):
         raise RunStateError(f"run {run_id} recorded no command line; it cannot be re-run")
+    if "notebook" in command:  # argv is the kernel's launcher, not the notebook
+        raise RunStateError(
+            f"run {run_id} was started in a Jupyter notebook ({command['notebook'] or 'path not known'}); "
+            "re-run it by running the notebook: the cells it executed are in its source/notebook.py")
     argv = [str(a) for a in command["argv"]]
     if argv[0] in ("", "-c", "-"):
         raise RunStateError(

@@ -168,7 +168,7 @@ def run_list(records: Sequence[Mapping[str, Any]], total: int | None = None) -> 
     metrics, metrics_left = _chosen(metric_names, MAX_METRIC_COLUMNS)
     headers: list[Cell] = ["id", "experiment", "name", "status", "tags", "start", "duration",
                            *params, *metrics]
-    rows = []
+    rows: list[list[Cell]] = []
     for r in shown:
         p = r.get("params") or {}
         m = r.get("metrics") or {}
@@ -206,8 +206,9 @@ def run_view(meta: Mapping[str, Any], params: Mapping[str, Any], summary: Mappin
     Returns:
         The HTML.
     """
-    git = meta.get("git") if isinstance(meta.get("git"), dict) else {}
-    command = meta.get("command") if isinstance(meta.get("command"), dict) else {}
+    git_value, command_value = meta.get("git"), meta.get("command")
+    git: Mapping[str, Any] = git_value if isinstance(git_value, dict) else {}
+    command: Mapping[str, Any] = command_value if isinstance(command_value, dict) else {}
     commit = str(git.get("commit") or "")[:10] + (" (dirty)" if git.get("dirty") else "")
     if "notebook" in command:  # started in a Jupyter kernel (its cells: source/notebook.py)
         source = f"notebook {command['notebook']}" if command["notebook"] else "a notebook (path not known)"
@@ -223,7 +224,7 @@ def run_view(meta: Mapping[str, Any], params: Mapping[str, Any], summary: Mappin
         ("source", source),
     ]
     info = [(k, v) for k, v in info if v != ""]
-    metrics = []
+    metrics: list[list[Cell]] = []
     for name in sorted(summary):
         s = summary[name]
         if isinstance(s, Mapping):

@@ -67,7 +67,7 @@ def show(console: Console, renderable: RenderableType, soft_wrap: bool = False) 
 
     if out is not None:
         out.flush()  # what was printed before comes first in the cell's output
-    display({"text/plain": plain.rstrip("\n"), "text/html": html}, raw=True)
+    display({"text/plain": plain.rstrip("\n"), "text/html": html}, raw=True)  # type: ignore[no-untyped-call]
     copy = getattr(out, "labtrack_copy", None)  # the run's console capture (_capture._Tee)
     if callable(copy):
         copy(plain)
