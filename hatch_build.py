@@ -1,15 +1,24 @@
-"""Build hook: compile labtrack's one C module, `labtrack._hot` (the fast path of Run.log).
+"""Build hook: compile labtrack's one C module, `labtrack._hot` (the fast path of Run.log),
+and build the dashboard into the wheel.
 
-The module is optional. Without a C compiler or the Python headers, or with LABTRACK_NO_C=1,
+The C module is optional. Without a C compiler or the Python headers, or with LABTRACK_NO_C=1,
 the build says so and labtrack runs its pure Python path (same results, about 3x slower per
 `run.log` call). The shared library is written next to its source, so an editable install
 (`pip install -e .`, what `make install` does) imports it from the source tree too.
+
+The dashboard is not optional: a wheel without it serves a "the dashboard is not built" page.
+When `src/labtrack/_server/static/index.html` is missing (a clean checkout, an sdist), a wheel
+build runs `npm ci` (or, where npm refuses its own lock file, `npm install --no-save`) and
+`npm run build` in `frontend/`, and fails with a clear message when node or npm is missing.
+LABTRACK_BUILD_FRONTEND=0 builds the wheel without the dashboard, on purpose. An editable
+install never builds it (`make frontend` does, into the source tree).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -49,10 +58,72 @@ def compile_hot(package_dir: Path) -> Path | None:
     return target
 
 
+_OFF = ("0", "false", "no", "off")
+
+
+def _npm(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["npm", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def _tail(p: subprocess.CompletedProcess[str], lines: int = 30) -> str:
+    return "\n".join((p.stdout + p.stderr).strip().splitlines()[-lines:])
+
+
+def build_frontend(root: Path) -> Path | None:
+    """Build the dashboard into `src/labtrack/_server/static` unless it is there already.
+
+    Returns:
+        The static folder, or None when LABTRACK_BUILD_FRONTEND=0 left it out.
+
+    Raises:
+        RuntimeError: the dashboard is missing and cannot be built (no frontend/ sources,
+            no npm, or the build failed); the message says what to install or set.
+    """
+    static = root / "src" / "labtrack" / "_server" / "static"
+    frontend = root / "frontend"
+    if (static / "index.html").is_file():
+        print(f"labtrack: using the dashboard already built in {static}", file=sys.stderr)
+        return static
+    if os.environ.get("LABTRACK_BUILD_FRONTEND", "").strip().lower() in _OFF:
+        print("labtrack: LABTRACK_BUILD_FRONTEND=0: this wheel has NO dashboard "
+              "(`labtrack ui` will say it is not built)", file=sys.stderr)
+        return None
+    if not (frontend / "package.json").is_file():
+        raise RuntimeError(
+            f"labtrack: the dashboard is not built ({static / 'index.html'} is missing) and there "
+            f"are no sources to build it from ({frontend / 'package.json'} is missing); build "
+            "from a checkout or an sdist, or set LABTRACK_BUILD_FRONTEND=0 for a wheel without it")
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise RuntimeError(
+            "labtrack: building the wheel builds the dashboard, which needs node (>= 20.19) and "
+            "npm on PATH, and they were not found. Install them (e.g. `apt-get install nodejs "
+            "npm`), or build the dashboard first (`make frontend`), or set "
+            "LABTRACK_BUILD_FRONTEND=0 to build a wheel without the dashboard")
+    print(f"labtrack: building the dashboard in {frontend} (npm ci, npm run build)", file=sys.stderr)
+    if not (frontend / "node_modules" / ".package-lock.json").is_file():
+        p = _npm(["ci", "--no-audit", "--no-fund"], frontend)
+        if p.returncode != 0:
+            # npm 11 can refuse its own lock file when a dependency has per-platform optional
+            # packages (npm/cli#8726): install the locked versions without rewriting the lock.
+            p = _npm(["install", "--no-audit", "--no-fund", "--no-save"], frontend)
+        if p.returncode != 0:
+            raise RuntimeError(f"labtrack: `npm ci` in {frontend} failed:\n{_tail(p)}")
+    p = _npm(["run", "build"], frontend)
+    if p.returncode != 0 or not (static / "index.html").is_file():
+        raise RuntimeError(f"labtrack: `npm run build` in {frontend} did not build "
+                           f"{static / 'index.html'}:\n{_tail(p)}")
+    return static
+
+
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
+        if version != "editable":
+            static = build_frontend(Path(self.root))
+            if static is not None:
+                # Built during this hook: named here too, since git ignores the folder.
+                build_data["force_include"][str(static)] = "labtrack/_server/static"
         built = compile_hot(Path(self.root) / "src" / "labtrack")
         if built is None:
             return
