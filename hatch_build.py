@@ -120,10 +120,8 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if self.target_name != "wheel":
             return
         if version != "editable":
-            static = build_frontend(Path(self.root))
-            if static is not None:
-                # Built during this hook: named here too, since git ignores the folder.
-                build_data["force_include"][str(static)] = "labtrack/_server/static"
+            # Its files enter the wheel as `artifacts` (pyproject.toml): git ignores them.
+            build_frontend(Path(self.root))
         built = compile_hot(Path(self.root) / "src" / "labtrack")
         if built is None:
             return
