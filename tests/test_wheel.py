@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import types
 import urllib.error
 import urllib.request
 import zipfile
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +62,7 @@ def get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+@pytest.mark.slow
 def test_a_wheel_from_a_clean_clone_serves_the_dashboard(tmp_path: Path) -> None:
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout: the wheel is built from a clone of HEAD")
@@ -145,3 +146,58 @@ def test_a_wheel_from_a_clean_clone_serves_the_dashboard(tmp_path: Path) -> None
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
+
+
+def load_hook(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """hatch_build.py, imported without hatchling (only its hook class needs it)."""
+    if importlib.util.find_spec("hatchling") is None:
+        stub = types.ModuleType("hatchling.builders.hooks.plugin.interface")
+        stub.BuildHookInterface = object  # type: ignore[attr-defined]
+        for name in ("hatchling", "hatchling.builders", "hatchling.builders.hooks",
+                     "hatchling.builders.hooks.plugin"):
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        monkeypatch.setitem(sys.modules, stub.__name__, stub)
+    spec = importlib.util.spec_from_file_location("labtrack_hatch_build", REPO / "hatch_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def checkout(tmp_path: Path) -> Path:
+    (tmp_path / "frontend").mkdir()
+    (tmp_path / "frontend" / "package.json").write_text("{}")
+    (tmp_path / "src" / "labtrack" / "_server").mkdir(parents=True)
+    return tmp_path
+
+
+def test_without_npm_the_wheel_build_fails_and_says_what_to_do(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = load_hook(monkeypatch)
+    root = checkout(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no node, no npm
+    monkeypatch.delenv("LABTRACK_BUILD_FRONTEND", raising=False)
+    with pytest.raises(RuntimeError) as e:
+        hook.build_frontend(root)
+    message = str(e.value)
+    assert "node" in message and "npm" in message and "LABTRACK_BUILD_FRONTEND=0" in message
+    # the opt-out builds a wheel without the dashboard, on purpose
+    monkeypatch.setenv("LABTRACK_BUILD_FRONTEND", "0")
+    assert hook.build_frontend(root) is None
+
+
+def test_a_built_dashboard_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = load_hook(monkeypatch)
+    root = checkout(tmp_path)
+    static = root / "src" / "labtrack" / "_server" / "static"
+    static.mkdir()
+    (static / "index.html").write_text("<!doctype html>")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # npm would be needed to build it
+    assert hook.build_frontend(root) == static
+
+
+def test_without_frontend_sources_the_build_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = load_hook(monkeypatch)
+    monkeypatch.delenv("LABTRACK_BUILD_FRONTEND", raising=False)
+    with pytest.raises(RuntimeError, match="no sources to build it from"):
+        hook.build_frontend(tmp_path)
