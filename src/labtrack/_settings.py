@@ -97,6 +97,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_c", "LABTRACK_NO_C", False, _parse_bool, "bool",
             "Do not build (at install) or use (at import) the C fast path of run.log; the pure "
             "Python path records the same data, about 3x slower per call. Environment only."),
+    Setting("build_frontend", "LABTRACK_BUILD_FRONTEND", True, _parse_bool, "bool",
+            "At wheel build time only: build the dashboard (npm ci, npm run build in frontend/) "
+            "when it is not built yet. 0 builds a wheel without the dashboard on purpose; "
+            "otherwise a build without node and npm fails. Environment only."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
