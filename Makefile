@@ -7,7 +7,7 @@ PORT ?= 8765
 TORCH_WHEELS ?= /opt/wheels
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install frontend demo examples test chromium bench lint docs clean
+.PHONY: help install frontend wheel demo examples test chromium bench lint docs clean
 
 help:
 	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
@@ -37,6 +37,10 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/pa
 
 frontend: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build
+
+# A wheel with the dashboard and the C module (hatch_build.py builds what is missing).
+wheel: $(BIN)/python
+	$(BIN)/pip wheel --no-deps -w dist .
 
 examples: install
 	$(BIN)/python examples/run_all.py --root labtrack

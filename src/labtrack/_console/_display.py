@@ -191,7 +191,7 @@ class Display:
         with self.lock:
             console = self.console if (self.frames or self.live is not None) else get_console()
             assert console is not None
-            if console.is_jupyter:  # rich would put escape codes into the text/plain it shows
+            if console.is_jupyter and not console.record:  # rich would put escape codes in text/plain
                 from ._jupyter import show
 
                 show(console, renderable, soft_wrap)
