@@ -1,6 +1,7 @@
 """The wheel a user installs: built from a clean clone of this repository's HEAD (no built
 dashboard, no compiled module), installed into a fresh venv, and `labtrack ui` from that venv
-serving the dashboard over a run that venv's labtrack wrote.
+serving the dashboard over a run that venv's labtrack wrote; the sdist carries what a wheel
+build needs (a wheel built from it holds the same files).
 
 Uncommitted changes are not in the clone: commit before running this test. Slow (a wheel
 build with the dashboard, a venv, an install of the dependencies from the pip cache).
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import types
 import urllib.error
@@ -32,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
     """Run `cmd`; fail the test with its output when it fails."""
+    t0 = time.monotonic()
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    print(f"{time.monotonic() - t0:6.1f} s  {' '.join(cmd)[:150]}")  # shown when the test fails
     assert p.returncode == 0, f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
     return p.stdout
 
@@ -102,6 +106,30 @@ def test_a_wheel_from_a_clean_clone_serves_the_dashboard(tmp_path: Path) -> None
     assert where[0].startswith(str(venv)), where  # the installed copy, not this checkout
     if has_compiler():
         assert where[1] == "True", "the installed wheel's C module did not load"
+
+    # -- the sdist carries the sources a wheel build needs, and a wheel built from it is the same
+    if importlib.util.find_spec("hatchling") is not None:
+        builder = Path(sys.executable)
+    else:
+        sh([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hatchling"],
+           tmp_path, env)
+        builder = py
+    sdists = tmp_path / "sdist"
+    sh([str(builder), "-c", f"from hatchling.build import build_sdist; build_sdist({str(sdists)!r})"],
+       src, env)
+    sdist = next(sdists.glob("labtrack-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        members = [m.split("/", 1)[1] for m in tar.getnames() if "/" in m]
+    for needed in ("src/labtrack/__init__.py", "src/labtrack/_hot.c", "hatch_build.py",
+                   "frontend/package.json", "frontend/package-lock.json", "frontend/src/main.tsx"):
+        assert needed in members, f"the sdist lacks {needed}"
+    assert not [m for m in members if "node_modules" in m or "/static/" in m or m.endswith(".so")]
+    from_sdist = tmp_path / "from-sdist"
+    # with the hatchling at hand: the isolated build was tested above
+    sh([str(builder), "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+        "-w", str(from_sdist), str(sdist)], tmp_path, env)
+    names_from_sdist = zipfile.ZipFile(next(from_sdist.glob("labtrack-*.whl"))).namelist()
+    assert sorted(names_from_sdist) == sorted(names)
 
     # -- a tiny root written by that venv's labtrack, served by that venv's `labtrack ui`
     root = tmp_path / "root"
