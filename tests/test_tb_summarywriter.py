@@ -426,7 +426,7 @@ def test_add_custom_scalars_is_kept_as_markdown(tmp_path: Path, writers: list[Su
         w.add_custom_scalars(["Multiline", ["a"]])
 
 
-@pytest.mark.parametrize("method, args", [
+UNSUPPORTED = [
     ("add_graph", (torch.nn.Linear(2, 1), torch.zeros(1, 2))),
     ("add_onnx_graph", ("model.onnx",)),
     ("add_embedding", (torch.zeros(4, 3),)),
@@ -438,7 +438,11 @@ def test_add_custom_scalars_is_kept_as_markdown(tmp_path: Path, writers: list[Su
     ("add_event", (None,)),
     ("add_summary", (None,)),
     ("export_scalars_to_json", ("all.json",)),
-])
+    ("reopen", ()),
+]
+
+
+@pytest.mark.parametrize("method, args", UNSUPPORTED)
 def test_unsupported_methods_raise_by_name(tmp_path: Path, writers: list[SummaryWriter], method: str,
                                            args: tuple[Any, ...]) -> None:
     w = writer(writers, tmp_path)
@@ -531,3 +535,36 @@ def test_arguments_without_meaning_are_checked_and_write_to_disk_false_records_n
     off.add_image("i", torch.zeros(3, 2, 2), 0)
     off.close()
     assert off.get_logdir() == "runs/off" and not (tmp_path / "off").exists()
+
+
+# --- the docs ---------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
+
+
+def tb_section() -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("## TensorBoard SummaryWriter")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_the_docs_example_runs_and_records_what_it_says(tmp_path: Path) -> None:
+    section = tb_section()
+    assert LABTRACK_IMPORT in section  # the one line a user changes
+    code = section.split("A complete script:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text("import matplotlib\nmatplotlib.use('Agg')\n" + code)
+    p = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                       env=child_env({"LABTRACK_ROOT": str(tmp_path / "labtrack"), "LABTRACK_CAPTURE_GIT": "0"}))
+    assert p.returncode == 0, p.stdout + p.stderr
+    run = labtrack.open(tmp_path / "labtrack")["runs/exp1"]  # experiment/name, as log_dir spelled it
+    assert run.status == "finished" and len(run.scalars("Loss/train")) == 100
+    assert {"params/w0", "params/bias", "hparam/final_loss"} <= set(run.series())
+    assert {i.name for i in run.images()} == {"input", "batch", "curve"}
+    assert len(run.histograms("weights")) == 10 and run.params == {"lr": 0.05, "optimizer": "sgd"}
+
+
+def test_the_docs_name_every_unsupported_method() -> None:
+    section = tb_section()
+    missing = [m for m, _ in UNSUPPORTED if f"`{m}`" not in section]
+    assert missing == []
