@@ -568,3 +568,29 @@ def test_the_docs_name_every_unsupported_method() -> None:
     section = tb_section()
     missing = [m for m, _ in UNSUPPORTED if f"`{m}`" not in section]
     assert missing == []
+
+
+def test_tensorboardx_spellings(tmp_path: Path, writers: list[SummaryWriter]) -> None:
+    w = SummaryWriter(logdir="runs/tbx", root=tmp_path / "lt")
+    writers.append(w)
+    w.add_scalar("x", 1.0, 0, display_name="X", summary_description="the x")
+    w.add_hparams({"lr": 0.1}, {"hp/acc": 0.5}, "trial-1")  # tensorboardX: (hparams, metrics, name)
+    w.add_hparams({"lr": 0.1}, {"hp/acc": 0.6}, name="trial-1", global_step=4)
+    v = view(w)
+    assert (v.name, v.params) == ("tbx", {"lr": 0.1})
+    assert list(v.scalars("hp/acc").index) == [0, 4]
+    with pytest.raises(errors.LabtrackValueError, match="log_dir or logdir"):
+        SummaryWriter("a/b", logdir="a/c", root=tmp_path / "lt")
+
+
+def test_a_writer_never_closed_is_finished_at_exit(tmp_path: Path) -> None:
+    code = ("from labtrack.tensorboard import SummaryWriter\n"
+            "w = SummaryWriter('runs/forgot')\n"
+            "for i in range(5):\n"
+            "    w.add_scalar('loss', 1.0 / (i + 1), i)\n")
+    (tmp_path / "forgot.py").write_text(code)
+    p = subprocess.run([sys.executable, "forgot.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=child_env({"LABTRACK_ROOT": str(tmp_path / "labtrack"), "LABTRACK_CAPTURE_GIT": "0"}))
+    assert p.returncode == 0, p.stderr
+    run = labtrack.open(tmp_path / "labtrack")["runs/forgot"]
+    assert run.status == "finished" and list(run.scalars("loss").index) == [0, 1, 2, 3, 4]

@@ -146,6 +146,8 @@ class SummaryWriter:
         key = (kind, tag if isinstance(tag, str) else repr(tag))
         if global_step is None:
             step = self._steps.get(key, -1) + 1
+        elif type(global_step) is int and 0 <= global_step < 9007199254740992:  # the common case
+            step = global_step
         else:
             step = conv.check_step(f"{method}({tag!r})", global_step)
         self._steps[key] = step
@@ -176,7 +178,8 @@ class SummaryWriter:
 
     # --- scalars --------------------------------------------------------------------------------
     def add_scalar(self, tag: str, scalar_value: Any, global_step: Any = None, walltime: Any = None,
-                   new_style: bool = False, double_precision: bool = False) -> None:
+                   new_style: bool = False, double_precision: bool = False, *, display_name: str = "",
+                   summary_description: str = "") -> None:
         """Record one value of the series `tag` at `global_step`.
 
         Args:
@@ -185,14 +188,16 @@ class SummaryWriter:
             global_step: a whole number; None: one past this tag's last step (0 at first).
             walltime: Unix seconds to record as the point's time (default: now).
             new_style, double_precision: accepted; labtrack keeps every value as float64.
+            display_name, summary_description: tensorboardX's; accepted, not kept.
 
         Raises:
             LabtrackTypeError, LabtrackValueError, LabtrackNameError: a bad value, step,
                 walltime or tag. RunStateError: the writer is closed.
         """
         run = self._open("add_scalar")
-        value = conv.one_value(tag, scalar_value)
-        t = conv.check_walltime(f"add_scalar({tag!r})", walltime)
+        # A float or int goes straight to Run.log, which checks it as it checks every value.
+        value = scalar_value if type(scalar_value) in (float, int) else conv.one_value(tag, scalar_value)
+        t = None if walltime is None else conv.check_walltime(f"add_scalar({tag!r})", walltime)
         _log_at(run, {tag: value}, self._step("scalar", tag, global_step, "add_scalar"), t)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: Any = None,
@@ -334,10 +339,11 @@ class SummaryWriter:
 
     def add_hparams(self, hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any],
                     hparam_domain_discrete: Mapping[str, list[Any]] | None = None,
-                    run_name: str | None = None, global_step: Any = None) -> None:
+                    run_name: str | None = None, global_step: Any = None, *, name: str | None = None) -> None:
         """Record hyperparameters as the run's params and the metrics as its series (so they
         are in summary.json and the runs table). TensorBoard puts them in a sub-run named
-        `run_name`; labtrack keeps them in this writer's run, so `run_name` is not used.
+        `run_name`; labtrack keeps them in this writer's run, so `run_name` is not used
+        (nor tensorboardX's `name`, which it takes third, where torch takes the domains).
 
         Raises:
             LabtrackTypeError: not dicts, or a value that is not bool/int/float/str/None.
@@ -353,6 +359,9 @@ class SummaryWriter:
             if not isinstance(k, str) or not k:
                 raise LabtrackTypeError(f"hparam names must be non-empty str, got {k!r}")
             hp[k] = conv.hparam_value(k, v)
+        if isinstance(hparam_domain_discrete, str) and run_name is None:  # tensorboardX's order
+            hparam_domain_discrete, run_name = None, hparam_domain_discrete
+        run_name = run_name if name is None else name
         if hparam_domain_discrete is not None:
             if not isinstance(hparam_domain_discrete, Mapping) or not all(
                     k in hp and isinstance(v, list) for k, v in hparam_domain_discrete.items()):
