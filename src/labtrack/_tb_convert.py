@@ -221,7 +221,8 @@ def image_hwc(tag: str, image: Any, dataformats: str) -> Any:
             shape, channels other than 1, 3 or 4, an empty image, or NaN values.
     """
     arr = to_numpy(f"image {tag!r}", image)
-    fmt = _check_format(tag, dataformats, arr.ndim, tuple(arr.shape))
+    shape = tuple(arr.shape)
+    fmt = _check_format(tag, dataformats, arr.ndim, shape)
     if arr.size == 0:
         raise LabtrackValueError(f"image {tag!r} is empty (shape {arr.shape})")
     if len(fmt) == 2:
@@ -233,7 +234,7 @@ def image_hwc(tag: str, image: Any, dataformats: str) -> Any:
     channels = arr.shape[2]
     if channels not in (1, 3, 4):
         raise LabtrackValueError(
-            f"image {tag!r} has {channels} channels (shape {tuple(image.shape)}, dataformats "
+            f"image {tag!r} has {channels} channels (shape {shape}, dataformats "
             f"{dataformats!r}); allowed: 1 (grey), 3 (RGB) or 4 (RGBA); check dataformats")
     if channels == 1:
         arr = arr[:, :, 0]
@@ -362,7 +363,9 @@ def hparam_value(name: str, value: Any) -> Any:
         return float(value)
     mod = type(value).__module__
     if mod == "numpy" or (mod.startswith("torch") and callable(getattr(value, "numel", None))):
-        arr = to_numpy(f"hparam {name!r}", value)
+        import numpy as np
+
+        arr = np.asarray(value) if mod == "numpy" else to_numpy(f"hparam {name!r}", value)
         if arr.size == 1:
             v = arr.reshape(()).item()
             if isinstance(v, (bool, int, float)):

@@ -325,7 +325,9 @@ class SummaryWriter:
         run = self._open("add_histogram")
         n = conv.histogram_bins(tag, values, bins, max_bins)
         conv.check_walltime(f"add_histogram({tag!r})", walltime)
-        if not isinstance(values, (list, tuple)):
+        if isinstance(values, (int, float)):
+            values = [values]  # one value, as torch allows
+        elif not isinstance(values, (list, tuple)):
             values = conv.to_numpy(f"values of histogram {tag!r}", values)
         run.log_histogram(tag, values, self._step("histogram", tag, global_step, "add_histogram"), bins=n)
 
