@@ -594,3 +594,32 @@ def test_a_writer_never_closed_is_finished_at_exit(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     run = labtrack.open(tmp_path / "labtrack")["runs/forgot"]
     assert run.status == "finished" and list(run.scalars("loss").index) == [0, 1, 2, 3, 4]
+
+
+def test_names_and_default_log_dir_are_torchs() -> None:
+    import datetime
+    import os
+
+    from labtrack import _tb_convert as conv
+
+    assert conv.run_names("runs/exp1") == ("runs", "exp1")
+    assert conv.run_names("/abs/path/to/run/") == ("to", "run")
+    assert conv.run_names("./exp1") == ("tensorboard", "exp1")
+    assert conv.run_names("../x/y") == ("x", "y")
+    assert conv.run_names(".") == ("tensorboard", None)
+    now = datetime.datetime(2026, 5, 4, 22, 14, 54)
+    assert conv.default_log_dir("LR_0.1", now, "host") == os.path.join("runs", "May04_22-14-54_hostLR_0.1")
+    assert conv.hparam_value("n", np.int64(3)) == 3 and conv.hparam_value("b", np.bool_(False)) is False
+
+
+def test_a_writer_beside_the_default_run(tmp_path: Path) -> None:
+    run = labtrack.init(experiment="main", root=tmp_path / "lt", capture_git=False, capture_console=False)
+    try:
+        with SummaryWriter("runs/side", root=tmp_path / "lt") as w:
+            w.add_scalar("side", 1.0, 0)
+            labtrack.log({"main": 2.0}, step=0)
+            assert labtrack.current_run() is run and w.run is not run
+    finally:
+        labtrack.finish()
+    book = labtrack.open(tmp_path / "lt")
+    assert book["runs/side"].series() == ["side"] and book[run.id].series() == ["main"]
