@@ -13,7 +13,9 @@ Every error labtrack raises on purpose derives from :class:`LabtrackError`::
     ├── SettingError           a setting whose value cannot be parsed
     ├── QueryError             a `where` expression that cannot be parsed
     ├── RemoteError            the logging server refused or could not be reached
-    └── MissingDependencyError an optional package a command needs is not installed
+    ├── MissingDependencyError an optional package a command needs is not installed
+    └── UnsupportedError       a call of a bridged API that labtrack does not support (also a
+                               NotImplementedError), e.g. SummaryWriter.add_graph
 
 Messages say what failed, the value, what is allowed, and how to fix it.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "SettingError",
+    "UnsupportedError",
 ]
 
 
@@ -85,3 +88,8 @@ class RemoteError(LabtrackError):
 
 class MissingDependencyError(LabtrackError, ImportError):
     """An optional package that a command needs (tensorboard, ...) is not installed."""
+
+
+class UnsupportedError(LabtrackError, NotImplementedError):
+    """A call of a bridged API (TensorBoard's SummaryWriter, ...) that labtrack does not support;
+    the message names it and what to use instead."""
