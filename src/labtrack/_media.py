@@ -336,7 +336,7 @@ def encode_video(frames: Any, fps: float) -> tuple[bytes, str]:
     if h % 2 or w % 2:  # yuv420p needs even sides: repeat the last row or column
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+    with av.open(buf, mode="w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = "yuv420p"
@@ -524,8 +524,9 @@ def table_csv(owner: str, table: Table, image_path: Any = None) -> bytes:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(table.columns)
     for i, r in enumerate(table.rows):
-        w.writerow(["" if v is None else image_path(i, j) if isinstance(v, Image)
-                    else repr(v) if isinstance(v, float) else v for j, v in enumerate(r)])
+        # NaN as an empty cell, as pandas writes a missing value
+        w.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else image_path(i, j)
+                    if isinstance(v, Image) else repr(v) if isinstance(v, float) else v for j, v in enumerate(r)])
     return _records.check_text(buf.getvalue(), owner)
 
 
