@@ -410,3 +410,35 @@ def test_the_media_name_space_refuses_a_clash(make_run: MakeRun) -> None:
     run.log({"a": labtrack.Audio(tone(10))}, step=0)
     with pytest.raises(LabtrackNameError, match="clashes"):
         run.log({"a.wav/x": labtrack.Audio(tone(10))}, step=0)
+
+
+# --- read back: the Book, the server's content types ------------------------------------------------
+
+def test_the_book_lists_audio_and_video_with_players_for_jupyter(make_run: MakeRun, tmp_path: Path) -> None:
+    run = make_run()
+    run.log({"clip": labtrack.Audio(tone(800), sample_rate=8000, caption="hi"),
+             "roll": labtrack.Video(np.zeros((4, 8, 8, 3), np.uint8), fps=4),
+             "img": labtrack.Image(np.zeros((2, 2), np.uint8))}, step=2)
+    run.finish()
+    view = labtrack.open(tmp_path / "root")[run.id]
+    (clip,) = view.audio("clip")
+    assert (clip.kind, clip.step, clip.caption, clip.info) == (
+        "audio", 2, "hi", {"sample_rate": 8000, "duration": 0.1, "channels": 1})
+    assert clip.path.read_bytes()[:4] == b"RIFF"
+    html = clip._repr_html_()
+    assert html is not None and html.startswith("<figure><audio controls src=\"data:audio/wav;base64,")
+    (roll,) = view.videos()
+    assert (roll.width, roll.height, roll.info["frames"], roll.info["format"]) == (8, 8, 4, "mp4")
+    assert "<video controls" in (roll._repr_html_() or "")
+    assert [i.name for i in view.images()] == ["img"] and view.images()[0]._repr_html_() is None
+    with pytest.raises(LabtrackValueError, match="has no audio 'nope'; it has: clip"):
+        view.audio("nope")
+
+
+@pytest.mark.parametrize("path, kind", [("media/1/a.wav", "audio/wav"), ("media/1/v.mp4", "video/mp4"),
+                                        ("media/1/v.webm", "video/webm"), ("media/1/v.gif", "image/gif"),
+                                        ("media/1/page.html", "application/octet-stream")])
+def test_the_server_serves_media_with_their_types(path: str, kind: str) -> None:
+    from labtrack._server.api import media_type
+
+    assert media_type(path) == kind  # HTML only as bytes: the dashboard shows it in a sandbox
