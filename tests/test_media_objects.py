@@ -351,6 +351,12 @@ def test_table_cells_with_images_are_files_the_csv_refers_to(make_run: MakeRun) 
     assert entry["images"] == 2
     plain = list(csv.reader(io.StringIO((run.dir / "tables/plain.csv").read_text())))
     assert plain[1] == ["1", "tables/plain.cells/0-1.png"] and (run.dir / plain[1][1]).is_file()
+    import pandas as pd
+
+    run.log_table("frame", pd.DataFrame({"x": [0.5], "im": [labtrack.Image(imgs[1])]}), step=5)
+    flush(run)
+    assert (run.dir / "media/5/frame.csv").read_text() == "x,im\n0.5,media/5/frame.cells/0-1.png\n"
+    assert (run.dir / "media/5/frame.cells/0-1.png").is_file()
 
 
 def test_table_forms_give_the_same_csv() -> None:

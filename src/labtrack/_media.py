@@ -11,6 +11,7 @@ logged. `run.log({...})` routes each object to the record it stands for (see
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -312,7 +313,10 @@ def video_frames(owner: str, frames: Any) -> Any:
     return np.ascontiguousarray(arr)
 
 
+@functools.lru_cache(maxsize=1)
 def _h264_available() -> bool:
+    """PyAV with its libx264 encoder importable (asked once per process: a failed import
+    would search sys.path again on every call)."""
     try:
         import av
     except ImportError:

@@ -328,12 +328,14 @@ class MediaMethods:
 
 
 def _table_with_images(data: Any) -> Table | None:
-    """A Table of `data` (a list of dicts or a dict of lists) when a cell holds an Image;
+    """A Table of `data` (a list of dicts, a dict of lists, a DataFrame) when a cell holds an Image;
     None for everything else, which is written as before (_records.table_to_csv)."""
     if isinstance(data, Mapping):
         found = any(isinstance(v, Image) for col in data.values() if isinstance(col, (list, tuple)) for v in col)
     elif isinstance(data, (list, tuple)):
         found = any(isinstance(v, Image) for r in data if isinstance(r, Mapping) for v in r.values())
+    elif type(data).__module__.startswith("pandas") and hasattr(data, "dtypes"):
+        found = any(isinstance(v, Image) for c in data.columns if data[c].dtype == object for v in data[c])
     else:
         found = False
     return Table(data) if found else None
