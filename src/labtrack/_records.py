@@ -83,7 +83,7 @@ def check_wall_time(value: Any) -> float:
         LabtrackValueError: not finite, or not after 1970.
     """
     if type(value) is float and 0.0 < value <= _MAX_FLOAT:  # the usual case, without the ABC check
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise LabtrackTypeError(f"time must be a float of seconds since the epoch (time.time()), "
                                 f"got {type(value).__name__} {_short_repr(value)}")
