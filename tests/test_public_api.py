@@ -15,7 +15,8 @@ import labtrack.errors
 from conftest import SRC, child_env
 
 EXPECTED = {
-    "Book", "DisabledRun", "ReadOnlyBook", "RemoteBook", "Run", "RunView", "__version__",
+    "Audio", "Book", "DisabledRun", "Histogram", "Html", "Image", "ReadOnlyBook", "RemoteBook", "Run",
+    "RunView", "Table", "Video", "__version__", "log_audio", "log_video",
     "current_run", "delayed_interrupt", "eprintln", "errors",
     "finish", "flush", "init", "log", "log_command", "log_figure", "log_histogram", "log_image",
     "log_markdown", "log_table", "log_text", "loop", "open", "print_step", "println", "progress",
@@ -59,7 +60,7 @@ def test_every_public_name_exists_and_callables_have_docstrings() -> None:
 
 def test_issue_api_methods_exist_on_run_and_disabled_run() -> None:
     methods = ["log", "log_image", "log_text", "log_markdown", "log_histogram", "log_figure",
-               "log_table", "log_command", "save_artifact", "save_object", "println", "eprintln",
+               "log_table", "log_audio", "log_video", "log_command", "save_artifact", "save_object", "println", "eprintln",
                "flush", "finish", "__enter__", "__exit__"]
     for cls in (labtrack.Run, labtrack.DisabledRun):
         for m in methods:

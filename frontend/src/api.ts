@@ -112,6 +112,17 @@ export interface MediaEntry {
   width?: number;
   height?: number;
   boxes?: string;
+  caption?: string;
+  // audio
+  sample_rate?: number;
+  duration?: number;
+  channels?: number;
+  // video
+  fps?: number;
+  frames?: number;
+  format?: string;
+  // table: how many cells hold an image
+  images?: number;
 }
 
 export interface TextRecord {

@@ -49,6 +49,83 @@ export function ImageSeries(props: { runId: string; name: string; entries: Media
       <h3>{props.name}</h3>
       <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} testid="image-step" />
       {e && <BoxedImage runId={props.runId} entry={e} />}
+      {e?.caption && <div class="caption">{e.caption}</div>}
+    </div>
+  );
+}
+
+function useStepped(all: MediaEntry[]): [MediaEntry[], number, (i: number) => void, MediaEntry | undefined] {
+  const entries = useMemo(() => all.slice().sort((a, b) => a.step - b.step), [all]);
+  const [index, setIndex] = useState(entries.length - 1);
+  useEffect(() => setIndex(entries.length - 1), [entries.length]);
+  return [entries, index, setIndex, entries[Math.min(index, entries.length - 1)]];
+}
+
+function fmtSeconds(s: number | undefined): string {
+  return typeof s === "number" ? `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s` : "";
+}
+
+// Audio (WAV) with a step slider: the browser's own player, its file served as audio/wav.
+export function AudioSeries(props: { runId: string; name: string; entries: MediaEntry[] }) {
+  const [entries, index, setIndex, e] = useStepped(props.entries);
+  return (
+    <div class="media-card" data-testid="audio-series" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} testid="audio-step" />
+      {e && (
+        <>
+          {/* keyed by path: a new step loads a new file instead of keeping the old one playing */}
+          <audio key={e.path} controls preload="metadata" src={fileUrl(props.runId, e.path)} data-testid="audio" />
+          <div class="media-meta muted">
+            {[fmtSeconds(e.duration), e.sample_rate ? `${e.sample_rate} Hz` : "", e.channels ? `${e.channels} ch` : ""]
+              .filter(Boolean).join(" · ")}
+          </div>
+          {e.caption && <div class="caption">{e.caption}</div>}
+        </>
+      )}
+    </div>
+  );
+}
+
+// Video with a step slider: MP4/WebM in a <video> element, a GIF (no encoder installed) as an image.
+export function VideoSeries(props: { runId: string; name: string; entries: MediaEntry[] }) {
+  const [entries, index, setIndex, e] = useStepped(props.entries);
+  const gif = e ? (e.format ?? e.path.split(".").pop()) === "gif" : false;
+  const k = e?.width && e?.height ? Math.min(6, 480 / Math.max(e.width, e.height)) : 1;
+  const size = e?.width && e?.height ? { width: `${Math.round(e.width * k)}px`, height: `${Math.round(e.height * k)}px` } : undefined;
+  return (
+    <div class="media-card" data-testid="video-series" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} testid="video-step" />
+      {e && (gif ? (
+        <img class="video-gif pixelated" style={size} src={fileUrl(props.runId, e.path)} alt={`${e.name} at step ${e.step}`} data-testid="video-gif" />
+      ) : (
+        <video key={e.path} class="pixelated" style={size} controls loop muted preload="metadata" src={fileUrl(props.runId, e.path)} data-testid="video" />
+      ))}
+      {e && (
+        <div class="media-meta muted">
+          {[e.frames ? `${e.frames} frames` : "", e.fps ? `${e.fps} fps` : "", e.width && e.height ? `${e.width}×${e.height}` : "", e.format ?? ""]
+            .filter(Boolean).join(" · ")}
+        </div>
+      )}
+      {e?.caption && <div class="caption">{e.caption}</div>}
+    </div>
+  );
+}
+
+// Logged HTML in a sandboxed frame: no scripts, no same-origin access to the dashboard.
+export function HtmlSeries(props: { runId: string; name: string; entries: MediaEntry[] }) {
+  const [entries, index, setIndex, e] = useStepped(props.entries);
+  const [src, setSrc] = useState<string | null>(null);
+  useEffect(() => {
+    setSrc(null);
+    if (e) fetchFileText(props.runId, e.path).then(setSrc).catch((err) => setSrc(`<pre>${String(err.message ?? err)}</pre>`));
+  }, [props.runId, e?.path]);
+  return (
+    <div class="media-card wide" data-testid="html-series" data-name={props.name}>
+      <h3>{props.name}</h3>
+      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} />
+      {src === null ? <div class="muted">loading…</div> : <iframe class="html-frame" sandbox="" srcdoc={src} title={props.name} />}
     </div>
   );
 }
@@ -228,7 +305,15 @@ export function RemoteTable({ runId, path }: { runId: string; path: string }) {
         </thead>
         <tbody>
           {shown.map((r, i) => (
-            <tr key={i}>{r.map((c, j) => <td key={j} class={isNum(c) ? "num" : ""}>{isNum(c) ? fmtNumber(Number(c)) : c}</td>)}</tr>
+            <tr key={i}>{r.map((c, j) => (
+              <td key={j} class={isNum(c) ? "num" : ""}>
+                {CELL_IMAGE.test(c) ? (
+                  <a href={fileUrl(runId, c)} target="_blank" rel="noopener">
+                    <img class="cell-thumb pixelated" src={fileUrl(runId, c)} alt={`${head?.[j] ?? ""} row ${i}`} loading="lazy" data-testid="table-thumb" />
+                  </a>
+                ) : isNum(c) ? fmtNumber(Number(c)) : c}
+              </td>
+            ))}</tr>
           ))}
         </tbody>
       </table>
@@ -236,6 +321,9 @@ export function RemoteTable({ runId, path }: { runId: string; path: string }) {
     </div>
   );
 }
+
+// A cell labtrack wrote for a labtrack.Image in a table (docs/format.md): the image's path in the run.
+const CELL_IMAGE = /^(media\/\d+|tables)\/[^]*\.cells\/\d+-\d+\.png$/;
 
 function isNum(s: string): boolean {
   return s.trim() !== "" && !Number.isNaN(Number(s));

@@ -10,11 +10,13 @@ import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
 import { durationOf, fmtBytes, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
-import { ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries } from "./media";
+import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
 import { Route, updateParams } from "./route";
 import { ErrorLine, Section, StatusBadge, Tags } from "./widgets";
 
 const TABS = ["overview", "charts", "images", "text", "markdown", "tables", "histograms", "console", "files"] as const;
+// The "images" tab (its URL key kept) holds every visual and audible record: images, video, audio, HTML.
+const TAB_LABELS: Partial<Record<string, string>> = { images: "media" };
 type Tab = (typeof TABS)[number];
 
 /** The run's names of one kind, each with the path the server stores it at. */
@@ -67,6 +69,9 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   }, [id, run?.status]);
 
   const images = useMemo(() => groupBy(media.filter((m) => ["image", "figure", "animation"].includes(m.kind)), (m) => m.name), [media]);
+  const audios = useMemo(() => groupBy(media.filter((m) => m.kind === "audio"), (m) => m.name), [media]);
+  const videos = useMemo(() => groupBy(media.filter((m) => m.kind === "video"), (m) => m.name), [media]);
+  const htmls = useMemo(() => groupBy(media.filter((m) => m.kind === "html"), (m) => m.name), [media]);
   const steppedMd = useMemo(() => groupBy(media.filter((m) => m.kind === "markdown"), (m) => m.name), [media]);
   const steppedTables = useMemo(() => groupBy(media.filter((m) => m.kind === "table"), (m) => m.name), [media]);
   const texts = named(run, "text");
@@ -76,7 +81,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
   const counts: Record<Tab, number | null> = {
     overview: null,
     charts: run ? sortMetrics(runMetrics(run)).length : 0,
-    images: images.size,
+    images: images.size + audios.size + videos.size + htmls.size,
     text: texts.length,
     markdown: mds.length + steppedMd.size,
     tables: tables.length + [...steppedTables.keys()].filter((k) => !tables.some((t) => t.name === k)).length,
@@ -104,7 +109,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
             class={`tab${t === tab ? " active" : ""}${counts[t] === 0 ? " empty-tab" : ""}`}
             data-testid={`tab-${t}`}
           >
-            {t}
+            {TAB_LABELS[t] ?? t}
             {counts[t] ? <span class="count">{counts[t]}</span> : null}
           </a>
         ))}
@@ -114,7 +119,10 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
       {tab === "images" && (
         <div class="media-grid">
           {[...images].map(([name, entries]) => <ImageSeries key={name} runId={id} name={name} entries={entries} />)}
-          {!images.size && <div class="empty">No images logged.</div>}
+          {[...videos].map(([name, entries]) => <VideoSeries key={"v" + name} runId={id} name={name} entries={entries} />)}
+          {[...audios].map(([name, entries]) => <AudioSeries key={"a" + name} runId={id} name={name} entries={entries} />)}
+          {[...htmls].map(([name, entries]) => <HtmlSeries key={"h" + name} runId={id} name={name} entries={entries} />)}
+          {!counts.images && <div class="empty">No images, audio or video logged.</div>}
         </div>
       )}
       {tab === "text" && (

@@ -17,6 +17,7 @@ from ._book import Book, ReadOnlyBook, RunView
 from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
 from ._remote.book import RemoteBook
 from ._disabled import DisabledRun
+from ._media import Audio, Histogram, Html, Image, Table, Video
 from ._run import Run
 from ._default import (
     current_run,
@@ -25,6 +26,7 @@ from ._default import (
     flush,
     init,
     log,
+    log_audio,
     log_command,
     log_figure,
     log_histogram,
@@ -32,6 +34,7 @@ from ._default import (
     log_markdown,
     log_table,
     log_text,
+    log_video,
     println,
     save_artifact,
     save_object,
@@ -40,12 +43,18 @@ from ._default import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Audio",
     "Book",
     "DisabledRun",
+    "Histogram",
+    "Html",
+    "Image",
     "ReadOnlyBook",
     "RemoteBook",
     "Run",
     "RunView",
+    "Table",
+    "Video",
     "__version__",
     "current_run",
     "delayed_interrupt",
@@ -55,6 +64,7 @@ __all__ = [
     "flush",
     "init",
     "log",
+    "log_audio",
     "log_command",
     "log_figure",
     "log_histogram",
@@ -62,6 +72,7 @@ __all__ = [
     "log_markdown",
     "log_table",
     "log_text",
+    "log_video",
     "loop",
     "open",
     "print_step",

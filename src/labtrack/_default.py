@@ -87,9 +87,24 @@ def _default() -> Run | DisabledRun:
     return run
 
 
-def log(values: Mapping[str, Any], step: int | None = None) -> None:
+def log(values: Mapping[str, Any], step: int | None = None, *, time: float | None = None) -> None:
     """`log` on the default run (see :meth:`Run.log`)."""
-    _default().log(values, step)
+    if time is None:
+        _default().log(values, step)  # the C fast path takes no time=
+    else:
+        _default().log(values, step, time=time)
+
+
+def log_audio(name: str, wave: Any, sample_rate: int = 16000, step: int | None = None,
+              caption: str | None = None) -> None:
+    """`log_audio` on the default run (see :meth:`Run.log_audio`)."""
+    _default().log_audio(name, wave, sample_rate, step, caption)
+
+
+def log_video(name: str, frames: Any, fps: float = 8, step: int | None = None,
+              caption: str | None = None) -> None:
+    """`log_video` on the default run (see :meth:`Run.log_video`)."""
+    _default().log_video(name, frames, fps, step, caption)
 
 
 def log_image(name: str, image: Any, step: int | None = None, **kwargs: Any) -> None:

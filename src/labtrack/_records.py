@@ -65,7 +65,32 @@ def coerce_scalar(key: str, value: Any) -> float:
             return float(value.item())
     elif isinstance(value, numbers.Real):  # Fraction, Decimal-like registered reals
         return float(value)
+    elif getattr(t, "_labtrack_media_", False):
+        raise MediaValue(key)  # Run.log catches it and logs the dict as a mixed one
     raise LabtrackTypeError(f"value of {key!r} is a {t.__name__} ({_short_repr(value)}); {_SCALAR_HELP}")
+
+
+class MediaValue(Exception):
+    """Raised by :func:`coerce_scalar` for a labtrack media object (Image, Audio ...): the
+    marker that takes a `run.log` dict off the scalar path (never seen by users)."""
+
+
+def check_wall_time(value: Any) -> float:
+    """`value` as a wall time in seconds since the epoch (finite, > 0), or raise.
+
+    Raises:
+        LabtrackTypeError: not a number.
+        LabtrackValueError: not finite, or not after 1970.
+    """
+    if type(value) is float and 0.0 < value <= _MAX_FLOAT:  # the usual case, without the ABC check
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise LabtrackTypeError(f"time must be a float of seconds since the epoch (time.time()), "
+                                f"got {type(value).__name__} {_short_repr(value)}")
+    t = float(value)
+    if not math.isfinite(t) or t <= 0:
+        raise LabtrackValueError(f"time must be a finite number of seconds since the epoch, > 0, got {t!r}")
+    return t
 
 
 def _short_repr(value: Any) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from . import _lifecycle, _records, _settings
 from ._names import NameSpace, check_name, slug
+from ._run_media import MediaMethods
 from ._store import create, files, layout
 from ._store.reader import read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
@@ -39,6 +40,7 @@ from .errors import (
 
 _time = time.time
 _coerce = _records.coerce_scalar
+_MediaValue = _records.MediaValue
 _PROVENANCE_WAIT_SECONDS = 30.0
 
 try:
@@ -76,7 +78,7 @@ class _FinishedColumns(dict):  # type: ignore[type-arg]
         self.refuse()
 
 
-class Run(_LogBase):
+class Run(MediaMethods, _LogBase):
     """One run: a directory under the root, a writer thread, and the logging calls.
 
     Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
@@ -280,22 +282,28 @@ class Run(_LogBase):
         return f"<labtrack.Run {self.experiment}/{self.id} {self.status} at {self.dir}>"
 
     # --- scalars: the hot path -----------------------------------------------------------------
-    def log(self, values: Mapping[str, Any], step: int | None = None, *, _time: Callable[[], float] = time.time) -> None:
-        """Record scalar values at a step (default: one past the last step).
+    def log(self, values: Mapping[str, Any], step: int | None = None, *, time: float | None = None,
+            _time: Callable[[], float] = _time) -> None:
+        """Record values at a step (default: one past the last step): numbers, and media
+        objects (labtrack.Image, Audio, Video, Table, Histogram, Html) at the same step.
 
         Args:
-            values: series name -> int, float, bool, numpy scalar or 0-d torch tensor.
+            values: name -> int, float, bool, numpy scalar, 0-d torch tensor or media object.
             step: a whole number >= 0; later calls without a step continue from it.
+            time: the wall time of every point of this call, in seconds since the epoch
+                (default: now), for importers and bridges that replay recorded times.
 
         Raises:
             LabtrackTypeError: a value or key of a type that cannot be recorded.
+            LabtrackValueError: a bad time, step or media value (nothing of the call is logged).
             LabtrackNameError: a name with '..', a leading '/', or control characters.
             RunStateError: the run is finished.
 
         Example:
             >>> run.log({"train/loss": 0.25, "acc": 0.9}, step=10)
+            >>> run.log({"loss": 0.2, "sample": labtrack.Image(img)}, step=11, time=1767225600.0)
         """
-        t = _time()
+        t = _time() if time is None else _records.check_wall_time(time)
         if step is None:
             step = self._next_step
         elif type(step) is not int or step < 0 or step >= 9007199254740992:  # 2**53
@@ -318,6 +326,9 @@ class Run(_LogBase):
                 # One C call appends the whole point: a signal or another thread never sees
                 # half of it (fromlist with a fresh list is cheaper than extend with a tuple).
                 append([step, v, t])
+        except _MediaValue:  # a media object: off the scalar path (this branch costs floats nothing)
+            self._rollback(cols, values, step, t)
+            return self._log_mixed(values, step, t)
         except BaseException:
             self._rollback(cols, values, step, t)
             if not isinstance(values, Mapping):
@@ -404,56 +415,6 @@ class Run(_LogBase):
         self._writer.append(self.dir / layout.MEDIA_JSONL, files.dumps_line(entry).encode(),
                             "media record", entry["name"])
 
-    def log_image(self, name: str, image: Any, step: int | None = None, *,
-                  boxes: list[dict[str, Any]] | None = None, classes: list[str] | None = None,
-                  threshold: float | None = None, fps: float = 4.0) -> None:
-        """Record an image (PNG), or a list of frames as an animated GIF, with optional boxes.
-
-        Args:
-            name: e.g. "samples/bird".
-            image: numpy HW/HWC/CHW (uint8, or float in [0, 1]), a PIL image or a torch
-                tensor; or a list of those (frames of one size) for an animation.
-            step: default: the current step.
-            boxes: dicts with xStart, yStart, xEnd, yEnd (pixels) and optional className,
-                probability.
-            classes: the class names the boxes may use (for filtering in the dashboard).
-            threshold: the default probability threshold for showing boxes.
-            fps: frames per second of an animation.
-
-        Raises:
-            LabtrackTypeError, LabtrackValueError: a bad image, box, class or threshold.
-        """
-        self._check_open()
-        check_name(name, "image name")
-        step = self._media_step(step)
-        if isinstance(image, (list, tuple)):
-            if not image:
-                raise LabtrackValueError(f"animation {name!r} has no frames")
-            frames = [_records.image_to_array(name, f) for f in image]
-            if len({f.shape for f in frames}) != 1:
-                raise LabtrackValueError(f"frames of animation {name!r} differ in shape: "
-                                         f"{sorted({f.shape for f in frames})}")
-            if not (isinstance(fps, (int, float)) and 0 < fps <= 100):
-                raise LabtrackValueError(f"fps of animation {name!r} must be in (0, 100], got {fps!r}")
-            arr, kind, suffix = frames[0], "animation", ".gif"
-        else:
-            arr, kind, suffix, frames = _records.image_to_array(name, image), "image", ".png", []
-        self._claim(layout.MEDIA_DIR, name, (suffix, ".json"), "image name")
-        h, w = int(arr.shape[0]), int(arr.shape[1])
-        extra = None
-        rel = layout.media_relpath(step, name, suffix)
-        entry: dict[str, Any] = {"step": step, "name": name, "kind": kind, "path": rel,
-                                 "time": round(_time(), 3), "width": w, "height": h}
-        if boxes is not None or classes is not None or threshold is not None:
-            extra = _records.check_boxes(name, boxes, classes, threshold, w, h)
-            entry["boxes"] = layout.media_relpath(step, name, ".json")
-
-        def write() -> None:
-            data = _records.encode_gif(frames, fps) if frames else _records.encode_png(arr)
-            self._add_media(entry, data, extra)
-
-        self._writer.submit(write, kind, name)
-
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure as a PNG (rendered now; figures are not thread-safe)."""
         self._check_open()
@@ -501,38 +462,6 @@ class Run(_LogBase):
         entry = {"step": s, "name": name, "kind": "markdown",
                  "path": layout.media_relpath(s, name, ".md"), "time": round(_time(), 3)}
         self._writer.submit(lambda: self._add_media(entry, data), "markdown document", name)
-
-    def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
-        """Record a histogram of many values (bin edges and counts) at a step."""
-        self._check_open()
-        self._claim(layout.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
-        rec = {"step": self._media_step(step), **_records.histogram(name, values, bins)}
-        rec["time"] = round(_time(), 3)
-        line = files.dumps_line(rec).encode()
-        path = layout.histogram_path(self.dir, name)
-        self._writer.submit(lambda: self._writer.append(path, line, "histogram record", name),
-                            "histogram record", name)
-
-    def log_table(self, name: str, data: Any, step: int | None = None) -> None:
-        """Record a table (a DataFrame, a list of dicts, or a dict of lists) as CSV."""
-        self._check_open()
-        self._claim(layout.TABLES_DIR, check_name(name, "table name"), (".csv",), "table name")
-        if step is not None:
-            self._claim(layout.MEDIA_DIR, name, (".csv",), "table name")
-        csv_bytes = _records.table_to_csv(name, data)
-        path = layout.table_path(self.dir, name)
-        entry = None
-        if step is not None:
-            s = _records.check_step(step)
-            entry = {"step": s, "name": name, "kind": "table",
-                     "path": layout.media_relpath(s, name, ".csv"), "time": round(_time(), 3)}
-
-        def write() -> None:
-            files.atomic_write_bytes(path, csv_bytes)
-            if entry is not None:
-                self._add_media(entry, csv_bytes)
-
-        self._writer.submit(write, "table", name)
 
     def log_command(self, parser: Any, args: Any) -> None:
         """Record an argparse parser's options with their values (options.json)."""

@@ -46,13 +46,12 @@ CUSTOM_SCALARS = "tensorboard/custom_scalars"  # the markdown document add_custo
 def _log_at(run: Any, values: Mapping[str, Any], step: int, walltime: float | None) -> None:
     """`run.log` with the point's wall time set to `walltime` (None: now).
 
-    The one place that knows how Run.log takes a time: the private `_time` clock today, the
-    public `time=` argument once it exists.
+    The one place that passes a TensorBoard walltime to Run.log's `time=`.
     """
     if walltime is None:
         run.log(values, step)
     else:
-        run.log(values, step, _time=lambda: walltime)
+        run.log(values, step, time=walltime)
 
 
 class SummaryWriter:
@@ -388,36 +387,26 @@ class SummaryWriter:
         if metrics:
             _log_at(run, metrics, self._step("hparams", "", global_step, "add_hparams"), None)
 
-    # --- audio and video (where the run has them) -----------------------------------------------
+    # --- audio and video -------------------------------------------------------------------
     def add_video(self, tag: str, vid_tensor: Any, global_step: Any = None, fps: float = 4,
                   walltime: Any = None) -> None:
         """Record a video: (N, T, C, H, W), uint8 or float in [0, 1]; N videos tiled per frame.
 
-        Raises:
-            UnsupportedError: this labtrack has no Run.log_video.
         """
         run = self._open("add_video")
-        log_video: Callable[..., Any] | None = getattr(run, "log_video", None)
-        if log_video is None:
-            _unsupported("add_video", "run.log_image(name, list_of_frames, fps=...) (an animated GIF)")
         frames = conv.video_frames(tag, vid_tensor)
         conv.check_walltime(f"add_video({tag!r})", walltime)
-        log_video(tag, frames, fps=fps, step=self._step("media", tag, global_step, "add_video"))
+        run.log_video(tag, frames, fps=fps, step=self._step("media", tag, global_step, "add_video"))
 
     def add_audio(self, tag: str, snd_tensor: Any, global_step: Any = None, sample_rate: int = 44100,
                   walltime: Any = None) -> None:
         """Record a sound: (L,) or (1, L) samples in [-1, 1] (clipped, as TensorBoard does).
 
-        Raises:
-            UnsupportedError: this labtrack has no Run.log_audio.
         """
         run = self._open("add_audio")
-        log_audio: Callable[..., Any] | None = getattr(run, "log_audio", None)
-        if log_audio is None:
-            _unsupported("add_audio", "run.save_object(name, samples) to keep the samples")
         wave = conv.audio_wave(tag, snd_tensor)
         conv.check_walltime(f"add_audio({tag!r})", walltime)
-        log_audio(tag, wave, sample_rate=sample_rate,
+        run.log_audio(tag, wave, sample_rate=sample_rate,
                   step=self._step("media", tag, global_step, "add_audio"))
 
     # --- custom scalars: kept as a markdown document of the run --------------------------------

@@ -23,16 +23,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MediaItem:
-    """One logged image, figure or animation (a line of media.jsonl).
+    """One logged image, figure, animation, audio clip or video (a line of media.jsonl).
 
     Attributes:
         name: the logged name, e.g. "samples/bird".
         step: the step it was logged at.
         path: the file inside the run directory.
-        kind: "image", "animation", "figure", "markdown" or "table".
+        kind: "image", "animation", "figure", "audio", "video", "markdown" or "table".
         time: Unix time it was logged.
-        width, height: pixel size (images).
+        width, height: pixel size (images, video).
         boxes: the bounding boxes, classes and threshold (docs/format.md), or None.
+        caption: the caption it was logged with, or None.
+        info: the entry's other fields (audio: sample_rate, duration, channels; video: fps,
+            frames, format).
     """
 
     name: str
@@ -43,6 +46,8 @@ class MediaItem:
     width: int | None = None
     height: int | None = None
     boxes: dict[str, Any] | None = None
+    caption: str | None = None
+    info: dict[str, Any] | None = None
 
     def open(self) -> PILImage:
         """The image as a PIL image (the first frame of an animation)."""
@@ -54,6 +59,28 @@ class MediaItem:
 
     def _repr_png_(self) -> bytes | None:  # shown inline by Jupyter
         return self.path.read_bytes() if self.path.suffix == ".png" else None
+
+    def _repr_html_(self) -> str | None:
+        """A player for audio and video in Jupyter (the file inline, up to 20 MB)."""
+        import base64
+        import html
+
+        kinds = {".wav": ("audio", "audio/wav"), ".mp4": ("video", "video/mp4"),
+                 ".webm": ("video", "video/webm"), ".gif": ("img", "image/gif")}
+        suffix = self.path.suffix.lower()
+        if self.kind not in ("audio", "video") or suffix not in kinds:
+            return None
+        tag, mime = kinds[suffix]
+        title = html.escape(f"{self.name} at step {self.step}" + (f": {self.caption}" if self.caption else ""))
+        size = self.path.stat().st_size
+        if size > _INLINE_MAX:
+            return f"<div>{title} ({size} bytes, too large to show inline): {html.escape(str(self.path))}</div>"
+        src = f"data:{mime};base64," + base64.b64encode(self.path.read_bytes()).decode("ascii")
+        player = (f'<img src="{src}">' if tag == "img" else f'<{tag} controls src="{src}"></{tag}>')
+        return f"<figure>{player}<figcaption>{title}</figcaption></figure>"
+
+
+_INLINE_MAX = 20 << 20
 
 
 class RunView:
@@ -300,23 +327,47 @@ class RunView:
         Raises:
             LabtrackValueError: `name` was never logged as an image (the message lists those that were).
         """
+        return self._media_items(("image", "figure", "animation"), name, "image")
+
+    def audio(self, name: str | None = None) -> list[MediaItem]:
+        """Audio clips (WAV files), in logged order (of one name, or all); each shows a
+        player in Jupyter, and `item.info` has sample_rate, duration and channels.
+
+        Raises:
+            LabtrackValueError: `name` was never logged as audio.
+        """
+        return self._media_items(("audio",), name, "audio")
+
+    def videos(self, name: str | None = None) -> list[MediaItem]:
+        """Videos (MP4, WebM or GIF files), in logged order (of one name, or all); each shows
+        a player in Jupyter, and `item.info` has fps, frames and format.
+
+        Raises:
+            LabtrackValueError: `name` was never logged as a video.
+        """
+        return self._media_items(("video",), name, "video")
+
+    def _media_items(self, kinds: tuple[str, ...], name: str | None, what: str) -> list[MediaItem]:
         items = []
+        known = {"name", "step", "path", "kind", "time", "width", "height", "boxes", "caption"}
         for e in self.media():
-            if e.get("kind") not in ("image", "figure", "animation"):
+            if e.get("kind") not in kinds:
                 continue
             boxes = None
             if e.get("boxes"):
                 boxes = self.run.read_json(self._relpath(e["boxes"]))
+            caption = e.get("caption")
             items.append(MediaItem(
                 name=str(e.get("name")), step=int(e.get("step", 0)),
                 path=Path(real(self.run.file(self._relpath(e["path"])))),
                 kind=str(e.get("kind")), time=e.get("time"), width=e.get("width"),
-                height=e.get("height"), boxes=boxes))
+                height=e.get("height"), boxes=boxes, caption=caption if isinstance(caption, str) else None,
+                info={k: v for k, v in e.items() if k not in known}))
         if name is None:
             return items
         chosen = [i for i in items if i.name == name]
         if not chosen:
-            raise LabtrackValueError(f"run {self.id} has no image {name!r}; it has: "
+            raise LabtrackValueError(f"run {self.id} has no {what} {name!r}; it has: "
                                      f"{_listing(sorted({i.name for i in items}))}")
         return chosen
 

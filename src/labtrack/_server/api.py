@@ -149,7 +149,8 @@ async def files(request: Request) -> Response:
 _TEXT = {".txt", ".log", ".md", ".csv", ".jsonl", ".patch", ".diff", ".py", ".yaml", ".yml",
          ".toml", ".cfg", ".ini", ".tsv", ".sh"}
 _TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-          ".webp": "image/webp", ".json": "application/json"}
+          ".webp": "image/webp", ".json": "application/json", ".wav": "audio/wav",
+          ".mp4": "video/mp4", ".webm": "video/webm"}
 # Served files are never run as a page: no sniffing, and a sandbox without scripts.
 _FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
                  "Content-Security-Policy": "default-src 'none'; sandbox"}

@@ -90,5 +90,22 @@ def media_relpath(step: int, name: str, suffix: str) -> str:
     return f"media/{step}/" + name_to_relpath(name, suffix)
 
 
+# Media files a run may hold besides images: audio (WAV) and video (MP4, or WebM and GIF
+# copied in or written where no H.264 encoder is installed); docs/format.md.
+AUDIO_SUFFIX = ".wav"
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
+HTML_SUFFIX = ".html"
+# A table's cell images live in a folder named after the table with this ending.
+TABLE_CELLS_SUFFIX = ".cells"
+
+
+def table_cell_relpath(step: int | None, name: str, row: int, col: int) -> str:
+    """Where the image in (row, col) of table `name` is stored, relative to the run: beside
+    the stepped copy (media/<step>/<name>.cells/<row>-<col>.png) or, for a table logged
+    without a step, beside tables/<name>.csv."""
+    folder = TABLES_DIR if step is None else f"{MEDIA_DIR}/{step}"
+    return f"{folder}/" + name_to_relpath(name, TABLE_CELLS_SUFFIX) + f"/{row}-{col}.png"
+
+
 def artifact_path(run: Path, name: str) -> Path:
     return run / "artifacts" / name_to_relpath(name)
