@@ -24,7 +24,9 @@ class DisabledRun:
     current_step = 0
     disabled = True
 
-    def __init__(self, config: Any = None, **_: Any) -> None:
+    def __init__(self, config: Any = None, *, rank: int = 0, world_size: int = 1, **_: Any) -> None:
+        self.rank = rank  # in distributed="rank0" mode, the rank that records nothing
+        self.world_size = world_size
         try:
             self._params = _records.config_to_dict(config)
         except LabtrackTypeError:
