@@ -126,6 +126,9 @@ def apply(meta: dict[str, Any], run_dir: str | os.PathLike[str], now: float | No
     if is_distributed(meta):
         meta["status"], meta["ranks"] = combined_status(
             run_dir, str(meta.get("status")), time.time() if now is None else now, stale_seconds)
+        zero = meta["ranks"][0]
+        for k in ("host", "pid"):
+            zero.setdefault(k, meta.get(k))
     return meta
 
 
