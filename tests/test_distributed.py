@@ -354,3 +354,23 @@ def test_torchrun_a_killed_rank_marks_the_run_crashed(tmp_path: Path) -> None:
     while json.loads((rd.path / "run.json").read_text())["status"] == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [r["status"] for r in ReadOnlyBook(tmp_path / "root").index.query()[1]] == ["crashed"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_torchrun_one_run_with_remote_replicates_every_rank(tmp_path: Path) -> None:
+    from test_remote_e2e import Server, assert_identical, free_port
+
+    srv = Server(tmp_path / "server-root", free_port(), tmp_path / "serve.log")
+    srv.start()
+    try:
+        p = _torchrun(tmp_path, {"LABTRACK_REMOTE": srv.url})
+        assert p.returncode == 0, _why(p) + "\nserver:\n" + srv.output()
+        (local,) = _runs(tmp_path / "root")
+        remote = tmp_path / "server-root" / local.path.parent.name / local.path.name
+        assert (remote / "ranks" / "1" / "console.log").read_text() == local.console(1)
+        assert RunDir(remote).meta()["status"] == "finished"
+        assert "rank1/train/loss" in RunDir(remote).names("scalars")
+        assert_identical(local.path, remote, mtimes=False)
+    finally:
+        srv.kill()
