@@ -217,6 +217,95 @@ def test_disabled_run_has_rank_and_world_size() -> None:
     assert (labtrack.DisabledRun().rank, labtrack.DisabledRun().world_size) == (0, 1)
 
 
+# --- ranks as plain processes with a launcher's variables (no torch) -------------------------
+
+RANK_SCRIPT = """
+    import os, sys, time, labtrack
+    rank = int(os.environ["RANK"])
+    run = labtrack.init(experiment="job", config={"lr": 0.1}, capture_git=False,
+                        disabled=True if os.environ.get("DISABLE") == str(rank) else None)
+    print(f"rank {rank} up", flush=True)
+    run.log({"x": float(rank)})
+    time.sleep(float(os.environ.get(f"SLEEP{rank}", "0")))
+    run.finish()
+    print("done", flush=True)
+"""
+
+
+def _rank(tmp_path: Path, rank: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(RANK_SCRIPT))
+    full = child_env({"LABTRACK_ROOT": str(tmp_path / "root"), "RANK": str(rank), "WORLD_SIZE": "2",
+                      "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "job-1",
+                      "LABTRACK_FLUSH_SECONDS": "0.2", **env})
+    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _done(p: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{err}"
+    return out, err
+
+
+def test_rank0_leaves_first_and_the_last_rank_closes_the_run(tmp_path: Path) -> None:
+    env = {"LABTRACK_DISTRIBUTED_WAIT": "1", "SLEEP1": "3"}
+    r0, r1 = _rank(tmp_path, 0, env), _rank(tmp_path, 1, env)
+    _done(r0)
+    (rd,) = _runs(tmp_path / "root")
+    assert json.loads((rd.path / "run.json").read_text())["status"] == "running"  # rank 1 still runs
+    assert rd.meta()["status"] == "running"
+    _done(r1)
+    stored = json.loads((rd.path / "run.json").read_text())
+    assert stored["status"] == "finished" and stored["ended"] is not None
+    assert [(r["rank"], r["status"]) for r in rd.meta()["ranks"]] == [(0, "finished"), (1, "finished")]
+
+
+def test_a_rank_disabled_by_hand_does_not_hold_rank0(tmp_path: Path) -> None:
+    # old scripts pass disabled=(rank != 0): rank 0 must not wait its whole wait for rank 1
+    env = {"LABTRACK_DISTRIBUTED_WAIT": "30", "DISABLE": "1"}
+    started = time.monotonic()
+    r0, r1 = _rank(tmp_path, 0, env), _rank(tmp_path, 1, env)
+    _done(r1)
+    _done(r0)
+    assert time.monotonic() - started < 25  # NEVER_JOINED_SECONDS (10 s), not 30
+    (rd,) = _runs(tmp_path / "root")
+    assert json.loads((rd.path / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_rank_without_rank0_fails_clearly(tmp_path: Path) -> None:
+    p = _rank(tmp_path, 1, {"LABTRACK_DISTRIBUTED_WAIT": "0.5"})
+    out, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    assert "rank 1 of job torchrun:job-1:0 waited 0.5 s for rank 0 to create the run" in err, err
+    assert "distributed='per-rank'" in err
+
+
+def test_a_note_left_by_an_earlier_job_is_not_taken(tmp_path: Path) -> None:
+    env = {"LABTRACK_DISTRIBUTED_WAIT": "5"}
+    _done(_rank(tmp_path, 0, {**env, "LABTRACK_DISTRIBUTED_WAIT": "0.2"}))  # rank 1 never came
+    (old,) = _runs(tmp_path / "root")
+    note = next((tmp_path / "root" / "job" / ".jobs").glob("*.json"))
+    rec = json.loads(note.read_text())
+    rec["started"] -= 1000  # as if that job ran long ago
+    note.write_text(json.dumps(rec))
+    p = _rank(tmp_path, 1, {"LABTRACK_DISTRIBUTED_WAIT": "0.5"})
+    out, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and "waited 0.5 s" in err, err
+    assert not (old.path / "ranks" / "1").exists()  # it did not join the old run
+
+
+def test_no_job_id_falls_back_to_a_run_per_rank_with_one_warning() -> None:
+    from labtrack import _ranks
+
+    with pytest.warns(RuntimeWarning, match="pass the same id on every rank: labtrack.init"):
+        job = _ranks.plan(None, None, environ={"RANK": "1", "WORLD_SIZE": "2"})
+    assert job is not None and job.mode == "per-rank"
+    job = _ranks.plan(None, "mine", environ={"RANK": "1", "WORLD_SIZE": "2"})
+    assert job is not None and job.mode == "one-run" and job.launch.job_id == "user:mine"
+    assert _ranks.plan("rank0", None, environ={}) is None  # one process: ignored
+
+
 # --- real torchrun jobs ----------------------------------------------------------------------
 
 DDP = """

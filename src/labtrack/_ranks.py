@@ -30,6 +30,8 @@ from .errors import RunStateError
 # seconds (a note an earlier job with the same id left is older).
 SAME_LAUNCH_SECONDS = 120.0
 _POLL_SECONDS = 0.05
+# At finish, how long rank 0 waits for a rank that never joined the run.
+NEVER_JOINED_SECONDS = 10.0
 
 
 def _iso(t: float) -> str:
@@ -222,16 +224,20 @@ class Job:
         ranks.close_run(run_dir, self._combined(fields, others))
 
     def _wait_for_others(self, run_dir: Path) -> dict[int, dict[str, Any]]:
-        """The other ranks' states once none runs, or at LABTRACK_DISTRIBUTED_WAIT (a rank
-        that never wrote a state by then is left out). Rank 0's heartbeat is kept fresh
-        meanwhile: a reader must not take the waiting run for a crashed one."""
-        deadline = time.monotonic() + self.wait_seconds
+        """The other ranks' states once none runs, or at LABTRACK_DISTRIBUTED_WAIT. A rank
+        that never joined (no state yet: it was given disabled=True, or died before init) is
+        waited for at most NEVER_JOINED_SECONDS, and left out. Rank 0's heartbeat is kept
+        fresh meanwhile: a reader must not take the waiting run for a crashed one."""
+        start = time.monotonic()
+        deadline = start + self.wait_seconds
+        absent_deadline = start + min(self.wait_seconds, NEVER_JOINED_SECONDS)
         beat = 0.0
         while True:
             now = time.time()
             found = ranks.states(run_dir, now, self.stale_seconds)
             others = {r: s for r, s in found.items() if 0 < r < self.world_size}
-            done = all(r in others and others[r].get("status") != "running"
+            absent_over = time.monotonic() >= absent_deadline
+            done = all(others[r].get("status") != "running" if r in others else absent_over
                        for r in range(1, self.world_size))
             if done or time.monotonic() >= deadline:
                 return others
