@@ -11,6 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 
 TRAINING = ("labtrack._run", "labtrack._lifecycle", "labtrack._default", "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
             "labtrack._console", "labtrack._capture", "labtrack._provenance",
+            "labtrack._distributed", "labtrack._ranks",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync")
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",
