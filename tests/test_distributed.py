@@ -228,6 +228,11 @@ RANK_SCRIPT = """
     run.log({"x": float(rank)})
     time.sleep(float(os.environ.get(f"SLEEP{rank}", "0")))
     run.finish()
+    if os.environ.get("TWICE"):  # a second run of the same job
+        time.sleep(float(os.environ.get(f"PAUSE{rank}", "0")))
+        run = labtrack.init(experiment="job", capture_git=False)
+        run.log({"y": float(rank)})
+        run.finish()
     print("done", flush=True)
 """
 
@@ -259,6 +264,17 @@ def test_rank0_leaves_first_and_the_last_rank_closes_the_run(tmp_path: Path) -> 
     stored = json.loads((rd.path / "run.json").read_text())
     assert stored["status"] == "finished" and stored["ended"] is not None
     assert [(r["rank"], r["status"]) for r in rd.meta()["ranks"]] == [(0, "finished"), (1, "finished")]
+
+
+def test_a_second_init_on_every_rank_meets_in_a_second_run(tmp_path: Path) -> None:
+    env = {"TWICE": "1", "PAUSE0": "1.5"}  # rank 1 looks before rank 0 made the second run
+    r0, r1 = _rank(tmp_path, 0, env), _rank(tmp_path, 1, env)
+    _done(r0)
+    _done(r1)
+    runs = _runs(tmp_path / "root")
+    assert len(runs) == 2
+    assert sorted(tuple(rd.summary()) for rd in runs) == [("rank1/x", "x"), ("rank1/y", "y")]
+    assert [rd.meta()["status"] for rd in runs] == ["finished", "finished"]
 
 
 def test_a_rank_disabled_by_hand_does_not_hold_rank0(tmp_path: Path) -> None:

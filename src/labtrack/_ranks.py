@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import warnings
 from datetime import datetime, timezone
@@ -32,6 +33,9 @@ SAME_LAUNCH_SECONDS = 120.0
 _POLL_SECONDS = 0.05
 # At finish, how long rank 0 waits for a rank that never joined the run.
 NEVER_JOINED_SECONDS = 10.0
+# job id -> how many one-run runs this process started for it (see Job.key).
+_INITS: dict[str, int] = {}
+_INITS_LOCK = threading.Lock()
 
 
 def _iso(t: float) -> str:
@@ -62,8 +66,11 @@ class Job:
     """
 
     def __init__(self, launch: _distributed.Launch, mode: str, *, wait_seconds: float,
-                 stale_seconds: float) -> None:
+                 stale_seconds: float, seq: int = 0) -> None:
         self.launch = launch
+        # The n-th run of this job in this process: every rank calls init() as often, so a
+        # second init() on each rank meets in a second run, never the first one's note.
+        self.key = _distributed.job_key(str(launch.job_id)) + (f"-{seq}" if seq else "")
         self.mode = mode
         self.wait_seconds = wait_seconds
         self.stale_seconds = stale_seconds
@@ -105,8 +112,7 @@ class Job:
         Raises:
             RunStateError: the note cannot be written.
         """
-        key = _distributed.job_key(str(self.launch.job_id))
-        path = layout.job_path(root, experiment, key)
+        path = layout.job_path(root, experiment, self.key)
         record = {"job_id": self.launch.job_id, "run_id": run_id, "experiment_dir": slug(experiment),
                   "started": process_start_time(), "created": time.time(),
                   "host": socket.gethostname(), "pid": os.getpid()}
@@ -131,7 +137,7 @@ class Job:
             meta = read_json(run_dir / layout.RUN_JSON, None)
             if isinstance(meta, dict):
                 return str(meta.get("id", run_dir.name)), run_dir, meta
-        path = layout.job_path(root, experiment, _distributed.job_key(str(self.launch.job_id)))
+        path = layout.job_path(root, experiment, self.key)
         mine = process_start_time()
         deadline = time.monotonic() + self.wait_seconds
         while True:
@@ -274,8 +280,13 @@ def plan(distributed: str | None, job_id: str | None, *,
     if mode == "one-run" and launch.job_id is None:
         warnings.warn(_distributed.no_job_id_warning(launch), RuntimeWarning, stacklevel=3)
         mode = "per-rank"
+    seq = 0
+    if mode == "one-run":
+        with _INITS_LOCK:
+            seq = _INITS.get(str(launch.job_id), 0)
+            _INITS[str(launch.job_id)] = seq + 1
     return Job(launch, mode, wait_seconds=float(_settings.get("distributed_wait", environ=env)),
-               stale_seconds=float(_settings.get("stale_seconds", environ=env)))
+               stale_seconds=float(_settings.get("stale_seconds", environ=env)), seq=seq)
 
 
 class RankRun(Run):
