@@ -253,7 +253,10 @@ class Job:
                     os.utime(run_dir / layout.HEARTBEAT)
                 except OSError:
                     pass
-            time.sleep(_POLL_SECONDS * 2)
+            try:
+                time.sleep(_POLL_SECONDS * 2)
+            except KeyboardInterrupt:  # Ctrl-C while waiting: end now; the last rank closes the run
+                return others
 
 
 def plan(distributed: str | None, job_id: str | None, *,

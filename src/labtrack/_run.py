@@ -264,7 +264,7 @@ class Run(_LogBase):
         if remote:
             from ._remote.shipper import Shipper
 
-            self._shipper = Shipper(self.dir, remote, token, experiment_slug=self.dir.parent.name,
+            self._shipper = Shipper(self.dir, remote, token, experiment_slug=slug(self.experiment),
                                     run_id=self.id, rank=_job.rank if _job is not None
                                     and _job.mode == "one-run" else None)
             self._shipper.start()
