@@ -401,6 +401,9 @@ def test_torchrun_one_run(tmp_path: Path) -> None:
     assert summary["rank1/train/loss"]["count"] == 5
     assert rd.params() == {"lr": 0.1, "batch": 8}  # rank 0's params
     assert rd.ranks() == [0, 1]
+    view = labtrack.open(tmp_path / "root")[meta["id"]]
+    assert view.console_of(1) == rd.console(1) and view.console == rd.console()
+    assert "rank1/train/loss" in view.summary
     # the CLI shows both ranks
     show = CliRunner().invoke(main, ["show", meta["id"], "--root", str(tmp_path / "root")],
                               catch_exceptions=False)
