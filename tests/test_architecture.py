@@ -12,6 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._media", "labtrack._lifecycle", "labtrack._default",
             "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
             "labtrack._console", "labtrack._capture", "labtrack._provenance", "labtrack._notebook",
+            "labtrack._distributed", "labtrack._ranks",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync",
             "labtrack.tensorboard", "labtrack._tb_convert")  # the SummaryWriter bridge writes runs

@@ -77,6 +77,13 @@ export interface RunDetail {
     cpus?: number;
   } | null;
   options?: Json;
+  /** A run of a distributed job (docs/distributed.md). */
+  distributed?: { mode?: string | null; launcher?: string | null; rank?: number; world_size?: number; job_id?: string | null } | null;
+  /** A one-run job: each rank's state (derived: a dead rank is "crashed"). */
+  ranks?: { rank: number; status: string; host?: string | null; pid?: number | null }[];
+  /** Where each rank's console is (rank 0: console.log). */
+  consoles?: { rank: number; path: string }[];
+  group?: string | null;
 }
 
 export type NamedKind = "scalars" | "text" | "histograms" | "tables" | "markdown";
@@ -316,8 +323,8 @@ export async function fetchHistograms(id: string, path: string): Promise<Histogr
   return recs.map((h) => ({ ...h, bins: numArray(h.bins), counts: numArray(h.counts) }));
 }
 
-export async function fetchConsole(id: string, offset = 0): Promise<{ offset: number; size?: number; text: string }> {
-  return getJson(`runs/${encodeURIComponent(id)}/console` + query({ offset }));
+export async function fetchConsole(id: string, offset = 0, rank = 0): Promise<{ offset: number; size?: number; text: string }> {
+  return getJson(`runs/${encodeURIComponent(id)}/console` + query(rank ? { offset, rank } : { offset }));
 }
 
 export async function fetchFileText(id: string, path: string): Promise<string> {

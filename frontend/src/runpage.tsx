@@ -99,6 +99,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
         <h1>{run.name || run.id}</h1>
         <span class="muted mono">{run.experiment} / {run.id}</span>
         <Tags tags={run.tags} />
+        <JobInfo run={run} />
       </div>
       {run.comment && <div class="run-comment">{run.comment}</div>}
       <nav class="tabs">
@@ -163,7 +164,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
           {!hists.length && <div class="empty">No histograms logged.</div>}
         </div>
       )}
-      {tab === "console" && <ConsoleLog runId={id} running={run.status === "running"} />}
+      {tab === "console" && <RankConsoles run={run} />}
       {tab === "files" && <Files runId={id} run={run} files={files} />}
     </div>
   );
@@ -382,20 +383,64 @@ function HistLoader({ runId, name, path }: { runId: string; name: string; path: 
   return recs ? <HistogramView name={name} records={recs} /> : <div class="muted">loading…</div>;
 }
 
+/** The run's place in a distributed job (docs/distributed.md): mode, world size, each rank's state. */
+function JobInfo({ run }: { run: RunDetail }) {
+  const d = run.distributed;
+  if (!d || !d.world_size || d.world_size < 2) return null;
+  const title = `${d.launcher ?? "launcher"} job ${d.job_id ?? "(no id)"}${run.group ? `, group ${run.group}` : ""}`;
+  return (
+    <span class="job-info" data-testid="run-job" title={title}>
+      {d.mode === "one-run" ? (
+        <>
+          <span class="muted">{d.world_size} ranks, one run</span>
+          {(run.ranks ?? []).map((r) => (
+            <span class="rank-state" key={r.rank} data-rank={r.rank} title={r.host ? `${r.host} pid ${r.pid ?? "?"}` : undefined}>
+              rank {r.rank} <StatusBadge status={r.status} />
+            </span>
+          ))}
+        </>
+      ) : (
+        <span class="muted">rank {d.rank} of {d.world_size} ({d.mode}){run.group ? ` · group ${run.group}` : ""}</span>
+      )}
+    </span>
+  );
+}
+
+/** The console, with a choice of rank in a one-run distributed job. */
+function RankConsoles({ run }: { run: RunDetail }) {
+  const consoles = run.consoles?.length ? run.consoles : [{ rank: 0, path: "console.log" }];
+  const [rank, setRank] = useState(consoles[0].rank);
+  const current = consoles.find((c) => c.rank === rank) ?? consoles[0];
+  return (
+    <div>
+      {consoles.length > 1 && (
+        <div class="rank-pick" data-testid="console-ranks">
+          {consoles.map((c) => (
+            <button key={c.rank} class={c.rank === current.rank ? "active" : ""} onClick={() => setRank(c.rank)}>
+              rank {c.rank}
+            </button>
+          ))}
+        </div>
+      )}
+      <ConsoleLog key={current.rank} runId={run.id} rank={current.rank} path={current.path} running={run.status === "running"} />
+    </div>
+  );
+}
+
 const CONSOLE_TAIL = 1 << 20;
 
-function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
+function ConsoleLog({ runId, running, rank = 0, path = "console.log" }: { runId: string; running: boolean; rank?: number; path?: string }) {
   const [text, setText] = useState("");
   const [cut, setCut] = useState(false);
   const offset = useRef(0);
   const pre = useRef<HTMLPreElement>(null);
   const [follow, setFollow] = useState(true);
   const readFrom = async (from: number) => {
-    let r = await fetchConsole(runId, from);
+    let r = await fetchConsole(runId, from, rank);
     let acc = r.text;
     // Keep reading while the server has more (1 MiB per answer).
     for (let i = 0; i < 8 && r.size !== undefined && r.offset < r.size; i++) {
-      r = await fetchConsole(runId, r.offset);
+      r = await fetchConsole(runId, r.offset, rank);
       acc += r.text;
     }
     return { text: acc, offset: r.offset };
@@ -406,7 +451,7 @@ function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
     setText("");
     setCut(false);
     (async () => {
-      const head = await fetchConsole(runId, 0);
+      const head = await fetchConsole(runId, 0, rank);
       // A huge log: show its last MiB.
       const big = head.size !== undefined && head.size > CONSOLE_TAIL * 2;
       const r = big ? await readFrom(head.size! - CONSOLE_TAIL) : await readFrom(0);
@@ -419,10 +464,25 @@ function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
       alive = false;
     };
   }, [runId]);
+  useEffect(() => {
+    // The live stream carries rank 0's console; another rank's is polled while the run runs.
+    if (!rank || !running) return;
+    const t = setInterval(() => {
+      readFrom(offset.current)
+        .then((r) => {
+          if (r.offset > offset.current) {
+            offset.current = r.offset;
+            setText((x) => x + r.text);
+          }
+        })
+        .catch(() => undefined);
+    }, 2000);
+    return () => clearInterval(t);
+  }, [runId, rank, running]);
   useLive(
     "console",
     (e) => {
-      if (e.run !== runId || e.offset <= offset.current) return;
+      if (rank || e.run !== runId || e.offset <= offset.current) return;
       const start = Number.isFinite(e.start) ? e.start : e.offset - new TextEncoder().encode(e.text).length;
       if (start > offset.current) {
         // A gap (the stream opened after our read): read what is missing.
@@ -451,7 +511,7 @@ function ConsoleLog({ runId, running }: { runId: string; running: boolean }) {
       <div class="console-head">
         {running && <span class="live-note"><span class="dot live" /> live</span>}
         <label><input type="checkbox" checked={follow} onChange={(e) => setFollow((e.target as HTMLInputElement).checked)} /> follow</label>
-        <a href={fileUrl(runId, "console.log") + "&download=1"} download="console.log">download</a>
+        <a href={fileUrl(runId, path) + "&download=1"} download={rank ? `console-rank${rank}.log` : "console.log"}>download</a>
         {cut && <span class="muted">showing the last MiB</span>}
       </div>
       <pre class="console" ref={pre} data-testid="console">{text || "(nothing printed)"}</pre>

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Iterable
 
-from . import _lifecycle, _settings
+from . import _lifecycle, _ranks, _settings
 from ._disabled import DisabledRun
 from ._run import Run
 from .errors import RunStateError
@@ -34,6 +34,8 @@ def init(
     remote: str | None = None,
     token: str | None = None,
     flush_seconds: float | None = None,
+    distributed: str | None = None,
+    job_id: str | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -50,6 +52,11 @@ def init(
         require_clean_git: refuse to start when the git repository has changes.
         remote, token: a `labtrack serve` URL to replicate the run to (LABTRACK_REMOTE).
         flush_seconds: how often values are written (LABTRACK_FLUSH_SECONDS, default 1).
+        distributed: under torchrun, SLURM, MPI or accelerate: "one-run" (default: every
+            rank logs into one run), "per-rank" (a run per rank, sharing a group) or "rank0"
+            (other ranks get a DisabledRun); LABTRACK_DISTRIBUTED. See docs/distributed.md.
+        job_id: the id every rank of the job shares, where the launcher gives none
+            (LABTRACK_JOB_ID).
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -62,13 +69,15 @@ def init(
         >>> run = labtrack.init(experiment="mnist", config={"lr": 0.01}, seed=1)
     """
     run: Run | DisabledRun
-    if _settings.get("disabled", disabled):
-        run = DisabledRun(config=config)
+    job = _ranks.plan(distributed, job_id)  # None for a single process
+    if _settings.get("disabled", disabled) or (job is not None and job.mode == "rank0" and job.rank):
+        run = DisabledRun(config=config, rank=job.rank if job else 0, world_size=job.world_size if job else 1)
     else:
-        run = Run(experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
-                  resume=resume, capture_git=capture_git, capture_console=capture_console,
-                  require_clean_git=require_clean_git, remote=remote, token=token,
-                  flush_seconds=flush_seconds)
+        run = _ranks.run_class(job)(
+            experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
+            resume=resume, capture_git=capture_git, capture_console=capture_console,
+            require_clean_git=require_clean_git, remote=remote, token=token,
+            flush_seconds=flush_seconds, _job=job)
     previous = _lifecycle.swap_default(run)
     if previous is not None and previous is not run and isinstance(previous, Run):
         previous.finish()

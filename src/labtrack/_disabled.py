@@ -20,11 +20,15 @@ class DisabledRun:
     name = "disabled"
     status = "disabled"
     dir: Path | None = None
+    rank = 0  # in distributed="rank0" mode, the instance says which rank records nothing
+    world_size = 1
     root: Path | None = None
     current_step = 0
     disabled = True
 
-    def __init__(self, config: Any = None, **_: Any) -> None:
+    def __init__(self, config: Any = None, *, rank: int = 0, world_size: int = 1, **_: Any) -> None:
+        self.rank = rank
+        self.world_size = world_size
         try:
             self._params = _records.config_to_dict(config)
         except LabtrackTypeError:

@@ -33,6 +33,7 @@ from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
 from ._store.files import network_filesystem
+from ._store.ranks import live_status
 from ._store.reader import derive_status, pid_alive
 from ._store.rundir import RunDir, duration
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
@@ -465,7 +466,7 @@ class Index:
         pid = row.get("pid")
         alive = pid_alive(pid) if isinstance(pid, int) and row.get("host") == self._host else None
         status = derive_status(row, beat, now, self._host, alive, self.stale_seconds)
-        row["status"] = status
+        row["status"] = status = live_status(run_dir, status, now, self.stale_seconds, self._host)
         last_seen = None
         if status != "running":
             # A crashed run changes no more: its files are looked at once per heartbeat seen.

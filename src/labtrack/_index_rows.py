@@ -15,6 +15,7 @@ from ._console._format import flatten
 from ._names import slug
 from ._store import layout
 from ._store.contain import OutsideRootError, read_inside
+from ._store.ranks import rank_numbers
 from ._store.reader import checked_meta, decode_nonfinite
 from ._store.rundir import duration, scan
 from .errors import FormatError
@@ -173,6 +174,10 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
     # listed without it, as the run page shows it (a run.json that leads out is no run).
     params = _read_part(f"{run_dir}/{layout.PARAMS_JSON}", str(run_dir))
     summary = _read_part(f"{run_dir}/{layout.SUMMARY_JSON}", str(run_dir))
+    for r in rank_numbers(run_dir) if "distributed" in meta else ():  # a one-run job's other ranks
+        part = _read_part(f"{run_dir}/{layout.rank_relpath(r, layout.SUMMARY_JSON)}", str(run_dir))
+        if r and isinstance(part, dict):
+            summary = {**(summary if isinstance(summary, dict) else {}), **part}
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
         row["id"] = rel.rsplit("/", 1)[-1]

@@ -13,7 +13,7 @@ import io
 import math
 import numbers
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import LabtrackTypeError, LabtrackValueError
@@ -492,3 +492,22 @@ def check_text(value: str, field: str) -> bytes:
         raise LabtrackValueError(
             f"{field} contains {value[e.start]!r} at position {e.start}, a lone surrogate that UTF-8 "
             "cannot store; pass valid Unicode text (e.g. decode bytes with errors='replace')") from None
+
+
+def check_tags(tags: Iterable[str] | None) -> list[str]:
+    """The tags as a list, each a non-empty str without control characters.
+
+    Raises:
+        LabtrackTypeError: a single str instead of a list.
+        LabtrackValueError: an empty tag or one with a control character.
+    """
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        raise LabtrackTypeError(f"tags must be a list of str, got the str {tags!r}; write tags=[{tags!r}]")
+    out = []
+    for t in tags:
+        if not isinstance(t, str) or not t or any(ord(ch) < 32 for ch in t):
+            raise LabtrackValueError(f"tag {t!r} must be a non-empty str without control characters")
+        out.append(t)
+    return out

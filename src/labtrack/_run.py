@@ -96,7 +96,7 @@ class Run(MediaMethods, _LogBase):
     __slots__ = ("root", "dir", "id", "experiment", "_cfg", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
-                 "_params", "_writer", "__weakref__")
+                 "_params", "_writer", "_job", "__weakref__")
 
     def __init__(
         self,
@@ -117,6 +117,7 @@ class Run(MediaMethods, _LogBase):
         flush_seconds: float | None = None,
         parent: str | None = None,
         _environ: Mapping[str, str] | None = None,
+        _job: Any = None,
     ) -> None:
         env = os.environ if _environ is None else _environ
 
@@ -146,13 +147,15 @@ class Run(MediaMethods, _LogBase):
         self._capture: Any = None
         self._sync_timeout = cfg.sync_timeout
         self._index_on_finish = cfg.index_on_finish
+        self._job = _job  # a _ranks.Job under a distributed launcher (docs/distributed.md)
+        joins = _job is not None and _job.joins  # rank N > 0 of a one-run job
 
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
             raise LabtrackValueError(f"experiment must be a non-empty str, got {experiment!r}")
         for label, value in (("name", name), ("comment", comment)):
             if value is not None and not isinstance(value, str):
                 raise LabtrackTypeError(f"{label} must be a str, got {type(value).__name__}")
-        tag_list = self._check_tags(tags)
+        tag_list = _records.check_tags(tags)
         if seed is not None:
             seed = _records.check_step(seed)  # a non-negative whole number, same rules
         params = _records.config_to_dict(config)
@@ -186,7 +189,7 @@ class Run(MediaMethods, _LogBase):
                 )
 
         now = _time()
-        if resume:
+        if resume and not joins:
             self.dir, meta = create.open_to_resume(self.root, resume, now, cfg.stale_seconds)
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
@@ -206,11 +209,16 @@ class Run(MediaMethods, _LogBase):
         else:
             summary = {}
             self.experiment = experiment or _default_experiment()
-            self.id, self.dir = create.new_run_dir(self.root, self.experiment, now)
-            self._meta = create.new_meta(
-                run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
-                started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
-                command=_provenance.command_info())
+            if joins:
+                self.id, self.dir, self._meta = _job.join(self.root, self.experiment, resume)
+            else:
+                self.id, self.dir = create.new_run_dir(self.root, self.experiment, now)
+                self._meta = create.new_meta(
+                    run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
+                    started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
+                    command=_provenance.command_info())
+                if _job is not None:
+                    self._meta.update(_job.fields(name, self.experiment))
         self._params = params
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
         for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment)):
@@ -220,7 +228,12 @@ class Run(MediaMethods, _LogBase):
             _records.check_text(t, f"tag {t!r}")
         _records.check_text(files.dumps(params), "config")
         _records.check_text(files.dumps(self._meta), "run.json (the command line or environment)")
-        create.materialise(self.dir, self._meta, params, resumed=bool(resume))
+        if joins:
+            _job.begin(self.dir)
+        else:
+            create.materialise(self.dir, self._meta, params, resumed=bool(resume))
+            if _job is not None and _job.mode == "one-run":
+                _job.publish(self.root, self.experiment, self.id)
         if resume:
             for folder, space in self._spaces.items():
                 for rel in create.existing_names(self.dir, folder):
@@ -231,7 +244,7 @@ class Run(MediaMethods, _LogBase):
         self._writer = Writer(
             self.dir, self._swap_columns, in_flight=self._busy.__len__, pending=self._pending_values,
             flush_seconds=flush_s, heartbeat_seconds=heartbeat_s,
-            queue_size=queue_n, run_id=self.id, summary=summary,
+            queue_size=queue_n, run_id=self.id, summary=summary, rank=_job.rank if joins else 0,
         )
         self._writer.start()
         # Provenance (git diff, untracked files, packages) on its own thread: it is mostly
@@ -239,7 +252,7 @@ class Run(MediaMethods, _LogBase):
         # short run finish() waits for the longer of the two, not their sum. flush() and
         # finish() join it; its files are its own (source/, env.json) plus run.json's "git".
         self._provenance_thread: threading.Thread | None = None
-        if not resume:
+        if not resume and not joins:  # rank 0 records the job's provenance
             self._provenance_thread = threading.Thread(
                 target=self._writer._run_record,
                 args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
@@ -253,8 +266,9 @@ class Run(MediaMethods, _LogBase):
         if remote:
             from ._remote.shipper import Shipper
 
-            self._shipper = Shipper(self.dir, remote, token,
-                                    experiment_slug=slug(self.experiment), run_id=self.id)
+            self._shipper = Shipper(self.dir, remote, token, experiment_slug=slug(self.experiment),
+                                    run_id=self.id, rank=_job.rank if _job is not None
+                                    and _job.mode == "one-run" else None)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
         _lifecycle.register(self)
@@ -272,6 +286,16 @@ class Run(MediaMethods, _LogBase):
     @property
     def status(self) -> str:
         return str(self._meta.get("status"))
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in its distributed job (0 for a single process)."""
+        return self._job.rank if self._job is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        """How many processes its distributed job has (1 for a single process)."""
+        return self._job.world_size if self._job is not None else 1
 
     @property
     def current_step(self) -> int:
@@ -616,19 +640,6 @@ class Run(MediaMethods, _LogBase):
             if not t.is_alive():
                 self._provenance_thread = None
 
-    @staticmethod
-    def _check_tags(tags: Iterable[str] | None) -> list[str]:
-        if tags is None:
-            return []
-        if isinstance(tags, str):
-            raise LabtrackTypeError(f"tags must be a list of str, got the str {tags!r}; write tags=[{tags!r}]")
-        out = []
-        for t in tags:
-            if not isinstance(t, str) or not t or any(ord(ch) < 32 for ch in t):
-                raise LabtrackValueError(f"tag {t!r} must be a non-empty str without control characters")
-            out.append(t)
-        return out
-
     # --- end of the run -------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is on disk."""
@@ -677,7 +688,10 @@ class Run(MediaMethods, _LogBase):
             }
         status_lost = ""
         try:
-            self._update_meta(**fields)
+            if self._job is not None and self._job.mode == "one-run":
+                self._job.finish(self.dir, fields, self._update_meta)  # waits for the other ranks
+            else:
+                self._update_meta(**fields)
         except OSError as e:  # a full disk: warn, never raise from the script's last line
             status_lost = (f"; and the final status ({status}) could not be written to "
                            f"{self.dir / layout.RUN_JSON}: {e.strerror or e}, so it will read as crashed")

@@ -46,6 +46,13 @@ def _parse_positive_int(text: str) -> int:
     return v
 
 
+def _parse_distributed(text: str) -> str:
+    v = text.strip()
+    if v not in ("one-run", "per-rank", "rank0"):
+        raise ValueError("expected one of one-run, per-rank, rank0")
+    return v
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # the key in labtrack.toml, and the argument name where one exists
@@ -94,6 +101,16 @@ SETTINGS: tuple[Setting, ...] = (
             "default: training processes then never touch the index (SQLite on a shared or "
             "network file system). Does nothing for a root on a network file system, whose "
             "index each reader keeps locally. Best effort: waits at most 100 ms, never raises."),
+    Setting("distributed", "LABTRACK_DISTRIBUTED", None, _parse_distributed, "str",
+            "Under torchrun, SLURM, MPI or accelerate (world size > 1): `one-run` (the default: "
+            "every rank logs into one run), `per-rank` (a run per rank, one group) or `rank0` "
+            "(only rank 0 records). Ignored for a single process. See docs/distributed.md."),
+    Setting("distributed_wait", "LABTRACK_DISTRIBUTED_WAIT", 60.0, _parse_positive_float, "float",
+            "In one-run mode: how long the other ranks wait at init() for rank 0's run, and "
+            "rank 0 waits at finish() for the other ranks to end."),
+    Setting("job_id", "LABTRACK_JOB_ID", None, str, "str",
+            "The id every rank of a job shares, for one-run mode where the launcher gives none "
+            "(also `init(job_id=...)`)."),
     Setting("no_c", "LABTRACK_NO_C", False, _parse_bool, "bool",
             "Do not build (at install) or use (at import) the C fast path of run.log; the pure "
             "Python path records the same data, about 3x slower per call. Environment only."),

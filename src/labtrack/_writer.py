@@ -140,8 +140,15 @@ class Writer:
                  in_flight: Callable[[], int] = lambda: 0, pending: Callable[[], int] = lambda: 0,
                  flush_seconds: float,
                  heartbeat_seconds: float, queue_size: int, run_id: str,
-                 summary: dict[str, Any] | None = None) -> None:
+                 summary: dict[str, Any] | None = None, rank: int = 0) -> None:
         self.dir = run_dir
+        # Rank N > 0 of a one-run job (docs/distributed.md) keeps its series as `rank<N>/<name>`
+        # (mapped once per series, where its file is first named) and its console, summary and
+        # heartbeat under ranks/<N>/.
+        self._prefix = layout.rank_prefix(rank) if rank else ""
+        mine = (lambda n: run_dir / layout.rank_relpath(rank, n)) if rank else (lambda n: run_dir / n)
+        self._console_path, self._summary_path = mine(layout.CONSOLE_LOG), mine(layout.SUMMARY_JSON)
+        self._heartbeat_path = mine(layout.HEARTBEAT)
         self._swap_columns = swap_columns
         self._in_flight = in_flight
         self._waiting_values = pending
@@ -287,7 +294,7 @@ class Writer:
         self._retry_held()
         if self._summary_dirty:
             try:
-                files.atomic_write_json(self.dir / layout.SUMMARY_JSON, self.summary())
+                files.atomic_write_json(self._summary_path, self.summary())
                 self._summary_dirty = False
             except OSError as e:  # kept dirty: written again at the next flush
                 self._warn_once("disk", f"labtrack: could not write summary.json of run {self.dir.name}: {e}")
@@ -343,7 +350,7 @@ class Writer:
         for (name, part), (data, total, finite, lo, hi) in zip(batch, format_many([p for _, p in batch])):
             path = self._paths.get(name)
             if path is None:
-                path = layout.scalar_path(self.dir, name)
+                path = layout.scalar_path(self.dir, self._prefix + name)
                 self._paths[name] = path
                 if not path.exists():
                     data = CSV_HEADER + data
@@ -353,10 +360,12 @@ class Writer:
     def _count(self, name: str, n: int, total: float, finite: int, lo: float, hi: float, last: float,
                last_step: float, last_time: float) -> Callable[[], None]:
         """The statistics update of a written part: summary.json counts only what is on disk."""
+        key = self._prefix + name
+
         def done() -> None:
-            stats = self._stats.get(name)
+            stats = self._stats.get(key)
             if stats is None:
-                stats = self._stats[name] = SeriesStats()
+                stats = self._stats[key] = SeriesStats()
             stats.add(n, total, finite, lo, hi, last, last_step, last_time)
             self._summary_dirty = True
 
@@ -373,7 +382,7 @@ class Writer:
             self._console.clear()
         finally:
             self._console_lock.release()
-        self._append(self.dir / layout.CONSOLE_LOG, text.encode("utf-8", errors="replace"),
+        self._append(self._console_path, text.encode("utf-8", errors="replace"),
                      "console line", layout.CONSOLE_LOG, text.count("\n") or 1)
 
     def append(self, path: Path, data: bytes, kind: str, name: str, count: int = 1,
@@ -437,7 +446,7 @@ class Writer:
         if now - self._last_beat < self._heartbeat_seconds:
             return
         self._last_beat = now
-        hb = self.dir / layout.HEARTBEAT
+        hb = self._heartbeat_path
         try:
             os.utime(hb)
         except FileNotFoundError:

@@ -254,6 +254,15 @@ class RunView:
         """What the script printed (console.log; "" when nothing was captured)."""
         return self.run.console()
 
+    def console_of(self, rank: int) -> str:
+        """What rank `rank` of a one-run distributed job printed (rank 0's is :attr:`console`;
+        "" when nothing was captured; docs/distributed.md).
+
+        Example:
+            >>> book["20261121-141503-k3f9qz"].console_of(1)
+        """
+        return self.run.console(rank)
+
     def __repr__(self) -> str:
         try:
             # A listed view shows what the listing saw: printing 10,000 runs reads no files.

@@ -257,6 +257,22 @@ def _human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _distributed_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """`labtrack show`'s lines about a distributed job: mode, world size, job, each rank."""
+    d = meta.get("distributed")
+    if not isinstance(d, dict):
+        return []
+    out = [("distributed", f"{d.get('mode')}, world size {d.get('world_size')}, rank {d.get('rank')}"
+                           f" ({d.get('launcher')}), job {d.get('job_id')}")]
+    if meta.get("group"):
+        out.append(("group", str(meta["group"])))
+    for r in meta.get("ranks") or []:
+        if isinstance(r, dict):
+            where = f" on {r.get('host')} (pid {r.get('pid')})" if r.get("host") else ""
+            out.append((f"rank {r.get('rank')}", f"{r.get('status')}{where}"))
+    return out
+
+
 @click.command("show")
 @click.argument("run")
 @_root_option
@@ -289,6 +305,7 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     info.append(("ended", (_fmt_time(meta.get("ended")) + " UTC") if meta.get("ended") else "-"))
     info.append(("duration", _fmt_duration(seconds)))
     info.append(("host", f"{meta.get('host')} (pid {meta.get('pid')}, user {meta.get('user')})"))
+    info += _distributed_lines(meta)
     cmd = meta.get("command") if isinstance(meta.get("command"), dict) else {}
     if cmd:
         import shlex

@@ -51,6 +51,8 @@ class Shipper:
         poll_seconds: how often to look for changes without a notify (heartbeat, etc.).
         backoff: the retry policy (default: 0.5 s doubling up to 10 s, with jitter).
         warn: where warnings go (default: one line on stderr).
+        rank: in a one-run distributed job, this process's rank: only the files it writes
+            are sent (`_store.layout.rank_owns`), each rank replicating its own part.
 
     Raises:
         LabtrackValueError: `url` is not an http(s) URL.
@@ -65,7 +67,7 @@ class Shipper:
     def __init__(self, run_dir: Path, url: str, token: str | None, *, experiment_slug: str,
                  run_id: str, transport: Transport | None = None, poll_seconds: float = 2.0,
                  backoff: Backoff | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, rank: int | None = None) -> None:
         if transport is None:
             check_url(url)
         self.run_dir = Path(run_dir)
@@ -77,6 +79,7 @@ class Shipper:
         self._poll = poll_seconds
         self._backoff = backoff or Backoff(base=0.5, cap=10.0)
         self._warn = warn or _stderr_warning
+        self._rank = rank
         self._wake = threading.Event()  # set by notify() and close()
         self._stop = threading.Event()  # set by close(): cut a backoff wait short
         self._closing = False
@@ -131,7 +134,7 @@ class Shipper:
     def _main(self) -> None:
         client = WireClient(self.url, self._token, transport=self._transport)
         self._uploader = RunUploader(self.run_dir, client, experiment=self._experiment,
-                                     run_id=self._run_id, version=_version())
+                                     run_id=self._run_id, version=_version(), rank=self._rank)
         try:
             self._loop(self._uploader)
         finally:

@@ -45,6 +45,8 @@ def is_append_only(relpath: str) -> bool:
     """True for the files docs/format.md declares append-only."""
     if relpath in APPEND_TOP:
         return True
+    if relpath.startswith(layout.RANKS_DIR + "/") and relpath.endswith("/" + layout.CONSOLE_LOG):
+        return relpath.count("/") == 2  # ranks/<N>/console.log of a one-run job
     head, sep, rest = relpath.partition("/")
     suffix = _APPEND_DIRS.get(head)
     return bool(sep and rest and suffix and relpath.endswith(suffix))
@@ -111,11 +113,13 @@ class RunUploader:
         experiment: the experiment folder name (the slug) the run lives in.
         run_id: the run's id (its folder name).
         version: this labtrack's version, sent in the handshake.
+        rank: send only the files this rank of a one-run job writes (None: every file).
     """
 
     def __init__(self, run_dir: Path, client: WireClient, *, experiment: str, run_id: str,
-                 version: str = "0") -> None:
+                 version: str = "0", rank: int | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.rank = rank
         self.client = client
         self.experiment = experiment
         self.run_id = run_id
@@ -224,6 +228,9 @@ class RunUploader:
         budget = max(1, min(budget, max_batch))
         result = RoundResult(pending=False)
         local, walked_media = self._scan(full or not self._seen)
+        if self.rank is not None:
+            rank = self.rank
+            local = {p: v for p, v in local.items() if layout.rank_owns(p, rank)}
         gone = sorted(p for p in self._seen if p not in local and p in server
                       and (walked_media or not p.startswith(_MEDIA_PREFIX)))
         self._seen.update(local)

@@ -119,6 +119,7 @@ def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
     meta["env"] = unless_outside(run.env, None)
     meta["options"] = unless_outside(run.options, None)
     meta["duration"] = run.duration(meta, now=state.clock())
+    meta["consoles"] = [{"rank": r, "path": run.console_relpath(r)} for r in sorted({0, *run.ranks()})]
     named = {kind: run.named(kind) for kind in KINDS}
     meta["names"] = {kind: [name for name, _ in pairs] for kind, pairs in named.items()}
     meta["named"] = {kind: [{"name": name, "path": path} for name, path in pairs]
@@ -367,15 +368,16 @@ def _records_endpoint(kind: str | None, key: str) -> Callable[[Request], Any]:
     return endpoint
 
 
-def read_console(run: RunDir, offset: int, limit: int = CONSOLE_CHUNK) -> dict[str, Any]:
-    """Text of the run's console.log from byte `offset`, cut at a character boundary (a
-    console.log leading outside the run reads as none).
+def read_console(run: RunDir, offset: int, limit: int = CONSOLE_CHUNK, rank: int = 0) -> dict[str, Any]:
+    """Text of the run's console.log (or, in a one-run distributed job, another rank's) from
+    byte `offset`, cut at a character boundary (a console.log leading outside the run reads
+    as none).
 
     Raises:
         LabtrackValueError: `offset` is past the end.
     """
     try:
-        f = unless_outside(lambda: run.open(layout.CONSOLE_LOG), None)
+        f = unless_outside(lambda: run.open(run.console_relpath(rank)), None)
         if f is None:
             raise FileNotFoundError(layout.CONSOLE_LOG)
         with f:
@@ -396,11 +398,13 @@ def read_console(run: RunDir, offset: int, limit: int = CONSOLE_CHUNK) -> dict[s
 
 
 async def console(request: Request) -> Response:
-    """`GET /api/v1/runs/{id}/console?offset=0`: console.log from a byte offset."""
+    """`GET /api/v1/runs/{id}/console?offset=0&rank=0`: console.log from a byte offset (a
+    one-run distributed job's rank N: ranks/<N>/console.log)."""
     state = state_of(request)
     offset = int_param(request.query_params, "offset", 0, 0, 1 << 62)
+    rank = int_param(request.query_params, "rank", 0, 0, 1 << 20)
     run_id = request.path_params["id"]
-    body = await run_in_threadpool(lambda: read_console(state.run_dir(run_id), offset))
+    body = await run_in_threadpool(lambda: read_console(state.run_dir(run_id), offset, rank=rank))
     return JSONResponse(body, headers=NO_STORE)
 
 

@@ -38,6 +38,12 @@ CHECKPOINT_PICKLE = "checkpoint.pkl"
 MEDIA_DIR = "media"
 # The folders whose files are named after logged names (docs/format.md).
 NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR)
+# One-run distributed jobs (docs/distributed.md): ranks/<N>/ holds rank N's status.json and,
+# for N > 0, its heartbeat, console.log and summary.json; rank N's series are `rank<N>/<name>`.
+RANKS_DIR = "ranks"
+RANK_STATUS = "status.json"
+# <root>/<experiment-slug>/.jobs/<job key>.json: rank 0's note of the run a job's ranks share.
+JOBS_DIR = ".jobs"
 INDEX_DIR = ".labtrack"
 TRASH_DIR = ".trash"
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -109,3 +115,33 @@ def table_cell_relpath(step: int | None, name: str, row: int, col: int) -> str:
 
 def artifact_path(run: Path, name: str) -> Path:
     return run / "artifacts" / name_to_relpath(name)
+
+
+def rank_relpath(rank: int, name: str) -> str:
+    """A per-rank file of a one-run job: `ranks/<rank>/<name>`."""
+    return f"{RANKS_DIR}/{rank}/{name}"
+
+
+def rank_prefix(rank: int) -> str:
+    """What rank N > 0 puts before its series names: `rank<N>/` (rank 0's are unprefixed)."""
+    return f"rank{rank}/"
+
+
+def rank_owns(relpath: str, rank: int) -> bool:
+    """Whether `relpath` of a one-run job's directory is written by `rank` (a remote client
+    replicates only its own rank's files). Rank 0 owns everything but the other ranks' files."""
+    if relpath == RUN_JSON:
+        return True  # the last rank to finish writes the job's end into it
+    head, _, rest = relpath.partition("/")
+    if head == RANKS_DIR:
+        return rest.partition("/")[0] == str(rank)
+    if head in (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, TABLES_DIR, MARKDOWN_DIR, ARTIFACTS_DIR):
+        first = rest.partition("/")[0]
+        if first.startswith("rank") and first[4:].isdigit() and rest != first:
+            return first == f"rank{rank}"
+    return rank == 0
+
+
+def job_path(root: Path, experiment: str, key: str) -> Path:
+    """Where rank 0 notes the run a job's ranks share (see `_store/ranks.py`)."""
+    return root / slug(experiment) / JOBS_DIR / (key + ".json")

@@ -136,11 +136,11 @@ def read_run_meta(run_dir: Path, *, now: float | None = None,
         FormatError: run.json is not valid or written by a newer labtrack.
     """
     meta = checked_meta(read_json(run_dir / layout.RUN_JSON), run_dir)
-    if meta.get("status") == "running":
-        if stale_seconds is None:
-            from .._settings import get
+    if stale_seconds is None and (meta.get("status") == "running" or "distributed" in meta):
+        from .._settings import get
 
-            stale_seconds = float(get("stale_seconds"))
+        stale_seconds = float(get("stale_seconds"))
+    if meta.get("status") == "running" and stale_seconds is not None:
         try:
             beat: float | None = os.stat(run_dir / layout.HEARTBEAT).st_mtime
         except OSError:
@@ -150,5 +150,9 @@ def read_run_meta(run_dir: Path, *, now: float | None = None,
         alive = pid_alive(pid) if isinstance(pid, int) and meta.get("host") == host else None
         meta["status"] = derive_status(meta, beat, time.time() if now is None else now, host,
                                        alive, stale_seconds)
+    if "distributed" in meta and stale_seconds is not None:  # one-run job: every rank's state
+        from .ranks import apply
+
+        apply(meta, run_dir, now, stale_seconds)
     meta["dir"] = str(run_dir)
     return meta

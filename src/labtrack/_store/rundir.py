@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import IO, Any, Iterator, NamedTuple
 
 from .._names import check_name, name_to_relpath, relpath_to_name
-from ..errors import LabtrackValueError
+from ..errors import FormatError, LabtrackValueError
 from . import layout
 from .contain import contained, inside, is_contained, real, relpath_in
+from .ranks import rank_numbers
 from .reader import checked_meta, iso_to_unix, read_json, read_jsonl, read_run_meta
 
 # kind -> (folder, suffix): the named things of a run, each a file under its folder.
@@ -170,9 +171,31 @@ class RunDir:
         return v if isinstance(v, dict) else {"value": v}
 
     def summary(self) -> dict[str, Any]:
-        """summary.json: per series last, min, max, mean, count, step, time ({} when none)."""
+        """summary.json: per series last, min, max, mean, count, step, time ({} when none);
+        in a one-run distributed job with the other ranks' series (`rank<N>/<name>`) too."""
         v = self.read_json(layout.SUMMARY_JSON, {})
-        return v if isinstance(v, dict) else {}
+        out = v if isinstance(v, dict) else {}
+        others = [r for r in self.ranks() if r]
+        for r in others:
+            try:
+                part = self.read_json(layout.rank_relpath(r, layout.SUMMARY_JSON), {})
+            except (FormatError, LabtrackValueError):  # torn, edited or leading out: left out
+                continue
+            if isinstance(part, dict):
+                out.update(part)
+        return dict(sorted(out.items())) if others else out
+
+    def ranks(self) -> list[int]:
+        """The ranks of a one-run distributed job that have files under ranks/ ([] for an
+        ordinary run; see docs/distributed.md)."""
+        base = self.path / layout.RANKS_DIR
+        if not base.is_dir() or not is_contained(base, self.real_path):
+            return []
+        return rank_numbers(self.path)
+
+    def console_relpath(self, rank: int = 0) -> str:
+        """Where a rank's console is kept: console.log for rank 0, ranks/<N>/console.log else."""
+        return layout.CONSOLE_LOG if rank == 0 else layout.rank_relpath(rank, layout.CONSOLE_LOG)
 
     def env(self) -> dict[str, Any] | None:
         """env.json, None when not recorded."""
@@ -184,9 +207,10 @@ class RunDir:
         v = self.read_json(layout.OPTIONS_JSON, None)
         return v if isinstance(v, dict) else None
 
-    def console(self) -> str:
-        """What the script printed ("" when nothing was captured)."""
-        return self.read_text(layout.CONSOLE_LOG) or ""
+    def console(self, rank: int = 0) -> str:
+        """What the script printed ("" when nothing was captured); another rank's in a
+        one-run distributed job."""
+        return self.read_text(self.console_relpath(rank)) or ""
 
     def diff(self) -> str | None:
         """The recorded `git diff HEAD`, None when git was not captured."""
