@@ -294,7 +294,8 @@ class _NoRunYet:
         object.__setattr__(self, "_what", what)
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RunStateError(f"wandb.{self._what} is used before wandb.init(); call wandb.init() first")
+        raise RunStateError(f"wandb.{self._what} is used before wandb.init() (or after wandb.finish()); "
+                            "call wandb.init() first")
 
     __getattr__ = __setattr__ = __getitem__ = __setitem__ = _fail
 
@@ -330,12 +331,11 @@ _UNSUPPORTED = {
 def __getattr__(name: str) -> Any:
     """`wandb.run`, `wandb.config`, `wandb.summary` follow the current run; a wandb name
     labtrack does not have raises with what to use instead."""
+    live = _current if _current is not None and not _current._finished else None
     if name == "run":
-        return _current if _current is not None and not _current._finished else None
-    if name == "config":
-        return _current.config if _current is not None else _NoRunYet("config")
-    if name == "summary":
-        return _current.summary if _current is not None else _NoRunYet("summary")
+        return live
+    if name in ("config", "summary"):
+        return getattr(live, name) if live is not None else _NoRunYet(name)
     if name in _UNSUPPORTED:
         raise unsupported(f"wandb.{name}", _UNSUPPORTED[name])
     raise AttributeError(f"labtrack.wandb has no {name!r} (wandb's {name} is not part of the bridge); "
