@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 TRAINING = ("labtrack._run", "labtrack._lifecycle", "labtrack._default", "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
             "labtrack._console", "labtrack._capture", "labtrack._provenance",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
-            "labtrack._remote.backoff", "labtrack._remote.sync")
+            "labtrack._remote.backoff", "labtrack._remote.sync", "labtrack.wandb", "labtrack._bridges")
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",
             "labtrack._rerun", "labtrack.integrations")
 WRITES = {"atomic_write_bytes", "atomic_write_json", "append_bytes"}

@@ -499,7 +499,8 @@ def _record_histogram(run: Any, name: str, value: Histogram, step: int) -> None:
     # Until labtrack.Histogram (pre-binned histograms) is part of this labtrack: the record
     # Run.log_histogram writes, built from the given counts and edges.
     from .._names import check_name
-    from .._store import files, layout
+    from .._store import layout
+    from .._store.files import dumps_line
 
     run._check_open()
     run._claim(layout.HISTOGRAMS_DIR, check_name(name, "histogram name"), (".jsonl",), "histogram name")
@@ -508,6 +509,6 @@ def _record_histogram(run: Any, name: str, value: Histogram, step: int) -> None:
     rec = {"step": _records.check_step(step), "bins": [float(x) for x in value.edges],
            "counts": [int(round(x)) for x in value.counts], "count": int(round(float(value.counts.sum()))),
            "time": round(time.time(), 3)}
-    line = files.dumps_line(rec).encode()
+    line = dumps_line(rec).encode()
     path = layout.histogram_path(run.dir, name)
     run._writer.submit(lambda: run._writer.append(path, line, "histogram record", name), "histogram record", name)
