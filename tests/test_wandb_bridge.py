@@ -593,3 +593,14 @@ def test_labtrack_init_takes_group_and_job_type(tmp_path: Path) -> None:
     meta = json.loads((run.dir / "run.json").read_text())
     assert (meta["group"], meta["job_type"]) == ("g", "eval")
 
+
+
+def test_a_with_block_that_raises_fails_the_run(tmp_path: Path, env: dict[str, str]) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with wandb.init(project="p", _environ=env) as run:
+            wandb.log({"x": 1.0}, commit=False)
+            1 / 0
+    view = book(tmp_path)[run.id]
+    assert view.status == "failed" and view.meta["error"]["type"] == "ZeroDivisionError"
+    assert list(view.scalars("x").index) == [0], "what was gathered for the step is still recorded"
+    assert wandb.run is None
