@@ -61,9 +61,8 @@ class _Barrier:
 
 
 #: Keys of a summary.json entry that the script sets, not the series' statistics
-#: (docs/format.md): "value" (a summary value), and define_metric's "summary", "goal",
-#: "best", "first".
-SUMMARY_EXTRA = ("value", "summary", "goal", "best", "first")
+#: (docs/format.md): "value" (a summary value), and define_metric's "summary" and "goal".
+SUMMARY_EXTRA = ("value", "summary", "goal")
 
 
 class SeriesStats:
