@@ -15,7 +15,8 @@ TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._media", "labtrack
             "labtrack._distributed", "labtrack._ranks",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync",
-            "labtrack.tensorboard", "labtrack._tb_convert")  # the SummaryWriter bridge writes runs
+            "labtrack.tensorboard", "labtrack._tb_convert",  # the SummaryWriter bridge writes runs
+            "labtrack.wandb", "labtrack._bridges")
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",
             "labtrack._rerun", "labtrack.integrations")
 WRITES = {"atomic_write_bytes", "atomic_write_json", "append_bytes"}

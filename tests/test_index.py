@@ -23,7 +23,7 @@ from labtrack._index import Index
 from labtrack.errors import LabtrackValueError, QueryError, RunNotFoundError
 
 ROW_KEYS = {"id", "experiment", "name", "comment", "tags", "status", "started", "ended", "duration",
-            "commit", "dirty", "host", "user", "parent", "params", "metrics", "dir"}
+            "commit", "dirty", "host", "user", "parent", "group", "job_type", "params", "metrics", "dir"}
 
 
 def write_run(root: Path, experiment: str, run_id: str, *, status: str = "finished",

@@ -15,6 +15,8 @@ export interface RunRow {
   commit: string | null;
   dirty: boolean | null;
   host: string | null;
+  group?: string | null;
+  job_type?: string | null;
   params: Record<string, Json>;
   metrics: Record<string, number>;
 }

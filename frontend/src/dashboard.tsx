@@ -110,6 +110,8 @@ export function Dashboard({ route }: { route: Route }) {
           <select value={state.group} data-testid="group" onChange={(e) => setState({ group: (e.target as HTMLSelectElement).value })}>
             <option value="">nothing</option>
             <option value="experiment">experiment</option>
+            <option value="group">group</option>
+            <option value="job_type">job type</option>
             {columns.params.map((c) => (
               <option value={"params." + c} key={c}>{c}</option>
             ))}

@@ -54,6 +54,12 @@ const BASE_COLS: Col[] = [
   },
 ];
 
+// Shown only when a run on screen has one (runs.group, runs.job_type in run.json).
+const GROUP_COLS: Col[] = [
+  { key: "group", title: "group", width: "minmax(70px,0.8fr)", cell: (r) => <span class="ellipsis" title={r.group ?? ""}>{r.group}</span> },
+  { key: "job_type", title: "job type", width: "minmax(60px,0.6fr)", cell: (r) => <span class="ellipsis">{r.job_type}</span> },
+];
+
 function userCol(c: string): Col {
   const [kind, ...rest] = c.split(".");
   const name = rest.join(".");
@@ -76,6 +82,7 @@ function minPx(width: string): number {
 function groupValue(r: RunRow, group: string): string {
   if (!group) return "";
   if (group === "experiment") return r.experiment;
+  if (group === "group" || group === "job_type") return r[group] ?? "—";
   if (group.startsWith("params.")) return fmtValue(r.params[group.slice(7)] ?? "—");
   return "";
 }
@@ -212,7 +219,9 @@ export function RunsTable(props: {
     [],
   );
 
-  const allCols = [...BASE_COLS, ...cols.map(userCol)];
+  const loaded = [...pages.values()].flat();
+  const shownGroupCols = GROUP_COLS.filter((c) => group === c.key || loaded.some((r) => r[c.key as "group" | "job_type"]));
+  const allCols = [...BASE_COLS.slice(0, 3), ...shownGroupCols, ...BASE_COLS.slice(3), ...cols.map(userCol)];
   const template = [group ? "minmax(80px,0.8fr)" : null, "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
   // Below this width the table scrolls sideways instead of squeezing columns to nothing.
   const minWidth = [group ? 80 : 0, 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);

@@ -36,6 +36,8 @@ def init(
     flush_seconds: float | None = None,
     distributed: str | None = None,
     job_id: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -57,6 +59,8 @@ def init(
             (other ranks get a DisabledRun); LABTRACK_DISTRIBUTED. See docs/distributed.md.
         job_id: the id every rank of the job shares, where the launcher gives none
             (LABTRACK_JOB_ID).
+        group, job_type: runs that belong together (the ranks of one job, the folds of a
+            sweep) and what this one does ("train", "eval"); columns of the runs table.
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -77,7 +81,7 @@ def init(
             experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
-            flush_seconds=flush_seconds, _job=job)
+            flush_seconds=flush_seconds, group=group, job_type=job_type, _job=job)
     previous = _lifecycle.swap_default(run)
     if previous is not None and previous is not run and isinstance(previous, Run):
         previous.finish()

@@ -40,7 +40,7 @@ from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundErro
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "note_run", "run_row"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
 #: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS runs (
     maxs TEXT NOT NULL,         -- {metric: max}
     means TEXT NOT NULL,        -- {metric: mean}
     keys TEXT NOT NULL,         -- {"params": [...], "metrics": [...]}: strict JSON for SQLite
+    grp TEXT,                   -- run.json "group" (GROUP is an SQL keyword)
+    job_type TEXT,
     sig TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
@@ -87,7 +89,7 @@ CREATE TABLE IF NOT EXISTS problems (
 );
 """
 _SELECT = ("SELECT relpath, id, experiment, name, comment, tags, status, started, ended, duration, "
-           "git_commit, dirty, host, user_name, parent, pid, {parts}, {stats}, {aggs} FROM runs")
+           "git_commit, dirty, host, user_name, parent, pid, {parts}, {stats}, {aggs}, grp, job_type FROM runs")
 _AGGS = "mins, maxs, means"
 _NO_AGGS = "NULL, NULL, NULL"
 _PARTS = "params, metrics"
@@ -131,6 +133,7 @@ class Hit(Mapping[str, Any]):
                 "tags": json.loads(r[5]), "status": r[6], "started": r[7], "ended": r[8],
                 "duration": r[9], "commit": r[10], "dirty": None if r[11] is None else bool(r[11]),
                 "host": r[12], "user": r[13], "parent": r[14], "pid": r[15], "dir": self.dir,
+                "group": r[22], "job_type": r[23],
             }
             self._light = self._index._live(self.relpath, light, self._now)
         return self._light

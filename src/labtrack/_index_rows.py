@@ -91,7 +91,8 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
         for name, s in summary.items():
             if isinstance(s, dict):
                 stats[name] = {k: s.get(k) for k in ("last", "min", "max", "mean", "count", "step")}
-                metrics[name] = s.get("last")
+                # a summary value the script set (labtrack.wandb's run.summary) wins
+                metrics[name] = s["value"] if "value" in s else s.get("last")
     tags = meta.get("tags")
     started = meta.get("started")
     ended = meta.get("ended")
@@ -111,6 +112,8 @@ def run_row(meta: dict[str, Any], params: Any, summary: Any) -> tuple[dict[str, 
         "host": meta.get("host"),
         "user": meta.get("user"),
         "parent": meta.get("parent"),
+        "group": _text(meta.get("group")),
+        "job_type": _text(meta.get("job_type")),
         "pid": meta.get("pid"),
         "params": flatten_params(params),
         "metrics": metrics,
@@ -181,7 +184,8 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
         row["id"] = rel.rsplit("/", 1)[-1]
-    search = " ".join([row["experiment"], row["name"], row["comment"], row["id"], *row["tags"]]).lower()
+    search = " ".join([row["experiment"], row["name"], row["comment"], row["id"], *row["tags"],
+                       row["group"] or ""]).lower()
     mins, maxs, means = {}, {}, {}
     for n, st in stats.items():
         mins[n], maxs[n], means[n] = st.get("min"), st.get("max"), st.get("mean")
@@ -193,7 +197,8 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
             row["pid"] if isinstance(row["pid"], int) else None, search,
             _dumps(row["params"]), _dumps(row["metrics"]), _dumps(stats),
             _dumps(mins), _dumps(maxs), _dumps(means),
-            json.dumps({"params": list(row["params"]), "metrics": list(stats)}), sig)
+            json.dumps({"params": list(row["params"]), "metrics": list(stats)}),
+            row["group"], row["job_type"], sig)
 
 
 def _text(v: Any) -> str | None:

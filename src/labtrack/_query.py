@@ -15,7 +15,7 @@ Grammar (keywords are case-insensitive)::
     literal    := number | "-" number | 'text' | "text" | true | false | null
     field      := params.<key> | metrics.<name>[:min|max|last|mean]
                 | tags | status | experiment | name | comment | id | host | user
-                | commit | dirty | started | ended | duration | parent
+                | commit | dirty | started | ended | duration | parent | group | job_type
 
 A key or name runs until a space, an operator, a bracket or a comma, so
 `metrics.train/loss<0.1` works; anything else can be quoted: `metrics."val acc":max`.
@@ -41,7 +41,7 @@ __all__ = ["AGGREGATES", "FIELDS", "Where", "compile_where", "metric_stat"]
 #: Fields a where expression may name directly (besides params.<key> and metrics.<name>).
 FIELDS = (
     "id", "experiment", "name", "comment", "tags", "status", "started", "ended",
-    "duration", "commit", "dirty", "host", "user", "parent",
+    "duration", "commit", "dirty", "host", "user", "parent", "group", "job_type",
 )
 #: Statistics of a metric that `metrics.<name>:<agg>` may name.
 AGGREGATES = ("last", "min", "max", "mean")

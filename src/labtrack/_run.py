@@ -116,6 +116,9 @@ class Run(MediaMethods, _LogBase):
         token: str | None = None,
         flush_seconds: float | None = None,
         parent: str | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        run_id: str | None = None,
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
     ) -> None:
@@ -152,7 +155,7 @@ class Run(MediaMethods, _LogBase):
 
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
             raise LabtrackValueError(f"experiment must be a non-empty str, got {experiment!r}")
-        for label, value in (("name", name), ("comment", comment)):
+        for label, value in (("name", name), ("comment", comment), ("group", group), ("job_type", job_type)):
             if value is not None and not isinstance(value, str):
                 raise LabtrackTypeError(f"{label} must be a str, got {type(value).__name__}")
         tag_list = _records.check_tags(tags)
@@ -205,6 +208,7 @@ class Run(MediaMethods, _LogBase):
                 meta["comment"] = comment
             if tags is not None:
                 meta["tags"] = tag_list
+            meta.update({k: v for k, v in (("group", group), ("job_type", job_type)) if v is not None})
             self._meta = meta
         else:
             summary = {}
@@ -212,16 +216,20 @@ class Run(MediaMethods, _LogBase):
             if joins:
                 self.id, self.dir, self._meta = _job.join(self.root, self.experiment, resume)
             else:
-                self.id, self.dir = create.new_run_dir(self.root, self.experiment, now)
+                self.id, self.dir = create.new_run_dir(self.root, self.experiment, now, run_id)
                 self._meta = create.new_meta(
                     run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
                     started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
-                    command=_provenance.command_info())
+                    command=_provenance.command_info(), group=group, job_type=job_type)
                 if _job is not None:
-                    self._meta.update(_job.fields(name, self.experiment))
+                    fields = _job.fields(name, self.experiment)
+                    if group is not None:  # the user's group wins over the job's
+                        fields.pop("group", None)
+                    self._meta.update(fields)
         self._params = params
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
-        for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment)):
+        for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment),
+                             ("group", group), ("job_type", job_type)):
             if value is not None:
                 _records.check_text(value, label)
         for t in tag_list:
@@ -596,6 +604,12 @@ class Run(MediaMethods, _LogBase):
         self._indicators().indicator(name, window=window, histogram=histogram, print=print)
 
     # --- metadata -------------------------------------------------------------------------------
+    def _set_summary(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Merge script-set keys (`_writer.SUMMARY_EXTRA`) into summary.json's entries."""
+        self._check_open()
+        _records.check_text(files.dumps(entries), "summary")
+        self._writer.submit(lambda: self._writer.set_summary(entries), "file", layout.SUMMARY_JSON)
+
     def _update_meta(self, **fields: Any) -> None:
         """Merge keys into run.json and rewrite it atomically."""
         with self._meta_lock:

@@ -60,6 +60,11 @@ class _Barrier:
         self.event = threading.Event()
 
 
+#: Keys of a summary.json entry that the script sets, not the series' statistics
+#: (docs/format.md): "value" (a summary value), and define_metric's "summary" and "goal".
+SUMMARY_EXTRA = ("value", "summary", "goal")
+
+
 class SeriesStats:
     """Running statistics of one series (the summary.json entry)."""
 
@@ -155,9 +160,13 @@ class Writer:
         self._flush_seconds = flush_seconds
         self._heartbeat_seconds = heartbeat_seconds
         self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        entries = {k: v for k, v in (summary or {}).items() if isinstance(v, dict)}
         self._stats: dict[str, SeriesStats] = {
-            k: SeriesStats.from_summary(v) for k, v in (summary or {}).items() if isinstance(v, dict)
-        }
+            k: SeriesStats.from_summary(v) for k, v in entries.items() if "count" in v}
+        # Keys set by the script (`set_summary`: a bridge's summary values), kept on resume.
+        self._extra: dict[str, dict[str, Any]] = {
+            k: {f: v[f] for f in SUMMARY_EXTRA if f in v} for k, v in entries.items()
+            if any(f in v for f in SUMMARY_EXTRA)}
         self._paths: dict[str, Path] = {}
         self._old: list[tuple[dict[str, array[float]], dict[str, int]]] = []
         self._held: dict[Path, _Held] = {}
@@ -306,7 +315,16 @@ class Writer:
                 self._warn_once("hook", f"labtrack: after-flush hook failed: {e}")
 
     def summary(self) -> dict[str, Any]:
-        return {k: s.as_dict() for k, s in sorted(self._stats.items())}
+        out = {k: s.as_dict() for k, s in self._stats.items()}
+        for k, extra in self._extra.items():
+            out[k] = {**out.get(k, {}), **extra}
+        return dict(sorted(out.items()))
+
+    def set_summary(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Merge keys of SUMMARY_EXTRA into summary.json's entries (writer thread only: submit it)."""
+        for k, extra in entries.items():
+            self._extra[k] = {**self._extra.get(k, {}), **extra}
+        self._summary_dirty = True
 
     def _flush_scalars(self) -> None:
         # A Python-path log() call reads the columns dict, then appends: a thread descheduled

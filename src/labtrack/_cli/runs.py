@@ -167,7 +167,7 @@ The --where language (also used by `table` and the dashboard):
   fields      params.<key> (nested keys joined by '.': params.opt.lr),
               metrics.<name> (last value) or metrics.<name>:min|max|mean|last,
               id experiment name comment tags status started ended duration
-              commit dirty host user parent
+              commit dirty host user parent group job_type
   operators   == != < <= > >=   in [..]   not in   and   or   not   ( )
   values      numbers, 'text' or "text", true, false, null
   examples    params.lr < 0.01 and metrics.val/acc:max > 0.9
@@ -188,6 +188,8 @@ A missing value equals only null and is never < or >.
               help='Filter, e.g. \'params.lr < 0.01 and metrics.acc > 0.9 and "cnn" in tags\'.')
 @click.option("-q", "--search", default=None, metavar="TEXT",
               help="Free text matched against experiment, name, comment, tags and id.")
+@click.option("-g", "--group", default=None, metavar="NAME",
+              help="Only runs of this group (init(group=...)); shows the GROUP column.")
 @click.option("-c", "--columns", multiple=True, metavar="COLS",
               help="Extra columns, comma-separated: params.<key>, metrics.<name>[:min|max|mean], host, user ...")
 @click.option("--sort", default="-started", show_default=True,
@@ -195,8 +197,8 @@ A missing value equals only null and is never < or >.
 @click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="Show at most N runs.")
 @_json_option
 def ls_command(root: str | None, experiment: str | None, status: str | None, where: str | None,
-               search: str | None, columns: tuple[str, ...], sort: str, limit: int | None,
-               as_json: bool) -> None:
+               search: str | None, group: str | None, columns: tuple[str, ...], sort: str,
+               limit: int | None, as_json: bool) -> None:
     """List runs, newest first.
 
     Status is derived: a run whose run.json says running but whose process is gone (or whose
@@ -204,6 +206,11 @@ def ls_command(root: str | None, experiment: str | None, status: str | None, whe
     """
     book = _book(root)
     cols = _split_list(columns)
+    if group is not None:
+        quoted = '"' + group.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        where = f"group == {quoted}" + (f" and ({where})" if where else "")
+        if "group" not in cols:
+            cols.append("group")
     book.index.refresh()
     if cols:
         _check_columns(book, cols)

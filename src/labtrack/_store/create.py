@@ -6,18 +6,20 @@ The reader side is `_store/reader.py`; paths are `_store/layout.py`'s.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 from .._names import relpath_to_name
-from ..errors import RunNotFoundError, RunStateError
+from ..errors import LabtrackValueError, RunNotFoundError, RunStateError
 from . import layout
 from .reader import derive_status, pid_alive
 from .rundir import iter_runs
 
 UNTRACKED_TOTAL_CAPS = 20  # untracked files copied in all: at most 20x the per-file cap
 UNTRACKED_TOTAL_FILES = 1000
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def existing_names(run_dir: Path, folder: str) -> list[str]:
@@ -113,8 +115,22 @@ def open_to_resume(root: Path, ref: str, now: float, stale_seconds: float) -> tu
     return run_dir, meta
 
 
-def new_run_dir(root: Path, experiment: str, now: float) -> tuple[str, Path]:
-    """A fresh run id and the directory it will have (not created yet)."""
+def new_run_dir(root: Path, experiment: str, now: float, run_id: str | None = None) -> tuple[str, Path]:
+    """A fresh run id (or `run_id`, checked) and the directory it will have (not created yet).
+
+    Raises:
+        LabtrackValueError: `run_id` is not 1-64 letters, digits, '-' or '_' (leading letter
+            or digit), or a run of that id already exists under `root`.
+    """
+    if run_id is not None:
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+            raise LabtrackValueError(
+                f"run id {run_id!r} is not allowed; use 1-64 letters, digits, '-' or '_', "
+                "starting with a letter or digit")
+        if any(rd.path.name == run_id for rd in iter_runs(root)):
+            raise LabtrackValueError(f"a run {run_id!r} already exists under {root}; resume it "
+                                     f"(resume={run_id!r}) or choose another id")
+        return run_id, layout.run_dir(root, experiment, run_id)
     run_id = layout.new_run_id(now)
     run_dir = layout.run_dir(root, experiment, run_id)
     while run_dir.exists():  # same second, same random suffix: draw again
@@ -125,9 +141,10 @@ def new_run_dir(root: Path, experiment: str, now: float) -> tuple[str, Path]:
 
 def new_meta(*, run_id: str, experiment: str, name: str | None, comment: str | None, tags: list[str],
              started: str, seed: int | None, parent: str | None, user: str | None,
-             command: dict[str, Any]) -> dict[str, Any]:
-    """run.json of a run that starts now (docs/format.md)."""
-    return {
+             command: dict[str, Any], group: str | None = None,
+             job_type: str | None = None) -> dict[str, Any]:
+    """run.json of a run that starts now (docs/format.md); "group" and "job_type" only when given."""
+    meta = {
         "format_version": layout.FORMAT_VERSION,
         "id": run_id,
         "experiment": experiment,
@@ -147,6 +164,8 @@ def new_meta(*, run_id: str, experiment: str, name: str | None, comment: str | N
         "error": None,
         "checkpoints": {"last": None, "best": None, "mode": None, "metric": None},
     }
+    meta.update({k: v for k, v in (("group", group), ("job_type", job_type)) if v is not None})
+    return meta
 
 
 def materialise(run_dir: Path, meta: dict[str, Any], params: Any, *, resumed: bool) -> None:
