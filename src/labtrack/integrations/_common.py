@@ -129,3 +129,32 @@ def scalar(value: Any) -> float | None:
     if isinstance(value, numbers.Real):
         return float(value)
     return None
+
+
+
+class RunOwner:
+    """The `with` form shared by the callbacks: an exception out of the block fails the run.
+
+    A framework that calls no hook when training raises (Keras, the transformers Trainer)
+    cannot tell the run it failed; inside `with callback:` the run learns it. Subclasses
+    keep `_run` (the run), `_own` (made by the callback) and `_finished`.
+    """
+
+    _run: Any = None
+    _own: bool = True
+    _finished: bool = False
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        run = self._run
+        if run is None or not self._own or self._finished:
+            return
+        if exc is None:
+            run.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            run.finish("interrupted", error=exc)
+        else:
+            run.finish("failed", error=exc)
+        self._finished = True

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import LabtrackValueError
-from ._common import make_run, readable, require, scalar
+from ._common import RunOwner, make_run, readable, require, scalar
 
 _tf = require("transformers", "transformers", "labtrack.integrations.transformers")
 
@@ -52,7 +52,7 @@ def metric_name(key: str) -> str:
     return f"train/{key}"
 
 
-class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+class LabtrackCallback(RunOwner, _tf.TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
     """A `transformers.TrainerCallback` that records a Trainer's run to labtrack.
 
     Args:
@@ -64,6 +64,9 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         comment: the run's comment.
         run: an existing labtrack run to log to instead of a new one; it is not finished at
             the end of training (its owner finishes it).
+
+    Used as a context manager (`with cb: trainer.train()`), an exception out of training
+    leaves the run failed (transformers calls no callback when training raises).
         log_checkpoints: how saved checkpoint folders are recorded: "reference" (default;
             the path, not the bytes), "copy" (into the run) or False (not recorded).
         **run_options: more keywords for `labtrack.Run` (seed, capture_git, remote, ...).
@@ -97,7 +100,7 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         if run is not None:
             make_run(run, experiment, name, root, config, tags, comment, run_options)  # checks the mix
         self._args = (experiment, name, root, config, tags, comment, dict(run_options))
-        self.run: Any = run
+        self._run = run
         self._own = run is None
         self._copy = log_checkpoints == "copy"
         self._log_checkpoints = log_checkpoints is not False
@@ -107,6 +110,11 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         self._finished = False
 
     # --- the run ------------------------------------------------------------------------------
+    @property
+    def run(self) -> Any:
+        """The labtrack Run (None until training starts, and on other processes)."""
+        return self._run
+
     def _start(self, args: Any, model: Any) -> Any:
         params: dict[str, Any] = {}
         if args is not None and hasattr(args, "to_dict"):
@@ -115,15 +123,15 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         if model_config is not None and hasattr(model_config, "to_dict"):
             params["model"] = readable(model_config.to_dict())
             params["model"].setdefault("class", type(model).__name__)
-        if self.run is not None and self._finished:  # train() again: the same run goes on
+        if self._run is not None and self._finished:  # train() again: the same run goes on
             from .. import Run
 
-            self.run = Run(resume=self.run.id, root=self.run.root)
+            self._run = Run(resume=self._run.id, root=self._run.root)
             self._finished = False
-        if self.run is not None:
+        if self._run is not None:
             if params:
-                self.run.log_params(params)
-            return self.run
+                self._run.log_params(params)
+            return self._run
         experiment, name, root, config, tags, comment, options = self._args
         if name is None:
             run_name = getattr(args, "run_name", None)
@@ -131,8 +139,8 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
             name = run_name if isinstance(run_name, str) and run_name != getattr(args, "output_dir", None) else None
         extra = readable(dict(config) if isinstance(config, Mapping) else vars(config)) if config is not None else {}
         # Given as the config (not log_params): no 150-line table printed when training starts.
-        self.run = make_run(None, experiment, name, root, {**extra, **params}, tags, comment, options)
-        return self.run
+        self._run = make_run(None, experiment, name, root, {**extra, **params}, tags, comment, options)
+        return self._run
 
     # --- what the Trainer calls -----------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -145,7 +153,7 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         """Record the numbers in `logs` at `state.global_step`."""
         if not state.is_world_process_zero or not logs:
             return
-        run = self.run if self.run is not None else self._start(args, kwargs.get("model"))
+        run = self._run if self._run is not None else self._start(args, kwargs.get("model"))
         step = int(state.global_step)
         values = self._values(logs, step)
         if values:
@@ -161,14 +169,14 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         seen = self._logged[1] if self._logged[0] == step else frozenset()
         rest = {k: v for k, v in metrics.items() if k not in seen}
         if rest:
-            run = self.run if self.run is not None else self._start(args, kwargs.get("model"))
+            run = self._run if self._run is not None else self._start(args, kwargs.get("model"))
             values = self._values(rest, step)
             if values:
                 run.log(values, step=step)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Record the checkpoint folder the Trainer just wrote."""
-        if not state.is_world_process_zero or not self._log_checkpoints or self.run is None:
+        if not state.is_world_process_zero or not self._log_checkpoints or self._run is None:
             return
         step = int(state.global_step)
         folder = Path(args.output_dir) / f"{_CHECKPOINT_PREFIX}-{step}"
@@ -184,23 +192,23 @@ class LabtrackCallback(_tf.TrainerCallback):  # type: ignore[misc]  # transforme
         self._saved[step] = str(folder.absolute())
         keep = {s for s, p in self._saved.items() if os.path.isdir(p)}
         self._saved = {s: p for s, p in self._saved.items() if s in keep}
-        self.run.add_checkpoint_file(folder, step, metric=metric, mode=mode, copy=self._copy, fmt="folder",
+        self._run.add_checkpoint_file(folder, step, metric=metric, mode=mode, copy=self._copy, fmt="folder",
                                      origin="transformers", keep=keep)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Keep the trainer's final state and finish the run (a `run=` passed in is flushed)."""
-        if not state.is_world_process_zero or self.run is None:
+        if not state.is_world_process_zero or self._run is None:
             return
         if hasattr(state, "save_to_json"):
             with tempfile.TemporaryDirectory(prefix="labtrack-") as tmp:
                 path = os.path.join(tmp, "trainer_state.json")
                 state.save_to_json(path)
-                self.run.save_artifact(path, "trainer_state.json")
+                self._run.save_artifact(path, "trainer_state.json")
         if self._own:
-            self.run.finish()
+            self._run.finish()
             self._finished = True
         else:
-            self.run.flush()
+            self._run.flush()
 
     def _values(self, logs: Mapping[str, Any], step: int) -> dict[str, float]:
         values: dict[str, float] = {}
