@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LabtrackTypeError
 from ._common import RunOwner, make_run, readable, require, scalar
@@ -36,7 +36,13 @@ _keras = require("keras", "keras", "labtrack.integrations.keras")
 __all__ = ["LabtrackCallback"]
 
 
-class LabtrackCallback(RunOwner, _keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped here
+if TYPE_CHECKING:
+    _Callback = object
+else:
+    _Callback = _keras.callbacks.Callback
+
+
+class LabtrackCallback(RunOwner, _Callback):
     """A `keras.callbacks.Callback` that records a `fit` to labtrack.
 
     Args:

@@ -35,7 +35,7 @@ import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, cast
 
 from ..errors import LabtrackTypeError, LabtrackValueError
 from ._common import make_run, readable, require, scalar
@@ -50,7 +50,23 @@ else:  # the older package name, same API
     _rank = require("pytorch_lightning.utilities.rank_zero", "lightning", "labtrack.integrations.lightning")
 
 rank_zero_only = _rank.rank_zero_only
-rank_zero_experiment = _logger_mod.rank_zero_experiment
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _rank_zero(fn: _F) -> _F:
+    """Lightning's rank_zero_only, typed: the call does nothing on other ranks."""
+    return cast(_F, rank_zero_only(fn))
+
+
+def _rank_zero_experiment(fn: _F) -> _F:
+    """Lightning's rank_zero_experiment, typed: other ranks get its dummy experiment."""
+    return cast(_F, _logger_mod.rank_zero_experiment(fn))
+
+
+if TYPE_CHECKING:
+    _Logger = object
+else:
+    _Logger = _logger_mod.Logger
 
 __all__ = ["LabtrackLogger"]
 
@@ -60,7 +76,7 @@ _STATUS = {"success": "finished", "finished": "finished", "failed": "failed", "i
 _FOLDER = ("artifacts", "lightning")
 
 
-class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's class is untyped here
+class LabtrackLogger(_Logger):
     """A `lightning.pytorch.loggers.Logger` that records to a labtrack run.
 
     Args:
@@ -117,7 +133,7 @@ class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's c
 
     # --- the run ------------------------------------------------------------------------------
     @property
-    @rank_zero_experiment
+    @_rank_zero_experiment
     def experiment(self) -> Any:
         """The labtrack Run (created on first use; on other ranks Lightning's dummy)."""
         return self._ensure_run()
@@ -166,7 +182,7 @@ class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's c
         return None if self._run is None or rank_zero_only.rank > 0 else Path(self._run.dir)
 
     # --- what Lightning calls -------------------------------------------------------------------
-    @rank_zero_only  # type: ignore[misc]
+    @_rank_zero
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """Record hyperparameters (a dict or Namespace, nested) into params.json.
 
@@ -181,7 +197,7 @@ class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's c
         if values:
             self._ensure_run().log_params(values)
 
-    @rank_zero_only  # type: ignore[misc]
+    @_rank_zero
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics at `step` (Lightning passes the global step); non-numbers are skipped."""
         run = self._ensure_run()
@@ -204,11 +220,11 @@ class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's c
         `logger.experiment.log_text("model", str(model))`.
         """
 
-    @rank_zero_only  # type: ignore[misc]
+    @_rank_zero
     def save(self) -> None:
         """Nothing to do: the run's writer thread writes in the background."""
 
-    @rank_zero_only  # type: ignore[misc]
+    @_rank_zero
     def finalize(self, status: str) -> None:
         """End of fit/validate/test: finish the run with Lightning's status.
 
@@ -227,7 +243,7 @@ class LabtrackLogger(_logger_mod.Logger):  # type: ignore[misc]  # Lightning's c
         self._run.finish(state, error=error if state != "finished" else None)
         self._finished = True
 
-    @rank_zero_only  # type: ignore[misc]
+    @_rank_zero
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Record the file a ModelCheckpoint just saved as the labtrack checkpoint of its step."""
         if self._log_checkpoints is False:

@@ -32,7 +32,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import LabtrackValueError
 from ._common import RunOwner, make_run, readable, require, scalar
@@ -52,7 +52,13 @@ def metric_name(key: str) -> str:
     return f"train/{key}"
 
 
-class LabtrackCallback(RunOwner, _tf.TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+if TYPE_CHECKING:
+    _Callback = object
+else:
+    _Callback = _tf.TrainerCallback
+
+
+class LabtrackCallback(RunOwner, _Callback):
     """A `transformers.TrainerCallback` that records a Trainer's run to labtrack.
 
     Args:
