@@ -139,3 +139,23 @@ def test_names_and_misuse() -> None:
         "train/loss", "eval/loss", "eval/accuracy", "test/f1", "train/learning_rate"]
     with pytest.raises(LabtrackValueError, match="log_checkpoints='yes'"):
         LabtrackCallback(log_checkpoints="yes")  # type: ignore[arg-type]
+
+
+def test_an_exception_in_train_fails_the_run_in_a_with_block(tmp_path: Path) -> None:
+    class Boom(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 3:
+                raise RuntimeError("boom at step 3")
+
+    cb = LabtrackCallback("hf", root=tmp_path / "lt", capture_git=False)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
+                                          disable_tqdm=True, max_steps=6, logging_steps=1,
+                                          per_device_train_batch_size=8, save_strategy="no")
+    trainer = transformers.Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(64, 1), callbacks=[cb, Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        with cb:
+            trainer.train()
+    run = labtrack.open(tmp_path / "lt").runs()[0]
+    assert run.status == "failed" and run.meta["error"]["message"] == "boom at step 3"
+    assert list(run.scalars("train/loss").index) == [1, 2]
+    assert "checkpoints" not in [p.name for p in run.dir.iterdir()]
