@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from labtrack._checkpoints import checkpoint_path, checkpoint_record, load_checkpoint, save_checkpoint
-from labtrack.errors import LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
+from labtrack.errors import FormatError, LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
 
 torch = pytest.importorskip("torch")
 
@@ -248,3 +248,81 @@ def test_with_runs_made_by_the_core(tmp_path: Path) -> None:
     meta = read_run_meta(run.dir)
     assert meta["checkpoints"] == {"last": 10, "best": 10, "mode": "min", "metric": 0.5, "steps": [3, 10]}
     assert meta["status"] == "finished" and meta["name"] == "live"
+
+
+# -- files another tool wrote (add_checkpoint_file) ---------------------------------------
+
+
+def test_a_file_inside_the_run_is_referenced_relatively_and_loads(tmp_path: Path) -> None:
+    from labtrack._checkpoints import add_checkpoint_file
+
+    run_dir = _finished_run(tmp_path)
+    own = run_dir / "artifacts" / "tool" / "last.ckpt"
+    own.parent.mkdir(parents=True)
+    torch.save({"w": torch.ones(2)}, own)
+    path = add_checkpoint_file(run_dir, own, 5, metric=0.4, copy=False, origin="tool")
+    assert path == own.absolute()
+    info = json.loads((run_dir / "checkpoints" / "5" / "checkpoint.json").read_text())
+    assert info["path"] == "artifacts/tool/last.ckpt" and info["file"] is None and info["origin"] == "tool"
+    assert not (run_dir / "checkpoints" / "5" / "last.ckpt").exists()  # no second copy
+    # the run moved elsewhere still finds it (the reference is relative)
+    moved = tmp_path / "moved" / run_dir.name
+    moved.parent.mkdir()
+    run_dir.rename(moved)
+    assert torch.equal(load_checkpoint(moved, "best")["w"], torch.ones(2))
+    assert checkpoint_path(moved, 5) == moved / "artifacts" / "tool" / "last.ckpt"
+    assert _run_json(moved)["checkpoints"]["best"] == 5
+    (moved / "artifacts" / "tool" / "last.ckpt").unlink()
+    with pytest.raises(FormatError, match="no longer exists"):
+        load_checkpoint(moved, 5)
+
+
+def test_a_copied_file_outlives_the_original_and_keep_prunes(tmp_path: Path) -> None:
+    from labtrack._checkpoints import add_checkpoint_file
+
+    run_dir = _finished_run(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for step, metric in ((1, 0.9), (2, 0.5), (3, 0.7)):
+        f = outside / f"step={step}.ckpt"
+        torch.save({"step": step}, f)
+        add_checkpoint_file(run_dir, f, step, metric=metric, keep={step - 1})
+        f.write_bytes(b"rewritten by the tool")  # the copy is not affected
+    record = _run_json(run_dir)["checkpoints"]
+    # keep={2} at step 3: step 1 is dropped, 2 is kept (and is the best anyway)
+    assert record == {"last": 3, "best": 2, "mode": "min", "metric": 0.5, "steps": [2, 3]}
+    assert load_checkpoint(run_dir, "best") == {"step": 2} and load_checkpoint(run_dir, "last") == {"step": 3}
+    assert (outside / "step=1.ckpt").exists()  # the tool's own files are never deleted
+
+
+def test_a_folder_is_referenced_and_loading_it_says_how(tmp_path: Path) -> None:
+    from labtrack._checkpoints import add_checkpoint_file
+
+    run_dir = _finished_run(tmp_path)
+    folder = tmp_path / "out" / "checkpoint-8"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    add_checkpoint_file(run_dir, folder, 8, fmt="folder", copy=False, origin="transformers")
+    assert checkpoint_path(run_dir, "last") == folder
+    with pytest.raises(FormatError, match="is the folder .*checkpoint-8, written by transformers"):
+        load_checkpoint(run_dir, "last")
+    add_checkpoint_file(run_dir, folder, 9, fmt="folder")  # copied: the folder inside
+    assert (run_dir / "checkpoints" / "9" / "checkpoint-8" / "config.json").is_file()
+
+
+def test_add_checkpoint_file_refuses_bad_input(tmp_path: Path) -> None:
+    from labtrack._checkpoints import add_checkpoint_file
+
+    run_dir = _finished_run(tmp_path)
+    with pytest.raises(LabtrackValueError, match="does not exist"):
+        add_checkpoint_file(run_dir, tmp_path / "nope.ckpt", 1)
+    f = tmp_path / "a.ckpt"
+    f.write_bytes(b"x")
+    with pytest.raises(LabtrackValueError, match="format 'zip' is not allowed"):
+        add_checkpoint_file(run_dir, f, 1, fmt="zip")
+    with pytest.raises(LabtrackValueError, match="mode 'best'"):
+        add_checkpoint_file(run_dir, f, 1, mode="best")
+    add_checkpoint_file(run_dir, f, 1, metric=1.0, mode="max", fmt="pickle")
+    with pytest.raises(LabtrackValueError, match="differs from mode 'max'"):
+        add_checkpoint_file(run_dir, f, 2, metric=1.0, mode="min")
+    assert not (run_dir / "checkpoints" / "2").exists()

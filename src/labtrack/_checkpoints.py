@@ -9,6 +9,11 @@ then renamed)::
     checkpoints/<step>/checkpoint.json   {"step", "metric", "mode", "file", "format",
                                           "seq", "saved"}
 
+A checkpoint another tool wrote (Lightning's `.ckpt`, a transformers `checkpoint-N/` folder)
+is registered with :func:`add_checkpoint_file`: copied into `checkpoints/<step>/`, or kept
+where it is and referenced (`"path"` in checkpoint.json: relative to the run directory when
+inside it, else absolute; `"file"` is then null).
+
 The folders are the truth; run.json "checkpoints" is a summary of them
 (`{"last", "best", "mode", "metric", "steps"}`) rewritten after every save so that readers
 (`labtrack show`, the dashboard) need not list the folder.
@@ -31,7 +36,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, SupportsFloat
+from typing import Any, Callable, Collection, SupportsFloat
 
 from .errors import FormatError, LabtrackTypeError, LabtrackValueError, RunNotFoundError, RunStateError
 from ._store import files, layout
@@ -145,6 +150,104 @@ def save_checkpoint(
     return base / str(step) / file_name
 
 
+def add_checkpoint_file(
+    run_dir: Path,
+    source: str | os.PathLike[str],
+    step: int,
+    *,
+    metric: SupportsFloat | None = None,
+    mode: str = "min",
+    copy: bool = True,
+    fmt: str = "torch",
+    keep: Collection[int] | None = None,
+    origin: str | None = None,
+    meta_writer: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Record a checkpoint file or folder another tool wrote as the checkpoint of `step`.
+
+    Args:
+        run_dir: the run directory.
+        source: the file (a Lightning `.ckpt`) or folder (a transformers `checkpoint-N/`).
+        step: a whole number >= 0; the folder name under checkpoints/.
+        metric: the value that ranks checkpoints for "best" (as :func:`save_checkpoint`).
+        mode: "min" or "max".
+        copy: copy `source` into `checkpoints/<step>/` (True), or only reference it (False;
+            the path is relative when `source` is inside the run directory).
+        fmt: what the file holds, for :func:`load_checkpoint`: "torch" (torch.load),
+            "pickle", or "folder" (not loadable here: its path is given instead).
+        keep: when given, the earlier checkpoints to keep (by step); the others are removed
+            (this one and the best are always kept). Referenced files are never deleted.
+        origin: who wrote it ("lightning", "transformers"), kept in checkpoint.json.
+        meta_writer: as :func:`save_checkpoint`.
+
+    Returns:
+        The checkpoint's path: the copy, or `source` itself.
+
+    Raises:
+        LabtrackValueError: `source` does not exist, a bad `mode` or `fmt`, or a mode other
+            than the one the run's earlier checkpoints were ranked by.
+        LabtrackTypeError: `step` or `metric` of the wrong type.
+
+    Example:
+        >>> add_checkpoint_file(run.dir, "ckpts/last.ckpt", 120, metric=0.3, copy=False)
+    """
+    run_dir = Path(run_dir)
+    step = _check_step(step)
+    if mode not in _MODES:
+        raise LabtrackValueError(f"checkpoint mode {mode!r} is not allowed; use 'min' or 'max'")
+    if fmt not in ("torch", "pickle", "folder"):
+        raise LabtrackValueError(f"checkpoint format {fmt!r} is not allowed; use 'torch', 'pickle' or 'folder'")
+    value = _check_metric(metric)
+    src = Path(source).absolute()
+    if not src.exists():
+        raise LabtrackValueError(f"checkpoint {str(src)!r} does not exist; pass the file or folder that was saved")
+    with _LOCK:
+        infos = _scan(run_dir)
+        ranked_mode = _ranked_mode(infos)
+        if value is not None and ranked_mode is not None and ranked_mode != mode:
+            raise LabtrackValueError(
+                f"checkpoint mode {mode!r} differs from mode {ranked_mode!r} of this run's earlier "
+                f"checkpoints; pass mode={ranked_mode!r} (best is ranked one way per run)"
+            )
+        info: dict[str, Any] = {
+            "step": step,
+            "metric": value if value is None or math.isfinite(value) else _NONFINITE_TEXT[repr(value)],
+            "mode": mode if value is not None else None,
+            "file": src.name if copy else None,
+            "format": fmt,
+            "seq": max((int(i.get("seq", 0)) for i in infos.values()), default=0) + 1,
+            "saved": datetime.now(timezone.utc).isoformat(),
+            "source": str(src),
+            "origin": origin,
+        }
+        if not copy:
+            try:
+                info["path"] = src.relative_to(run_dir.absolute()).as_posix()
+            except ValueError:
+                info["path"] = str(src)
+        base = run_dir / CHECKPOINTS_DIR
+
+        def fill(tmp: Path) -> None:
+            if copy and src.is_dir():
+                shutil.copytree(src, tmp / src.name)
+            elif copy:
+                shutil.copyfile(src, tmp / src.name)
+            _write_text(tmp / INFO_FILE, json.dumps(info, indent=2))
+
+        files.replace_folder(base / str(step), fill)
+        infos[step] = info
+        record = _prune(base, infos, None)
+        if keep is not None:
+            doomed = [s for s in record["steps"] if s not in keep and s != step and s != record["best"]]
+            _remove(base, infos, doomed)
+            record = _record(infos)
+        if meta_writer is not None:
+            meta_writer(record)
+        else:
+            _rewrite_run_json(run_dir, record)
+    return base / str(step) / src.name if copy else src
+
+
 def load_checkpoint(
     run_dir: Path,
     which: str | int = "last",
@@ -187,7 +290,15 @@ def load_checkpoint(
     step = _pick(run_dir, infos, which)
     info = infos[step]
     folder = run_dir / CHECKPOINTS_DIR / str(step)
-    path = folder / str(info.get("file", layout.CHECKPOINT_TORCH))
+    path = _target(run_dir, step, info)
+    if info.get("format") == "folder":
+        raise FormatError(
+            f"checkpoint {step} of run {run_dir.name} is the folder {path}, written by "
+            f"{info.get('origin') or 'another tool'}; load it with that tool, e.g. "
+            "AutoModel.from_pretrained(path) for transformers"
+        )
+    if not path.exists():
+        raise FormatError(f"checkpoint {step} of run {run_dir.name} refers to {path}, which no longer exists")
     if info.get("format") == "torch":
         if importlib.util.find_spec("torch") is None:
             raise FormatError(f"{path} was saved with torch.save; install torch to load it (pip install torch)")
@@ -233,7 +344,15 @@ def checkpoint_path(run_dir: Path, which: str | int = "last") -> Path:
     if not infos:
         raise RunStateError(f"run {run_dir.name} has no checkpoints (nothing in {run_dir / CHECKPOINTS_DIR})")
     step = _pick(run_dir, infos, which)
-    return run_dir / CHECKPOINTS_DIR / str(step) / str(infos[step].get("file", layout.CHECKPOINT_TORCH))
+    return _target(run_dir, step, infos[step])
+
+
+def _target(run_dir: Path, step: int, info: dict[str, Any]) -> Path:
+    """The file (or folder) a checkpoint.json stands for: its copy, or the referenced path."""
+    ref = info.get("path")
+    if info.get("file") is None and isinstance(ref, str):
+        return Path(ref) if os.path.isabs(ref) else run_dir / ref
+    return run_dir / CHECKPOINTS_DIR / str(step) / str(info.get("file") or layout.CHECKPOINT_TORCH)
 
 
 # -- RNG states ---------------------------------------------------------------------------
@@ -414,15 +533,18 @@ def _prune(base: Path, infos: dict[int, dict[str, Any]], keep_last: int | None) 
         keep = set(record["steps"][-keep_last:])
         if record["best"] is not None:
             keep.add(record["best"])
-        for step in record["steps"]:
-            if step not in keep:
-                # rename first so a half-deleted folder never looks like a checkpoint
-                doomed = base / f".{step}.{secrets.token_hex(4)}.old"
-                os.replace(base / str(step), doomed)
-                shutil.rmtree(doomed, ignore_errors=True)
-                del infos[step]
+        _remove(base, infos, [step for step in record["steps"] if step not in keep])
         record = _record(infos)
     return record
+
+
+def _remove(base: Path, infos: dict[int, dict[str, Any]], steps: list[int]) -> None:
+    for step in steps:
+        # rename first so a half-deleted folder never looks like a checkpoint
+        doomed = base / f".{step}.{secrets.token_hex(4)}.old"
+        os.replace(base / str(step), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        del infos[step]
 
 
 def _rewrite_run_json(run_dir: Path, record: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ class DisabledRun:
     log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
     log_table = log_command = log_params = store = write = indicator = flush = _noop
     log_audio = log_video = _noop
-    save_checkpoint = save_artifact = save_object = _update_meta = _noop
+    save_checkpoint = add_checkpoint_file = save_artifact = save_object = _update_meta = _noop
 
     def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
         from .errors import LabtrackError

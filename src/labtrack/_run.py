@@ -582,6 +582,21 @@ class Run(MediaMethods, _LogBase):
 
         return load_checkpoint(self.dir, which, **kwargs)
 
+    def add_checkpoint_file(self, path: str | os.PathLike[str], step: int, *, metric: float | None = None,
+                            mode: str = "min", copy: bool = True, **kwargs: Any) -> Path:
+        """Record a checkpoint another tool wrote (a Lightning .ckpt, a transformers folder):
+        copied into checkpoints/<step>/ or referenced where it is (`copy=False`), ranked for
+        "best" by `metric`. More keywords (fmt, keep, origin): `_checkpoints.add_checkpoint_file`.
+
+        Returns:
+            The checkpoint's path (the copy, or `path`).
+        """
+        self._check_open()
+        from ._checkpoints import add_checkpoint_file
+
+        return add_checkpoint_file(self.dir, path, step, metric=metric, mode=mode, copy=copy,
+                                   meta_writer=lambda ck: self._update_meta(checkpoints=ck), **kwargs)
+
     # --- indicators (see labtrack._console.indicators) ------------------------------------------
     def _indicators(self) -> Any:
         if self._indicators_obj is None:
