@@ -25,7 +25,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml hatch_build.py src/labtrack/_ho
 	  if [ -n "$$wheel" ] && $(BIN)/pip install --quiet "$$wheel"; then echo "torch: installed $$wheel"; \
 	  else echo "torch: no usable local wheel in $(TORCH_WHEELS); torch tests will be skipped"; fi
 	@# The bridges only on top of that torch: without it pip would fetch a CUDA torch for lightning.
-	-@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
 	  $(BIN)/pip install --quiet -e '.[bridges]' && echo "bridges: installed lightning, transformers, accelerate, keras"; \
 	  else echo "bridges: no torch, so lightning, transformers and keras are not installed; their tests will be skipped"; fi
 	touch $@
