@@ -18,7 +18,7 @@ import csv
 import io
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -113,9 +113,9 @@ def _cell(series: str, field: str, value: Any) -> Any:
         return str(value)
     try:
         v = _records.coerce_scalar(f"{series}.{field}", value)
-    except _records.MediaValue:
-        raise LabtrackTypeError(f"series {series!r}: {field} is a {type(value).__name__}; a series row "
-                                "holds numbers and text") from None
+    except (_records.MediaValue, LabtrackTypeError):
+        raise LabtrackTypeError(f"series {series!r}: {field} is a {type(value).__name__} "
+                                f"({repr(value)[:40]}); a series row holds numbers, text and None") from None
     if not math.isfinite(v):
         raise LabtrackValueError(f"series {series!r}: {field} is {v}; a series row holds finite numbers "
                                  "(log NaN or inf with run.log)")
@@ -196,7 +196,8 @@ class ExtrasMethods:
     def _extra(self) -> _Extras:
         ex = getattr(self, "_extras", None)
         if ex is None:
-            ex = self._extras = _Extras()
+            ex = _Extras()
+            setattr(self, "_extras", ex)  # Run's slot (this mixin has none of its own)
         return ex
 
     # --- Lab Workbook ---------------------------------------------------------------------------
@@ -364,7 +365,7 @@ class ExtrasMethods:
             ex.enabled_class = None
 
     # --- ML-Logger --------------------------------------------------------------------------------
-    def _print_steps(self, skip: Sequence[str] = ()) -> None:
+    def _print_steps(self, skip: Iterable[str] = ()) -> None:
         """Turn on the per-step table (init(print_steps=True, print_skip=...))."""
         from ._console.steps import StepPrinter, check_skip
 
@@ -422,7 +423,7 @@ def _dropping_class(cls: type) -> type:
 
 def _stepping_log(self: Any, values: Mapping[str, Any], step: int | None = None, *,
                   time: float | None = None) -> None:
-    parent = super(_Stepping, self)
+    parent: Any = super(_Stepping, self)
     if time is None:
         parent.log(values, step)
     else:
