@@ -430,7 +430,8 @@ def _stepping_log(self: Any, values: Mapping[str, Any], step: int | None = None,
         parent.log(values, step, time=time)
     printer = self._extras.printer
     if printer is not None and isinstance(values, Mapping):
-        printer.observe(self._next_step - 1, values)
+        # the step this call logged at (another thread may have moved _next_step since)
+        printer.observe(step if type(step) is int else self._next_step - 1, values)
 
 
 def _stepping_finish(self: Any, status: str = "finished", *, error: BaseException | None = None) -> None:
