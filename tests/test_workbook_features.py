@@ -354,3 +354,26 @@ def test_finish_returns_promptly_when_the_server_was_never_reached(tmp_path: Pat
     lines = (remote.dir / "scalars" / "loss.csv").read_text().splitlines()
     assert len(lines) == 201 and lines[-1].startswith("199,199.0,")
     assert remote.status == "finished"
+
+
+def test_series_log_rows_reach_a_real_server_as_appends(tmp_path: Path) -> None:
+    """Lab Workbook's series in one place for the team: a run with remote= replicates
+    series/<name>.csv like the other append-only series (byte for byte)."""
+    from labtrack._remote.upload import is_append_only
+    from tests.test_remote_e2e import Server
+
+    assert is_append_only("series/Training%20loss.csv")
+    srv = Server(tmp_path / "server-root", _free_port(), tmp_path / "serve.log")
+    srv.start()
+    try:
+        run = labtrack.Run("team", root=tmp_path / "local", capture_git=False, capture_console=False,
+                           remote=srv.url, _environ={})
+        log = run.series_log("Training loss", ["epoch", "loss"])
+        for i in range(50):
+            log(epoch=i / 10, loss=1.0 / (i + 1))
+        run.finish()
+        local = (run.dir / "series" / "Training%20loss.csv").read_bytes()
+        remote = srv.root / "team" / run.id / "series" / "Training%20loss.csv"
+        assert remote.read_bytes() == local and local.count(b"\n") == 51
+    finally:
+        srv.kill()
