@@ -245,14 +245,15 @@ def test_media_text_histograms_markdown_tables(book: Book) -> None:
 def test_meld(book: Book) -> None:
     base, small = book["mnist/base"], book["mnist/small"]
     frame = book.meld([base, small.id], "acc")
-    assert list(frame.columns) == [base.id, small.id]
+    assert list(frame.columns) == ["base", "small"]  # by run name (issue 14: Lab Workbook's meld)
     assert list(frame.index) == list(range(10))
-    assert math.isnan(frame.loc[1, small.id]) and frame.loc[2, small.id] == pytest.approx(0.6)
+    assert math.isnan(frame.loc[1, "small"]) and frame.loc[2, "small"] == pytest.approx(0.6)
     labelled = book.meld({"mnist/base": "lr=0.1", "mnist/small": "lr=0.01"}, "acc")
     assert list(labelled.columns) == ["lr=0.1", "lr=0.01"]
     times = book.meld([base], "acc", column="time")
-    assert (times[base.id] > 1e9).all()
-    with_missing = book.meld([base, "cifar/base"], "acc")
+    assert (times["base"] > 1e9).all()
+    with_missing = book.meld([base, "cifar/base"], "acc")  # two runs named base: their ids
+    assert list(with_missing.columns) == [base.id, book["cifar/base"].id]
     assert with_missing[book["cifar/base"].id].isna().all()
     with pytest.raises(LabtrackValueError, match="none of the runs has a series 'nope'"):
         book.meld([base, small], "nope")

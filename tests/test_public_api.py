@@ -15,7 +15,7 @@ import labtrack.errors
 from conftest import SRC, child_env
 
 EXPECTED = {
-    "Audio", "Book", "DisabledRun", "Histogram", "Html", "Image", "ReadOnlyBook", "RemoteBook", "Run",
+    "Audio", "Book", "Color", "DisabledRun", "Histogram", "Html", "Image", "ReadOnlyBook", "RemoteBook", "Run",
     "RunView", "Table", "Video", "__version__", "log_audio", "log_video",
     "current_run", "delayed_interrupt", "eprintln", "errors",
     "finish", "flush", "init", "log", "log_command", "log_figure", "log_histogram", "log_image",

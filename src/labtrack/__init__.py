@@ -14,6 +14,7 @@ import typing as _typing
 
 from . import errors
 from ._book import Book, ReadOnlyBook, RunView
+from ._console.steps import Color
 from ._console import delayed_interrupt, loop, print_step, progress, section, spinner, table
 from ._remote.book import RemoteBook
 from ._disabled import DisabledRun
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Audio",
     "Book",
+    "Color",
     "DisabledRun",
     "Histogram",
     "Html",

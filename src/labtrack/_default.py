@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, Iterable
 
@@ -38,6 +39,8 @@ def init(
     job_id: str | None = None,
     group: str | None = None,
     job_type: str | None = None,
+    print_steps: bool | None = None,
+    print_skip: Iterable[str] | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -61,6 +64,9 @@ def init(
             (LABTRACK_JOB_ID).
         group, job_type: runs that belong together (the ranks of one job, the folds of a
             sweep) and what this one does ("train", "eval"); columns of the runs table.
+        print_steps: print a box table of each step's values when the step changes
+            (ML-Logger; LABTRACK_PRINT_STEPS); `labtrack.Color` values style their cell.
+        print_skip: glob patterns of keys left out of that table ("*/hist", "lr").
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -82,6 +88,10 @@ def init(
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
             flush_seconds=flush_seconds, group=group, job_type=job_type, _job=job)
+        if _settings.get("print_steps", print_steps):
+            run._print_steps(print_skip or ())
+    global _made_default
+    _made_default = True
     previous = _lifecycle.swap_default(run)
     if previous is not None and previous is not run and isinstance(previous, Run):
         previous.finish()
@@ -93,10 +103,25 @@ def current_run() -> Run | DisabledRun | None:
     return _lifecycle.default_run()
 
 
+# ML-Logger's zero config: the first `labtrack.log` & co. of a process that never called
+# init() starts a default run itself, once (a run finished later is not replaced silently).
+_made_default = False
+_zero_config_lock = threading.Lock()
+
+
 def _default() -> Run | DisabledRun:
     run = _lifecycle.default_run()
     if run is None:
-        raise RunStateError("no run: call labtrack.init() first (or use the run object it returns)")
+        with _zero_config_lock:  # two threads logging first: one run
+            run = _lifecycle.default_run()
+            if run is None and not _made_default:
+                run = init()
+                if isinstance(run, Run):
+                    print(f"labtrack: no init() call, so logging to a new run {run.experiment}/{run.id} "
+                          f"in {run.dir}", file=sys.stderr)
+        if run is None:
+            raise RunStateError("no run: the default run is finished; call labtrack.init() for a new "
+                                "one (or use the run object it returns)")
     return run
 
 

@@ -45,6 +45,12 @@ class DisabledRun:
     log_table = log_command = log_params = store = write = indicator = flush = _noop
     log_audio = log_video = _noop
     save_checkpoint = add_checkpoint_file = save_artifact = save_object = _update_meta = _noop
+    save_json = save_model = log_summary = disable = enable = _noop
+    enabled = False
+
+    def series_log(self, name: str, fields: Any) -> Any:
+        """A series that drops its rows (this run records nothing)."""
+        return self._noop
 
     def load_checkpoint(self, which: str | int = "last", **kwargs: Any) -> Any:
         from .errors import LabtrackError

@@ -67,6 +67,8 @@ def coerce_scalar(key: str, value: Any) -> float:
         return float(value)
     elif getattr(t, "_labtrack_media_", False):
         raise MediaValue(key)  # Run.log catches it and logs the dict as a mixed one
+    elif getattr(t, "_labtrack_scalar_", False):  # labtrack.Color: the plain number is recorded
+        return coerce_scalar(key, value.value)
     raise LabtrackTypeError(f"value of {key!r} is a {t.__name__} ({_short_repr(value)}); {_SCALAR_HELP}")
 
 

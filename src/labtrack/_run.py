@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from . import _lifecycle, _records, _settings
 from ._names import NameSpace, check_name, slug
+from ._run_extras import ExtrasMethods
 from ._run_media import MediaMethods
 from ._store import create, files, layout
 from ._store.reader import read_json
@@ -78,7 +79,7 @@ class _FinishedColumns(dict):  # type: ignore[type-arg]
         self.refuse()
 
 
-class Run(MediaMethods, _LogBase):
+class Run(MediaMethods, ExtrasMethods, _LogBase):
     """One run: a directory under the root, a writer thread, and the logging calls.
 
     Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
@@ -96,7 +97,7 @@ class Run(MediaMethods, _LogBase):
     __slots__ = ("root", "dir", "id", "experiment", "_cfg", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
-                 "_params", "_writer", "_job", "__weakref__")
+                 "_params", "_writer", "_job", "_extras", "__weakref__")
 
     def __init__(
         self,
@@ -542,7 +543,9 @@ class Run(MediaMethods, _LogBase):
         """
         self._check_open()
         check_name(name, "object name")
-        suffix, data = _records.object_to_bytes(name, obj)
+        from ._checkpoints import _unwrap  # DataParallel/DDP -> .module, as save_checkpoint does
+
+        suffix, data = _records.object_to_bytes(name, _unwrap(obj))
         dst = layout.artifact_path(self.dir, name + suffix)
         files.atomic_write_bytes(dst, data)
         return dst
@@ -736,9 +739,7 @@ class Run(MediaMethods, _LogBase):
             warnings.warn(f"labtrack: run {self.id} {said}{status_lost}", RuntimeWarning, stacklevel=2)
         if self._shipper is not None:
             if not self._shipper.close(self._sync_timeout):
-                print(f"labtrack: run {self.id} is not yet fully on the server; upload the rest with: "
-                      f"labtrack sync {self.id} --root {self.root} --remote {self._shipper.url}",
-                      file=sys.stderr)
+                print(self._shipper.left_behind(self.id, self.root), file=sys.stderr)
         _lifecycle.forget_default(self)
         if cut is not None:
             raise cut

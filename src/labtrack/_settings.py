@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "everything logged more than this long before is on disk."),
     Setting("disabled", "LABTRACK_DISABLED", False, _parse_bool, "bool",
             "Make init() return a run that records nothing (for ranks other than 0)."),
+    Setting("print_steps", "LABTRACK_PRINT_STEPS", False, _parse_bool, "bool",
+            "Print a box table of each step's logged values when the step changes "
+            "(ML-Logger's per-step table; init(print_steps=...), keys silenced with print_skip)."),
     Setting("heartbeat_seconds", "LABTRACK_HEARTBEAT_SECONDS", 5.0, _parse_positive_float, "float",
             "How often a live run touches its heartbeat file."),
     Setting("stale_seconds", "LABTRACK_STALE_SECONDS", 30.0, _parse_positive_float, "float",

@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar, Union, overload
 
 from .._store import scalars
 from .._store.rundir import find_runs
@@ -200,12 +201,23 @@ class ReadOnlyBook:
 
     # -- one run
 
-    def __getitem__(self, ref: RunRef) -> RunView:
-        """A run by full id, unique id prefix, or `experiment/name`.
+    @overload
+    def __getitem__(self, ref: RunRef) -> RunView: ...
+    @overload
+    def __getitem__(self, ref: slice) -> RunList: ...
+    def __getitem__(self, ref: RunRef | slice) -> RunView | RunList:
+        """A run by full id, unique id prefix, or `experiment/name`; or, for a slice, the runs
+        by start time (Lab Workbook's `book[:]`): `book[:]` is every run, `book[a:b]` the runs
+        started at or after `a` and before `b`, oldest first. `a` and `b` are datetimes or ISO
+        8601 strings ("2026-11-21", "2026-11-21T14:15"); without a UTC offset they are UTC,
+        as run ids are.
 
         Raises:
             RunNotFoundError: nothing matches, or several runs do (the message lists them).
+            LabtrackValueError: a slice with a step, or a bound that is not a time.
         """
+        if isinstance(ref, slice):
+            return self._by_start(ref)
         if isinstance(ref, RunView):
             return ref
         if not isinstance(ref, str):
@@ -234,6 +246,14 @@ class ReadOnlyBook:
         raise RunNotFoundError(
             f"{ref!r} matches {len(found)} runs; give more of the id: "
             + ", ".join(_label(r) for r in found[:10]) + (" ..." if len(found) > 10 else ""))
+
+    def _by_start(self, span: slice) -> RunList:
+        if span.step is not None:
+            raise LabtrackValueError(f"book[a:b] takes start times, without a step; got step {span.step!r}")
+        lo, hi = _utc(span.start, "start"), _utc(span.stop, "stop")
+        views = [v for v in self.runs(sort="started")
+                 if _in_span(_utc(v.started, "started") if v.started else None, lo, hi)]
+        return RunList(views, len(views), self.index)
 
     def get(self, ref: RunRef, default: Any = None) -> Any:
         """Like `book[ref]`, but `default` when nothing matches or the reference is ambiguous."""
@@ -276,7 +296,8 @@ class ReadOnlyBook:
         """One series from many runs side by side: one column per run, indexed by step.
 
         Args:
-            runs: run references (columns named by id), or `{ref: label}`.
+            runs: run references (columns named by run name, or by id where names repeat),
+                or `{ref: label}`.
             name: the series, e.g. "val/acc".
             column: "value" or "time".
 
@@ -296,7 +317,10 @@ class ReadOnlyBook:
         if isinstance(runs, Mapping):
             labelled = [(self[r], str(label)) for r, label in runs.items()]
         else:
-            labelled = [(v, v.id) for v in self.resolve(runs)]
+            views = self.resolve(runs)
+            names = [v.name for v in views]
+            # Lab Workbook's meld: columns named after the runs; where a name repeats, the id.
+            labelled = [(v, n if n and names.count(n) == 1 else v.id) for v, n in zip(views, names)]
         labels = [lab for _, lab in labelled]
         if len(set(labels)) != len(labels):
             raise LabtrackValueError(f"meld labels must be unique, got {labels}")
@@ -490,3 +514,25 @@ def _varying_params(rows: list[dict[str, Any]]) -> list[str]:
         return keys
     varying = [k for k in keys if len({_hashable(r["params"].get(k, ...)) for r in rows}) > 1]
     return varying or keys
+
+
+def _utc(value: Any, what: str) -> datetime | None:
+    """A slice bound or a start time as an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise LabtrackValueError(f"book[a:b]: {what} {value!r} is not an ISO 8601 time such as "
+                                     "'2026-11-21' or '2026-11-21T14:15:00'") from None
+    if not isinstance(value, datetime):
+        raise LabtrackValueError(f"book[a:b]: {what} must be a datetime or an ISO 8601 str, got "
+                                 f"{type(value).__name__} {value!r}")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _in_span(t: datetime | None, lo: datetime | None, hi: datetime | None) -> bool:
+    if t is None:
+        return lo is None and hi is None
+    return (lo is None or t >= lo) and (hi is None or t < hi)

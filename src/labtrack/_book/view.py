@@ -465,7 +465,8 @@ class RunView:
         check_name(key, "file name")
         escaped = name_to_relpath(key)
         arts = layout.ARTIFACTS_DIR
-        for rel in (key, escaped, f"{arts}/{key}", f"{arts}/{escaped}"):
+        series = layout.SERIES_DIR
+        for rel in (key, escaped, f"{arts}/{key}", f"{arts}/{escaped}", f"{series}/{escaped}"):
             if os.path.lexists(self.dir / rel):
                 return Path(real(self.run.file(rel, "file name")))
         # A saved object's name without its suffix: "vocab" -> artifacts/vocab.pkl
@@ -485,7 +486,8 @@ class RunView:
 
     def __getitem__(self, key: str) -> Any:
         """Load a file of the run by its type: `run["params.json"]` -> dict,
-        `run["predictions.csv"]` -> DataFrame, `run["vocab"]` -> the object saved with
+        `run["predictions.csv"]` -> DataFrame, a `series_log` series (`run["Training loss.csv"]`)
+        -> DataFrame indexed by its first field with `Date` parsed (UTC), `run["vocab"]` -> the object saved with
         `save_object("vocab", ...)`, an image -> PIL image, a folder -> its Path.
 
         `.pkl` and `.pt` files are unpickled: load only runs you trust.
@@ -497,6 +499,8 @@ class RunView:
         p = self.path(key)
         if p.is_dir():
             return p
+        if p.suffix == ".csv" and _is_series(p, self.dir):
+            return _read_series(p)
         return load_by_suffix(p)
 
     def __contains__(self, key: object) -> bool:
@@ -533,3 +537,30 @@ def _listing(names: list[str], limit: int = 20) -> str:
         return "none"
     shown = ", ".join(names[:limit])
     return shown + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _is_series(path: Path, run_dir: Path) -> bool:
+    """Whether `path` is a `series_log` file (series/<name>.csv) of the run at `run_dir`."""
+    try:
+        rel = path.relative_to(Path(real(run_dir)))
+    except ValueError:
+        return False
+    return rel.parts[:1] == (layout.SERIES_DIR,)
+
+
+def _read_series(path: Path) -> pd.DataFrame:
+    """A `series_log` CSV as a DataFrame: indexed by its first field, `Date` parsed (UTC);
+    a trailing partial line (the run is still writing) is left out."""
+    import io
+
+    import pandas as pd
+
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    frame = pd.read_csv(io.BytesIO(data))
+    if layout.SERIES_DATE in frame.columns:
+        frame[layout.SERIES_DATE] = pd.to_datetime(frame[layout.SERIES_DATE], utc=True, format="ISO8601")
+    if len(frame.columns) > 1:
+        frame = frame.set_index(frame.columns[0])
+    return frame

@@ -247,27 +247,89 @@ def _iterate_loop(it: Iterator[T], total: int | None, name: str, every: int) -> 
         display.pop(frame)
 
 
+class ManualProgress:
+    """A progress display moved by hand (Lavd's manual progress bar): `update(n)` after each
+    piece of work. Made by `labtrack.progress(total=..., name=...)` without an iterable; a
+    context manager, or `start()` / `close()`.
+
+    Example:
+        >>> with labtrack.progress(total=100, name="Manual") as bar:
+        ...     bar.update(4)
+    """
+
+    __slots__ = ("_frame", "name", "total", "n")
+
+    def __init__(self, total: int | None, name: str) -> None:
+        self._frame: Frame | None = None
+        self.name = name
+        self.total = total
+        self.n = 0  # the count so far
+
+    def start(self) -> ManualProgress:
+        """Show the bar (once)."""
+        if self._frame is None:
+            frame = Frame(PROGRESS, self.name, self.total)
+            frame.n = self.n
+            DISPLAY.push(frame)
+            self._frame = frame
+        return self
+
+    def update(self, n: int = 1) -> None:
+        """Advance by `n` items (starting the bar if it is not shown yet).
+
+        Raises:
+            LabtrackValueError: `n` is not a whole number >= 0.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise LabtrackValueError(f"progress update({n!r}): n must be a whole number >= 0")
+        if self._frame is None:
+            self.start()
+        self.n += n
+        if self._frame is not None:
+            self._frame.n = self.n
+
+    def close(self) -> None:
+        """Clear the bar (idempotent)."""
+        if self._frame is not None:
+            DISPLAY.pop(self._frame)
+            self._frame = None
+
+    def __enter__(self) -> ManualProgress:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<labtrack.progress {self.name!r} {self.n}/{self.total if self.total is not None else '?'}>"
+
+
+@overload
+def progress(iterable: None = None, *, total: int | None = None,
+             name: str = "progress") -> ManualProgress: ...
 @overload
 def progress(iterable: int, *, total: int | None = None,
              name: str = "progress") -> Iterator[int]: ...
 @overload
 def progress(iterable: Iterable[T], *, total: int | None = None,
              name: str = "progress") -> Iterator[T]: ...
-def progress(iterable: Iterable[T] | int, *, total: int | None = None,
-             name: str = "progress") -> Iterator[T] | Iterator[int]:
-    """Iterate with an inner progress display that is cleared when done.
+def progress(iterable: Iterable[T] | int | None = None, *, total: int | None = None,
+             name: str = "progress") -> Iterator[T] | Iterator[int] | ManualProgress:
+    """Iterate with an inner progress display that is cleared when done; without an
+    iterable, a bar moved by hand (`bar.update(n)`; Lavd's manual progress bar).
 
     Inside `labtrack.loop` it shows as `name 45/100` on the loop's line; on its own it shows a
     bar with ETA on a terminal. Nothing is printed when the output is not a terminal, and
     nothing is recorded.
 
     Args:
-        iterable: any iterable, or an int n for `range(n)`.
-        total: the number of items when `len(iterable)` does not tell.
+        iterable: any iterable, or an int n for `range(n)`; None for a manual bar.
+        total: the number of items when `len(iterable)` does not tell (a manual bar's end).
         name: the label shown before the count.
 
     Returns:
-        An iterator over the items of `iterable`.
+        An iterator over the items of `iterable`, or a :class:`ManualProgress`.
 
     Raises:
         LabtrackTypeError: `iterable` cannot be iterated.
@@ -276,7 +338,12 @@ def progress(iterable: Iterable[T] | int, *, total: int | None = None,
     Example:
         >>> for batch in labtrack.progress(loader, name="valid"):
         ...     evaluate(batch)
+        >>> with labtrack.progress(total=100, name="Manual") as bar:
+        ...     bar.update(4)
     """
+    if iterable is None:
+        _, n_total, label = _prepare((), total, name, "progress")
+        return ManualProgress(total, label)
     it, n_total, label = _prepare(iterable, total, name, "progress")
     return _iterate_progress(it, n_total, label)
 
@@ -298,6 +365,7 @@ class spinner:  # noqa: N801 - used like a function: `with labtrack.spinner("Loa
     """Show an animated spinner with `text` while the block runs (cleared when done).
 
     Without a terminal the text is printed once, as a plain line, when the block starts.
+    Also an object with `start()` and `stop()` (Lavd's spinner).
 
     Args:
         text: what is happening, such as "Loading...".
@@ -308,6 +376,7 @@ class spinner:  # noqa: N801 - used like a function: `with labtrack.spinner("Loa
     Example:
         >>> with labtrack.spinner("Downloading weights..."):
         ...     fetch()
+        >>> sp = labtrack.spinner("Loading"); sp.start(); load(); sp.stop()
     """
 
     __slots__ = ("_text", "_frame")
@@ -339,3 +408,13 @@ class spinner:  # noqa: N801 - used like a function: `with labtrack.spinner("Loa
         if self._frame is not None:
             DISPLAY.pop(self._frame)
             self._frame = None
+
+    def start(self) -> spinner:
+        """Show the spinner until :meth:`stop` (the same as entering the `with` block)."""
+        if self._frame is None:
+            self.__enter__()
+        return self
+
+    def stop(self) -> None:
+        """Clear the spinner (idempotent)."""
+        self.__exit__(None, None, None)

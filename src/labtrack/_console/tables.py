@@ -126,12 +126,15 @@ def print_params(params: Mapping[str, Any]) -> None:
     DISPLAY.keep(t)
 
 
-def print_step(step: int, values: Mapping[str, Any]) -> None:
+def print_step(step: int, values: Mapping[str, Any], *,
+               styles: Mapping[str, tuple[str, str | None]] | None = None) -> None:
     """Print one step's values as a box-drawn two-column table (ML-Logger's per-step table).
 
     Args:
         step: the step, shown in the first row.
         values: name -> value; numbers are formatted, None shows as `-`.
+        styles: name -> (rich colour, `str.format` pattern or None), as `labtrack.Color`
+            gives them (`init(print_steps=True)`).
 
     Raises:
         LabtrackTypeError: `step` is not an int or `values` is not a mapping.
@@ -154,6 +157,19 @@ def print_step(step: int, values: Mapping[str, Any]) -> None:
     t = _new_table()
     t.add_column("step", style="cyan")
     t.add_column(format_count(step), justify="right")
+    styles = styles or {}
     for key, value in flatten(values).items():
-        t.add_row(str(key), format_cell(value))
+        color, fmt = styles.get(str(key), (None, None))
+        cell = format_cell(value)
+        if fmt is not None:
+            try:
+                cell = fmt.format(value)
+            except (ValueError, TypeError, IndexError, KeyError):
+                pass  # a pattern that does not fit this value: the usual format
+        if color is not None:
+            from rich.text import Text
+
+            t.add_row(Text(str(key), style=color), Text(cell, style=color))
+        else:
+            t.add_row(str(key), cell)
     DISPLAY.keep(t)

@@ -87,6 +87,7 @@ class Shipper:
         self._delivered = False
         self._warned: set[str] = set()
         self._failing = False
+        self._unreached = False  # closing, and the server never answered once: stop at once
         self._thread: threading.Thread | None = None
         self._uploader: RunUploader | None = None
         self.rounds = 0
@@ -126,6 +127,19 @@ class Shipper:
         self._thread.join(max(0.0, self._deadline - time.monotonic()))
         return self._delivered
 
+    @property
+    def never_reached(self) -> bool:
+        """True when no round ever reached the server (finish did not wait for it)."""
+        return self.rounds == 0 and self.failures > 0 and self.bytes_sent == 0
+
+    def left_behind(self, run_id: str, root: Path) -> str:
+        """The one console line for a run that is not (fully) on the server at finish."""
+        sync = f"labtrack sync {run_id} --root {root} --remote {self.url}"
+        if self.never_reached:
+            return (f"labtrack: the logging server at {self.url} was never reached; run {run_id} is "
+                    f"complete locally in {self.run_dir}; upload it later with: {sync}")
+        return f"labtrack: run {run_id} is not yet fully on the server; upload the rest with: {sync}"
+
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
@@ -158,6 +172,12 @@ class Shipper:
             try:
                 result = up.round(ROUND_BYTES, full=closing)
             except (Unavailable, Refused, VersionMismatch) as e:
+                if closing and self.rounds == 0 and self.bytes_sent == 0 and isinstance(e, Unavailable):
+                    # Never reached, and this last try at finish failed too: waiting out the
+                    # sync timeout would only delay the script; the run is whole on disk.
+                    self.failures += 1
+                    self._unreached = True
+                    return
                 self._failed(up, e)
                 continue
             except Exception as e:  # noqa: BLE001 - a background failure must not kill the run

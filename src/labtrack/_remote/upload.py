@@ -3,7 +3,7 @@
 The local run directory is the spool. Each :meth:`RunUploader.round` compares it with what
 the server is known to hold and sends the difference, at most about `budget` bytes:
 
-* append-only files (``scalars/**.csv``, ``text/**.jsonl``, ``histograms/**.jsonl``,
+* append-only files (``scalars/**.csv``, ``series/**.csv``, ``text/**.jsonl``, ``histograms/**.jsonl``,
   ``media.jsonl``, ``console.log``) as ``(path, offset, bytes)`` from the server's size, whole
   lines only; the server appends only at its current size and otherwise answers 409 with its
   size, from which the next round resumes. What the server holds is therefore always a
@@ -35,6 +35,7 @@ from .wire import Op, Refused, ServerInfo, WireClient
 APPEND_TOP = frozenset({layout.CONSOLE_LOG, layout.MEDIA_JSONL})
 # The record folders whose files only grow (docs/format.md): folder -> suffix.
 _APPEND_DIRS = {KINDS[k][0]: KINDS[k][1] for k in ("scalars", "text", "histograms")}
+_APPEND_DIRS[layout.SERIES_DIR] = ".csv"  # run.series_log rows (Lab Workbook)
 STREAM_CHUNK = 1 << 20
 MEDIA_JSONL = layout.MEDIA_JSONL
 _MEDIA_PREFIX = layout.MEDIA_DIR + "/"

@@ -36,8 +36,15 @@ CHECKPOINT_RNG = "rng.json"
 CHECKPOINT_TORCH = "checkpoint.pt"
 CHECKPOINT_PICKLE = "checkpoint.pkl"
 MEDIA_DIR = "media"
+# Lab Workbook's CSV time series (`run.series_log`): series/<name>.csv, named columns + Date.
+SERIES_DIR = "series"
+SERIES_DATE = "Date"  # the column every series row ends with: its UTC ISO time
+# `run.save_model`: artifacts/models/<step>/model.pt (state dict) and grads.pt (gradients).
+MODELS_DIR = "artifacts/models"
+# `run.log_summary`: Lavd's summary document, kept with the run's markdown documents.
+SUMMARY_MD = "summary"
 # The folders whose files are named after logged names (docs/format.md).
-NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR)
+NAMED_DIRS = (SCALARS_DIR, TEXT_DIR, HISTOGRAMS_DIR, MARKDOWN_DIR, TABLES_DIR, MEDIA_DIR, SERIES_DIR)
 # One-run distributed jobs (docs/distributed.md): ranks/<N>/ holds rank N's status.json and,
 # for N > 0, its heartbeat, console.log and summary.json; rank N's series are `rank<N>/<name>`.
 RANKS_DIR = "ranks"
@@ -90,6 +97,15 @@ def markdown_path(run: Path, name: str) -> Path:
 
 def table_path(run: Path, name: str) -> Path:
     return run / "tables" / name_to_relpath(name, ".csv")
+
+
+def series_path(run: Path, name: str) -> Path:
+    return run / SERIES_DIR / name_to_relpath(name, ".csv")
+
+
+def model_path(run: Path, step: int, name: str) -> Path:
+    """`artifacts/models/<step>/<name>.pt` (`run.save_model`)."""
+    return run / MODELS_DIR / str(step) / (name + ".pt")
 
 
 def media_relpath(step: int, name: str, suffix: str) -> str:
