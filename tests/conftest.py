@@ -19,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[Callable[..., labtrack.Run]]:
-    """`make_run(**kwargs)`: a Run under tmp_path/root with no git/console capture, finished at teardown."""
+    """`make_run(**kwargs)`: a Run under tmp_path/root with no git/console capture and no system
+    sampler (tests/test_system.py asks for it), finished at teardown."""
     runs: list[labtrack.Run] = []
 
     def make(**kwargs: Any) -> labtrack.Run:
@@ -27,6 +28,7 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., labtrack.Run]]:
         kwargs.setdefault("root", tmp_path / "root")
         kwargs.setdefault("capture_git", False)
         kwargs.setdefault("capture_console", False)
+        kwargs.setdefault("system", False)
         kwargs.setdefault("_environ", {})
         run = labtrack.Run(**kwargs)
         runs.append(run)

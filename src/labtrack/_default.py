@@ -34,6 +34,7 @@ def init(
     remote: str | None = None,
     token: str | None = None,
     flush_seconds: float | None = None,
+    system: bool | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -50,6 +51,8 @@ def init(
         require_clean_git: refuse to start when the git repository has changes.
         remote, token: a `labtrack serve` URL to replicate the run to (LABTRACK_REMOTE).
         flush_seconds: how often values are written (LABTRACK_FLUSH_SECONDS, default 1).
+        system: sample CPU, memory, disk, network and GPUs into series under system/
+            (LABTRACK_SYSTEM, default True; every LABTRACK_SYSTEM_SECONDS, default 10).
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -68,7 +71,7 @@ def init(
         run = Run(experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
                   resume=resume, capture_git=capture_git, capture_console=capture_console,
                   require_clean_git=require_clean_git, remote=remote, token=token,
-                  flush_seconds=flush_seconds)
+                  flush_seconds=flush_seconds, system=system)
     previous = _lifecycle.swap_default(run)
     if previous is not None and previous is not run and isinstance(previous, Run):
         previous.finish()

@@ -29,6 +29,7 @@ from . import _lifecycle, _records, _settings
 from ._names import NameSpace, check_name, slug
 from ._store import create, files, layout
 from ._store.reader import read_json
+from ._system import is_system_series
 from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
     GitStateError,
@@ -94,7 +95,7 @@ class Run(_LogBase):
     __slots__ = ("root", "dir", "id", "experiment", "_cfg", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
-                 "_params", "_writer", "__weakref__")
+                 "_params", "_writer", "_sampler", "__weakref__")
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class Run(_LogBase):
         token: str | None = None,
         flush_seconds: float | None = None,
         parent: str | None = None,
+        system: bool | None = None,
         _environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if _environ is None else _environ
@@ -121,7 +123,8 @@ class Run(_LogBase):
         cfg = _settings.resolve_run(
             {"root": None if root is None else os.fspath(root), "resume": resume, "parent": parent,
              "capture_git": capture_git, "capture_console": capture_console,
-             "flush_seconds": flush_seconds, "remote": remote, "token": token}, environ=env)
+             "flush_seconds": flush_seconds, "remote": remote, "token": token, "system": system},
+            environ=env)
         self._cfg = cfg  # the settings, resolved once (frozen)
         self.root = Path(cfg.root).absolute()
         self._closed = False
@@ -141,6 +144,7 @@ class Run(_LogBase):
         self._eager_at = EAGER_VALUES
         self._indicators_obj: Any = None
         self._shipper: Any = None
+        self._sampler: Any = None
         self._capture: Any = None
         self._sync_timeout = cfg.sync_timeout
         self._index_on_finish = cfg.index_on_finish
@@ -189,8 +193,9 @@ class Run(_LogBase):
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)
-            self._next_step = max((int(s.get("step", -1)) for s in summary.values()
-                                   if isinstance(s, dict)), default=-1) + 1
+            # The system series' steps are seconds, not the script's steps.
+            self._next_step = max((int(s.get("step", -1)) for k, s in summary.items()
+                                   if isinstance(s, dict) and not is_system_series(k)), default=-1) + 1
             old_params = read_json(self.dir / layout.PARAMS_JSON, {}) or {}
             params = {**old_params, **params}
             meta.update(status="running", ended=None, pid=os.getpid(), host=socket.gethostname(),
@@ -255,6 +260,8 @@ class Run(_LogBase):
                                     experiment_slug=slug(self.experiment), run_id=self.id)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
+        if cfg.system:
+            self._start_sampler(now, summary, cfg.system_seconds, env)
         _lifecycle.register(self)
 
     # --- read-only attributes ----------------------------------------------------------------
@@ -342,6 +349,39 @@ class Run(_LogBase):
         keep = self._next_step
         self.log(values, self.current_step if step is None else step)
         self._next_step = keep
+
+    def _log_at(self, values: Mapping[str, float], step: int, t: float) -> None:
+        """Append float points at a given step and time for a background thread (the system
+        sampler): unlike _record, it never reads or writes `_next_step`, so it cannot race the
+        script's own log() over the automatic step. Raises RunStateError once finished."""
+        busy = self._busy
+        busy.append(None)  # as in log(): the writer keeps the column generation we append to
+        cols = self._cols
+        try:
+            for k, v in values.items():
+                try:
+                    append = cols[k]
+                except KeyError:
+                    append = self._new_series(cols, k)
+                append([step, v, t])
+        finally:
+            busy.pop()
+        self._pending += len(values)
+
+    def _start_sampler(self, now: float, summary: Mapping[str, Any], interval: float,
+                       env: Mapping[str, str]) -> None:
+        from ._system import PREFIX, Sampler
+
+        started = now
+        try:  # a resumed run continues its x axis: seconds since its first start
+            started = datetime.fromisoformat(str(self._meta.get("started"))).timestamp()
+        except ValueError:
+            pass
+        offsets = {k[len(PREFIX):]: float(s["last"]) for k, s in summary.items()
+                   if k.startswith(PREFIX) and isinstance(s, dict) and isinstance(s.get("last"), (int, float))}
+        self._sampler = Sampler(self._log_at, started=started, interval=interval, environ=env,
+                                offsets=offsets, name=f"labtrack-system-{self.id}")
+        self._sampler.start()
 
     def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any) -> Callable[[list[float]], None]:
         if isinstance(cols, _FinishedColumns):
@@ -712,6 +752,8 @@ class Run(_LogBase):
         self._closed = True
         cut: BaseException | None = None
         try:
+            if self._sampler is not None:
+                self._sampler.stop()  # its last sample goes in before the writer drains
             if self._capture is not None:
                 self._capture.stop()
             self._join_provenance()

@@ -1,0 +1,244 @@
+"""The system sampler: real series from a real run, GPU selection, missing drivers, the thread's end."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import labtrack
+from labtrack._store import scalars
+from labtrack._system import CUMULATIVE, GpuDevice, Sampler, is_system_series, visible_gpus
+
+from conftest import only_run_dir, run_script
+
+MakeRun = Callable[..., labtrack.Run]
+FAST = {"LABTRACK_SYSTEM_SECONDS": "0.2"}
+NAMES = ["cpu/percent", "memory/used_bytes", "memory/percent", "process/rss_bytes",
+         "process/cpu_percent", *CUMULATIVE]
+
+
+def _series(run_dir: Path, name: str) -> tuple[list[float], list[float], list[float]]:
+    cols = scalars.read_columns(run_dir / "scalars" / f"{name}.csv")
+    return list(cols[0]), list(cols[1]), list(cols[2])
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(i * i for i in range(2000))
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("labtrack-system")]
+
+
+def test_a_real_run_records_plausible_system_series(make_run: MakeRun) -> None:
+    run = make_run(system=True, _environ=FAST)
+    started = time.time()
+    for i in range(3):
+        run.log({"loss": 1.0 / (i + 1)})
+    _busy(1.2)
+    run.finish()
+    assert run.current_step == 2  # the sampler's points did not move the script's step
+    cores = os.cpu_count() or 1
+    for name in NAMES:
+        steps, values, times = _series(run.dir, "system/" + name)
+        assert len(values) >= 2, (name, values)  # ~6 on an idle machine; first and last at least
+        assert times == sorted(times), f"{name}: wall times not monotone: {times}"
+        for s, t in zip(steps, times):
+            # x = whole seconds since the run started; the wall time is kept beside it
+            assert s == int(s) and abs(s - (t - started)) <= 1.0, (name, s, t - started)
+        assert min(times) - started < 1.0, "the first sample came late"
+        assert all(v >= 0 for v in values), (name, values)
+    _, cpu, _ = _series(run.dir, "system/cpu/percent")
+    assert all(0 <= v <= 100 * cores for v in cpu)
+    _, proc_cpu, _ = _series(run.dir, "system/process/cpu_percent")
+    assert all(0 <= v <= 100 * cores for v in proc_cpu)
+    assert max(proc_cpu) > 20, f"a busy loop should show as process CPU, got {proc_cpu}"
+    _, rss, _ = _series(run.dir, "system/process/rss_bytes")
+    assert min(rss) > 1_000_000
+    _, used, _ = _series(run.dir, "system/memory/used_bytes")
+    assert min(used) > 0
+    _, pct, _ = _series(run.dir, "system/memory/percent")
+    assert all(0 < v <= 100 for v in pct)
+    for name in CUMULATIVE:  # bytes since the start: never falling
+        _, v, _ = _series(run.dir, "system/" + name)
+        assert v == sorted(v), (name, v)
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["loss"]["step"] == 2 and "system/cpu/percent" in summary
+
+
+def test_the_last_sample_is_taken_at_finish(make_run: MakeRun) -> None:
+    run = make_run(system=True, _environ={"LABTRACK_SYSTEM_SECONDS": "30"})
+    time.sleep(0.4)  # the first sample (soon after the start), then a 30 s wait
+    t = time.time()
+    run.finish()
+    _, _, times = _series(run.dir, "system/process/rss_bytes")
+    assert len(times) == 2 and times[-1] >= t, times
+
+
+def test_system_false_and_the_environment_variable_record_nothing(make_run: MakeRun) -> None:
+    for run in (make_run(system=False, _environ=FAST),
+                make_run(system=None, _environ={**FAST, "LABTRACK_SYSTEM": "0"})):
+        assert run._sampler is None
+        run.log({"loss": 1.0})
+        time.sleep(0.3)
+        run.finish()
+        assert not (run.dir / "scalars" / "system").exists()
+        assert sorted(json.loads((run.dir / "summary.json").read_text())) == ["loss"]
+
+
+def test_init_takes_system(tmp_path: Path) -> None:
+    run = labtrack.init("e", root=tmp_path, capture_git=False, capture_console=False, system=False)
+    assert isinstance(run, labtrack.Run) and run._sampler is None
+    run.finish()
+
+
+def test_the_sampler_thread_is_gone_after_finish_and_finish_is_not_delayed(make_run: MakeRun) -> None:
+    def finish_seconds(system: bool) -> float:
+        run = make_run(system=system, _environ=FAST)
+        run.log({"loss": 1.0})
+        time.sleep(0.3)
+        t = time.perf_counter()
+        run.finish()
+        return time.perf_counter() - t
+
+    on, off = [], []
+    for _ in range(4):
+        on.append(finish_seconds(True))
+        off.append(finish_seconds(False))
+        assert not _sampler_threads(), "the sampler thread outlived finish()"
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    # The last sample costs milliseconds; finish() waits for it at most 0.5 s by design.
+    assert m_on <= 2 * m_off + 0.1, f"finish() took {m_on:.3f}s with the sampler, {m_off:.3f}s without"
+
+
+def test_a_resumed_run_continues_the_x_axis_and_the_script_step(make_run: MakeRun) -> None:
+    first = make_run(system=True, _environ=FAST)
+    for i in range(3):
+        first.log({"loss": float(i)})
+    time.sleep(0.3)
+    first.finish()
+    # Pretend the run began 100 s ago: its system steps after the resume are ~100 and more.
+    meta_path = first.dir / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["started"] = (datetime.fromisoformat(meta["started"]) - timedelta(seconds=100)).isoformat()
+    meta_path.write_text(json.dumps(meta))
+    _, before, _ = _series(first.dir, "system/network/recv_bytes")
+    for expected in (3, 4):  # the second resume reads a summary holding system steps ~100
+        run = make_run(resume=first.id, system=True, _environ=FAST)
+        time.sleep(0.3)
+        run.log({"loss": 9.0})
+        run.finish()
+        steps, _, _ = _series(first.dir, "loss")
+        assert steps[-1] == expected, steps
+    sys_steps, after, _ = _series(first.dir, "system/network/recv_bytes")
+    assert sys_steps[-1] >= 100, sys_steps
+    assert after[len(before):] and min(after[len(before):]) >= before[-1], (before, after)
+
+
+def test_missing_pynvml_is_one_info_line_and_no_error(tmp_path: Path) -> None:
+    p = run_script("""
+        import sys
+        sys.modules["pynvml"] = None  # makes `import pynvml` raise ImportError
+        import labtrack
+        run = labtrack.init("e", capture_git=False)
+        run.log({"loss": 1.0})
+        run.finish()
+        print("ok")
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), **FAST})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "ok"
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert lines == ["labtrack: no NVIDIA GPU metrics: nvidia-ml-py is not installed "
+                     "(pip install nvidia-ml-py)"], p.stderr
+    run_dir = only_run_dir(tmp_path / "root")
+    assert (run_dir / "scalars" / "system" / "cpu" / "percent.csv").is_file()
+    assert not (run_dir / "scalars" / "system" / "gpu").exists()
+
+
+def test_no_driver_is_one_info_line(tmp_path: Path) -> None:
+    """pynvml installed, no NVIDIA driver on this machine: nvmlInit raises, one line, no error."""
+    pytest.importorskip("pynvml")
+    p = run_script("""
+        import labtrack, pynvml
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError:
+            pass
+        else:
+            print("has-gpu")
+        run = labtrack.init("e", capture_git=False)
+        run.finish()
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), **FAST})
+    assert p.returncode == 0, p.stderr
+    if "has-gpu" in p.stdout:
+        pytest.skip("this machine has an NVIDIA GPU")
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("labtrack: no NVIDIA GPU metrics: NVML did not start"), p.stderr
+
+
+def test_a_sampler_stops_when_the_run_refuses_points() -> None:
+    got: list[dict[str, float]] = []
+
+    def log_at(values: dict[str, float], step: int, t: float) -> None:
+        got.append(values)
+        raise labtrack.errors.RunStateError("finished")
+
+    s = Sampler(log_at, started=time.time(), interval=0.05, environ={}, say=lambda _: None)
+    s.start()
+    deadline = time.time() + 5
+    while s.alive and time.time() < deadline:
+        time.sleep(0.02)
+    assert not s.alive and len(got) == 1
+
+
+# --- which GPUs (pure) -------------------------------------------------------------------------
+GPUS = [GpuDevice(0, "GPU-aaaa-1111", 0), GpuDevice(1, "GPU-bbbb-2222", 1),
+        GpuDevice(2, "GPU-cccc-3333", 4), GpuDevice(3, "GPU-ccdd-4444", 5)]
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, [0, 1, 2, 3]),
+    ({"CUDA_VISIBLE_DEVICES": "2,0"}, [2, 0]),
+    ({"CUDA_VISIBLE_DEVICES": " 1 , 1 "}, [1]),
+    ({"CUDA_VISIBLE_DEVICES": ""}, []),
+    ({"CUDA_VISIBLE_DEVICES": "-1"}, []),
+    ({"CUDA_VISIBLE_DEVICES": "0,7,1"}, [0]),  # the runtime stops at the first bad entry
+    ({"CUDA_VISIBLE_DEVICES": "GPU-bbbb-2222"}, [1]),
+    ({"CUDA_VISIBLE_DEVICES": "bbbb"}, [1]),  # a unique start of a UUID, without "GPU-"
+    ({"CUDA_VISIBLE_DEVICES": "GPU-cc"}, []),  # not unique
+    ({"CUDA_VISIBLE_DEVICES": "3", "SLURM_STEP_GPUS": "0"}, [3]),  # the runtime's variable wins
+    ({"SLURM_STEP_GPUS": "4,5", "SLURM_JOB_GPUS": "0,1,4,5"}, [2, 3]),  # SLURM counts minors
+    ({"SLURM_JOB_GPUS": "1"}, [1]),
+    ({"GPU_DEVICE_ORDINAL": "0"}, [0]),
+    ({"SLURM_JOB_GPUS": "9,10"}, [0, 1, 2, 3]),  # a cgroup shows only the job's GPUs
+    ({"ROCR_VISIBLE_DEVICES": "1"}, [0, 1, 2, 3]),  # an AMD variable, for NVIDIA
+])
+def test_visible_gpus(environ: dict[str, str], expected: list[int]) -> None:
+    assert [d.index for d in visible_gpus(GPUS, environ)] == expected
+
+
+def test_visible_gpus_for_amd() -> None:
+    amd = [GpuDevice(0), GpuDevice(1)]
+    assert [d.index for d in visible_gpus(amd, {"ROCR_VISIBLE_DEVICES": "1"}, "amd")] == [1]
+    assert [d.index for d in visible_gpus(amd, {"HIP_VISIBLE_DEVICES": "0", "CUDA_VISIBLE_DEVICES": "1"},
+                                          "amd")] == [0]
+    # without minor numbers SLURM's numbers are the driver's indices
+    assert [d.index for d in visible_gpus(amd, {"GPU_DEVICE_ORDINAL": "1"}, "amd")] == [1]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("system/cpu/percent", True), ("rank3/system/gpu/0/power_w", True), ("train/loss", False),
+    ("my/system/x", False), ("systems", False),
+])
+def test_is_system_series(name: str, expected: bool) -> None:
+    assert is_system_series(name) is expected
