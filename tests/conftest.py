@@ -85,8 +85,12 @@ def run_script(code: str, *, cwd: Path, env: dict[str, str] | None = None, timeo
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child interpreter: this one's, minus LABTRACK_*, plus `extra`."""
+    """The environment for a child interpreter: this one's, minus LABTRACK_*, plus `extra`.
+
+    The system sampler is off (LABTRACK_SYSTEM=0) unless `extra` turns it on: its series and
+    its info lines would change the files and output these tests compare exactly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRACK_")}
+    env["LABTRACK_SYSTEM"] = "0"
     env["PYTHONPATH"] = str(SRC)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

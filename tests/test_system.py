@@ -15,12 +15,13 @@ import pytest
 
 import labtrack
 from labtrack._store import scalars
-from labtrack._system import CUMULATIVE, GpuDevice, Sampler, is_system_series, visible_gpus
+from labtrack._system import CUMULATIVE, GpuDevice, Sampler, is_system_series, nvidia_expected, visible_gpus
 
 from conftest import only_run_dir, run_script
 
 MakeRun = Callable[..., labtrack.Run]
 FAST = {"LABTRACK_SYSTEM_SECONDS": "0.2"}
+ON = {"LABTRACK_SYSTEM": "1", **FAST}  # child_env turns the sampler off by default
 NAMES = ["cpu/percent", "memory/used_bytes", "memory/percent", "process/rss_bytes",
          "process/cpu_percent", *CUMULATIVE]
 
@@ -146,6 +147,7 @@ def test_a_resumed_run_continues_the_x_axis_and_the_script_step(make_run: MakeRu
 
 
 def test_missing_pynvml_is_one_info_line_and_no_error(tmp_path: Path) -> None:
+    """Where a GPU is expected (here: CUDA_VISIBLE_DEVICES is set) and nvidia-ml-py is missing."""
     p = run_script("""
         import sys
         sys.modules["pynvml"] = None  # makes `import pynvml` raise ImportError
@@ -153,20 +155,24 @@ def test_missing_pynvml_is_one_info_line_and_no_error(tmp_path: Path) -> None:
         run = labtrack.init("e", capture_git=False)
         run.log({"loss": 1.0})
         run.finish()
+        run = labtrack.init("e", capture_git=False)  # a second run does not say it again
+        run.finish()
         print("ok")
-    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), **FAST})
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), "CUDA_VISIBLE_DEVICES": "0", **ON})
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ok"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines == ["labtrack: no NVIDIA GPU metrics: nvidia-ml-py is not installed "
                      "(pip install nvidia-ml-py)"], p.stderr
-    run_dir = only_run_dir(tmp_path / "root")
+    run_dir = sorted((tmp_path / "root" / "e").iterdir())[0]
     assert (run_dir / "scalars" / "system" / "cpu" / "percent.csv").is_file()
     assert not (run_dir / "scalars" / "system" / "gpu").exists()
 
 
-def test_no_driver_is_one_info_line(tmp_path: Path) -> None:
-    """pynvml installed, no NVIDIA driver on this machine: nvmlInit raises, one line, no error."""
+@pytest.mark.parametrize("gpu_job", [True, False])
+def test_no_driver_is_one_info_line_where_a_gpu_is_expected(tmp_path: Path, gpu_job: bool) -> None:
+    """pynvml installed, no NVIDIA driver on this machine: nvmlInit raises; one line where the
+    job was given a GPU, none on a plain CPU job; never an error."""
     pytest.importorskip("pynvml")
     p = run_script("""
         import labtrack, pynvml
@@ -178,12 +184,18 @@ def test_no_driver_is_one_info_line(tmp_path: Path) -> None:
             print("has-gpu")
         run = labtrack.init("e", capture_git=False)
         run.finish()
-    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), **FAST})
+    """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), **ON,
+                            **({"CUDA_VISIBLE_DEVICES": "0"} if gpu_job else {})})
     assert p.returncode == 0, p.stderr
-    if "has-gpu" in p.stdout:
-        pytest.skip("this machine has an NVIDIA GPU")
+    if "has-gpu" in p.stdout or nvidia_expected({}):
+        pytest.skip("this machine has an NVIDIA GPU or driver")
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("labtrack: no NVIDIA GPU metrics: NVML did not start"), p.stderr
+    if gpu_job:
+        assert len(lines) == 1 and lines[0].startswith("labtrack: no NVIDIA GPU metrics: NVML did not start"), p.stderr
+    else:
+        assert lines == [], p.stderr
+    run_dir = only_run_dir(tmp_path / "root")
+    assert (run_dir / "scalars" / "system" / "cpu" / "percent.csv").is_file()
 
 
 def test_a_sampler_stops_when_the_run_refuses_points() -> None:
@@ -242,3 +254,17 @@ def test_visible_gpus_for_amd() -> None:
 ])
 def test_is_system_series(name: str, expected: bool) -> None:
     assert is_system_series(name) is expected
+
+
+@pytest.mark.parametrize("environ, files, expected", [
+    ({}, [], False),
+    ({"CUDA_VISIBLE_DEVICES": "0"}, [], True),
+    ({"CUDA_VISIBLE_DEVICES": "-1"}, [], False),
+    ({"CUDA_VISIBLE_DEVICES": ""}, [], False),
+    ({"NVIDIA_VISIBLE_DEVICES": "all"}, [], True),
+    ({"SLURM_JOB_GPUS": "2"}, [], True),
+    ({}, ["/dev/nvidiactl"], True),
+    ({}, ["/proc/driver/nvidia"], True),
+])
+def test_nvidia_expected(environ: dict[str, str], files: list[str], expected: bool) -> None:
+    assert nvidia_expected(environ, exists=lambda p: p in files) is expected

@@ -14,6 +14,7 @@ wakes it at once) and takes its last sample when stopped.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -26,6 +27,7 @@ PREFIX = "system/"
 CUMULATIVE = ("disk/read_bytes", "disk/write_bytes", "network/sent_bytes", "network/recv_bytes")
 _STOP_WAIT_SECONDS = 0.5  # finish() waits this long at most for the last sample
 _SYSTEM_NAME = re.compile(r"(?:rank\d+/)?system/")
+_said: set[str] = set()  # info lines already printed by this process (each is said once)
 
 
 def is_system_series(name: str) -> bool:
@@ -111,6 +113,22 @@ def visible_gpus(devices: Sequence[GpuDevice], environ: Mapping[str, str],
             return list(devices)
         return list(dict.fromkeys(found))
     return list(devices)
+
+
+def nvidia_expected(environ: Mapping[str, str], exists: Callable[[str], bool] = os.path.exists) -> bool:
+    """Whether this machine or job looks like it has an NVIDIA GPU: a device file or driver
+    folder, or a launcher that assigned GPUs. Without one, no NVML is the expected answer and
+    not worth a line on every run of a CPU machine.
+
+    Example:
+        >>> nvidia_expected({"CUDA_VISIBLE_DEVICES": "0"}, exists=lambda p: False)
+        True
+    """
+    for var in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        v = environ.get(var, "").strip()
+        if v and v not in ("-1", "none", "void", "NoDevFiles"):
+            return True
+    return exists("/dev/nvidiactl") or exists("/proc/driver/nvidia")
 
 
 # --- the sources -------------------------------------------------------------------------------
@@ -199,6 +217,9 @@ class _Nvml:
 
     @classmethod
     def open(cls, environ: Mapping[str, str], say: Callable[[str], None]) -> _Nvml | None:
+        if not nvidia_expected(environ):
+            # No sign of an NVIDIA GPU: try NVML quietly (a driver may still answer).
+            say = _quiet
         try:
             import pynvml as nv
         except ImportError:
@@ -414,4 +435,10 @@ class Sampler:
 
 
 def _say(text: str) -> None:
-    print(f"labtrack: {text}", file=sys.stderr)
+    if text not in _said:
+        _said.add(text)
+        print(f"labtrack: {text}", file=sys.stderr)
+
+
+def _quiet(text: str) -> None:
+    pass
