@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -15,7 +16,8 @@ import pytest
 
 import labtrack
 from labtrack._store import scalars
-from labtrack._system import CUMULATIVE, GpuDevice, Sampler, is_system_series, nvidia_expected, visible_gpus
+from labtrack._system import (CUMULATIVE, GpuDevice, Sampler, describe, is_system_series, nvidia_expected,
+                              visible_gpus)
 
 from conftest import only_run_dir, run_script
 
@@ -79,9 +81,12 @@ def test_a_real_run_records_plausible_system_series(make_run: MakeRun) -> None:
 
 def test_the_last_sample_is_taken_at_finish(make_run: MakeRun) -> None:
     run = make_run(system=True, _environ={"LABTRACK_SYSTEM_SECONDS": "30"})
-    time.sleep(0.4)  # the first sample (soon after the start), then a 30 s wait
+    deadline = time.time() + 20
+    while run._sampler.samples < 1 and time.time() < deadline:  # the first, soon after the start
+        time.sleep(0.02)
+    assert time.time() - run._sampler._started < 10, "the first sample waited for the interval"
     t = time.time()
-    run.finish()
+    run.finish()  # long before the next sample is due
     _, _, times = _series(run.dir, "system/process/rss_bytes")
     assert len(times) == 2 and times[-1] >= t, times
 
@@ -268,3 +273,33 @@ def test_is_system_series(name: str, expected: bool) -> None:
 ])
 def test_nvidia_expected(environ: dict[str, str], files: list[str], expected: bool) -> None:
     assert nvidia_expected(environ, exists=lambda p: p in files) is expected
+
+
+def test_show_sums_up_the_system_series(make_run: MakeRun) -> None:
+    from click.testing import CliRunner
+
+    from labtrack.cli import main
+
+    run = make_run(system=True, _environ=FAST)
+    run.log({"loss": 0.5})
+    time.sleep(0.4)
+    run.finish()
+    out = CliRunner().invoke(main, ["show", run.id, "--root", str(run.root)], catch_exceptions=False).output
+    summary_part = out.split("\nsystem\n")[0]
+    assert "loss" in summary_part and "system/cpu/percent" not in summary_part  # the machine is apart
+    system_part = out.split("\nsystem\n")[1].split("\nfiles")[0]
+    assert re.search(r"cpu +mean \d+%, peak \d+% of the machine", system_part), out
+    assert re.search(r"process +peak rss [0-9.]+ MB, cpu mean \d+% \(100% = one core\)", system_part), out
+    assert re.search(r"memory +peak [0-9.]+ (MB|GB) used \(\d+%\)", system_part), out
+
+
+def test_describe_per_rank_and_gpu() -> None:
+    s = {"rank1/system/process/rss_bytes": {"max": 3 * 2**30}, "system/gpu/2/utilization": {"mean": 80.4},
+         "system/gpu/2/memory_used_bytes": {"max": 2**30}, "system/gpu/2/memory_percent": {"max": 12.5},
+         "system/gpu/2/power_w": {"max": 250.0}, "system/gpu/2/temperature_c": {"max": 71.0},
+         "train/loss": {"max": 1.0}}
+    assert describe(s) == [
+        ("rank1 process", "peak rss 3.0 GB"),
+        ("gpu 2", "utilization mean 80%, memory peak 1.0 GB (12%), power peak 250 W, temperature peak 71 °C"),
+    ]
+    assert describe({"train/loss": {"max": 1.0}}) == []

@@ -364,7 +364,9 @@ class Sampler:
         self._say = say or _say
         self._stop = threading.Event()
         self.samples = 0
-        self.thread_seconds = 0.0  # CPU time this thread spent sampling (benchmarks/system_cost.py)
+        # CPU time of this thread: opening the libraries, and all samples (benchmarks/system_cost.py)
+        self.init_seconds = 0.0
+        self.thread_seconds = 0.0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
@@ -396,7 +398,7 @@ class Sampler:
             src = gpu.open(self._environ, self._say)
             if src is not None:
                 sources.append(src)
-        self.thread_seconds += time.thread_time() - t0
+        self.init_seconds = time.thread_time() - t0
         try:
             if not sources:
                 return
@@ -442,3 +444,81 @@ def _say(text: str) -> None:
 
 def _quiet(text: str) -> None:
     pass
+
+
+# --- a short summary for `labtrack show` (pure) --------------------------------------------------
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # unreachable: the loop returns at TB
+
+
+def describe(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) lines summing up a run's system series from its summary.json.
+
+    Args:
+        summary: series name -> {"last", "min", "max", "mean", ...}.
+
+    Returns:
+        One line per part (cpu, process, memory, disk, network, each GPU), per rank where
+        ranks recorded their own (`rank<N>/system/...`); [] when no system series exist.
+
+    Example:
+        >>> describe({"system/cpu/percent": {"mean": 40.0, "max": 90.0}})
+        [('cpu', 'mean 40%, peak 90% of the machine')]
+    """
+    groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for name, s in summary.items():
+        m = _SYSTEM_NAME.match(name)
+        if m and isinstance(s, Mapping):
+            groups.setdefault(m.group(0), {})[name[m.end():]] = s
+
+    def num(series: Mapping[str, Mapping[str, Any]], name: str, key: str) -> float | None:
+        v = series.get(name, {}).get(key)
+        return float(v) if isinstance(v, (int, float)) and v == v else None
+
+    out: list[tuple[str, str]] = []
+    for prefix in sorted(groups):
+        g = groups[prefix]
+        rank = prefix[: -len(PREFIX)].rstrip("/")
+        label = (lambda part: f"{rank} {part}") if rank else (lambda part: part)
+        parts: list[tuple[str, list[str]]] = []
+        cpu_mean, cpu_max = num(g, "cpu/percent", "mean"), num(g, "cpu/percent", "max")
+        if cpu_mean is not None:
+            parts.append(("cpu", [f"mean {cpu_mean:.0f}%" + (f", peak {cpu_max:.0f}%" if cpu_max is not None else "")
+                                  + " of the machine"]))
+        proc = []
+        if (rss := num(g, "process/rss_bytes", "max")) is not None:
+            proc.append(f"peak rss {_bytes(rss)}")
+        if (pc := num(g, "process/cpu_percent", "mean")) is not None:
+            proc.append(f"cpu mean {pc:.0f}% (100% = one core)")
+        if proc:
+            parts.append(("process", proc))
+        if (used := num(g, "memory/used_bytes", "max")) is not None:
+            pct = num(g, "memory/percent", "max")
+            parts.append(("memory", [f"peak {_bytes(used)} used" + (f" ({pct:.0f}%)" if pct is not None else "")]))
+        for part, a, b, wa, wb in (("disk", "read_bytes", "write_bytes", "read", "written"),
+                                   ("network", "sent_bytes", "recv_bytes", "sent", "received")):
+            got = [f"{w} {_bytes(v)}" for n, w in ((a, wa), (b, wb))
+                   if (v := num(g, f"{part}/{n}", "max")) is not None]
+            if got:
+                parts.append((part, got))
+        gpus = sorted({int(k.split("/")[1]) for k in g if k.startswith("gpu/") and k.split("/")[1].isdigit()})
+        for i in gpus:
+            p = f"gpu/{i}/"
+            got = []
+            if (u := num(g, p + "utilization", "mean")) is not None:
+                got.append(f"utilization mean {u:.0f}%")
+            if (mem := num(g, p + "memory_used_bytes", "max")) is not None:
+                mp = num(g, p + "memory_percent", "max")
+                got.append(f"memory peak {_bytes(mem)}" + (f" ({mp:.0f}%)" if mp is not None else ""))
+            if (w := num(g, p + "power_w", "max")) is not None:
+                got.append(f"power peak {w:.0f} W")
+            if (t := num(g, p + "temperature_c", "max")) is not None:
+                got.append(f"temperature peak {t:.0f} °C")
+            if got:
+                parts.append((f"gpu {i}", got))
+        out.extend((label(part), ", ".join(texts)) for part, texts in parts)
+    return out
