@@ -88,7 +88,7 @@ def test_the_last_sample_is_taken_at_finish(make_run: MakeRun) -> None:
     t = time.time()
     run.finish()  # long before the next sample is due
     _, _, times = _series(run.dir, "system/process/rss_bytes")
-    assert len(times) == 2 and times[-1] >= t, times
+    assert len(times) == 2 and times[-1] >= t - 0.001, times  # times are kept to the millisecond
 
 
 def test_system_false_and_the_environment_variable_record_nothing(make_run: MakeRun) -> None:
