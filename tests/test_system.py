@@ -303,3 +303,31 @@ def test_describe_per_rank_and_gpu() -> None:
         ("gpu 2", "utilization mean 80%, memory peak 1.0 GB (12%), power peak 250 W, temperature peak 71 °C"),
     ]
     assert describe({"train/loss": {"max": 1.0}}) == []
+
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_the_benchmarks_run(tmp_path: Path) -> None:
+    """benchmarks/system_cost.py (tiny) gives a well-formed result; gpu_check.py says why it
+    has nothing to check on a machine without CUDA, and exits 0."""
+    import subprocess
+    import sys
+
+    from conftest import child_env
+
+    p = subprocess.run([sys.executable, str(BENCH / "system_cost.py"), "--steps", "2000", "--reps", "1",
+                        "--samples", "3", "--json"], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env=child_env())
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["samples"] >= 3 and out["series_per_sample"] >= 9 and out["cpu_ms_per_sample"] > 0
+    assert set(out["ratio_to_off"]) == {"off", "off (again)", "on, every 10 s", "on, every 0.1 s"}
+    p = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--seconds", "1"], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path, env=child_env())
+    import torch
+
+    if torch.cuda.is_available():
+        assert p.returncode == 0 and "system/gpu/" in p.stdout, p.stdout + p.stderr
+    else:
+        assert p.returncode == 0 and "no CUDA device here" in p.stdout, p.stdout + p.stderr
