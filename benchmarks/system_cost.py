@@ -1,6 +1,6 @@
 """What the system sampler costs: CPU time per sample, and its effect on `run.log`.
 
-    .venv/bin/python benchmarks/system_cost.py [--steps 1000000] [--reps 7] [--samples 100]
+    .venv/bin/python benchmarks/system_cost.py [--steps 5000000] [--reps 7] [--samples 100]
 
 1. CPU per sample: a run with the sampler every 0.05 s, idle for `--samples` samples; the
    sampler thread's own CPU time (time.thread_time inside the thread) per sample, and once
@@ -34,7 +34,7 @@ def s1_loop(run: labtrack.Run, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--steps", type=int, default=5_000_000)  # ~1 s: the 0.1 s stress samples during it
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--json", action="store_true")
