@@ -331,3 +331,16 @@ def test_the_benchmarks_run(tmp_path: Path) -> None:
         assert p.returncode == 0 and "system/gpu/" in p.stdout, p.stdout + p.stderr
     else:
         assert p.returncode == 0 and "no CUDA device here" in p.stdout, p.stdout + p.stderr
+
+
+def test_a_name_clash_stops_the_sampler_with_one_line(make_run: MakeRun, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(system=True, _environ=FAST)
+    run.log({"system/cpu/percent.csv/x": 1.0})  # a folder where the sampler needs its file
+    deadline = time.time() + 20
+    while run._sampler.alive and time.time() < deadline:
+        time.sleep(0.05)
+    assert not run._sampler.alive
+    run.log({"loss": 1.0})  # the run goes on
+    run.finish()
+    err = capsys.readouterr().err
+    assert "labtrack: system metrics stopped:" in err and "system/cpu/percent" in err, err

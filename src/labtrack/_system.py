@@ -428,7 +428,11 @@ class Sampler:
         p = self._prefix
         try:
             self._log_at({p + k: v for k, v in values.items()}, step, now)
-        except Exception:  # the run finished under us (RunStateError): nothing more to record
+        except Exception as e:
+            from .errors import RunStateError
+
+            if not isinstance(e, RunStateError):  # the run finishing under us is the normal end
+                self._say(f"system metrics stopped: {e}")
             return False
         finally:
             self.samples += 1
