@@ -25,11 +25,10 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable
 
-from . import _lifecycle, _records, _settings
+from . import _lifecycle, _records, _settings, _system
 from ._names import NameSpace, check_name, slug
 from ._store import create, files, layout
 from ._store.reader import read_json
-from ._system import is_system_series
 from ._writer import EAGER_VALUES, Writer, load_summary
 from .errors import (
     GitStateError,
@@ -195,7 +194,7 @@ class Run(_LogBase):
             summary = load_summary(self.dir)
             # The system series' steps are seconds, not the script's steps.
             self._next_step = max((int(s.get("step", -1)) for k, s in summary.items()
-                                   if isinstance(s, dict) and not is_system_series(k)), default=-1) + 1
+                                   if isinstance(s, dict) and not _system.is_system_series(k)), default=-1) + 1
             old_params = read_json(self.dir / layout.PARAMS_JSON, {}) or {}
             params = {**old_params, **params}
             meta.update(status="running", ended=None, pid=os.getpid(), host=socket.gethostname(),
@@ -260,8 +259,8 @@ class Run(_LogBase):
                                     experiment_slug=slug(self.experiment), run_id=self.id)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
-        if cfg.system:
-            self._start_sampler(now, summary, cfg.system_seconds, env)
+        if cfg.system:  # docs/system.md; it appends through the columns, never moving the step
+            self._sampler = _system.start_for(self, now, summary, cfg.system_seconds, env)
         _lifecycle.register(self)
 
     # --- read-only attributes ----------------------------------------------------------------
@@ -349,39 +348,6 @@ class Run(_LogBase):
         keep = self._next_step
         self.log(values, self.current_step if step is None else step)
         self._next_step = keep
-
-    def _log_at(self, values: Mapping[str, float], step: int, t: float) -> None:
-        """Append float points at a given step and time for a background thread (the system
-        sampler): unlike _record, it never reads or writes `_next_step`, so it cannot race the
-        script's own log() over the automatic step. Raises RunStateError once finished."""
-        busy = self._busy
-        busy.append(None)  # as in log(): the writer keeps the column generation we append to
-        cols = self._cols
-        try:
-            for k, v in values.items():
-                try:
-                    append = cols[k]
-                except KeyError:
-                    append = self._new_series(cols, k)
-                append([step, v, t])
-        finally:
-            busy.pop()
-        self._pending += len(values)
-
-    def _start_sampler(self, now: float, summary: Mapping[str, Any], interval: float,
-                       env: Mapping[str, str]) -> None:
-        from ._system import PREFIX, Sampler
-
-        started = now
-        try:  # a resumed run continues its x axis: seconds since its first start
-            started = datetime.fromisoformat(str(self._meta.get("started"))).timestamp()
-        except ValueError:
-            pass
-        offsets = {k[len(PREFIX):]: float(s["last"]) for k, s in summary.items()
-                   if k.startswith(PREFIX) and isinstance(s, dict) and isinstance(s.get("last"), (int, float))}
-        self._sampler = Sampler(self._log_at, started=started, interval=interval, environ=env,
-                                offsets=offsets, name=f"labtrack-system-{self.id}")
-        self._sampler.start()
 
     def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any) -> Callable[[list[float]], None]:
         if isinstance(cols, _FinishedColumns):

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 PREFIX = "system/"
@@ -341,7 +342,7 @@ class Sampler:
 
     Args:
         log_at: appends `{name: value}` at a step and time without moving the run's step
-            (`Run._log_at`); it raises once the run is finished, which ends the thread.
+            (see start_for); it raises once the run is finished, which ends the thread.
         started: the run's first start (epoch seconds): steps are whole seconds since then.
         interval: seconds between samples (> 0).
         environ: the environment (GPU selection).
@@ -438,6 +439,51 @@ class Sampler:
             self.samples += 1
             self.thread_seconds += time.thread_time() - t0
         return True
+
+
+def start_for(run: Any, now: float, summary: Mapping[str, Any], interval: float,
+              environ: Mapping[str, str]) -> Sampler:
+    """Start the sampler of a Run (`labtrack._run.Run`, which calls this when `system` is on).
+
+    Args:
+        run: the Run; its points go into its columns as log() puts them there.
+        now: when the run (or this resume of it) started.
+        summary: the run's summary.json (a resumed run's cumulative counters continue).
+        interval: seconds between samples.
+        environ: the environment (GPU selection).
+
+    Returns:
+        The started sampler; `finish()` stops it before the writer drains.
+    """
+    def log_at(values: dict[str, float], step: int, t: float) -> None:
+        # Like Run.log, minus the automatic step: `_next_step` is never read or written, so
+        # this thread cannot race the script's own log() over it. Raises RunStateError once
+        # the run is finished (its columns refuse every lookup).
+        busy = run._busy
+        busy.append(None)  # as in log(): the writer keeps the column generation appended to
+        cols = run._cols
+        try:
+            for k, v in values.items():
+                try:
+                    append = cols[k]
+                except KeyError:
+                    append = run._new_series(cols, k)
+                append([step, v, t])
+        finally:
+            busy.pop()
+        run._pending += len(values)
+
+    started = now
+    try:  # a resumed run continues its x axis: seconds since its first start
+        started = datetime.fromisoformat(str(run._meta.get("started"))).timestamp()
+    except ValueError:
+        pass
+    offsets = {k[len(PREFIX):]: float(s["last"]) for k, s in summary.items()
+               if k.startswith(PREFIX) and isinstance(s, dict) and isinstance(s.get("last"), (int, float))}
+    sampler = Sampler(log_at, started=started, interval=interval, environ=environ, offsets=offsets,
+                      name=f"labtrack-system-{run.id}")
+    sampler.start()
+    return sampler
 
 
 def _say(text: str) -> None:
