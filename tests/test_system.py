@@ -48,18 +48,22 @@ def test_a_real_run_records_plausible_system_series(make_run: MakeRun) -> None:
     started = time.time()
     for i in range(3):
         run.log({"loss": 1.0 / (i + 1)})
+    # ~1.2 s of busy work (about 6 samples); longer only on a machine too loaded to sample
     _busy(1.2)
+    deadline = time.time() + 15
+    while run._sampler.samples < 3 and time.time() < deadline:
+        _busy(0.1)
     run.finish()
     assert run.current_step == 2  # the sampler's points did not move the script's step
     cores = os.cpu_count() or 1
     for name in NAMES:
         steps, values, times = _series(run.dir, "system/" + name)
-        assert len(values) >= 2, (name, values)  # ~6 on an idle machine; first and last at least
+        assert len(values) >= 3, (name, values)
         assert times == sorted(times), f"{name}: wall times not monotone: {times}"
         for s, t in zip(steps, times):
             # x = whole seconds since the run started; the wall time is kept beside it
             assert s == int(s) and abs(s - (t - started)) <= 1.0, (name, s, t - started)
-        assert min(times) - started < 1.0, "the first sample came late"
+        assert min(times) - started < 5.0, "the first sample came late (it is due after 0.1 s)"
         assert all(v >= 0 for v in values), (name, values)
     _, cpu, _ = _series(run.dir, "system/cpu/percent")
     assert all(0 <= v <= 100 * cores for v in cpu)

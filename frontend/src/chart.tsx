@@ -273,7 +273,10 @@ export function Chart(props: ChartProps) {
           stroke: "#555",
           grid: { stroke: "#eee" },
           ticks: { stroke: "#ddd" },
-          size: isSystemMetric(metric) ? 64 : 56,
+          // Units make labels longer ("44.80 MB"): the axis grows to its longest label.
+          size: isSystemMetric(metric)
+            ? (_u, values) => Math.max(56, 14 + 7 * Math.max(0, ...(values ?? []).map((v) => String(v).length)))
+            : 56,
           values: (_u, splits) => ticksY(splits),
         },
       ],

@@ -219,8 +219,7 @@ class _Nvml:
     @classmethod
     def open(cls, environ: Mapping[str, str], say: Callable[[str], None]) -> _Nvml | None:
         if not nvidia_expected(environ):
-            # No sign of an NVIDIA GPU: try NVML quietly (a driver may still answer).
-            say = _quiet
+            return None  # no device file, no driver, no GPU assigned: NVML cannot answer
         try:
             import pynvml as nv
         except ImportError:
@@ -371,6 +370,15 @@ class Sampler:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
+        # psutil is imported here, on the caller's thread (13 ms, once per process): on the
+        # sampler's thread each of the import's file reads would wait for the GIL behind a
+        # busy training loop, and the first sample would come seconds late.
+        try:
+            import psutil
+        except ImportError:
+            self._psutil: Any = None
+        else:
+            self._psutil = psutil
         self._thread.start()
 
     def stop(self, timeout: float = _STOP_WAIT_SECONDS) -> None:
@@ -386,9 +394,8 @@ class Sampler:
     def _main(self) -> None:
         sources: list[Any] = []
         t0 = time.thread_time()
-        try:
-            import psutil
-        except ImportError:
+        psutil = self._psutil
+        if psutil is None:
             self._say("no system metrics: psutil is not installed (pip install psutil)")
         else:
             try:
@@ -490,10 +497,6 @@ def _say(text: str) -> None:
     if text not in _said:
         _said.add(text)
         print(f"labtrack: {text}", file=sys.stderr)
-
-
-def _quiet(text: str) -> None:
-    pass
 
 
 # --- a short summary for `labtrack show` (pure) --------------------------------------------------
