@@ -275,7 +275,7 @@ export function Chart(props: ChartProps) {
           ticks: { stroke: "#ddd" },
           // Units make labels longer ("44.80 MB"): the axis grows to its longest label.
           size: isSystemMetric(metric)
-            ? (_u, values) => Math.max(56, 14 + 7 * Math.max(0, ...(values ?? []).map((v) => String(v).length)))
+            ? (_u, values) => Math.max(56, 24 + 8 * Math.max(0, ...(values ?? []).map((v) => String(v).length)))
             : 56,
           values: (_u, splits) => ticksY(splits),
         },
