@@ -19,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[Callable[..., labtrack.Run]]:
-    """`make_run(**kwargs)`: a Run under tmp_path/root with no git/console capture, finished at teardown."""
+    """`make_run(**kwargs)`: a Run under tmp_path/root with no git/console capture and no system
+    sampler (tests/test_system.py asks for it), finished at teardown."""
     runs: list[labtrack.Run] = []
 
     def make(**kwargs: Any) -> labtrack.Run:
@@ -27,6 +28,7 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., labtrack.Run]]:
         kwargs.setdefault("root", tmp_path / "root")
         kwargs.setdefault("capture_git", False)
         kwargs.setdefault("capture_console", False)
+        kwargs.setdefault("system", False)
         kwargs.setdefault("_environ", {})
         run = labtrack.Run(**kwargs)
         runs.append(run)
@@ -83,8 +85,12 @@ def run_script(code: str, *, cwd: Path, env: dict[str, str] | None = None, timeo
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child interpreter: this one's, minus LABTRACK_*, plus `extra`."""
+    """The environment for a child interpreter: this one's, minus LABTRACK_*, plus `extra`.
+
+    The system sampler is off (LABTRACK_SYSTEM=0) unless `extra` turns it on: its series and
+    its info lines would change the files and output these tests compare exactly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRACK_")}
+    env["LABTRACK_SYSTEM"] = "0"
     env["PYTHONPATH"] = str(SRC)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

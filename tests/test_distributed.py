@@ -382,7 +382,8 @@ def _why(p: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_torchrun_one_run(tmp_path: Path) -> None:
-    p = _torchrun(tmp_path, {})
+    # with the system sampler on (child_env turns it off): both ranks' machine series in one run
+    p = _torchrun(tmp_path, {"LABTRACK_SYSTEM": "1", "LABTRACK_SYSTEM_SECONDS": "0.5"})
     assert p.returncode == 0, _why(p)
     runs = _runs(tmp_path / "root")
     assert len(runs) == 1, [r.path for r in runs]
@@ -396,6 +397,7 @@ def test_torchrun_one_run(tmp_path: Path) -> None:
     assert "rank 1 step 4" in rd.console(1) and "rank 0" not in rd.console(1)
     names = rd.names("scalars")
     assert {"train/loss", "rank_id", "rank1/train/loss", "rank1/rank_id"} <= set(names), names
+    assert {"system/process/rss_bytes", "rank1/system/process/rss_bytes"} <= set(names), names
     summary = rd.summary()
     assert summary["rank_id"]["last"] == 0.0 and summary["rank1/rank_id"]["last"] == 1.0
     assert summary["rank1/train/loss"]["count"] == 5

@@ -83,7 +83,7 @@ def _assert_no_torn_line(run_dir: Path) -> None:
 
 def _start(root: Path) -> labtrack.Run:
     run = labtrack.Run("exp", root=root, capture_git=False, capture_console=False,
-                       flush_seconds=0.05, _environ={})
+                       flush_seconds=0.05, system=False, _environ={})
     run.log({"loss": 0.0}, step=0)
     run.log_text("q", "first", step=0)
     run.log_histogram("h", [1.0, 2.0, 3.0], step=0)

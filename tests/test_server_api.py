@@ -81,7 +81,7 @@ def root(tmp_path: Path) -> Path:
         with labtrack.Run(experiment="mnist" if i < 2 else "cifar", name=f"run{i}",
                           config={"lr": lr, "opt": {"beta": 0.9}}, comment=f"comment {i}",
                           tags=["cnn"] if i == 1 else [], root=r, capture_git=False,
-                          capture_console=False) as run:
+                          capture_console=False, system=False) as run:
             for step in range(50):
                 run.log({"train/loss": lr * (50 - step), "val acc/top-1": step / 50}, step=step)
     return r
@@ -593,7 +593,7 @@ ODD = ["val acc 50%", "größe/λ", ".hidden/loss", "a/b c", "100%/.dot"]
 
 
 def test_every_name_comes_with_its_path_and_reads_back(root: Path) -> None:
-    with labtrack.Run(experiment="odd", root=root, capture_git=False, capture_console=False) as run:
+    with labtrack.Run(experiment="odd", root=root, capture_git=False, capture_console=False, system=False) as run:
         for step in range(3):
             run.log({n: float(step) for n in ODD}, step=step)
         for n in ODD:

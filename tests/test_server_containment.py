@@ -55,7 +55,7 @@ def build(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
     ids = dict(IDS)
     # 1. a real run whose named files have symlinked siblings
     with labtrack.Run(experiment=SAFE, name="named", config={"lr": 0.1}, root=root,
-                      capture_git=False, capture_console=False) as run:
+                      capture_git=False, capture_console=False, system=False) as run:
         for step in range(5):
             run.log({"loss": 1.0 / (step + 1)}, step=step)
         run.log_text("note", "hello", step=0)

@@ -101,7 +101,7 @@ def ui_factory() -> Iterator[Any]:
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "root"
     with labtrack.Run(experiment="mnist", name="baseline", config={"lr": 0.1}, root=r,
-                      capture_git=False, capture_console=False) as run:
+                      capture_git=False, capture_console=False, system=False) as run:
         for step in range(100):
             run.log({"loss": 1.0 / (step + 1)}, step=step)
     return r
@@ -157,7 +157,7 @@ def test_default_bind_is_loopback(root: Path, ui_factory: Any) -> None:
 CHILD = textwrap.dedent("""
     import os, sys, time
     import labtrack
-    run = labtrack.init(experiment="live", root=sys.argv[1], capture_git=False)
+    run = labtrack.init(experiment="live", root=sys.argv[1], capture_git=False, system=False)
     print("ID", run.id, flush=True)
     go = sys.argv[2]
     deadline = time.time() + 60

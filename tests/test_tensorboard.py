@@ -35,7 +35,7 @@ def _make_run(root: Path, name: str = "baseline", offset: float = 0.0) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with Run("mnist", name, root=root, capture_git=False, capture_console=False) as run:
+    with Run("mnist", name, root=root, capture_git=False, capture_console=False, system=False) as run:
         for step in range(30):
             run.log({"train/loss": 1.0 / (step + 1) + offset, "acc": step / 30}, step=step)
         run.log({"acc": float("nan")}, step=30)

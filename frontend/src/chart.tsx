@@ -4,7 +4,7 @@ import "uplot/dist/uPlot.min.css";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fetchScalars, Series } from "./api";
 import { withAlpha } from "./colors";
-import { fmtDuration, fmtNumber } from "./format";
+import { axisFormatter, fmtDuration, fmtNumber, isSystemMetric, unitFormatter } from "./format";
 import { seriesStore } from "./series";
 
 export type XAxis = "step" | "time" | "relative";
@@ -158,6 +158,8 @@ function fmtX(x: number, xAxis: XAxis): string {
 export function Chart(props: ChartProps) {
   const { metric, runs, smoothing, xAxis, logY } = props;
   const height = props.height ?? 220;
+  const fmtY = useMemo(() => unitFormatter(metric), [metric]);
+  const ticksY = useMemo(() => axisFormatter(metric), [metric]);
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const structure = useRef("");
@@ -271,8 +273,11 @@ export function Chart(props: ChartProps) {
           stroke: "#555",
           grid: { stroke: "#eee" },
           ticks: { stroke: "#ddd" },
-          size: 56,
-          values: (_u, splits) => splits.map((v) => fmtNumber(v)),
+          // Units make labels longer ("44.80 MB"): the axis grows to its longest label.
+          size: isSystemMetric(metric)
+            ? (_u, values) => Math.max(56, 24 + 8 * Math.max(0, ...(values ?? []).map((v) => String(v).length)))
+            : 56,
+          values: (_u, splits) => ticksY(splits),
         },
       ],
       cursor: {
@@ -306,7 +311,7 @@ export function Chart(props: ChartProps) {
     plot.current = new uPlot(opts, built.data, el);
     const z = zoomRef.current;
     if (z) plot.current.setScale("x", z);
-  }, [built, xAxis, height]);
+  }, [built, xAxis, height, ticksY]);
 
   useEffect(() => {
     const el = box.current;
@@ -331,7 +336,7 @@ export function Chart(props: ChartProps) {
       data-zoomed={zoom ? "1" : "0"}
     >
       <div class="chart-head">
-        <span class="chart-title" title={metric}>{metric}</span>
+        <span class="chart-title" title={metric}>{isSystemMetric(metric) ? metric.replace(/(^|\/)system\//, "$1") : metric}</span>
         {anyDownsampled && <span class="badge" title="downsampled by the server; the band is the min/max of each bucket">envelope</span>}
         {zoom && (
           <button class="small" onClick={() => setZoom(null)} title="show the whole series (or double-click the chart)">
@@ -349,7 +354,7 @@ export function Chart(props: ChartProps) {
             <span class="legend-item" key={p.run.id} data-run={p.run.id}>
               <span class="swatch" style={{ background: p.run.color }} data-color={p.run.color} />
               <span class="legend-label">{p.run.label}</span>
-              <span class="legend-value">{v === undefined ? "–" : fmtNumber(v)}</span>
+              <span class="legend-value">{v === undefined ? "–" : fmtY(v)}</span>
             </span>
           );
         })}

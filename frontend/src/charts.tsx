@@ -1,7 +1,9 @@
 // The chart grid: one panel per metric, every given run overlaid, with shared controls.
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { fetchRun, RunDetail } from "./api";
 import { Chart, ChartRun, XAxis } from "./chart";
+import { isSystemMetric } from "./format";
 import { useLive, useWatch } from "./live";
 import { seriesStore } from "./series";
 import { Picker } from "./widgets";
@@ -113,14 +115,19 @@ export function runMetrics(d: RunDetail): string[] {
   return [...Object.keys(d.summary), ...(d.names?.scalars ?? [])];
 }
 
-/** Metrics by name, section timings last. */
+/** Metrics by name, section timings after the run's own, system series last. */
 export function sortMetrics(names: Iterable<string>): string[] {
-  return [...new Set(names)].sort((a, b) => {
-    const ta = a.startsWith("timings/") ? 1 : 0;
-    const tb = b.startsWith("timings/") ? 1 : 0;
-    return ta - tb || a.localeCompare(b);
-  });
+  const rank = (m: string) => (isSystemMetric(m) ? 2 : m.startsWith("timings/") ? 1 : 0);
+  return [...new Set(names)].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
+
+/** The run's own metrics (the first `limit` of them) and then every system series. */
+export function limitOwn(metrics: string[], limit: number): string[] {
+  const own = metrics.filter((m) => !isSystemMetric(m));
+  return [...own.slice(0, limit), ...metrics.filter(isSystemMetric)];
+}
+
+const SYSTEM_OPEN_KEY = "labtrack.systemOpen";
 
 export function ChartGrid(props: {
   runs: ChartRun[];
@@ -131,19 +138,53 @@ export function ChartGrid(props: {
 }) {
   if (!props.runs.length) return <div class="empty">Select runs in the table to chart them.</div>;
   if (!props.metrics.length) return <div class="empty">These runs have logged no scalars yet.</div>;
+  const own = props.metrics.filter((m) => !isSystemMetric(m));
+  const system = props.metrics.filter(isSystemMetric);
+  const chart = (m: string) => (
+    <Chart
+      key={m}
+      metric={m}
+      runs={props.runs.filter((r) => props.has(r.id, m))}
+      smoothing={props.settings.smoothing}
+      xAxis={props.settings.xAxis}
+      logY={props.settings.logY}
+      height={props.height}
+    />
+  );
   return (
-    <div class="chart-grid" data-testid="chart-grid">
-      {props.metrics.map((m) => (
-        <Chart
-          key={m}
-          metric={m}
-          runs={props.runs.filter((r) => props.has(r.id, m))}
-          smoothing={props.settings.smoothing}
-          xAxis={props.settings.xAxis}
-          logY={props.settings.logY}
-          height={props.height}
-        />
-      ))}
+    <div>
+      {own.length > 0 && <div class="chart-grid" data-testid="chart-grid">{own.map(chart)}</div>}
+      {system.length > 0 && <SystemSection count={system.length} render={() => system.map(chart)} />}
     </div>
+  );
+}
+
+/** The machine's series (CPU, memory, disk, network, GPUs) in their own collapsible section;
+ *  its charts are only made (and their data fetched) while it is open. */
+function SystemSection(props: { count: number; render: () => ComponentChildren }) {
+  const [open, setOpen] = useState(() => {
+    try {
+      return window.localStorage.getItem(SYSTEM_OPEN_KEY) !== "0";
+    } catch {
+      return true;
+    }
+  });
+  const toggle = (e: Event) => {
+    const now = (e.currentTarget as HTMLDetailsElement).open;
+    setOpen(now);
+    try {
+      window.localStorage.setItem(SYSTEM_OPEN_KEY, now ? "1" : "0");
+    } catch {
+      // private mode: the choice lasts this page only
+    }
+  };
+  return (
+    <details class="chart-section" data-testid="system-section" open={open} onToggle={toggle}>
+      <summary>
+        system <span class="count">{props.count}</span>
+        <span class="muted hint">CPU, memory, disk, network and GPUs, sampled by labtrack; x is seconds since the run started</span>
+      </summary>
+      {open && <div class="chart-grid" data-testid="system-grid">{props.render()}</div>}
+    </details>
   );
 }

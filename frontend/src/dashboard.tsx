@@ -2,7 +2,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Columns, fetchColumns } from "./api";
 import { runColors } from "./colors";
-import { ChartControls, ChartGrid, ChartSettings, metricNames, useRunDetails } from "./charts";
+import { ChartControls, ChartGrid, ChartSettings, limitOwn, metricNames, useRunDetails } from "./charts";
 import { XAxis } from "./chart";
 import { listParam, navigate, Route, updateParams } from "./route";
 import { RunsTable, TableState } from "./runstable";
@@ -85,7 +85,7 @@ export function Dashboard({ route }: { route: Route }) {
   const labels = runLabels(state.sel, names);
   const chartRuns = state.sel.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
   const available = metricNames(details.values());
-  const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : available.slice(0, 24);
+  const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : limitOwn(available, 24);
   const colOptions = [
     ...columns.params.map((c) => ({ value: "params." + c })),
     ...columns.metrics.map((c) => ({ value: "metrics." + c })),

@@ -58,3 +58,35 @@ export function fmtBytes(n: number): string {
   } while (v >= 1024 && i < units.length - 1);
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
+
+/** A series the system sampler records: `system/...`, or `rank<N>/system/...` (docs/system.md). */
+export function isSystemMetric(name: string): boolean {
+  return /^(rank\d+\/)?system\//.test(name);
+}
+
+/** How a system series' values read: bytes as KB/MB/GB, percents with %, °C, W; else plain. */
+export function unitFormatter(metric: string): (v: number) => string {
+  if (!isSystemMetric(metric)) return fmtNumber;
+  const plain = (v: number) => (Math.abs(v) >= 100 ? String(Math.round(v)) : fmtNumber(Number(v.toPrecision(3))));
+  if (metric.endsWith("_bytes")) return (v) => (Number.isFinite(v) ? fmtBytes(Math.max(0, Math.round(v))) : fmtNumber(v));
+  if (metric.endsWith("percent") || metric.endsWith("/utilization")) return (v) => (Number.isFinite(v) ? `${plain(v)}%` : fmtNumber(v));
+  if (metric.endsWith("_c")) return (v) => (Number.isFinite(v) ? `${plain(v)} °C` : fmtNumber(v));
+  if (metric.endsWith("_w")) return (v) => (Number.isFinite(v) ? `${plain(v)} W` : fmtNumber(v));
+  return fmtNumber;
+}
+
+/** Axis ticks of a system series: one unit for all ticks, with the decimals that tell them apart. */
+export function axisFormatter(metric: string): (splits: number[]) => string[] {
+  const one = unitFormatter(metric);
+  if (!isSystemMetric(metric) || !metric.endsWith("_bytes")) return (splits) => splits.map((v) => one(v));
+  return (splits) => {
+    const top = Math.max(0, ...splits.filter(Number.isFinite).map(Math.abs));
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let i = 0;
+    while (i < units.length - 1 && top >= Math.pow(1024, i + 1)) i++;
+    const scale = Math.pow(1024, i);
+    const incr = splits.length > 1 ? Math.abs(splits[1] - splits[0]) / scale : 1;
+    const decimals = i === 0 ? 0 : Math.min(3, Math.max(0, Math.ceil(-Math.log10(incr || 1))));
+    return splits.map((v) => (Number.isFinite(v) ? `${(v / scale).toFixed(decimals)} ${units[i]}` : ""));
+  };
+}

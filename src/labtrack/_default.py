@@ -41,6 +41,7 @@ def init(
     job_type: str | None = None,
     print_steps: bool | None = None,
     print_skip: Iterable[str] | None = None,
+    system: bool | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -67,6 +68,8 @@ def init(
         print_steps: print a box table of each step's values when the step changes
             (ML-Logger; LABTRACK_PRINT_STEPS); `labtrack.Color` values style their cell.
         print_skip: glob patterns of keys left out of that table ("*/hist", "lr").
+        system: sample CPU, memory, disk, network and GPUs into series under system/
+            (LABTRACK_SYSTEM, default True; every LABTRACK_SYSTEM_SECONDS, default 10).
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -87,7 +90,7 @@ def init(
             experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
-            flush_seconds=flush_seconds, group=group, job_type=job_type, _job=job)
+            flush_seconds=flush_seconds, group=group, job_type=job_type, system=system, _job=job)
         if _settings.get("print_steps", print_steps):
             run._print_steps(print_skip or ())
     global _made_default

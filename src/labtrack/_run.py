@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable
 
-from . import _lifecycle, _records, _settings
+from . import _lifecycle, _records, _settings, _system
 from ._names import NameSpace, check_name, slug
 from ._run_extras import ExtrasMethods
 from ._run_media import MediaMethods
@@ -97,7 +97,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
     __slots__ = ("root", "dir", "id", "experiment", "_cfg", "_closed", "_finished", "_finish_lock",
                  "_meta_lock", "_known", "_spaces", "_busy", "_activity", "_indicators_obj", "_shipper",
                  "_provenance_thread", "_capture", "_sync_timeout", "_index_on_finish", "_meta",
-                 "_params", "_writer", "_job", "_extras", "__weakref__")
+                 "_params", "_writer", "_job", "_extras", "_sampler", "__weakref__")
 
     def __init__(
         self,
@@ -120,6 +120,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         group: str | None = None,
         job_type: str | None = None,
         run_id: str | None = None,
+        system: bool | None = None,
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
     ) -> None:
@@ -128,7 +129,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         cfg = _settings.resolve_run(
             {"root": None if root is None else os.fspath(root), "resume": resume, "parent": parent,
              "capture_git": capture_git, "capture_console": capture_console,
-             "flush_seconds": flush_seconds, "remote": remote, "token": token}, environ=env)
+             "flush_seconds": flush_seconds, "remote": remote, "token": token, "system": system},
+            environ=env)
         self._cfg = cfg  # the settings, resolved once (frozen)
         self.root = Path(cfg.root).absolute()
         self._closed = False
@@ -148,6 +150,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         self._eager_at = EAGER_VALUES
         self._indicators_obj: Any = None
         self._shipper: Any = None
+        self._sampler: Any = None
         self._capture: Any = None
         self._sync_timeout = cfg.sync_timeout
         self._index_on_finish = cfg.index_on_finish
@@ -198,8 +201,9 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
             self.id = meta["id"]
             self.experiment = meta.get("experiment", self.dir.parent.name)
             summary = load_summary(self.dir)
-            self._next_step = max((int(s.get("step", -1)) for s in summary.values()
-                                   if isinstance(s, dict)), default=-1) + 1
+            # The system series' steps are seconds, not the script's steps.
+            self._next_step = max((int(s.get("step", -1)) for k, s in summary.items()
+                                   if isinstance(s, dict) and not _system.is_system_series(k)), default=-1) + 1
             old_params = read_json(self.dir / layout.PARAMS_JSON, {}) or {}
             params = {**old_params, **params}
             meta.update(status="running", ended=None, pid=os.getpid(), host=socket.gethostname(),
@@ -280,6 +284,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
                                     and _job.mode == "one-run" else None)
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
+        if cfg.system:  # docs/system.md; it appends through the columns, never moving the step
+            self._sampler = _system.start_for(self, now, summary, cfg.system_seconds, env)
         _lifecycle.register(self)
 
     # --- read-only attributes ----------------------------------------------------------------
@@ -697,6 +703,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         self._closed = True
         cut: BaseException | None = None
         try:
+            if self._sampler is not None:
+                self._sampler.stop()  # its last sample goes in before the writer drains
             if self._capture is not None:
                 self._capture.stop()
             self._join_provenance()

@@ -114,6 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("job_id", "LABTRACK_JOB_ID", None, str, "str",
             "The id every rank of a job shares, for one-run mode where the launcher gives none "
             "(also `init(job_id=...)`)."),
+    Setting("system", "LABTRACK_SYSTEM", True, _parse_bool, "bool",
+            "Sample CPU, memory, disk, network and GPUs on a background thread into series "
+            "under system/ (docs/system.md)."),
+    Setting("system_seconds", "LABTRACK_SYSTEM_SECONDS", 10.0, _parse_positive_float, "float",
+            "Seconds between two samples of the system series."),
     Setting("no_c", "LABTRACK_NO_C", False, _parse_bool, "bool",
             "Do not build (at install) or use (at import) the C fast path of run.log; the pure "
             "Python path records the same data, about 3x slower per call. Environment only."),
@@ -147,6 +152,8 @@ class RunSettings:
     token: str | None
     sync_timeout: float
     index_on_finish: bool
+    system: bool
+    system_seconds: float
     resume: str | None  # from the argument, or rerun's private hand-off
     parent: str | None
 

@@ -355,12 +355,22 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     if flat:
         click.echo(_indent(_text_table(["KEY", "VALUE"], [[k, _fmt(v)] for k, v in flat.items()])))
     click.echo("")
-    click.echo(click.style("summary", bold=True) + ("" if summary else "  (no scalars logged)"))
-    if summary:
+    from .._system import describe, is_system_series
+
+    machine = describe(summary)
+    own = {n: s for n, s in summary.items() if not is_system_series(n)}
+    click.echo(click.style("summary", bold=True) + ("" if own else "  (no scalars logged)"))
+    if own:
         cols = ["last", "min", "max", "mean", "count", "step"]
         click.echo(_indent(_text_table(
             ["SERIES"] + [c.upper() for c in cols],
-            [[n] + [_fmt(s.get(c)) for c in cols] for n, s in sorted(summary.items()) if isinstance(s, dict)])))
+            [[n] + [_fmt(s.get(c)) for c in cols] for n, s in sorted(own.items()) if isinstance(s, dict)])))
+    if machine:  # the system/ series (docs/system.md), summed up
+        click.echo("")
+        click.echo(click.style("system", bold=True))
+        w = max(len(k) for k, _ in machine)
+        for k, v in machine:
+            click.echo(f"  {k.ljust(w)}  {v}")
     click.echo("")
     click.echo(click.style(f"files ({len(files)})", bold=True))
     shown = files if len(files) <= 50 else files[:50]
