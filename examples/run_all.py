@@ -26,6 +26,10 @@ def main() -> None:
                "--epochs", args.epochs, *extra]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
+    # a script written for wandb, only its import changed: images, sound, video, tables
+    cmd = [sys.executable, str(HERE / "wandb_style.py"), "--root", args.root]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
     print(f"\nThe runs are in {Path(args.root).resolve()}:")
     for d in sorted(Path(args.root).glob("*/*/run.json")):
         print("  ", d.parent)

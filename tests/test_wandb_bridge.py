@@ -310,6 +310,15 @@ def test_summary_is_written_to_summary_json_and_shown_in_the_index(tmp_path: Pat
     assert summary["best_epoch"] == {"value": 3} and summary["notes"] == {"value": "ok"}
     _, rows = labtrack.open(tmp_path / "root").index.query()
     assert rows[0]["metrics"]["acc"] == 0.9 and rows[0]["metrics"]["best_epoch"] == 3
+    # `labtrack show` shows the script's value as the last one, as the runs table does
+    from click.testing import CliRunner
+
+    from labtrack.cli import main
+
+    out = CliRunner().invoke(main, ["show", run.id, "--root", str(tmp_path / "root")]).output
+    acc = next(line.split() for line in out.splitlines() if line.strip().startswith("acc "))
+    best = next(line.split() for line in out.splitlines() if line.strip().startswith("best_epoch "))
+    assert acc[1] == "0.9" and best[1] == "3", out
 
 
 def test_summary_survives_a_resume(tmp_path: Path, env: dict[str, str]) -> None:
@@ -531,6 +540,17 @@ def test_importing_the_bridge_keeps_labtrack_light() -> None:
 
 
 # --- group and job_type across labtrack ------------------------------------------------------
+
+def test_show_prints_group_and_job_type(tmp_path: Path, env: dict[str, str]) -> None:
+    from click.testing import CliRunner
+
+    from labtrack.cli import main
+
+    run = wandb.init(project="p", group="sweep-1", job_type="eval", _environ=env)
+    wandb.finish()
+    out = CliRunner().invoke(main, ["show", run.id, "--root", str(tmp_path / "root")]).output
+    assert "group     sweep-1" in out and "job type  eval" in out, out
+
 
 def test_group_and_job_type_in_run_json_index_cli_and_api(tmp_path: Path, make_run: Any) -> None:
     from click.testing import CliRunner

@@ -337,6 +337,10 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
         info.append(("tags", ", ".join(meta["tags"])))
     if meta.get("comment"):
         info.append(("comment", str(meta["comment"])))
+    if meta.get("group") and not isinstance(meta.get("distributed"), dict):  # else shown above
+        info.append(("group", str(meta["group"])))
+    if meta.get("job_type"):
+        info.append(("job type", str(meta["job_type"])))
     err = meta.get("error")
     if isinstance(err, dict):
         info.append(("error", f"{err.get('type')}: {err.get('message')}"))
@@ -364,7 +368,8 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
         cols = ["last", "min", "max", "mean", "count", "step"]
         click.echo(_indent(_text_table(
             ["SERIES"] + [c.upper() for c in cols],
-            [[n] + [_fmt(s.get(c)) for c in cols] for n, s in sorted(own.items()) if isinstance(s, dict)])))
+            [[n] + [_fmt(s.get("value", s.get(c)) if c == "last" else s.get(c)) for c in cols]
+             for n, s in sorted(own.items()) if isinstance(s, dict)])))
     if machine:  # the system/ series (docs/system.md), summed up
         click.echo("")
         click.echo(click.style("system", bold=True))
