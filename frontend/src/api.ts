@@ -42,6 +42,8 @@ export interface SummaryEntry {
   count: number;
   step: number;
   time: number;
+  /** A value the script set (wandb's run.summary[...] = v): shown instead of the last point. */
+  value?: number | string | boolean | null;
 }
 
 export interface RunDetail {
@@ -86,6 +88,7 @@ export interface RunDetail {
   /** Where each rank's console is (rank 0: console.log). */
   consoles?: { rank: number; path: string }[];
   group?: string | null;
+  job_type?: string | null;
 }
 
 export type NamedKind = "scalars" | "text" | "histograms" | "tables" | "markdown";
@@ -259,6 +262,8 @@ export async function fetchRun(id: string, signal?: AbortSignal): Promise<RunDet
       last: num(e.last), min: num(e.min), max: num(e.max), mean: num(e.mean), sum: num(e.sum),
       count: num(e.count), step: num(e.step), time: num(e.time),
     };
+    const value = e.value;
+    if (typeof value === "number" || typeof value === "string" || typeof value === "boolean") summary[k].value = value;
   }
   d.summary = summary;
   return d;

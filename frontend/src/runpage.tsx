@@ -185,6 +185,8 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
   const rows: [string, preact.ComponentChildren][] = [
     ["status", <StatusBadge status={run.status} />],
     ["experiment", run.experiment],
+    ["group", run.group],
+    ["job type", run.job_type],
     ["started", fmtDate(run.started)],
     ["ended", fmtDate(run.ended)],
     ["duration", fmtDuration(durationOf(run.started, run.ended, run.duration ?? null, run.status === "running"))],
@@ -237,9 +239,16 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
         <table class="data-table compact">
           <thead><tr><th>series</th><th>last</th><th>min</th><th>max</th><th>mean</th><th>points</th><th>last step</th></tr></thead>
           <tbody>
-            {Object.entries(run.summary).map(([k, s]) => (
-              <tr key={k}><td>{k}</td><td class="num">{fmtNumber(s.last)}</td><td class="num">{fmtNumber(s.min)}</td><td class="num">{fmtNumber(s.max)}</td><td class="num">{fmtNumber(s.mean)}</td><td class="num">{s.count}</td><td class="num">{s.step}</td></tr>
-            ))}
+            {Object.entries(run.summary).map(([k, s]) => {
+              // a value the script set (run.summary["best"] = 0.9) may have no points behind it
+              const points = !Number.isNaN(s.count);
+              const shown = (v: number | undefined) => (points ? fmtNumber(v) : "");
+              const last = s.value === undefined || s.value === null ? shown(s.last)
+                : typeof s.value === "number" ? fmtNumber(s.value) : String(s.value);
+              return (
+                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{shown(s.count)}</td><td class="num">{shown(s.step)}</td></tr>
+              );
+            })}
           </tbody>
         </table>
       </Section>
