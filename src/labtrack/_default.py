@@ -38,6 +38,8 @@ def init(
     job_id: str | None = None,
     group: str | None = None,
     job_type: str | None = None,
+    start_step: int | None = None,
+    annotate: bool = False,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -61,6 +63,10 @@ def init(
             (LABTRACK_JOB_ID).
         group, job_type: runs that belong together (the ranks of one job, the folds of a
             sweep) and what this one does ("train", "eval"); columns of the runs table.
+        start_step: the step this trial starts from (Lab's; default 0, a resumed run: the
+            step it resumes at); run.json `start_step`.
+        annotate: rewrite the script's results block at each `run.save_progress` (Lab's
+            results in the source file; docs/older-tools.md).
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -81,7 +87,8 @@ def init(
             experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
-            flush_seconds=flush_seconds, group=group, job_type=job_type, _job=job)
+            flush_seconds=flush_seconds, group=group, job_type=job_type, start_step=start_step,
+            annotate=annotate, _job=job)
     previous = _lifecycle.swap_default(run)
     if previous is not None and previous is not run and isinstance(previous, Run):
         previous.finish()

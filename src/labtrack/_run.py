@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from . import _lifecycle, _records, _settings
 from ._names import NameSpace, check_name, slug
 from ._run_media import MediaMethods
+from ._run_progress import ProgressMethods, announce, begin, record_local_sources
 from ._store import create, files, layout
 from ._store.reader import read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
@@ -78,7 +79,7 @@ class _FinishedColumns(dict):  # type: ignore[type-arg]
         self.refuse()
 
 
-class Run(MediaMethods, _LogBase):
+class Run(ProgressMethods, MediaMethods, _LogBase):
     """One run: a directory under the root, a writer thread, and the logging calls.
 
     Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
@@ -119,6 +120,8 @@ class Run(MediaMethods, _LogBase):
         group: str | None = None,
         job_type: str | None = None,
         run_id: str | None = None,
+        start_step: int | None = None,
+        annotate: bool = False,
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
     ) -> None:
@@ -227,6 +230,7 @@ class Run(MediaMethods, _LogBase):
                         fields.pop("group", None)
                     self._meta.update(fields)
         self._params = params
+        begin(self._meta, start_step, annotate, self._next_step if resume else None)  # Lab's trial
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
         for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment),
                              ("group", group), ("job_type", job_type)):
@@ -280,6 +284,8 @@ class Run(MediaMethods, _LogBase):
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
         _lifecycle.register(self)
+        if not joins:
+            announce(self)  # the run id, and the params table of a config
 
     # --- read-only attributes ----------------------------------------------------------------
     @property
@@ -306,9 +312,9 @@ class Run(MediaMethods, _LogBase):
         return self._job.world_size if self._job is not None else 1
 
     @property
-    def current_step(self) -> int:
-        """The last step logged (0 before any)."""
-        return max(self._next_step - 1, 0)
+    def current_step(self) -> int | None:  # type: ignore[override]
+        """The last step logged (None before any)."""
+        return self._next_step - 1 if self._next_step else None
 
     def __repr__(self) -> str:
         return f"<labtrack.Run {self.experiment}/{self.id} {self.status} at {self.dir}>"
@@ -383,7 +389,7 @@ class Run(MediaMethods, _LogBase):
     def _record(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Like log(), but never moves the automatic step (console timings, indicators)."""
         keep = self._next_step
-        self.log(values, self.current_step if step is None else step)
+        self.log(values, max(self._next_step - 1, 0) if step is None else step)
         self._next_step = keep
 
     def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any) -> Callable[[list[float]], None]:
@@ -436,7 +442,7 @@ class Run(MediaMethods, _LogBase):
             raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
 
     def _media_step(self, step: Any) -> int:
-        return self.current_step if step is None else _records.check_step(step)
+        return max(self._next_step - 1, 0) if step is None else _records.check_step(step)
 
     def _add_media(self, entry: dict[str, Any], data: bytes, extra: dict[str, Any] | None = None) -> None:
         """Write a media file (and its JSON beside it) and its media.jsonl line."""
@@ -613,11 +619,6 @@ class Run(MediaMethods, _LogBase):
         """Record the indicators stored since the last write and print them."""
         self._indicators().write(step)
 
-    def indicator(self, name: str, window: int | None = None, histogram: bool = False,
-                  print: bool = True) -> None:  # noqa: A002 - the public keyword
-        """Declare how an indicator is summarised (moving average window, histogram, printed)."""
-        self._indicators().indicator(name, window=window, histogram=histogram, print=print)
-
     # --- metadata -------------------------------------------------------------------------------
     def _set_summary(self, entries: dict[str, dict[str, Any]]) -> None:
         """Merge script-set keys (`_writer.SUMMARY_EXTRA`) into summary.json's entries."""
@@ -646,6 +647,8 @@ class Run(MediaMethods, _LogBase):
                 files.atomic_write_bytes(self.dir / layout.DIFF_PATCH, info.diff)
                 create.copy_untracked(self.dir, self.root, Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
+            else:  # outside git: the script and its local modules (ML-Logger's log_file)
+                record_local_sources(self.dir, self._meta, self.root, untracked_cap)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
 
     def _record_notebook(self) -> None:
