@@ -91,6 +91,24 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def without_banner(text: str) -> str:
+    """`text` without the `labtrack: run <id> ...` lines init() prints (docs/older-tools.md)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not banner(line))
+
+
+def banner(line: str) -> bool:
+    """True for the lines init() prints: `labtrack: run <id> ...` and the params table."""
+    return line.startswith(("labtrack: run ", "┌", "│", "├", "└"))
+
+
+def read_line(stream: Any) -> str:
+    """The next line of a child's stdout that is not init()'s banner (see `banner`)."""
+    line = stream.readline()
+    while banner(line):
+        line = stream.readline()
+    return str(line)
+
+
 def only_run_dir(root: Path) -> Path:
     """The one run directory under `root` (fails if there is not exactly one)."""
     dirs = [p.parent for p in root.glob("*/*/run.json")]

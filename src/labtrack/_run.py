@@ -270,6 +270,8 @@ class Run(ProgressMethods, MediaMethods, _LogBase):
                 args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
                 name=f"labtrack-provenance-{self.id}", daemon=True)
             self._provenance_thread.start()
+        if not joins:  # before the capture: console.log keeps what the script printed
+            announce(self)  # the run id, and the params table of a config
         if capture_console:
             from ._capture import ConsoleCapture
 
@@ -284,8 +286,6 @@ class Run(ProgressMethods, MediaMethods, _LogBase):
             self._shipper.start()
             self._writer.after_flush.append(self._shipper.notify)
         _lifecycle.register(self)
-        if not joins:
-            announce(self)  # the run id, and the params table of a config
 
     # --- read-only attributes ----------------------------------------------------------------
     @property
@@ -312,7 +312,7 @@ class Run(ProgressMethods, MediaMethods, _LogBase):
         return self._job.world_size if self._job is not None else 1
 
     @property
-    def current_step(self) -> int | None:  # type: ignore[override]
+    def current_step(self) -> int | None:
         """The last step logged (None before any)."""
         return self._next_step - 1 if self._next_step else None
 
