@@ -197,12 +197,11 @@ class ProgressMethods:
         snap = {"step": at, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "values": merged}
         _records.check_text(files.dumps(snap), "progress snapshot")
-        with self._meta_lock:
+        with self._meta_lock:  # also orders the script's rewrites when threads snapshot at once
             self._meta.setdefault("progress", []).append(snap)
             files.atomic_write_json(self.dir / layout.RUN_JSON, self._meta)
-            meta = dict(self._meta)
-        if meta.get("annotate"):
-            self._annotate_script(meta)
+            if self._meta.get("annotate"):
+                self._annotate_script(dict(self._meta))
         return snap
 
     def _annotate_script(self, meta: dict[str, Any]) -> None:
