@@ -17,6 +17,14 @@ import labtrack
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+@pytest.fixture(autouse=True)
+def _no_system_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system sampler off by default in every test (LABTRACK_SYSTEM=0), as `make_run` and
+    `child_env` have it: its series would change every exact list of series a test compares.
+    tests/test_system.py and the tests that want it turn it on by argument or environment."""
+    monkeypatch.setenv("LABTRACK_SYSTEM", "0")
+
+
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[Callable[..., labtrack.Run]]:
     """`make_run(**kwargs)`: a Run under tmp_path/root with no git/console capture and no system
@@ -95,6 +103,24 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+def without_banner(text: str) -> str:
+    """`text` without the `labtrack: run <id> ...` lines init() prints (docs/older-tools.md)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not banner(line))
+
+
+def banner(line: str) -> bool:
+    """True for the lines init() prints: `labtrack: run <id> ...` and the params table."""
+    return line.startswith(("labtrack: run ", "┌", "│", "├", "└"))
+
+
+def read_line(stream: Any) -> str:
+    """The next line of a child's stdout that is not init()'s banner (see `banner`)."""
+    line = stream.readline()
+    while banner(line):
+        line = stream.readline()
+    return str(line)
 
 
 def only_run_dir(root: Path) -> Path:

@@ -9,7 +9,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "labtrack"
 
-TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._run_extras", "labtrack._media", "labtrack._lifecycle", "labtrack._default",
+TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._run_extras", "labtrack._run_progress",
+            "labtrack._media", "labtrack._lifecycle", "labtrack._default",
             "labtrack._writer", "labtrack._records", "labtrack._checkpoints",
             "labtrack._console", "labtrack._capture", "labtrack._provenance", "labtrack._notebook",
             "labtrack._distributed", "labtrack._ranks",
@@ -20,7 +21,8 @@ TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._run_extras", "lab
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",
             "labtrack._rerun", "labtrack.integrations")
 WRITES = {"atomic_write_bytes", "atomic_write_json", "append_bytes"}
-MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._run_media", "labtrack._run_extras", "labtrack._writer", "labtrack._checkpoints",
+MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._run_media", "labtrack._run_extras", "labtrack._run_progress",
+             "labtrack._writer", "labtrack._checkpoints",
              "labtrack._book.manage", "labtrack._annotate", "labtrack._server.ingest",
              "labtrack._server.auth",
              "labtrack._server.series_store",  # the server's derived series cache (deletable)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import labtrack
-from conftest import child_env
+from conftest import child_env, read_line
 from labtrack._book import Book, RunList, RunView
 from labtrack.errors import (LabtrackNameError, LabtrackValueError, QueryError, RunNotFoundError,
                              RunStateError)
@@ -349,7 +349,7 @@ def test_a_live_run_reads_as_running_then_crashed_after_kill_9(tmp_path: Path) -
     child = _start_live_run(tmp_path)
     try:
         assert child.stdout is not None
-        run_id = child.stdout.readline().strip()
+        run_id = read_line(child.stdout).strip()
         assert run_id, child.stderr.read() if child.stderr else ""
         with labtrack.open(tmp_path / "root") as bk:
             view = bk[run_id]

@@ -218,7 +218,7 @@ def test_load_errors(tmp_path: Path) -> None:
         load_checkpoint(run_dir, "first")
     with pytest.raises(LabtrackTypeError, match="got float 1.0"):
         load_checkpoint(run_dir, 1.0)  # type: ignore[arg-type]
-    assert checkpoint_path(run_dir, "1") == run_dir / "checkpoints" / "1" / "checkpoint.pt"
+    assert checkpoint_path(run_dir, "1") == run_dir / "checkpoints" / "1" / "checkpoint.pkl"  # plain data: pickle, no torch
 
 
 def test_incomplete_folder_is_ignored(tmp_path: Path) -> None:

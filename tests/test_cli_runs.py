@@ -320,6 +320,7 @@ def test_a_killed_run_shows_the_time_to_its_last_sign_of_life(tmp_path: Path) ->
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("labtrack: run ")  # init() names the run
         line = proc.stdout.readline()
     finally:
         proc.send_signal(signal.SIGKILL)

@@ -19,7 +19,7 @@ import labtrack
 from labtrack._store.reader import read_jsonl, read_run_meta
 from labtrack._store.scalars import read_columns as read_scalars
 
-from conftest import child_env, flush
+from conftest import child_env, flush, read_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,7 +130,7 @@ def test_a_reader_never_sees_a_partial_line_while_a_child_writes(tmp_path: Path)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        run_dir = Path(proc.stdout.readline().strip())
+        run_dir = Path(read_line(proc.stdout).strip())
         path = run_dir / "scalars" / "x.csv"
         reads = 0
         last_len = 0

@@ -41,7 +41,8 @@ def run(tmp_path: Path) -> Iterator[labtrack.Run]:
 
 
 def lines(buf: io.StringIO) -> list[str]:
-    return buf.getvalue().splitlines()
+    # init() prints the run id first (tests/test_lab_features.py checks that line)
+    return [line for line in buf.getvalue().splitlines() if not line.startswith("labtrack: run ")]
 
 
 def scalars(run: labtrack.Run, name: str) -> tuple[list[int], list[float]]:

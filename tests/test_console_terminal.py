@@ -173,6 +173,8 @@ def test_pipe_gets_plain_lines_and_no_redraws(tmp_path: Path) -> None:
     out = proc.stdout
     assert "\x1b" not in out and "\r" not in out
     lines = out.splitlines()
+    assert lines[0].startswith("labtrack: run ")  # init() names the run first
+    lines = lines[1:]
     assert lines[0].startswith("Setup... done ")
     loop_lines = [line for line in lines if re.match(r" +\d+:", line)]
     assert [int(line.split(":")[0]) for line in loop_lines] == [0, 10, 20, 29]

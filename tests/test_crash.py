@@ -22,7 +22,8 @@ import pytest
 from labtrack._store.reader import read_run_meta
 from labtrack._store.scalars import read_columns as read_scalars
 
-from conftest import child_env, only_run_dir, run_script
+from conftest import banner as _banner
+from conftest import child_env, only_run_dir, read_line, run_script, without_banner
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,7 +63,8 @@ class Child:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            if not _banner(line):  # init()'s run id and params table
+                self.lines.append(line.rstrip("\n"))
         self.proc.stdout.close()
 
     def _read_err(self) -> None:
@@ -222,7 +224,7 @@ def test_sigterm_while_printing_heavily_does_not_hang(tmp_path: Path) -> None:
             proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=child_env(_env(root)),
                                     stdout=f, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while not out.read_text().startswith("ready") and time.monotonic() < deadline:
+        while not without_banner(out.read_text()).startswith("ready") and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
@@ -310,7 +312,7 @@ def test_ctrl_c_again_while_finishing_still_sets_the_status(tmp_path: Path, pres
                             env=child_env(_env(root)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
+    assert read_line(proc.stdout) == "ready\n"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
@@ -522,7 +524,7 @@ def test_sigterm_with_the_scripts_handler_while_printing_heavily(tmp_path: Path)
         proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=child_env(_env(root)),
                                 stdout=f, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
-    while not out.read_text().startswith("ready") and time.monotonic() < deadline:
+    while not without_banner(out.read_text()).startswith("ready") and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     started = time.monotonic()

@@ -17,7 +17,7 @@ import labtrack
 from labtrack import _run
 from labtrack.errors import LabtrackTypeError, RunStateError
 
-from conftest import only_run_dir, run_script
+from conftest import only_run_dir, run_script, without_banner
 
 MakeRun = Callable[..., labtrack.Run]
 
@@ -78,7 +78,7 @@ def test_the_c_and_python_paths_write_the_same_files(tmp_path: Path) -> None:
         summary = json.loads((run_dir / "summary.json").read_text())
         for s in summary.values():
             s.pop("time", None)
-        results.append((p.stdout.replace("HOT True", "HOT").replace("HOT False", "HOT"),
+        results.append((without_banner(p.stdout).replace("HOT True", "HOT").replace("HOT False", "HOT"),
                         _series(run_dir), summary))
     assert "HOT" in results[0][0]
     assert results[0] == results[1]

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 
 import labtrack
-from conftest import child_env
+from conftest import child_env, read_line
 from labtrack._index import Index
 from labtrack.errors import LabtrackValueError, QueryError, RunNotFoundError
 
@@ -343,7 +343,7 @@ def test_a_run_being_written_is_listed_as_running_with_its_data_so_far(tmp_path:
                              stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "logged", child.stderr.read() if child.stderr else ""
+        assert read_line(child.stdout).strip() == "logged", child.stderr.read() if child.stderr else ""
         with Index(root) as ix:
             total, rows = ix.query(experiment="live")
             assert total == 1

@@ -159,7 +159,9 @@ def test_outside_a_repository_git_is_null(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     run_dir = only_run_dir(tmp_path / "runs")
     assert read_run_meta(run_dir)["git"] is None
-    assert not (run_dir / "source").exists()
+    # no git files; the script itself is kept instead (tests/test_lab_features.py)
+    assert [p.relative_to(run_dir).as_posix() for p in (run_dir / "source").rglob("*")] == [
+        "source/files", "source/files/script.py"]
     assert (run_dir / "env.json").is_file()
 
 

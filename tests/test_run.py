@@ -675,6 +675,7 @@ def test_log_command_records_options(make_run: MakeRun) -> None:
 
 def test_println_reaches_the_terminal_and_console_log(make_run: MakeRun, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run()
+    assert capsys.readouterr().out.startswith(f"labtrack: run {run.id}")  # init() names the run
     run.println("epoch {} done, loss {loss:.3f}", 3, loss=0.2)
     run.eprintln("warning: {}", "careful")
     flush(run)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from conftest import read_line
 import labtrack
 from labtrack._server.app import create_app
 
@@ -686,7 +687,7 @@ def test_a_killed_run_lasts_until_its_last_sign_of_life(tmp_path: Path) -> None:
                             env=child_env({"LABTRACK_HEARTBEAT_SECONDS": "60"}))
     try:
         assert proc.stdout is not None
-        run_id = proc.stdout.readline().strip()
+        run_id = read_line(proc.stdout).strip()
         assert run_id, "the child printed no run id"
     finally:
         proc.send_signal(signal.SIGKILL)

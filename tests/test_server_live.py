@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from conftest import read_line
 import labtrack
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -186,7 +187,7 @@ def test_a_child_process_logging_shows_up_live(root: Path, ui_factory: Any, tmp_
                              stderr=subprocess.STDOUT, text=True, env=env)
     try:
         assert child.stdout is not None
-        first = child.stdout.readline()
+        first = read_line(child.stdout)
         assert first.startswith("ID "), first + child.stdout.read()
         rid = first.split()[1]
         with httpx.Client(timeout=httpx.Timeout(10.0)) as client:

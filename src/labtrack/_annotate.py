@@ -1,6 +1,7 @@
 """Results in the source file: write a run's summary into its script as a docstring block.
 
-Only `labtrack annotate RUN` does this (opt-in); nothing else edits user files. The block is
+Only `labtrack annotate RUN` and a run started with `labtrack.init(annotate=True)` (at each
+progress snapshot) do this (opt-in); nothing else edits user files. The block is
 a plain string expression at the end of the script (or where a previous block was), between
 a first line starting with `\"\"\"labtrack results` and a last line `labtrack results end\"\"\"`,
 so running the script is unaffected and a later annotate replaces it.
@@ -39,42 +40,89 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-def render_block(meta: dict[str, Any], params: dict[str, Any], summary: dict[str, Any],
+PROGRESS_ROWS = 50  # the block shows the last this many snapshots (run.json keeps all)
+
+
+def flat(params: Any) -> dict[str, Any]:
+    """Params flattened with `.` for the block's params line (pure)."""
+    from ._console._format import flatten
+
+    return flatten(params) if isinstance(params, dict) else ({} if params is None else {"value": params})
+
+
+def _table(header: list[str], rows: list[list[str]], right: bool) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def cell(c: str, w: int, i: int) -> str:
+        return c.rjust(w) if right and i else c.ljust(w)
+
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += ["| " + " | ".join(cell(c, w, i) for i, (c, w) in enumerate(zip(r, widths))) + " |" for r in rows]
+    return out
+
+
+def progress_lines(progress: Any) -> list[str]:
+    """Lab's progress table: `global_step | <values>`, one row per snapshot (pure)."""
+    snaps = [s for s in progress if isinstance(s, dict)] if isinstance(progress, list) else []
+    if not snaps:
+        return []
+    names: list[str] = []
+    for snap in snaps:
+        for key in (snap.get("values") or {}):
+            if key not in names:
+                names.append(key)
+    shown = snaps[-PROGRESS_ROWS:]
+    rows = [[_fmt(s.get("step"))] + [_fmt((s.get("values") or {}).get(n)) for n in names] for s in shown]
+    lines = _table(["global_step", *names], rows, right=True)
+    if len(snaps) > len(shown):
+        lines.insert(2, f"(the last {len(shown)} of {len(snaps)} snapshots; run.json keeps all)")
+    return lines
+
+
+def render_block(meta: dict[str, Any], params: dict[str, Any], summary: dict[str, Any] | None,
                  newline: str = "\n") -> str:
-    """The docstring block for one run: header, params, and the summary table.
+    """The docstring block for one run, in Lab's layout: the trial's date and comment, the
+    dirty mark, the start step, params, the `global_step | <progress values>` table and (from
+    `labtrack annotate`) the summary table.
 
     Args:
         meta: run.json (with derived status).
         params: flattened params.
-        summary: summary.json.
+        summary: summary.json, or None for the block a live run writes at each snapshot.
         newline: the file's line ending.
+
+    Returns:
+        The block's text, ending with a newline.
+
+    Example:
+        >>> render_block({"id": "r1", "experiment": "mnist", "start_step": 0}, {}, None)
     """
     name = meta.get("name") or ""
-    started = str(meta.get("started") or "")[:16].replace("T", " ")
-    lines = [f"run {meta.get('id')}  {meta.get('experiment')}{'/' + name if name else ''}  "
-             f"{meta.get('status')}  started {started} UTC"]
+    started = str(meta.get("started") or "")[:19].replace("T", " ")
+    # The live block leaves the status out: written at a snapshot, it would say "running" forever.
+    status = f"  {meta.get('status')}" if summary is not None else ""
+    lines = [f"run {meta.get('id')}  {meta.get('experiment')}{'/' + name if name else ''}{status}"]
+    lines.append(f"{started} UTC" + (f"  {meta['comment']}" if meta.get("comment") else ""))
     git = meta.get("git") if isinstance(meta.get("git"), dict) else None
     if git and git.get("commit"):
-        lines.append(f"commit {str(git['commit'])[:10]}{' (dirty)' if git.get('dirty') else ''}")
-    if meta.get("comment"):
-        lines.append(f"comment: {meta['comment']}")
+        lines.append(f"commit {str(git['commit'])[:10]}{'  [[dirty]]' if git.get('dirty') else ''}")
+    lines.append(f"start_step: {_fmt(meta.get('start_step', 0))}")
     if params:
         lines.append("params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+    progress = progress_lines(meta.get("progress"))
+    if progress:
+        lines += ["", *progress]
     if summary:
         header = ["metric", "last", "min", "max", "mean", "count", "step"]
         rows = [[n] + [_fmt(s.get(k)) for k in header[1:]] for n, s in sorted(summary.items())
                 if isinstance(s, dict)]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines.append("")
-        lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        for r in rows:
-            lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-    else:
+        lines += ["", *_table(header, rows, right=False)]
+    elif summary is not None and not progress:
         lines.append("(no scalar series logged)")
     body = newline.join(_escape(line).rstrip() for line in lines)
-    return (f"{BEGIN} (written by `labtrack annotate`; the next annotate replaces it){newline}"
-            f"{body}{newline}{END}{newline}")
+    return (f"{BEGIN} (written by labtrack; the next snapshot or `labtrack annotate` replaces it)"
+            f"{newline}{body}{newline}{END}{newline}")
 
 
 def annotate_file(path: Path, block: str, *, dry_run: bool = False) -> str:
@@ -155,8 +203,6 @@ def annotate_run(run_dir: Path | RunDir, file: Path | None = None, *,
         LabtrackValueError: the run recorded no script and no `file` was given, or the file
             cannot be annotated (see :func:`annotate_file`).
     """
-    from ._index import flatten_params
-
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     meta = run.meta()
     if file is None:
@@ -173,7 +219,7 @@ def annotate_run(run_dir: Path | RunDir, file: Path | None = None, *,
             raise LabtrackValueError(
                 f"run {meta.get('id')} was started by {file}, which belongs to an installed "
                 "package, not to your experiment; pass --file PATH")
-    params = flatten_params(run.params())
+    params = flat(run.params())
     summary = run.summary()
     block = render_block(meta, params, summary)
     annotate_file(file, block, dry_run=dry_run)

@@ -42,6 +42,8 @@ def init(
     print_steps: bool | None = None,
     print_skip: Iterable[str] | None = None,
     system: bool | None = None,
+    start_step: int | None = None,
+    annotate: bool = False,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -70,6 +72,10 @@ def init(
         print_skip: glob patterns of keys left out of that table ("*/hist", "lr").
         system: sample CPU, memory, disk, network and GPUs into series under system/
             (LABTRACK_SYSTEM, default True; every LABTRACK_SYSTEM_SECONDS, default 10).
+        start_step: the step this trial starts from (Lab's; default 0, a resumed run: the
+            step it resumes at); run.json `start_step`.
+        annotate: rewrite the script's results block at each `run.save_progress` (Lab's
+            results in the source file; docs/older-tools.md).
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -90,7 +96,8 @@ def init(
             experiment, name, config=config, comment=comment, tags=tags, seed=seed, root=root,
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
-            flush_seconds=flush_seconds, group=group, job_type=job_type, system=system, _job=job)
+            flush_seconds=flush_seconds, group=group, job_type=job_type, system=system,
+            start_step=start_step, annotate=annotate, _job=job)
         if _settings.get("print_steps", print_steps):
             run._print_steps(print_skip or ())
     global _made_default

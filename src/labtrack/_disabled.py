@@ -23,7 +23,8 @@ class DisabledRun:
     rank = 0  # in distributed="rank0" mode, the instance says which rank records nothing
     world_size = 1
     root: Path | None = None
-    current_step = 0
+    current_step: int | None = None  # nothing is ever logged
+    start_step = 0
     disabled = True
 
     def __init__(self, config: Any = None, *, rank: int = 0, world_size: int = 1, **_: Any) -> None:
@@ -43,7 +44,14 @@ class DisabledRun:
 
     log = _record = log_image = log_figure = log_text = log_markdown = log_histogram = _noop
     log_table = log_command = log_params = store = write = indicator = flush = _noop
-    log_audio = log_video = _noop
+    log_audio = log_video = save_progress = _noop
+
+    def save_source(self, path: Any) -> list[Path]:
+        return []
+
+    @property
+    def progress(self) -> list[dict[str, Any]]:
+        return []
     save_checkpoint = add_checkpoint_file = save_artifact = save_object = _update_meta = _noop
     save_json = save_model = log_summary = disable = enable = _noop
     enabled = False

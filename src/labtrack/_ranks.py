@@ -346,6 +346,14 @@ class RankRun(Run):
         self._rank0_only("checkpoints")
         return self.dir / layout.CHECKPOINTS_DIR
 
+    def save_progress(self, values: Any = None, step: int | None = None) -> dict[str, Any]:
+        self._rank0_only("progress snapshots")  # they live in run.json, rank 0's
+        return {}
+
+    def save_source(self, path: Any) -> list[Path]:
+        self._rank0_only("source files")
+        return []
+
     def _update_meta(self, **fields: Any) -> None:
         with self._meta_lock:  # run.json is rank 0's: this rank only keeps its view
             self._meta.update(fields)

@@ -29,6 +29,7 @@ from . import _lifecycle, _records, _settings, _system
 from ._names import NameSpace, check_name, slug
 from ._run_extras import ExtrasMethods
 from ._run_media import MediaMethods
+from ._run_progress import ProgressMethods, announce, begin, record_local_sources
 from ._store import create, files, layout
 from ._store.reader import read_json
 from ._writer import EAGER_VALUES, Writer, load_summary
@@ -79,7 +80,7 @@ class _FinishedColumns(dict):  # type: ignore[type-arg]
         self.refuse()
 
 
-class Run(MediaMethods, ExtrasMethods, _LogBase):
+class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
     """One run: a directory under the root, a writer thread, and the logging calls.
 
     Use :func:`labtrack.init` for the default run of a script; `Run(...)` works on its own
@@ -121,6 +122,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         job_type: str | None = None,
         run_id: str | None = None,
         system: bool | None = None,
+        start_step: int | None = None,
+        annotate: bool = False,
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
     ) -> None:
@@ -232,6 +235,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
                         fields.pop("group", None)
                     self._meta.update(fields)
         self._params = params
+        begin(self._meta, start_step, annotate, self._next_step if resume else None)  # Lab's trial
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
         for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment),
                              ("group", group), ("job_type", job_type)):
@@ -271,6 +275,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
                 args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
                 name=f"labtrack-provenance-{self.id}", daemon=True)
             self._provenance_thread.start()
+        if not joins:  # before the capture: console.log keeps what the script printed
+            announce(self)  # the run id, and the params table of a config
         if capture_console:
             from ._capture import ConsoleCapture
 
@@ -313,9 +319,9 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         return self._job.world_size if self._job is not None else 1
 
     @property
-    def current_step(self) -> int:
-        """The last step logged (0 before any)."""
-        return max(self._next_step - 1, 0)
+    def current_step(self) -> int | None:
+        """The last step logged (None before any)."""
+        return self._next_step - 1 if self._next_step else None
 
     def __repr__(self) -> str:
         return f"<labtrack.Run {self.experiment}/{self.id} {self.status} at {self.dir}>"
@@ -390,7 +396,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
     def _record(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Like log(), but never moves the automatic step (console timings, indicators)."""
         keep = self._next_step
-        self.log(values, self.current_step if step is None else step)
+        self.log(values, max(self._next_step - 1, 0) if step is None else step)
         self._next_step = keep
 
     def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any) -> Callable[[list[float]], None]:
@@ -443,7 +449,7 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
             raise RunStateError(f"run {self.id} is finished; start a new run with labtrack.init()")
 
     def _media_step(self, step: Any) -> int:
-        return self.current_step if step is None else _records.check_step(step)
+        return max(self._next_step - 1, 0) if step is None else _records.check_step(step)
 
     def _add_media(self, entry: dict[str, Any], data: bytes, extra: dict[str, Any] | None = None) -> None:
         """Write a media file (and its JSON beside it) and its media.jsonl line."""
@@ -622,11 +628,6 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
         """Record the indicators stored since the last write and print them."""
         self._indicators().write(step)
 
-    def indicator(self, name: str, window: int | None = None, histogram: bool = False,
-                  print: bool = True) -> None:  # noqa: A002 - the public keyword
-        """Declare how an indicator is summarised (moving average window, histogram, printed)."""
-        self._indicators().indicator(name, window=window, histogram=histogram, print=print)
-
     # --- metadata -------------------------------------------------------------------------------
     def _set_summary(self, entries: dict[str, dict[str, Any]]) -> None:
         """Merge script-set keys (`_writer.SUMMARY_EXTRA`) into summary.json's entries."""
@@ -655,6 +656,8 @@ class Run(MediaMethods, ExtrasMethods, _LogBase):
                 files.atomic_write_bytes(self.dir / layout.DIFF_PATCH, info.diff)
                 create.copy_untracked(self.dir, self.root, Path(info.meta["root"]), info.untracked, untracked_cap)
                 self._update_meta(git=info.meta)
+            else:  # outside git: the script and its local modules (ML-Logger's log_file)
+                record_local_sources(self.dir, self._meta, self.root, untracked_cap)
         files.atomic_write_json(self.dir / layout.ENV_JSON, _provenance.environment())
 
     def _record_notebook(self) -> None:

@@ -55,6 +55,8 @@ def test_child_process_run_updates_table_chart_and_console_live(page: Any, live_
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_clean_env(), text=True)
     try:
         run_id = child.stdout.readline().strip()
+        while run_id.startswith(("labtrack: run ", "┌", "│", "├", "└")):  # init(): id line, params
+            run_id = child.stdout.readline().strip()
         assert run_id, child.communicate(timeout=10)[0]
         # The new run appears without a reload (the `runs` event), marked running.
         expect(total).to_have_text("1 run", timeout=8000)

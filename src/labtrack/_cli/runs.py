@@ -331,6 +331,8 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     else:
         info.append(("git", "not recorded"))
     info.append(("seed", _fmt(meta.get("seed"))))
+    if meta.get("start_step"):
+        info.append(("start step", _fmt(meta.get("start_step"))))
     if meta.get("parent"):
         info.append(("parent", str(meta["parent"])))
     if meta.get("tags"):
@@ -376,12 +378,32 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
         w = max(len(k) for k, _ in machine)
         for k, v in machine:
             click.echo(f"  {k.ljust(w)}  {v}")
+    progress = _progress_table(meta.get("progress"))
+    if progress:
+        click.echo("")
+        click.echo(click.style(f"progress ({len(meta['progress'])} snapshots)", bold=True))
+        click.echo(_indent(progress))
     click.echo("")
     click.echo(click.style(f"files ({len(files)})", bold=True))
     shown = files if len(files) <= 50 else files[:50]
     click.echo(_indent(_text_table(["PATH", "SIZE"], [[f["path"], _human_size(f["size"])] for f in shown])))
     if len(files) > len(shown):
         click.echo(f"  ... {len(files) - len(shown)} more (--json lists all)")
+
+
+def _progress_table(progress: Any) -> str:
+    """Lab's progress table: one row per run.save_progress snapshot, `global_step` first."""
+    snaps = [p for p in progress if isinstance(p, dict)] if isinstance(progress, list) else []
+    if not snaps:
+        return ""
+    names: list[str] = []
+    for snap in snaps:
+        for key in snap.get("values") or {}:
+            if key not in names:
+                names.append(key)
+    rows = [[_fmt(p.get("step"))] + [_fmt((p.get("values") or {}).get(n)) for n in names]
+            + [_fmt_time(p.get("time"))] for p in snaps]
+    return _text_table(["global_step", *names, "time (UTC)"], rows)
 
 
 def _indent(text: str) -> str:

@@ -7,8 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import click
+
+if TYPE_CHECKING:
+    from ..integrations.tensorboard import LiveExport
 
 
 def _dumps(obj: object) -> str:
@@ -77,6 +81,24 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
             click.echo(run_id)
 
 
+def _tb_runs(base: Path, refs: tuple[str, ...]) -> list[Path]:
+    """The run folders `refs` name: an experiment's name stands for all its runs (oldest
+    first, Lab's `tools/tb.py -e`); anything else is a run id, id prefix or experiment/name."""
+    from .._book import Book
+    from .._rerun import resolve_run
+
+    book = Book(base)
+    experiments = set(book.experiments())
+    dirs: list[Path] = []
+    for ref in refs:
+        if ref in experiments:
+            found = [Path(v.dir) for v in book.runs(experiment=ref, sort="started")]
+        else:
+            found = [resolve_run(base, ref)]
+        dirs += [d for d in found if d not in dirs]
+    return dirs
+
+
 @click.command("tb")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--root", default=None, metavar="PATH", help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
@@ -86,26 +108,33 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
               help="Port for TensorBoard.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address TensorBoard binds.")
 @click.option("--no-launch", is_flag=True, help="Only export; print the tensorboard command.")
+@click.option("--watch/--no-watch", default=None,
+              help="Keep exporting new points while runs are live (default: on with TensorBoard, "
+                   "off with --no-launch).")
+@click.option("--refresh", type=click.FloatRange(min=0.05), default=5.0, show_default=True, metavar="SECONDS",
+              help="How often new points of live runs are exported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the exported runs and the command as JSON.")
 def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port: int,
-               host: str, no_launch: bool, as_json: bool) -> None:
+               host: str, no_launch: bool, watch: bool | None, refresh: float, as_json: bool) -> None:
     """Export RUNS to TensorBoard event files and start TensorBoard on them.
 
-    Each RUN is a run id, a unique id prefix, or experiment/name. Scalars, images, figures,
-    histograms and text are exported, one sub-folder per run, and each run is named
-    experiment/name in TensorBoard. The export is a snapshot: run the command again to
-    refresh it. Needs: pip install 'labtrack[tb]'.
+    Each of RUNS is an experiment's name (all its runs, as Lab's `tools/tb.py -e`), a run id,
+    a unique id prefix, or experiment/name. Scalars, images, figures, histograms and text
+    are exported, one sub-folder per run, and each run is named experiment/name in
+    TensorBoard. While a run is live its new points are appended every --refresh seconds,
+    until it ends (or Ctrl-C). Needs: pip install 'labtrack[tb]'.
     """
-    from .._rerun import resolve_run
     from ..integrations import tensorboard
 
     tensorboard.require_tensorboard()
     base = _root(root)
-    dirs = [resolve_run(base, ref) for ref in runs]
+    dirs = _tb_runs(base, runs)
     out = Path(logdir).resolve() if logdir is not None else base / ".labtrack" / "tensorboard"
-    exported = tensorboard.export_runs(dirs, out)
+    live = tensorboard.LiveExport(dirs, out)
+    exported = live.exported
     spec = tensorboard.logdir_spec(exported)
     url = f"http://{host}:{port}/"
+    watching = (not no_launch) if watch is None else watch
     if as_json:
         click.echo(_dumps({
             "runs": [{"label": e.label, "dir": str(e.events_dir)} for e in exported],
@@ -118,6 +147,11 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     if no_launch:
         if not as_json:
             click.echo(shlex.join(["tensorboard", "--logdir_spec", spec, "--port", str(port), "--host", host]))
+        if watching:
+            try:
+                _follow(live, refresh, lambda: True)
+            except KeyboardInterrupt:
+                pass
         return
     proc = tensorboard.launch(exported, port=port, host=host)
     click.echo(f"TensorBoard: {url} (Ctrl-C stops it)", err=True)
@@ -127,6 +161,8 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     for sig in (signal.SIGTERM, signal.SIGHUP):
         handlers[sig] = signal.signal(sig, _raise_stopped)
     try:
+        if watching:
+            _follow(live, refresh, lambda: proc.poll() is None)
         code = proc.wait()
     except (KeyboardInterrupt, _Stopped) as e:
         _end_child(proc)
@@ -140,6 +176,18 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     if code != 0:
         click.echo(f"error: tensorboard exited with status {code}", err=True)
         sys.exit(1)
+
+
+def _follow(live: LiveExport, refresh: float, going: Callable[[], bool]) -> None:
+    """Append the live runs' new points every `refresh` seconds until none is live (the
+    last points of a run that ends are exported once more) or `going()` turns False."""
+    import time
+
+    while live.tails and going():
+        time.sleep(refresh)
+        added = live.refresh()
+        if added:
+            click.echo(f"exported {added} new points", err=True)
 
 
 class _Stopped(Exception):

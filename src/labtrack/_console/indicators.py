@@ -35,12 +35,14 @@ STYLE_MEAN, STYLE_WINDOW, STYLE_HISTOGRAM, STYLE_PAIR, STYLE_BAD = (
 
 
 class _Spec:
-    __slots__ = ("window", "histogram", "print")
+    __slots__ = ("window", "histogram", "print", "progress")
 
-    def __init__(self, window: int | None = None, histogram: bool = False, print: bool = True) -> None:  # noqa: A002
+    def __init__(self, window: int | None = None, histogram: bool = False, print: bool = True,  # noqa: A002
+                 progress: bool = False) -> None:
         self.window = window
         self.histogram = histogram
         self.print = print
+        self.progress = progress
 
 
 def _number(value: Any) -> float | None:
@@ -141,9 +143,10 @@ class Indicators:
         self._every: int = _settings.get("print_every")
         self._last_step: int | None = None
         self._names: set[str] = set()  # names already checked (store runs every step)
+        self._latest: dict[str, float] = {}  # the last written value of progress indicators
 
     def indicator(self, name: str, window: int | None = None, histogram: bool = False,
-                  print: bool = True) -> None:  # noqa: A002 - the public keyword
+                  print: bool = True, progress: bool = False) -> None:  # noqa: A002 - the public keyword
         """Declare how an indicator is summarised and shown.
 
         Args:
@@ -152,6 +155,8 @@ class Indicators:
                 mean of the values since the last write.
             histogram: also record a histogram of the values of each write.
             print: show it on the status line (False: recorded only).
+            progress: its last written value joins each `run.save_progress` snapshot
+                (Lab's `is_progress`).
 
         Raises:
             LabtrackNameError: an invalid name.
@@ -167,17 +172,23 @@ class Indicators:
             raise LabtrackValueError(
                 f"indicator {name!r}: window={window!r} must be None or a whole number >= 1"
             )
-        for key, flag in (("histogram", histogram), ("print", print)):
+        for key, flag in (("histogram", histogram), ("print", print), ("progress", progress)):
             if not isinstance(flag, bool):
                 raise LabtrackTypeError(
                     f"indicator {name!r}: {key}={flag!r} must be True or False"
                 )
         with self._lock:
-            self._specs[name] = _Spec(window, histogram, print)
+            self._specs[name] = _Spec(window, histogram, print, progress)
             if window is None:
                 self._windows.pop(name, None)
             else:
                 self._windows[name] = deque(self._windows.get(name, ()), maxlen=window)
+
+    def progress_values(self) -> dict[str, float]:
+        """The last written value of each indicator declared with progress=True."""
+        with self._lock:
+            return {n: v for n, v in self._latest.items()
+                    if (spec := self._specs.get(n)) is not None and spec.progress}
 
     def store(self, values: Mapping[str, Any]) -> None:
         """Accumulate values until the next write (all are checked before any is kept).
@@ -229,7 +240,7 @@ class Indicators:
         """
         with self._lock:
             if step is None:
-                step = int(self._run.current_step)
+                step = int(self._run.current_step or 0)
                 if self._last_step is not None and step <= self._last_step:
                     step = self._last_step + 1
             else:
@@ -246,6 +257,8 @@ class Indicators:
                 kept = window if window is not None else stored
                 value = sum(kept) / len(kept)
                 means[name] = value
+                if spec.progress:
+                    self._latest[name] = value
                 if spec.histogram:
                     histograms.append((name, list(stored)))
                 if spec.print:

@@ -22,6 +22,7 @@ SOURCE_DIR = "source"
 COMMIT_TXT = "source/commit.txt"
 DIFF_PATCH = "source/diff.patch"
 UNTRACKED_DIR = "source/untracked"
+SOURCE_FILES_DIR = "source/files"  # outside git: the script and its local modules (copies)
 NOTEBOOK_PY = "source/notebook.py"  # the cells a notebook kernel executed (a run started there)
 SKIPPED_TXT = "SKIPPED.txt"  # inside UNTRACKED_DIR: what was too large to copy
 SCALARS_DIR = "scalars"

@@ -256,7 +256,7 @@ class LabtrackLogger(_Logger):
         path = os.path.abspath(path)
         step = getattr(cb, "_last_global_step_saved", None)
         if not isinstance(step, int):
-            step = self._ensure_run().current_step
+            step = self._ensure_run().current_step or 0
         known = self._saved.get(step)
         self._saved.setdefault(step, set()).add(path)
         if known:  # last.ckpt right after the top-k file of the same step: one checkpoint

@@ -35,11 +35,12 @@ import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from .._store.files import atomic_writer
+from .._store.files import append_bytes, atomic_writer
 from .._store.rundir import RunDir
 from ..errors import LabtrackError, LabtrackValueError
 
-__all__ = ["Exported", "export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard", "run_label"]
+__all__ = ["Exported", "LiveExport", "export_run", "export_runs", "launch", "logdir_spec", "require_tensorboard",
+           "run_label"]
 
 _EVENT_PREFIX = "events.out.tfevents."
 _IMAGE_KINDS = ("image", "figure", "animation")
@@ -58,7 +59,7 @@ def require_tensorboard() -> None:
         )
 
 
-def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
+def export_run(run_dir: Path | RunDir, out_dir: Path, _tail: Tail | None = None) -> dict[str, int]:
     """Write one run's scalars, images, histograms and text as a TensorBoard event file.
 
     Event files left in `out_dir` by an earlier export are removed first, so exporting
@@ -81,21 +82,53 @@ def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
     """
     require_tensorboard()
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    from .._store.scalars import read_columns
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {"scalars": 0, "images": 0, "histograms": 0, "text": 0}
+    tail = _tail if _tail is not None else Tail(run, out_dir)
     # Written synchronously under a name TensorBoard ignores, then renamed into place: a
     # TensorBoard watching the folder never reads half a file. (tensorboard's own
     # EventFileWriter hands every event to a thread, several times slower for long series.)
     final = out_dir / f"{_EVENT_PREFIX}{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.labtrack"
+    tail.file = final
     with atomic_writer(final) as f:
-        records = RecordWriter(f)
-        records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        f.write(_records([event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()]))
+        data, counts = tail.new_events()
+        f.write(data)
+        # The events written before go just before the new file takes their place (the
+        # temporary file's name starts with a dot, never with the prefix).
+        for old in out_dir.iterdir():
+            if old.name.startswith(_EVENT_PREFIX) and old.is_file():
+                old.unlink()
+    return counts
+
+
+class Tail:
+    """What of one run is exported so far, so that a live run's new points are appended to
+    its event file (TensorBoard reads a growing event file as it grows; a rewritten one it
+    would read from its old offset)."""
+
+    def __init__(self, run: RunDir, out_dir: Path) -> None:
+        self.run = run
+        self.out_dir = out_dir
+        self.file: Path | None = None
+        self.done: dict[tuple[str, str], int] = {}  # (kind, name) -> points or records exported
+
+    def new_events(self) -> tuple[bytes, dict[str, int]]:
+        """The framed events of what the run recorded since the last call (all, the first
+        time), and how many of each kind."""
+        import io
+
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        from .._store.scalars import read_columns
+
+        run, done = self.run, self.done
+        counts = {"scalars": 0, "images": 0, "histograms": 0, "text": 0}
+        out = io.BytesIO()
+        records = RecordWriter(out)
 
         def emit(tag: str, step: int, wall: float, value: Any) -> None:
             value.tag = tag
@@ -109,14 +142,17 @@ def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
         scalar = event.summary.value.add()
         for name, rel in run.named("scalars"):
             steps, values, times = read_columns(run.path / rel)
+            start = done.get(("scalars", name), 0)
             scalar.tag = name
             payloads = []
-            for step, v, t in zip(steps, values, times):
+            for step, v, t in zip(steps[start:], values[start:], times[start:]):
                 event.step, event.wall_time, scalar.simple_value = step, t, v
                 payloads.append(event.SerializeToString())
-            f.write(_records(payloads))
-            counts["scalars"] += len(steps)
-        for entry in run.media():
+            out.write(_records(payloads))
+            done[("scalars", name)] = len(steps)
+            counts["scalars"] += len(payloads)
+        media = run.media()
+        for entry in media[done.get(("media", ""), 0):]:
             if entry.get("kind") not in _IMAGE_KINDS or not isinstance(entry.get("path"), str):
                 continue
             path = _inside(run, entry["path"])
@@ -127,22 +163,33 @@ def export_run(run_dir: Path | RunDir, out_dir: Path) -> dict[str, int]:
             boxes = _read_json(boxes_path) if boxes_path is not None else None
             emit(str(entry["name"]), int(entry["step"]), float(entry.get("time", 0.0)), _image(path, boxes))
             counts["images"] += 1
+        done[("media", "")] = len(media)
         for name, rel in run.named("histograms"):
-            for rec in run.read_jsonl(rel):
+            recs = run.read_jsonl(rel)
+            for rec in recs[done.get(("histograms", name), 0):]:
                 value = _histogram(rec)
                 if value is not None:
                     emit(name, int(rec["step"]), float(rec.get("time", 0.0)), value)
                     counts["histograms"] += 1
+            done[("histograms", name)] = len(recs)
         for name, rel in run.named("text"):
-            for rec in run.read_jsonl(rel):
+            recs = run.read_jsonl(rel)
+            for rec in recs[done.get(("text", name), 0):]:
                 emit(name, int(rec.get("step", 0)), float(rec.get("time", 0.0)), _text(rec))
                 counts["text"] += 1
-        # The events written before go just before the new file takes their place (the
-        # temporary file's name starts with a dot, never with the prefix).
-        for old in out_dir.iterdir():
-            if old.name.startswith(_EVENT_PREFIX) and old.is_file():
-                old.unlink()
-    return counts
+            done[("text", name)] = len(recs)
+        return out.getvalue(), counts
+
+    def append_new(self) -> int:
+        """Append the events recorded since the last export; returns how many."""
+        data, counts = self.new_events()
+        if data and self.file is not None:
+            append_bytes(self.file, data)
+        return sum(counts.values())
+
+    def live(self) -> bool:
+        """True while the run is running (a crashed run is not live)."""
+        return self.run.meta().get("status") == "running"
 
 
 class Exported(NamedTuple):
@@ -176,7 +223,8 @@ def run_label(meta: dict[str, Any]) -> tuple[str, str]:
     return group, "/".join(parts) or str(meta.get("id") or "run")
 
 
-def export_runs(run_dirs: Sequence[Path | RunDir], logdir: Path) -> list[Exported]:
+def export_runs(run_dirs: Sequence[Path | RunDir], logdir: Path, *,
+                _tails: list[Tail] | None = None) -> list[Exported]:
     """Export several runs under `logdir` and name each `experiment/name` for TensorBoard.
 
     The events of a run go to `<logdir>/<run-id>/<name>/`; TensorBoard is pointed at
@@ -211,9 +259,42 @@ def export_runs(run_dirs: Sequence[Path | RunDir], logdir: Path) -> list[Exporte
             for old in spec_dir.rglob(_EVENT_PREFIX + "*"):
                 old.unlink()
         events = spec_dir.joinpath(*name.split("/"))
-        export_run(d, events)
+        tail = Tail(d, events)
+        export_run(d, events, tail)
+        if _tails is not None:
+            _tails.append(tail)
         out.append(Exported(f"{group}/{name}", group, spec_dir, events))
     return out
+
+
+class LiveExport:
+    """Export runs, then, while any of them is live, append their new points on `refresh()`
+    (Lab's TensorBoard on running trials).
+
+    Example:
+        >>> live = LiveExport([run.dir], Path("tb"))
+        >>> while live.live():
+        ...     time.sleep(5); live.refresh()
+    """
+
+    def __init__(self, run_dirs: Sequence[Path | RunDir], logdir: Path) -> None:
+        self.tails: list[Tail] = []
+        self.exported = export_runs(run_dirs, logdir, _tails=self.tails)
+
+    def live(self) -> bool:
+        """True while any of the runs is running."""
+        return any(t.live() for t in self.tails)
+
+    def refresh(self) -> int:
+        """Append what the live runs recorded since the last export; returns how many
+        points. A run that has ended gets its last points once more, then is left alone."""
+        added = 0
+        for tail in list(self.tails):
+            running = tail.live()
+            added += tail.append_new()
+            if not running:
+                self.tails.remove(tail)
+        return added
 
 
 def logdir_spec(exported: Sequence[Exported]) -> str:
