@@ -117,12 +117,7 @@ def save_checkpoint(
 
     with _LOCK:
         infos = _scan(run_dir)
-        ranked_mode = _ranked_mode(infos)
-        if value is not None and ranked_mode is not None and ranked_mode != mode:
-            raise LabtrackValueError(
-                f"checkpoint mode {mode!r} differs from mode {ranked_mode!r} of this run's earlier "
-                f"checkpoints; pass mode={ranked_mode!r} (best is ranked one way per run)"
-            )
+        _check_same_mode(infos, mode, value)
         # torch.save only for what may hold torch objects: that needs torch imported already,
         # and plain containers never do (importing torch for a dict costs ~1.6 s).
         use_torch = "torch" in sys.modules and not _plain(obj)
@@ -208,12 +203,7 @@ def add_checkpoint_file(
         raise LabtrackValueError(f"checkpoint {str(src)!r} does not exist; pass the file or folder that was saved")
     with _LOCK:
         infos = _scan(run_dir)
-        ranked_mode = _ranked_mode(infos)
-        if value is not None and ranked_mode is not None and ranked_mode != mode:
-            raise LabtrackValueError(
-                f"checkpoint mode {mode!r} differs from mode {ranked_mode!r} of this run's earlier "
-                f"checkpoints; pass mode={ranked_mode!r} (best is ranked one way per run)"
-            )
+        _check_same_mode(infos, mode, value)
         info: dict[str, Any] = {
             "step": step,
             "metric": value if value is None or math.isfinite(value) else _NONFINITE_TEXT[repr(value)],
@@ -492,6 +482,16 @@ def _scan(run_dir: Path) -> dict[int, dict[str, Any]]:
             raise FormatError(f"{path} does not hold a JSON object")
         out[int(entry.name)] = info
     return out
+
+
+def _check_same_mode(infos: dict[int, dict[str, Any]], mode: str, value: float | None) -> None:
+    """Refuse a ranked checkpoint whose mode differs from the run's earlier ones."""
+    ranked_mode = _ranked_mode(infos)
+    if value is not None and ranked_mode is not None and ranked_mode != mode:
+        raise LabtrackValueError(
+            f"checkpoint mode {mode!r} differs from mode {ranked_mode!r} of this run's earlier "
+            f"checkpoints; pass mode={ranked_mode!r} (best is ranked one way per run)"
+        )
 
 
 def _ranked_mode(infos: dict[int, dict[str, Any]]) -> str | None:
