@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.json:  # stdout carries the JSON alone; init's run id lines go to stderr
+        real_stdout, sys.stdout = sys.stdout, sys.stderr
     root = tempfile.mkdtemp(prefix="labtrack-system-bench-")
     opts = dict(root=root, capture_console=False, capture_git=False)
 
@@ -79,7 +82,7 @@ def main() -> None:
         "samples_during_loop": {m: statistics.median(v) for m, v in samples_in_loop.items()},
     }
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2), file=real_stdout)
         return
     print(f"machine: {out['machine']}")
     print(f"CPU per sample: {out['cpu_ms_per_sample']:.2f} ms ({series} series, {sampler.samples} samples); "

@@ -19,7 +19,7 @@ from labtrack._store import scalars
 from labtrack._system import (CUMULATIVE, GpuDevice, Sampler, describe, is_system_series, nvidia_expected,
                               visible_gpus)
 
-from conftest import only_run_dir, run_script
+from conftest import only_run_dir, run_script, without_banner
 
 MakeRun = Callable[..., labtrack.Run]
 FAST = {"LABTRACK_SYSTEM_SECONDS": "0.2"}
@@ -169,7 +169,7 @@ def test_missing_pynvml_is_one_info_line_and_no_error(tmp_path: Path) -> None:
         print("ok")
     """, cwd=tmp_path, env={"LABTRACK_ROOT": str(tmp_path / "root"), "CUDA_VISIBLE_DEVICES": "0", **ON})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "ok"
+    assert without_banner(p.stdout).strip() == "ok"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines == ["labtrack: no NVIDIA GPU metrics: nvidia-ml-py is not installed "
                      "(pip install nvidia-ml-py)"], p.stderr

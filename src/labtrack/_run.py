@@ -126,6 +126,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         annotate: bool = False,
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
+        _announce: bool = True,
     ) -> None:
         env = os.environ if _environ is None else _environ
 
@@ -275,7 +276,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
                 args=(lambda: self._record_provenance(capture_git, untracked_cap), "file", layout.ENV_JSON),
                 name=f"labtrack-provenance-{self.id}", daemon=True)
             self._provenance_thread.start()
-        if not joins:  # before the capture: console.log keeps what the script printed
+        if not joins and _announce:  # before the capture: console.log keeps what the script printed
             announce(self)  # the run id, and the params table of a config
         if capture_console:
             from ._capture import ConsoleCapture

@@ -34,9 +34,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ._cli import remote, runs, tools, ui
+    from ._cli import remote, runs, tools, transfer, ui
 
-    for module in (runs, tools, ui, remote):
+    for module in (runs, tools, transfer, ui, remote):
         module.register(main)
 
 
