@@ -172,21 +172,30 @@ class HttpTransport:
         from urllib.parse import urlencode
 
         url = self._prefix + path + ("?" + urlencode(dict(params)) if params else "")
-        conn = self._connection()
-        try:
-            conn.request("GET", url, headers=dict(headers))
-            r = conn.getresponse()
-            if r.status != 200:
-                return WireResponse(r.status, r.read())
-            while True:
-                chunk = r.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-            return WireResponse(200, b"")
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            conn = self._connection()
+            wrote = False
+            try:
+                conn.request("GET", url, headers=dict(headers))
+                r = conn.getresponse()
+                if r.status != 200:
+                    return WireResponse(r.status, r.read())
+                while True:
+                    chunk = r.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    wrote = True
+                return WireResponse(200, b"")
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                # A kept-alive connection the server closed meanwhile: retried once on a fresh
+                # one, as request() does, when nothing of the answer was written yet.
+                if attempt == 0 and reused and not wrote and not isinstance(e, TimeoutError):
+                    continue
+                raise Unavailable(f"{type(e).__name__}: {e or 'no answer'}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         """Close the connection."""
