@@ -12,7 +12,7 @@ table neptune-exporter writes, one row per point (its `attribute_path`, `step`, 
 Rows are grouped by series (sorted by name) and keep each series' file order (a resumed run
 may repeat a step). The run's metadata rides in the file's key-value metadata, once under
 `labtrack` and once under `PANDAS_ATTRS` (so `pandas.read_parquet(f).attrs` has it): a JSON
-object {"format": 1, "run": run.json, "params": params.json, "summary": summary.json,
+object {"format": 1, "labtrack_version": ..., "run": run.json, "params": params.json, "summary": summary.json,
 "env": env.json or null}. `labtrack import parquet` reads it all back.
 
 CSV, one folder per run, `<out>/<experiment folder>/<run id>/`: scalars.csv (name, step,
@@ -83,7 +83,9 @@ def read_run(run: RunDir) -> RunTable:
 
 def file_metadata(table: RunTable) -> dict[str, Any]:
     """The JSON object stored in a Parquet file's key-value metadata (see the module doc)."""
-    return {"format": LAYOUT_VERSION, "run": table.meta, "params": table.params,
+    from .. import __version__
+
+    return {"format": LAYOUT_VERSION, "labtrack_version": __version__, "run": table.meta, "params": table.params,
             "summary": table.summary, "env": table.env}
 
 

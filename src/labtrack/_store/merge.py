@@ -1,0 +1,149 @@
+"""Copying run directories from one root into another (`labtrack merge`, docs/import-export.md).
+
+A run is copied whole or not at all: its files go into a hidden folder beside the final one,
+`<experiment>/.merge-<pid>-<run id>.tmp` (dot-folders are no part of a root: no listing sees
+it), which is renamed to `<experiment>/<run id>` when every file is in. A merge killed half way
+leaves only such a folder; the next merge into the same root removes the ones whose process
+is gone and copies the run again.
+
+Only what the run's RunDir lists is copied: a file or folder that resolves (through a
+symlink) outside the run is left behind, so a merge never reads outside its source root. A
+symlink that stays inside the run arrives as an ordinary file with its target's bytes.
+Modification times are kept (a crashed run's stale heartbeat must stay stale).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .files import atomic_write_json
+from .reader import pid_alive
+from .rundir import RunDir
+
+_PARTIAL = re.compile(r"\.merge-(\d+)-(.+)\.tmp")
+_STANDARD_ID = re.compile(r"\d{8}-\d{6}-[0-9a-z]{6}")
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_CHUNK = 1 << 20
+
+
+def clean_partial(experiment_dir: Path) -> int:
+    """Remove the half-copied runs that killed merges left in `experiment_dir`; how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(experiment_dir))
+    except OSError:
+        return 0
+    for e in entries:
+        m = _PARTIAL.fullmatch(e.name)
+        if m is None or pid_alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+            continue
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _chunks(run: RunDir, relpath: str) -> Any:
+    with run.open(relpath) as f:
+        while True:
+            block = f.read(_CHUNK)
+            if not block:
+                return
+            yield block
+
+
+def same_files(a: RunDir, b: RunDir) -> bool:
+    """True when two runs hold the same files with the same bytes (modification times aside)."""
+    fa, fb = a.files(), b.files()
+    if [(f["path"], f["size"]) for f in fa] != [(f["path"], f["size"]) for f in fb]:
+        return False
+    for f in fa:
+        rel = str(f["path"])
+        if b"".join(_chunks(a, rel)) != b"".join(_chunks(b, rel)):
+            return False
+    return True
+
+
+def digest(run: RunDir) -> str:
+    """A hash of every file of the run (paths and bytes): what names a clash's new id."""
+    h = hashlib.sha256()
+    for f in run.files():
+        rel = str(f["path"])
+        h.update(f"{rel}\0{f['size']}\0".encode())
+        for block in _chunks(run, rel):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def clash_id(run_id: str, content: str, attempt: int = 0) -> str:
+    """The id a newcomer gets when its id is taken by a different run: the same start time,
+    six characters from the original id and its content; the same on every merge."""
+    raw = hashlib.sha256(f"{run_id}\0{content}\0{attempt}".encode()).digest()
+    suffix = "".join(_ALPHABET[b % len(_ALPHABET)] for b in raw[:6])
+    return (run_id[:16] + suffix) if _STANDARD_ID.fullmatch(run_id) else f"{run_id}-{suffix}"
+
+
+def merged_from(run: RunDir) -> dict[str, Any] | None:
+    """run.json's "merged_from" of a run that arrived under a new id, else None."""
+    try:
+        v = run.raw_meta().get("merged_from")
+    except (OSError, ValueError):
+        return None
+    return v if isinstance(v, dict) else None
+
+
+def copy_run(src: RunDir, dest: Path, meta: dict[str, Any] | None = None) -> int:
+    """Copy the run `src` to `dest` (which must not exist), all or nothing; returns the bytes.
+
+    Args:
+        src: the run to copy (its RunDir lists what is copied).
+        dest: `<target root>/<experiment>/<run id>`, already checked to lie inside the root.
+        meta: keys to set in the copy's run.json (a new "id" and "merged_from").
+
+    Raises:
+        FileExistsError: `dest` appeared meanwhile (another merge copied a run there).
+        OSError: a file could not be read or written (nothing is left at `dest`).
+    """
+    parent = dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".merge-{os.getpid()}-{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    total = 0
+    try:
+        tmp.mkdir()
+        for f in src.files():
+            rel = str(f["path"])
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with src.open(rel) as r, open(target, "wb") as w:
+                shutil.copyfileobj(r, w, _CHUNK)
+                st = os.fstat(r.fileno())
+            os.chmod(target, st.st_mode & 0o777)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            total += st.st_size
+        if meta:
+            path = tmp / layout.RUN_JSON
+            with open(path, encoding="utf-8") as fh:
+                raw = json.load(fh)
+            raw.update(meta)
+            st = os.stat(path)
+            atomic_write_json(path, raw)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                raise FileExistsError(errno.EEXIST, f"{dest} exists already") from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return total
