@@ -101,9 +101,10 @@ def write_parquet(table: RunTable, out: Path) -> Path:
     # the name column built from one entry per series and an index per point (Parquet
     # dictionary-encodes it on disk: a series name costs a few bits per point)
     indices = np.repeat(np.arange(len(table.series), dtype=np.int32), counts)
-    cat = (lambda i: np.concatenate([s[i] for s in table.series]) if table.series else
-           np.zeros(0, dtype=np.int64 if i == 1 else np.float64))
-    steps, values, times = cat(1), cat(2), cat(3)
+    def cat(i: int, dtype: Any) -> Any:
+        return np.concatenate([s[i] for s in table.series]) if table.series else np.zeros(0, dtype=dtype)
+
+    steps, values, times = cat(1, np.int64), cat(2, np.float64), cat(3, np.float64)
     ms = np.floor(times * 1000.0 + 0.5).astype(np.int64)  # labtrack's own rounding (format_time)
     columns = [
         pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), names).dictionary_decode(),

@@ -67,8 +67,13 @@ def same_files(a: RunDir, b: RunDir) -> bool:
         return False
     for f in fa:
         rel = str(f["path"])
-        if b"".join(_chunks(a, rel)) != b"".join(_chunks(b, rel)):
-            return False
+        with a.open(rel) as x, b.open(rel) as y:  # block by block: artifacts may be large
+            while True:
+                bx, by = x.read(_CHUNK), y.read(_CHUNK)
+                if bx != by:
+                    return False
+                if not bx:
+                    break
     return True
 
 

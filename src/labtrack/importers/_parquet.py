@@ -102,7 +102,7 @@ def _import_file(imp: Import, path: Path, experiment: str | None) -> None:
     if int(meta.get("format", 1)) > LAYOUT_VERSION:
         raise SourceError(f"{path} was written by a newer labtrack (layout {meta.get('format')}); "
                           "upgrade labtrack: pip install -U labtrack")
-    run_meta = meta.get("run") if isinstance(meta.get("run"), dict) else {}
+    run_meta = _obj(meta, "run")
     original = str(run_meta.get("id") or path.stem)
     exp = experiment or str(run_meta.get("experiment") or path.parent.name)
     started = iso_to_unix(run_meta.get("started"))
@@ -110,7 +110,7 @@ def _import_file(imp: Import, path: Path, experiment: str | None) -> None:
     if started is None and len(times):
         finite = times[times == times]
         started = float(finite.min()) if len(finite) else None
-    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    params = _obj(meta, "params")
     out = imp.run(f"{run_meta.get('experiment') or path.parent.name}/{original}", experiment=exp,
                   name=run_meta.get("name"), started=started, params=params,
                   tags=[str(t) for t in run_meta.get("tags") or []], comment=run_meta.get("comment"),
@@ -121,16 +121,20 @@ def _import_file(imp: Import, path: Path, experiment: str | None) -> None:
     log = out.scalars
     for name, s, v, t in zip(names, steps.tolist(), values.tolist(), times.tolist()):
         log({name: v}, s, None if t != t else t)
-    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
-    extra = _summary_extra(summary)
+    extra = _summary_extra(_obj(meta, "summary"))
     if extra:
         out.run._set_summary(extra)
     fields = {k: run_meta[k] for k in _FIELDS if k in run_meta}
-    env = meta.get("env") if isinstance(meta.get("env"), dict) else None
+    env = _obj(meta, "env") or None
     status = str(run_meta.get("status") or "finished")
     # exported while it ran (or it died without a word): a copy is never live
     out.done(status="crashed" if status == "running" else status, ended=iso_to_unix(run_meta.get("ended")),
              fields=fields, env=env)
+
+
+def _obj(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    v = meta.get(key)
+    return v if isinstance(v, dict) else {}
 
 
 def _summary_extra(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
