@@ -201,3 +201,42 @@ def test_without_pyarrow_the_error_says_how_to_install_it(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an environment without it gives
     with pytest.raises(MissingDependencyError, match=r"pip install 'labtrack\[parquet\]'"):
         tables.export([], "parquet", Path("unused"))
+
+
+RANK_SCRIPT = """
+import os, labtrack
+rank = int(os.environ["RANK"])
+run = labtrack.init(experiment="job", config={"lr": 0.1}, capture_git=False)
+for i in range(50):
+    run.log({"loss": rank + 1.0 / (i + 1)}, step=i)
+run.finish()
+"""
+
+
+def test_a_one_run_distributed_job_keeps_every_ranks_series(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import child_env
+
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    procs = [subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=child_env({"LABTRACK_ROOT": str(tmp_path / "root"), "RANK": str(r),
+                                             "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": "2",
+                                             "TORCHELASTIC_RUN_ID": "job-1"}))
+             for r in (0, 1)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    [job] = list(iter_runs(tmp_path / "root"))
+    assert job.ranks() == [0, 1] and "rank1/loss" in job.names("scalars")
+    out, back = tmp_path / "out", tmp_path / "back"
+    assert cli("export", "job", "--to", "parquet", "--out", str(out), "--root", str(tmp_path / "root")).exit_code == 0
+    frame = pd.read_parquet(out / "job" / f"{job.id}.parquet")
+    assert sorted(set(frame.name)) == ["loss", "rank1/loss"] and len(frame) == 100
+    assert set(frame.attrs["summary"]) == {"loss", "rank1/loss"}  # rank 1's summary.json too
+    assert cli("import", "parquet", str(out), "--root", str(back)).exit_code == 0
+    [copy] = list(iter_runs(back))
+    assert series_of(copy.path) == series_of(job.path)
+    assert copy.summary() == job.summary()
