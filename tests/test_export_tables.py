@@ -240,3 +240,34 @@ def test_a_one_run_distributed_job_keeps_every_ranks_series(tmp_path: Path) -> N
     [copy] = list(iter_runs(back))
     assert series_of(copy.path) == series_of(job.path)
     assert copy.summary() == job.summary()
+
+
+def test_long_runs_are_written_in_row_groups_with_the_same_rows(make_run: MakeRun, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from labtrack._export import tables
+
+    run = logged_run(make_run)
+    whole = tables.export([Path(run.dir)], "parquet", tmp_path / "whole")
+    monkeypatch.setattr(tables, "ROW_GROUP", 64)  # a few series per row group, a long one alone
+    parts = tables.export([Path(run.dir)], "parquet", tmp_path / "parts")
+    assert whole.split(" in ")[0] == parts.split(" in ")[0]
+    a = pq.ParquetFile(tmp_path / "whole" / "tables-exp" / f"{run.id}.parquet")
+    b = pq.ParquetFile(tmp_path / "parts" / "tables-exp" / f"{run.id}.parquet")
+    assert a.metadata.num_row_groups == 1 and b.metadata.num_row_groups > 2
+    ta, tb = a.read(), b.read()
+    assert ta.schema.equals(tb.schema, check_metadata=False) and ta.to_pandas().equals(tb.to_pandas())  # NaN == NaN
+
+
+def test_a_run_without_series_gives_an_empty_table(make_run: MakeRun, tmp_path: Path) -> None:
+    from labtrack._export import tables
+
+    run = make_run(config={"lr": 1})
+    run.finish()
+    assert tables.export([Path(run.dir)], "parquet", tmp_path / "o").startswith("exported 1 run (0 points)")
+    frame = pd.read_parquet(tmp_path / "o" / "exp" / f"{run.id}.parquet")
+    assert len(frame) == 0 and list(frame.columns) == ["name", "step", "value", "time"]
+    assert frame.attrs["params"] == {"lr": 1}
+    result = cli("import", "parquet", str(tmp_path / "o"), "--root", str(tmp_path / "back"))
+    assert result.exit_code == 0, result.output
+    [copy] = list(iter_runs(tmp_path / "back"))
+    assert copy.params() == {"lr": 1} and copy.names("scalars") == []

@@ -31,7 +31,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,70 +57,89 @@ def require_pyarrow() -> Any:
     return pyarrow
 
 
-class RunTable(NamedTuple):
-    """One run read for export: its metadata and every scalar point, series after series."""
+#: Points per Parquet row group: series are gathered up to this many, then written, so an
+#: export holds about this much of a run in memory however long the run is.
+ROW_GROUP = 1 << 20
 
-    experiment_dir: str
-    id: str
+
+class RunTable(NamedTuple):
+    """One run read for export: its metadata and where each of its series is stored."""
+
+    run: RunDir
     meta: dict[str, Any]
     params: dict[str, Any]
     summary: dict[str, Any]
     env: dict[str, Any] | None
-    series: list[tuple[str, Any, Any, Any]]  # (name, steps int64, values float64, times float64)
+    series: list[tuple[str, str]]  # (name, relpath), sorted by name
 
-    @property
-    def points(self) -> int:
-        return sum(len(s[1]) for s in self.series)
+    def arrays(self) -> Iterator[tuple[str, Any, Any, Any]]:
+        """(name, steps int64, values float64, times float64) of each series, read one by one
+        through the store's scalars reader (a trailing partial line of a live run left out)."""
+        for name, rel in self.series:
+            yield (name, *read_arrays(self.run.file(rel)))
 
 
 def read_run(run: RunDir) -> RunTable:
     """Everything an export writes of `run`: run.json as stored, params, summary (with every
-    rank's), env, and each series (rank<N>/ and system/ ones too) as numpy columns."""
-    series = [(name, *read_arrays(run.file(rel))) for name, rel in run.named("scalars")]
-    return RunTable(run.experiment_dir, run.id, run.raw_meta(), run.params(), run.summary(),
-                    run.env(), series)
+    rank's), env, and its series (rank<N>/ and system/ ones too)."""
+    return RunTable(run, run.raw_meta(), run.params(), run.summary(), run.env(), run.named("scalars"))
 
 
 def file_metadata(table: RunTable) -> dict[str, Any]:
     """The JSON object stored in a Parquet file's key-value metadata (see the module doc)."""
     from .. import __version__
 
-    return {"format": LAYOUT_VERSION, "labtrack_version": __version__, "run": table.meta, "params": table.params,
-            "summary": table.summary, "env": table.env}
+    return {"format": LAYOUT_VERSION, "labtrack_version": __version__, "run": table.meta,
+            "params": table.params, "summary": table.summary, "env": table.env}
 
 
-def write_parquet(table: RunTable, out: Path) -> Path:
-    """`<out>/<experiment folder>/<run id>.parquet` of one run; returns its path."""
-    require_pyarrow()
+def _row_group(pa: Any, schema: Any, part: list[tuple[str, Any, Any, Any]]) -> Any:
     import numpy as np
+
+    names = pa.array([s[0] for s in part], pa.string())
+    counts = np.fromiter((len(s[1]) for s in part), dtype=np.int64, count=len(part))
+    # the name column built from one entry per series and an index per point (Parquet
+    # dictionary-encodes it on disk: a series name costs a few bits per point)
+    indices = np.repeat(np.arange(len(part), dtype=np.int32), counts)
+    steps = np.concatenate([s[1] for s in part]).astype(np.int64, copy=False)
+    values = np.concatenate([s[2] for s in part]).astype(np.float64, copy=False)
+    times = np.concatenate([s[3] for s in part])
+    ms = np.floor(times * 1000.0 + 0.5).astype(np.int64)  # labtrack's own rounding (format_time)
+    return pa.Table.from_arrays([
+        pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), names).dictionary_decode(),
+        pa.array(steps, pa.int64()), pa.array(values, pa.float64()),
+        pa.array(ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))], schema=schema)
+
+
+def write_parquet(table: RunTable, out: Path) -> tuple[Path, int]:
+    """`<out>/<experiment folder>/<run id>.parquet` of one run; returns its path and points."""
+    require_pyarrow()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pa.array([s[0] for s in table.series], pa.string())
-    counts = np.fromiter((len(s[1]) for s in table.series), dtype=np.int64, count=len(table.series))
-    # the name column built from one entry per series and an index per point (Parquet
-    # dictionary-encodes it on disk: a series name costs a few bits per point)
-    indices = np.repeat(np.arange(len(table.series), dtype=np.int32), counts)
-    def cat(i: int, dtype: Any) -> Any:
-        return np.concatenate([s[i] for s in table.series]) if table.series else np.zeros(0, dtype=dtype)
-
-    steps, values, times = cat(1, np.int64), cat(2, np.float64), cat(3, np.float64)
-    ms = np.floor(times * 1000.0 + 0.5).astype(np.int64)  # labtrack's own rounding (format_time)
-    columns = [
-        pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), names).dictionary_decode(),
-        pa.array(steps.astype(np.int64, copy=False), pa.int64()),
-        pa.array(values.astype(np.float64, copy=False), pa.float64()),
-        pa.array(ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-    ]
     meta = dumps(file_metadata(table), indent=None).encode("utf-8")
     schema = pa.schema([("name", pa.string()), ("step", pa.int64()),
                         ("value", pa.float64()), ("time", pa.timestamp("ms", tz="UTC"))],
                        metadata={META_KEY: meta, PANDAS_KEY: meta})
-    arrow = pa.Table.from_arrays(columns, schema=schema)
-    path = out / table.experiment_dir / f"{table.id}.parquet"
+    path = out / table.run.experiment_dir / f"{table.run.id}.parquet"
+    points = 0
     with atomic_writer(path) as f:
-        pq.write_table(arrow, f, compression="zstd")
-    return path
+        writer = pq.ParquetWriter(f, schema, compression="zstd")
+        try:
+            part: list[tuple[str, Any, Any, Any]] = []
+            held = 0
+            for series in table.arrays():
+                part.append(series)
+                held += len(series[1])
+                if held >= ROW_GROUP:
+                    writer.write_table(_row_group(pa, schema, part))
+                    points, part, held = points + held, [], 0
+            if part or not points:
+                writer.write_table(_row_group(pa, schema, part) if part else schema.empty_table())
+                points += held
+        finally:
+            writer.close()
+    return path, points
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -153,19 +172,22 @@ def _csv_text(header: Sequence[str], rows: Any) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _scalar_rows(table: RunTable) -> Any:
-    for name, steps, values, times in table.series:
-        for s, v, t in zip(steps.tolist(), values.tolist(), times.tolist()):
-            yield name, s, repr(v), format_time(t)
-
-
-def write_csv(table: RunTable, out: Path) -> Path:
-    """`<out>/<experiment folder>/<run id>/` of one run (replaced whole); returns the folder."""
-    folder = out / table.experiment_dir / table.id
+def write_csv(table: RunTable, out: Path) -> tuple[Path, int]:
+    """`<out>/<experiment folder>/<run id>/` of one run (replaced whole); returns the folder
+    and how many points it holds."""
+    folder = out / table.run.experiment_dir / table.run.id
+    points = 0
 
     def fill(tmp: Path) -> None:
+        nonlocal points
+        with open(tmp / "scalars.csv", "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(("name", "step", "value", "time"))
+            for name, steps, values, times in table.arrays():  # series by series: bounded memory
+                w.writerows((name, s, repr(v), format_time(t))
+                            for s, v, t in zip(steps.tolist(), values.tolist(), times.tolist()))
+                points += len(steps)
         files: dict[str, bytes] = {
-            "scalars.csv": _csv_text(("name", "step", "value", "time"), _scalar_rows(table)),
             "params.csv": _csv_text(("key", "value"), ((k, _cell(v)) for k, v in _flatten(table.params))),
             "params.json": (dumps(table.params) + "\n").encode("utf-8"),
             "summary.csv": _csv_text(SUMMARY_COLUMNS, (
@@ -180,7 +202,7 @@ def write_csv(table: RunTable, out: Path) -> Path:
             (tmp / name).write_bytes(data)
 
     replace_folder(folder, fill)
-    return folder
+    return folder, points
 
 
 def export(run_dirs: Sequence[Path | RunDir], fmt: str, out_dir: Path, *, progress: bool | None = None) -> str:
@@ -214,10 +236,9 @@ def export(run_dirs: Sequence[Path | RunDir], fmt: str, out_dir: Path, *, progre
     points = 0
     with _Progress(progress, len(runs), fmt) as bar:
         for run in runs:
-            table = read_run(run)
-            write(table, out)
-            points += table.points
-            bar.advance(table.points)
+            _, n = write(read_run(run), out)
+            points += n
+            bar.advance(n)
     label = "Parquet" if fmt == "parquet" else "CSV"
     return (f"exported {len(runs)} run{'s' if len(runs) != 1 else ''} ({points:,} points) to {label} "
             f"in {out} in {time.perf_counter() - started:.1f} s")
