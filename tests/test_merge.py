@@ -222,3 +222,17 @@ def test_an_unreadable_run_is_named_and_the_rest_merged(tmp_path: Path) -> None:
     assert "is not valid JSON" in result.failed[0][1]
     assert f"1 unreadable, left out (exp/{bad.id}: " in result.summary()
     assert listing(into) == [f"exp/{good.id}"]
+
+
+def test_a_target_experiment_folder_leading_out_is_not_written_through(tmp_path: Path) -> None:
+    a, into, outside = tmp_path / "a", tmp_path / "into", tmp_path / "outside"
+    run = finished_run(a)
+    outside.mkdir()
+    into.mkdir()
+    (into / "exp").symlink_to(outside, target_is_directory=True)
+    leftover = outside / f".merge-999999999-{run.id}.tmp"  # looks like a killed merge's, but is not ours
+    leftover.mkdir()
+    result = merge_runs([a], into)
+    assert result.copied == [] and [r for r, _ in result.failed] == [f"exp/{run.id}"]
+    assert "leads outside" in result.failed[0][1]
+    assert list(outside.iterdir()) == [leftover]

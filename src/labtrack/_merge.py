@@ -100,7 +100,7 @@ def merge_runs(roots: Sequence[Path], into: Path, *, progress: bool | None = Non
             name = f"{run.experiment_dir}/{run.id}"
             try:
                 if run.experiment_dir not in cleaned:
-                    store.clean_partial(target / run.experiment_dir)
+                    store.clean_partial(target, run.experiment_dir)
                     cleaned.add(run.experiment_dir)
                 _merge_one(root, run, target, result)
             except (LabtrackError, OSError) as e:

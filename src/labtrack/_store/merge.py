@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .contain import is_contained
 from .files import atomic_write_json
 from .reader import pid_alive
 from .rundir import RunDir
@@ -34,11 +35,15 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _CHUNK = 1 << 20
 
 
-def clean_partial(experiment_dir: Path) -> int:
-    """Remove the half-copied runs that killed merges left in `experiment_dir`; how many."""
+def clean_partial(root: Path, experiment_dir: str) -> int:
+    """Remove the half-copied runs that killed merges left in `<root>/<experiment_dir>`; how
+    many. Nothing is removed through an experiment folder that leads out of the root."""
     removed = 0
+    experiment_path = root / experiment_dir
+    if not is_contained(experiment_path, root):
+        return 0
     try:
-        entries = list(os.scandir(experiment_dir))
+        entries = list(os.scandir(experiment_path))
     except OSError:
         return 0
     for e in entries:
