@@ -53,7 +53,7 @@ def test_two_roots_merge_into_one_and_a_clash_gets_a_new_id(tmp_path: Path) -> N
     clash = b / "mnist" / ra[0].id
     shutil.copytree(ra[0].dir, clash)
     meta = json.loads((clash / "run.json").read_text())
-    meta["tags"] = ["from-b"]
+    meta.update(tags=["from-b"], host="machine-b", pid=4242)  # made there, not here
     (clash / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(clash / "scalars" / "loss.csv", "a") as f:
         f.write("20,0.01,1767225600.000\n")
@@ -89,6 +89,28 @@ def test_two_roots_merge_into_one_and_a_clash_gets_a_new_id(tmp_path: Path) -> N
     assert ls.exit_code == 0
     for r in runs:
         assert r.split("/")[1] in ls.output
+
+
+def test_a_run_that_went_on_after_a_merge_is_updated_and_an_older_copy_changes_nothing(tmp_path: Path) -> None:
+    a, old_copy, into = tmp_path / "a", tmp_path / "old", tmp_path / "into"
+    run = finished_run(a)
+    shutil.copytree(Path(run.dir).parent, old_copy / "exp")  # another machine's copy of it, then
+    merge_runs([a], into)
+    more = labtrack.Run("exp", root=a, resume=run.id, capture_git=False, capture_console=False, system=False,
+                        _environ={})  # resumed (in a new process it would have a new pid)
+    more.log({"loss": 0.01}, step=100)
+    more.finish()
+    result = cli("merge", str(a), "--into", str(into))
+    assert result.exit_code == 0
+    assert re.fullmatch(r"merged 1 run \(\d+\.\d MB\) into .*, 1 updated \(grown since an earlier merge\) "
+                        r"in \d+\.\d s", result.output.strip()), result.output
+    assert listing(into) == [f"exp/{run.id}"]
+    assert files_of(into / "exp" / run.id) == files_of(Path(run.dir))
+    assert "100,0.01," in (into / "exp" / run.id / "scalars" / "loss.csv").read_text()
+    # the stale copy from the other machine is older than what the target holds: nothing changes
+    before = files_of(into / "exp" / run.id)
+    assert merge_runs([old_copy], into).same == [f"exp/{run.id}"]
+    assert files_of(into / "exp" / run.id) == before and listing(into) == [f"exp/{run.id}"]
 
 
 def test_merging_the_target_into_itself_and_a_missing_root(tmp_path: Path) -> None:

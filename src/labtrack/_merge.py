@@ -6,7 +6,10 @@ Each run folder `<root>/<experiment>/<run id>` is copied to the same place in th
 * absent there: copied, whole or not at all (`_store/merge.py`: a hidden folder, then a
   rename), so a merge that is killed leaves no half run and the next one completes it;
 * there with the same files and bytes: skipped, so merging again changes nothing;
-* there with other content (two machines made the same id, or the run was changed on one
+* there as an earlier state of the same run (the same id, experiment, start and host in
+  run.json, every file the same or appended to since: it went on logging after a first
+  merge): replaced by the newer copy, whole; the target's copy being the newer, skipped;
+* there with other content (two machines made the same id, or the run was edited on one
   side): the newcomer arrives under a new id, derived from its id and content (the same on
   every merge, so a re-merge finds it), and its run.json says "merged_from": {"root", "id",
   "digest"};
@@ -34,11 +37,13 @@ from .errors import FormatError, LabtrackError, LabtrackValueError
 
 
 class MergeResult:
-    """What one merge did: runs copied, renamed (id clashes), already there, live, unreadable."""
+    """What one merge did: runs copied, updated, renamed (id clashes), already there, live,
+    unreadable."""
 
     def __init__(self, into: Path) -> None:
         self.into = into
         self.copied: list[str] = []
+        self.updated: list[str] = []  # the same run, grown since the target's copy was made
         self.renamed: list[tuple[str, str]] = []  # (original "exp/id", new "exp/id")
         self.same: list[str] = []
         self.live: list[str] = []
@@ -48,12 +53,14 @@ class MergeResult:
 
     def summary(self) -> str:
         """One line: what was copied, skipped and left out, in how long."""
-        n = len(self.copied) + len(self.renamed)
+        n = len(self.copied) + len(self.renamed) + len(self.updated)
         parts = [f"merged {n} run{'s' if n != 1 else ''} ({self.bytes / 1e6:.1f} MB) into {self.into}"]
         if self.renamed:
             parts.append(f"{len(self.renamed)} under a new id (id clash: "
                          + ", ".join(f"{a} -> {b.rpartition('/')[2]}" for a, b in self.renamed[:3])
                          + (", ..." if len(self.renamed) > 3 else "") + ")")
+        if self.updated:
+            parts.append(f"{len(self.updated)} updated (grown since an earlier merge)")
         if self.same:
             parts.append(f"{len(self.same)} already there")
         if self.live:
@@ -130,6 +137,19 @@ def _merge_one(root: Path, run: RunDir, target: Path, result: MergeResult) -> No
             return
         if store.same_files(run, here):
             result.same.append(name)
+            return
+        mine = store.identity(run)
+        if mine is not None and mine == store.identity(here):  # one run, two moments of its life
+            if store.grown(here, run):
+                result.same.append(name)  # the target's copy is the later one
+            elif store.grown(run, here):
+                if here.meta().get("status") == "running":
+                    result.live.append(f"{name} (in the target)")
+                    return
+                result.bytes += store.copy_run(run, dest, replace=True)
+                result.updated.append(name)
+            else:
+                _merge_renamed(root, run, target, result)
             return
         _merge_renamed(root, run, target, result)
         return

@@ -29,7 +29,7 @@ from .files import atomic_write_json
 from .reader import pid_alive
 from .rundir import RunDir
 
-_PARTIAL = re.compile(r"\.merge-(\d+)-(.+)\.tmp")
+_PARTIAL = re.compile(r"\.merge-(\d+)-(.+)\.(?:tmp|old)")
 _STANDARD_ID = re.compile(r"\d{8}-\d{6}-[0-9a-z]{6}")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _CHUNK = 1 << 20
@@ -101,6 +101,53 @@ def clash_id(run_id: str, content: str, attempt: int = 0) -> str:
     return (run_id[:16] + suffix) if _STANDARD_ID.fullmatch(run_id) else f"{run_id}-{suffix}"
 
 
+# Files a run rewrites while it lives; every other file is written once or only appended to.
+_REWRITTEN = {layout.RUN_JSON, layout.SUMMARY_JSON, layout.HEARTBEAT}
+_RANK_REWRITTEN = {layout.RANK_STATUS, layout.SUMMARY_JSON, layout.HEARTBEAT}
+
+
+def _rewritten(relpath: str) -> bool:
+    if relpath in _REWRITTEN:
+        return True
+    parts = relpath.split("/")
+    return len(parts) == 3 and parts[0] == layout.RANKS_DIR and parts[2] in _RANK_REWRITTEN
+
+
+def identity(run: RunDir) -> tuple[Any, ...] | None:
+    """What run.json says once at a run's start and never changes: (id, experiment, started
+    to the microsecond, host); None when it cannot be read. Two copies with the same identity
+    are the same run, perhaps at different moments of its life (a resume in a new process
+    changes the pid, so the pid is not part of it)."""
+    try:
+        meta = run.raw_meta()
+    except (OSError, ValueError):
+        return None
+    return (meta.get("id"), meta.get("experiment"), meta.get("started"), meta.get("host"))
+
+
+def grown(newer: RunDir, older: RunDir) -> bool:
+    """True when `newer` is `older` later in its life: every file of `older` is in `newer`,
+    each one written once or appended to is the same or longer with `older`'s bytes first
+    (the rewritten ones, run.json, summary.json, heartbeat, may differ)."""
+    sizes = {str(f["path"]): int(f["size"]) for f in newer.files()}
+    for f in older.files():
+        rel, size = str(f["path"]), int(f["size"])
+        if rel not in sizes:
+            return False
+        if _rewritten(rel):
+            continue
+        if sizes[rel] < size:
+            return False
+        with newer.open(rel) as x, older.open(rel) as y:
+            left = size
+            while left > 0:
+                by = y.read(min(_CHUNK, left))
+                if not by or x.read(len(by)) != by:
+                    return False
+                left -= len(by)
+    return True
+
+
 def merged_from(run: RunDir) -> dict[str, Any] | None:
     """run.json's "merged_from" of a run that arrived under a new id, else None."""
     try:
@@ -110,13 +157,16 @@ def merged_from(run: RunDir) -> dict[str, Any] | None:
     return v if isinstance(v, dict) else None
 
 
-def copy_run(src: RunDir, dest: Path, meta: dict[str, Any] | None = None) -> int:
+def copy_run(src: RunDir, dest: Path, meta: dict[str, Any] | None = None, *, replace: bool = False) -> int:
     """Copy the run `src` to `dest` (which must not exist), all or nothing; returns the bytes.
 
     Args:
         src: the run to copy (its RunDir lists what is copied).
         dest: `<target root>/<experiment>/<run id>`, already checked to lie inside the root.
         meta: keys to set in the copy's run.json (a new "id" and "merged_from").
+        replace: `dest` holds an earlier state of the same run: it is swapped for the copy
+            (moved aside, the copy renamed in, the old one removed; killed in between, the run
+            is missing until the next merge copies it again, never half there).
 
     Raises:
         FileExistsError: `dest` appeared meanwhile (another merge copied a run there).
@@ -147,6 +197,13 @@ def copy_run(src: RunDir, dest: Path, meta: dict[str, Any] | None = None) -> int
             st = os.stat(path)
             atomic_write_json(path, raw)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if replace:
+            old = parent / f".merge-{os.getpid()}-{dest.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+            return total
         try:
             os.rename(tmp, dest)
         except OSError as e:
