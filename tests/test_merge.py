@@ -84,6 +84,16 @@ def test_two_roots_merge_into_one_and_a_clash_gets_a_new_id(tmp_path: Path) -> N
     assert re.fullmatch(r"merged 0 runs \(0\.0 MB\) into .*, 4 already there in \d+\.\d s", again.output.strip())
     assert {r: files_of(into / r) for r in listing(into)} == before
 
+    # the newcomer went on logging on its machine: its renamed copy is brought up to date
+    with open(clash / "scalars" / "loss.csv", "a") as f:
+        f.write("21,0.005,1767225601.000\n")
+    grown = cli("merge", str(b), "--into", str(into))
+    assert "1 updated (grown since an earlier merge)" in grown.output, grown.output
+    assert listing(into) == runs
+    assert copy.read_text("scalars/loss.csv") == (clash / "scalars" / "loss.csv").read_text()
+    assert copy.raw_meta()["id"] == new.split("/")[1] and copy.raw_meta()["merged_from"]["id"] == ra[0].id
+    assert "already there" in cli("merge", str(b), "--into", str(into)).output
+
     # and the target's index (a cache) sees them: labtrack ls
     ls = cli("ls", "--root", str(into))
     assert ls.exit_code == 0

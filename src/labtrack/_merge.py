@@ -160,6 +160,8 @@ def _merge_renamed(root: Path, run: RunDir, target: Path, result: MergeResult) -
     """A different run holds this id in the target: the newcomer gets its clash id."""
     name = f"{run.experiment_dir}/{run.id}"
     content = store.digest(run)
+    if _renamed_before(root, run, target, content, result):
+        return
     for attempt in range(100):
         new_id = store.clash_id(run.id, content, attempt)
         dest = run_folder(target, run.experiment_dir, new_id)
@@ -179,6 +181,32 @@ def _merge_renamed(root: Path, run: RunDir, target: Path, result: MergeResult) -
         result.renamed.append((name, f"{run.experiment_dir}/{new_id}"))
         return
     raise LabtrackValueError(f"no free id for {name} in {target} after 100 tries")
+
+
+def _renamed_before(root: Path, run: RunDir, target: Path, content: str, result: MergeResult) -> bool:
+    """True when an earlier merge brought this run in under a new id (its "merged_from"
+    names it) and that copy is now brought up to date: the same (skipped), or an earlier
+    state of the run, which the newer copy replaces under the same new id."""
+    name = f"{run.experiment_dir}/{run.id}"
+    mine = store.identity(run)
+    for other in store.renamed_copies(target, run.experiment_dir, run.id):
+        origin = store.merged_from(other) or {}
+        theirs = store.identity(other)
+        if origin.get("digest") == content:
+            result.same.append(name)
+            return True
+        if mine is None or theirs is None or mine[1:] != theirs[1:]:
+            continue  # the id is all they share: another newcomer of the same id
+        if store.grown(other, run):
+            result.same.append(name)
+        elif store.grown(run, other):
+            meta = {"id": other.id, "merged_from": {**origin, "root": real(root), "digest": content}}
+            result.bytes += store.copy_run(run, other.path, meta, replace=True)
+            result.updated.append(f"{name} (as {other.id})")
+        else:
+            continue
+        return True
+    return False
 
 
 class _Progress:

@@ -157,6 +157,27 @@ def merged_from(run: RunDir) -> dict[str, Any] | None:
     return v if isinstance(v, dict) else None
 
 
+def renamed_copies(root: Path, experiment_dir: str, run_id: str) -> list[RunDir]:
+    """The runs of `<root>/<experiment_dir>` that an earlier merge brought in as a newcomer
+    with `run_id`: a clash id keeps the id's start time, so only those folders are read."""
+    prefix = run_id[:16] if _STANDARD_ID.fullmatch(run_id) else run_id + "-"
+    base = root / experiment_dir
+    try:
+        names = sorted(e.name for e in os.scandir(base) if e.name.startswith(prefix) and e.name != run_id)
+    except OSError:
+        return []
+    out = []
+    for n in names:
+        try:
+            rd = RunDir(base / n, root)
+        except ValueError:  # leads out of the root
+            continue
+        origin = merged_from(rd) if rd.exists() else None
+        if origin is not None and origin.get("id") == run_id:
+            out.append(rd)
+    return out
+
+
 def copy_run(src: RunDir, dest: Path, meta: dict[str, Any] | None = None, *, replace: bool = False) -> int:
     """Copy the run `src` to `dest` (which must not exist), all or nothing; returns the bytes.
 
