@@ -103,8 +103,9 @@ def test_parquet_has_every_point_with_its_step_value_and_time(make_run: MakeRun,
 def test_csv_has_every_point_params_summary_and_the_run(make_run: MakeRun, tmp_path: Path) -> None:
     run = logged_run(make_run)
     out = tmp_path / "csv"
-    result = cli("export", "tables exp", "--to", "csv", "--out", str(out), "--root", str(tmp_path / "root"))
+    result = cli("export", "tables exp", "--to", "csv", "--out", str(out), "--root", str(tmp_path / "root"), "--progress")
     assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1].startswith("exported 1 run (")  # progress shown, then the line
     folder = out / "tables-exp" / run.id
     assert sorted(p.name for p in folder.iterdir()) == ["env.json", "params.csv", "params.json", "run.json",
                                                         "scalars.csv", "summary.csv", "summary.json"]
