@@ -268,3 +268,14 @@ def test_a_target_experiment_folder_leading_out_is_not_written_through(tmp_path:
     assert result.copied == [] and [r for r, _ in result.failed] == [f"exp/{run.id}"]
     assert "leads outside" in result.failed[0][1]
     assert list(outside.iterdir()) == [leftover]
+
+
+def test_a_folder_in_the_way_that_is_no_run_is_kept_and_the_run_arrives_under_a_new_id(tmp_path: Path) -> None:
+    a, into = tmp_path / "a", tmp_path / "into"
+    run = finished_run(a)
+    (into / "exp" / run.id).mkdir(parents=True)
+    (into / "exp" / run.id / "notes.txt").write_text("mine\n")
+    result = merge_runs([a], into)
+    [(old, new)] = result.renamed
+    assert old == f"exp/{run.id}" and (into / "exp" / run.id / "notes.txt").read_text() == "mine\n"
+    assert RunDir(into / new).raw_meta()["merged_from"]["id"] == run.id

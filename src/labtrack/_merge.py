@@ -132,7 +132,10 @@ def _merge_one(root: Path, run: RunDir, target: Path, result: MergeResult) -> No
             try:
                 result.bytes += store.copy_run(run, dest)
             except FileExistsError:
-                continue
+                if here.exists():
+                    continue  # another merge copied it meanwhile: compare with that
+                _merge_renamed(root, run, target, result)  # a folder there that is no run
+                return
             result.copied.append(name)
             return
         if store.same_files(run, here):
