@@ -32,14 +32,14 @@ def cli(*args: str) -> Any:
     return result
 
 
-def logged_run(make_run: MakeRun) -> labtrack.Run:
+def logged_run(make_run: MakeRun, forward: bool = False) -> labtrack.Run:
     """A run with everything the tables keep: series with / in their names, a rank's and the
     system sampler's series, NaN and infinities, a repeated step, times to the millisecond
     far from now, nested params, tags, comment and a summary value the script set."""
     run = make_run(experiment="tables exp", name="first", config=PARAMS, tags=["x", "y"], comment="c, d",
                    system=True, _environ={"LABTRACK_SYSTEM_SECONDS": "30"})
     for i in range(300):
-        t = T0 + i * 0.001 + (i % 7) * 1.5
+        t = T0 + i * 0.001 + (0 if forward else (i % 7) * 1.5)  # out of order, unless forward
         run.log({"train/loss": 1.0 / (i + 1), "acc": i / 300, "rank1/loss": 2.0 ** -i}, step=i, time=t)
         if i % 50 == 0:
             run.log({"odd,name": [math.nan, math.inf, -math.inf, 1e-300, -0.0, 1e300][i // 50]}, step=i, time=t)
@@ -128,8 +128,10 @@ def test_csv_has_every_point_params_summary_and_the_run(make_run: MakeRun, tmp_p
     assert json.loads((folder / "run.json").read_text())["id"] == run.id
 
 
-def test_labtrack_parquet_labtrack_keeps_every_point(make_run: MakeRun, tmp_path: Path) -> None:
-    run = logged_run(make_run)
+@pytest.mark.parametrize("forward", [False, True], ids=["times-out-of-order", "times-forward"])
+def test_labtrack_parquet_labtrack_keeps_every_point(make_run: MakeRun, tmp_path: Path, forward: bool) -> None:
+    # forward: points of one step and time go back in one call; out of order: one by one
+    run = logged_run(make_run, forward)
     out, back = tmp_path / "out", tmp_path / "back"
     assert cli("export", run.id, "--to", "parquet", "--out", str(out), "--root", str(tmp_path / "root")).exit_code == 0
     result = cli("import", "parquet", str(out), "--root", str(back))
