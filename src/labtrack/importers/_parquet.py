@@ -99,7 +99,8 @@ def _import_file(imp: Import, path: Path, experiment: str | None) -> None:
     table = _table(path)
     meta = read_metadata(table.schema.metadata) or {}
     imp.version = str(meta["labtrack_version"]) if meta.get("labtrack_version") else None
-    if int(meta.get("format", 1)) > LAYOUT_VERSION:
+    layout = meta.get("format", 1)
+    if not isinstance(layout, int) or layout > LAYOUT_VERSION:
         raise SourceError(f"{path} was written by a newer labtrack (layout {meta.get('format')}); "
                           "upgrade labtrack: pip install -U labtrack")
     run_meta = _obj(meta, "run")
@@ -113,7 +114,7 @@ def _import_file(imp: Import, path: Path, experiment: str | None) -> None:
     params = _obj(meta, "params")
     out = imp.run(f"{run_meta.get('experiment') or path.parent.name}/{original}", experiment=exp,
                   name=run_meta.get("name"), started=started, params=params,
-                  tags=[str(t) for t in run_meta.get("tags") or []], comment=run_meta.get("comment"),
+                  tags=[str(t) for t in tags] if isinstance(tags := run_meta.get("tags"), list) else [], comment=run_meta.get("comment"),
                   group=run_meta.get("group"), job_type=run_meta.get("job_type"),
                   fingerprint=fingerprint([path]), extra={"path": str(path.resolve()), "run_id": original})
     if out is None:
