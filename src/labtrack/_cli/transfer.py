@@ -92,7 +92,9 @@ def merge_command(roots: tuple[str, ...], into: str, progress: bool | None) -> N
     """Copy the runs of ROOTS (e.g. from machines that logged offline) into one root.
 
     A run already there (same id, same content) is skipped; two different runs with the same
-    id both arrive, the newcomer under a new id that run.json records ("merged_from").
+    id both arrive, the newcomer under a new id that run.json records ("merged_from"). Each
+    run is copied whole or not at all, so a merge cut off is completed by running it again; a
+    run still running is left out (merge again when it has finished).
     """
     from .. import _merge
 

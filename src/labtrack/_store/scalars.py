@@ -12,6 +12,7 @@ module is the only code that knows that shape. The writer formats lines with
 * :func:`read_frame`, :func:`read_joined` - one series, or every series joined on step, as
   pandas (the Book).
 * :func:`read_columns` - one file as plain lists (the TensorBoard export, tests).
+* :func:`read_arrays` - one file as numpy arrays (the Parquet and CSV export).
 
 pandas, numpy and pyarrow are imported by the calls that use them, never at import.
 """
@@ -261,6 +262,28 @@ def read_columns(path: str | os.PathLike[str]) -> tuple[list[int], list[float], 
         values += v.tolist()
         times += t.tolist()
     return steps, values, times
+
+
+def read_arrays(path: str | os.PathLike[str]) -> Parsed:
+    """Steps (int64), values and times (float64) of one series file as numpy arrays, in file
+    order (empty arrays when it is missing); like :func:`read_columns` without the lists, for
+    exports of long series. A trailing partial line and lines that are not three numbers are
+    left out."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = b""
+    body = whole_lines(data)
+    chunks = parse_lines(memoryview(body)[body.find(b"\n") + 1:]) if body else []
+    if not chunks:
+        return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64))
+    if len(chunks) == 1:
+        return chunks[0]
+    return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]),
+            np.concatenate([c[2] for c in chunks]))
 
 
 # -- pandas -------------------------------------------------------------------------------
