@@ -60,14 +60,15 @@ def find_runs(source: Path) -> list[tuple[Path, Path]]:
     if source.is_file():
         if source.suffix != ".wandb":
             raise SourceError(f"{str(source)!r} is not a W&B run file (run-<id>.wandb) or folder")
-        return [(source.parent, source)]
+        return [(source.resolve().parent, source.resolve())]
     own = sorted(source.glob("*.wandb"))
     if own:
-        return [(source, own[0])]
+        return [(source.resolve(), own[0].resolve())]
     found: dict[Path, tuple[Path, Path]] = {}
     for pattern in ("*/*.wandb", "wandb/*/*.wandb"):
         for f in sorted(source.glob(pattern)):
-            found.setdefault(f.resolve(), (f.parent, f))
+            real = f.resolve()  # latest-run is a link to one of the others
+            found.setdefault(real, (real.parent, real))
     if not found:
         raise SourceError(f"no W&B run files (run-<id>.wandb) in {str(source)!r}; give the wandb folder "
                           "(./wandb) or one of its run folders (offline-run-*, run-*)")
@@ -102,14 +103,15 @@ def _apply(target: dict[str, Any], changes: dict[str, Any] | None, where: str) -
         *parents, last = _path(item)
         d = target
         for k in parents:
-            d = d.get(k) if isinstance(d.get(k), dict) else {}
+            nxt = d.get(k)
+            d = nxt if isinstance(nxt, dict) else {}
         d.pop(last, None)
 
 
 def _ts(t: dict[str, Any] | None) -> float | None:
     if not t or not t["seconds"]:
         return None
-    return float(t["seconds"]) + t["nanos"] / 1e9
+    return float(t["seconds"]) + float(t["nanos"]) / 1e9
 
 
 class _Reader:
@@ -376,8 +378,8 @@ def _metadata(files_dir: Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         return {}
-    git = raw.get("git") if isinstance(raw.get("git"), dict) else {}
-    mem = raw.get("memory") if isinstance(raw.get("memory"), dict) else {}
+    git: dict[str, Any] = raw["git"] if isinstance(raw.get("git"), dict) else {}
+    mem: dict[str, Any] = raw["memory"] if isinstance(raw.get("memory"), dict) else {}
     return {k: v for k, v in {
         "os": raw.get("os"), "python": raw.get("python"), "program": raw.get("program"),
         "code_path": raw.get("codePath"), "args": raw.get("args"), "root": raw.get("root"),
