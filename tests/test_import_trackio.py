@@ -46,6 +46,7 @@ for i in range(30):
         row["weights"] = trackio.Histogram(rng.normal(size=300))
     if i == 4:
         row["bad"] = float("nan")
+        row["notes"] = trackio.Markdown("# halfway\n*fine*")
     trackio.log(row)
     rows.append({"step": i, "values": {k: v for k, v in row.items() if isinstance(v, float)}})
 trackio.log_system({"cpu/utilization": 42.5, "gpu/0/utilization": 90.0, "gpu/0/temp": 61.0})
@@ -129,6 +130,8 @@ def test_every_point_step_and_wall_time_matches_the_database(written: tuple[Path
     assert [v for _, v, _ in series(base, "system/cpu/percent")] == [42.5]
     assert [v for _, v, _ in series(base, "system/gpu/0/temperature_c")] == [61.0]
     assert [v for _, v, _ in series(base, "system/trackio/gpu/0/utilization")] == [90.0]
+    assert [(m["step"], m["kind"]) for m in media if m["name"] == "notes"] == [(4, "markdown")]
+    assert (base / [m["path"] for m in media if m["name"] == "notes"][0]).read_text() == "# halfway\n*fine*"
     alerts = lines(base / "text" / "trackio" / "alerts.jsonl")
     assert [a["text"] for a in alerts] == ["[warn] loss plateau\nno progress for 5 steps"]
 

@@ -49,6 +49,13 @@ for i in range(40):
         row["weights"] = wandb.Histogram(rng.normal(size=200))
         row["report"] = wandb.Html(f"<p>step {i}</p>")
         truth["images"] += 1; truth["tables"] += 1; truth["histograms"] += 1; truth["html"] += 1
+    if i == 7:
+        row["note"] = "lr looks high"
+        import wave
+        with wave.open("voice.wav", "wb") as w:  # wandb.Audio of an array needs soundfile; a file does not
+            w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+            w.writeframes((np.sin(np.linspace(0, 100, 1600)) * 3000).astype("<i2").tobytes())
+        row["voice"] = wandb.Audio("voice.wav")
     before = time.time()
     wandb.log(row)
     truth["rows"].append({"step": i, "before": before, "after": time.time(),
@@ -154,6 +161,14 @@ def test_images_tables_histograms_and_html_all_arrive(written: tuple[Path, dict[
     table = (d / [m["path"] for m in media if m["kind"] == "table"][0]).read_text()
     assert table.splitlines() == ["x,y", "5,a", "6,b"]
     assert "<p>step 5</p>" in (d / [m["path"] for m in media if m["kind"] == "html"][0]).read_text()
+    assert [(t["step"], t["text"]) for t in lines(d / "text" / "note.jsonl")] == [(7, "lr looks high")]
+    assert [(m["step"], m["kind"]) for m in media if m["name"] == "voice"] == [(7, "audio")]
+    # W&B's system stats: mapped to labtrack's names, and kept under W&B's own
+    mem, raw = series(d, "system/memory/percent"), series(d, "system/wandb/memory_percent")
+    rss, raw_rss = series(d, "system/process/rss_bytes"), series(d, "system/wandb/proc.memory.rssMB")
+    assert mem and [v for _, v, _ in mem] == [v for _, v, _ in raw]
+    assert [v for _, v, _ in rss] == [v * 2**20 for _, v, _ in raw_rss]
+    assert all(0 <= s <= 60 for s, _, _ in mem)  # seconds since the start, like labtrack's sampler
     console = (d / "console.log").read_text()
     assert console.splitlines()[:2] == ["step 0", "step 1"] and "step 39" in console
     assert (d / "artifacts" / "wandb" / "requirements.txt").is_file()
