@@ -31,6 +31,7 @@ _STATS = {
 _GPU_STATS = {"gpu": ("utilization", 1.0), "memoryAllocated": ("memory_percent", 1.0),
               "memoryAllocatedBytes": ("memory_used_bytes", 1.0), "temp": ("temperature_c", 1.0),
               "powerWatts": ("power_w", 1.0)}
+_NUMBER_START = frozenset("-0123456789")
 _MEDIA_TYPES = {"image-file", "table-file", "histogram", "html-file", "audio-file", "video-file",
                 "joined-table", "partitioned-table", "object3D-file", "molecule-file", "plotly-file",
                 "bokeh-file", "graph-file", "images/separated"}
@@ -122,7 +123,7 @@ class _Reader:
         self.where = str(file)
         self.run: dict[str, Any] | None = None
         self.config: dict[str, Any] = {}
-        self.summary: dict[str, Any] = {}
+        self._summary_raw: dict[tuple[str, ...], str] = {}
         self.rows: list[dict[str, Any]] = []  # history rows, nested by nested_key
         self.stats: list[tuple[float, dict[str, Any]]] = []
         self.console: list[str] = []
@@ -156,11 +157,39 @@ class _Reader:
         _apply(self.config, rec, self.where)
 
     def _summary(self, rec: dict[str, Any]) -> None:
-        _apply(self.summary, rec, self.where)
+        # W&B writes a summary update with every history row: only the last value of each key
+        # matters, so the JSON is parsed once per key at the end (`final_summary`).
+        for item in rec["update"]:
+            path = tuple(_path(item))
+            if item["value_json"][:1] == "{":  # a whole dict replaces what was under it
+                self._drop_summary(path)
+            self._summary_raw.pop(path, None)  # re-inserted last: the order of the latest updates
+            self._summary_raw[path] = item["value_json"]
+        for item in rec["remove"]:
+            self._drop_summary(tuple(_path(item)))
+
+    def _drop_summary(self, path: tuple[str, ...]) -> None:
+        for k in [k for k in self._summary_raw if k[:len(path)] == path]:
+            del self._summary_raw[k]
+
+    def final_summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        _apply(out, {"update": [{"key": "", "nested_key": list(p), "value_json": raw}
+                                for p, raw in self._summary_raw.items()], "remove": []}, self.where)
+        return out
 
     def _history(self, rec: dict[str, Any]) -> None:
         row: dict[str, Any] = {}
-        _apply(row, {"update": rec["item"], "remove": []}, self.where)
+        for item in rec["item"]:
+            raw = item["value_json"]
+            nested = item["nested_key"]
+            if len(nested) <= 1 and raw[:1] in _NUMBER_START:
+                try:  # the common case, a plain number: float() is several times faster than json
+                    row[nested[0] if nested else item["key"]] = float(raw)
+                    continue
+                except ValueError:
+                    pass
+            _apply(row, {"update": [item], "remove": []}, self.where)
         if "_step" not in row and rec["step"] is not None:
             row["_step"] = rec["step"]["num"]
         self.rows.append(row)
@@ -194,10 +223,13 @@ class _Reader:
 
 def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experiment: str | None,
                 decoder: str) -> None:
-    r = _Reader(file, decoder)
-    assert r.run is not None
     files_dir = folder / "files"
     all_files = [p for p in files_dir.rglob("*") if p.is_file()] if files_dir.is_dir() else []
+    fp = fingerprint([file, *all_files])
+    if _unchanged(imp, file, source_id, fp, experiment, decoder):
+        return
+    r = _Reader(file, decoder)
+    assert r.run is not None
     meta = _metadata(files_dir)
     if imp.version is None:
         imp.version = r.version
@@ -207,7 +239,7 @@ def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experimen
     out = imp.run(source_id, experiment=experiment or r.run["project"] or "wandb",
                   name=r.run["display_name"] or run_id, started=started, params=config,
                   tags=r.run["tags"], comment=r.run["notes"] or None, group=r.run["run_group"] or None,
-                  job_type=r.run["job_type"] or None, fingerprint=fingerprint([file, *all_files]),
+                  job_type=r.run["job_type"] or None, fingerprint=fp,
                   extra={"path": str(folder.resolve()), "project": r.run["project"] or None,
                          "entity": r.run["entity"] or None, "sweep_id": r.run["sweep_id"] or None})
     if out is None:
@@ -236,6 +268,29 @@ def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experimen
     out.done(status=status, ended=r.last_time, fields=fields, env=env)
 
 
+def _unchanged(imp: Import, file: Path, source_id: str, fp: str, experiment: str | None, decoder: str) -> bool:
+    """True (and the run counted as skipped) when an earlier import of this run finished and
+    its files have not changed since: then only the file's first records are decoded, for the
+    start time that is part of the labtrack run id."""
+    from .._store import imported
+
+    for kind, rec in records(file, decoder):
+        if kind == "run":
+            break
+    else:
+        return False
+    started = _ts(rec["start_time"])
+    if started is None:
+        return False
+    found, origin = imported.previous(imp.root, imported.imported_run_id(imp.tool, source_id, started))
+    if found is None or origin is None or not origin.get("complete") or origin.get("fingerprint") != fp:
+        return False
+    skipped = imp.run(source_id, experiment=experiment or rec["project"] or "wandb", started=started,
+                      fingerprint=fp)
+    assert skipped is None  # Import.run made the same check
+    return True
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     """A nested dict of a history row or summary as dotted names (W&B shows them so)."""
     if isinstance(value, dict) and value.get("_type") not in _MEDIA_TYPES:
@@ -250,7 +305,8 @@ def _history(out: ImportedRun, r: _Reader, files_dir: Path) -> set[Path]:
     """Log every history row at its own _step and _timestamp; the media files it used."""
     used: set[Path] = set()
     for n, row in enumerate(r.rows):
-        step = row.get("_step", n)
+        raw_step = row.get("_step", n)
+        step = int(raw_step) if isinstance(raw_step, (int, float)) and raw_step == raw_step else n
         t = row.get("_timestamp")
         values: dict[str, Any] = {}
         for k, v in row.items():
@@ -269,7 +325,7 @@ def _history(out: ImportedRun, r: _Reader, files_dir: Path) -> set[Path]:
                 if media is not None:
                     logged[name] = media
         if logged:
-            out.scalars(logged, int(step), float(t) if isinstance(t, (int, float)) else None)
+            out.scalars(logged, step, float(t) if isinstance(t, (int, float)) else None)
     return used
 
 
@@ -358,7 +414,7 @@ def _summary(out: ImportedRun, r: _Reader) -> None:
                 _flatten(k, v, flat)
         last.update(flat)
     flat_summary: dict[str, Any] = {}
-    for k, v in r.summary.items():
+    for k, v in r.final_summary().items():
         if not k.startswith("_"):
             _flatten(k, v, flat_summary)
     entries = {k: {"value": v} for k, v in flat_summary.items()

@@ -34,54 +34,64 @@ _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 
 def read_frames(path: Path) -> Iterator[bytes]:
     """The payload of each whole record in the file, in order (a torn last record is dropped).
+    The file is read one 32 KiB block at a time (a record never crosses a block's end).
 
     Raises:
         SourceError: not a .wandb file, or a record whose checksum does not match.
     """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            yield from _frames(f, str(path))
     except OSError as e:
         raise SourceError(f"cannot read the W&B run file {str(path)!r}: {e.strerror or e}") from None
-    if data[:len(HEADER)] != HEADER:
-        raise SourceError(f"{str(path)!r} is not a W&B run file: it does not start with the .wandb header "
+
+
+def _frames(f: Any, where: str) -> Iterator[bytes]:
+    block = f.read(BLOCK)
+    if block[:len(HEADER)] != HEADER:
+        raise SourceError(f"{where!r} is not a W&B run file: it does not start with the .wandb header "
                           f"(':W&B', magic 0xBEE1, version 0)")
-    i, n = len(HEADER), len(data)
+    i, base = len(HEADER), 0
     parts: list[bytes] | None = None
-    while i < n:
-        left = BLOCK - i % BLOCK
-        if left < _REC_HEADER:  # the block's zero padding
-            i += left
-            continue
-        if i + _REC_HEADER > n:
-            break  # torn header at the end
-        crc, length, kind = struct.unpack_from("<IHB", data, i)
-        if crc == 0 and length == 0 and kind == 0:  # zeros to the block's end (a preallocated tail)
-            i += left
-            continue
-        start = i + _REC_HEADER
-        if start + length > n:
-            break  # torn record at the end: the writer was killed mid-write
-        payload = data[start:start + length]
-        if kind not in _TYPE_CRC or zlib.crc32(payload, _TYPE_CRC[kind]) != crc:
-            if start + length == n:
-                break  # the last record, half written
-            raise SourceError(f"{str(path)!r} is corrupt: the record at byte {i} fails its checksum "
-                              f"(type {kind}, {length} bytes); W&B's file cannot be read past it")
-        i = start + length
-        if kind == FULL:
-            parts = None
-            yield payload
-        elif kind == FIRST:
-            parts = [payload]
-        elif parts is not None and kind == MIDDLE:
-            parts.append(payload)
-        elif parts is not None and kind == LAST:
-            parts.append(payload)
-            yield b"".join(parts)
-            parts = None
-        else:
-            raise SourceError(f"{str(path)!r} is corrupt: a record fragment at byte {i - length - _REC_HEADER} "
-                              f"(type {kind}) has no first fragment before it")
+    while block:
+        following = f.read(BLOCK)
+        last = not following  # the file ends in this block: a torn record here is the writer's death
+        n = len(block)
+        while i + _REC_HEADER <= n:
+            crc, length, kind = struct.unpack_from("<IHB", block, i)
+            if crc == 0 and length == 0 and kind == 0:  # zeros to the block's end (a preallocated tail)
+                break
+            start = i + _REC_HEADER
+            if start + length > n:
+                if last:
+                    return  # torn record at the end: the writer was killed mid-write
+                raise SourceError(f"{where!r} is corrupt: the record at byte {base + i} claims {length} bytes, "
+                                  "past the end of its 32 KiB block")
+            payload = block[start:start + length]
+            if kind not in _TYPE_CRC or zlib.crc32(payload, _TYPE_CRC[kind]) != crc:
+                if last and start + length == n:
+                    return  # the last record, half written
+                raise SourceError(f"{where!r} is corrupt: the record at byte {base + i} fails its checksum "
+                                  f"(type {kind}, {length} bytes); W&B's file cannot be read past it")
+            if kind == FULL:
+                parts = None
+                yield payload
+            elif kind == FIRST:
+                parts = [payload]
+            elif parts is not None and kind == MIDDLE:
+                parts.append(payload)
+            elif parts is not None and kind == LAST:
+                parts.append(payload)
+                yield b"".join(parts)
+                parts = None
+            else:
+                raise SourceError(f"{where!r} is corrupt: a record fragment at byte {base + i} (type {kind}) "
+                                  "has no first fragment before it")
+            i = start + length
+        if n < BLOCK:
+            return  # fewer than 7 bytes left at the end: a torn header
+        base += BLOCK
+        block, i = following, 0
 
 
 # --- the Record fields kept: field number -> (name, kind, repeated) ----------------------------
@@ -136,12 +146,51 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def _decode(buf: bytes, schema: Schema) -> dict[str, Any]:
+def _decode_item(buf: bytes) -> dict[str, Any]:
+    """A HistoryItem / SummaryItem / ConfigItem (key, nested_key, value_json): the bulk of a
+    .wandb file, so decoded by hand (tags 0x0a, 0x12, 0x82 0x01); anything else goes the
+    general way."""
+    key, value_json = "", ""
+    nested: list[str] = []
+    i, n = 0, len(buf)
+    while i < n:
+        tag = buf[i]
+        if tag == 0x82 and i + 1 < n and buf[i + 1] == 0x01:
+            i += 2
+        elif tag == 0x0A or tag == 0x12:
+            i += 1
+        else:
+            return _decode(buf, _ITEM, generic=True)
+        length = buf[i] if i < n else 0
+        if length < 0x80:
+            i += 1
+        else:
+            length, i = _varint(buf, i)
+        text = buf[i:i + length].decode("utf-8", "replace")
+        i += length
+        if i > n:
+            raise ValueError("message cut short")
+        if tag == 0x0A:
+            key = text
+        elif tag == 0x12:
+            nested.append(text)
+        else:
+            value_json = text
+    return {"key": key, "nested_key": nested, "value_json": value_json}
+
+
+def _decode(buf: bytes, schema: Schema, generic: bool = False) -> dict[str, Any]:
     """One message of `schema` from protobuf wire bytes; unknown fields are skipped."""
+    if schema is _ITEM and not generic:
+        return _decode_item(buf)
     out: dict[str, Any] = {}
     i, n = 0, len(buf)
     while i < n:
-        tag, i = _varint(buf, i)
+        tag = buf[i]
+        if tag < 0x80:
+            i += 1
+        else:
+            tag, i = _varint(buf, i)
         number, wire = tag >> 3, tag & 7
         if wire == 0:
             value: Any
@@ -149,7 +198,11 @@ def _decode(buf: bytes, schema: Schema) -> dict[str, Any]:
         elif wire == 1:
             value, i = buf[i:i + 8], i + 8
         elif wire == 2:
-            length, i = _varint(buf, i)
+            length = buf[i] if i < n else 0
+            if length < 0x80:
+                i += 1
+            else:
+                length, i = _varint(buf, i)
             value, i = buf[i:i + length], i + length
         elif wire == 5:
             value, i = buf[i:i + 4], i + 4
@@ -183,6 +236,8 @@ def _decode(buf: bytes, schema: Schema) -> dict[str, Any]:
 
 def _from_message(msg: Any, schema: Schema) -> dict[str, Any]:
     """The same plain dict as `_decode`, from wandb's own protobuf message."""
+    if schema is _ITEM:  # the bulk of a file: the three fields read directly
+        return {"key": msg.key, "nested_key": list(msg.nested_key), "value_json": msg.value_json}
     out: dict[str, Any] = {}
     for name, kind, repeated in schema.values():
         value = getattr(msg, name)
