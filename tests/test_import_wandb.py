@@ -44,7 +44,10 @@ truth = {"id": run.id, "start": run.start_time, "rows": [], "images": 0, "tables
 for i in range(40):
     row = {"loss": 1.0 / (i + 1), "acc": i / 40, "train/lr": 0.1 * 0.9 ** i}
     if i % 10 == 5:
-        row["sample"] = wandb.Image(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), caption=f"step {i}")
+        boxes = {"predictions": {"box_data": [{"position": {"minX": 0.125, "maxX": 0.5, "minY": 0.25, "maxY": 0.75},
+                                               "class_id": 1, "scores": {"prob": 0.8}}], "class_labels": {1: "cat"}}}
+        row["sample"] = wandb.Image(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), caption=f"step {i}",
+                                    boxes=boxes)
         row["preds"] = wandb.Table(columns=["x", "y"], data=[[i, "a"], [i + 1, "b"]])
         row["weights"] = wandb.Histogram(rng.normal(size=200))
         row["report"] = wandb.Html(f"<p>step {i}</p>")
@@ -156,6 +159,9 @@ def test_images_tables_histograms_and_html_all_arrive(written: tuple[Path, dict[
     assert len(kinds["table"]) == t["tables"] and len(kinds["html"]) == t["html"]
     images = [m for m in media if m["kind"] == "image"]
     assert images[0]["caption"] == "step 5" and (images[0]["width"], images[0]["height"]) == (8, 6)
+    boxes = json.loads((d / images[0]["boxes"]).read_text())  # W&B's fractions, in pixels
+    assert boxes == {"boxes": [{"xStart": 1, "yStart": 1.5, "xEnd": 4, "yEnd": 4.5, "className": "cat",
+                                "probability": 0.8}], "classes": ["cat"]}
     hist = lines(d / "histograms" / "weights.jsonl")
     assert [h["step"] for h in hist] == [5, 15, 25, 35] and all(h["count"] == 200 for h in hist)
     table = (d / [m["path"] for m in media if m["kind"] == "table"][0]).read_text()

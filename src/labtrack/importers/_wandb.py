@@ -348,7 +348,7 @@ def _media(v: dict[str, Any], files_dir: Path, used: set[Path], where: str) -> A
         raise SourceError(f"{where}: the {kind} {path!r} a history row names is missing from {str(files_dir)!r}")
     try:
         if kind == "image-file":
-            media: Any = labtrack.Image(f, caption=v.get("caption"))
+            media: Any = _image(f, v, files_dir, used)
         elif kind == "table-file":
             table = json.loads(f.read_text("utf-8"))
             media = labtrack.Table(table.get("data") or [], columns=table.get("columns"))
@@ -364,6 +364,32 @@ def _media(v: dict[str, Any], files_dir: Path, used: set[Path], where: str) -> A
         return None  # e.g. a table of images: kept as W&B's file under artifacts/wandb/
     used.add(f)
     return media
+
+
+def _image(f: Path, v: dict[str, Any], files_dir: Path, used: set[Path]) -> Any:
+    """A W&B image with its bounding boxes (each group's boxes2D JSON file, mapped the way
+    labtrack.wandb maps wandb.Image(boxes=...)); boxes labtrack cannot read leave the image
+    without them, and their file stays under artifacts/wandb/."""
+    import labtrack
+    from .._bridges.wandb_media import map_boxes
+
+    image = labtrack.Image(f, caption=v.get("caption"))
+    groups = v.get("boxes")
+    if not isinstance(groups, dict) or not groups:
+        return image
+    specs: dict[str, Any] = {}
+    files = []
+    try:
+        for group, ref in groups.items():
+            box_file = files_dir / str(ref.get("path") if isinstance(ref, dict) else "")
+            specs[group] = json.loads(box_file.read_text("utf-8"))
+            files.append(box_file)
+        boxes, classes = map_boxes(specs, image.width, image.height)
+        with_boxes = labtrack.Image(image.array, caption=image.caption, boxes=boxes, classes=classes)
+    except (LabtrackError, ValueError, OSError, TypeError, AttributeError):
+        return image
+    used.update(files)
+    return with_boxes
 
 
 def _stats(out: ImportedRun, r: _Reader, started: float | None) -> None:
