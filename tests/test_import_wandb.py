@@ -317,3 +317,28 @@ def test_an_import_killed_half_way_is_completed_by_the_next(peers: Path, tmp_pat
     for j in range(8):
         got = series(d, f"m{j}")
         assert [(s, v) for s, v, _ in got] == [(i, i * 0.5 + j) for i in range(6000)]
+
+
+GIT_RUN = r"""
+import subprocess, sys
+def git(*a): subprocess.run(["git", "-c", "user.email=a@b.c", "-c", "user.name=a", *a], check=True, capture_output=True)
+git("init", "-q"); git("remote", "add", "origin", "https://example.com/me/vision.git")
+open("train.py", "w").write("import wandb\nrun = wandb.init(project='p')\nwandb.log({'a': 1.0})\nwandb.finish()\n")
+git("add", "train.py"); git("commit", "-qm", "first")
+subprocess.run([sys.executable, "train.py", "--lr", "3"], check=True)
+print(subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip())
+"""
+
+
+def test_git_and_command_come_from_wandbs_environment_record(peers: Path, tmp_path: Path) -> None:  # noqa: F811
+    src = tmp_path / "src"
+    src.mkdir()
+    commit = peer_script(peers, GIT_RUN, cwd=src, env={"WANDB_DISABLE_GIT": "false"}).stdout.strip().splitlines()[-1]
+    labtrack.importers.wandb(src / "wandb", root=tmp_path / "lt")
+    d = next((tmp_path / "lt").glob("*/*/run.json")).parent
+    meta = json.loads((d / "run.json").read_text())
+    assert meta["git"]["commit"] == commit and meta["git"]["remote"] == "https://example.com/me/vision.git"
+    assert meta["command"]["argv"] == ["train.py", "--lr", "3"] and meta["command"]["cwd"] == str(src)
+    assert meta["command"]["script"] == str(src / "train.py")
+    env = json.loads((d / "env.json").read_text())
+    assert env["python"]["version"] == "3.11.7" and env["platform"]["system"] == "Linux" and env["cpus"] >= 1

@@ -253,6 +253,10 @@ def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experimen
     elif output_log.is_file():
         out.run._writer.write_console(output_log.read_text("utf-8", "replace"))
     used.add(output_log)
+    diff = files_dir / "diff.patch"  # W&B's `git diff HEAD` of a dirty checkout
+    if diff.is_file():
+        out.write_file("source/diff.patch", diff.read_bytes())
+        used.add(diff)
     for p in all_files:  # the rest of files/ (requirements.txt, code/, media not mapped) as it was
         if p not in used:
             out.write_file("artifacts/wandb/" + p.relative_to(files_dir).as_posix(), p.read_bytes())
@@ -263,6 +267,8 @@ def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experimen
     else:
         status, error = "failed", f"exit code {r.exit['exit_code']}"
     fields, env = _provenance(r, meta)
+    if fields.get("git") and diff.is_file():
+        fields["git"]["dirty"] = diff.stat().st_size > 0
     if error:
         fields["error"] = error
     out.done(status=status, ended=r.last_time, fields=fields, env=env)
