@@ -210,3 +210,32 @@ def test_an_import_killed_half_way_is_completed_by_the_next(peers: Path, tmp_pat
     assert d.name == ids[0] and json.loads((d / "run.json").read_text())["imported_from"]["complete"]
     for j in range(8):
         assert [(s, v) for s, v, _ in series(d, f"m{j}")] == [(i, i * 0.5 + j) for i in range(12000)]
+
+
+def test_a_database_of_trackio_before_0_24_names_runs_by_their_name(tmp_path: Path) -> None:
+    """Before 0.24 trackio had no run_id column (its own migration adds one when it opens the
+    file; the import reads the file as it is, without changing it)."""
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT NOT NULL,
+                              run_name TEXT NOT NULL, step INTEGER NOT NULL, metrics TEXT NOT NULL);
+        CREATE TABLE configs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_name TEXT NOT NULL,
+                              config TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE(run_name));
+        INSERT INTO configs (run_name, config, created_at)
+            VALUES ('r1', '{"lr": 0.1, "_Created": "2025-01-02T03:04:05+00:00"}', '2025-01-02T03:04:05+00:00');
+        INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES
+            ('2025-01-02T03:04:06.250000+00:00', 'r1', 0, '{"loss": 1.5}'),
+            ('2025-01-02T03:04:07.500000+00:00', 'r1', 1, '{"loss": "Infinity"}');
+    """)
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    ids = labtrack.importers.trackio(db, root=tmp_path / "lt", experiment="legacy")
+    d = next((tmp_path / "lt" / "legacy").glob("*/run.json")).parent
+    assert d.name == ids[0] and ids[0].startswith("20250102-030405-")
+    meta = json.loads((d / "run.json").read_text())
+    assert (meta["name"], meta["imported_from"]["source_id"]) == ("r1", "r1")
+    assert series(d, "loss") == [(0, 1.5, 1735787046.25), (1, float("inf"), 1735787047.5)]
+    assert json.loads((d / "params.json").read_text()) == {"lr": 0.1}
+    assert db.read_bytes() == before

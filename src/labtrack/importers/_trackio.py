@@ -100,6 +100,11 @@ def read_into(imp: Import, source: str | os.PathLike[str], experiment: str | Non
     con = _connect(db)
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in ("metrics", "configs", "system_metrics", "alerts"):
+            # trackio before 0.24 named a run only by its name: a temporary view (the file is
+            # not touched) gives such a table the run_id column, the name
+            if table in tables and "run_id" not in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
+                con.execute(f"CREATE TEMP VIEW {table} AS SELECT *, run_name AS run_id FROM main.{table}")
         _read(imp, con, tables, db, experiment)
     except sqlite3.DatabaseError as e:
         raise SourceError(f"{str(db)!r} cannot be read: {e}") from None
