@@ -349,3 +349,24 @@ def test_git_and_command_come_from_wandbs_environment_record(peers: Path, tmp_pa
     assert meta["command"]["script"] == str(src / "train.py")
     env = json.loads((d / "env.json").read_text())
     assert env["python"]["version"] == "3.11.7" and env["platform"]["system"] == "Linux" and env["cpus"] >= 1
+
+
+RESUMED = r"""
+import time, wandb
+for value in (1.0, 2.0):
+    wandb.init(project="p", id="sameid01", resume="allow")
+    wandb.log({"a": value})
+    wandb.finish()
+    time.sleep(1.1)  # the second folder's name and start time are a second later
+"""
+
+
+def test_an_offline_resume_with_the_same_id_is_a_run_of_its_own(peers: Path, tmp_path: Path) -> None:  # noqa: F811
+    peer_script(peers, RESUMED, cwd=tmp_path)
+    ids = labtrack.importers.wandb(tmp_path / "wandb", root=tmp_path / "lt")
+    assert len(set(ids)) == 2
+    values = sorted(series(tmp_path / "lt" / "p" / i, "a")[0][1] for i in ids)
+    assert values == [1.0, 2.0]
+    second = sorted(tmp_path.glob("wandb/offline-run-*"))[1]
+    imp = labtrack.importers.run_import("wandb", second, root=tmp_path / "lt")
+    assert imp.new == [] and len(imp.skipped) == 1 and imp.skipped[0] in ids

@@ -45,14 +45,8 @@ def read_into(imp: Import, source: str | os.PathLike[str], experiment: str | Non
         decoder: how Records are decoded: "auto" (wandb's protobuf classes when wandb is
             importable, else labtrack's own decoder), "wandb" or "own".
     """
-    seen: set[str] = set()
     for folder, file in find_runs(check_source(source, "W&B folder")):
-        # A resumed run gets a second folder with the same id: the later folders are told apart
-        # by their folder's name.
-        file_id = file.stem.removeprefix("run-")
-        source_id = file_id if file_id not in seen else f"{file_id}@{folder.name}"
-        seen.add(file_id)
-        _import_run(imp, folder, file, source_id, experiment, decoder)
+        _import_run(imp, folder, file, experiment, decoder)
 
 
 def find_runs(source: Path) -> list[tuple[Path, Path]]:
@@ -221,19 +215,33 @@ class _Reader:
         pass  # the files/ folder itself is read, with what these records listed and more
 
 
-def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experiment: str | None,
-                decoder: str) -> None:
+def _first_run_record(file: Path, decoder: str) -> dict[str, Any] | None:
+    """The run record, decoding only the records before it (it comes second, after the header)."""
+    for kind, rec in records(file, decoder):
+        if kind == "run":
+            return rec
+    return None
+
+
+def _import_run(imp: Import, folder: Path, file: Path, experiment: str | None, decoder: str) -> None:
     files_dir = folder / "files"
     all_files = [p for p in files_dir.rglob("*") if p.is_file()] if files_dir.is_dir() else []
     fp = fingerprint([file, *all_files])
-    if _unchanged(imp, file, source_id, fp, experiment, decoder):
+    first = _first_run_record(file, decoder)
+    source_id = (first["run_id"] if first else "") or file.stem.removeprefix("run-")
+    if first is not None and first["resumed"]:
+        # A resumed run writes a second folder with the same id (and W&B's first start time):
+        # the folder's name tells the parts apart. (An offline resume has its own start time,
+        # which already makes its labtrack id differ.)
+        source_id = f"{source_id}@{folder.name}"
+    if first is not None and _unchanged(imp, first, source_id, fp, experiment):
         return
     r = _Reader(file, decoder)
     assert r.run is not None
     meta = _metadata(files_dir)
     if imp.version is None:
         imp.version = r.version
-    run_id = r.run["run_id"] or source_id
+    run_id = r.run["run_id"] or file.stem.removeprefix("run-")
     started = _ts(r.run["start_time"]) or _ts(r.env.get("started_at"))
     config = {k: v for k, v in r.config.items() if k != "_wandb"}
     out = imp.run(source_id, experiment=experiment or r.run["project"] or "wandb",
@@ -274,17 +282,12 @@ def _import_run(imp: Import, folder: Path, file: Path, source_id: str, experimen
     out.done(status=status, ended=r.last_time, fields=fields, env=env)
 
 
-def _unchanged(imp: Import, file: Path, source_id: str, fp: str, experiment: str | None, decoder: str) -> bool:
+def _unchanged(imp: Import, rec: dict[str, Any], source_id: str, fp: str, experiment: str | None) -> bool:
     """True (and the run counted as skipped) when an earlier import of this run finished and
-    its files have not changed since: then only the file's first records are decoded, for the
-    start time that is part of the labtrack run id."""
+    its files have not changed since: then only the file's first records were decoded (the
+    run record, for the start time that is part of the labtrack run id)."""
     from .._store import imported
 
-    for kind, rec in records(file, decoder):
-        if kind == "run":
-            break
-    else:
-        return False
     started = _ts(rec["start_time"])
     if started is None:
         return False
