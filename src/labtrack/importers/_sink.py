@@ -63,6 +63,7 @@ class Import:
         self.new: list[str] = []       # runs written by this call
         self.skipped: list[str] = []   # already imported and unchanged
         self.points = 0
+        self.notes: list[str] = []     # things the user should know, each said once
         self.started = time.perf_counter()
         self._bar = _Bar(progress)
 
@@ -84,16 +85,12 @@ class Import:
 
         run_id = imported.imported_run_id(self.tool, source_id, started)
         self.ids.append(run_id)
-        found, origin = imported.previous(self.root, run_id)
+        found, current = self._previous(run_id, source_id, fingerprint)
+        if current:
+            self.skipped.append(run_id)
+            self._bar.advance(skipped=True)
+            return None
         if found is not None:
-            if origin is None:
-                raise LabtrackValueError(
-                    f"run {run_id} in {self.root} was not imported from {self.tool}, but the import of "
-                    f"{source_id!r} would need its id; move that run (labtrack mv) and try again")
-            if origin.get("complete") and origin.get("fingerprint") == fingerprint:
-                self.skipped.append(run_id)
-                self._bar.advance(skipped=True)
-                return None
             imported.discard(found)  # cut off half way, or the source has grown: write it again
         origin = {"tool": self.tool, "version": self.version, "source": self.source,
                   "source_id": source_id, "fingerprint": fingerprint, **(extra or {})}
@@ -103,12 +100,37 @@ class Import:
         imported.mark(run.dir, origin, complete=False)
         return ImportedRun(self, run, origin, started)
 
+    def _previous(self, run_id: str, source_id: str, fingerprint: str) -> tuple[Any, bool]:
+        """The run an earlier import left under `run_id` (or None), and whether it is complete
+        and of the same source files (then there is nothing to do)."""
+        found, origin = imported.previous(self.root, run_id)
+        if found is None:
+            return None, False
+        if origin is None:
+            raise LabtrackValueError(
+                f"run {run_id} in {self.root} was not imported from {self.tool}, but the import of "
+                f"{source_id!r} would need its id; move that run (labtrack mv) and try again")
+        return found, bool(origin.get("complete")) and origin.get("fingerprint") == fingerprint
+
+    def is_current(self, source_id: str, started: float | None, fingerprint: str) -> bool:
+        """Whether `run(source_id, started=started, fingerprint=fingerprint)` would find the run
+        imported before and unchanged, so a reader can skip decoding the source run at all."""
+        return self._previous(imported.imported_run_id(self.tool, source_id, started), source_id,
+                              fingerprint)[1]
+
+    def note(self, message: str) -> None:
+        """Something about the source the user should know (a cut-off file, values skipped):
+        kept once, shown after the summary."""
+        if message not in self.notes:
+            self.notes.append(message)
+
     def summary(self) -> str:
         """One line: how many runs were imported, skipped, and how many points, in how long."""
         seconds = time.perf_counter() - self.started
         skipped = f", {len(self.skipped)} already imported" if self.skipped else ""
         return (f"imported {len(self.new)} run{'s' if len(self.new) != 1 else ''} from {self.tool} "
-                f"({self.points:,} points){skipped} in {seconds:.1f} s into {self.root}")
+                f"({self.points:,} points){skipped} in {seconds:.1f} s into {self.root}"
+                + "".join(f"; note: {n}" for n in self.notes))
 
     def close(self) -> None:
         self._bar.close()
@@ -136,6 +158,27 @@ class ImportedRun:
         if time is not None and (self.last_time is None or time > self.last_time):
             self.last_time = time
         self.owner._bar.points(len(values))
+
+    def scalar_batches(self, batches: Iterable[tuple[int, float, Mapping[str, float]]]) -> None:
+        """Many `scalars(values, step, time)` calls at once, `batches` of (step, time, values) in
+        the source's order: the fast path for long series (one run.log call per batch)."""
+        log = self.run.log
+        bar = self.owner._bar
+        n = 0
+        last = self.last_time
+        for step, t, values in batches:
+            log(values, step, time=t)
+            k = len(values)
+            n += k
+            if last is None or t > last:
+                last = t
+            if n >= 65536:
+                self.owner.points += n
+                bar.points(n)
+                n = 0
+        self.owner.points += n
+        bar.points(n)
+        self.last_time = last
 
     def done(self, *, status: str = "finished", ended: float | None = None,
              fields: Mapping[str, Any] | None = None, env: dict[str, Any] | None = None) -> str:
