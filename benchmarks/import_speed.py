@@ -11,8 +11,9 @@ takes a while and is not timed; with --keep DIR it is written once and reused.
 
 Timed: the whole command as a user runs it, a new process with output to a pipe
 (`labtrack import tensorboard LOGDIR --root NEW_ROOT`), into a fresh root each time; reported
-is the median of --repeat runs, plus the in-process phases of one more run (decode, log,
-finish) from a profile-free timer.
+are the medians of --repeat runs of its wall time and of its CPU time (user + system, every
+thread: on a busy machine the wall time is mostly waiting for a core), plus the in-process
+phases of one more run (decode, log, finish).
 """
 
 from __future__ import annotations
@@ -65,42 +66,50 @@ def write_log(python: str, logdir: Path, points: int, tags: int) -> float:
     return time.perf_counter() - t
 
 
-def time_cli(logdir: Path, work: Path) -> tuple[float, str]:
+def time_cli(logdir: Path, work: Path) -> tuple[float, float, str]:
+    """Wall seconds and CPU seconds (user + system, all threads) of one `labtrack import`."""
+    import resource
+
     root = work / f"root-{time.monotonic_ns()}"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", "from labtrack.cli import main; main()", "import", "tensorboard",
                         str(logdir), "--root", str(root)], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if p.returncode != 0:
         raise SystemExit(f"labtrack import failed:\n{p.stderr}")
     shutil.rmtree(root)
-    return seconds, p.stdout.strip()
+    return seconds, cpu, p.stdout.strip()
 
 
 def phases(logdir: Path, work: Path) -> dict[str, float]:
     """decode / log / finish of one import, timed in this process."""
     sys.path.insert(0, str(REPO / "src"))
-    from labtrack.importers import _tb_events as ev
+    from labtrack.importers import _tb_decode
     from labtrack.importers._tensorboard import discover
 
     out: dict[str, float] = {}
     t = time.perf_counter()
-    d = ev.Decoded()
+    d = _tb_decode.Decoded()
     for files in discover(logdir).values():
         for f in files:
-            ev.decode(f.read_bytes(), str(f), d)
+            _tb_decode.decode(f.read_bytes(), str(f), d)
+    cols = d.columns()
     out["decode_s"] = time.perf_counter() - t
-    from labtrack import Run
+    from labtrack.importers._sink import Import
 
-    run = Run("bench", "phases", root=work / "phases", capture_git=False, capture_console=False, system=False)
+    imp = Import("tensorboard", logdir, root=work / "phases", progress=False)
+    r = imp.run("bench", experiment="bench", started=d.first)
+    assert r is not None
     t = time.perf_counter()
-    log = run.log
-    for step, wall, values in d.batches:
-        log(values, step, time=wall)
+    for tag, (steps, values, walls) in cols.items():
+        r.series(tag, steps, values, walls)
     out["log_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    run.finish()
+    r.done()
     out["finish_s"] = time.perf_counter() - t
     out["points"] = d.points
     return out
@@ -125,22 +134,26 @@ def main() -> None:
             wrote = write_log(peers_python(args.peers_python), logdir / "run", args.points, args.tags)
             stamp.write_text(f"{args.points} {args.tags}")
         size = sum(f.stat().st_size for f in logdir.rglob("*tfevents*"))
-        times, line = [], ""
+        times, cpus, line = [], [], ""
+        load = os.getloadavg()[0]
         for _ in range(args.repeat):
-            s, line = time_cli(logdir, work)
+            s, cpu, line = time_cli(logdir, work)
             times.append(s)
+            cpus.append(cpu)
         result = {"points": args.points, "tags": args.tags, "event_bytes": size,
-                  "median_s": statistics.median(times), "times_s": times, "summary": line,
+                  "median_s": statistics.median(times), "times_s": times,
+                  "median_cpu_s": statistics.median(cpus), "cpu_s": cpus, "summary": line,
                   "write_s": wrote, **phases(logdir, work),
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}",
-                  "load": os.getloadavg()[0]}
+                  "load_before": load, "load_after": os.getloadavg()[0]}
         if args.json:
             print(json.dumps(result))
         else:
             print(f"{args.points:,} points ({size / 1e6:.1f} MB of events) imported in a median "
-                  f"{result['median_s']:.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)}); "
-                  f"in-process decode {result['decode_s']:.2f} s, log {result['log_s']:.2f} s, "
-                  f"finish {result['finish_s']:.2f} s; load {result['load']:.1f}")
+                  f"{result['median_s']:.2f} s wall (runs: {', '.join(f'{t:.2f}' for t in times)}), "
+                  f"{result['median_cpu_s']:.2f} s CPU; in-process decode {result['decode_s']:.2f} s, "
+                  f"log {result['log_s']:.2f} s, finish {result['finish_s']:.2f} s; "
+                  f"load {load:.1f} -> {result['load_after']:.1f} on {result['machine']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -159,26 +159,38 @@ class ImportedRun:
             self.last_time = time
         self.owner._bar.points(len(values))
 
-    def scalar_batches(self, batches: Iterable[tuple[int, float, Mapping[str, float]]]) -> None:
-        """Many `scalars(values, step, time)` calls at once, `batches` of (step, time, values) in
-        the source's order: the fast path for long series (one run.log call per batch)."""
-        log = self.run.log
-        bar = self.owner._bar
-        n = 0
-        last = self.last_time
-        for step, t, values in batches:
-            log(values, step, time=t)
-            k = len(values)
-            n += k
-            if last is None or t > last:
-                last = t
-            if n >= 65536:
-                self.owner.points += n
-                bar.points(n)
-                n = 0
-        self.owner.points += n
-        bar.points(n)
-        self.last_time = last
+    def series(self, name: str, steps: Any, values: Any, times: Any) -> None:
+        """Every point of one series at once, as numpy arrays in the source's order: the fast
+        path for long series (a million points in a fraction of a second).
+
+        Raises:
+            SourceError: a step that is not a whole number in [0, 2**53), or a time that is not
+                a finite number of seconds after 1970.
+        """
+        import numpy as np
+
+        steps = np.asarray(steps)
+        times = np.asarray(times, dtype=np.float64)
+        if len(steps) and (steps.min() < 0 or steps.max() >= 2 ** 53):
+            raise SourceError(f"series {name!r}: steps must be whole numbers in [0, 2**53), got "
+                              f"{steps.min()}..{steps.max()}")
+        if len(times) and not (np.isfinite(times).all() and (times > 0).all()):
+            bad = times[~(np.isfinite(times) & (times > 0))][0]
+            raise SourceError(f"series {name!r}: a wall time of {bad!r} is not a time after 1970")
+        triples = np.empty((len(steps), 3), dtype=np.float64)
+        triples[:, 0] = steps
+        triples[:, 1] = values
+        triples[:, 2] = times
+        chunk = 1 << 16
+        for i in range(0, len(triples), chunk):
+            part = triples[i:i + chunk]
+            self.run._log_points(name, part.tobytes())
+            self.owner.points += len(part)
+            self.owner._bar.points(len(part))
+        if len(times):
+            t = float(times.max())
+            if self.last_time is None or t > self.last_time:
+                self.last_time = t
 
     def done(self, *, status: str = "finished", ended: float | None = None,
              fields: Mapping[str, Any] | None = None, env: dict[str, Any] | None = None) -> str:

@@ -25,12 +25,16 @@ _MASK_DELTA = 0xA282EAD8
 _U64 = struct.Struct("<Q").unpack_from
 _F32 = struct.Struct("<f").unpack_from
 _F64 = struct.Struct("<d").unpack_from
-_CRC_TABLE: Any = None
+_CRC_TABLES: Any = None
+_LONG = 1024  # records longer than this are checked in 256-byte chunks (see _crc_long)
+_CHUNK = 256
 
 
-def _crc_table() -> Any:
-    global _CRC_TABLE
-    if _CRC_TABLE is None:
+def _tables() -> Any:
+    """CRC-32C tables: one byte, two bytes at once, and the operator "append 256 zero bytes"
+    as four byte tables (for combining the CRCs of a long record's chunks)."""
+    global _CRC_TABLES
+    if _CRC_TABLES is None:
         import numpy as np
 
         t = []
@@ -39,98 +43,217 @@ def _crc_table() -> Any:
             for _ in range(8):
                 c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
             t.append(c)
-        _CRC_TABLE = np.array(t, dtype=np.uint32)
-    return _CRC_TABLE
+        t8 = np.array(t, dtype=np.uint32)
+        c16 = np.arange(65536, dtype=np.uint32)
+        c16 = t8[c16 & 0xFF] ^ (c16 >> 8)
+        t16 = t8[c16 & 0xFF] ^ (c16 >> 8)
+        basis = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None]).ravel()
+        state = basis.copy()
+        for _ in range(_CHUNK // 2):  # state through 256 zero bytes
+            state = t16[state & 0xFFFF] ^ (state >> 16)
+        _CRC_TABLES = (t8, t16, [int(x) for x in state])
+    return _CRC_TABLES
 
 
-def masked_crc32c_many(buf: Any, starts: Any, length: int) -> Any:
-    """The masked CRC-32C (TFRecord's checksum) of `length` bytes at each offset in `starts`
-    of the uint8 array `buf`, all records at once (one numpy step per byte position)."""
+def _raw_crc(rows16: Any, tail: Any, crc: Any) -> Any:
+    """CRC-32C state `crc` carried through many equal-length byte strings at once, given as
+    their 16-bit words (words x strings, contiguous per word) and an odd last byte (or None)."""
+    t8, t16, _ = _tables()
+    for j in range(rows16.shape[0]):
+        crc = t16[(crc ^ rows16[j]) & 0xFFFF] ^ (crc >> 16)
+    if tail is not None:
+        crc = t8[(crc ^ tail) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def _mask(crc: Any) -> Any:
     import numpy as np
 
-    table = _crc_table()
-    crc = np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32)
-    if length:
-        rows = buf[starts[:, None] + np.arange(length)]  # n x length bytes
-        for j in range(length):
-            crc = table[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
-    crc ^= np.uint32(0xFFFFFFFF)
+    crc = crc ^ np.uint32(0xFFFFFFFF)
     return ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)  # uint32 arithmetic wraps
 
 
+def rows_of(buf: Any, starts: Any, length: int) -> Any:
+    """The `length` bytes at each offset in `starts` as an (n x length) uint8 matrix."""
+    import numpy as np
+
+    if length == 0 or not len(starts):
+        return np.zeros((len(starts), length), dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(buf, length)  # a view: no copy
+    return windows[starts]
+
+
+def masked_crc_rows(rows: Any) -> Any:
+    """TFRecord's masked CRC-32C of each row of an (n x length) uint8 matrix, all at once."""
+    import numpy as np
+
+    n, length = rows.shape
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    even = length // 2 * 2
+    words = np.ascontiguousarray(rows[:, :even]).view("<u2").T.astype(np.uint32)
+    tail = rows[:, -1].astype(np.uint32) if length % 2 else None
+    return _mask(_raw_crc(words, tail, crc))
+
+
+def _crc_long(buf: Any, start: int, length: int) -> int:
+    """The masked CRC-32C of one long record: its 256-byte chunks all at once (from a zero
+    state), then combined in order with the "append 256 zeros" operator, then the tail."""
+    import numpy as np
+
+    _, _, op = _tables()
+    n = length // _CHUNK
+    chunks = buf[start:start + n * _CHUNK].reshape(n, _CHUNK)
+    words = np.ascontiguousarray(chunks).view("<u2").T.astype(np.uint32)
+    raw = _raw_crc(words, None, np.zeros(n, dtype=np.uint32)).tolist()
+    state = 0xFFFFFFFF
+    for r in raw:
+        state = (op[state & 0xFF] ^ op[256 + ((state >> 8) & 0xFF)] ^ op[512 + ((state >> 16) & 0xFF)]
+                 ^ op[768 + (state >> 24)] ^ r)
+    rest = buf[start + n * _CHUNK:start + length]
+    crc = np.array([state], dtype=np.uint32)
+    if len(rest):
+        even = len(rest) // 2 * 2
+        words = np.ascontiguousarray(rest[:even]).view("<u2").astype(np.uint32)[:, None]
+        tail = rest[-1:].astype(np.uint32) if len(rest) % 2 else None
+        crc = _raw_crc(words, tail, crc)
+    return int(_mask(crc)[0])
+
+
 def masked_crc32c(data: bytes) -> int:
-    """The masked CRC-32C of one byte string (tests and small records)."""
+    """The masked CRC-32C of one byte string (TFRecord's checksum)."""
     import numpy as np
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    return int(masked_crc32c_many(buf, np.zeros(1, dtype=np.int64), len(data))[0])
+    if len(data) > _LONG:
+        return _crc_long(buf, 0, len(data))
+    return int(masked_crc_rows(buf[None, :])[0])
 
 
-def split_records(data: bytes, path: str) -> tuple[list[int], list[int], bool]:
-    """The (start, end) offsets of every record's data in `data`, checked, and whether the file
-    ends in a record cut off by a writer that stopped mid-write (then the complete ones count).
+def split_records(data: bytes, path: str) -> tuple[Any, Any, bool]:
+    """The start and end offsets (numpy arrays) of every record's data in `data`, and whether
+    the file ends in a record cut off by a writer that stopped mid-write (then the complete
+    ones before it count). Lengths are checked here, data checksums by `check_records`.
 
     Raises:
-        SourceError: a damaged length or checksum anywhere but a cut-off tail.
+        SourceError: a damaged length anywhere but a cut-off tail.
     """
     import numpy as np
 
-    starts: list[int] = []
-    ends: list[int] = []
-    pos, n = 0, len(data)
-    truncated = False
-    append_s, append_e = starts.append, ends.append
-    while pos < n:
-        if pos + 12 > n:
-            truncated = True
-            break
-        length = _U64(data, pos)[0]
-        end = pos + 12 + length
-        if end + 4 > n:
-            truncated = True
-            break
-        append_s(end - length)
-        append_e(end)
-        pos = end + 4
     buf = np.frombuffer(data, dtype=np.uint8)
-    if truncated:  # the cut-off record's own length must be sound, or the file is damaged
-        if pos + 12 <= n:
-            head = np.array([pos], dtype=np.int64)
-            want = int(np.frombuffer(data, dtype="<u4", count=1, offset=pos + 8)[0])
-            if int(masked_crc32c_many(buf, head, 8)[0]) != want:
-                raise SourceError(f"{path}: the record at byte {pos} has a damaged length "
-                                  "(its checksum does not match); the file is not a readable event file")
-        elif not starts and data[:1] and n < 12:
-            raise SourceError(f"{path}: {n} bytes are too short to be an event file")
-    if starts:
-        s = np.asarray(starts, dtype=np.int64)
-        e = np.asarray(ends, dtype=np.int64)
-        heads = s - 12
-        want_len = _u32_at(data, s - 4)
-        bad = np.nonzero(masked_crc32c_many(buf, heads, 8) != want_len)[0]
-        if len(bad):
-            at = int(heads[bad[0]])
-            raise SourceError(f"{path}: the record at byte {at} has a damaged length (its checksum "
+    starts, pos, truncated = _walk(data, buf)
+    n = len(data)
+    if truncated and pos + 12 <= n:  # the cut-off record's own length must be sound
+        want = int.from_bytes(data[pos + 8:pos + 12], "little")
+        if int(masked_crc_rows(buf[None, pos:pos + 8])[0]) != want:
+            raise SourceError(f"{path}: the record at byte {pos} has a damaged length (its checksum "
                               "does not match); the file is not a readable event file")
-        want_data = _u32_at(data, e)
-        lengths = e - s
-        for length in np.unique(lengths).tolist():
-            idx = np.nonzero(lengths == length)[0]
-            got = masked_crc32c_many(buf, s[idx], int(length))
-            bad = np.nonzero(got != want_data[idx])[0]
-            if len(bad):
-                at = int(heads[idx[bad[0]]])
-                raise SourceError(f"{path}: the record at byte {at} is damaged (its checksum does not "
-                                  "match its data)")
-    return starts, ends, truncated
+    if truncated and not starts and n < 12:
+        raise SourceError(f"{path}: {n} bytes are too short to be an event file")
+    s = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    if len(s):
+        heads = rows_of(buf, s - 12, 12)
+        want_len = np.ascontiguousarray(heads[:, 8:]).view("<u4")[:, 0]
+        bad = np.nonzero(masked_crc_rows(heads[:, :8]) != want_len)[0]
+        if len(bad):
+            raise SourceError(f"{path}: the record at byte {int(s[bad[0]]) - 12} has a damaged length "
+                              "(its checksum does not match); the file is not a readable event file")
+        e = s + np.ascontiguousarray(heads[:, :8]).view("<u8")[:, 0].astype(np.int64)
+    else:
+        e = s.copy()
+    return s, e, truncated
 
 
-def _u32_at(data: bytes, offsets: Any) -> Any:
+def _walk(data: bytes, buf: Any) -> tuple[list[Any], int, bool]:
+    """The records' data offsets (numpy chunks), where the walk stopped, and whether it stopped
+    at a cut-off record. Each record's length says where the next starts, so this is a loop;
+    where many records in a row have the same length (one tag logged step after step) it
+    guesses the next thousands at once and keeps the run of guesses the file confirms."""
     import numpy as np
 
-    buf = np.frombuffer(data, dtype=np.uint8)
-    b = buf[offsets[:, None] + np.arange(4)].astype(np.uint32)
-    return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
+    u64 = _U64
+    n = len(data)
+    out: list[Any] = []
+    chunk: list[int] = []
+    append = chunk.append
+    pos = 0
+    same, prev = 0, -1
+    block = 256
+    while pos < n:
+        if pos + 12 > n:
+            out.append(np.asarray(chunk, dtype=np.int64))
+            return out, pos, True
+        length = u64(data, pos)[0]
+        end = pos + 12 + length
+        if end + 4 > n:
+            out.append(np.asarray(chunk, dtype=np.int64))
+            return out, pos, True
+        append(pos + 12)
+        pos = end + 4
+        if length != prev:
+            same, prev = 0, length
+            continue
+        same += 1
+        if same < 8:
+            continue
+        stride = length + 16  # guess: the next `block` records have this length too
+        k = min(block, (n - pos) // stride)
+        if k < 2:
+            continue
+        at = pos + stride * np.arange(k, dtype=np.int64)
+        got = rows_of(buf, at, 8).view("<u8")[:, 0]
+        ok = int(np.argmin(got == length)) if not (got == length).all() else k
+        if ok:
+            out.append(np.asarray(chunk, dtype=np.int64))
+            out.append(at[:ok] + 12)
+            chunk = []
+            append = chunk.append
+            pos += stride * ok
+        block = min(block * 4, 1 << 16) if ok == k else 256
+        same = 0 if ok < k else same
+    out.append(np.asarray(chunk, dtype=np.int64))
+    return out, pos, False
+
+
+def check_records(buf: Any, s: Any, e: Any, path: str) -> dict[int, tuple[Any, Any]]:
+    """Check every record's data checksum; returns length -> (record indices, their rows)
+    for the short records (the fast decoder reads those rows).
+
+    Raises:
+        SourceError: a record whose data does not match its checksum.
+    """
+    import numpy as np
+
+    out: dict[int, tuple[Any, Any]] = {}
+    if not len(s):
+        return out
+    want = rows_of(buf, e, 4).view("<u4")[:, 0]
+    lengths = e - s
+    distinct = np.unique(lengths[:: max(1, len(lengths) // 4096)])  # a sample: usually all of them
+    if len(distinct) <= 16 and np.isin(lengths, distinct).all():
+        split = [np.flatnonzero(lengths == length) for length in distinct.tolist()]
+    else:
+        order = np.argsort(lengths, kind="stable")
+        split = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+    for idx in split:
+        if not len(idx):
+            continue
+        length = int(lengths[idx[0]])
+        if length > _LONG:
+            for k in idx.tolist():
+                if _crc_long(buf, int(s[k]), length) != int(want[k]):
+                    _damaged(path, int(s[k]))
+            continue
+        rows = rows_of(buf, s[idx], length)
+        bad = np.nonzero(masked_crc_rows(rows) != want[idx])[0]
+        if len(bad):
+            _damaged(path, int(s[idx[bad[0]]]))
+        out[length] = (idx, rows)
+    return out
+
+
+def _damaged(path: str, start: int) -> None:
+    raise SourceError(f"{path}: the record at byte {start - 12} is damaged (its checksum does not "
+                      "match its data)")
 
 
 # --- protobuf wire -----------------------------------------------------------------------------
@@ -333,189 +456,3 @@ def audio(b: bytes, span: tuple[int, int]) -> tuple[bytes, float, str]:
         elif num == 5:
             ctype = b[v[0]:v[1]].decode("utf-8", "replace")
     return data, rate, ctype
-
-
-@dataclass
-class Decoded:
-    """What one run's event files hold, in file order.
-
-    batches: (step, wall time, {tag: value}) of the scalars, points sharing a step and a wall
-        time in one dict (one run.log call each).
-    values: (step, wall time, Value, raw bytes of the Summary.Value) of everything else.
-    """
-
-    batches: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
-    values: list[tuple[int, float, Value, bytes]] = field(default_factory=list)
-    plugins: dict[str, tuple[str | None, bytes]] = field(default_factory=dict)  # tag -> first metadata
-    first: float | None = None
-    last: float | None = None
-    points: int = 0
-    negative_steps: int = 0
-    truncated: list[str] = field(default_factory=list)
-    file_versions: set[str] = field(default_factory=set)
-
-
-def decode(data: bytes, path: str, out: Decoded) -> None:
-    """Add the events of one file (its bytes) to `out`.
-
-    Raises:
-        SourceError: damaged framing, a checksum that does not match, or a record that is not
-            an Event message.
-    """
-    starts, ends, truncated = split_records(data, path)
-    if truncated:
-        out.truncated.append(path)
-    try:
-        _decode(data, starts, ends, out)
-    except (WireError, IndexError, struct.error, UnicodeDecodeError) as e:
-        raise SourceError(f"{path}: a record is not a TensorBoard event ({e or type(e).__name__}); "
-                          "the file is damaged or not an event file") from None
-
-
-def _decode(b: bytes, starts: list[int], ends: list[int], out: Decoded) -> None:
-    batches = out.batches
-    plugins = out.plugins
-    tags: dict[bytes, str] = {}
-    cur: dict[str, float] | None = None
-    cur_step, cur_wall = -1, -1.0
-    first, last = out.first, out.last
-    points = 0
-    f32, f64 = _F32, _F64
-    for s, e in zip(starts, ends):
-        wall = 0.0
-        step = 0
-        summ_s = summ_e = -1
-        i = s
-        while i < e:  # Event: wall_time 1 (double), step 2 (int64), summary 5; others skipped
-            key = b[i]
-            if key == 0x09:
-                wall = f64(b, i + 1)[0]
-                i += 9
-            elif key == 0x10:
-                step = b[i + 1]
-                i += 2
-                if step >= 0x80:
-                    step, i = varint(b, i - 1)
-                    if step >= 1 << 63:
-                        step -= 1 << 64
-            elif key == 0x2A:
-                summ_s = i + 2
-                ln = b[i + 1]
-                if ln >= 0x80:
-                    ln, summ_s = varint(b, i + 1)
-                summ_e = summ_s + ln
-                i = summ_e
-            else:
-                k, i = varint(b, i)
-                wt = k & 7
-                if wt == 0:
-                    _, i = varint(b, i)
-                elif wt == 2:
-                    ln, i = varint(b, i)
-                    if (k >> 3) == 3:  # file_version, e.g. "brain.Event:2"
-                        out.file_versions.add(b[i:i + ln].decode("utf-8", "replace"))
-                    i += ln
-                elif wt == 1:
-                    i += 8
-                elif wt == 5:
-                    i += 4
-                else:
-                    raise WireError(f"wire type {wt} in an Event")
-        if i != e:
-            raise WireError("an Event's fields run past its record")
-        if first is None or wall < first:
-            first = wall
-        if last is None or wall > last:
-            last = wall
-        if summ_s < 0:
-            continue
-        if step < 0:
-            out.negative_steps += 1
-            continue
-        i = summ_s
-        while i < summ_e:  # Summary: value 1 (repeated)
-            key = b[i]
-            ln = b[i + 1]
-            i += 2
-            if ln >= 0x80:
-                ln, i = varint(b, i - 1)
-            vs, ve = i, i + ln
-            i = ve
-            if key != 0x0A:
-                continue
-            tag_b = b""
-            simple = None
-            meta = tensor_span = other = None
-            j = vs
-            while j < ve:  # Value: tag 1, simple_value 2, image 4, histo 5, audio 6, tensor 8, metadata 9
-                k = b[j]
-                if k == 0x15:
-                    simple = f32(b, j + 1)[0]
-                    j += 5
-                    continue
-                if k & 7 == 2:
-                    ln = b[j + 1]
-                    j += 2
-                    if ln >= 0x80:
-                        ln, j = varint(b, j - 1)
-                    span = (j, j + ln)
-                    j += ln
-                    if k == 0x0A:
-                        tag_b = b[span[0]:span[1]]
-                    elif k == 0x4A:
-                        meta = span
-                    elif k == 0x42:
-                        tensor_span = span
-                    elif k in (0x22, 0x2A, 0x32):
-                        other = ("image" if k == 0x22 else "histo" if k == 0x2A else "audio", span)
-                    continue
-                k, j = varint(b, j)
-                wt = k & 7
-                if wt == 0:
-                    _, j = varint(b, j)
-                elif wt == 1:
-                    j += 8
-                elif wt == 5:
-                    j += 4
-                else:
-                    raise WireError(f"wire type {wt} in a Summary.Value")
-            if j != ve:
-                raise WireError("a Summary.Value's fields run past its end")
-            tag = tags.get(tag_b)
-            if tag is None:
-                tag = tags[tag_b] = tag_b.decode("utf-8")
-            if meta is not None and tag not in plugins:
-                plugins[tag] = summary_metadata(b, meta)
-            if simple is not None:
-                if cur is None or step != cur_step or wall != cur_wall or tag in cur:
-                    cur = {}
-                    batches.append((step, wall, cur))
-                    cur_step, cur_wall = step, wall
-                cur[tag] = simple
-                points += 1
-                continue
-            raw = b[vs:ve]
-            if tensor_span is not None:
-                plugin = plugins.get(tag, (None, b""))[0]
-                if plugin == "scalars":
-                    nums = tensor_numbers(tensor(b, tensor_span))
-                    if len(nums) != 1:
-                        raise WireError(f"the scalar {tag!r} holds {len(nums)} numbers")
-                    if cur is None or step != cur_step or wall != cur_wall or tag in cur:
-                        cur = {}
-                        batches.append((step, wall, cur))
-                        cur_step, cur_wall = step, wall
-                    cur[tag] = nums[0]
-                    points += 1
-                    continue
-                out.values.append((step, wall, Value(tag, "tensor", plugin, plugins.get(tag, (None, b""))[1],
-                                                     (tensor_span[0] - vs, tensor_span[1] - vs)), raw))
-            elif other is not None:
-                kind, span = other
-                out.values.append((step, wall, Value(tag, kind, plugins.get(tag, (None, b""))[0], b"",
-                                                     (span[0] - vs, span[1] - vs)), raw))
-            elif meta is not None:  # metadata alone (the hparams plugin's summaries)
-                plugin, content = summary_metadata(b, meta)
-                out.values.append((step, wall, Value(tag, "meta", plugin, content, (0, 0)), raw))
-    out.first, out.last = first, last
-    out.points += points

@@ -27,7 +27,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from . import _tb_events as ev
+from . import _tb_decode, _tb_events as ev
 from ._sink import Import, ImportedRun, SourceError, check_source, fingerprint
 
 _STATUS = {1: "finished", 2: "failed", 3: "finished"}  # hparams' SUCCESS, FAILURE, RUNNING
@@ -93,13 +93,13 @@ def _one_run(imp: Import, rel: str, files: list[Path], experiment: str, top: Pat
     if started is not None and imp.is_current(rel, started, fp):
         imp.run(rel, experiment=experiment, name=name, started=started, fingerprint=fp)
         return
-    d = ev.Decoded()
+    d = _tb_decode.Decoded()
     for f in files:
         try:
             data = f.read_bytes()
         except OSError as e:
             raise SourceError(f"cannot read the event file {str(f)!r}: {e.strerror or e}") from None
-        ev.decode(data, str(f), d)
+        _tb_decode.decode(data, str(f), d)
     if imp.version is None and d.file_versions:
         imp.version = sorted(d.file_versions)[-1]
     for path in d.truncated:
@@ -114,9 +114,10 @@ def _one_run(imp: Import, rel: str, files: list[Path], experiment: str, top: Pat
                 extra={"path": str(files[0].parent), "files": [f.name for f in files]})
     if r is None:
         return
-    r.scalar_batches(d.batches)
+    for tag, (steps, values, walls) in d.columns().items():
+        r.series(tag, steps, values, walls)
     skipped: dict[str, int] = {}
-    for step, wall, value, raw in d.values:
+    for _, step, wall, value, raw in d.values:
         if value.plugin == "hparams":
             continue
         if not _media(r, step, wall, value, raw):
@@ -247,10 +248,10 @@ def _histogram(limits: list[float], counts: list[float], lo: float, hi: float) -
     return labtrack.Histogram(np_histogram=(whole, keep_edges))
 
 
-def _hparams(d: ev.Decoded) -> dict[str, Any]:
+def _hparams(d: _tb_decode.Decoded) -> dict[str, Any]:
     """params, group, status and end time from the hparams plugin's session summaries."""
     out: dict[str, Any] = {"params": {}}
-    for _, _, value, _ in d.values:
+    for _, _, _, value, _ in d.values:
         if value.plugin != "hparams" or not value.plugin_content:
             continue
         b = value.plugin_content
