@@ -127,6 +127,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
         _announce: bool = True,
+        _meta: Mapping[str, Any] | None = None,  # more run.json keys from the start (an import's origin)
     ) -> None:
         env = os.environ if _environ is None else _environ
 
@@ -230,6 +231,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
                     run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
                     started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
                     command=_provenance.command_info(), group=group, job_type=job_type)
+                self._meta.update(_meta or {})
                 if _job is not None:
                     fields = _job.fields(name, self.experiment)
                     if group is not None:  # the user's group wins over the job's

@@ -96,8 +96,8 @@ class Import:
                   "source_id": source_id, "fingerprint": fingerprint, **(extra or {})}
         run = Run(experiment, name, config=dict(params or {}), comment=comment, tags=list(tags),
                   root=self.root, run_id=run_id, capture_git=False, capture_console=False,
-                  system=False, group=group, job_type=job_type, _announce=False)
-        imported.mark(run.dir, origin, complete=False)
+                  system=False, group=group, job_type=job_type, _announce=False,
+                  _meta={"imported_from": {**origin, "complete": False}})  # ours from its first write
         return ImportedRun(self, run, origin, started)
 
     def _previous(self, run_id: str, source_id: str, fingerprint: str) -> tuple[Any, bool]:
