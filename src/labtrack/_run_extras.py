@@ -194,8 +194,6 @@ class ExtrasMethods:
                 time: float | None = None) -> None: ...
         _cols: dict[str, Callable[[list[float]], None]]
         _busy: list[None]
-        _pending: int
-        _eager_at: int
 
         def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any
                         ) -> Callable[[list[float]], None]: ...
@@ -222,10 +220,7 @@ class ExtrasMethods:
             append.__self__.frombytes(triples)  # type: ignore[attr-defined]
         finally:
             self._busy.pop()
-        before = self._pending
-        self._pending = after = before + len(triples) // 24
-        if before < self._eager_at <= after:
-            self._wake_writer()
+        self._wake_writer()  # many points at once: have the writer format them now
 
     # --- Lab Workbook ---------------------------------------------------------------------------
     def series_log(self, name: str, fields: Sequence[str]) -> SeriesLog:

@@ -280,7 +280,7 @@ def _tags(m: Any, t0: int, t1: int) -> list[tuple[str, Any]]:
     h = np.zeros(len(m), dtype=np.uint64)
     for j in range(t0, t1):
         h = h * np.uint64(1099511628211) + m[:, j]  # FNV-like; wraps
-    out = []
+    out: list[Any] = []
     left = np.ones(len(m), dtype=bool)
     while left.any():
         if len(out) >= 64:  # many tags: sort the hashes once

@@ -284,6 +284,7 @@ def varint(b: bytes, i: int) -> tuple[int, int]:
 def fields(b: bytes, i: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of a message in b[i:end]: varints as int, fixed64 and
     fixed32 as their 8 or 4 raw bytes, length-delimited as a (start, end) pair."""
+    v: Any
     while i < end:
         key, i = varint(b, i)
         num, wt = key >> 3, key & 7
