@@ -44,6 +44,7 @@ w.add_text("note", "second", 4)
 w.add_histogram("weights", np.random.RandomState(0).randn(1000), 1)
 w.add_histogram("weights", np.random.RandomState(1).randn(500) + 3, 2)
 import io, wave
+from PIL import Image
 buf = io.BytesIO()
 with wave.open(buf, "wb") as f:
     f.setnchannels(1); f.setsampwidth(2); f.setframerate(8000)
@@ -51,6 +52,11 @@ with wave.open(buf, "wb") as f:
 audio = Summary.Audio(sample_rate=8000, num_channels=1, length_frames=800,
                       encoded_audio_string=buf.getvalue(), content_type="audio/wav")
 w._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="clip", audio=audio)]), 6)
+frames = [Image.fromarray(np.full((4, 4, 3), 60 * k, np.uint8)) for k in range(3)]
+gif = io.BytesIO()
+frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+video = Summary.Image(height=4, width=4, colorspace=3, encoded_image_string=gif.getvalue())
+w._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="clip/video", image=video)]), 8)
 w.add_hparams({"lr": 0.01, "batch": 32, "opt": "adam", "wd": 0.5}, {"hp/metric": 0.75})
 w.close()
 
@@ -98,7 +104,7 @@ for folder, _, names in os.walk("logs"):
     if not files:
         continue
     rel = os.path.relpath(folder, "logs")
-    run = out.setdefault(rel, {"scalars": {}, "images": 0, "texts": [], "histograms": [], "audio": 0,
+    run = out.setdefault(rel, {"scalars": {}, "images": 0, "animations": 0, "texts": [], "histograms": [], "audio": 0,
                                "params": {}, "first": None, "last": None})
     plugins = {}
     for name in files:
@@ -113,6 +119,8 @@ for folder, _, names in os.walk("logs"):
                 if kind == "simple_value" or (kind == "tensor" and p == "scalars"):
                     x = v.simple_value if kind == "simple_value" else tensor_util.make_ndarray(v.tensor).item()
                     run["scalars"].setdefault(v.tag, []).append([e.step, e.wall_time, float(x)])
+                elif kind == "image" and v.image.encoded_image_string[:3] == b"GIF":
+                    run["animations"] += 1
                 elif kind == "image":
                     run["images"] += 1
                 elif kind == "histo":
@@ -186,6 +194,7 @@ def test_every_point_step_and_wall_time_as_tensorboard_reads_them(written: tuple
         media = _jsonl(run_dir / "media.jsonl")
         assert sum(m["kind"] == "image" for m in media) == want["images"], rel
         assert sum(m["kind"] == "audio" for m in media) == want["audio"], rel
+        assert sum(m["kind"] == "animation" for m in media) == want["animations"], rel
         texts = [(p.relative_to(run_dir / "text").with_suffix("").as_posix(), r)
                  for p in (run_dir / "text").rglob("*.jsonl") for r in _jsonl(p)]
         assert sorted((t, r["step"]) for t, r in texts) == sorted((t, s) for t, s, _ in want["texts"])
@@ -205,6 +214,11 @@ def test_every_point_step_and_wall_time_as_tensorboard_reads_them(written: tuple
         assert meta["imported_from"]["complete"] is True
         assert meta["name"] == rel and meta["experiment"] == "logs"
     assert total >= 800
+    # the inputs hold every kind (so each comparison above compared something)
+    tbx, tensors = ref["tbx"], ref["tb/tensors"]
+    assert (tbx["images"], tbx["animations"], tbx["audio"], len(tbx["texts"]), len(tbx["histograms"])) == (3, 1, 1, 2, 2)
+    assert (tensors["images"], tensors["audio"], len(tensors["texts"]), len(tensors["histograms"])) == (2, 1, 2, 1)
+    assert sum(bool(r["params"]) for r in ref.values()) == 1
     assert runs["tb/own"]["meta"]["imported_from"]["version"] == "brain.Event:2"
 
 
