@@ -39,10 +39,12 @@ logdir, points, tags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 w = SummaryWriter(logdir, max_queue=10000, flush_secs=60)
 steps = points // tags
 t0 = 1767225600.0
+names = ["loss", "accuracy", "lr", "val/loss", "val/accuracy", "grad_norm", "train/throughput",
+         "epoch", "gpu/memory_allocated", "weight_decay"]
+names = [names[k % len(names)] + ("" if k < len(names) else f"_{k}") for k in range(tags)]
 for step in range(steps):
-    for k in range(tags):
-        w.add_scalar(f"train/metric{k}", math.sin(step * 0.001 + k) * (k + 1), step,
-                     walltime=t0 + step * 0.01 + k * 0.0001)
+    for k, name in enumerate(names):  # tags of different lengths, interleaved, as a training loop logs
+        w.add_scalar(name, math.sin(step * 0.001 + k) * (k + 1), step, walltime=t0 + step * 0.01 + k * 0.0001)
 w.close()
 """
 

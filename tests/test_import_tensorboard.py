@@ -396,3 +396,45 @@ def _snapshot_without_times(root: Path) -> dict[str, Any]:
         else:
             out[rel] = p.read_bytes()
     return out
+
+
+def _crc32c_by_definition(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    c ^= 0xFFFFFFFF
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_crc32c_matches_its_definition_short_and_long() -> None:
+    import random
+
+    from labtrack.importers import _tb_events
+
+    rnd = random.Random(5)
+    for n in (0, 1, 2, 9, 255, 256, 257, 1023, 1025, 4096, 5003):
+        data = bytes(rnd.randrange(256) for _ in range(n))
+        assert _tb_events.masked_crc32c(data) == _crc32c_by_definition(data), n
+    assert _tb_events.masked_crc32c(b"123456789") == _crc32c_by_definition(b"123456789")
+
+
+def test_the_guessing_walk_finds_exactly_the_records_a_plain_walk_finds() -> None:
+    import struct
+
+    from labtrack.importers import _tb_events
+
+    def record(payload: bytes) -> bytes:
+        head = struct.pack("<Q", len(payload))
+        return (head + struct.pack("<I", _tb_events.masked_crc32c(head)) + payload
+                + struct.pack("<I", _tb_events.masked_crc32c(payload)))
+
+    pattern = [5, 9, 9, 14, 3]
+    lengths = [pattern[i % 5] for i in range(3000)] + [7] * 50 + [pattern[i % 5] for i in range(2001)]
+    lengths[1234] = 11  # a break in the pattern
+    data = b"".join(record(bytes([i % 251]) * n) for i, n in enumerate(lengths))
+    s, e, cut = _tb_events.split_records(data, "x")
+    assert not cut and (e - s).tolist() == lengths
+    s2, e2, cut2 = _tb_events.split_records(data[:-3], "x")
+    assert cut2 and (e2 - s2).tolist() == lengths[:-1]

@@ -271,38 +271,34 @@ def _fast(data: bytes, rows: Any, idx: Any, s: Any, base: int, out: Decoded,
 
 def _tags(m: Any, t0: int, t1: int) -> list[tuple[str, Any]]:
     """The distinct tags in columns t0:t1 of the rows `m`, each with the mask of its rows.
-    A tag's bytes are hashed into one number per row first; a few tags (the usual case) are
-    then picked out one by one, many by sorting; each group is checked byte for byte."""
+    A tag's bytes are folded into one number per row (8 bytes at a time); the numbers a
+    sample of rows holds are looked up for all (usually all are in it), the rest sorted;
+    each group is then checked byte for byte."""
     import numpy as np
 
+    n = len(m)
     if t1 == t0:
-        return [("", np.ones(len(m), dtype=bool))]
-    h = np.zeros(len(m), dtype=np.uint64)
-    for j in range(t0, t1):
-        h = h * np.uint64(1099511628211) + m[:, j]  # FNV-like; wraps
-    out: list[Any] = []
-    left = np.ones(len(m), dtype=bool)
-    while left.any():
-        if len(out) >= 64:  # many tags: sort the hashes once
-            rest = np.flatnonzero(left)
-            uniq, inv = np.unique(h[rest], return_inverse=True)
-            for u in range(len(uniq)):
-                sel = np.zeros(len(m), dtype=bool)
-                sel[rest[inv == u]] = True
-                out.append(sel)
-            break
-        first = int(np.argmax(left))
-        sel = left & (h == h[first])
-        out.append(sel)
-        left &= ~sel
+        return [("", np.ones(n, dtype=bool))]
+    width = t1 - t0
+    padded = np.zeros((n, (width + 7) // 8 * 8), dtype=np.uint8)
+    padded[:, :width] = m[:, t0:t1]
+    words = padded.view("<u8")
+    h = words[:, 0].copy()
+    for j in range(1, words.shape[1]):
+        h = h * np.uint64(1099511628211) ^ words[:, j]  # wraps
+    known = np.unique(h[:: max(1, n // 4096)])
+    at = np.minimum(np.searchsorted(known, h), len(known) - 1)
+    if not (known[at] == h).all():
+        known, at = np.unique(h, return_inverse=True)
     tags = []
-    for sel in out:
+    for u in range(len(known)):
+        sel = at == u
         group = m[sel, t0:t1]
+        if not len(group):
+            continue
         rep = group[0]
-        same = (group == rep).all(axis=1)
-        if not same.all():  # a hash collision: split the group exactly
-            rows = np.flatnonzero(sel)
-            tags.extend(_tags_exact(m, rows, t0, t1))
+        if not (group == rep).all():  # a hash collision: split the group exactly
+            tags.extend(_tags_exact(m, np.flatnonzero(sel), t0, t1))
             continue
         tags.append((bytes(rep).decode("utf-8"), sel))
     return tags

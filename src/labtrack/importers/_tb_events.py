@@ -163,20 +163,30 @@ def split_records(data: bytes, path: str) -> tuple[Any, Any, bool]:
     return s, e, truncated
 
 
+def _period(lengths: list[int]) -> int:
+    """The smallest p <= 32 with which the last lengths repeat (at least 3 times), else 0."""
+    n = len(lengths)
+    for p in range(1, min(32, n // 3) + 1):
+        if lengths[-3 * p:-p] == lengths[-2 * p:]:
+            return p
+    return 0
+
+
 def _walk(data: bytes, buf: Any) -> tuple[list[Any], int, bool]:
     """The records' data offsets (numpy chunks), where the walk stopped, and whether it stopped
     at a cut-off record. Each record's length says where the next starts, so this is a loop;
-    where many records in a row have the same length (one tag logged step after step) it
-    guesses the next thousands at once and keeps the run of guesses the file confirms."""
+    but a writer logging the same tags step after step writes the same sequence of lengths
+    over and over, so when the last lengths repeat with a short period the walk guesses the
+    next thousands of records at once and keeps the guesses the file confirms."""
     import numpy as np
 
     u64 = _U64
     n = len(data)
     out: list[Any] = []
     chunk: list[int] = []
-    append = chunk.append
+    recent: list[int] = []
     pos = 0
-    same, prev = 0, -1
+    wait = 16  # records to walk one by one before the next guess
     block = 256
     while pos < n:
         if pos + 12 > n:
@@ -187,29 +197,34 @@ def _walk(data: bytes, buf: Any) -> tuple[list[Any], int, bool]:
         if end + 4 > n:
             out.append(np.asarray(chunk, dtype=np.int64))
             return out, pos, True
-        append(pos + 12)
+        chunk.append(pos + 12)
+        recent.append(length)
         pos = end + 4
-        if length != prev:
-            same, prev = 0, length
+        wait -= 1
+        if wait > 0:
             continue
-        same += 1
-        if same < 8:
+        wait = 16
+        del recent[:-96]
+        p = _period(recent)
+        if not p:
             continue
-        stride = length + 16  # guess: the next `block` records have this length too
-        k = min(block, (n - pos) // stride)
+        guess = np.tile(np.asarray(recent[-p:], dtype=np.int64), -(-block // p))[:block]  # the pattern, repeated
+        ends = pos + np.cumsum(guess + 16)
+        k = int(np.searchsorted(ends, n, side="right"))  # guesses that fit in the file
         if k < 2:
             continue
-        at = pos + stride * np.arange(k, dtype=np.int64)
-        got = rows_of(buf, at, 8).view("<u8")[:, 0]
-        ok = int(np.argmin(got == length)) if not (got == length).all() else k
+        at = np.concatenate(([pos], ends[:k - 1]))
+        got = rows_of(buf, at, 8).view("<u8")[:, 0].astype(np.int64)
+        same = got == guess[:k]
+        ok = k if same.all() else int(np.argmin(same))
         if ok:
             out.append(np.asarray(chunk, dtype=np.int64))
             out.append(at[:ok] + 12)
             chunk = []
-            append = chunk.append
-            pos += stride * ok
+            recent.extend(guess[max(0, ok - 96):ok].tolist())
+            pos = int(ends[ok - 1])
         block = min(block * 4, 1 << 16) if ok == k else 256
-        same = 0 if ok < k else same
+        wait = 1 if ok == k else 16
     out.append(np.asarray(chunk, dtype=np.int64))
     return out, pos, False
 
