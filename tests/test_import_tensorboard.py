@@ -35,6 +35,8 @@ for i in range(300):
     w.add_scalar("acc", i / 300.0, i)
     if i % 50 == 0:
         w.add_scalar("val/a_much_longer_tag_name", -i * 1.1, i)
+for i in range(20):  # steps of 5- and 6-byte varints
+    w.add_scalar("bigstep", i * 0.5, 2 ** 35 + i * 1000 + (2 ** 41 if i >= 10 else 0))
 w.add_scalars("grp", {"x": 1.5, "y": -2.25}, 7)
 w.add_scalar("third", 0.1, 0, walltime=1767225600.123456)
 for step in (3, 5, 9):
@@ -438,3 +440,27 @@ def test_the_guessing_walk_finds_exactly_the_records_a_plain_walk_finds() -> Non
     assert not cut and (e - s).tolist() == lengths
     s2, e2, cut2 = _tb_events.split_records(data[:-3], "x")
     assert cut2 and (e2 - s2).tolist() == lengths[:-1]
+
+
+def test_the_fast_decoder_is_much_faster_than_the_exact_one(written: tuple[Path, dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from labtrack.importers import _tb_decode
+
+    logdir, _ = written
+    one = next((logdir / "tb" / "own").glob("*tfevents*")).read_bytes()
+    data = one * 300  # event files concatenated are one valid event stream: 72,000 records
+
+    def seconds() -> float:
+        best = float("inf")
+        for _ in range(3):
+            d = _tb_decode.Decoded()
+            t = time.perf_counter()
+            _tb_decode.decode(data, "x", d)
+            best = min(best, time.perf_counter() - t)
+        assert d.points == 240 * 300
+        return best
+
+    fast = seconds()
+    monkeypatch.setattr(_tb_decode, "_FAST_MIN", 10 ** 9)
+    exact = seconds()
+    assert exact / fast > 3, (exact, fast)
