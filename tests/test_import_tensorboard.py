@@ -464,3 +464,15 @@ def test_the_fast_decoder_is_much_faster_than_the_exact_one(written: tuple[Path,
     monkeypatch.setattr(_tb_decode, "_FAST_MIN", 10 ** 9)
     exact = seconds()
     assert exact / fast > 3, (exact, fast)
+
+
+def test_histogram_buckets_of_tensorflows_own_writer() -> None:
+    from labtrack.importers._tensorboard import _histogram
+
+    # TensorFlow ends the last bucket at DBL_MAX and lets the first start at the data's minimum
+    h = _histogram([-0.5, 0.0, 0.5, 1.7976931348623157e308], [1.0, 3.0, 2.0, 4.0], -0.7, 2.0)
+    assert h.record["bins"] == [-0.7, -0.5, 0.0, 0.5, 2.0] and h.record["counts"] == [1, 3, 2, 4]
+    # a first limit at the minimum itself: the first bucket gets a width like its neighbour's
+    h = _histogram([1.0, 2.0, 3.0], [2.0, 0.0, 5.0], 1.0, 3.0)
+    assert h.record["bins"] == [0.0, 1.0, 2.0, 3.0] and h.record["count"] == 7
+    assert _histogram([], [], 0.0, 0.0) is None
