@@ -476,3 +476,13 @@ def test_histogram_buckets_of_tensorflows_own_writer() -> None:
     h = _histogram([1.0, 2.0, 3.0], [2.0, 0.0, 5.0], 1.0, 3.0)
     assert h.record["bins"] == [0.0, 1.0, 2.0, 3.0] and h.record["count"] == 7
     assert _histogram([], [], 0.0, 0.0) is None
+
+
+def test_the_import_speed_benchmark_runs(peers: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "import_speed.py"), "--points", "2000",
+                        "--tags", "4", "--repeat", "1", "--json", "--peers-python", str(peers),
+                        "--keep", str(tmp_path / "log")], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["points"] == 2000 and "(2,000 points)" in out["summary"] and out["median_s"] > 0
