@@ -127,6 +127,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
         _announce: bool = True,
+        _meta: Mapping[str, Any] | None = None,  # more run.json keys from the start (an import's origin)
     ) -> None:
         env = os.environ if _environ is None else _environ
 
@@ -230,6 +231,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
                     run_id=self.id, experiment=self.experiment, name=name, comment=comment, tags=tag_list,
                     started=_iso(now), seed=seed, parent=parent, user=_provenance.user_name(),
                     command=_provenance.command_info(), group=group, job_type=job_type)
+                self._meta.update(_meta or {})
                 if _job is not None:
                     fields = _job.fields(name, self.experiment)
                     if group is not None:  # the user's group wins over the job's
@@ -471,8 +473,10 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
                  "path": layout.media_relpath(step, name, ".png"), "time": round(_time(), 3)}
         self._writer.submit(lambda: self._add_media(entry, data), "figure", name)
 
-    def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None) -> None:
-        """Record a text (and the text it should have been, for a diff in the dashboard)."""
+    def log_text(self, name: str, text: str, step: int | None = None, *, expected: str | None = None,
+                 time: float | None = None) -> None:
+        """Record a text (and the text it should have been, for a diff in the dashboard);
+        `time`: its wall time (default now), for importers that replay recorded times."""
         self._check_open()
         self._claim(layout.TEXT_DIR, check_name(name, "text name"), (".jsonl",), "text name")
         for label, v in (("text", text), ("expected", expected)):
@@ -486,7 +490,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         rec: dict[str, Any] = {"step": self._media_step(step), "text": text}
         if expected is not None:
             rec["expected"] = expected
-        rec["time"] = round(_time(), 3)
+        rec["time"] = round(_time() if time is None else _records.check_wall_time(time), 3)
         line = files.dumps_line(rec).encode()
         path = layout.text_path(self.dir, name)
         self._writer.submit(lambda: self._writer.append(path, line, "text record", name), "text record", name)

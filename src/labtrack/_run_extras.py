@@ -192,6 +192,12 @@ class ExtrasMethods:
         def finish(self, status: str = "finished", *, error: BaseException | None = None) -> None: ...
         def log(self, values: Mapping[str, Any], step: int | None = None, *,
                 time: float | None = None) -> None: ...
+        _cols: dict[str, Callable[[list[float]], None]]
+        _busy: list[None]
+
+        def _new_series(self, cols: dict[str, Callable[[list[float]], None]], key: Any
+                        ) -> Callable[[list[float]], None]: ...
+        def _wake_writer(self) -> None: ...
 
     def _extra(self) -> _Extras:
         ex = getattr(self, "_extras", None)
@@ -199,6 +205,22 @@ class ExtrasMethods:
             ex = _Extras()
             setattr(self, "_extras", ex)  # Run's slot (this mixin has none of its own)
         return ex
+
+    def _log_points(self, name: str, triples: bytes) -> None:
+        """Append many points of one series at once (an importer's fast path): `triples` the
+        float64 bytes of (step, value, time, ...) as log() stores them; the caller has checked
+        the steps (whole, >= 0, < 2**53) and the times (finite, > 0)."""
+        self._check_open()
+        self._busy.append(None)  # the writer must see this call in flight, as for log()
+        try:
+            cols = self._cols
+            append = cols.get(name)  # a finished run's columns refuse
+            if append is None:
+                append = self._new_series(cols, name)
+            append.__self__.frombytes(triples)  # type: ignore[attr-defined]
+        finally:
+            self._busy.pop()
+        self._wake_writer()  # many points at once: have the writer format them now
 
     # --- Lab Workbook ---------------------------------------------------------------------------
     def series_log(self, name: str, fields: Sequence[str]) -> SeriesLog:
