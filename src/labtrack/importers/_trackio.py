@@ -178,7 +178,7 @@ def _metrics(out: ImportedRun, con: sqlite3.Connection, run_id: str, media_root:
             if isinstance(v, (bool, int, float)):
                 logged[name] = v
             elif isinstance(v, str):
-                out.run.log_text(name, v, step)
+                out.run.log_text(name, v, step, time=t)
             elif isinstance(v, dict) and v.get("_type") == "trackio.markdown":
                 out.run.log_markdown(name, str(v.get("_value") or ""), step)
             elif isinstance(v, dict):

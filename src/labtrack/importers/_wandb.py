@@ -328,7 +328,7 @@ def _history(out: ImportedRun, r: _Reader, files_dir: Path) -> set[Path]:
             elif v is None:
                 logged[name] = math.nan
             elif isinstance(v, str):
-                out.run.log_text(name, v, step)
+                out.run.log_text(name, v, step, time=t)
             elif isinstance(v, dict):
                 media = _media(v, files_dir, used, r.where)
                 if media is not None:
