@@ -22,6 +22,9 @@ export interface ChartProps {
   xAxis: XAxis;
   logY: boolean;
   height?: number;
+  /** The run to highlight (hovered here, in another chart or in the table). */
+  highlight?: string | null;
+  onHover?: (run: string | null) => void;
 }
 
 /** Exponential moving average with the start-up bias removed (so the first points are not pulled to 0). */
@@ -83,6 +86,9 @@ interface Built {
   series: uPlot.Series[];
   bands: uPlot.Band[];
   structure: string;
+  /** The run each uPlot series draws (index 0, x: null) and each run's main line. */
+  owner: (string | null)[];
+  main: Map<string, number>;
 }
 
 function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
@@ -95,6 +101,8 @@ function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
   const series: uPlot.Series[] = [{}];
   const bands: uPlot.Band[] = [];
   const parts: string[] = [];
+  const owner: (string | null)[] = [null];
+  const main = new Map<string, number>();
   const col = (p: Prepared, vals: number[]) => {
     const out = new Array<number | null>(xs.length).fill(null);
     for (let i = 0; i < p.x.length; i++) {
@@ -119,6 +127,8 @@ function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
     }
     data.push(col(p, p.y));
     series.push({ label: p.run.label, stroke: c, width: 2, points: { show: false }, spanGaps: true });
+    while (owner.length < series.length) owner.push(p.run.id);
+    main.set(p.run.id, series.length - 1);
     parts.push(`${p.run.id}:${p.lo ? 1 : 0}`);
   }
   return {
@@ -126,6 +136,8 @@ function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
     series,
     bands,
     structure: `${parts.join(",")}|${smoothing > 0}|${logY}`,
+    owner,
+    main,
   };
 }
 
@@ -170,6 +182,9 @@ export function Chart(props: ChartProps) {
   const [error, setError] = useState<string | null>(null);
   const zoomRef = useRef(zoom);
   zoomRef.current = zoom;
+  const onHover = useRef(props.onHover);
+  onHover.current = props.onHover;
+  const builtRef = useRef<Built | null>(null);
   const runKey = runs.map((r) => r.id + r.color + r.label).join("|");
 
   // Load each run's series and re-render when the live stream appends to one.
@@ -204,6 +219,7 @@ export function Chart(props: ChartProps) {
   }, [version, runKey, metric, xAxis, smoothing, zoomData]);
 
   const built = useMemo(() => build(prepared, smoothing, logY), [prepared, smoothing, logY]);
+  builtRef.current = built;
 
   // Zoom: ask the server for the visible range of every run.
   useEffect(() => {
@@ -280,7 +296,9 @@ export function Chart(props: ChartProps) {
           values: (_u, splits) => ticksY(splits),
         },
       ],
+      focus: { alpha: 0.25 },
       cursor: {
+        focus: { prox: 24 },
         drag: { x: true, y: false, setScale: true },
         points: { show: false },
         bind: {
@@ -300,6 +318,18 @@ export function Chart(props: ChartProps) {
             }
           },
         ],
+        // The line nearest the cursor is the hovered run: highlighted here, in the other
+        // charts and in the table. A run's raw or envelope series stands for its main line.
+        setSeries: [
+          (u, idx, o) => {
+            if ((o as { focus?: boolean }).focus === undefined) return;
+            const b = builtRef.current;
+            const run = idx === null || !b ? null : b.owner[idx] ?? null;
+            const m = run !== null ? b!.main.get(run) : undefined;
+            if (m !== undefined && m !== idx) u.setSeries(m, { focus: true }, false);
+            onHover.current?.(run);
+          },
+        ],
         setCursor: [
           (u) => {
             const left = u.cursor.left;
@@ -312,6 +342,15 @@ export function Chart(props: ChartProps) {
     const z = zoomRef.current;
     if (z) plot.current.setScale("x", z);
   }, [built, xAxis, height, ticksY]);
+
+  // Highlight from outside (the table, another chart): focus that run's line, dim the rest.
+  const highlight = props.highlight ?? null;
+  useEffect(() => {
+    const u = plot.current;
+    if (!u) return;
+    const m = highlight !== null ? built.main.get(highlight) : undefined;
+    u.setSeries(m ?? null, { focus: true }, false);
+  }, [highlight, built]);
 
   useEffect(() => {
     const el = box.current;
@@ -351,7 +390,11 @@ export function Chart(props: ChartProps) {
         {prepared.map((p) => {
           const v = cursorX !== null ? valueAt(p, cursorX) : p.y[p.y.length - 1];
           return (
-            <span class="legend-item" key={p.run.id} data-run={p.run.id}>
+            <span
+              class={`legend-item${highlight === p.run.id ? " hovered" : highlight !== null ? " dim" : ""}`}
+              key={p.run.id} data-run={p.run.id}
+              onMouseEnter={() => props.onHover?.(p.run.id)} onMouseLeave={() => props.onHover?.(null)}
+            >
               <span class="swatch" style={{ background: p.run.color }} data-color={p.run.color} />
               <span class="legend-label">{p.run.label}</span>
               <span class="legend-value">{v === undefined ? "–" : fmtY(v)}</span>

@@ -1,6 +1,6 @@
 // The chart grid: one panel per metric, every given run overlaid, with shared controls.
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { fetchRun, RunDetail } from "./api";
 import { Chart, ChartRun, XAxis } from "./chart";
 import { isSystemMetric } from "./format";
@@ -19,10 +19,26 @@ export function ChartControls(props: {
   settings: ChartSettings;
   available: string[];
   onChange: (s: Partial<ChartSettings>) => void;
+  /** How many runs of the view are charted (the dashboard only). */
+  count?: number;
+  onCount?: (n: number) => void;
 }) {
   const { smoothing, xAxis, logY, metrics } = props.settings;
   return (
     <div class="chart-controls">
+      {props.onCount && (
+        <label class="chart-count" title="the first runs of the table's filter and sort are charted; ticked runs always are">
+          chart the first
+          <input
+            type="number" min="0" max="100" step="1" value={props.count} data-testid="chart-n"
+            onChange={(e) => {
+              const v = Math.round(Number((e.target as HTMLInputElement).value));
+              if (Number.isFinite(v)) props.onCount!(Math.min(100, Math.max(0, v)));
+            }}
+          />
+          runs
+        </label>
+      )}
       <label title="exponential moving average">
         smoothing
         <input
@@ -55,17 +71,22 @@ export function ChartControls(props: {
   );
 }
 
-/** Loads run details (labels, metric names) and keeps them fresh while runs change. */
+/** Loads run details (labels, metric names) and keeps them fresh while runs change. A run
+ *  already loaded is not fetched again when the set changes (the live stream keeps it fresh). */
 export function useRunDetails(ids: string[]): Map<string, RunDetail> {
   const [details, setDetails] = useState(new Map<string, RunDetail>());
   const key = ids.join(",");
   useEffect(() => {
     let alive = true;
-    Promise.all(ids.map((id) => fetchRun(id).catch(() => null))).then((all) => {
+    const missing = ids.filter((id) => !details.has(id));
+    if (!missing.length) return;
+    Promise.all(missing.map((id) => fetchRun(id).catch(() => null))).then((all) => {
       if (!alive) return;
-      const m = new Map<string, RunDetail>();
-      all.forEach((d) => d && m.set(d.id, d));
-      setDetails(m);
+      setDetails((old) => {
+        const m = new Map(old);
+        all.forEach((d) => d && m.set(d.id, d));
+        return m;
+      });
     });
     return () => {
       alive = false;
@@ -101,7 +122,14 @@ export function useRunDetails(ids: string[]): Map<string, RunDetail> {
     },
     [key],
   );
-  return details;
+  return useMemo(() => {
+    const m = new Map<string, RunDetail>();
+    for (const id of ids) {
+      const d = details.get(id);
+      if (d) m.set(id, d);
+    }
+    return m;
+  }, [details, key]);
 }
 
 export function metricNames(details: Iterable<RunDetail>): string[] {
@@ -135,8 +163,11 @@ export function ChartGrid(props: {
   settings: ChartSettings;
   has: (run: string, metric: string) => boolean;
   height?: number;
+  highlight?: string | null;
+  onHover?: (run: string | null) => void;
+  empty?: string;
 }) {
-  if (!props.runs.length) return <div class="empty">Select runs in the table to chart them.</div>;
+  if (!props.runs.length) return <div class="empty">{props.empty ?? "Select runs in the table to chart them."}</div>;
   if (!props.metrics.length) return <div class="empty">These runs have logged no scalars yet.</div>;
   const own = props.metrics.filter((m) => !isSystemMetric(m));
   const system = props.metrics.filter(isSystemMetric);
@@ -149,6 +180,8 @@ export function ChartGrid(props: {
       xAxis={props.settings.xAxis}
       logY={props.settings.logY}
       height={props.height}
+      highlight={props.highlight}
+      onHover={props.onHover}
     />
   );
   return (

@@ -8,6 +8,24 @@ import { listParam, navigate, Route, updateParams } from "./route";
 import { RunsTable, TableState } from "./runstable";
 import { Picker } from "./widgets";
 
+/** How many runs of the current view are charted unless asked otherwise. */
+export const DEFAULT_CHARTED = 10;
+export const MAX_CHARTED = 100; // the table's first page
+
+/** `n` in the URL: the first n runs of the view are charted (0: only the ticked runs). */
+export function chartedCount(p: URLSearchParams): number {
+  const v = p.get("n");
+  if (v === null || v === "") return DEFAULT_CHARTED;
+  const n = Math.round(Number(v));
+  return Number.isFinite(n) ? Math.min(MAX_CHARTED, Math.max(0, n)) : DEFAULT_CHARTED;
+}
+
+/** The charted runs: the first `n` of the view, then the ticked (pinned) ones, minus hidden. */
+export function chartedRuns(first: string[], n: number, pinned: string[], hidden: string[]): string[] {
+  const hide = new Set(hidden);
+  return [...new Set([...first.slice(0, n), ...pinned])].filter((id) => !hide.has(id));
+}
+
 export function chartSettingsFrom(p: URLSearchParams): ChartSettings {
   const x = p.get("x");
   const sm = Number(p.get("smooth") ?? "0");
@@ -79,11 +97,25 @@ export function Dashboard({ route }: { route: Route }) {
     updateParams(out);
   };
 
-  const details = useRunDetails(state.sel);
-  const colors = useMemo(() => runColors(state.sel), [state.sel.join(",")]);
+  const n = chartedCount(p);
+  const hidden = listParam(p, "hide");
+  const [first, setFirst] = useState<string[]>([]);
+  const [hover, setHover] = useState<string | null>(null);
+  const charted = chartedRuns(first, n, state.sel, hidden);
+  const chartedKey = charted.join(",");
+  const details = useRunDetails(charted);
+  const colors = useMemo(() => runColors(charted), [chartedKey]);
   const names = new Map([...details.values()].map((d) => [d.id, d.name]));
-  const labels = runLabels(state.sel, names);
-  const chartRuns = state.sel.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
+  const labels = runLabels(charted, names);
+  const chartRuns = charted.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
+  const onEye = (id: string, show: boolean) => {
+    const hide = hidden.filter((x) => x !== id);
+    if (!show) hide.push(id);
+    const out: Record<string, string | null> = { hide: hide.length ? hide.join(",") : null };
+    // Showing a run the view does not chart by itself pins it, as ticking does.
+    if (show && !first.slice(0, n).includes(id) && !state.sel.includes(id)) out.sel = [...state.sel, id].join(",");
+    updateParams(out);
+  };
   const available = metricNames(details.values());
   const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : limitOwn(available, 24);
   const colOptions = [
@@ -129,9 +161,15 @@ export function Dashboard({ route }: { route: Route }) {
           compare {state.sel.length >= 2 ? state.sel.length : ""}
         </button>
       </div>
-      <RunsTable state={state} onState={setState} />
+      <RunsTable
+        state={state} onState={setState}
+        charts={{ colors, hover, onEye, onHover: setHover, onFirst: (ids) => setFirst((old) => (old.join(",") === ids.join(",") ? old : ids)) }}
+      />
       <div class="charts-area">
-        <ChartControls settings={settings} available={available} onChange={(s) => updateParams(chartSettingsTo(s))} />
+        <ChartControls
+          settings={settings} available={available} onChange={(s) => updateParams(chartSettingsTo(s))}
+          count={n} onCount={(c) => updateParams({ n: c === DEFAULT_CHARTED ? null : String(c) })}
+        />
         <ChartGrid
           runs={chartRuns}
           metrics={shown}
@@ -140,6 +178,9 @@ export function Dashboard({ route }: { route: Route }) {
             const d = details.get(id);
             return Boolean(d && (d.summary[m] || d.names?.scalars?.includes(m)));
           }}
+          highlight={hover}
+          onHover={setHover}
+          empty={n === 0 ? "Tick runs in the table to chart them, or chart the first runs of the view." : "No runs to chart: every run of this view is hidden (the eye in each row shows it again)."}
         />
       </div>
     </div>

@@ -87,9 +87,30 @@ function groupValue(r: RunRow, group: string): string {
   return "";
 }
 
+/** What the table shows of the charts: each charted run's colour, the eye toggles, hover. */
+export interface TableCharts {
+  colors: Map<string, string>;
+  hover: string | null;
+  onEye: (id: string, charted: boolean) => void;
+  onHover: (id: string | null) => void;
+  /** The ids of the first page of the current view, in the table's order. */
+  onFirst: (ids: string[]) => void;
+}
+
+function EyeIcon({ open }: { open: boolean }) {
+  return (
+    <svg viewBox="0 0 16 16" width="15" height="15" aria-hidden="true">
+      <path d="M1 8s2.6-4.5 7-4.5S15 8 15 8s-2.6 4.5-7 4.5S1 8 1 8z" fill="none" stroke="currentColor" stroke-width="1.3" />
+      <circle cx="8" cy="8" r="2.1" fill={open ? "currentColor" : "none"} stroke="currentColor" stroke-width="1.2" />
+      {!open && <path d="M2.5 13.5l11-11" stroke="currentColor" stroke-width="1.3" />}
+    </svg>
+  );
+}
+
 export function RunsTable(props: {
   state: TableState;
   onState: (s: Partial<TableState>) => void;
+  charts?: TableCharts;
 }) {
   const { q, where, sort, cols, group, sel } = props.state;
   const [total, setTotal] = useState<number | null>(null);
@@ -133,6 +154,11 @@ export function RunsTable(props: {
     },
     [q, where, effSort, cols.join(",")],
   );
+
+  const page0 = pages.get(0);
+  useEffect(() => {
+    props.charts?.onFirst(page0 ? page0.map((r) => r.id) : []);
+  }, [page0]);
 
   const first = Math.max(0, Math.floor(scrollTop / ROW_H) - 10);
   const last = Math.min(total ?? 0, Math.ceil((scrollTop + viewH) / ROW_H) + 10);
@@ -222,9 +248,10 @@ export function RunsTable(props: {
   const loaded = [...pages.values()].flat();
   const shownGroupCols = GROUP_COLS.filter((c) => group === c.key || loaded.some((r) => r[c.key as "group" | "job_type"]));
   const allCols = [...BASE_COLS.slice(0, 3), ...shownGroupCols, ...BASE_COLS.slice(3), ...cols.map(userCol)];
-  const template = [group ? "minmax(80px,0.8fr)" : null, "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
+  const charts = props.charts;
+  const template = [group ? "minmax(80px,0.8fr)" : null, charts ? "58px" : "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
   // Below this width the table scrolls sideways instead of squeezing columns to nothing.
-  const minWidth = [group ? 80 : 0, 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);
+  const minWidth = [group ? 80 : 0, charts ? 58 : 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);
   const selSet = new Set(sel);
   const toggle = (id: string) => {
     props.onState({ sel: selSet.has(id) ? sel.filter((x) => x !== id) : [...sel, id] });
@@ -260,16 +287,19 @@ export function RunsTable(props: {
             return (
               <div
                 key={r ? r.id : `i${i}`}
-                class={`grid-row${r && selSet.has(r.id) ? " selected" : ""}${groupStart ? " group-start" : ""}`}
+                class={`grid-row${r && selSet.has(r.id) ? " selected" : ""}${groupStart ? " group-start" : ""}${r && charts?.hover === r.id ? " hovered" : ""}`}
                 style={{ top: `${i * ROW_H}px`, height: `${ROW_H}px`, gridTemplateColumns: template }}
                 data-run={r?.id}
                 onClick={() => r && toggle(r.id)}
+                onMouseEnter={charts && r ? () => charts.onHover(r.id) : undefined}
+                onMouseLeave={charts && r ? () => charts.onHover(null) : undefined}
               >
                 {r ? (
                   <>
                     {group && <div class="td group-cell">{groupStart ? <span class="group-label">{gv}</span> : null}</div>}
-                    <div class="td">
+                    <div class="td pick-cell">
                       <input type="checkbox" checked={selSet.has(r.id)} aria-label={`select ${r.name || r.id}`} onClick={(e) => { e.stopPropagation(); toggle(r.id); }} />
+                      {charts && <RowChartMark id={r.id} label={r.name || r.id} color={charts.colors.get(r.id)} onEye={charts.onEye} />}
                     </div>
                     {allCols.map((c) => (
                       <div class="td" key={c.key}>{c.cell(r, now)}</div>
@@ -285,5 +315,27 @@ export function RunsTable(props: {
         {total === 0 && !error && <div class="empty">No runs match. Runs appear here as soon as a script calls <code>labtrack.init()</code>.</div>}
       </div>
     </div>
+  );
+}
+
+/** A row's line colour (a hollow mark when the run is not charted) and its eye toggle. */
+function RowChartMark(props: { id: string; label: string; color: string | undefined; onEye: (id: string, charted: boolean) => void }) {
+  const charted = props.color !== undefined;
+  return (
+    <>
+      <span
+        class={`row-swatch${charted ? "" : " off"}`} data-testid="row-swatch" data-color={props.color ?? ""}
+        style={charted ? { background: props.color } : undefined}
+        title={charted ? "this run's line in the charts" : "not charted"}
+      />
+      <button
+        class={`eye${charted ? " on" : ""}`} data-testid="eye" aria-pressed={charted}
+        aria-label={`${charted ? "hide" : "show"} ${props.label} in the charts`}
+        title={charted ? "hide this run's lines" : "show this run in the charts"}
+        onClick={(e) => { e.stopPropagation(); props.onEye(props.id, !charted); }}
+      >
+        <EyeIcon open={charted} />
+      </button>
+    </>
   );
 }

@@ -1,0 +1,101 @@
+"""The dashboard as an analysis tool, over a 20-run sweep in 4 groups (sweep_fixture.py):
+charts without asking, readable steps, room for charts, groups drawn as bands."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import Server, _clean_env, start_server, stop_server
+from .helpers import COUNT_COLOURS_JS, wait_until
+
+LOSS = '.chart[data-metric="train/loss"]'
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    base = tmp_path_factory.mktemp("sweep")
+    p = subprocess.run([sys.executable, str(Path(__file__).with_name("sweep_fixture.py")), str(base / "root")],
+                       cwd=base, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ids = json.loads((base / "sweep-ids.json").read_text())
+    srv = start_server(base / "root", base / "ui.log")
+    yield srv, ids
+    stop_server(srv)
+
+
+def rows(page: Any) -> Any:
+    return page.locator(".grid-row[data-run]")
+
+
+def test_first_runs_are_charted_with_colours_eye_and_hover(page: Any, sweep: tuple[Server, dict[str, str]],
+                                                           shot: Any) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/")
+    expect(page.get_by_test_id("runs-total")).to_have_text("20 runs")
+    chart = page.locator(LOSS)
+    # Nothing ticked, yet the first 10 runs of the view (newest first) are charted.
+    expect(chart).to_have_attribute("data-runs", "10")
+    expect(chart.locator(".legend-item")).to_have_count(10)
+    first = rows(page).first
+    expect(first.locator("a.run-link")).to_have_text("run-19")
+    colour = first.get_by_test_id("row-swatch").get_attribute("data-color")
+    assert colour and chart.locator(f'.legend-item[data-run="{ids["run-19"]}"] .swatch').get_attribute("data-color") == colour
+    # The 11th row is not charted: a hollow mark, a closed eye.
+    eleventh = rows(page).nth(10)
+    expect(eleventh.get_by_test_id("row-swatch")).to_have_attribute("data-color", "")
+    expect(eleventh.get_by_test_id("eye")).to_have_attribute("aria-pressed", "false")
+    def drawn() -> int:
+        r = page.evaluate(COUNT_COLOURS_JS, [f"{LOSS} canvas", [colour]])
+        return int(r["counts"][0]) if r else 0
+
+    wait_until(lambda: drawn() > 30, 10, "run-19's colour is not drawn")
+    shot(page, "analysis-first-runs")
+
+    # Fewer runs: the URL keeps the count.
+    page.get_by_test_id("chart-n").fill("5")
+    page.get_by_test_id("chart-n").press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]n=5"))
+    expect(chart).to_have_attribute("data-runs", "5")
+    page.wait_for_timeout(300)
+    before = wait_until(lambda: drawn() > 30 and drawn(), 10, "run-19's colour is not drawn among five runs")
+
+    # The eye hides run-19's lines; its colour leaves the canvas.
+    first.get_by_test_id("eye").click()
+    expect(chart).to_have_attribute("data-runs", "4")
+    expect(page).to_have_url(re.compile(r"hide="))
+    expect(chart.locator(f'.legend-item[data-run="{ids["run-19"]}"]')).to_have_count(0)
+    wait_until(lambda: drawn() < before / 4, 10, "run-19's line is still drawn after its eye was closed")
+    first.get_by_test_id("eye").click()
+    expect(chart).to_have_attribute("data-runs", "5")
+
+    # Ticking a run past the first five pins it into the charts.
+    page.get_by_role("checkbox", name="select run-02").check()
+    expect(chart).to_have_attribute("data-runs", "6")
+    expect(chart.locator(f'.legend-item[data-run="{ids["run-02"]}"]')).to_have_count(1)
+
+    # Hovering a row highlights its line's legend entry in every chart.
+    rows(page).nth(2).hover()
+    expect(chart.locator(".legend-item.hovered")).to_have_attribute("data-run", ids["run-17"])
+    expect(page.locator('.chart[data-metric="val/acc"] .legend-item.hovered')).to_have_attribute("data-run", ids["run-17"])
+    # Hovering near a line in a chart highlights that run's row.
+    over = chart.locator(".u-over").bounding_box()
+
+    def hovered_row() -> Any:
+        for y in (0.55, 0.65, 0.75, 0.85, 0.9):
+            page.mouse.move(over["x"] + over["width"] * 0.3, over["y"] + over["height"] * y, steps=2)
+            page.wait_for_timeout(100)
+            if page.locator(".grid-row.hovered").count() == 1:
+                return page.locator(".grid-row.hovered").get_attribute("data-run")
+        return None
+
+    run = wait_until(hovered_row, 10, "no row is highlighted while the mouse is on a line")
+    expect(chart.locator(".legend-item.hovered")).to_have_attribute("data-run", run)
+    shot(page, "analysis-hover")
