@@ -4,7 +4,7 @@ import "uplot/dist/uPlot.min.css";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fetchScalars, Series } from "./api";
 import { withAlpha } from "./colors";
-import { axisFormatter, fmtDuration, fmtNumber, isSystemMetric, unitFormatter } from "./format";
+import { axisFormatter, fmtDuration, fmtStep, isSystemMetric, STEP_INCRS, unitFormatter } from "./format";
 import { seriesStore } from "./series";
 
 export type XAxis = "step" | "time" | "relative";
@@ -27,21 +27,34 @@ export interface ChartProps {
   onHover?: (run: string | null) => void;
 }
 
-/** Exponential moving average with the start-up bias removed (so the first points are not pulled to 0). */
-export function ema(values: number[], s: number): number[] {
+/** Time-weighted exponential moving average, aware of the spacing of the points and with the
+ *  start-up bias removed (the first points are not pulled to 0).
+ *
+ *  `s` is the weight of the past per average spacing of the points: a point `dx` after the
+ *  previous one keeps `s ** (dx / spacing)` of the average. On evenly spaced points this is the
+ *  usual EMA; across a gap (a resumed run, sparse logging, a downsampled bucket) the old
+ *  values count for less, as they are further away, rather than as much as a neighbour's. */
+export function ema(x: number[], values: number[], s: number): number[] {
   if (s <= 0) return values.slice();
-  const out = new Array<number>(values.length);
+  const n = values.length;
+  const out = new Array<number>(n);
+  const spacing = n > 1 && x[n - 1] > x[0] ? (x[n - 1] - x[0]) / (n - 1) : 1;
+  const logS = Math.log(s);
   let acc = 0;
-  let n = 0;
-  for (let i = 0; i < values.length; i++) {
+  let norm = 0;
+  let prev: number | null = null;
+  for (let i = 0; i < n; i++) {
     const v = values[i];
     if (!Number.isFinite(v)) {
       out[i] = v;
       continue;
     }
-    acc = acc * s + (1 - s) * v;
-    n++;
-    out[i] = acc / (1 - Math.pow(s, n));
+    const dx = prev === null ? 0 : x[i] - prev;
+    const w = dx > 0 && Number.isFinite(dx) ? Math.exp((logS * dx) / spacing) : s;
+    acc = acc * w + (1 - w) * v;
+    norm = norm * w + (1 - w);
+    out[i] = acc / norm;
+    prev = x[i];
   }
   return out;
 }
@@ -67,7 +80,7 @@ function prepare(run: ChartRun, s: Series, xAxis: XAxis, smoothing: number, t0?:
   if (!sorted) idx.sort((a, b) => xOf(a) - xOf(b));
   const x = idx.map(xOf);
   const raw = idx.map((i) => s.value[i]);
-  const p: Prepared = { run, x, raw, y: ema(raw, smoothing), t0: base };
+  const p: Prepared = { run, x, raw, y: ema(x, raw, smoothing), t0: base };
   if (s.downsampled && s.min && s.max && s.min.length === n) {
     p.lo = idx.map((i) => s.min![i]);
     p.hi = idx.map((i) => s.max![i]);
@@ -141,8 +154,8 @@ function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
   };
 }
 
-/** The value of a run's line at x (nearest point at or before x). */
-function valueAt(p: Prepared, x: number): number | undefined {
+/** The index of a run's point at x (the nearest at or before x). */
+function indexAt(p: Prepared, x: number): number | undefined {
   let lo = 0;
   let hi = p.x.length - 1;
   if (hi < 0 || x < p.x[0]) return undefined;
@@ -151,7 +164,7 @@ function valueAt(p: Prepared, x: number): number | undefined {
     if (p.x[mid] <= x) lo = mid;
     else hi = mid - 1;
   }
-  return p.y[lo];
+  return lo;
 }
 
 /** Seconds since the run's first point; sub-second ticks keep the decimals they need. */
@@ -162,7 +175,7 @@ function fmtRelative(v: number, incr: number): string {
 }
 
 function fmtX(x: number, xAxis: XAxis): string {
-  if (xAxis === "step") return fmtNumber(x);
+  if (xAxis === "step") return fmtStep(x);
   if (xAxis === "relative") return x < 10 ? `${x.toFixed(3)}s` : fmtDuration(x);
   return new Date(x * 1000).toLocaleString();
 }
@@ -283,16 +296,21 @@ export function Chart(props: ChartProps) {
           stroke: "#555",
           grid: { stroke: "#eee" },
           ticks: { stroke: "#ddd" },
-          values: xAxis === "relative" ? (_u, splits, _i, _space, incr) => splits.map((v) => fmtRelative(v, incr)) : undefined,
+          // Steps are integers with thousands separators at any zoom (never 6.9001e+5).
+          ...(xAxis === "step" ? { incrs: STEP_INCRS, space: 70 } : {}),
+          values:
+            xAxis === "relative"
+              ? (_u, splits, _i, _space, incr) => splits.map((v) => fmtRelative(v, incr))
+              : xAxis === "step"
+                ? (_u, splits) => splits.map(fmtStep)
+                : undefined,
         },
         {
           stroke: "#555",
           grid: { stroke: "#eee" },
           ticks: { stroke: "#ddd" },
           // Units make labels longer ("44.80 MB"): the axis grows to its longest label.
-          size: isSystemMetric(metric)
-            ? (_u, values) => Math.max(56, 24 + 8 * Math.max(0, ...(values ?? []).map((v) => String(v).length)))
-            : 56,
+          size: (_u, values) => Math.max(48, 20 + 7 * Math.max(0, ...(values ?? []).map((v) => String(v).length))),
           values: (_u, splits) => ticksY(splits),
         },
       ],
@@ -332,8 +350,10 @@ export function Chart(props: ChartProps) {
         ],
         setCursor: [
           (u) => {
+            // The read-out is at the data point nearest the cursor (a step that was logged).
             const left = u.cursor.left;
-            setCursorX(left === undefined || left < 0 ? null : u.posToVal(left, "x"));
+            const idx = u.cursor.idx;
+            setCursorX(left === undefined || left < 0 || idx === null || idx === undefined ? null : (u.data[0][idx] as number));
           },
         ],
       },
@@ -365,6 +385,7 @@ export function Chart(props: ChartProps) {
   useEffect(() => () => plot.current?.destroy(), []);
 
   const anyDownsampled = prepared.some((p) => p.lo);
+  const lastStep = prepared.reduce<number | null>((a, p) => (p.x.length ? Math.max(a ?? -Infinity, p.x[p.x.length - 1]) : a), null);
   return (
     <div
       class="chart"
@@ -376,6 +397,9 @@ export function Chart(props: ChartProps) {
     >
       <div class="chart-head">
         <span class="chart-title" title={metric}>{isSystemMetric(metric) ? metric.replace(/(^|\/)system\//, "$1") : metric}</span>
+        {xAxis === "step" && lastStep !== null && (
+          <span class="chart-step muted" data-testid="last-step" title="the last step of the charted runs">step {fmtStep(lastStep)}</span>
+        )}
         {anyDownsampled && <span class="badge" title="downsampled by the server; the band is the min/max of each bucket">envelope</span>}
         {zoom && (
           <button class="small" onClick={() => setZoom(null)} title="show the whole series (or double-click the chart)">
@@ -388,7 +412,9 @@ export function Chart(props: ChartProps) {
       <div class="chart-legend">
         {cursorX !== null && <span class="legend-x">{xAxis === "step" ? "step " : ""}{fmtX(cursorX, xAxis)}</span>}
         {prepared.map((p) => {
-          const v = cursorX !== null ? valueAt(p, cursorX) : p.y[p.y.length - 1];
+          const i = cursorX !== null ? indexAt(p, cursorX) : p.y.length ? p.y.length - 1 : undefined;
+          const v = i === undefined ? undefined : p.y[i];
+          const raw = i === undefined ? undefined : p.raw[i];
           return (
             <span
               class={`legend-item${highlight === p.run.id ? " hovered" : highlight !== null ? " dim" : ""}`}
@@ -397,7 +423,8 @@ export function Chart(props: ChartProps) {
             >
               <span class="swatch" style={{ background: p.run.color }} data-color={p.run.color} />
               <span class="legend-label">{p.run.label}</span>
-              <span class="legend-value">{v === undefined ? "–" : fmtY(v)}</span>
+              <span class="legend-value" title={smoothing > 0 ? "smoothed" : undefined}>{v === undefined ? "–" : fmtY(v)}</span>
+              {smoothing > 0 && <span class="legend-raw" title="raw value">raw {raw === undefined ? "–" : fmtY(raw)}</span>}
             </span>
           );
         })}

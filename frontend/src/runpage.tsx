@@ -7,7 +7,7 @@ import {
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
-import { durationOf, fmtBytes, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
+import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
 import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
@@ -203,7 +203,7 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
     ["GPUs", env?.gpus?.length ? env.gpus.map((x) => x.name).join(", ") : null],
     ["seed", run.seed === null || run.seed === undefined ? null : String(run.seed)],
     ["parent", run.parent ? <a href={`#/run/${encodeURIComponent(run.parent)}`}>{run.parent}</a> : null],
-    ["checkpoints", run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) ? <code>{JSON.stringify(run.checkpoints)}</code> : null],
+    ["checkpoints", run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) ? <span data-testid="checkpoints">{fmtCheckpoints(run.checkpoints)}</span> : null],
   ];
   const timings = Object.entries(run.summary).filter(([k]) => k.startsWith("timings/"));
   const packages = Object.entries(env?.packages ?? {}).sort(([a], [b]) => a.localeCompare(b));
@@ -550,7 +550,7 @@ function Files({ runId, run, files }: { runId: string; run: RunDetail; files: Fi
       <Section title="Artifacts">{art.length ? list(art) : <div class="muted">none</div>}</Section>
       <Section title="Checkpoints">
         {run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) && (
-          <div class="muted">last: {fmtValue(run.checkpoints.last ?? null)} · best: {fmtValue(run.checkpoints.best ?? null)}{run.checkpoints.metric ? ` (${run.checkpoints.mode} ${run.checkpoints.metric})` : ""}</div>
+          <div class="muted">{fmtCheckpoints(run.checkpoints)}</div>
         )}
         {ck.length ? list(ck) : <div class="muted">none</div>}
       </Section>

@@ -99,3 +99,28 @@ def test_first_runs_are_charted_with_colours_eye_and_hover(page: Any, sweep: tup
     run = wait_until(hovered_row, 10, "no row is highlighted while the mouse is on a line")
     expect(chart.locator(".legend-item.hovered")).to_have_attribute("data-run", run)
     shot(page, "analysis-hover")
+
+
+def test_steps_read_as_integers_and_smoothing_shows_raw_and_smoothed(page: Any, sweep: tuple[Server, dict[str, str]],
+                                                                     shot: Any) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/#/?n=3&smooth=0.9")
+    chart = page.locator(LOSS)
+    expect(chart).to_have_attribute("data-runs", "3")
+    # The last step, 690,010, with thousands separators (never 6.9001e+5).
+    expect(chart.get_by_test_id("last-step")).to_have_text("step 690,010")
+    # Not hovering, the legend shows each run's last point: smoothed, and raw beside it.
+    series = server.get_json(f"/api/v1/runs/{ids['run-19']}/scalars?name=train/loss")
+    item = chart.locator(f'.legend-item[data-run="{ids["run-19"]}"]')
+    raw = float(item.locator(".legend-raw").inner_text().removeprefix("raw "))
+    smoothed = float(item.locator(".legend-value").inner_text())
+    assert abs(raw - series["value"][-1]) < 1e-4, (raw, series["value"][-1])
+    assert abs(smoothed - raw) > 1e-4, "the smoothed value is the raw one"
+    # Hovering: the step under the cursor, as an integer with separators.
+    over = chart.locator(".u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] * 0.62, over["y"] + over["height"] * 0.5, steps=3)
+    step = chart.locator(".legend-x")
+    wait_until(lambda: re.fullmatch(r"step \d{3},\d{3}", step.inner_text()), 10, "the hovered step is not an integer with separators")
+    assert "e+" not in step.inner_text()
+    expect(chart.locator(".legend-raw")).to_have_count(3)
+    shot(page, "analysis-steps-smoothing")

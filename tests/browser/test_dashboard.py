@@ -188,6 +188,8 @@ def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fix
     expect(diff.locator(".d-add")).to_contain_text(["+lr = 0.05", "+    return 1"])
     expect(diff.locator(".d-del")).to_contain_text(["-lr = 0.1", "-    pass"])
     expect(page.get_by_test_id("timings")).to_contain_text("backward")
+    # Checkpoints read as steps and the metric they were ranked by, not as JSON.
+    expect(page.get_by_test_id("checkpoints")).to_have_text("last step 299 · best step 299 (min 0.12) · 1 kept")
     shot(page, "run-overview", full_page=True)
 
     page.get_by_test_id("tab-images").click()
