@@ -25,6 +25,9 @@ export interface ChartProps {
   /** The run to highlight (hovered here, in another chart or in the table). */
   highlight?: string | null;
   onHover?: (run: string | null) => void;
+  /** Drawn across the whole width of the grid; `onWide` toggles it. */
+  wide?: boolean;
+  onWide?: () => void;
 }
 
 /** Time-weighted exponential moving average, aware of the spacing of the points and with the
@@ -388,7 +391,7 @@ export function Chart(props: ChartProps) {
   const lastStep = prepared.reduce<number | null>((a, p) => (p.x.length ? Math.max(a ?? -Infinity, p.x[p.x.length - 1]) : a), null);
   return (
     <div
-      class="chart"
+      class={`chart${props.wide ? " wide" : ""}`}
       data-metric={metric}
       data-runs={prepared.length}
       data-points={prepared.reduce((a, p) => a + p.x.length, 0)}
@@ -404,6 +407,14 @@ export function Chart(props: ChartProps) {
         {zoom && (
           <button class="small" onClick={() => setZoom(null)} title="show the whole series (or double-click the chart)">
             reset zoom
+          </button>
+        )}
+        {props.onWide && (
+          <button
+            class="small panel-wide" data-testid="wide" aria-pressed={Boolean(props.wide)} onClick={props.onWide}
+            title={props.wide ? "back to the grid" : "draw this panel across the whole width"}
+          >
+            {props.wide ? "⇲ grid" : "⇱ full width"}
           </button>
         )}
       </div>

@@ -13,6 +13,10 @@ export interface ChartSettings {
   xAxis: XAxis;
   logY: boolean;
   metrics: string[]; // empty: all
+  /** Panels whose name matches this regular expression (empty: all). */
+  panels: string;
+  /** Panels drawn across the whole width. */
+  wide: string[];
 }
 
 export function ChartControls(props: {
@@ -59,6 +63,7 @@ export function ChartControls(props: {
         <input type="checkbox" checked={logY} data-testid="logy" onChange={(e) => props.onChange({ logY: (e.target as HTMLInputElement).checked })} />
         log scale
       </label>
+      <PanelSearch value={props.settings.panels} onChange={(panels) => props.onChange({ panels })} />
       <Picker
         label="metrics"
         testid="metric-picker"
@@ -68,6 +73,25 @@ export function ChartControls(props: {
       />
       <span class="muted hint">drag on a chart to zoom · double-click to reset</span>
     </div>
+  );
+}
+
+/** The panel search box: a regular expression over panel names, applied as you type. */
+function PanelSearch(props: { value: string; onChange: (v: string) => void }) {
+  const [draft, setDraft] = useState(props.value);
+  useEffect(() => setDraft(props.value), [props.value]);
+  useEffect(() => {
+    if (draft === props.value) return;
+    const t = window.setTimeout(() => props.onChange(draft), 200);
+    return () => window.clearTimeout(t);
+  }, [draft]);
+  const bad = panelFilter(draft).error;
+  return (
+    <input
+      type="search" class={`panel-search mono${bad ? " invalid" : ""}`} placeholder="panels: regex, e.g. ^val/|loss"
+      value={draft} data-testid="panel-search" title={bad ? `not a regular expression (${bad}): matched as plain text` : "show the panels whose name matches"}
+      onInput={(e) => setDraft((e.target as HTMLInputElement).value)}
+    />
   );
 }
 
@@ -155,7 +179,36 @@ export function limitOwn(metrics: string[], limit: number): string[] {
   return [...own.slice(0, limit), ...metrics.filter(isSystemMetric)];
 }
 
-const SYSTEM_OPEN_KEY = "labtrack.systemOpen";
+const SECTION_OPEN_KEY = "labtrack.sectionsClosed";
+
+/** The section a panel belongs to: its name's first part (train/loss: train), "system" for
+ *  the machine's series (also rank<N>/system/...), "other" for names without a prefix. */
+export function sectionOf(metric: string): string {
+  if (isSystemMetric(metric)) return "system";
+  const i = metric.indexOf("/");
+  return i > 0 ? metric.slice(0, i) : "other";
+}
+
+/** The panel filter: a case-insensitive regular expression, or plain text when it is not
+ *  one (`error` says why); empty matches everything. */
+export function panelFilter(q: string): { test: (m: string) => boolean; error: string | null } {
+  if (!q) return { test: () => true, error: null };
+  try {
+    const re = new RegExp(q, "i");
+    return { test: (m) => re.test(m), error: null };
+  } catch (e) {
+    const low = q.toLowerCase();
+    return { test: (m) => m.toLowerCase().includes(low), error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+function closedSections(): Set<string> {
+  try {
+    return new Set(JSON.parse(window.localStorage.getItem(SECTION_OPEN_KEY) ?? "[]") as string[]);
+  } catch {
+    return new Set();
+  }
+}
 
 export function ChartGrid(props: {
   runs: ChartRun[];
@@ -165,12 +218,37 @@ export function ChartGrid(props: {
   height?: number;
   highlight?: string | null;
   onHover?: (run: string | null) => void;
+  onWide?: (metric: string) => void;
   empty?: string;
 }) {
+  const [closed, setClosed] = useState(closedSections);
   if (!props.runs.length) return <div class="empty">{props.empty ?? "Select runs in the table to chart them."}</div>;
   if (!props.metrics.length) return <div class="empty">These runs have logged no scalars yet.</div>;
-  const own = props.metrics.filter((m) => !isSystemMetric(m));
-  const system = props.metrics.filter(isSystemMetric);
+  const filter = panelFilter(props.settings.panels);
+  const shown = props.metrics.filter(filter.test);
+  if (!shown.length) return <div class="empty" data-testid="no-panels">No panel matches {props.settings.panels}.</div>;
+  const wide = new Set(props.settings.wide);
+  const sections = new Map<string, string[]>();
+  for (const m of shown) {
+    const k = sectionOf(m);
+    sections.set(k, [...(sections.get(k) ?? []), m]);
+  }
+  // The run's own sections by name, "other" after them, system last.
+  const order = [...sections.keys()].sort((a, b) => {
+    const rank = (k: string) => (k === "system" ? 2 : k === "other" ? 1 : 0);
+    return rank(a) - rank(b) || a.localeCompare(b);
+  });
+  const toggle = (k: string, open: boolean) => {
+    const next = new Set(closed);
+    if (open) next.delete(k);
+    else next.add(k);
+    setClosed(next);
+    try {
+      window.localStorage.setItem(SECTION_OPEN_KEY, JSON.stringify([...next]));
+    } catch {
+      // private mode: the choice lasts this page only
+    }
+  };
   const chart = (m: string) => (
     <Chart
       key={m}
@@ -179,45 +257,42 @@ export function ChartGrid(props: {
       smoothing={props.settings.smoothing}
       xAxis={props.settings.xAxis}
       logY={props.settings.logY}
-      height={props.height}
+      height={props.height ?? (wide.has(m) ? 300 : undefined)}
       highlight={props.highlight}
       onHover={props.onHover}
+      wide={wide.has(m)}
+      onWide={props.onWide ? () => props.onWide!(m) : undefined}
     />
   );
   return (
     <div>
-      {own.length > 0 && <div class="chart-grid" data-testid="chart-grid">{own.map(chart)}</div>}
-      {system.length > 0 && <SystemSection count={system.length} render={() => system.map(chart)} />}
+      {order.map((k) => (
+        <ChartSection
+          key={k} name={k} count={sections.get(k)!.length} open={!closed.has(k)} onToggle={(o) => toggle(k, o)}
+          render={() => sections.get(k)!.map(chart)}
+        />
+      ))}
     </div>
   );
 }
 
-/** The machine's series (CPU, memory, disk, network, GPUs) in their own collapsible section;
- *  its charts are only made (and their data fetched) while it is open. */
-function SystemSection(props: { count: number; render: () => ComponentChildren }) {
-  const [open, setOpen] = useState(() => {
-    try {
-      return window.localStorage.getItem(SYSTEM_OPEN_KEY) !== "0";
-    } catch {
-      return true;
-    }
-  });
-  const toggle = (e: Event) => {
-    const now = (e.currentTarget as HTMLDetailsElement).open;
-    setOpen(now);
-    try {
-      window.localStorage.setItem(SYSTEM_OPEN_KEY, now ? "1" : "0");
-    } catch {
-      // private mode: the choice lasts this page only
-    }
-  };
+/** One section of panels (train, val, system, ...), collapsible; its charts are only made
+ *  (and their data fetched) while it is open. */
+function ChartSection(props: { name: string; count: number; open: boolean; onToggle: (open: boolean) => void; render: () => ComponentChildren }) {
+  const system = props.name === "system";
   return (
-    <details class="chart-section" data-testid="system-section" open={open} onToggle={toggle}>
+    <details
+      class="chart-section" data-section={props.name} data-testid={system ? "system-section" : "chart-section"} open={props.open}
+      onToggle={(e) => {
+        const now = (e.currentTarget as HTMLDetailsElement).open;
+        if (now !== props.open) props.onToggle(now);
+      }}
+    >
       <summary>
-        system <span class="count">{props.count}</span>
-        <span class="muted hint">CPU, memory, disk, network and GPUs, sampled by labtrack; x is seconds since the run started</span>
+        {props.name} <span class="count">{props.count}</span>
+        {system && <span class="muted hint">CPU, memory, disk, network and GPUs, sampled by labtrack; x is seconds since the run started</span>}
       </summary>
-      {open && <div class="chart-grid" data-testid="system-grid">{props.render()}</div>}
+      {props.open && <div class="chart-grid" data-testid={system ? "system-grid" : "chart-grid"}>{props.render()}</div>}
     </details>
   );
 }

@@ -34,7 +34,15 @@ export function chartSettingsFrom(p: URLSearchParams): ChartSettings {
     xAxis: x === "time" || x === "relative" ? (x as XAxis) : "step",
     logY: p.get("log") === "1",
     metrics: listParam(p, "metrics"),
+    panels: p.get("panels") ?? "",
+    wide: listParam(p, "wide"),
   };
+}
+
+/** The URL change that toggles a panel's full width. */
+export function toggleWide(settings: ChartSettings, metric: string): Record<string, string | null> {
+  const wide = settings.wide.includes(metric) ? settings.wide.filter((m) => m !== metric) : [...settings.wide, metric];
+  return chartSettingsTo({ wide });
 }
 
 export function chartSettingsTo(s: Partial<ChartSettings>): Record<string, string | null> {
@@ -43,6 +51,8 @@ export function chartSettingsTo(s: Partial<ChartSettings>): Record<string, strin
   if (s.xAxis !== undefined) out.x = s.xAxis === "step" ? null : s.xAxis;
   if (s.logY !== undefined) out.log = s.logY ? "1" : null;
   if (s.metrics !== undefined) out.metrics = s.metrics.length ? s.metrics.join(",") : null;
+  if (s.panels !== undefined) out.panels = s.panels || null;
+  if (s.wide !== undefined) out.wide = s.wide.length ? s.wide.join(",") : null;
   return out;
 }
 
@@ -117,7 +127,7 @@ export function Dashboard({ route }: { route: Route }) {
     updateParams(out);
   };
   const available = metricNames(details.values());
-  const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : limitOwn(available, 24);
+  const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : settings.panels ? available : limitOwn(available, 24);
   const colOptions = [
     ...columns.params.map((c) => ({ value: "params." + c })),
     ...columns.metrics.map((c) => ({ value: "metrics." + c })),
@@ -180,6 +190,7 @@ export function Dashboard({ route }: { route: Route }) {
           }}
           highlight={hover}
           onHover={setHover}
+          onWide={(m) => updateParams(toggleWide(settings, m))}
           empty={n === 0 ? "Tick runs in the table to chart them, or chart the first runs of the view." : "No runs to chart: every run of this view is hidden (the eye in each row shows it again)."}
         />
       </div>

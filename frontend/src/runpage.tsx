@@ -6,7 +6,7 @@ import {
   HistogramRecord, Json, MediaEntry, Named, NamedKind, RunDetail, TextRecord,
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
-import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
+import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
 import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
@@ -367,6 +367,7 @@ function RunCharts({ run, route }: { run: RunDetail; route: Route }) {
         metrics={shown}
         settings={settings}
         has={(_id, m) => available.includes(m)}
+        onWide={(m) => updateParams(toggleWide(settings, m))}
       />
     </div>
   );

@@ -7,6 +7,25 @@ import { StatusBadge, Tags } from "./widgets";
 
 const ROW_H = 30;
 const PAGE = 100;
+const HEIGHT_KEY = "labtrack.tableHeight";
+const COLLAPSED_KEY = "labtrack.tableCollapsed";
+
+function stored(key: string): string | null {
+  try {
+    return window.localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function store(key: string, value: string | null): void {
+  try {
+    if (value === null) window.localStorage.removeItem(key);
+    else window.localStorage.setItem(key, value);
+  } catch {
+    // private mode: the choice lasts this page only
+  }
+}
 
 export interface TableState {
   q: string;
@@ -120,6 +139,13 @@ export function RunsTable(props: {
   const [viewH, setViewH] = useState(400);
   const [now, setNow] = useState(Date.now());
   const [gen, setGen] = useState(0);
+  // The table's height: dragged by its bottom edge and remembered; or collapsed to one line.
+  const [height, setHeight] = useState<number | null>(() => {
+    const v = Number(stored(HEIGHT_KEY));
+    return Number.isFinite(v) && v >= 120 ? v : null;
+  });
+  const [collapsed, setCollapsed] = useState(() => stored(COLLAPSED_KEY) === "1");
+  const box = useRef<HTMLDivElement>(null);
   const loading = useRef(new Set<number>());
   const scroller = useRef<HTMLDivElement>(null);
   // Grouping sorts by the group first (the server sorts), so each group is one block of rows.
@@ -129,6 +155,9 @@ export function RunsTable(props: {
 
   useEffect(() => {
     keyRef.current = queryKey;
+    // A new sort, group or filter starts at the top (the old offset means nothing in it).
+    if (scroller.current) scroller.current.scrollTop = 0;
+    setScrollTop(0);
     loading.current.clear();
     setPages(new Map());
     setError(null);
@@ -201,7 +230,7 @@ export function RunsTable(props: {
     const ro = new ResizeObserver(() => setViewH(el.clientHeight));
     ro.observe(el);
     return () => ro.disconnect();
-  }, []);
+  }, [collapsed]);
 
   const rows: { i: number; r: RunRow | undefined }[] = [];
   for (let i = first; i < last; i++) rows.push({ i, r: pages.get(Math.floor(i / PAGE))?.[i % PAGE] });
@@ -261,14 +290,48 @@ export function RunsTable(props: {
   };
   const arrow = (key: string) => (effSort === key ? " ▲" : effSort === "-" + key ? " ▼" : "");
 
+  const collapse = (c: boolean) => {
+    setCollapsed(c);
+    store(COLLAPSED_KEY, c ? "1" : null);
+  };
+  const startResize = (e: PointerEvent) => {
+    const el = box.current;
+    if (!el) return;
+    e.preventDefault();
+    const y0 = e.clientY;
+    const h0 = el.getBoundingClientRect().height;
+    const max = Math.max(160, window.innerHeight - 160);
+    let h = h0;
+    const move = (ev: PointerEvent) => {
+      h = Math.round(Math.min(max, Math.max(120, h0 + ev.clientY - y0)));
+      setHeight(h);
+    };
+    const up = () => {
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+      store(HEIGHT_KEY, String(h));
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+  };
+  const fit = `${Math.max(5, total ?? 0) * ROW_H + 62}px`;
+  const style = collapsed ? undefined : { height: height !== null ? `${height}px` : `min(32vh, ${fit})` };
+
   return (
-    <div class="runs-table" data-testid="runs-table" style={{ height: `min(42vh, ${Math.max(5, total ?? 0) * ROW_H + 62}px)` }}>
+    <div class={`runs-table${collapsed ? " collapsed" : ""}`} data-testid="runs-table" style={style} ref={box}>
       <div class="table-meta">
+        <button
+          class="small table-toggle" data-testid="table-toggle" aria-expanded={!collapsed}
+          title={collapsed ? "show the runs table" : "hide the runs table: more room for the charts"}
+          onClick={() => collapse(!collapsed)}
+        >
+          {collapsed ? "▸ show table" : "▾ hide table"}
+        </button>{" "}
         <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}`}</span>
         {sel.length > 0 && <span> · {sel.length} selected</span>}
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
       </div>
-      <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
+      {!collapsed && <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
       <div class="grid-head" style={{ gridTemplateColumns: template, minWidth: `${minWidth}px` }}>
         {group && <div class="th">group</div>}
         <div class="th" />
@@ -313,7 +376,17 @@ export function RunsTable(props: {
           })}
         </div>
         {total === 0 && !error && <div class="empty">No runs match. Runs appear here as soon as a script calls <code>labtrack.init()</code>.</div>}
-      </div>
+      </div>}
+      {!collapsed && (
+        <div
+          class="table-resize" data-testid="table-resize" title="drag to resize the table; double-click to fit"
+          onPointerDown={startResize}
+          onDblClick={() => {
+            setHeight(null);
+            store(HEIGHT_KEY, null);
+          }}
+        />
+      )}
     </div>
   );
 }

@@ -82,7 +82,7 @@ def test_first_runs_are_charted_with_colours_eye_and_hover(page: Any, sweep: tup
     expect(chart.locator(f'.legend-item[data-run="{ids["run-02"]}"]')).to_have_count(1)
 
     # Hovering a row highlights its line's legend entry in every chart.
-    rows(page).nth(2).hover()
+    page.locator(f'.grid-row[data-run="{ids["run-17"]}"]').hover()
     expect(chart.locator(".legend-item.hovered")).to_have_attribute("data-run", ids["run-17"])
     expect(page.locator('.chart[data-metric="val/acc"] .legend-item.hovered')).to_have_attribute("data-run", ids["run-17"])
     # Hovering near a line in a chart highlights that run's row.
@@ -124,3 +124,63 @@ def test_steps_read_as_integers_and_smoothing_shows_raw_and_smoothed(page: Any, 
     assert "e+" not in step.inner_text()
     expect(chart.locator(".legend-raw")).to_have_count(3)
     shot(page, "analysis-steps-smoothing")
+
+
+def test_room_for_charts_table_collapses_and_resizes_panels_in_sections(page: Any, sweep: tuple[Server, dict[str, str]],
+                                                                       shot: Any) -> None:
+    server, _ = sweep
+    page.goto(server.url + "/#/?n=4")
+    expect(page.locator(LOSS)).to_have_attribute("data-runs", "4")
+    # Panels are grouped by their name's prefix; the machine's series come last.
+    sections = page.locator(".chart-section")
+    wait_until(lambda: sections.evaluate_all("els => els.map(e => e.dataset.section)") == ["train", "val", "system"], 10,
+               "the panels are not in train, val and system sections")
+    expect(page.locator('.chart-section[data-section="val"] .chart')).to_have_count(2)
+
+    # The table's bottom edge drags; the height is kept.
+    table = page.get_by_test_id("runs-table")
+    h0 = table.bounding_box()["height"]
+    handle = page.get_by_test_id("table-resize").bounding_box()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + 3)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + 153, steps=6)
+    page.mouse.up()
+    h1 = table.bounding_box()["height"]
+    assert 130 < h1 - h0 < 170, (h0, h1)
+    # Collapsed, the table is one line and the charts take the room; a reload keeps it so.
+    charts_top = page.locator(".charts-area").bounding_box()["y"]
+    page.get_by_test_id("table-toggle").click()
+    expect(page.locator(".grid-body")).to_have_count(0)
+    assert table.bounding_box()["height"] < 50
+    assert page.locator(".charts-area").bounding_box()["y"] < charts_top - 200
+    page.reload()
+    expect(page.get_by_test_id("table-toggle")).to_have_text("▸ show table")
+    expect(page.locator(".grid-body")).to_have_count(0)
+
+    # A regular expression picks panels across sections; the URL keeps it.
+    search = page.get_by_test_id("panel-search")
+    search.fill("^val/|cpu")
+    expect(page).to_have_url(re.compile(r"panels=%5Eval%2F%7Ccpu"))
+    wait_until(lambda: page.locator(".chart").evaluate_all("els => els.map(e => e.dataset.metric)")
+               == ["val/acc", "val/loss", "system/cpu/percent"], 10, "the regex did not pick the val and cpu panels")
+    # Not a regular expression: matched as text, marked, never an error page.
+    search.fill("loss(")
+    expect(search).to_have_class(re.compile("invalid"))
+    expect(page.get_by_test_id("no-panels")).to_be_visible()
+    search.fill("loss")
+    expect(page.locator(".chart")).to_have_count(2)
+
+    # A panel goes full width and back.
+    loss = page.locator(LOSS)
+    val = page.locator('.chart[data-metric="val/loss"]')
+    narrow = loss.bounding_box()["width"]
+    loss.get_by_test_id("wide").click()
+    expect(loss).to_have_class(re.compile(r"\bwide\b"))
+    expect(page).to_have_url(re.compile(r"wide=train%2Floss"))
+    wait_until(lambda: loss.bounding_box()["width"] > 1.8 * narrow, 10, "the panel did not grow to the full width")
+    assert val.bounding_box()["width"] < 1.2 * narrow
+    shot(page, "analysis-room")
+    loss.get_by_test_id("wide").click()
+    wait_until(lambda: loss.bounding_box()["width"] < 1.2 * narrow, 10, "the panel did not go back to the grid")
+    page.get_by_test_id("table-toggle").click()
+    expect(page.locator(".grid-body")).to_have_count(1)
