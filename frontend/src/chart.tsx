@@ -2,7 +2,8 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { fetchScalars, Series } from "./api";
+import { fetchScalars, fetchScalarsMany, Series } from "./api";
+import { aggregate, Band } from "./groups";
 import { withAlpha } from "./colors";
 import { axisFormatter, fmtDuration, fmtStep, isSystemMetric, STEP_INCRS, unitFormatter } from "./format";
 import { seriesStore } from "./series";
@@ -13,6 +14,8 @@ export interface ChartRun {
   id: string;
   label: string;
   color: string;
+  /** A group line: the runs whose mean it draws (with a band around it). */
+  members?: string[];
 }
 
 export interface ChartProps {
@@ -21,6 +24,7 @@ export interface ChartProps {
   smoothing: number;
   xAxis: XAxis;
   logY: boolean;
+  band?: Band;
   height?: number;
   /** The run to highlight (hovered here, in another chart or in the table). */
   highlight?: string | null;
@@ -70,6 +74,8 @@ interface Prepared {
   lo?: number[];
   hi?: number[];
   t0: number;
+  /** A group line: how many of its runs have the series. */
+  runs?: number;
 }
 
 function prepare(run: ChartRun, s: Series, xAxis: XAxis, smoothing: number, t0?: number): Prepared {
@@ -135,7 +141,7 @@ function build(prep: Prepared[], smoothing: number, logY: boolean): Built {
       series.push({ label: "max", stroke: withAlpha(c, 0), width: 0, points: { show: false }, spanGaps: true });
       data.push(col(p, p.lo));
       series.push({ label: "min", stroke: withAlpha(c, 0), width: 0, points: { show: false }, spanGaps: true });
-      bands.push({ series: [hiIdx, hiIdx + 1], fill: withAlpha(c, 0.14) });
+      bands.push({ series: [hiIdx, hiIdx + 1], fill: withAlpha(c, p.runs !== undefined ? 0.2 : 0.14) });
     }
     if (smoothing > 0) {
       data.push(col(p, p.raw));
@@ -201,10 +207,37 @@ export function Chart(props: ChartProps) {
   const onHover = useRef(props.onHover);
   onHover.current = props.onHover;
   const builtRef = useRef<Built | null>(null);
-  const runKey = runs.map((r) => r.id + r.color + r.label).join("|");
+  const runKey = runs.map((r) => r.id + r.color + r.label + (r.members ? ":" + r.members.join(",") : "")).join("|");
+  const grouped = runs.some((r) => r.members);
+  const band = props.band ?? "minmax";
+
+  // Group lines: every member's series, a few requests for all of them.
+  const [groupData, setGroupData] = useState<Map<string, Series | null> | null>(null);
+  useEffect(() => {
+    if (!grouped) {
+      setGroupData(null);
+      return;
+    }
+    const ids = [...new Set(runs.flatMap((r) => r.members ?? []))];
+    const ctl = new AbortController();
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += 200) chunks.push(ids.slice(i, i + 200));
+    Promise.all(chunks.map((c) => fetchScalarsMany(c, metric, 500, xAxis === "step" ? "step" : "time", ctl.signal)))
+      .then((parts) => {
+        const all = new Map<string, Series | null>();
+        for (const part of parts) for (const [k, v] of part) all.set(k, v);
+        setGroupData(all);
+        setError([...all.values()].some(Boolean) ? null : "no data for this metric");
+      })
+      .catch((e) => {
+        if (!ctl.signal.aborted) setError(e instanceof Error ? e.message : String(e));
+      });
+    return () => ctl.abort();
+  }, [runKey, metric, xAxis, grouped]);
 
   // Load each run's series and re-render when the live stream appends to one.
   useEffect(() => {
+    if (grouped) return;
     let alive = true;
     const bump = () => alive && setVersion((v) => v + 1);
     const unsubs = runs.map((r) => seriesStore.subscribe(r.id, metric, bump));
@@ -223,6 +256,21 @@ export function Chart(props: ChartProps) {
   const t0s = useRef(new Map<string, number>());
   const prepared = useMemo(() => {
     const out: Prepared[] = [];
+    if (grouped) {
+      if (!groupData) return out;
+      const smooth = (x: number[], v: number[]) => (smoothing > 0 ? ema(x, v, smoothing) : v);
+      for (const r of runs) {
+        const parts = (r.members ?? []).map((id) => groupData.get(id)).filter((x): x is Series => Boolean(x));
+        if (!parts.length) continue;
+        const lines = parts.map((s) => {
+          const p = prepare(r, s, xAxis, 0);
+          return { x: p.x, y: p.raw };
+        });
+        const a = aggregate(lines, band);
+        out.push({ run: r, x: a.x, raw: a.mean, y: smooth(a.x, a.mean), lo: smooth(a.x, a.lo), hi: smooth(a.x, a.hi), t0: 0, runs: parts.length });
+      }
+      return out;
+    }
     for (const r of runs) {
       const full = seriesStore.peek(r.id, metric);
       if (!full) continue;
@@ -232,14 +280,15 @@ export function Chart(props: ChartProps) {
       out.push(prepare(r, s, xAxis, smoothing, t0));
     }
     return out;
-  }, [version, runKey, metric, xAxis, smoothing, zoomData]);
+  }, [version, runKey, metric, xAxis, smoothing, zoomData, groupData, band]);
 
   const built = useMemo(() => build(prepared, smoothing, logY), [prepared, smoothing, logY]);
   builtRef.current = built;
 
   // Zoom: ask the server for the visible range of every run.
   useEffect(() => {
-    if (!zoom) {
+    // Group lines are zoomed in the browser: their runs were read at the group's resolution.
+    if (!zoom || grouped) {
       setZoomData(null);
       return;
     }
@@ -387,7 +436,7 @@ export function Chart(props: ChartProps) {
 
   useEffect(() => () => plot.current?.destroy(), []);
 
-  const anyDownsampled = prepared.some((p) => p.lo);
+  const anyDownsampled = !grouped && prepared.some((p) => p.lo);
   const lastStep = prepared.reduce<number | null>((a, p) => (p.x.length ? Math.max(a ?? -Infinity, p.x[p.x.length - 1]) : a), null);
   return (
     <div
@@ -402,6 +451,11 @@ export function Chart(props: ChartProps) {
         <span class="chart-title" title={metric}>{isSystemMetric(metric) ? metric.replace(/(^|\/)system\//, "$1") : metric}</span>
         {xAxis === "step" && lastStep !== null && (
           <span class="chart-step muted" data-testid="last-step" title="the last step of the charted runs">step {fmtStep(lastStep)}</span>
+        )}
+        {grouped && (
+          <span class="badge" data-testid="band-badge" title="each line is a group's mean; the band is its runs' spread">
+            {band === "std" ? "mean ± std" : "mean, min – max"}
+          </span>
         )}
         {anyDownsampled && <span class="badge" title="downsampled by the server; the band is the min/max of each bucket">envelope</span>}
         {zoom && (
@@ -434,6 +488,7 @@ export function Chart(props: ChartProps) {
             >
               <span class="swatch" style={{ background: p.run.color }} data-color={p.run.color} />
               <span class="legend-label">{p.run.label}</span>
+              {p.runs !== undefined && <span class="legend-count muted" data-testid="legend-count">({p.runs} run{p.runs === 1 ? "" : "s"})</span>}
               <span class="legend-value" title={smoothing > 0 ? "smoothed" : undefined}>{v === undefined ? "–" : fmtY(v)}</span>
               {smoothing > 0 && <span class="legend-raw" title="raw value">raw {raw === undefined ? "–" : fmtY(raw)}</span>}
             </span>

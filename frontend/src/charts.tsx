@@ -7,6 +7,7 @@ import { isSystemMetric } from "./format";
 import { useLive, useWatch } from "./live";
 import { seriesStore } from "./series";
 import { Picker } from "./widgets";
+import type { Band } from "./groups";
 
 export interface ChartSettings {
   smoothing: number;
@@ -17,6 +18,8 @@ export interface ChartSettings {
   panels: string;
   /** Panels drawn across the whole width. */
   wide: string[];
+  /** A group line's band: min to max of its runs, or mean ± one standard deviation. */
+  band: Band;
 }
 
 export function ChartControls(props: {
@@ -26,12 +29,14 @@ export function ChartControls(props: {
   /** How many runs of the view are charted (the dashboard only). */
   count?: number;
   onCount?: (n: number) => void;
+  /** Group lines are drawn (group-by is set): the band can be chosen. */
+  grouped?: boolean;
 }) {
   const { smoothing, xAxis, logY, metrics } = props.settings;
   return (
     <div class="chart-controls">
       {props.onCount && (
-        <label class="chart-count" title="the first runs of the table's filter and sort are charted; ticked runs always are">
+        <label class="chart-count" title={props.grouped ? "the first groups of the table are charted, each as one line" : "the first runs of the table's filter and sort are charted; ticked runs always are"}>
           chart the first
           <input
             type="number" min="0" max="100" step="1" value={props.count} data-testid="chart-n"
@@ -40,7 +45,16 @@ export function ChartControls(props: {
               if (Number.isFinite(v)) props.onCount!(Math.min(100, Math.max(0, v)));
             }}
           />
-          runs
+          {props.grouped ? "groups" : "runs"}
+        </label>
+      )}
+      {props.grouped && (
+        <label title="the band around each group's mean line">
+          band
+          <select value={props.settings.band} data-testid="band" onChange={(e) => props.onChange({ band: (e.target as HTMLSelectElement).value as Band })}>
+            <option value="minmax">min – max</option>
+            <option value="std">± std</option>
+          </select>
         </label>
       )}
       <label title="exponential moving average">
@@ -257,6 +271,7 @@ export function ChartGrid(props: {
       smoothing={props.settings.smoothing}
       xAxis={props.settings.xAxis}
       logY={props.settings.logY}
+      band={props.settings.band}
       height={props.height ?? (wide.has(m) ? 300 : undefined)}
       highlight={props.highlight}
       onHover={props.onHover}

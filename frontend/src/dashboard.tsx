@@ -1,11 +1,12 @@
 // The first view: the runs table above the charts of the selected runs.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { Columns, fetchColumns } from "./api";
+import { Columns, fetchColumns, fetchRuns } from "./api";
+import { useLive } from "./live";
 import { runColors } from "./colors";
 import { ChartControls, ChartGrid, ChartSettings, limitOwn, metricNames, useRunDetails } from "./charts";
 import { XAxis } from "./chart";
 import { listParam, navigate, Route, updateParams } from "./route";
-import { RunsTable, TableState } from "./runstable";
+import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
 import { Picker } from "./widgets";
 
 /** How many runs of the current view are charted unless asked otherwise. */
@@ -35,6 +36,7 @@ export function chartSettingsFrom(p: URLSearchParams): ChartSettings {
     logY: p.get("log") === "1",
     metrics: listParam(p, "metrics"),
     panels: p.get("panels") ?? "",
+    band: p.get("band") === "std" ? "std" : "minmax",
     wide: listParam(p, "wide"),
   };
 }
@@ -53,6 +55,7 @@ export function chartSettingsTo(s: Partial<ChartSettings>): Record<string, strin
   if (s.metrics !== undefined) out.metrics = s.metrics.length ? s.metrics.join(",") : null;
   if (s.panels !== undefined) out.panels = s.panels || null;
   if (s.wide !== undefined) out.wide = s.wide.length ? s.wide.join(",") : null;
+  if (s.band !== undefined) out.band = s.band === "std" ? "std" : null;
   return out;
 }
 
@@ -68,6 +71,58 @@ export function runLabels(ids: string[], names: Map<string, string | null | unde
     out.set(id, (count.get(n) ?? 0) > 1 && n !== id ? `${n} · ${id.slice(-6)}` : n);
   }
   return out;
+}
+
+/** Runs of the view read for group lines: more are drawn as they are, and left out past it. */
+const VIEW_LIMIT = 10_000;
+
+interface ViewGroups {
+  segments: GroupSegment[];
+  members: Map<string, string[]>;
+  groupOf: Map<string, string>;
+}
+
+/** The view's groups in the table's order (each a block of rows, as the server sorts by the
+ *  group), with their runs; fetched again when runs appear or vanish. */
+export function groupsOf(rows: { id: string; key: string }[]): ViewGroups {
+  const segments: GroupSegment[] = [];
+  const members = new Map<string, string[]>();
+  const groupOf = new Map<string, string>();
+  const seen = new Map<string, number>();
+  let cur: GroupSegment | null = null;
+  rows.forEach((r, i) => {
+    if (!cur || cur.label !== r.key) {
+      // the same value in two blocks (values that print alike) stays two groups
+      const n = seen.get(r.key) ?? 0;
+      seen.set(r.key, n + 1);
+      cur = { key: n ? `${r.key}#${n + 1}` : r.key, label: r.key, start: i, count: 0 };
+      segments.push(cur);
+      members.set(cur.key, []);
+    }
+    cur.count++;
+    members.get(cur.key)!.push(r.id);
+    groupOf.set(r.id, cur.key);
+  });
+  return { segments, members, groupOf };
+}
+
+function useViewGroups(state: TableState): ViewGroups | null {
+  const [groups, setGroups] = useState<ViewGroups | null>(null);
+  const [gen, setGen] = useState(0);
+  const { q, where, group } = state;
+  useEffect(() => {
+    if (!group) {
+      setGroups(null);
+      return;
+    }
+    const ctl = new AbortController();
+    fetchRuns({ offset: 0, limit: VIEW_LIMIT, sort: group, q, where }, ctl.signal)
+      .then((page) => setGroups(groupsOf(page.runs.map((r) => ({ id: r.id, key: groupValue(r, group) })))))
+      .catch(() => undefined);
+    return () => ctl.abort();
+  }, [q, where, group, gen]);
+  useLive("runs", () => setGen((g) => g + 1), []);
+  return groups;
 }
 
 export function Dashboard({ route }: { route: Route }) {
@@ -111,19 +166,41 @@ export function Dashboard({ route }: { route: Route }) {
   const hidden = listParam(p, "hide");
   const [first, setFirst] = useState<string[]>([]);
   const [hover, setHover] = useState<string | null>(null);
-  const charted = chartedRuns(first, n, state.sel, hidden);
+  // With group-by, each of the first n groups is one line (the mean of its runs, but the
+  // hidden ones) with a band; else the first n runs and the ticked ones, but the hidden.
+  const groups = useViewGroups(state);
+  const grouped = Boolean(state.group && groups);
+  const hiddenSet = new Set(hidden);
+  const chartedGroups = grouped ? groups!.segments.slice(0, n) : [];
+  const charted = grouped ? chartedGroups.map((g) => "group:" + g.key) : chartedRuns(first, n, state.sel, hidden);
   const chartedKey = charted.join(",");
-  const details = useRunDetails(charted);
+  const memberOf = (g: GroupSegment) => (groups!.members.get(g.key) ?? []).filter((id) => !hiddenSet.has(id));
+  // A group's panels are those of its first runs.
+  const detailIds = grouped ? chartedGroups.map((g) => memberOf(g)[0]).filter(Boolean) : charted;
+  const details = useRunDetails(detailIds);
   const colors = useMemo(() => runColors(charted), [chartedKey]);
   const names = new Map([...details.values()].map((d) => [d.id, d.name]));
   const labels = runLabels(charted, names);
-  const chartRuns = charted.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
+  const chartRuns = grouped
+    ? chartedGroups.map((g) => ({ id: "group:" + g.key, label: g.label, color: colors.get("group:" + g.key)!, members: memberOf(g) }))
+    : charted.filter((id) => details.has(id)).map((id) => ({ id, label: labels.get(id) ?? id, color: colors.get(id)! }));
+  // The table's marks: a run's own colour, or its group's while the group is charted.
+  const rowColors = useMemo(() => {
+    if (!grouped) return colors;
+    const m = new Map<string, string>();
+    for (const g of chartedGroups) for (const id of memberOf(g)) m.set(id, colors.get("group:" + g.key)!);
+    return m;
+  }, [grouped, colors, groups, hidden.join(",")]);
+  const segments = grouped
+    ? groups!.segments.map((g) => ({ ...g, color: colors.get("group:" + g.key) }))
+    : undefined;
+  const lineOf = (id: string) => (grouped ? "group:" + (groups!.groupOf.get(id) ?? "") : id);
   const onEye = (id: string, show: boolean) => {
     const hide = hidden.filter((x) => x !== id);
     if (!show) hide.push(id);
     const out: Record<string, string | null> = { hide: hide.length ? hide.join(",") : null };
     // Showing a run the view does not chart by itself pins it, as ticking does.
-    if (show && !first.slice(0, n).includes(id) && !state.sel.includes(id)) out.sel = [...state.sel, id].join(",");
+    if (!grouped && show && !first.slice(0, n).includes(id) && !state.sel.includes(id)) out.sel = [...state.sel, id].join(",");
     updateParams(out);
   };
   const available = metricNames(details.values());
@@ -173,18 +250,27 @@ export function Dashboard({ route }: { route: Route }) {
       </div>
       <RunsTable
         state={state} onState={setState}
-        charts={{ colors, hover, onEye, onHover: setHover, onFirst: (ids) => setFirst((old) => (old.join(",") === ids.join(",") ? old : ids)) }}
+        charts={{
+          colors: rowColors,
+          hovered: (id) => hover !== null && hover === lineOf(id),
+          onEye,
+          onHover: (id) => setHover(id === null ? null : lineOf(id)),
+          onFirst: (ids) => setFirst((old) => (old.join(",") === ids.join(",") ? old : ids)),
+        }}
+        segments={segments}
       />
       <div class="charts-area">
         <ChartControls
           settings={settings} available={available} onChange={(s) => updateParams(chartSettingsTo(s))}
           count={n} onCount={(c) => updateParams({ n: c === DEFAULT_CHARTED ? null : String(c) })}
+          grouped={grouped}
         />
         <ChartGrid
           runs={chartRuns}
           metrics={shown}
           settings={settings}
           has={(id, m) => {
+            if (grouped) return true; // a group's runs without the series are left out of its line
             const d = details.get(id);
             return Boolean(d && (d.summary[m] || d.names?.scalars?.includes(m)));
           }}

@@ -1,5 +1,5 @@
 // The runs table: server-sorted, server-filtered, paged and virtualised, so 10,000 runs scroll smoothly.
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, fetchRuns, RunRow } from "./api";
 import { durationOf, fmtDate, fmtDuration, fmtValue } from "./format";
 import { useLive, useWatch } from "./live";
@@ -98,7 +98,33 @@ function minPx(width: string): number {
   return m ? Number(m[1]) : 60;
 }
 
-function groupValue(r: RunRow, group: string): string {
+/** A block of rows of one group, in the table's (server's) order. */
+export interface GroupSegment {
+  key: string;
+  label: string;
+  start: number;
+  count: number;
+  color?: string;
+}
+
+/** What the table draws, top to bottom: a group's header (a segment) or the row at a server index. */
+type Item = number | GroupSegment;
+
+function buildItems(total: number, segments: GroupSegment[] | undefined, collapsed: Set<string>): Item[] {
+  const out: Item[] = [];
+  let covered = 0;
+  for (const seg of segments ?? []) {
+    if (seg.start + seg.count > total) break;
+    out.push(seg);
+    if (!collapsed.has(seg.key)) for (let i = seg.start; i < seg.start + seg.count; i++) out.push(i);
+    covered = seg.start + seg.count;
+  }
+  // Rows no segment covers (none known yet, or runs that arrived since): plain rows.
+  for (let i = covered; i < total; i++) out.push(i);
+  return out;
+}
+
+export function groupValue(r: RunRow, group: string): string {
   if (!group) return "";
   if (group === "experiment") return r.experiment;
   if (group === "group" || group === "job_type") return r[group] ?? "—";
@@ -109,7 +135,8 @@ function groupValue(r: RunRow, group: string): string {
 /** What the table shows of the charts: each charted run's colour, the eye toggles, hover. */
 export interface TableCharts {
   colors: Map<string, string>;
-  hover: string | null;
+  /** Whether a run's row is highlighted (its line, or its group's line, is hovered). */
+  hovered: (id: string) => boolean;
   onEye: (id: string, charted: boolean) => void;
   onHover: (id: string | null) => void;
   /** The ids of the first page of the current view, in the table's order. */
@@ -130,6 +157,9 @@ export function RunsTable(props: {
   state: TableState;
   onState: (s: Partial<TableState>) => void;
   charts?: TableCharts;
+  /** With group-by: each group's block of rows (from the whole view), for headers that
+   *  stay in sight while scrolling and collapse. */
+  segments?: GroupSegment[];
 }) {
   const { q, where, sort, cols, group, sel } = props.state;
   const [total, setTotal] = useState<number | null>(null);
@@ -189,8 +219,24 @@ export function RunsTable(props: {
     props.charts?.onFirst(page0 ? page0.map((r) => r.id) : []);
   }, [page0]);
 
-  const first = Math.max(0, Math.floor(scrollTop / ROW_H) - 10);
-  const last = Math.min(total ?? 0, Math.ceil((scrollTop + viewH) / ROW_H) + 10);
+  // Collapsed groups: forgotten when the grouping changes.
+  const [closedGroups, setClosedGroups] = useState(new Set<string>());
+  useEffect(() => setClosedGroups(new Set()), [group]);
+  const segments = group ? props.segments : undefined;
+  const items = useMemo(() => buildItems(total ?? 0, segments, closedGroups), [total, segments, closedGroups]);
+  const dFirst = Math.max(0, Math.floor(scrollTop / ROW_H) - 10);
+  const dLast = Math.min(items.length, Math.ceil((scrollTop + viewH) / ROW_H) + 10);
+  // The server rows in view (the pages to load).
+  let first = Infinity;
+  let last = 0;
+  for (let d = dFirst; d < dLast; d++) {
+    const it = items[d];
+    if (typeof it === "number") {
+      first = Math.min(first, it);
+      last = Math.max(last, it + 1);
+    }
+  }
+  if (first === Infinity) first = last = 0;
   // A run appeared or vanished: fetch the pages in view again, keeping the old rows on screen
   // until the new ones arrive (no flicker).
   useEffect(() => {
@@ -232,9 +278,27 @@ export function RunsTable(props: {
     return () => ro.disconnect();
   }, [collapsed]);
 
-  const rows: { i: number; r: RunRow | undefined }[] = [];
-  for (let i = first; i < last; i++) rows.push({ i, r: pages.get(Math.floor(i / PAGE))?.[i % PAGE] });
   const rowAt = (i: number) => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  const rows: { i: number; r: RunRow | undefined }[] = [];
+  for (let i = first; i < last; i++) rows.push({ i, r: rowAt(i) });
+  // The group whose rows are at the top of the view: its header stays in sight.
+  let stickyGroup: GroupSegment | null = null;
+  if (segments) {
+    for (let d = Math.min(items.length - 1, Math.floor(scrollTop / ROW_H)); d >= 0; d--) {
+      const it = items[d];
+      if (typeof it !== "number") {
+        stickyGroup = d === Math.floor(scrollTop / ROW_H) && scrollTop % ROW_H === 0 ? null : it;
+        break;
+      }
+    }
+  }
+  const headH = useRef<HTMLDivElement>(null);
+  const toggleGroup = (key: string) => {
+    const next = new Set(closedGroups);
+    if (next.has(key)) next.delete(key);
+    else next.add(key);
+    setClosedGroups(next);
+  };
 
   // Live: watch the running rows on screen; refresh when runs appear or vanish.
   const running = rows.filter((x) => x.r && x.r.status === "running").map((x) => x.r!.id);
@@ -278,9 +342,9 @@ export function RunsTable(props: {
   const shownGroupCols = GROUP_COLS.filter((c) => group === c.key || loaded.some((r) => r[c.key as "group" | "job_type"]));
   const allCols = [...BASE_COLS.slice(0, 3), ...shownGroupCols, ...BASE_COLS.slice(3), ...cols.map(userCol)];
   const charts = props.charts;
-  const template = [group ? "minmax(80px,0.8fr)" : null, charts ? "58px" : "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
+  const template = [charts ? "58px" : "34px", ...allCols.map((c) => c.width)].filter(Boolean).join(" ");
   // Below this width the table scrolls sideways instead of squeezing columns to nothing.
-  const minWidth = [group ? 80 : 0, charts ? 58 : 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);
+  const minWidth = [charts ? 58 : 34, ...allCols.map((c) => minPx(c.width))].reduce((a, b) => a + b + 8, 32);
   const selSet = new Set(sel);
   const toggle = (id: string) => {
     props.onState({ sel: selSet.has(id) ? sel.filter((x) => x !== id) : [...sel, id] });
@@ -332,8 +396,7 @@ export function RunsTable(props: {
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
       </div>
       {!collapsed && <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
-      <div class="grid-head" style={{ gridTemplateColumns: template, minWidth: `${minWidth}px` }}>
-        {group && <div class="th">group</div>}
+      <div class="grid-head" ref={headH} style={{ gridTemplateColumns: template, minWidth: `${minWidth}px` }}>
         <div class="th" />
         {allCols.map((c) => (
           <div class={`th sortable${c.key.includes(".") ? " user-col" : ""}`} key={c.key} onClick={() => sortBy(c.key)} title={`sort by ${c.key}`}>
@@ -342,16 +405,24 @@ export function RunsTable(props: {
           </div>
         ))}
       </div>
-        <div style={{ height: `${(total ?? 0) * ROW_H}px`, position: "relative", minWidth: `${minWidth}px` }}>
-          {rows.map(({ i, r }) => {
-            const gv = r && group ? groupValue(r, group) : "";
-            const prev = i > 0 ? rowAt(i - 1) : undefined;
-            const groupStart = group && r && (i === 0 || (prev && groupValue(prev, group) !== gv));
+        {stickyGroup && (
+          <div class="group-sticky-wrap" style={{ top: `${headH.current?.offsetHeight ?? 28}px`, minWidth: `${minWidth}px` }}>
+            <GroupHead seg={stickyGroup} closed={closedGroups.has(stickyGroup.key)} onToggle={toggleGroup} sticky charts={charts} />
+          </div>
+        )}
+        <div style={{ height: `${items.length * ROW_H}px`, position: "relative", minWidth: `${minWidth}px` }}>
+          {items.slice(dFirst, dLast).map((it, k) => {
+            const d = dFirst + k;
+            if (typeof it !== "number") {
+              return <GroupHead key={"g\u0000" + it.key} seg={it} closed={closedGroups.has(it.key)} onToggle={toggleGroup} top={d * ROW_H} charts={charts} />;
+            }
+            const i = it;
+            const r = rowAt(i);
             return (
               <div
                 key={r ? r.id : `i${i}`}
-                class={`grid-row${r && selSet.has(r.id) ? " selected" : ""}${groupStart ? " group-start" : ""}${r && charts?.hover === r.id ? " hovered" : ""}`}
-                style={{ top: `${i * ROW_H}px`, height: `${ROW_H}px`, gridTemplateColumns: template }}
+                class={`grid-row${r && selSet.has(r.id) ? " selected" : ""}${r && charts?.hovered(r.id) ? " hovered" : ""}`}
+                style={{ top: `${d * ROW_H}px`, height: `${ROW_H}px`, gridTemplateColumns: template }}
                 data-run={r?.id}
                 onClick={() => r && toggle(r.id)}
                 onMouseEnter={charts && r ? () => charts.onHover(r.id) : undefined}
@@ -359,7 +430,6 @@ export function RunsTable(props: {
               >
                 {r ? (
                   <>
-                    {group && <div class="td group-cell">{groupStart ? <span class="group-label">{gv}</span> : null}</div>}
                     <div class="td pick-cell">
                       <input type="checkbox" checked={selSet.has(r.id)} aria-label={`select ${r.name || r.id}`} onClick={(e) => { e.stopPropagation(); toggle(r.id); }} />
                       {charts && <RowChartMark id={r.id} label={r.name || r.id} color={charts.colors.get(r.id)} onEye={charts.onEye} />}
@@ -410,5 +480,24 @@ function RowChartMark(props: { id: string; label: string; color: string | undefi
         <EyeIcon open={charted} />
       </button>
     </>
+  );
+}
+
+/** A group's header row: its label, run count and line colour; a click collapses the group.
+ *  The sticky copy keeps the group of the rows at the top in sight while scrolling. */
+function GroupHead(props: { seg: GroupSegment; closed: boolean; onToggle: (key: string) => void; top?: number; sticky?: boolean; charts?: TableCharts }) {
+  const { seg } = props;
+  return (
+    <div
+      class={`grid-row group-head${props.sticky ? " sticky" : ""}`} data-group={seg.key} data-testid={props.sticky ? "group-sticky" : "group-head"}
+      style={props.sticky ? undefined : { top: `${props.top}px`, height: `${ROW_H}px` }}
+      onClick={() => props.onToggle(seg.key)} aria-expanded={!props.closed}
+      title={props.closed ? "show this group's runs" : "collapse this group"}
+    >
+      <span class="caret">{props.closed ? "▸" : "▾"}</span>
+      {props.charts && <span class={`row-swatch${seg.color ? "" : " off"}`} style={seg.color ? { background: seg.color } : undefined} />}
+      <span class={props.sticky ? "group-sticky-label" : "group-label"}>{seg.label}</span>
+      <span class="muted group-count">{seg.count} run{seg.count === 1 ? "" : "s"}</span>
+    </div>
   );
 }

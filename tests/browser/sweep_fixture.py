@@ -33,7 +33,7 @@ def main() -> None:
         run = labtrack.Run("sweep", f"run-{i:02d}", config=cfg, group=group, root=root, seed=i,
                            capture_console=False, capture_git=False, system=False)
         rng = np.random.default_rng(i)
-        rate = 0.5 + 2.5 * (GROUPS.index(group) + 1) / len(GROUPS) + 0.2 * rng.random()
+        rate = 0.5 + 2.5 * (GROUPS.index(group) + 1) / len(GROUPS) + 0.8 * rng.random()
         for k in range(POINTS):
             step = 10 + STRIDE * k
             frac = k / (POINTS - 1)

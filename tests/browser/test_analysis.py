@@ -184,3 +184,69 @@ def test_room_for_charts_table_collapses_and_resizes_panels_in_sections(page: An
     wait_until(lambda: loss.bounding_box()["width"] < 1.2 * narrow, 10, "the panel did not go back to the grid")
     page.get_by_test_id("table-toggle").click()
     expect(page.locator(".grid-body")).to_have_count(1)
+
+
+def test_groups_are_lines_with_bands_and_sticky_collapsible_headers(page: Any, sweep: tuple[Server, dict[str, str]],
+                                                                    shot: Any) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/#/")
+    expect(page.locator(LOSS)).to_have_attribute("data-runs", "10")
+    page.get_by_test_id("group").select_option("group")
+    chart = page.locator(LOSS)
+    # One line per group, its mean, with its run count in the legend.
+    expect(chart).to_have_attribute("data-runs", "4")
+    legend = chart.locator(".legend-item")
+    wait_until(lambda: legend.locator(".legend-label").all_inner_texts() == ["sweep-a", "sweep-b", "sweep-c", "sweep-d"],
+               10, "the legend is not the four groups")
+    expect(chart.get_by_test_id("legend-count")).to_have_text(["(5 runs)"] * 4)
+    expect(chart.get_by_test_id("band-badge")).to_have_text("mean, min – max")
+    colours = legend.locator(".swatch").evaluate_all("els => els.map(e => e.dataset.color)")
+    # The band is drawn in each group's colour, faint: more of the canvas is tinted than lines alone.
+    wait_until(lambda: all(c > 100 for c in page.evaluate(COUNT_COLOURS_JS, [f"{LOSS} canvas", colours])["counts"]), 10,
+               "the four group lines are not drawn")
+    from .helpers import CANVAS_DIGEST_JS
+    minmax = page.evaluate(CANVAS_DIGEST_JS, f"{LOSS} canvas")
+    page.get_by_test_id("band").select_option("std")
+    expect(page).to_have_url(re.compile(r"band=std"))
+    expect(chart.get_by_test_id("band-badge")).to_have_text("mean ± std")
+    wait_until(lambda: page.evaluate(CANVAS_DIGEST_JS, f"{LOSS} canvas") != minmax, 10, "the ± std band looks like min – max")
+
+    # The table: a header per group with its count and line colour; rows wear their group's colour.
+    heads = page.get_by_test_id("group-head")
+    wait_until(lambda: heads.locator(".group-label").all_inner_texts() == ["sweep-a", "sweep-b", "sweep-c", "sweep-d"],
+               10, "the group headers are not the four groups")
+    run16 = page.locator(f'.grid-row[data-run="{ids["run-16"]}"]')  # in sweep-a
+    expect(run16.get_by_test_id("row-swatch")).to_have_attribute("data-color", colours[0])
+    # Hovering a run's row highlights its group's line.
+    run16.hover()
+    expect(chart.locator(".legend-item.hovered .legend-label")).to_have_text("sweep-a")
+    # Its eye leaves it out of the group's line.
+    run16.get_by_test_id("eye").click()
+    expect(chart.get_by_test_id("legend-count").first).to_have_text("(4 runs)")
+    run16.get_by_test_id("eye").click()
+    expect(chart.get_by_test_id("legend-count").first).to_have_text("(5 runs)")
+
+    # Scrolled into sweep-b's rows, sweep-b's header stays in sight under the column heads.
+    body = page.locator(".grid-body")
+    body.evaluate("e => e.scrollTop = 250")
+    sticky = page.get_by_test_id("group-sticky")
+    expect(sticky.locator(".group-sticky-label")).to_have_text("sweep-b")
+    head_box = page.locator(".grid-head").bounding_box()
+    box = sticky.bounding_box()
+    assert abs(box["y"] - (head_box["y"] + head_box["height"])) < 3, (box, head_box)
+    shot(page, "analysis-groups")
+    body.evaluate("e => e.scrollTop = 0")
+    expect(sticky).to_have_count(0)
+
+    # A header collapses its group; the others stay.
+    heads.filter(has_text="sweep-a").click()
+    expect(run16).to_have_count(0)
+    expect(heads).to_have_count(4)
+    heads.filter(has_text="sweep-a").click()
+    expect(run16).to_have_count(1)
+
+    # A new sort, group or filter starts at the top.
+    body.evaluate("e => e.scrollTop = 250")
+    page.get_by_test_id("group").select_option("")
+    wait_until(lambda: body.evaluate("e => e.scrollTop") == 0, 10, "the table did not scroll back to the top")
+    expect(chart).to_have_attribute("data-runs", "10")
