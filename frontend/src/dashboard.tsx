@@ -8,6 +8,7 @@ import { XAxis } from "./chart";
 import { listParam, navigate, Route, updateParams } from "./route";
 import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
 import { Picker } from "./widgets";
+import { Scatter, scatterSettingsFrom } from "./scatter";
 
 /** How many runs of the current view are charted unless asked otherwise. */
 export const DEFAULT_CHARTED = 10;
@@ -265,6 +266,24 @@ export function Dashboard({ route }: { route: Route }) {
           count={n} onCount={(c) => updateParams({ n: c === DEFAULT_CHARTED ? null : String(c) })}
           grouped={grouped}
         />
+        <details
+          class="chart-section" data-testid="scatter-section" open={p.get("scatter") === "1"}
+          onToggle={(e) => {
+            const open = (e.currentTarget as HTMLDetailsElement).open;
+            if (open !== (p.get("scatter") === "1")) updateParams({ scatter: open ? "1" : null });
+          }}
+        >
+          <summary>
+            sweep scatter <span class="muted hint">any param or summary metric of every run of the view against another</span>
+          </summary>
+          {p.get("scatter") === "1" && (
+            <Scatter
+              q={state.q} where={state.where} columns={columns} settings={scatterSettingsFrom(p, columns)}
+              hover={hover} onHover={setHover}
+              onPick={(id) => setState({ sel: state.sel.includes(id) ? state.sel.filter((x) => x !== id) : [...state.sel, id] })}
+            />
+          )}
+        </details>
         <ChartGrid
           runs={chartRuns}
           metrics={shown}

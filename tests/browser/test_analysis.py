@@ -132,7 +132,7 @@ def test_room_for_charts_table_collapses_and_resizes_panels_in_sections(page: An
     page.goto(server.url + "/#/?n=4")
     expect(page.locator(LOSS)).to_have_attribute("data-runs", "4")
     # Panels are grouped by their name's prefix; the machine's series come last.
-    sections = page.locator(".chart-section")
+    sections = page.locator(".chart-section[data-section]")
     wait_until(lambda: sections.evaluate_all("els => els.map(e => e.dataset.section)") == ["train", "val", "system"], 10,
                "the panels are not in train, val and system sections")
     expect(page.locator('.chart-section[data-section="val"] .chart')).to_have_count(2)
@@ -250,3 +250,47 @@ def test_groups_are_lines_with_bands_and_sticky_collapsible_headers(page: Any, s
     page.get_by_test_id("group").select_option("")
     wait_until(lambda: body.evaluate("e => e.scrollTop") == 0, 10, "the table did not scroll back to the top")
     expect(chart).to_have_attribute("data-runs", "10")
+
+
+def test_sweep_scatter_over_the_filtered_runs(page: Any, sweep: tuple[Server, dict[str, str]], shot: Any) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/#/?n=3")
+    page.get_by_test_id("scatter-section").locator("summary").click()
+    scatter = page.get_by_test_id("scatter")
+    # Every run of the view, lr (log by default: it spans three decades) against a val metric.
+    expect(scatter).to_have_attribute("data-points", "20")
+    expect(page.get_by_test_id("scatter-x")).to_have_value("params.lr")
+    expect(page.get_by_test_id("scatter-logx")).to_be_checked()
+    expect(page.get_by_test_id("scatter-y")).to_have_value("metrics.val/acc")
+    expect(page.get_by_test_id("scatter-logy")).not_to_be_checked()
+    ticks = scatter.locator(".scatter-tick").all_text_contents()
+    assert {"1e-4", "0.001", "0.01", "0.1"} <= set(ticks), ticks
+    # Hovering a point reads it out and highlights its run's row.
+    dot = scatter.locator(f'circle[data-run="{ids["run-19"]}"]')
+    dot.hover()
+    expect(page.get_by_test_id("scatter-readout")).to_contain_text("run-19")
+    expect(page.locator(f'.grid-row[data-run="{ids["run-19"]}"]')).to_have_class(re.compile("hovered"))
+    # Coloured by a category: one colour per optimizer, named in the legend.
+    page.get_by_test_id("scatter-color").select_option("params.optimizer")
+    expect(scatter.locator(".scatter-legend .legend-item")).to_have_text(["adam", "sgd"])
+    fills = set(scatter.locator("circle").evaluate_all("els => els.map(e => e.getAttribute('fill'))"))
+    assert len(fills) == 2, fills
+    # A param some runs lack: they are counted, not drawn at 0.
+    page.get_by_test_id("scatter-x").select_option("params.warmup")
+    expect(scatter).to_have_attribute("data-points", "17")
+    expect(page.get_by_test_id("scatter-count")).to_have_text("17 runs · 3 without warmup or val/acc")
+    expect(page.get_by_test_id("scatter-logx")).not_to_be_checked()
+    # The table's filter is the scatter's: lr < 0.01 leaves 13 runs.
+    page.get_by_test_id("scatter-x").select_option("params.lr")
+    where = page.get_by_test_id("where")
+    where.fill("params.lr < 0.01")
+    where.press("Enter")
+    expect(page.get_by_test_id("runs-total")).to_have_text("13 runs")
+    expect(scatter).to_have_attribute("data-points", "13")
+    # Clicking a point pins its run into the charts.
+    scatter.locator(f'circle[data-run="{ids["run-00"]}"]').click()
+    expect(page).to_have_url(re.compile(rf"sel={ids['run-00']}"))
+    expect(page.locator(LOSS)).to_have_attribute("data-runs", "4")
+    page.get_by_test_id("table-toggle").click()
+    shot(page, "analysis-scatter")
+    page.get_by_test_id("table-toggle").click()
