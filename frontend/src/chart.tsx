@@ -6,6 +6,7 @@ import { fetchScalars, fetchScalarsMany, Series } from "./api";
 import { aggregate, Band } from "./groups";
 import { withAlpha } from "./colors";
 import { axisFormatter, fmtDuration, fmtStep, isSystemMetric, STEP_INCRS, unitFormatter } from "./format";
+import { useLive } from "./live";
 import { seriesStore } from "./series";
 
 export type XAxis = "step" | "time" | "relative";
@@ -213,6 +214,22 @@ export function Chart(props: ChartProps) {
 
   // Group lines: every member's series, a few requests for all of them.
   const [groupData, setGroupData] = useState<Map<string, Series | null> | null>(null);
+  const [groupGen, setGroupGen] = useState(0);
+  const memberIds = grouped ? [...new Set(runs.flatMap((r) => r.members ?? []))] : [];
+  // New points in a member run (the dashboard watches the running ones): read the group again, at most every few seconds.
+  const liveTimer = useRef<number | undefined>(undefined);
+  useLive(
+    "scalars",
+    (e) => {
+      if (!grouped || e.name !== metric || !memberIds.includes(e.run) || liveTimer.current !== undefined) return;
+      liveTimer.current = window.setTimeout(() => {
+        liveTimer.current = undefined;
+        setGroupGen((g) => g + 1);
+      }, 3000);
+    },
+    [runKey, metric, grouped],
+  );
+  useEffect(() => () => window.clearTimeout(liveTimer.current), []);
   useEffect(() => {
     if (!grouped) {
       setGroupData(null);
@@ -233,7 +250,7 @@ export function Chart(props: ChartProps) {
         if (!ctl.signal.aborted) setError(e instanceof Error ? e.message : String(e));
       });
     return () => ctl.abort();
-  }, [runKey, metric, xAxis, grouped]);
+  }, [runKey, metric, xAxis, grouped, groupGen]);
 
   // Load each run's series and re-render when the live stream appends to one.
   useEffect(() => {

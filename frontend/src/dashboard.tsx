@@ -1,7 +1,7 @@
 // The first view: the runs table above the charts of the selected runs.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Columns, fetchColumns, fetchRuns } from "./api";
-import { useLive } from "./live";
+import { useLive, useWatch } from "./live";
 import { runColors } from "./colors";
 import { ChartControls, ChartGrid, ChartSettings, limitOwn, metricNames, useRunDetails } from "./charts";
 import { XAxis } from "./chart";
@@ -81,15 +81,17 @@ interface ViewGroups {
   segments: GroupSegment[];
   members: Map<string, string[]>;
   groupOf: Map<string, string>;
+  running: Set<string>;
 }
 
 /** The view's groups in the table's order (each a block of rows, as the server sorts by the
  *  group), with their runs; fetched again when runs appear or vanish. */
-export function groupsOf(rows: { id: string; key: string }[]): ViewGroups {
+export function groupsOf(rows: { id: string; key: string; running?: boolean }[]): ViewGroups {
   const segments: GroupSegment[] = [];
   const members = new Map<string, string[]>();
   const groupOf = new Map<string, string>();
   const seen = new Map<string, number>();
+  const running = new Set(rows.filter((r) => r.running).map((r) => r.id));
   let cur: GroupSegment | null = null;
   rows.forEach((r, i) => {
     if (!cur || cur.label !== r.key) {
@@ -104,7 +106,7 @@ export function groupsOf(rows: { id: string; key: string }[]): ViewGroups {
     members.get(cur.key)!.push(r.id);
     groupOf.set(r.id, cur.key);
   });
-  return { segments, members, groupOf };
+  return { segments, members, groupOf, running };
 }
 
 function useViewGroups(state: TableState): ViewGroups | null {
@@ -118,7 +120,7 @@ function useViewGroups(state: TableState): ViewGroups | null {
     }
     const ctl = new AbortController();
     fetchRuns({ offset: 0, limit: VIEW_LIMIT, sort: group, q, where }, ctl.signal)
-      .then((page) => setGroups(groupsOf(page.runs.map((r) => ({ id: r.id, key: groupValue(r, group) })))))
+      .then((page) => setGroups(groupsOf(page.runs.map((r) => ({ id: r.id, key: groupValue(r, group), running: r.status === "running" })))))
       .catch(() => undefined);
     return () => ctl.abort();
   }, [q, where, group, gen]);
@@ -179,6 +181,8 @@ export function Dashboard({ route }: { route: Route }) {
   // A group's panels are those of its first runs.
   const detailIds = grouped ? chartedGroups.map((g) => memberOf(g)[0]).filter(Boolean) : charted;
   const details = useRunDetails(detailIds);
+  // A group's running runs are followed live: their new points redraw its line.
+  useWatch(grouped ? chartedGroups.flatMap((g) => memberOf(g)).filter((id) => groups!.running.has(id)) : []);
   const colors = useMemo(() => runColors(charted), [chartedKey]);
   const names = new Map([...details.values()].map((d) => [d.id, d.name]));
   const labels = runLabels(charted, names);

@@ -445,7 +445,13 @@ export function RunsTable(props: {
             );
           })}
         </div>
-        {total === 0 && !error && <div class="empty">No runs match. Runs appear here as soon as a script calls <code>labtrack.init()</code>.</div>}
+        {total === 0 && !error && (
+          <div class="empty" data-testid="table-empty">
+            {q || where
+              ? "No run matches this filter; clear the filter or the where expression to see every run."
+              : <>No runs yet. Runs appear here as soon as a script calls <code>labtrack.init()</code>.</>}
+          </div>
+        )}
       </div>}
       {!collapsed && (
         <div

@@ -76,10 +76,18 @@ def test_first_runs_are_charted_with_colours_eye_and_hover(page: Any, sweep: tup
     first.get_by_test_id("eye").click()
     expect(chart).to_have_attribute("data-runs", "5")
 
-    # Ticking a run past the first five pins it into the charts.
+    # Ticking a run past the first five pins it into the charts; ticking runs one at a time
+    # fetches each run's details once, not every ticked run again.
+    details: list[str] = []
+    page.on("request", lambda r: details.append(r.url) if re.search(r"/api/v1/runs/[^/?]+$", r.url.split("?")[0]) else None)
     page.get_by_role("checkbox", name="select run-02").check()
     expect(chart).to_have_attribute("data-runs", "6")
     expect(chart.locator(f'.legend-item[data-run="{ids["run-02"]}"]')).to_have_count(1)
+    page.get_by_role("checkbox", name="select run-03").check()
+    expect(chart).to_have_attribute("data-runs", "7")
+    page.get_by_role("checkbox", name="select run-03").uncheck()
+    expect(chart).to_have_attribute("data-runs", "6")
+    assert sorted(u.rsplit("/", 1)[1] for u in details) == sorted([ids["run-02"], ids["run-03"]]), details
 
     # Hovering a row highlights its line's legend entry in every chart.
     page.locator(f'.grid-row[data-run="{ids["run-17"]}"]').hover()
@@ -286,6 +294,13 @@ def test_sweep_scatter_over_the_filtered_runs(page: Any, sweep: tuple[Server, di
     where.fill("params.lr < 0.01")
     where.press("Enter")
     expect(page.get_by_test_id("runs-total")).to_have_text("13 runs")
+    expect(scatter).to_have_attribute("data-points", "13")
+    # A filter that hides every run says so (it does not blame a missing init()).
+    where.fill("params.lr < 0")
+    where.press("Enter")
+    expect(page.get_by_test_id("table-empty")).to_have_text(re.compile("^No run matches this filter"))
+    where.fill("params.lr < 0.01")
+    where.press("Enter")
     expect(scatter).to_have_attribute("data-points", "13")
     # Clicking a point pins its run into the charts.
     scatter.locator(f'circle[data-run="{ids["run-00"]}"]').click()
