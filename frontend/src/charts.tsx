@@ -85,7 +85,7 @@ export function ChartControls(props: {
         selected={metrics}
         onChange={(m) => props.onChange({ metrics: m })}
       />
-      <span class="muted hint">drag on a chart to zoom · double-click to reset</span>
+      <span class="muted hint" title="drag on a chart to zoom, double-click it to reset">drag: zoom · double-click: reset</span>
     </div>
   );
 }

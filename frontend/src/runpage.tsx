@@ -7,7 +7,7 @@ import {
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
-import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
+import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
 import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
@@ -246,7 +246,7 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
               const last = s.value === undefined || s.value === null ? shown(s.last)
                 : typeof s.value === "number" ? fmtNumber(s.value) : String(s.value);
               return (
-                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{shown(s.count)}</td><td class="num">{shown(s.step)}</td></tr>
+                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{points ? fmtStep(s.count) : ""}</td><td class="num">{points ? fmtStep(s.step) : ""}</td></tr>
               );
             })}
           </tbody>
