@@ -154,6 +154,31 @@ export function Dashboard({ route }: { route: Route }) {
     return () => window.clearTimeout(t);
   }, [qDraft]);
 
+  // Keys: `/` searches, `c` compares the ticked runs, Esc leaves the box and closes pickers.
+  useEffect(() => {
+    const on = (e: KeyboardEvent) => {
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      const t = e.target as HTMLElement | null;
+      const box = t?.tagName === "INPUT" && !["checkbox", "radio", "range", "button"].includes((t as HTMLInputElement).type);
+      const typing = t && (box || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+      if (e.key === "Escape") {
+        if (typing) t!.blur();
+        document.querySelectorAll("details.picker[open]").forEach((d) => d.removeAttribute("open"));
+        return;
+      }
+      if (typing) return;
+      if (e.key === "/") {
+        e.preventDefault();
+        (document.querySelector('[data-testid="filter"]') as HTMLInputElement | null)?.focus();
+      } else if (e.key === "c") {
+        const sel = listParam(new URLSearchParams(location.hash.split("?")[1] ?? ""), "sel");
+        if (sel.length >= 2) navigate("/compare", { runs: sel.join(",") });
+      }
+    };
+    window.addEventListener("keydown", on);
+    return () => window.removeEventListener("keydown", on);
+  }, []);
+
   const setState = (s: Partial<TableState>) => {
     const out: Record<string, string | null> = {};
     if (s.q !== undefined) out.q = s.q || null;
@@ -219,7 +244,7 @@ export function Dashboard({ route }: { route: Route }) {
     <div class="dashboard">
       <div class="toolbar">
         <input
-          type="search" class="filter" placeholder="filter: name, comment, tag, experiment, id" value={qDraft}
+          type="search" class="filter" placeholder="filter: name, tag, comment  ( / )" value={qDraft}
           data-testid="filter" onInput={(e) => setQDraft((e.target as HTMLInputElement).value)}
         />
         <input
@@ -247,7 +272,7 @@ export function Dashboard({ route }: { route: Route }) {
         <button
           disabled={state.sel.length < 2}
           data-testid="compare"
-          title="compare the params and metrics of the selected runs"
+          title="compare the params and metrics of the selected runs (key: c)"
           onClick={() => navigate("/compare", { runs: state.sel.join(",") })}
         >
           compare {state.sel.length >= 2 ? state.sel.length : ""}

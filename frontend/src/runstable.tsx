@@ -264,11 +264,12 @@ export function RunsTable(props: {
   }, [gen]);
 
   useEffect(() => {
-    if (total === null) return;
-    for (let p = Math.floor(first / PAGE); p <= Math.floor(Math.max(first, last - 1) / PAGE); p++) {
+    // Nothing in view (no runs, or the query failed: a bad `where` is sent once, not again).
+    if (total === null || error !== null || last <= first) return;
+    for (let p = Math.floor(first / PAGE); p <= Math.floor((last - 1) / PAGE); p++) {
       if (!pages.has(p)) loadPage(p, queryKey);
     }
-  }, [first, last, total, queryKey]);
+  }, [first, last, total, queryKey, error]);
 
   useEffect(() => {
     const el = scroller.current;
@@ -394,6 +395,14 @@ export function RunsTable(props: {
         <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}`}</span>
         {sel.length > 0 && <span> · {sel.length} selected</span>}
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
+        {total !== null && total > 0 && (
+          <button
+            class="small csv-export" data-testid="export-csv" title="download the runs of this view, with the shown columns, as CSV"
+            onClick={() => void exportCsv({ q, where, sort: effSort, cols })}
+          >
+            CSV
+          </button>
+        )}
       </div>
       {!collapsed && <div class="grid-body" ref={scroller} onScroll={(e) => setScrollTop((e.target as HTMLDivElement).scrollTop)}>
       <div class="grid-head" ref={headH} style={{ gridTemplateColumns: template, minWidth: `${minWidth}px` }}>
@@ -465,6 +474,33 @@ export function RunsTable(props: {
       )}
     </div>
   );
+}
+
+/** A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+export function csvField(v: unknown): string {
+  const s = v === null || v === undefined ? "" : typeof v === "string" ? v : typeof v === "number" || typeof v === "boolean" ? String(v) : JSON.stringify(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+const CSV_LIMIT = 10_000;
+
+/** The view's runs (filter and sort as shown, up to 10,000) with the shown columns, as a file. */
+async function exportCsv(v: { q: string; where: string; sort: string; cols: string[] }): Promise<void> {
+  const page = await fetchRuns({ offset: 0, limit: CSV_LIMIT, sort: v.sort, q: v.q, where: v.where, columns: v.cols });
+  const head = ["id", "experiment", "name", "status", "started", "duration", "commit", "group", "comment", "tags", ...v.cols];
+  const lines = [head.map(csvField).join(",")];
+  for (const r of page.runs) {
+    const user = v.cols.map((c) => (c.startsWith("params.") ? r.params[c.slice(7)] : r.metrics[c.slice(8)]));
+    lines.push([r.id, r.experiment, r.name, r.status, r.started, r.duration, r.commit, r.group, r.comment, r.tags.join(" "), ...user].map(csvField).join(","));
+  }
+  const url = URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = "runs.csv";
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 /** A row's line colour (a hollow mark when the run is not charted) and its eye toggle. */

@@ -311,3 +311,46 @@ def test_sweep_scatter_over_the_filtered_runs(page: Any, sweep: tuple[Server, di
     page.get_by_test_id("table-toggle").click()
     shot(page, "analysis-scatter")
     page.get_by_test_id("table-toggle").click()
+
+
+def test_keys_csv_export_and_a_bad_where_sent_once(page: Any, sweep: tuple[Server, dict[str, str]]) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/#/?n=2")
+    expect(page.get_by_test_id("runs-total")).to_have_text("20 runs")
+    # `/` goes to the filter; Esc leaves it.
+    page.locator("body").press("/")
+    expect(page.get_by_test_id("filter")).to_be_focused()
+    page.keyboard.type("run-1")
+    expect(page.get_by_test_id("runs-total")).to_have_text("10 runs")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("filter")).not_to_be_focused()
+
+    # The view as CSV: a header and one line per run of the view, the picked columns last.
+    page.goto(server.url + "/#/?n=2&q=run-1&cols=params.lr,metrics.val/acc")
+    expect(page.get_by_test_id("runs-total")).to_have_text("10 runs")
+    with page.expect_download() as dl:
+        page.get_by_test_id("export-csv").click()
+    text = Path(dl.value.path()).read_bytes().decode()
+    lines = text.strip().split("\r\n")
+    assert lines[0] == "id,experiment,name,status,started,duration,commit,group,comment,tags,params.lr,metrics.val/acc", lines[0]
+    assert len(lines) == 11 and lines[1].split(",")[2] == "run-19", lines[:3]
+    assert float(lines[1].split(",")[10]) == pytest.approx(0.1)
+
+    # A bad `where` is asked once, shown as an error, and not asked again.
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/runs?" in r.url and "where=" in r.url else None)
+    where = page.get_by_test_id("where")
+    where.fill("params.lr >>> 1")
+    where.press("Enter")
+    expect(page.get_by_test_id("table-error")).to_be_visible()
+    where.blur()
+    page.wait_for_timeout(1000)
+    assert len(asked) == 1, asked
+
+    # `c` compares the ticked runs.
+    page.goto(server.url + "/#/?n=2")
+    page.get_by_role("checkbox", name="select run-19").check()
+    page.get_by_role("checkbox", name="select run-18").check()
+    page.keyboard.press("c")
+    expect(page).to_have_url(re.compile(r"#/compare\?runs="))
+    expect(page.get_by_test_id("compare-params")).to_be_visible()
