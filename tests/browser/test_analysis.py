@@ -38,11 +38,18 @@ def rows(page: Any) -> Any:
 def test_first_runs_are_charted_with_colours_eye_and_hover(page: Any, sweep: tuple[Server, dict[str, str]],
                                                            shot: Any) -> None:
     server, ids = sweep
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/scalars" in r.url else None)
     page.goto(server.url + "/")
     expect(page.get_by_test_id("runs-total")).to_have_text("20 runs")
     chart = page.locator(LOSS)
     # Nothing ticked, yet the first 10 runs of the view (newest first) are charted.
     expect(chart).to_have_attribute("data-runs", "10")
+    # Their series come in one request per panel, not one per run and panel.
+    panels = page.locator(".chart")
+    wait_until(lambda: panels.count() == 6 and all(r == "10" for r in panels.evaluate_all("els => els.map(e => e.dataset.runs)")),
+               10, "not every panel shows the ten runs")
+    assert len(asked) == 6 and all("runs=" in u for u in asked), asked
     expect(chart.locator(".legend-item")).to_have_count(10)
     first = rows(page).first
     expect(first.locator("a.run-link")).to_have_text("run-19")
