@@ -247,9 +247,9 @@ export function ChartGrid(props: {
     const k = sectionOf(m);
     sections.set(k, [...(sections.get(k) ?? []), m]);
   }
-  // The run's own sections by name, "other" after them, system last.
+  // The run's own sections by name, then "other", section timings, the machine's last.
   const order = [...sections.keys()].sort((a, b) => {
-    const rank = (k: string) => (k === "system" ? 2 : k === "other" ? 1 : 0);
+    const rank = (k: string) => (k === "system" ? 3 : k === "timings" ? 2 : k === "other" ? 1 : 0);
     return rank(a) - rank(b) || a.localeCompare(b);
   });
   const toggle = (k: string, open: boolean) => {

@@ -325,7 +325,15 @@ export function Dashboard({ route }: { route: Route }) {
           highlight={hover}
           onHover={setHover}
           onWide={(m) => updateParams(toggleWide(settings, m))}
-          empty={n === 0 ? "Tick runs in the table to chart them, or chart the first runs of the view." : "No runs to chart: every run of this view is hidden (the eye in each row shows it again)."}
+          empty={
+            grouped
+              ? "No group to chart: raise how many groups are charted."
+              : n === 0
+                ? "Tick runs in the table to chart them, or chart the first runs of the view."
+                : first.length
+                  ? "No runs to chart: every run of this view is hidden (the eye in each row shows it again)."
+                  : "No runs to chart in this view."
+          }
         />
       </div>
     </div>
