@@ -341,6 +341,41 @@ def test_scalars_bad_parameters(client: Client, params: dict[str, str], status: 
         assert w in body["error"], body
 
 
+def test_scalars_of_many_runs_in_one_request(client: Client) -> None:
+    r0, r1, r2 = (_run_id(client, f"run{i}") for i in range(3))
+    body = client.json("/api/v1/scalars", params={"runs": f"{r0},{r1},{r2},{r0}", "name": "train/loss", "points": "10"})
+    assert body["name"] == "train/loss" and body["x"] == "step"
+    assert list(body["runs"]) == [r0, r1, r2]  # once each, in the order asked
+    for rid, lr in ((r0, 0.1), (r1, 0.01), (r2, 0.001)):
+        s = body["runs"][rid]
+        assert s["total"] == 50 and s["downsampled"] and len(s["value"]) <= 10
+        assert s["step"][0] == 0 and s["step"][-1] == 49
+        assert s["value"][0] == pytest.approx(lr * 50)
+    # a run without the series: null, the others still answer
+    none = client.json("/api/v1/scalars", params={"runs": f"{r0},{r1}", "name": "nope"})
+    assert none["runs"] == {r0: None, r1: None}
+
+
+@pytest.mark.parametrize("params, status, words", [
+    ({"name": "train/loss"}, 400, ["runs is missing"]),
+    ({"runs": "R0"}, 400, ["name is missing"]),
+    ({"runs": ",,", "name": "train/loss"}, 400, ["names no run"]),
+    ({"runs": ",".join(f"20261121-141503-x{i:05d}" for i in range(201)), "name": "train/loss"}, 400,
+     ["201 runs", "at most 200"]),
+    ({"runs": "R0", "name": "train/loss", "points": "20000"}, 400, ["points='20000'", "3 to 10000"]),
+    ({"runs": "R0", "name": "train/loss", "x": "epoch"}, 400, ["x='epoch'"]),
+    ({"runs": "R0", "name": "../run.json"}, 400, ["'..'"]),
+    ({"runs": "R0,20261121-141503-nosuch", "name": "train/loss"}, 404, ["20261121-141503-nosuch"]),
+])
+def test_scalars_of_many_runs_bad_parameters(client: Client, params: dict[str, str], status: int,
+                                             words: list[str]) -> None:
+    rid = _run_id(client, "run0")
+    params = {k: v.replace("R0", rid) for k, v in params.items()}
+    body = client.json("/api/v1/scalars", status=status, params=params)
+    for w in words:
+        assert w in body["error"], body
+
+
 def test_a_growing_series_is_read_incrementally(root: Path) -> None:
     d = write_run(root, "20261121-141503-grow00", status="running")
     path = d / "scalars" / "loss.csv"

@@ -299,6 +299,31 @@ export async function fetchScalars(id: string, name: string, sq: ScalarQuery = {
   };
 }
 
+/** One series of many runs in one request (`/api/v1/scalars?runs=`); null: a run without it. */
+export async function fetchScalarsMany(ids: string[], name: string, points = 500, x: "step" | "time" = "step", signal?: AbortSignal): Promise<Map<string, Series | null>> {
+  const r = await getJson<{ runs?: Record<string, Record<string, unknown> | null> }>(
+    "scalars" + query({ runs: ids.join(","), name, points, x }),
+    signal,
+  );
+  const out = new Map<string, Series | null>();
+  for (const [id, s] of Object.entries(r.runs ?? {})) {
+    out.set(
+      id,
+      s && {
+        name: String(s.name ?? name),
+        total: num(s.total),
+        downsampled: Boolean(s.downsampled),
+        step: numArray(s.step),
+        time: numArray(s.time),
+        value: numArray(s.value),
+        min: s.min ? numArray(s.min) : undefined,
+        max: s.max ? numArray(s.max) : undefined,
+      },
+    );
+  }
+  return out;
+}
+
 /** JSONL records, read in chunks: each answer says where the next chunk starts. */
 async function fetchRecords<T>(path: string, key: string, extra: Record<string, string> = {}): Promise<T[]> {
   const out: T[] = [];

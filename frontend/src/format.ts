@@ -8,6 +8,31 @@ export function fmtNumber(v: number | null | undefined): string {
   return v.toPrecision(5).replace(/\.?0+$/, "");
 }
 
+/** A step as people read it: an integer with thousands separators (690,010), never 6.9001e+5. */
+export function fmtStep(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return fmtNumber(v);
+  return Math.round(v).toLocaleString("en-US");
+}
+
+/** Axis tick increments for steps: integers only (1, 2, 5, 10, 20, 50, ...). */
+export const STEP_INCRS: number[] = [];
+for (let e = 0; e <= 15; e++) for (const m of [1, 2, 5]) STEP_INCRS.push(m * Math.pow(10, e));
+
+/** A run's checkpoints for people: "last step 200 · best step 150 (min 0.31) · 2 kept". */
+export function fmtCheckpoints(c: { last?: unknown; best?: unknown; mode?: string | null; metric?: unknown; steps?: unknown } | null | undefined): string {
+  if (!c) return "";
+  const step = (v: unknown) => (typeof v === "number" ? `step ${fmtStep(v)}` : v === null || v === undefined ? "" : fmtValue(v));
+  const parts: string[] = [];
+  if (c.last !== null && c.last !== undefined) parts.push(`last ${step(c.last)}`);
+  if (c.best !== null && c.best !== undefined) {
+    const how = [c.mode, typeof c.metric === "number" ? fmtNumber(c.metric) : c.metric === null || c.metric === undefined ? "" : fmtValue(c.metric)]
+      .filter(Boolean).join(" ");
+    parts.push(`best ${step(c.best)}${how ? ` (${how})` : ""}`);
+  }
+  if (Array.isArray(c.steps)) parts.push(`${c.steps.length} kept`);
+  return parts.join(" · ");
+}
+
 export function fmtValue(v: unknown): string {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") return fmtNumber(v);

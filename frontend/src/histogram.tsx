@@ -2,7 +2,7 @@
 // histogram of one chosen step as bars.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { HistogramRecord } from "./api";
-import { fmtNumber } from "./format";
+import { fmtNumber, fmtStep } from "./format";
 import { StepSlider } from "./media";
 
 function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number, hi: number, mark: number) {
@@ -87,11 +87,11 @@ export function HistogramView({ name, records }: { name: string; records: Histog
       <StepSlider steps={recs.map((x) => x.step)} index={index} onIndex={setIndex} />
       <div class="hist-grid">
         <div>
-          <div class="muted small-caption">all steps (top: first step{recs.length ? ` ${recs[0].step}` : ""}; bottom: last)</div>
+          <div class="muted small-caption">all steps (top: first step{recs.length ? ` ${fmtStep(recs[0].step)}` : ""}; bottom: last)</div>
           <canvas ref={heat} class="hist-heat" />
         </div>
         <div>
-          <div class="muted small-caption">step {r?.step}{r?.count !== undefined ? ` · ${r.count} values` : ""}</div>
+          <div class="muted small-caption">step {r ? fmtStep(r.step) : ""}{r?.count !== undefined ? ` · ${r.count} values` : ""}</div>
           <canvas ref={bars} class="hist-bars" />
         </div>
       </div>

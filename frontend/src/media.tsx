@@ -4,7 +4,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { fetchFileText, fileUrl, MediaEntry, TextRecord } from "./api";
 import { classColor } from "./colors";
 import { parseCsv } from "./csv";
-import { fmtNumber } from "./format";
+import { fmtNumber, fmtStep } from "./format";
 import { Markdown } from "./markdown";
 import { diff } from "./textdiff";
 
@@ -24,11 +24,11 @@ interface BoxFile {
 
 export function StepSlider(props: { steps: number[]; index: number; onIndex: (i: number) => void; testid?: string }) {
   const { steps, index } = props;
-  if (steps.length <= 1) return <div class="step-line muted">step {steps[0] ?? "–"}</div>;
+  if (steps.length <= 1) return <div class="step-line muted">step {steps.length ? fmtStep(steps[0]) : "–"}</div>;
   return (
     <div class="step-line">
       <label>
-        step <span class="mono" data-testid="step-value">{steps[index]}</span>
+        step <span class="mono" data-testid="step-value">{fmtStep(steps[index])}</span>
         <input
           type="range" min="0" max={steps.length - 1} step="1" value={index} data-testid={props.testid}
           onInput={(e) => props.onIndex(Number((e.target as HTMLInputElement).value))}
@@ -234,7 +234,7 @@ export function TextDiffView({ record }: { record: TextRecord }) {
   return (
     <div class="text-record" data-testid="text-record">
       <div class="text-head">
-        <span class="muted">step {record.step}</span>
+        <span class="muted">step {fmtStep(record.step)}</span>
         {ops && (
           <span class="diff-mode">
             <label><input type="radio" checked={mode === "word"} onChange={() => setMode("word")} /> words</label>

@@ -6,8 +6,8 @@ import {
   HistogramRecord, Json, MediaEntry, Named, NamedKind, RunDetail, TextRecord,
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
-import { chartSettingsFrom, chartSettingsTo } from "./dashboard";
-import { durationOf, fmtBytes, fmtDate, fmtDuration, fmtNumber, fmtValue } from "./format";
+import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
+import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
 import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
@@ -203,7 +203,7 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
     ["GPUs", env?.gpus?.length ? env.gpus.map((x) => x.name).join(", ") : null],
     ["seed", run.seed === null || run.seed === undefined ? null : String(run.seed)],
     ["parent", run.parent ? <a href={`#/run/${encodeURIComponent(run.parent)}`}>{run.parent}</a> : null],
-    ["checkpoints", run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) ? <code>{JSON.stringify(run.checkpoints)}</code> : null],
+    ["checkpoints", run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) ? <span data-testid="checkpoints">{fmtCheckpoints(run.checkpoints)}</span> : null],
   ];
   const timings = Object.entries(run.summary).filter(([k]) => k.startsWith("timings/"));
   const packages = Object.entries(env?.packages ?? {}).sort(([a], [b]) => a.localeCompare(b));
@@ -246,7 +246,7 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
               const last = s.value === undefined || s.value === null ? shown(s.last)
                 : typeof s.value === "number" ? fmtNumber(s.value) : String(s.value);
               return (
-                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{shown(s.count)}</td><td class="num">{shown(s.step)}</td></tr>
+                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{points ? fmtStep(s.count) : ""}</td><td class="num">{points ? fmtStep(s.step) : ""}</td></tr>
               );
             })}
           </tbody>
@@ -367,6 +367,7 @@ function RunCharts({ run, route }: { run: RunDetail; route: Route }) {
         metrics={shown}
         settings={settings}
         has={(_id, m) => available.includes(m)}
+        onWide={(m) => updateParams(toggleWide(settings, m))}
       />
     </div>
   );
@@ -550,7 +551,7 @@ function Files({ runId, run, files }: { runId: string; run: RunDetail; files: Fi
       <Section title="Artifacts">{art.length ? list(art) : <div class="muted">none</div>}</Section>
       <Section title="Checkpoints">
         {run.checkpoints && (run.checkpoints.last !== null || run.checkpoints.best !== null) && (
-          <div class="muted">last: {fmtValue(run.checkpoints.last ?? null)} · best: {fmtValue(run.checkpoints.best ?? null)}{run.checkpoints.metric ? ` (${run.checkpoints.mode} ${run.checkpoints.metric})` : ""}</div>
+          <div class="muted">{fmtCheckpoints(run.checkpoints)}</div>
         )}
         {ck.length ? list(ck) : <div class="muted">none</div>}
       </Section>

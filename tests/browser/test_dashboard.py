@@ -22,7 +22,8 @@ def row(page: Any, name: str) -> Any:
 
 def test_table_filter_select_three_runs_chart_and_smoothing(page: Any, server: Server, fixture_root: Fixture,
                                                             shot: Any) -> None:
-    page.goto(server.url + "/")
+    # n=0: only the ticked runs are charted (by default the first 10 of the view are).
+    page.goto(server.url + "/#/?n=0")
     total = page.get_by_test_id("runs-total")
     expect(total).to_have_text("7 runs")
     # Status marks: the SIGKILLed run shows as crashed, the one that raised as failed.
@@ -121,7 +122,7 @@ def test_group_by_experiment_and_columns(page: Any, server: Server, shot: Any) -
 
 def test_zoom_asks_the_server_for_the_visible_range(page: Any, server: Server, fixture_root: Fixture) -> None:
     long_id = fixture_root.ids["long"]
-    page.goto(server.url + f"/#/?sel={long_id}")
+    page.goto(server.url + f"/#/?sel={long_id}&n=0")
     chart = page.locator('.chart[data-metric="train/loss"]')
     expect(chart).to_have_attribute("data-runs", "1")
     # LONG_N points arrive downsampled, with the min/max envelope drawn.
@@ -187,6 +188,8 @@ def test_run_page_provenance_images_text_markdown(page: Any, server: Server, fix
     expect(diff.locator(".d-add")).to_contain_text(["+lr = 0.05", "+    return 1"])
     expect(diff.locator(".d-del")).to_contain_text(["-lr = 0.1", "-    pass"])
     expect(page.get_by_test_id("timings")).to_contain_text("backward")
+    # Checkpoints read as steps and the metric they were ranked by, not as JSON.
+    expect(page.get_by_test_id("checkpoints")).to_have_text("last step 299 · best step 299 (min 0.12) · 1 kept")
     shot(page, "run-overview", full_page=True)
 
     page.get_by_test_id("tab-images").click()

@@ -115,3 +115,24 @@ def test_child_process_run_updates_table_chart_and_console_live(page: Any, live_
             child.wait(10)
         if child.stdout:
             child.stdout.close()
+
+
+def test_a_group_line_follows_its_running_run(page: Any, live_server: Server, live_root: Path, tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("live_child.py")), str(live_root), str(stop)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_clean_env())
+    try:
+        csv = live_root / "live"
+        wait_until(lambda: any(csv.glob("*/scalars/train/loss.csv")), 30, "the child logged nothing")
+        loss_csv = next(csv.glob("*/scalars/train/loss.csv"))
+        wait_until(lambda: last_step_on_disk(loss_csv) > 5, 30, "the child logged no points")
+        page.goto(live_server.url + "/#/?group=experiment")
+        chart = page.locator('.chart[data-metric="train/loss"]')
+        expect(chart.get_by_test_id("legend-count")).to_have_text("(1 run)")
+        first = float(chart.get_attribute("data-xmax"))
+        # The group's line is read again as its running run logs (every few seconds).
+        wait_until(lambda: float(chart.get_attribute("data-xmax")) > first + 20, 20,
+                   "the group line did not follow the running run")
+    finally:
+        stop.touch()
+        child.wait(30)

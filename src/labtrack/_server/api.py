@@ -30,6 +30,8 @@ from .downsample import downsample, select_range
 from .state import ServerState
 
 MAX_POINTS = 100_000
+MAX_BATCH_RUNS = 200  # runs in one /scalars?runs= request
+MAX_BATCH_POINTS = 10_000  # points per run there
 CONSOLE_CHUNK = 1 << 20
 RECORDS_CHUNK = 8 << 20
 
@@ -287,10 +289,7 @@ async def scalars(request: Request) -> Response:
     p = request.query_params
     name, relpath = named_param(p, "scalars", "train/loss")
     points = int_param(p, "points", 2000, 3, MAX_POINTS)
-    x = p.get("x") or "step"
-    if x not in ("step", "time"):
-        raise LabtrackValueError(f"x={x!r} is not allowed; use step or time "
-                                 "(relative time is time minus the run's start)")
+    x = _x_param(p)
     xmin, xmax = float_param(p, "xmin"), float_param(p, "xmax")
     run_id = request.path_params["id"]
 
@@ -307,6 +306,45 @@ async def scalars(request: Request) -> Response:
         shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"
         return error(404, f"run {run_id} has no series {name!r}; its series: {shown}")
     return JSONResponse(payload, headers=NO_STORE)
+
+
+def _x_param(p: Mapping[str, str]) -> str:
+    x = p.get("x") or "step"
+    if x not in ("step", "time"):
+        raise LabtrackValueError(f"x={x!r} is not allowed; use step or time "
+                                 "(relative time is time minus the run's start)")
+    return x
+
+
+async def scalars_many(request: Request) -> Response:
+    """`GET /api/v1/scalars?runs=ID,ID&name=N&points=500&x=step`: one series of many runs in
+    one answer (the dashboard's group lines need every run of a group). A run without the
+    series answers null; an unknown run id makes the whole request 404."""
+    state = state_of(request)
+    p = request.query_params
+    name = check_name(required(p, "name", "train/loss"), "name")
+    raw = required(p, "runs", "20261121-141503-k3f9qz,20261121-141504-a1b2c3")
+    ids = list(dict.fromkeys(x.strip() for x in raw.split(",") if x.strip()))
+    if not ids:
+        raise LabtrackValueError(f"runs={raw!r} names no run; give run ids separated by commas")
+    if len(ids) > MAX_BATCH_RUNS:
+        raise LabtrackValueError(f"runs= names {len(ids)} runs; at most {MAX_BATCH_RUNS} in one request "
+                                 "(ask for the rest in another)")
+    points = int_param(p, "points", 500, 3, MAX_BATCH_POINTS)
+    x = _x_param(p)
+
+    def work() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for run_id in ids:
+            run = state.run_dir(run_id)
+            try:
+                out[run_id] = scalars_payload(state, run, name, points, x, None, None)
+            except FileNotFoundError:
+                out[run_id] = None
+        return out
+
+    runs_out = await run_in_threadpool(work)
+    return JSONResponse({"name": name, "x": x, "runs": runs_out}, headers=NO_STORE)
 
 
 def read_records(run: RunDir, relpath: str, offset: int = 0,
@@ -423,6 +461,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/health", health),
         Route(f"{API}/runs", runs),
         Route(f"{API}/columns", columns),
+        Route(f"{API}/scalars", scalars_many),
         Route(f"{API}/runs/{{id}}", run),
         Route(f"{API}/runs/{{id}}/files", files),
         Route(f"{API}/runs/{{id}}/file", file),
