@@ -55,7 +55,7 @@ def _import_command(tool: str, metavar: str, text: str) -> click.Command:
 
             click.echo(_dumps({"tool": tool, "source": source, "root": str(imp.root), "runs": imp.ids,
                                "imported": imp.new, "already_imported": imp.skipped,
-                               "points": imp.points}))
+                               "points": imp.points, "notes": imp.notes}))
         else:
             click.echo(imp.summary())
     return command

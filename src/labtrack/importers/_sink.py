@@ -63,6 +63,7 @@ class Import:
         self.new: list[str] = []       # runs written by this call
         self.skipped: list[str] = []   # already imported and unchanged
         self.points = 0
+        self.notes: list[str] = []     # what the reader left out, e.g. "2 deleted runs skipped"
         self.started = time.perf_counter()
         self._bar = _Bar(progress)
 
@@ -107,8 +108,9 @@ class Import:
         """One line: how many runs were imported, skipped, and how many points, in how long."""
         seconds = time.perf_counter() - self.started
         skipped = f", {len(self.skipped)} already imported" if self.skipped else ""
+        notes = "".join(f", {n}" for n in self.notes)
         return (f"imported {len(self.new)} run{'s' if len(self.new) != 1 else ''} from {self.tool} "
-                f"({self.points:,} points){skipped} in {seconds:.1f} s into {self.root}")
+                f"({self.points:,} points){skipped}{notes} in {seconds:.1f} s into {self.root}")
 
     def close(self) -> None:
         self._bar.close()
@@ -158,6 +160,11 @@ class ImportedRun:
     def write_file(self, relpath: str, data: bytes) -> Path:
         """A file kept as the source had it, e.g. "artifacts/model.pt" (inside the run only)."""
         return imported.write_file(self.dir, relpath, data)
+
+    def copy_file(self, relpath: str, source: str | os.PathLike[str]) -> Path:
+        """`write_file` of a file on disk, copied in chunks (a model of gigabytes is never read
+        into memory at once)."""
+        return imported.copy_file(self.dir, relpath, Path(source))
 
 
 class _Bar:
