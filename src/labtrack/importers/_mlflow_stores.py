@@ -52,6 +52,7 @@ class SourceRun:
     tags: dict[str, str] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""
+    folder: Path | None = None  # the file store's run folder
 
 
 # --- meta.yaml ------------------------------------------------------------------------------------
@@ -433,7 +434,7 @@ class FileStore:
             end_ms=_int_or_none(meta.get("end_time")),
             deleted=meta.get("lifecycle_stage") == "deleted" or exp_deleted,
             user_id=meta.get("user_id"), artifact_uri=art_uri if isinstance(art_uri, str) else None,
-            artifact_dir=None)
+            artifact_dir=None, folder=run_dir)
         run.artifact_dir = (run_dir / "artifacts") if (run_dir / "artifacts").is_dir() else local_artifacts(
             run.artifact_uri, store_dir=self.path.parent, experiment_id=exp_id, run_id=run_id)
         run.params = {k: _read_text(p) for k, p in _keyed_files(run_dir / "params")}
@@ -447,7 +448,7 @@ class FileStore:
         return run
 
     def _datasets(self, run_dir: Path, exp_dir: Path) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         inputs = run_dir / "inputs"
         if not inputs.is_dir():
             return out
@@ -466,9 +467,7 @@ class FileStore:
 
     def metrics(self, run: SourceRun) -> Iterator[tuple[str, float, int, int]]:
         """(key, value, timestamp ms, step) of every point, metric by metric, in file order."""
-        run_dir = self.path / run.experiment_id / run.run_id
-        if not run_dir.is_dir():  # experiment folders are named by id; find the run where it is
-            run_dir = next(p.parent for p in self.path.glob(f"*/{run.run_id}/meta.yaml"))
+        run_dir = run.folder if run.folder is not None else self.path / run.experiment_id / run.run_id
         for key, path in _keyed_files(run_dir / "metrics"):
             try:
                 data = path.read_bytes()
