@@ -179,6 +179,7 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
     ir = imp.run(run.run_id, experiment=experiment or run.experiment, name=tags.get("mlflow.runName") or run.name,
                  started=_seconds(run.start_ms), params={k: param_value(v) for k, v in run.params.items()},
                  tags=labtrack_tags(tags), comment=tags.get("mlflow.note.content") or None,
+                 group=tags.get("labtrack.group") or None, job_type=tags.get("labtrack.job_type") or None,
                  fingerprint=run.fingerprint, extra=extra)
     if ir is None:
         return
@@ -193,7 +194,10 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
             value = float(round(value * factor))  # MLflow's MB are 1e6 bytes: whole bytes again
         ir.scalars({name: value}, step, ts / 1000.0 if ts > 0 else first)
     _artifacts(ir, run.artifact_dir)
-    ir.done(status=_STATUS.get(run.status.upper(), "running"), ended=_seconds(run.end_ms),
+    status = _STATUS.get(run.status.upper(), "running")
+    if status == "failed" and tags.get("labtrack.status") == "crashed":  # exported by labtrack
+        status = "crashed"
+    ir.done(status=status, ended=_seconds(run.end_ms),
             fields=provenance(run, parent))
 
 
