@@ -9,7 +9,7 @@ MLflow run in the experiment of the same name (created when missing):
 - params (nested ones flattened as `a.b`, values as text), tags (`key=value` -> key: value,
   a tag without "=" -> key: ""), the comment as `mlflow.note.content`, user, script, git commit,
   branch and remote as MLflow's `mlflow.*` tags, the parent as `mlflow.parentRunId`;
-- status (crashed -> FAILED, kept as the tag `labtrack.status`), start and end times;
+- status (crashed -> FAILED, interrupted -> KILLED, each kept as the tag `labtrack.status`), start and end times;
 - images as `mlflow.log_image(key=, step=)` images (the UI's image slider), the files of
   artifacts/ as artifacts, the other records (text, histograms, tables, markdown, media other
   than images, console.log) as files under the artifact folder `labtrack/`.
@@ -44,7 +44,8 @@ _PARAM_MAX = 6000  # MLflow's longest param value
 _TAG_MAX = 8000
 _BAD = re.compile(r"[^/\w.\- :]")
 _STATUS = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED",
-           "running": "RUNNING"}
+           "interrupted": "KILLED", "running": "RUNNING"}
+_OWN_STATUS = ("crashed", "interrupted")  # MLflow has none: kept as the tag labtrack.status
 _RECORD_DIRS = (layout.TEXT_DIR, layout.HISTOGRAMS_DIR, layout.TABLES_DIR, layout.MARKDOWN_DIR)
 
 
@@ -147,6 +148,15 @@ class _Exporter:
         self.experiments: dict[str, str] = {}
         self.exported: dict[str, str] = {}  # labtrack id -> MLflow run id
         self.points = 0
+        self.orphans: list[tuple[str, str]] = []  # (MLflow run, labtrack parent id) to link
+
+    def link_parents(self) -> None:
+        """`mlflow.parentRunId` of each exported child, once its parent is exported too (in
+        this call or an earlier one)."""
+        for mid, parent in self.orphans:
+            target = self.exported.get(parent) or next((r.info.run_id for r in self.find(parent)), None)
+            if target:
+                self.client.set_tag(mid, "mlflow.parentRunId", target)
 
     def experiment_id(self, name: str) -> str:
         if name not in self.experiments:
@@ -189,12 +199,8 @@ class _Exporter:
         self._params(run, mid)
         self._metrics(run, mid, progress, done)
         self._files(run, mid)
-        parent = meta.get("parent")
-        if parent:
-            target = self.exported.get(str(parent)) or next(
-                (r.info.run_id for r in self.find(str(parent))), None)
-            if target:
-                self.client.set_tag(mid, "mlflow.parentRunId", target)
+        if meta.get("parent"):
+            self.orphans.append((mid, str(meta["parent"])))
         status = str(meta.get("status") or "running")
         if status != "running":
             self.client.set_terminated(mid, _STATUS.get(status, "FAILED"),
@@ -217,7 +223,7 @@ class _Exporter:
                            ("mlflow.source.git.branch", git.get("branch")),
                            ("mlflow.source.git.repoURL", git.get("remote")),
                            ("labtrack.group", meta.get("group")), ("labtrack.job_type", meta.get("job_type")),
-                           ("labtrack.status", meta.get("status") if meta.get("status") == "crashed" else None)):
+                           ("labtrack.status", meta.get("status") if meta.get("status") in _OWN_STATUS else None)):
             if value:
                 tags[key] = str(value)
         tags.update({"labtrack.run_id": run_id, "labtrack.fingerprint": fp})
@@ -336,6 +342,7 @@ def export(run_dirs: Sequence[Path], uri: str, *, progress: bool | None = None) 
             else:
                 skipped += 1
             bar.update(i + 1, ex.points)
+        ex.link_parents()
     except MlflowException as e:
         raise LabtrackError(f"MLflow at {uri!r} refused the export: {e.message}") from None
     finally:

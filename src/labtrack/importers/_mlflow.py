@@ -195,8 +195,9 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
         ir.scalars({name: value}, step, ts / 1000.0 if ts > 0 else first)
     _artifacts(ir, run.artifact_dir)
     status = _STATUS.get(run.status.upper(), "running")
-    if status == "failed" and tags.get("labtrack.status") == "crashed":  # exported by labtrack
-        status = "crashed"
+    own = tags.get("labtrack.status")  # a status MLflow has not, of a run labtrack exported
+    if (status, own) in (("failed", "crashed"), ("killed", "interrupted")):
+        status = own
     ir.done(status=status, ended=_seconds(run.end_ms),
             fields=provenance(run, parent))
 
