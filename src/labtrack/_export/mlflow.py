@@ -213,17 +213,19 @@ class _Exporter:
         for t in meta.get("tags") or ():
             key, _, value = str(t).partition("=")
             tags[mlflow_key(key)] = value
-        git = meta.get("git") if isinstance(meta.get("git"), dict) else {}
-        command = meta.get("command") if isinstance(meta.get("command"), dict) else {}
+        git: Mapping[str, Any] = meta["git"] if isinstance(meta.get("git"), dict) else {}
+        command: Mapping[str, Any] = meta["command"] if isinstance(meta.get("command"), dict) else {}
         script = command.get("script") or command.get("module") or command.get("notebook")
-        for key, value in (("mlflow.note.content", meta.get("comment")), ("mlflow.user", meta.get("user")),
-                           ("mlflow.source.name", script),
-                           ("mlflow.source.type", "NOTEBOOK" if "notebook" in command else "LOCAL" if script else None),
-                           ("mlflow.source.git.commit", git.get("commit")),
-                           ("mlflow.source.git.branch", git.get("branch")),
-                           ("mlflow.source.git.repoURL", git.get("remote")),
-                           ("labtrack.group", meta.get("group")), ("labtrack.job_type", meta.get("job_type")),
-                           ("labtrack.status", meta.get("status") if meta.get("status") in _OWN_STATUS else None)):
+        status = meta.get("status")
+        pairs: tuple[tuple[str, Any], ...] = (
+            ("mlflow.note.content", meta.get("comment")), ("mlflow.user", meta.get("user")),
+            ("mlflow.source.name", script),
+            ("mlflow.source.type", "NOTEBOOK" if "notebook" in command else "LOCAL" if script else None),
+            ("mlflow.source.git.commit", git.get("commit")), ("mlflow.source.git.branch", git.get("branch")),
+            ("mlflow.source.git.repoURL", git.get("remote")),
+            ("labtrack.group", meta.get("group")), ("labtrack.job_type", meta.get("job_type")),
+            ("labtrack.status", status if status in _OWN_STATUS else None))
+        for key, value in pairs:
             if value:
                 tags[key] = str(value)
         tags.update({"labtrack.run_id": run_id, "labtrack.fingerprint": fp})

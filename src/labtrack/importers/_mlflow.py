@@ -196,7 +196,7 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
     _artifacts(ir, run.artifact_dir)
     status = _STATUS.get(run.status.upper(), "running")
     own = tags.get("labtrack.status")  # a status MLflow has not, of a run labtrack exported
-    if (status, own) in (("failed", "crashed"), ("killed", "interrupted")):
+    if own is not None and (status, own) in (("failed", "crashed"), ("killed", "interrupted")):
         status = own
     ir.done(status=status, ended=_seconds(run.end_ms),
             fields=provenance(run, parent))
