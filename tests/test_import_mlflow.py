@@ -78,6 +78,10 @@ running = client.create_run(exp, run_name="still going")
 gone = client.create_run(exp, run_name="gone")
 client.set_terminated(gone.info.run_id)
 client.delete_run(gone.info.run_id)
+mlflow.set_system_metrics_sampling_interval(0.5)  # mlflow's own monitor, sampling for real
+mlflow.set_system_metrics_samples_before_logging(1)
+with mlflow.start_run(run_name="monitored", log_system_metrics=True):
+    time.sleep(1.6)
 mlflow.set_experiment("text")
 with mlflow.start_run(run_name="withds"):
     import pandas as pd
@@ -141,7 +145,7 @@ def test_every_run_point_param_tag_and_time(store: tuple[str, str, list[dict[str
     imp = labtrack.importers.run_import("mlflow", source if kind == "file" else f"sqlite:///{source}", root)
     live = [r for r in truth if r["stage"] == "active"]
     assert len(truth) - len(live) == 1
-    assert len(imp.new) == len(live) == 6 and imp.notes == ["1 deleted run skipped"]
+    assert len(imp.new) == len(live) == 7 and imp.notes == ["1 deleted run skipped"]
     runs = _runs(root)
     assert set(runs) == {r["run_id"] for r in live}
     total = 0
@@ -174,7 +178,12 @@ def test_every_run_point_param_tag_and_time(store: tuple[str, str, list[dict[str
             if (d / "artifacts").exists() else []
         assert kept == sorted(a for a in r["artifacts"] if not a.startswith("images/"))
         assert len(media) == len(images) // 2  # each PNG has its +compressed.webp
-    assert imp.points == total == 300 + 100 + 2 + 16 + 1 + 1
+    monitored = next(r for r in live if r["name"] == "monitored")
+    assert imp.points == total == 300 + 100 + 2 + 16 + 1 + 1 + sum(map(len, monitored["metrics"].values()))
+    got = {p.relative_to(runs[monitored["run_id"]] / layout.SCALARS_DIR).with_suffix("").as_posix()
+           for p in (runs[monitored["run_id"]] / layout.SCALARS_DIR).rglob("*.csv")}
+    assert {"system/cpu/percent", "system/memory/used_bytes", "system/memory/percent",
+            "system/network/recv_bytes", "system/network/sent_bytes", "system/disk_usage_percentage"} <= got
 
     first = next(r for r in live if r["name"] == "baseline")
     d = runs[first["run_id"]]
@@ -213,13 +222,13 @@ def test_cli_summary_and_json(store: tuple[str, str, list[dict[str, Any]]], tmp_
                                     "--experiment", "moved"])
     assert res.exit_code == 0, res.output
     (line,) = res.output.splitlines()
-    assert line.startswith("imported 6 runs from mlflow (") and "1 deleted run skipped" in line
+    assert line.startswith("imported 7 runs from mlflow (") and "1 deleted run skipped" in line
     assert {p.parent.name for p in (tmp_path / "lt").glob("*/*/run.json")} and \
         [p.name for p in (tmp_path / "lt").iterdir() if p.is_dir() and not p.name.startswith(".")] == ["moved"]
     res = CliRunner().invoke(main, ["import", "mlflow", uri, "--root", str(tmp_path / "lt"), "--json",
                                     "--experiment", "moved"])
     got = json.loads(res.output)
-    assert got["imported"] == [] and len(got["already_imported"]) == 6 and got["points"] == 0
+    assert got["imported"] == [] and len(got["already_imported"]) == 7 and got["points"] == 0
 
 
 def test_a_grown_run_is_imported_again(peers: Path, tmp_path: Path) -> None:
@@ -233,7 +242,7 @@ def test_a_grown_run_is_imported_again(peers: Path, tmp_path: Path) -> None:
         MlflowClient("sqlite:///mlflow.db").log_metric({baseline['run_id']!r}, "train/loss", 0.001, step=300)
         """, cwd=tmp_path / "s")
     second = labtrack.importers.run_import("mlflow", src, root)
-    assert len(second.new) == 1 and len(second.skipped) == 5 and second.ids == first.ids
+    assert len(second.new) == 1 and len(second.skipped) == 6 and second.ids == first.ids
     d = _runs(root)[baseline["run_id"]]
     assert len(_points(d, "train/loss")) == 301
 
@@ -350,4 +359,4 @@ def test_a_store_moved_elsewhere_still_finds_its_artifacts(store: tuple[str, str
     imp = labtrack.importers.run_import("mlflow", f"sqlite:///{moved / 'mlflow.db'}", tmp_path / "lt")
     baseline = next(r for r in truth if r["name"] == "baseline")
     d = _runs(tmp_path / "lt")[baseline["run_id"]]
-    assert (d / "artifacts" / "notes" / "readme.txt").read_text() == "hello" and len(imp.new) == 6
+    assert (d / "artifacts" / "notes" / "readme.txt").read_text() == "hello" and len(imp.new) == 7
