@@ -57,6 +57,7 @@ with mlflow.start_run(run_name="baseline") as parent:
     open("model.bin", "wb").write(bytes(range(256)) * 40)
     mlflow.log_artifact("model.bin", artifact_path="models")
     mlflow.log_text("hello", "notes/readme.txt")
+    mlflow.log_table({"epoch": [1, 2], "label": ["cat", "dog"]}, "tables/preds.json")
     # the system metrics monitor, as mlflow's own log_system_metrics writes them
     client = MlflowClient()
     t0 = int(time.time() * 1000)
@@ -195,6 +196,7 @@ def test_every_run_point_param_tag_and_time(store: tuple[str, str, list[dict[str
     assert params == {"lr": 0.1, "layers": 3, "opt": "adam", "flag": True, "none": None, "sizes": [1, 2],
                       "text_num": "0.10"}
     assert (d / "artifacts" / "models" / "model.bin").read_bytes() == bytes(range(256)) * 40
+    assert (d / layout.TABLES_DIR / "tables" / "preds.csv").read_text().splitlines() == ["epoch,label", "1,cat", "2,dog"]
     (entry,) = [json.loads(x) for x in (d / "media.jsonl").read_text().splitlines()]
     assert (entry["name"], entry["step"], entry["width"], entry["height"]) == ("samples/grid", 3, 8, 6)
     from PIL import Image

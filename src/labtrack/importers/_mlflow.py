@@ -13,7 +13,7 @@ What maps to what is docs/migrate.md's "MLflow" section; in short:
   user tags -> labtrack tags `key=value`; every tag verbatim in run.json's imported_from.tags;
 - status (FINISHED, FAILED, KILLED, RUNNING), start and end times;
 - images of `mlflow.log_image(..., key=, step=)` -> labtrack images at their step and time;
-  every other artifact file -> artifacts/ as it was;
+  every other artifact file -> artifacts/ as it was (`mlflow.log_table` files also as tables);
 - datasets a run used (`mlflow.log_input`) -> imported_from.datasets.
 
 Deleted runs (and runs of deleted experiments) are skipped and counted.
@@ -194,6 +194,7 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
             value = float(round(value * factor))  # MLflow's MB are 1e6 bytes: whole bytes again
         ir.scalars({name: value}, step, ts / 1000.0 if ts > 0 else first)
     _artifacts(ir, run.artifact_dir)
+    _tables(ir, run)
     status = _STATUS.get(run.status.upper(), "running")
     own = tags.get("labtrack.status")  # a status MLflow has not, of a run labtrack exported
     if own is not None and (status, own) in (("failed", "crashed"), ("killed", "interrupted")):
@@ -218,6 +219,34 @@ def _artifacts(ir: ImportedRun, folder: Path | None) -> None:
                 images.add((key, step))
                 continue
         ir.copy_file("artifacts/" + rel, path)
+
+
+def _tables(ir: ImportedRun, run: SourceRun) -> None:
+    """`mlflow.log_table` files (listed in the tag mlflow.loggedArtifacts) also as labtrack
+    tables, named by their path without ".json"; the JSON file stays an artifact. A table whose
+    cells are not plain values (MLflow's image cells) stays only the artifact."""
+    import json
+
+    try:
+        listed = json.loads(run.tags.get("mlflow.loggedArtifacts") or "[]")
+    except ValueError:
+        return
+    if run.artifact_dir is None or not isinstance(listed, list):
+        return
+    for item in listed:
+        if not isinstance(item, dict) or item.get("type") != "table" or not isinstance(item.get("path"), str):
+            continue
+        path = run.artifact_dir / item["path"]
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+            columns, data = table["columns"], table["data"]
+            rows = [dict(zip(columns, row)) for row in data]
+            if not all(isinstance(c, str) for c in columns) or any(
+                    isinstance(v, (dict, list)) for r in rows for v in r.values()):
+                continue
+            ir.run.log_table(item["path"].removesuffix(".json"), rows)
+        except (OSError, ValueError, KeyError, TypeError, LabtrackError):
+            continue
 
 
 def _image(ir: ImportedRun, path: Path, key: str, step: int, ts: int) -> bool:
