@@ -185,14 +185,40 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
         return
     first = _seconds(run.start_ms) or 0.001
     names: dict[str, tuple[str, float]] = {}
+    refused: set[str] = set()
+
+    def log(values: dict[str, float], step: int, ts: int) -> None:
+        try:
+            ir.scalars(values, step, ts / 1000.0 if ts > 0 else first)
+        except LabtrackError as e:  # a name labtrack cannot store: that series only is left out
+            if len(values) > 1:  # find which: log the others one by one
+                for k, v in values.items():
+                    log({k: v}, step, ts)
+                return
+            (bad,) = values
+            if bad not in refused:
+                refused.add(bad)
+                imp.notes.append(f"metric {bad!r} of run {run.run_id} skipped ({e})")
+
+    # Points of several metrics at one step and time (mlflow.log_metrics) go in one log call.
+    group: dict[str, float] = {}
+    at = (-1, -1)
     for key, value, ts, step in store.metrics(run):
         try:
             name, factor = names[key]
         except KeyError:
             name, factor = names[key] = system_name(key)
+        if name in refused:
+            continue
         if factor != 1.0:
             value = float(round(value * factor))  # MLflow's MB are 1e6 bytes: whole bytes again
-        ir.scalars({name: value}, step, ts / 1000.0 if ts > 0 else first)
+        if (step, ts) != at or name in group:
+            if group:
+                log(group, *at)
+            group, at = {}, (step, ts)
+        group[name] = value
+    if group:
+        log(group, *at)
     _artifacts(ir, run.artifact_dir)
     _tables(ir, run)
     status = _STATUS.get(run.status.upper(), "running")
