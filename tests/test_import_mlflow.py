@@ -50,6 +50,8 @@ with mlflow.start_run(run_name="baseline") as parent:
         mlflow.log_metric("train/loss", 1.0 / (i + 1), step=i)
         if i % 3 == 0:
             mlflow.log_metric("acc", i * 0.001, step=i)
+    for i in range(10):  # several metrics at one step and one time
+        mlflow.log_metrics({"val/a": i * 0.5, "val/b": -i}, step=i)
     mlflow.log_metric("odd", float("nan"), step=5)
     mlflow.log_metric("odd", 2.5, step=5)  # two values at one step
     mlflow.log_image(np.full((6, 8, 3), 7, dtype=np.uint8), key="samples/grid", step=3)
@@ -180,7 +182,7 @@ def test_every_run_point_param_tag_and_time(store: tuple[str, str, list[dict[str
         assert kept == sorted(a for a in r["artifacts"] if not a.startswith("images/"))
         assert len(media) == len(images) // 2  # each PNG has its +compressed.webp
     monitored = next(r for r in live if r["name"] == "monitored")
-    assert imp.points == total == 300 + 100 + 2 + 16 + 1 + 1 + sum(map(len, monitored["metrics"].values()))
+    assert imp.points == total == 300 + 100 + 20 + 2 + 16 + 1 + 1 + sum(map(len, monitored["metrics"].values()))
     got = {p.relative_to(runs[monitored["run_id"]] / layout.SCALARS_DIR).with_suffix("").as_posix()
            for p in (runs[monitored["run_id"]] / layout.SCALARS_DIR).rglob("*.csv")}
     assert {"system/cpu/percent", "system/memory/used_bytes", "system/memory/percent",
@@ -219,7 +221,7 @@ def test_every_run_point_param_tag_and_time(store: tuple[str, str, list[dict[str
 
 def test_cli_summary_and_json(store: tuple[str, str, list[dict[str, Any]]], tmp_path: Path) -> None:
     kind, source, truth = store
-    uri = source if kind == "file" else f"sqlite:///{source}"
+    uri = f"file://{source}" if kind == "file" else f"sqlite:///{source}"
     res = CliRunner().invoke(main, ["import", "mlflow", uri, "--root", str(tmp_path / "lt"),
                                     "--experiment", "moved"])
     assert res.exit_code == 0, res.output
