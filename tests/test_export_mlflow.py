@@ -238,3 +238,62 @@ def test_keys_mlflow_takes() -> None:
     assert system_key("system/memory/used_bytes") == ("system/system_memory_usage_megabytes", 1e-6)
     assert system_key("system/gpu/2/power_w") == ("system/gpu_2_power_usage_watts", 1.0)
     assert system_key("system/process/rss_bytes") == ("system/process/rss_bytes", 1.0)
+
+
+def test_into_a_real_tracking_server_and_back(peers: Path, tmp_path: Path) -> None:
+    """`mlflow server` on a free 127.0.0.1 port: the export goes over its REST API (artifacts
+    through its proxy into mlartifacts/), stdout holds the summary alone, and importing the
+    server's own database brings every point and file back."""
+    import socket
+    import urllib.request
+
+    runs = _make_runs(tmp_path / "lt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv_dir = tmp_path / "server"
+    srv_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABTRACK_", "MLFLOW_"))}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(tmp_path)})
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen([str(peers.parent / "mlflow"), "server", "--backend-store-uri", "sqlite:///s.db",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              cwd=srv_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        p = peer_script(peers, EXPORT.replace('"sqlite:///out.db"', repr(url)), cwd=tmp_path)
+        assert p.stdout.splitlines() == [p.stdout.strip()] and "View run" not in p.stdout
+        assert p.stdout.startswith("exported 2 runs to MLflow (5,005 points) in ")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        log.close()
+    imp = labtrack.importers.run_import("mlflow", str(srv_dir / "s.db"), tmp_path / "back")
+    assert len(imp.new) == 2 and imp.points == 5005
+    back = {json.loads(p.read_text())["imported_from"]["tags"]["labtrack.run_id"]: p.parent
+            for p in (tmp_path / "back").glob("*/*/run.json")}
+    for run_id, d in runs.items():
+        ours, theirs = _series(d), _series(back[run_id])
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            assert len(ours[name]) == len(theirs[name]), name
+            for (s1, v1, t1), (s2, v2, t2) in zip(sorted(ours[name], key=repr), sorted(theirs[name], key=repr)):
+                assert s1 == s2 and _same(v1, v2) and round(t1 * 1000) == round(t2 * 1000), name
+    parent = next(i for i, d in runs.items() if json.loads((d / "run.json").read_text())["name"] == "baseline")
+    assert (back[parent] / "artifacts" / "models" / "weights.bin").read_bytes() == bytes(range(256)) * 10
+    assert (back[parent] / "media.jsonl").exists()

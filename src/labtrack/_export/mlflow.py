@@ -22,6 +22,7 @@ off, is deleted in MLflow and written again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -336,15 +337,18 @@ def export(run_dirs: Sequence[Path], uri: str, *, progress: bool | None = None) 
     began = time.perf_counter()
     bar = _Progress(progress, len(run_dirs))
     new = skipped = 0
+    # mlflow's client prints "View run ... at: URL" to stdout for a server's runs: that goes to
+    # stderr, so stdout holds the summary line alone.
     try:
-        ex = _Exporter(mlflow, uri)
-        for i, d in enumerate(run_dirs):
-            if ex.export(d if isinstance(d, RunDir) else RunDir(d), bar, i):
-                new += 1
-            else:
-                skipped += 1
-            bar.update(i + 1, ex.points)
-        ex.link_parents()
+        with contextlib.redirect_stdout(sys.stderr):
+            ex = _Exporter(mlflow, uri)
+            for i, d in enumerate(run_dirs):
+                if ex.export(d if isinstance(d, RunDir) else RunDir(d), bar, i):
+                    new += 1
+                else:
+                    skipped += 1
+                bar.update(i + 1, ex.points)
+            ex.link_parents()
     except MlflowException as e:
         raise LabtrackError(f"MLflow at {uri!r} refused the export: {e.message}") from None
     finally:
