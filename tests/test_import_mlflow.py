@@ -364,3 +364,20 @@ def test_a_store_moved_elsewhere_still_finds_its_artifacts(store: tuple[str, str
     baseline = next(r for r in truth if r["name"] == "baseline")
     d = _runs(tmp_path / "lt")[baseline["run_id"]]
     assert (d / "artifacts" / "notes" / "readme.txt").read_text() == "hello" and len(imp.new) == 7
+
+
+def test_a_torn_last_metric_line_is_left_out_and_counted(store: tuple[str, str, list[dict[str, Any]]],
+                                                         tmp_path: Path) -> None:
+    kind, source, truth = store
+    if kind != "file":
+        pytest.skip("the file store's metric files only")
+    copy = tmp_path / "mlruns"
+    shutil.copytree(source, copy)
+    baseline = next(r for r in truth if r["name"] == "baseline")
+    (metric,) = copy.glob(f"*/{baseline['run_id']}/metrics/acc")
+    with open(metric, "ab") as f:
+        f.write(b"1796352395723 0.3")  # the step and newline never written
+    imp = labtrack.importers.run_import("mlflow", str(copy), tmp_path / "lt")
+    assert "1 unreadable metric line skipped" in imp.notes
+    d = _runs(tmp_path / "lt")[baseline["run_id"]]
+    assert len(_points(d, "acc")) == len(baseline["metrics"]["acc"])

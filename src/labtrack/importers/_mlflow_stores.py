@@ -473,7 +473,10 @@ class FileStore:
                 data = path.read_bytes()
             except OSError as e:
                 raise SourceError(f"cannot read {path}: {e}") from None
-            for line in data.split(b"\n"):
+            end = data.rfind(b"\n") + 1
+            if data[end:].strip():  # a last line without its newline: a write cut off, not a point
+                self.bad_lines += 1
+            for line in data[:end].split(b"\n"):
                 parts = line.split()
                 if not parts:
                     continue
