@@ -22,6 +22,7 @@ Deleted runs (and runs of deleted experiments) are skipped and counted.
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
 from pathlib import Path
@@ -210,7 +211,7 @@ def _import_run(imp: Import, store: SqliteStore | FileStore, run: SourceRun, exp
             name, factor = names[key] = system_name(key)
         if name in refused:
             continue
-        if factor != 1.0:
+        if factor != 1.0 and math.isfinite(value):
             value = float(round(value * factor))  # MLflow's MB are 1e6 bytes: whole bytes again
         if (step, ts) != at or name in group:
             if group:
