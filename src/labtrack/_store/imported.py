@@ -105,3 +105,13 @@ def write_file(run_dir: Path, relpath: str, data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, data)
     return target
+
+
+def copy_file(run_dir: Path, relpath: str, source: Path) -> Path:
+    """`write_file` of the file at `source`, copied in chunks into its place atomically."""
+    from .files import atomic_writer
+
+    target = RunDir(run_dir).file(relpath)  # refused when it leads outside the run
+    with open(source, "rb") as src, atomic_writer(target) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return target

@@ -214,6 +214,11 @@ class ImportedRun:
         """A file kept as the source had it, e.g. "artifacts/model.pt" (inside the run only)."""
         return imported.write_file(self.dir, relpath, data)
 
+    def copy_file(self, relpath: str, source: str | os.PathLike[str]) -> Path:
+        """`write_file` of a file on disk, copied in chunks (a model of gigabytes is never read
+        into memory at once)."""
+        return imported.copy_file(self.dir, relpath, Path(source))
+
 
 class _Bar:
     """A rich progress line on a terminal (runs and points so far); silent when piped."""
