@@ -13,13 +13,13 @@ from pathlib import Path
 def export(run_dirs: Sequence[Path], fmt: str, out: str, *, progress: bool | None = None) -> str:
     """Export `run_dirs` as `fmt` into `out`; returns the one-line summary the CLI prints."""
     if fmt in ("parquet", "csv"):
-        from . import tables
+        from .tables import export as to_tables
 
-        return tables.export(run_dirs, fmt, Path(out), progress=progress)
+        return to_tables(run_dirs, fmt, Path(out), progress=progress)
     if fmt == "mlflow":
-        from . import mlflow
+        from .mlflow import export as to_mlflow
 
-        return mlflow.export(run_dirs, out, progress=progress)
+        return to_mlflow(run_dirs, out, progress=progress)
     if fmt == "tensorboard":
         from ..integrations import tensorboard
 
