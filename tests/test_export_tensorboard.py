@@ -55,3 +55,17 @@ def test_labtrack_tensorboard_labtrack_keeps_every_point(make_run: MakeRun, tmp_
         assert times2 == times, name
     meta = json.loads((imported / "run.json").read_text())
     assert meta["imported_from"]["tool"] == "tensorboard" and meta["imported_from"]["complete"] is True
+
+
+def test_show_says_where_an_imported_run_came_from(make_run: MakeRun, tmp_path: Path) -> None:
+    run = make_run(experiment="tb", name="first")
+    run.log({"loss": 0.5}, step=1, time=T0)
+    run.finish()
+    out = tmp_path / "tb-out"
+    assert cli("export", run.id, "--to", "tensorboard", "--out", str(out), "--root", str(tmp_path / "root")).exit_code == 0
+    back = tmp_path / "back"
+    (rid,) = json.loads(cli("import", "tensorboard", str(out), "--root", str(back), "--json").output)["runs"]
+    shown = cli("show", rid, "--root", str(back)).output
+    lines = {ln.split(None, 1)[0]: ln.split(None, 1)[1] for ln in shown.splitlines()[1:8] if ln.strip()}
+    assert lines["host"] == "-"  # an imported run claims no machine, pid or user
+    assert lines["imported"].startswith(f"from tensorboard: {out}"), shown

@@ -311,7 +311,10 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     info.append(("started", _fmt_time(meta.get("started")) + " UTC"))
     info.append(("ended", (_fmt_time(meta.get("ended")) + " UTC") if meta.get("ended") else "-"))
     info.append(("duration", _fmt_duration(seconds)))
-    info.append(("host", f"{meta.get('host')} (pid {meta.get('pid')}, user {meta.get('user')})"))
+    info.append(("host", _host_line(meta)))
+    origin = meta.get("imported_from")
+    if isinstance(origin, dict):
+        info.append(("imported", _imported_line(origin)))
     info += _distributed_lines(meta)
     cmd = meta.get("command") if isinstance(meta.get("command"), dict) else {}
     if cmd:
@@ -389,6 +392,24 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
     click.echo(_indent(_text_table(["PATH", "SIZE"], [[f["path"], _human_size(f["size"])] for f in shown])))
     if len(files) > len(shown):
         click.echo(f"  ... {len(files) - len(shown)} more (--json lists all)")
+
+
+def _host_line(meta: dict[str, Any]) -> str:
+    """`host (pid N, user U)`, leaving out what was not recorded (an imported run has no pid)."""
+    host, pid, user = meta.get("host"), meta.get("pid"), meta.get("user")
+    extra = ", ".join(f"{k} {v}" for k, v in (("pid", pid), ("user", user)) if v is not None)
+    return f"{host if host is not None else '-'}" + (f" ({extra})" if extra else "")
+
+
+def _imported_line(origin: dict[str, Any]) -> str:
+    """Where an imported run came from: tool and version, source, the source's run id."""
+    tool = str(origin.get("tool") or "?") + (f" {origin['version']}" if origin.get("version") else "")
+    line = f"from {tool}: {origin.get('source')}"
+    if origin.get("source_id") not in (None, "", "."):
+        line += f" (run {origin['source_id']})"
+    if origin.get("complete") is False:
+        line += "; INCOMPLETE: the import was cut off, run it again"
+    return line
 
 
 def _progress_table(progress: Any) -> str:

@@ -100,8 +100,6 @@ def _one_run(imp: Import, rel: str, files: list[Path], experiment: str, top: Pat
         except OSError as e:
             raise SourceError(f"cannot read the event file {str(f)!r}: {e.strerror or e}") from None
         _tb_decode.decode(data, str(f), d)
-    if imp.version is None and d.file_versions:
-        imp.version = sorted(d.file_versions)[-1]
     for path in d.truncated:
         imp.note(f"{path} ends in a record cut off mid-write (its writer was stopped); "
                  "the complete records before it were imported")
@@ -111,7 +109,9 @@ def _one_run(imp: Import, rel: str, files: list[Path], experiment: str, top: Pat
     hp = _hparams(d)
     r = imp.run(rel, experiment=experiment, name=name, started=started if started is not None else d.first,
                 params=hp["params"], tags=[hp["group"]] if hp.get("group") else (), fingerprint=fp,
-                extra={"path": str(files[0].parent), "files": [f.name for f in files]})
+                extra={"path": str(files[0].parent), "files": [f.name for f in files],
+                       # the event files' format ("brain.Event:2"); they do not say which writer's version
+                       "file_version": sorted(d.file_versions)[-1] if d.file_versions else None})
     if r is None:
         return
     for tag, (steps, values, walls) in d.columns().items():
