@@ -99,6 +99,7 @@ export function RunsTable(props: {
   const [viewH, setViewH] = useState(400);
   const [now, setNow] = useState(Date.now());
   const [gen, setGen] = useState(0);
+  const [pending, setPending] = useState(0);
   const loading = useRef(new Set<number>());
   const scroller = useRef<HTMLDivElement>(null);
   // Grouping sorts by the group first (the server sorts), so each group is one block of rows.
@@ -122,6 +123,7 @@ export function RunsTable(props: {
         .then((page) => {
           if (keyRef.current !== k) return;
           setTotal(page.total);
+          setPending(page.pending ?? 0);
           setPages((old) => new Map(old).set(p, page.runs));
         })
         .catch((e) => {
@@ -149,6 +151,7 @@ export function RunsTable(props: {
         .then((page) => {
           if (keyRef.current !== k) return;
           setTotal(page.total);
+          setPending(page.pending ?? 0);
           setPages((old) => {
             const next = new Map<number, RunRow[]>();
             // Other pages may have shifted: drop them, they load again when scrolled to.
@@ -209,6 +212,12 @@ export function RunsTable(props: {
     },
     [],
   );
+  // The server is still reading a never-indexed root: ask again until every run is in.
+  useEffect(() => {
+    if (!pending) return;
+    const t = window.setTimeout(() => setGen((g) => g + 1), 1000);
+    return () => window.clearTimeout(t);
+  }, [pending, gen]);
   const refreshTimer = useRef<number>();
   useLive(
     "runs",
@@ -237,7 +246,7 @@ export function RunsTable(props: {
   return (
     <div class="runs-table" data-testid="runs-table" style={{ height: `min(42vh, ${Math.max(5, total ?? 0) * ROW_H + 62}px)` }}>
       <div class="table-meta">
-        <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}`}</span>
+        <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}${pending ? ` (reading ${pending} more…)` : ""}`}</span>
         {sel.length > 0 && <span> · {sel.length} selected</span>}
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
       </div>

@@ -25,10 +25,11 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from ._index_rows import _record, _scan, _signature, _sort_value, flatten_params, run_row
+from ._index_rows import (Hit, _newest_records, _record, _scan, _signature, _sort_value, flatten_params,
+                          run_row)
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
@@ -104,95 +105,6 @@ def _STARTED(row: Mapping[str, Any]) -> Any:
     return row.get("started")
 
 
-class Hit(Mapping[str, Any]):
-    """One matching run of :meth:`Index.select`: a read-only mapping of its run row, built
-    and decoded part by part on first use (a filter on params decodes only params)."""
-
-    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_parts")
-
-    def __init__(self, index: Index, now: float, rec: tuple[Any, ...]) -> None:
-        self._index = index
-        self._now = now
-        self._rec = rec
-        self.relpath: str = rec[0]
-        self.id: str = rec[1]
-        self._light: dict[str, Any] | None = None
-        self._parts: dict[str, Any] = {}
-
-    @property
-    def dir(self) -> str:
-        """The run directory."""
-        return self._index._root_str + "/" + self.relpath
-
-    def light(self) -> dict[str, Any]:
-        """The row's top-level fields (no params, metrics or stats), status derived."""
-        if self._light is None:
-            r = self._rec
-            light = {
-                "id": r[1], "experiment": r[2], "name": r[3], "comment": r[4],
-                "tags": json.loads(r[5]), "status": r[6], "started": r[7], "ended": r[8],
-                "duration": r[9], "commit": r[10], "dirty": None if r[11] is None else bool(r[11]),
-                "host": r[12], "user": r[13], "parent": r[14], "pid": r[15], "dir": self.dir,
-                "group": r[22], "job_type": r[23],
-            }
-            self._light = self._index._live(self.relpath, light, self._now)
-        return self._light
-
-    def _part(self, key: str) -> Any:
-        if key not in self._parts:
-            text = self._rec[_PART_COLUMN[key]]
-            if text is None and key != "stats":
-                # Listed without its params and metrics: read them now.
-                got = self._index._connect().execute(
-                    "SELECT params, metrics FROM runs WHERE relpath = ?", (self.relpath,)).fetchone()
-                text = got[_PART_COLUMN[key] - 16] if got is not None else "{}"
-            self._parts[key] = None if text is None else json.loads(text)
-        return self._parts[key]
-
-    def __getitem__(self, key: str) -> Any:
-        if key in _AGG_COLUMN:  # "stats_max" -> {metric: max}, when listed with them
-            if key not in self._parts:
-                text = self._rec[_AGG_COLUMN[key]]
-                self._parts[key] = None if text is None else json.loads(text)
-            if self._parts[key] is None:
-                raise KeyError(key)
-            return self._parts[key]
-        if key in _PART_COLUMN:
-            value = self._part(key)
-            if value is None:
-                raise KeyError(key)
-            return value
-        return self.light()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.light()
-        yield from (k for k in _PART_COLUMN if self._part(k) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def row(self) -> dict[str, Any]:
-        """The run row (docs/api.md) as a new dict: derived status, "dir", and "stats"
-        when they were loaded."""
-        row = dict(self.light())
-        row["params"] = self._part("params")
-        row["metrics"] = self._part("metrics")
-        stats = self._part("stats")
-        if stats is not None:
-            row["stats"] = stats
-        return row
-
-
-_PART_COLUMN = {"params": 16, "metrics": 17, "stats": 18}
-_AGG_COLUMN = {"stats_min": 19, "stats_max": 20, "stats_mean": 21}
-
-
 class Index:
     """The cache of run rows of one root, in `<root>/.labtrack/index.sqlite`.
 
@@ -236,6 +148,7 @@ class Index:
         self._lock = threading.Lock()  # guards _connections and in-process refreshes
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
+        self._prefilled = False  # prefill() ran: answer from a partial index until refreshed
         self._host = socket.gethostname()
         self._last_seen: dict[str, tuple[float | None, float | None]] = {}  # crashed runs
         self._root_str = str(self.root)
@@ -444,8 +357,41 @@ class Index:
             raise
         return True
 
+    def prefill(self, count: int = 200) -> int | None:
+        """Store the rows of the `count` newest runs of a root this index knows nothing of,
+        so a first listing can be answered before the whole root is read.
+
+        A cold index of 10,000 runs takes seconds to build (30,000 JSON files); the first
+        page of the runs table, newest first, needs a hundred of them. Run ids begin with
+        their UTC start time, so the largest ids are read first (a run with a chosen id may
+        wait for the full refresh). Afterwards queries answer from what is stored without
+        refreshing first (:meth:`select` would otherwise build the rest), until the caller's
+        :meth:`refresh` completes it: the caller must run one (the server does, at once, on
+        another thread).
+
+        Returns:
+            How many run directories the root holds (found by the same walk as
+            :meth:`refresh`), or None when the index already holds rows or problems (then
+            nothing is done: a normal refresh is quick).
+        """
+        con = self._connect()
+        if con.execute("SELECT EXISTS(SELECT 1 FROM runs) OR EXISTS(SELECT 1 FROM problems)").fetchone()[0]:
+            return None
+        total, store = _newest_records(self._root_str, count)
+        if store:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR IGNORE INTO runs VALUES (" + ",".join("?" * len(store[0]))
+                                + ")", store)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._prefilled = True
+        return total
+
     def _ensure_fresh(self) -> None:
-        if self._last_refresh is None:
+        if self._last_refresh is None and not self._prefilled:
             self.refresh()
 
     def problems(self) -> list[tuple[str, str]]:

@@ -70,8 +70,11 @@ async def runs(request: Request) -> Response:
                            for h in hits[offset:offset + limit]]
 
     total, rows = await run_in_threadpool(work)
-    return JSONResponse({"total": total, "offset": offset, "runs": rows},
-                        headers=NO_STORE)
+    body: dict[str, Any] = {"total": total, "offset": offset, "runs": rows}
+    if state.pending:
+        # A never-indexed root is being read: the newest runs are in, these are still to come.
+        body["pending"] = state.pending
+    return JSONResponse(body, headers=NO_STORE)
 
 
 def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:
