@@ -23,7 +23,7 @@ from typing import IO, Any, Callable
 import numpy as np
 import numpy.typing as npt
 
-from .._store.files import atomic_write_bytes
+from .._store.files import atomic_writer
 
 log = logging.getLogger("labtrack.server")
 VERSION = 1
@@ -137,7 +137,9 @@ class SeriesStore:
         header = json.dumps({"version": VERSION, "csv": str(csv), "ino": ino, "offset": offset,
                              "n": len(step), "head": head, "tail": tail,
                              "step_ordered": step_ordered, "time_ordered": time_ordered}).encode()
-        # One buffer for the one atomic writer: a copy of the columns, held only while writing.
-        arrays = [np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")) for arr in (step, value, time)]
-        atomic_write_bytes(target, b"".join([struct.pack("<Q", len(header)), header,
-                                             *(a.data.cast("B") for a in arrays)]))
+        # Each column written from its own memory (no copy of the columns is ever held: for
+        # 10M points one would be 240 MB more in the server), all in one atomic replace.
+        with atomic_writer(target) as out:
+            out.write(struct.pack("<Q", len(header)) + header)
+            for arr in (step, value, time):
+                out.write(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).data.cast("B"))
