@@ -26,7 +26,6 @@ from .._store.rundir import KINDS, RunDir
 from ..errors import FormatError, LabtrackValueError
 from .common import (API, NO_STORE, JSONResponse, empty, error, float_param, floats, int_param,
                      open_run_file, public_row, required, run_file, state_of, unless_outside)
-from .downsample import downsample, select_range
 from .state import ServerState
 
 MAX_POINTS = 100_000
@@ -261,6 +260,8 @@ def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: 
         FileNotFoundError: the run has no such series.
         OutsideRootError: its file leads outside the run.
     """
+    from .downsample import downsample, select_range  # numpy: not needed to list runs
+
     rel = locate(run, "scalars", name, relpath)
     path = run_file(run, rel, "name")
     cols = state.series.get(path, opener=lambda: open_run_file(run, rel, "name"))

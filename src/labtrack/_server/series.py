@@ -13,15 +13,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from .._store.scalars import BLOCK as _BLOCK
 from .._store.scalars import HEADER_LINE as HEADER
 from .._store.scalars import parse_lines
 from .series_store import Opener, Saved, SeriesStore
+
+if TYPE_CHECKING:  # numpy is imported when a series is first read: listing runs does without it
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass
@@ -42,6 +43,8 @@ class _Growing:
     """Columns with spare capacity, so appending a few points does not copy millions."""
 
     def __init__(self) -> None:
+        import numpy as np
+
         self.n = 0
         self.step = np.empty(0, dtype=np.int64)
         self.value = np.empty(0, dtype=np.float64)
@@ -51,6 +54,8 @@ class _Growing:
 
     def extend(self, step: npt.NDArray[np.int64], value: npt.NDArray[np.float64],
                time: npt.NDArray[np.float64]) -> None:
+        import numpy as np
+
         m = len(step)
         if m == 0:
             return
@@ -84,6 +89,8 @@ class _Growing:
 
     def reserve(self, extra: int) -> None:
         """Make room for `extra` more points at once (a first read knows its size)."""
+        import numpy as np
+
         need = self.n + extra
         if need > len(self.step):
             for attr in ("step", "value", "time"):
