@@ -151,6 +151,15 @@ def test_the_first_answer_comes_from_the_newest_runs_then_all(root: Path, tmp_pa
         expected = [r["id"] for r in sorted(reference, key=lambda r: r["metrics"]["loss"])
                     if r["params"]["lr"] < 0.05]
         assert [r["id"] for r in sorted_body["runs"]] == expected and "pending" not in sorted_body
+        # a run changed once the index is complete shows up too (the background refresh)
+        changed = sorted(root.glob("exp0/*"))[0]
+        summary = json.loads((changed / "summary.json").read_text())
+        summary["loss"]["last"] = 123.0
+        (changed / "summary.json").write_text(json.dumps(summary))
+        deadline = time.monotonic() + 30
+        while client.runs(limit="1", where="metrics.loss > 100")["total"] != 1:
+            assert time.monotonic() < deadline, "the changed run never showed"
+            time.sleep(0.1)
     finally:
         gate.set()
         client.close()

@@ -54,10 +54,12 @@ async def runs(request: Request) -> Response:
     where, experiment = p.get("where") or None, p.get("experiment") or None
     status, q, sort = p.get("status") or None, p.get("q") or None, p.get("sort") or "-started"
 
-    def work() -> tuple[int, list[dict[str, Any]]]:
+    def work() -> tuple[int, list[dict[str, Any]], int]:
         if not state.root.is_dir():
-            return 0, []  # no runs yet; do not create the folder by opening an index in it
+            return 0, [], 0  # no runs yet; do not create the folder by opening an index in it
         index = state.index()
+        # read before the query: a fill that ends during it must not pass for complete
+        pending = state.pending
         # every match, sorted, cached for a moment (the next page is a slice); rows are
         # decoded only for the page asked for
         hits = state.cached_query(
@@ -66,13 +68,13 @@ async def runs(request: Request) -> Response:
                                  sort=sort, parts=False))
         now = state.clock()
         return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
-                           for h in hits[offset:offset + limit]]
+                           for h in hits[offset:offset + limit]], pending
 
-    total, rows = await run_in_threadpool(work)
+    total, rows, pending = await run_in_threadpool(work)
     body: dict[str, Any] = {"total": total, "offset": offset, "runs": rows}
-    if state.pending:
+    if pending:
         # A never-indexed root is being read: the newest runs are in, these are still to come.
-        body["pending"] = state.pending
+        body["pending"] = pending
     return JSONResponse(body, headers=NO_STORE)
 
 
