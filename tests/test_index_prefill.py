@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -72,6 +73,31 @@ def test_prefill_stores_the_newest_runs_and_refresh_completes_them(root: Path, t
     index.close()
 
 
+def test_a_chunked_refresh_stores_the_newest_first_and_ends_the_same(root: Path, tmp_path: Path) -> None:
+    index = Index(root, path=tmp_path / "index.sqlite")
+    seen: list[tuple[int, int, list[str]]] = []
+
+    def progress(left: int) -> None:
+        # each chunk is committed when this is called: another connection sees it already
+        con = sqlite3.connect(tmp_path / "index.sqlite")
+        names = [n for (n,) in con.execute("SELECT name FROM runs ORDER BY started DESC")]
+        con.close()
+        seen.append((left, len(names), names))
+
+    result = index.refresh(chunk=5, progress=progress)
+    assert [(left, total) for left, total, _ in seen] == [(N - 5, 5), (N - 10, 10), (0, N)]
+    assert seen[0][2] == [f"run{i}" for i in range(N - 1, N - 6, -1)]
+    assert (result["added"], result["total"]) == (N, N)
+    _, rows = index.query(sort="-started")
+    assert [{k: v for k, v in r.items() if k != "dir"} for r in rows] == cold_rows(root, tmp_path)
+    # a run gone is dropped by the last chunk; nothing changed costs no transaction
+    shutil.rmtree(sorted(root.glob("exp1/*"))[0])
+    assert index.refresh(chunk=5)["removed"] == 1 and index.query()[0] == N - 1
+    assert index.refresh(chunk=5) == {"added": 0, "updated": 0, "removed": 0, "unreadable": 0,
+                                      "total": N - 1}
+    index.close()
+
+
 def test_prefill_leaves_an_unreadable_run_to_the_refresh(root: Path, tmp_path: Path) -> None:
     newest = sorted(root.glob("*/*"), key=lambda p: p.name)[-1]
     (newest / "run.json").write_text("{not json")
@@ -118,9 +144,9 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     opened = threading.Event()
     original = Index.refresh
 
-    def held(self: Index, max_age: float = 0.0) -> Any:
+    def held(self: Index, max_age: float = 0.0, **how: Any) -> Any:
         assert opened.wait(30), "the test never opened the gate"
-        return original(self, max_age)
+        return original(self, max_age, **how)
 
     monkeypatch.setattr(Index, "refresh", held)
     monkeypatch.setattr(server_state, "PREFILL", 3)

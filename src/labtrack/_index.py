@@ -232,12 +232,16 @@ class Index:
 
     # -- keeping it current
 
-    def refresh(self, max_age: float = 0.0) -> RefreshResult:
+    def refresh(self, max_age: float = 0.0, *, chunk: int | None = None,
+                progress: Callable[[int], None] | None = None) -> RefreshResult:
         """Bring the index up to date with the files, re-reading only changed runs.
 
         Args:
             max_age: skip the refresh when this object refreshed less than `max_age` seconds
                 ago (a server answering many requests may pass 1.0).
+            chunk: store the changed runs newest first, `chunk` per transaction, so readers
+                see the index fill (default: all in one transaction).
+            progress: called after each transaction with the number of changed runs left.
 
         Returns:
             The counts `added`, `updated`, `removed`, `unreadable` and `total` (`total` is
@@ -251,7 +255,7 @@ class Index:
             now = time.monotonic()
             if max_age > 0 and self._last_refresh is not None and now - self._last_refresh < max_age:
                 return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=-1)
-            result = self._refresh()
+            result = self._refresh(chunk, progress)
             self._last_refresh = time.monotonic()
             return result
 
@@ -271,28 +275,41 @@ class Index:
             self._last_refresh = time.monotonic()
             return result
 
-    def _refresh(self) -> RefreshResult:
+    def _refresh(self, chunk: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> RefreshResult:
         con = self._connect()
         # Stat and read outside the write lock, so another process refreshing (or a cold
-        # build of 10,000 runs) never holds SQLite's lock for long; the transaction at the
-        # end only compares signatures again and writes.
+        # build of 10,000 runs) never holds SQLite's lock for long; each transaction only
+        # compares signatures again and writes.
         current = _scan(str(self.root))
         known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
         bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
-        fresh: dict[str, tuple[Any, ...]] = {}
-        broken: dict[str, str] = {}
-        for rel, sig in current.items():
-            if known.get(rel) == sig or bad.get(rel) == sig:
-                continue
-            try:
-                fresh[rel] = _record(rel, f"{self._root_str}/{rel}", sig)
-            except (OSError, FormatError, ValueError, TypeError) as e:
-                broken[rel] = str(e)
-        added = updated = unreadable = 0
-        if not fresh and not broken and all(rel in current for rel in known) and all(
-                rel in current for rel in bad):
+        todo = [rel for rel, sig in current.items() if known.get(rel) != sig and bad.get(rel) != sig]
+        if not todo and all(rel in current for rel in known) and all(rel in current for rel in bad):
             # Nothing changed (the usual case): no write lock, no transaction.
             return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=len(known))
+        if chunk:  # newest first (ids begin with the start time), one transaction per chunk
+            todo.sort(key=lambda rel: rel.rpartition("/")[2], reverse=True)
+        size = max(1, chunk or len(todo))
+        counts = RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=0)
+        for start in range(0, max(1, len(todo)), size):
+            fresh: dict[str, tuple[Any, ...]] = {}
+            broken: dict[str, str] = {}
+            for rel in todo[start:start + size]:
+                try:
+                    fresh[rel] = _record(rel, f"{self._root_str}/{rel}", current[rel])
+                except (OSError, FormatError, ValueError, TypeError) as e:
+                    broken[rel] = str(e)
+            self._write(con, fresh, broken, current, counts, last=start + size >= len(todo))
+            if progress is not None:
+                progress(max(0, len(todo) - start - size))
+        return counts
+
+    def _write(self, con: sqlite3.Connection, fresh: dict[str, tuple[Any, ...]],
+               broken: dict[str, str], current: dict[str, str], counts: RefreshResult,
+               last: bool) -> None:
+        """Store one part of a refresh in one transaction, counting into `counts`; the last
+        part also drops the runs that are gone."""
         con.execute("BEGIN IMMEDIATE")
         try:
             known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
@@ -301,10 +318,7 @@ class Index:
             for rel, rec in fresh.items():
                 if known.get(rel) == rec[-1]:
                     continue  # another process stored the same state meanwhile
-                if rel in known:
-                    updated += 1
-                else:
-                    added += 1
+                counts["updated" if rel in known else "added"] += 1
                 store.append(rec)
             if store:
                 con.executemany("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(store[0]))
@@ -312,20 +326,20 @@ class Index:
                 if bad:
                     con.executemany("DELETE FROM problems WHERE relpath = ?", [(r[0],) for r in store])
             for rel, message in broken.items():
-                unreadable += 1
+                counts["unreadable"] += 1
                 con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
                 con.execute("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", (rel, message, current[rel]))
-            gone = [rel for rel in known if rel not in current]
-            gone_bad = [rel for rel in bad if rel not in current]
-            con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
-            con.executemany("DELETE FROM problems WHERE relpath = ?", [(r,) for r in gone_bad])
-            total = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+            if last:
+                gone = [rel for rel in known if rel not in current]
+                gone_bad = [rel for rel in bad if rel not in current]
+                con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
+                con.executemany("DELETE FROM problems WHERE relpath = ?", [(r,) for r in gone_bad])
+                counts["removed"] = len(gone)
+            counts["total"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        return RefreshResult(added=added, updated=updated, removed=len(gone),
-                             unreadable=unreadable, total=total)
 
     def store(self, relpath: str) -> bool:
         """Read one run directory now and store its row, without scanning the root.

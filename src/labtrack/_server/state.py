@@ -26,6 +26,8 @@ from .series_store import SeriesStore
 log = logging.getLogger("labtrack.server")
 #: How many of the newest runs a never-indexed root's first request waits for.
 PREFILL = 100
+#: Runs a never-indexed root's filling thread stores per transaction.
+FILL_CHUNK = 2000
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
@@ -112,9 +114,9 @@ class ServerState:
             return ()
         return tuple(sorted(parts))
 
-    def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None) -> None:
+    def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None, **how: Any) -> None:
         sig = self._root_sig() if sig is None else sig
-        result = index.refresh()
+        result = index.refresh(**how)
         # the runs stored as running (shown running or crashed): their files change next
         live: dict[str, tuple[Any, ...]] = {}
         for status in ("running", "crashed"):
@@ -128,9 +130,15 @@ class ServerState:
                 self.generation += 1
 
     def _fill(self, index: Any) -> None:
-        """Build the rest of a prefilled index, then let requests see all of it."""
+        """Build the rest of a prefilled index, newest runs first, a chunk per transaction:
+        requests see it grow (`pending` counts down) and then all of it."""
+        def progress(left: int) -> None:
+            with self._index_lock:
+                self.pending = max(left, 1)  # 0 only once the refresh is complete (below)
+                self.generation += 1
+
         try:
-            self._refresh(index)
+            self._refresh(index, chunk=FILL_CHUNK, progress=progress)
         except Exception as e:  # a background thread: report, never die silently
             if not self.shutdown.is_set():
                 log.warning("building the run index failed: %s: %s", type(e).__name__, e)
