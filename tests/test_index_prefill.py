@@ -73,6 +73,24 @@ def test_prefill_stores_the_newest_runs_and_refresh_completes_them(root: Path, t
     index.close()
 
 
+def test_prefill_follows_the_walk_of_every_listing(root: Path, tmp_path: Path) -> None:
+    # a folder without run.json, a symlinked experiment folder (its runs listed once, under
+    # the first name) and one leading out of the root are no extra runs
+    (root / "exp0" / "20991231-235959-notrun").mkdir()
+    (root / "alias").symlink_to(root / "exp0", target_is_directory=True)
+    outside = tmp_path / "outside"
+    write_run(outside, 99, experiment="far")
+    (root / "zfar").symlink_to(outside / "far", target_is_directory=True)
+    index = Index(root, path=tmp_path / "index.sqlite")
+    index.prefill(N + 10)
+    _, rows = index.query(sort="-started")
+    reference = cold_rows(root, tmp_path)
+    assert len(reference) == N
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in reference)
+    assert {r["dir"].split("/")[-2] for r in rows if r["experiment"] == "exp0"} == {"alias"}
+    index.close()
+
+
 def test_a_chunked_refresh_stores_the_newest_first_and_ends_the_same(root: Path, tmp_path: Path) -> None:
     index = Index(root, path=tmp_path / "index.sqlite")
     seen: list[tuple[int, int, list[str]]] = []
@@ -103,7 +121,8 @@ def test_prefill_leaves_an_unreadable_run_to_the_refresh(root: Path, tmp_path: P
     (newest / "run.json").write_text("{not json")
     index = Index(root, path=tmp_path / "index.sqlite")
     assert index.prefill(3) == N
-    assert index.query()[0] == 2
+    # the three newest readable runs
+    assert [r["name"] for r in index.query()[1]] == [f"run{N - 2}", f"run{N - 3}", f"run{N - 4}"]
     index.refresh()
     assert index.query()[0] == N - 1
     assert [rel for rel, _ in index.problems()] == [f"{newest.parent.name}/{newest.name}"]

@@ -172,20 +172,42 @@ def _scan(root: str) -> dict[str, str]:
 
 
 def _newest_records(root: str, count: int) -> tuple[int, list[tuple[Any, ...]]]:
-    """How many run directories `root` holds, and the `runs` records of the `count` with the
-    largest ids (the newest, for generated ids: they begin with the UTC start time), for
-    :meth:`Index.prefill`. A run that cannot be read is left for the full refresh."""
-    found = list(scan(root))
-    records = []
-    for f in sorted(found, key=lambda f: f.id, reverse=True)[:max(0, count)]:
-        sig = _signature(f.path, f.meta_stat)
-        if sig is None:
-            continue
+    """How many run folders `root` holds (counted from the folder listings alone), and the
+    `runs` records of the `count` with the largest ids (the newest, for generated ids: they
+    begin with the UTC start time), for :meth:`Index.prefill`.
+
+    Only the chosen runs are checked by the walk every listing shares (`scan`: inside the
+    root, run.json present, a run reached twice taken once): with 100,000 runs, one stat
+    per run would cost more than the first page. A run that cannot be read is left for the
+    full refresh.
+    """
+    candidates: list[tuple[str, str]] = []
+    try:
+        experiments = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return 0, []
+    for exp in experiments:
         try:
-            records.append(_record(f.experiment_dir + "/" + f.id, f.path, sig))
-        except (OSError, FormatError, ValueError, TypeError):
+            candidates.extend((r.name, exp.name) for r in os.scandir(exp.path)
+                              if not r.name.startswith("."))
+        except OSError:
             continue
-    return len(found), records
+    candidates.sort(reverse=True)
+    records: list[tuple[Any, ...]] = []
+    for name, exp_name in candidates:
+        if len(records) >= count:
+            break
+        for f in scan(root, only=name):
+            if f.experiment_dir != exp_name:
+                continue  # this id in another experiment folder: its own candidate
+            sig = _signature(f.path, f.meta_stat)
+            if sig is None:
+                continue
+            try:
+                records.append(_record(f.experiment_dir + "/" + f.id, f.path, sig))
+            except (OSError, FormatError, ValueError, TypeError):
+                pass
+    return len(candidates), records
 
 
 def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
