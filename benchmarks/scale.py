@@ -470,7 +470,15 @@ def main(argv: list[str] | None = None) -> int:
                     "measured in the same run, for the before/after ratios")
     ap.add_argument("--json", metavar="PATH", help="write every figure here")
     ap.add_argument("--no-md", action="store_true", help="do not update RESULTS.md")
+    ap.add_argument("--render", metavar="JSON", help="only rebuild the RESULTS.md section from a "
+                    "--json file of an earlier run")
     args = ap.parse_args(argv)
+    if args.render:
+        section = markdown(json.loads(Path(args.render).read_text()))
+        print(section)
+        if not args.no_md:
+            update_results_md(section)
+        return 0
     if args.quick:
         args.runs, args.points, args.reps = min(args.runs, 1000), min(args.points, 1_000_000), 1
         args.large_runs = min(args.large_runs, 5000)
