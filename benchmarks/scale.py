@@ -417,7 +417,9 @@ def markdown(results: dict[str, Any]) -> str:
              f"`{results['command']}` at {results['source']}, {results['finished']}; "
              f"{m['cpus']} CPUs (shared: noisy), load {m['load_start']} at the start and "
              f"{m['load_end']} at the end, Python {m['python']}. Medians of {results['reps']} "
-             "repetitions, each in a fresh process with `<root>/.labtrack/` deleted first.", "",
+             "repetitions, each in a fresh process with `<root>/.labtrack/` deleted first"
+             + (" (with a baseline, the two alternate repetition by repetition)" if results.get("baseline")
+                else "") + ".", "",
              table(results), ""]
     shown = {key for key, _, _ in ROWS}
     extra = {k: v for k, v in results["rows"].items() if k not in shown and not k.endswith("_all")}
@@ -453,6 +455,18 @@ def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None])
     if args.huge:
         rows.update(measure_series(WORK / f"series-{args.huge_points}", args.huge_points, src, 1, "huge"))
     return rows
+
+
+def _medians(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over repetitions (lists of values are joined)."""
+    out: dict[str, Any] = {}
+    for key in reps[0]:
+        values = [r[key] for r in reps if key in r]
+        if isinstance(values[0], list):
+            out[key] = [v for vs in values for v in vs]
+        else:
+            out[key] = statistics.median(values)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,8 +510,18 @@ def main(argv: list[str] | None = None) -> int:
     for p in [args.points] + ([args.huge_points] if args.huge else []):
         log(f"writing a {p:,}-point series (once)")
         make_series(WORK / f"series-{p}", p)
-    rows = measure_all(args, SRC, log)
-    baseline = measure_all(args, Path(args.baseline).resolve(), log) if args.baseline else None
+    if args.baseline:
+        # repetitions alternate between the two sources, so a burst of load on this shared
+        # machine hits both alike; each key's median over the repetitions
+        one = argparse.Namespace(**{**vars(args), "reps": 1})
+        runs: dict[str, list[dict[str, Any]]] = {"new": [], "base": []}
+        for rep in range(args.reps):
+            log(f"repetition {rep + 1} of {args.reps}")
+            runs["new"].append(measure_all(one, SRC, log))
+            runs["base"].append(measure_all(one, Path(args.baseline).resolve(), log))
+        rows, baseline = (_medians(runs[k]) for k in ("new", "base"))
+    else:
+        rows, baseline = measure_all(args, SRC, log), None
     try:
         source = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip() or "?"

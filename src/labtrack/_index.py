@@ -312,8 +312,11 @@ class Index:
         part also drops the runs that are gone."""
         con.execute("BEGIN IMMEDIATE")
         try:
-            known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
-            bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            if last:
+                known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
+                bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            else:  # only this part's rows: a fill of 100,000 runs must not re-read them all per chunk
+                known, bad = self._sigs(con, "runs", fresh), self._sigs(con, "problems", fresh)
             store = []
             for rel, rec in fresh.items():
                 if known.get(rel) == rec[-1]:
@@ -340,6 +343,17 @@ class Index:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _sigs(con: sqlite3.Connection, table: str, relpaths: Iterable[str]) -> dict[str, str]:
+        """{relpath: sig} of the given rows of `table` ("runs" or "problems")."""
+        wanted = list(relpaths)
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            out.update(con.execute(f"SELECT relpath, sig FROM {table} WHERE relpath IN ("
+                                   + ",".join("?" * len(chunk)) + ")", chunk).fetchall())
+        return out
 
     def store(self, relpath: str) -> bool:
         """Read one run directory now and store its row, without scanning the root.

@@ -131,11 +131,14 @@ class ServerState:
 
     def _fill(self, index: Any) -> None:
         """Build the rest of a prefilled index, newest runs first, a chunk per transaction:
-        requests see it grow (`pending` counts down) and then all of it."""
+        `pending` counts down, requests see the index grow and then all of it.
+
+        The generation (which ends cached answers) moves only at the end: while the index
+        fills, a cached answer is recomputed when it expires (`cached_query`), so requests
+        asking again and again cannot take the filling thread's time.
+        """
         def progress(left: int) -> None:
-            with self._index_lock:
-                self.pending = max(left, 1)  # 0 only once the refresh is complete (below)
-                self.generation += 1
+            self.pending = max(left, 1)  # 0 only once the refresh is complete (below)
 
         try:
             self._refresh(index, chunk=FILL_CHUNK, progress=progress)
