@@ -7,12 +7,12 @@ PORT ?= 8765
 TORCH_WHEELS ?= /opt/wheels
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install frontend wheel demo examples test chromium bench lint docs clean
+.PHONY: help install frontend wheel demo examples test chromium bench bench-peers bench-scale lint docs clean
 
 help:
 	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   install what the tests need and run the whole suite"
-	@echo "make bench  run the benchmark suite against the peers (see benchmarks/)"
+	@echo "make bench  run the benchmark suite: against the peers, then speed at scale (see benchmarks/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,14 @@ chromium:
 test: install frontend chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: install
+bench: bench-peers bench-scale
+
+bench-peers: install
 	$(BIN)/python benchmarks/run.py
+
+# Issue 17's rows: cold starts over 10,000 runs, a 10M-point series, `labtrack ls`.
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py
 
 lint: install
 	$(BIN)/python -m mypy

@@ -45,6 +45,30 @@ def test_big_file_matches_pandas_and_grows(tmp_path: Path) -> None:
     assert not latest.step_ordered and latest.time_ordered is False
 
 
+def test_a_big_read_goes_block_by_block_with_the_same_result(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks of 64 KiB over a 3 MB file: lines cross block boundaries, a damaged line sits in
+    # one block, a 200 KB line is longer than the buffer, and the last line is unfinished.
+    monkeypatch.setattr(series, "_BLOCK", 1 << 16)
+    monkeypatch.setattr(series, "READ_BLOCK", 1 << 16)
+    body = (_lines(0, 40_000) + b"garbage line\n" + b"7," + b"1" * 200_000 + b",1.0\n"
+            + _lines(40_000, 80_000))
+    path = tmp_path / "loss.csv"
+    path.write_bytes(series.HEADER + body + b"80000,0.5,")
+    cols = SeriesCache().get(path)
+    whole = SeriesCache()
+    monkeypatch.setattr(series, "_BLOCK", 1 << 40)  # the same file in one read
+    reference = whole.get(path)
+    assert len(cols) == len(reference) == 80_001  # the long line is one good point
+    np.testing.assert_array_equal(cols.step, reference.step)
+    np.testing.assert_array_equal(cols.value, reference.value)
+    np.testing.assert_array_equal(cols.time, reference.time)
+    assert cols.step[-1] == 79_999 and cols.step[40_000] == 7
+    np.testing.assert_array_equal(cols.step[:40_000], np.arange(40_000))
+    np.testing.assert_array_equal(cols.step[40_001:], np.arange(40_000, 80_000))
+    np.testing.assert_array_equal(cols.value[40_001:], np.arange(40_000, 80_000) * 0.25)
+
+
 def test_damaged_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     body = _lines(0, 200_000) + b"garbage line\n1,2\n" + _lines(200_000, 400_000)

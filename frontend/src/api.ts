@@ -25,6 +25,8 @@ export interface RunsPage {
   total: number;
   offset: number;
   runs: RunRow[];
+  /** runs of a never-indexed root still being read (the newest are in already) */
+  pending?: number;
 }
 
 export interface Columns {

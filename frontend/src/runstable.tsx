@@ -176,6 +176,7 @@ export function RunsTable(props: {
   });
   const [collapsed, setCollapsed] = useState(() => stored(COLLAPSED_KEY) === "1");
   const box = useRef<HTMLDivElement>(null);
+  const [pending, setPending] = useState(0);
   const loading = useRef(new Set<number>());
   const scroller = useRef<HTMLDivElement>(null);
   // Grouping sorts by the group first (the server sorts), so each group is one block of rows.
@@ -202,6 +203,7 @@ export function RunsTable(props: {
         .then((page) => {
           if (keyRef.current !== k) return;
           setTotal(page.total);
+          setPending(page.pending ?? 0);
           setPages((old) => new Map(old).set(p, page.runs));
         })
         .catch((e) => {
@@ -250,6 +252,7 @@ export function RunsTable(props: {
         .then((page) => {
           if (keyRef.current !== k) return;
           setTotal(page.total);
+          setPending(page.pending ?? 0);
           setPages((old) => {
             const next = new Map<number, RunRow[]>();
             // Other pages may have shifted: drop them, they load again when scrolled to.
@@ -329,6 +332,12 @@ export function RunsTable(props: {
     },
     [],
   );
+  // The server is still reading a never-indexed root: ask again until every run is in.
+  useEffect(() => {
+    if (!pending) return;
+    const t = window.setTimeout(() => setGen((g) => g + 1), 1000);
+    return () => window.clearTimeout(t);
+  }, [pending, gen]);
   const refreshTimer = useRef<number>();
   useLive(
     "runs",
@@ -392,7 +401,7 @@ export function RunsTable(props: {
         >
           {collapsed ? "▸ show table" : "▾ hide table"}
         </button>{" "}
-        <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}`}</span>
+        <span data-testid="runs-total">{total === null ? "loading…" : `${total} run${total === 1 ? "" : "s"}${pending ? ` (reading ${pending} more…)` : ""}`}</span>
         {sel.length > 0 && <span> · {sel.length} selected</span>}
         {error && <span class="error" role="alert" data-testid="table-error"> {error}</span>}
         {total !== null && total > 0 && (

@@ -25,10 +25,11 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from ._index_rows import _record, _scan, _signature, _sort_value, flatten_params, run_row
+from ._index_rows import (Hit, _newest_records, _record, _scan, _signature, _sort_value, flatten_params,
+                          run_row)
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
 from ._store import layout
@@ -104,95 +105,6 @@ def _STARTED(row: Mapping[str, Any]) -> Any:
     return row.get("started")
 
 
-class Hit(Mapping[str, Any]):
-    """One matching run of :meth:`Index.select`: a read-only mapping of its run row, built
-    and decoded part by part on first use (a filter on params decodes only params)."""
-
-    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_parts")
-
-    def __init__(self, index: Index, now: float, rec: tuple[Any, ...]) -> None:
-        self._index = index
-        self._now = now
-        self._rec = rec
-        self.relpath: str = rec[0]
-        self.id: str = rec[1]
-        self._light: dict[str, Any] | None = None
-        self._parts: dict[str, Any] = {}
-
-    @property
-    def dir(self) -> str:
-        """The run directory."""
-        return self._index._root_str + "/" + self.relpath
-
-    def light(self) -> dict[str, Any]:
-        """The row's top-level fields (no params, metrics or stats), status derived."""
-        if self._light is None:
-            r = self._rec
-            light = {
-                "id": r[1], "experiment": r[2], "name": r[3], "comment": r[4],
-                "tags": json.loads(r[5]), "status": r[6], "started": r[7], "ended": r[8],
-                "duration": r[9], "commit": r[10], "dirty": None if r[11] is None else bool(r[11]),
-                "host": r[12], "user": r[13], "parent": r[14], "pid": r[15], "dir": self.dir,
-                "group": r[22], "job_type": r[23],
-            }
-            self._light = self._index._live(self.relpath, light, self._now)
-        return self._light
-
-    def _part(self, key: str) -> Any:
-        if key not in self._parts:
-            text = self._rec[_PART_COLUMN[key]]
-            if text is None and key != "stats":
-                # Listed without its params and metrics: read them now.
-                got = self._index._connect().execute(
-                    "SELECT params, metrics FROM runs WHERE relpath = ?", (self.relpath,)).fetchone()
-                text = got[_PART_COLUMN[key] - 16] if got is not None else "{}"
-            self._parts[key] = None if text is None else json.loads(text)
-        return self._parts[key]
-
-    def __getitem__(self, key: str) -> Any:
-        if key in _AGG_COLUMN:  # "stats_max" -> {metric: max}, when listed with them
-            if key not in self._parts:
-                text = self._rec[_AGG_COLUMN[key]]
-                self._parts[key] = None if text is None else json.loads(text)
-            if self._parts[key] is None:
-                raise KeyError(key)
-            return self._parts[key]
-        if key in _PART_COLUMN:
-            value = self._part(key)
-            if value is None:
-                raise KeyError(key)
-            return value
-        return self.light()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.light()
-        yield from (k for k in _PART_COLUMN if self._part(k) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def row(self) -> dict[str, Any]:
-        """The run row (docs/api.md) as a new dict: derived status, "dir", and "stats"
-        when they were loaded."""
-        row = dict(self.light())
-        row["params"] = self._part("params")
-        row["metrics"] = self._part("metrics")
-        stats = self._part("stats")
-        if stats is not None:
-            row["stats"] = stats
-        return row
-
-
-_PART_COLUMN = {"params": 16, "metrics": 17, "stats": 18}
-_AGG_COLUMN = {"stats_min": 19, "stats_max": 20, "stats_mean": 21}
-
-
 class Index:
     """The cache of run rows of one root, in `<root>/.labtrack/index.sqlite`.
 
@@ -236,6 +148,7 @@ class Index:
         self._lock = threading.Lock()  # guards _connections and in-process refreshes
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
+        self._prefilled = False  # prefill() ran: answer from a partial index until refreshed
         self._host = socket.gethostname()
         self._last_seen: dict[str, tuple[float | None, float | None]] = {}  # crashed runs
         self._root_str = str(self.root)
@@ -319,12 +232,16 @@ class Index:
 
     # -- keeping it current
 
-    def refresh(self, max_age: float = 0.0) -> RefreshResult:
+    def refresh(self, max_age: float = 0.0, *, chunk: int | None = None,
+                progress: Callable[[int], None] | None = None) -> RefreshResult:
         """Bring the index up to date with the files, re-reading only changed runs.
 
         Args:
             max_age: skip the refresh when this object refreshed less than `max_age` seconds
                 ago (a server answering many requests may pass 1.0).
+            chunk: store the changed runs newest first, `chunk` per transaction, so readers
+                see the index fill (default: all in one transaction).
+            progress: called after each transaction with the number of changed runs left.
 
         Returns:
             The counts `added`, `updated`, `removed`, `unreadable` and `total` (`total` is
@@ -338,7 +255,7 @@ class Index:
             now = time.monotonic()
             if max_age > 0 and self._last_refresh is not None and now - self._last_refresh < max_age:
                 return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=-1)
-            result = self._refresh()
+            result = self._refresh(chunk, progress)
             self._last_refresh = time.monotonic()
             return result
 
@@ -358,40 +275,53 @@ class Index:
             self._last_refresh = time.monotonic()
             return result
 
-    def _refresh(self) -> RefreshResult:
+    def _refresh(self, chunk: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> RefreshResult:
         con = self._connect()
         # Stat and read outside the write lock, so another process refreshing (or a cold
-        # build of 10,000 runs) never holds SQLite's lock for long; the transaction at the
-        # end only compares signatures again and writes.
+        # build of 10,000 runs) never holds SQLite's lock for long; each transaction only
+        # compares signatures again and writes.
         current = _scan(str(self.root))
         known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
         bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
-        fresh: dict[str, tuple[Any, ...]] = {}
-        broken: dict[str, str] = {}
-        for rel, sig in current.items():
-            if known.get(rel) == sig or bad.get(rel) == sig:
-                continue
-            try:
-                fresh[rel] = _record(rel, f"{self._root_str}/{rel}", sig)
-            except (OSError, FormatError, ValueError, TypeError) as e:
-                broken[rel] = str(e)
-        added = updated = unreadable = 0
-        if not fresh and not broken and all(rel in current for rel in known) and all(
-                rel in current for rel in bad):
+        todo = [rel for rel, sig in current.items() if known.get(rel) != sig and bad.get(rel) != sig]
+        if not todo and all(rel in current for rel in known) and all(rel in current for rel in bad):
             # Nothing changed (the usual case): no write lock, no transaction.
             return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=len(known))
+        if chunk:  # newest first (ids begin with the start time), one transaction per chunk
+            todo.sort(key=lambda rel: rel.rpartition("/")[2], reverse=True)
+        size = max(1, chunk or len(todo))
+        counts = RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=0)
+        for start in range(0, max(1, len(todo)), size):
+            fresh: dict[str, tuple[Any, ...]] = {}
+            broken: dict[str, str] = {}
+            for rel in todo[start:start + size]:
+                try:
+                    fresh[rel] = _record(rel, f"{self._root_str}/{rel}", current[rel])
+                except (OSError, FormatError, ValueError, TypeError) as e:
+                    broken[rel] = str(e)
+            self._write(con, fresh, broken, current, counts, last=start + size >= len(todo))
+            if progress is not None:
+                progress(max(0, len(todo) - start - size))
+        return counts
+
+    def _write(self, con: sqlite3.Connection, fresh: dict[str, tuple[Any, ...]],
+               broken: dict[str, str], current: dict[str, str], counts: RefreshResult,
+               last: bool) -> None:
+        """Store one part of a refresh in one transaction, counting into `counts`; the last
+        part also drops the runs that are gone."""
         con.execute("BEGIN IMMEDIATE")
         try:
-            known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
-            bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            if last:
+                known = dict(con.execute("SELECT relpath, sig FROM runs").fetchall())
+                bad = dict(con.execute("SELECT relpath, sig FROM problems").fetchall())
+            else:  # only this part's rows: a fill of 100,000 runs must not re-read them all per chunk
+                known, bad = self._sigs(con, "runs", fresh), self._sigs(con, "problems", fresh)
             store = []
             for rel, rec in fresh.items():
                 if known.get(rel) == rec[-1]:
                     continue  # another process stored the same state meanwhile
-                if rel in known:
-                    updated += 1
-                else:
-                    added += 1
+                counts["updated" if rel in known else "added"] += 1
                 store.append(rec)
             if store:
                 con.executemany("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(store[0]))
@@ -399,20 +329,31 @@ class Index:
                 if bad:
                     con.executemany("DELETE FROM problems WHERE relpath = ?", [(r[0],) for r in store])
             for rel, message in broken.items():
-                unreadable += 1
+                counts["unreadable"] += 1
                 con.execute("DELETE FROM runs WHERE relpath = ?", (rel,))
                 con.execute("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", (rel, message, current[rel]))
-            gone = [rel for rel in known if rel not in current]
-            gone_bad = [rel for rel in bad if rel not in current]
-            con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
-            con.executemany("DELETE FROM problems WHERE relpath = ?", [(r,) for r in gone_bad])
-            total = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+            if last:
+                gone = [rel for rel in known if rel not in current]
+                gone_bad = [rel for rel in bad if rel not in current]
+                con.executemany("DELETE FROM runs WHERE relpath = ?", [(r,) for r in gone])
+                con.executemany("DELETE FROM problems WHERE relpath = ?", [(r,) for r in gone_bad])
+                counts["removed"] = len(gone)
+            counts["total"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        return RefreshResult(added=added, updated=updated, removed=len(gone),
-                             unreadable=unreadable, total=total)
+
+    @staticmethod
+    def _sigs(con: sqlite3.Connection, table: str, relpaths: Iterable[str]) -> dict[str, str]:
+        """{relpath: sig} of the given rows of `table` ("runs" or "problems")."""
+        wanted = list(relpaths)
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            out.update(con.execute(f"SELECT relpath, sig FROM {table} WHERE relpath IN ("
+                                   + ",".join("?" * len(chunk)) + ")", chunk).fetchall())
+        return out
 
     def store(self, relpath: str) -> bool:
         """Read one run directory now and store its row, without scanning the root.
@@ -444,8 +385,41 @@ class Index:
             raise
         return True
 
+    def prefill(self, count: int = 200) -> int | None:
+        """Store the rows of the `count` newest runs of a root this index knows nothing of,
+        so a first listing can be answered before the whole root is read.
+
+        A cold index of 10,000 runs takes seconds to build (30,000 JSON files); the first
+        page of the runs table, newest first, needs a hundred of them. Run ids begin with
+        their UTC start time, so the largest ids are read first (a run with a chosen id may
+        wait for the full refresh). Afterwards queries answer from what is stored without
+        refreshing first (:meth:`select` would otherwise build the rest), until the caller's
+        :meth:`refresh` completes it: the caller must run one (the server does, at once, on
+        another thread).
+
+        Returns:
+            How many run directories the root holds (found by the same walk as
+            :meth:`refresh`), or None when the index already holds rows or problems (then
+            nothing is done: a normal refresh is quick).
+        """
+        con = self._connect()
+        if con.execute("SELECT EXISTS(SELECT 1 FROM runs) OR EXISTS(SELECT 1 FROM problems)").fetchone()[0]:
+            return None
+        total, store = _newest_records(self._root_str, count)
+        if store:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR IGNORE INTO runs VALUES (" + ",".join("?" * len(store[0]))
+                                + ")", store)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._prefilled = True
+        return total
+
     def _ensure_fresh(self) -> None:
-        if self._last_refresh is None:
+        if self._last_refresh is None and not self._prefilled:
             self.refresh()
 
     def problems(self) -> list[tuple[str, str]]:

@@ -5,11 +5,13 @@ again (`_signature`). Pure reading and decoding; the SQLite side is `_index.py`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._console._format import flatten
 from ._names import slug
@@ -19,6 +21,9 @@ from ._store.ranks import rank_numbers
 from ._store.reader import checked_meta, decode_nonfinite
 from ._store.rundir import duration, scan
 from .errors import FormatError
+
+if TYPE_CHECKING:
+    from ._index import Index
 
 
 def flatten_params(params: Any, prefix: str = "") -> dict[str, Any]:
@@ -166,6 +171,45 @@ def _scan(root: str) -> dict[str, str]:
     return out
 
 
+def _newest_records(root: str, count: int) -> tuple[int, list[tuple[Any, ...]]]:
+    """How many run folders `root` holds (counted from the folder listings alone), and the
+    `runs` records of the `count` with the largest ids (the newest, for generated ids: they
+    begin with the UTC start time), for :meth:`Index.prefill`.
+
+    Only the chosen runs are checked by the walk every listing shares (`scan`: inside the
+    root, run.json present, a run reached twice taken once): with 100,000 runs, one stat
+    per run would cost more than the first page. A run that cannot be read is left for the
+    full refresh.
+    """
+    candidates: list[tuple[str, str]] = []
+    try:
+        experiments = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return 0, []
+    for exp in experiments:
+        try:
+            candidates.extend((r.name, exp.name) for r in os.scandir(exp.path)
+                              if not r.name.startswith("."))
+        except OSError:
+            continue
+    candidates.sort(reverse=True)
+    records: list[tuple[Any, ...]] = []
+    for name, exp_name in candidates:
+        if len(records) >= count:
+            break
+        for f in scan(root, only=name):
+            if f.experiment_dir != exp_name:
+                continue  # this id in another experiment folder: its own candidate
+            sig = _signature(f.path, f.meta_stat)
+            if sig is None:
+                continue
+            try:
+                records.append(_record(f.experiment_dir + "/" + f.id, f.path, sig))
+            except (OSError, FormatError, ValueError, TypeError):
+                pass
+    return len(candidates), records
+
+
 def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
     """The `runs` table record of one run directory.
 
@@ -223,3 +267,99 @@ def _sort_value(v: Any) -> tuple[int, Any] | None:
     if isinstance(v, str):
         return (1, v)
     return (2, _dumps(v))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags(text: str) -> tuple[str, ...]:
+    """A row's stored tags (a JSON list), decoded once per distinct text: runs share few tag
+    sets, and decoding 10,000 of them cost `labtrack ls` more than reading the index."""
+    return tuple(json.loads(text))
+
+
+class Hit(Mapping[str, Any]):
+    """One matching run of :meth:`Index.select`: a read-only mapping of its run row, built
+    and decoded part by part on first use (a filter on params decodes only params)."""
+
+    __slots__ = ("_index", "_now", "_rec", "relpath", "id", "_light", "_parts")
+
+    def __init__(self, index: Index, now: float, rec: tuple[Any, ...]) -> None:
+        self._index = index
+        self._now = now
+        self._rec = rec
+        self.relpath: str = rec[0]
+        self.id: str = rec[1]
+        self._light: dict[str, Any] | None = None
+        self._parts: dict[str, Any] = {}
+
+    @property
+    def dir(self) -> str:
+        """The run directory."""
+        return self._index._root_str + "/" + self.relpath
+
+    def light(self) -> dict[str, Any]:
+        """The row's top-level fields (no params, metrics or stats), status derived."""
+        if self._light is None:
+            r = self._rec
+            light = {
+                "id": r[1], "experiment": r[2], "name": r[3], "comment": r[4],
+                "tags": list(_tags(r[5])), "status": r[6], "started": r[7], "ended": r[8],
+                "duration": r[9], "commit": r[10], "dirty": None if r[11] is None else bool(r[11]),
+                "host": r[12], "user": r[13], "parent": r[14], "pid": r[15], "dir": self.dir,
+                "group": r[22], "job_type": r[23],
+            }
+            self._light = self._index._live(self.relpath, light, self._now)
+        return self._light
+
+    def _part(self, key: str) -> Any:
+        if key not in self._parts:
+            text = self._rec[_PART_COLUMN[key]]
+            if text is None and key != "stats":
+                # Listed without its params and metrics: read them now.
+                got = self._index._connect().execute(
+                    "SELECT params, metrics FROM runs WHERE relpath = ?", (self.relpath,)).fetchone()
+                text = got[_PART_COLUMN[key] - 16] if got is not None else "{}"
+            self._parts[key] = None if text is None else json.loads(text)
+        return self._parts[key]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _AGG_COLUMN:  # "stats_max" -> {metric: max}, when listed with them
+            if key not in self._parts:
+                text = self._rec[_AGG_COLUMN[key]]
+                self._parts[key] = None if text is None else json.loads(text)
+            if self._parts[key] is None:
+                raise KeyError(key)
+            return self._parts[key]
+        if key in _PART_COLUMN:
+            value = self._part(key)
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.light()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.light()
+        yield from (k for k in _PART_COLUMN if self._part(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def row(self) -> dict[str, Any]:
+        """The run row (docs/api.md) as a new dict: derived status, "dir", and "stats"
+        when they were loaded."""
+        row = dict(self.light())
+        row["params"] = self._part("params")
+        row["metrics"] = self._part("metrics")
+        stats = self._part("stats")
+        if stats is not None:
+            row["stats"] = stats
+        return row
+
+
+_PART_COLUMN = {"params": 16, "metrics": 17, "stats": 18}
+_AGG_COLUMN = {"stats_min": 19, "stats_max": 20, "stats_mean": 21}

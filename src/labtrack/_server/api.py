@@ -26,7 +26,6 @@ from .._store.rundir import KINDS, RunDir
 from ..errors import FormatError, LabtrackValueError
 from .common import (API, NO_STORE, JSONResponse, empty, error, float_param, floats, int_param,
                      open_run_file, public_row, required, run_file, state_of, unless_outside)
-from .downsample import downsample, select_range
 from .state import ServerState
 
 MAX_POINTS = 100_000
@@ -57,10 +56,12 @@ async def runs(request: Request) -> Response:
     where, experiment = p.get("where") or None, p.get("experiment") or None
     status, q, sort = p.get("status") or None, p.get("q") or None, p.get("sort") or "-started"
 
-    def work() -> tuple[int, list[dict[str, Any]]]:
+    def work() -> tuple[int, list[dict[str, Any]], int]:
         if not state.root.is_dir():
-            return 0, []  # no runs yet; do not create the folder by opening an index in it
+            return 0, [], 0  # no runs yet; do not create the folder by opening an index in it
         index = state.index()
+        # read before the query: a fill that ends during it must not pass for complete
+        pending = state.pending
         # every match, sorted, cached for a moment (the next page is a slice); rows are
         # decoded only for the page asked for
         hits = state.cached_query(
@@ -69,11 +70,14 @@ async def runs(request: Request) -> Response:
                                  sort=sort, parts=False))
         now = state.clock()
         return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
-                           for h in hits[offset:offset + limit]]
+                           for h in hits[offset:offset + limit]], pending
 
-    total, rows = await run_in_threadpool(work)
-    return JSONResponse({"total": total, "offset": offset, "runs": rows},
-                        headers=NO_STORE)
+    total, rows, pending = await run_in_threadpool(work)
+    body: dict[str, Any] = {"total": total, "offset": offset, "runs": rows}
+    if pending:
+        # A never-indexed root is being read: the newest runs are in, these are still to come.
+        body["pending"] = pending
+    return JSONResponse(body, headers=NO_STORE)
 
 
 def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:
@@ -260,6 +264,8 @@ def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: 
         FileNotFoundError: the run has no such series.
         OutsideRootError: its file leads outside the run.
     """
+    from .downsample import downsample, select_range  # numpy: not needed to list runs
+
     rel = locate(run, "scalars", name, relpath)
     path = run_file(run, rel, "name")
     cols = state.series.get(path, opener=lambda: open_run_file(run, rel, "name"))

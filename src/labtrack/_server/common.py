@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
-import numpy as np
-import numpy.typing as npt
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +20,10 @@ from .._store.contain import OutsideRootError
 from .._store.rundir import RunDir
 from ..errors import LabtrackValueError
 from .state import ServerState
+
+if TYPE_CHECKING:  # numpy is imported where series are read: listing runs does without it
+    import numpy as np
+    import numpy.typing as npt
 
 API = "/api/v1"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -71,6 +73,8 @@ def error(status: int, message: str) -> JSONResponse:
 
 def floats(arr: npt.NDArray[np.float64]) -> list[Any]:
     """A float array as a JSON-ready list (non-finite values as "NaN"/"Infinity"/"-Infinity")."""
+    import numpy as np
+
     out: list[Any] = arr.tolist()
     if not np.isfinite(arr).all():
         for i in np.flatnonzero(~np.isfinite(arr)).tolist():
@@ -125,7 +129,7 @@ def float_param(params: Mapping[str, str], name: str) -> float | None:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise LabtrackValueError(f"{name}={raw!r} is not allowed; use a finite number such as 100 or 1.5e3")
     return value
 

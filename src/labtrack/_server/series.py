@@ -8,20 +8,21 @@ inode) is parsed again from the start. A trailing line without its newline is le
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from .._store.scalars import BLOCK as _BLOCK
 from .._store.scalars import HEADER_LINE as HEADER
 from .._store.scalars import parse_lines
 from .series_store import Opener, Saved, SeriesStore
+
+if TYPE_CHECKING:  # numpy is imported when a series is first read: listing runs does without it
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass
@@ -42,6 +43,8 @@ class _Growing:
     """Columns with spare capacity, so appending a few points does not copy millions."""
 
     def __init__(self) -> None:
+        import numpy as np
+
         self.n = 0
         self.step = np.empty(0, dtype=np.int64)
         self.value = np.empty(0, dtype=np.float64)
@@ -51,6 +54,8 @@ class _Growing:
 
     def extend(self, step: npt.NDArray[np.int64], value: npt.NDArray[np.float64],
                time: npt.NDArray[np.float64]) -> None:
+        import numpy as np
+
         m = len(step)
         if m == 0:
             return
@@ -84,6 +89,8 @@ class _Growing:
 
     def reserve(self, extra: int) -> None:
         """Make room for `extra` more points at once (a first read knows its size)."""
+        import numpy as np
+
         need = self.n + extra
         if need > len(self.step):
             for attr in ("step", "value", "time"):
@@ -100,6 +107,50 @@ class _Growing:
     @property
     def nbytes(self) -> int:
         return int(self.step.nbytes + self.value.nbytes + self.time.nbytes)
+
+
+#: bytes read and parsed at a time in a big read: memory holds the columns and one block,
+#: never the whole file (a 10M-point CSV is 0.4 GB)
+READ_BLOCK = 32 << 20
+
+
+def _read_big(f: Any, start: int, length: int, cols: _Growing) -> int:
+    """Parse the complete lines among the `length` bytes of `f` from `start` into `cols`,
+    block by block through one buffer; the bytes parsed (up to the end of the last line).
+
+    The columns are reserved once, from the first block's points per byte, so 10M points
+    are not copied as they grow.
+    """
+    f.seek(start)
+    buf = bytearray(READ_BLOCK)
+    carry = done = 0  # bytes of a partial line at the front of buf; bytes parsed
+    remaining = length
+    first = True
+    while remaining > 0:
+        if carry == len(buf):  # one line longer than the buffer: a bigger one
+            buf = buf + bytes(len(buf))
+        view = memoryview(buf)
+        got = f.readinto(view[carry:carry + min(len(buf) - carry, remaining)])
+        if not got:
+            break
+        remaining -= got
+        filled = carry + got
+        cut = buf.rfind(b"\n", 0, filled) + 1
+        if cut:
+            chunks = parse_lines(view[:cut])
+            if first:
+                points = sum(len(c[0]) for c in chunks)
+                cols.reserve(int(points * length / cut * 1.02) + 1024)
+                first = False
+            for chunk in chunks:
+                cols.extend(*chunk)
+            del chunks
+            done += cut
+            buf[:filled - cut] = buf[cut:filled]
+            carry = filled - cut
+        else:
+            carry = filled
+    return done
 
 
 @dataclass
@@ -181,22 +232,7 @@ class SeriesCache:
             parsed_from = start
             length = st.st_size - start
             if length > _BLOCK:
-                # a big first read: map the file rather than copying it into a bytes object
-                mm = mmap.mmap(f.fileno(), st.st_size, access=mmap.ACCESS_READ)
-                try:
-                    end = mm.rfind(b"\n", start) + 1
-                    if end > start:
-                        chunks = parse_lines(memoryview(mm)[start:end])
-                        entry.cols.reserve(sum(len(c[0]) for c in chunks))
-                        for chunk in chunks:
-                            entry.cols.extend(*chunk)
-                        del chunks
-                    end = max(end - start, 0)
-                finally:
-                    try:
-                        mm.close()
-                    except BufferError:  # a damaged block's parse error still holds a view of
-                        pass  # the map in a reference cycle: the collector unmaps it later
+                end = _read_big(f, start, length, entry.cols)
             else:
                 f.seek(start)
                 data = f.read(length)

@@ -24,6 +24,10 @@ from .series import SeriesCache
 from .series_store import SeriesStore
 
 log = logging.getLogger("labtrack.server")
+#: How many of the newest runs a never-indexed root's first request waits for.
+PREFILL = 100
+#: Runs a never-indexed root's filling thread stores per transaction.
+FILL_CHUNK = 2000
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
@@ -46,6 +50,10 @@ class ServerState:
         self._index: Any = None
         self._index_lock = threading.Lock()
         self._refresher: threading.Thread | None = None
+        self._filler: threading.Thread | None = None
+        #: runs found but not yet in the index while a never-indexed root is read (the
+        #: newest PREFILL are there at once; queries answer from what is there)
+        self.pending = 0
         self._indexed_sig: tuple[Any, ...] | None = None
         self._live: dict[str, tuple[Any, ...]] = {}  # running run dir -> its files' stats
         self._refreshed_at = 0.0
@@ -73,11 +81,19 @@ class ServerState:
                 from .._index import Index
 
                 self._index = Index(self.root)
+                # Never indexed: answer from the newest runs while the rest is read.
+                self.pending = max(0, (self._index.prefill(PREFILL) or 0) - PREFILL)
+                if self.pending and not self.shutdown.is_set():
+                    self._filler = threading.Thread(target=self._fill, args=(self._index,),
+                                                    name="labtrack-index-fill", daemon=True)
+                    self._filler.start()
             index = self._index
             if self._refresher is None and not self.shutdown.is_set():
                 self._refresher = threading.Thread(target=self._refresh_loop,
                                                    name="labtrack-index", daemon=True)
                 self._refresher.start()
+        if self.pending:
+            return index  # the filling thread refreshes; a request does not wait for it
         sig = self._root_sig()
         if sig != self._indexed_sig:
             self._refresh(index, sig)
@@ -98,9 +114,9 @@ class ServerState:
             return ()
         return tuple(sorted(parts))
 
-    def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None) -> None:
+    def _refresh(self, index: Any, sig: tuple[Any, ...] | None = None, **how: Any) -> None:
         sig = self._root_sig() if sig is None else sig
-        result = index.refresh()
+        result = index.refresh(**how)
         # the runs stored as running (shown running or crashed): their files change next
         live: dict[str, tuple[Any, ...]] = {}
         for status in ("running", "crashed"):
@@ -113,12 +129,35 @@ class ServerState:
             if result.get("added") or result.get("updated") or result.get("removed"):
                 self.generation += 1
 
+    def _fill(self, index: Any) -> None:
+        """Build the rest of a prefilled index, newest runs first, a chunk per transaction:
+        `pending` counts down, requests see the index grow and then all of it.
+
+        The generation (which ends cached answers) moves only at the end: while the index
+        fills, a cached answer is recomputed when it expires (`cached_query`), so requests
+        asking again and again cannot take the filling thread's time.
+        """
+        def progress(left: int) -> None:
+            self.pending = max(left, 1)  # 0 only once the refresh is complete (below)
+
+        try:
+            self._refresh(index, chunk=FILL_CHUNK, progress=progress)
+        except Exception as e:  # a background thread: report, never die silently
+            if not self.shutdown.is_set():
+                log.warning("building the run index failed: %s: %s", type(e).__name__, e)
+        finally:
+            with self._index_lock:
+                self.pending = 0
+                self.generation += 1
+
     def _refresh_loop(self) -> None:
         interval = 2.0
         while not self.shutdown.wait(interval):
             index = self._index
             if index is None:
                 return
+            if self.pending:
+                continue  # the filling thread is at it
             t0 = time.monotonic()
             try:
                 self._refresh(index)
@@ -150,9 +189,9 @@ class ServerState:
     def close(self) -> None:
         """Stop the background refresh and release the index's database connections."""
         self.shutdown.set()
-        refresher = self._refresher
-        if refresher is not None and refresher is not threading.current_thread():
-            refresher.join(timeout=3)  # a refresh of many runs may be under way: do not hang
+        for thread in (self._refresher, self._filler):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=3)  # a refresh of many runs may be under way: do not hang
         with self._index_lock:
             if self._index is not None:
                 self._index.close()

@@ -16,7 +16,6 @@ import os
 from typing import IO, Any
 
 import anyio
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -156,6 +155,8 @@ class RunWatch:
         chunks = parse_lines(memoryview(data)[start:end])
         if not chunks:
             return None
+        import numpy as np
+
         step = np.concatenate([c[0] for c in chunks])
         value = np.concatenate([c[1] for c in chunks])
         time = np.concatenate([c[2] for c in chunks])

@@ -138,10 +138,24 @@ def read_inside(path: str, base: str) -> bytes:
         OutsideRootError: `path` is a symlink that leads outside `base`.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _READ_NOFOLLOW)
     except OSError as e:
         if e.errno != errno.ELOOP:
             raise
-        fd = os.open(real(contained(Path(path), base, "file")), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+        fd = os.open(real(contained(Path(path), base, "file")), _READ)
+    # Plain reads on the descriptor: a buffered file object costs more than the read of a
+    # small JSON file (the index reads 30,000 of them for 10,000 runs).
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_READ_NOFOLLOW = _READ | getattr(os, "O_NOFOLLOW", 0)

@@ -1,0 +1,550 @@
+"""Speed at scale (issue 17): cold starts over many runs, long series, `labtrack ls`.
+
+    python benchmarks/scale.py                      # 10,000 runs, one 10M-point series
+    python benchmarks/scale.py --quick              # 1,000 runs, 1M points (development)
+    python benchmarks/scale.py --large              # also the 100,000-run rows
+    python benchmarks/scale.py --huge               # also the 100M-point row (~4 GB on disk)
+    python benchmarks/scale.py --baseline /work/main/src   # the same rows with other code, same run
+
+The roots are written straight in the run directory format (docs/format.md; the series with
+labtrack's own formatter, `_store.scalars.format_many`) into benchmarks/.work/scale/ and kept
+for later runs; a few runs are read back through `labtrack.open` to check they are valid.
+Every measurement starts a fresh process with the derived caches (`<root>/.labtrack/`)
+deleted first, so nothing was indexed or parsed before ("never opened before"; the OS page
+cache is not dropped: that needs root, and the files were just written or read). Reported:
+medians of `--reps` repetitions, each against its target as a ratio (< 1 is met).
+
+Rows (the issue's target table):
+
+* cold ui: time from starting `labtrack ui ROOT --port P` (a free 127.0.0.1 port) until
+  `GET /api/v1/runs?limit=100` first answers with the newest 100 runs in order (a
+  never-indexed root may still say `pending`: runs not read yet); "complete": until it
+  answers with every run counted and nothing pending;
+* warm filter / sort: medians over that server once its index is complete;
+* cold ls: `labtrack ls` in a fresh process, output to a pipe, no index; warm ls: index kept;
+* first chart: the first `GET /api/v1/runs/<id>/scalars?name=train/loss` of a series never
+  read before, and the server's peak RSS (VmHWM) after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+WORK = HERE / ".work" / "scale"
+RESULTS_MD = HERE / "RESULTS.md"
+MD_HEADING = "## Speed at scale (benchmarks/scale.py)"
+LONG_ID = "20261121-000000-long00"
+METRICS = ("train/loss", "val/acc")
+POINTS_PER_RUN = 5
+TARGETS = {  # row -> (target seconds or bytes, unit)
+    "cold_ui_s": 1.0, "cold_ui_large_s": 3.0, "warm_filter_large_s": 0.3, "warm_sort_large_s": 0.3,
+    "ls_cold_s": 0.5, "ls_warm_s": 0.5, "series_first_s": 0.5, "series_rss_mb": 200.0,
+    "huge_rss_mb": 500.0,
+}
+
+
+# ----------------------------------------------------------------------------- the roots
+
+def make_runs(root: Path, n: int) -> None:
+    """`n` finished runs in 10 experiments, each with params, a summary and two 5-point
+    series that agree with it, written as labtrack writes them (kept; a marker says done)."""
+    marker = root / f".made-{n}"
+    if marker.exists():
+        return
+    if root.exists():
+        shutil.rmtree(root)
+    t_start = 1_795_000_000
+    header = b"step,value,time\n"
+    for i in range(n):
+        exp = f"exp{i % 10}"
+        started = t_start + i * 7
+        rid = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)) + f"-{i % 1_000_000:06d}"
+        d = f"{root}/{exp}/{rid}"
+        os.makedirs(d + "/scalars/train")
+        os.mkdir(d + "/scalars/val")
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+        end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started + 300))
+        meta = {
+            "format_version": 1, "id": rid, "experiment": exp, "name": f"trial-{i}",
+            "comment": f"sweep point {i}", "tags": ["sweep", f"g{i % 7}"], "status": "finished",
+            "started": iso + ".000000+00:00", "ended": end + ".000000+00:00",
+            "pid": 1000 + i % 30000, "host": "bench-host", "user": "bench",
+            "command": {"argv": ["train.py", "--lr", str(10 ** -(i % 5))], "script": "/x/train.py",
+                        "module": None, "cwd": "/x", "python": "python3"},
+            "git": {"commit": f"{i:040x}", "message": "m", "branch": "main", "dirty": i % 2 == 0,
+                    "remote": None, "root": "/x"},
+            "seed": i, "parent": None, "error": None,
+        }
+        params = {"lr": 10 ** -(i % 5), "batch": 32 * (1 + i % 4),
+                  "opt": {"name": ("adam", "sgd")[i % 2], "momentum": 0.9}, "layers": [64, 64],
+                  "dropout": (i % 10) / 20}
+        summary = {}
+        for k, name in enumerate(METRICS, start=1):
+            values = [((i * k + j * 13) % 97) / 97 for j in range(POINTS_PER_RUN)]
+            times = [started + 60.0 * (j + 1) for j in range(POINTS_PER_RUN)]
+            rows = b"".join(f"{j},{v!r},{t:.3f}\n".encode() for j, (v, t) in enumerate(zip(values, times)))
+            with open(f"{d}/scalars/{name}.csv", "wb") as f:
+                f.write(header + rows)
+            summary[name] = {"last": values[-1], "min": min(values), "max": max(values),
+                             "mean": sum(values) / len(values), "sum": sum(values),
+                             "count": len(values), "finite": len(values),
+                             "step": POINTS_PER_RUN - 1, "time": times[-1]}
+        for fn, obj in (("run.json", meta), ("params.json", params), ("summary.json", summary)):
+            with open(f"{d}/{fn}", "w") as f:
+                json.dump(obj, f, indent=2)
+    marker.write_text("")
+
+
+def make_series(root: Path, n: int) -> str:
+    """One run whose `train/loss` has `n` points (a random walk with three spikes the
+    envelope must keep), formatted by labtrack's own writer code; its id."""
+    import numpy as np
+
+    from labtrack._store.scalars import format_many
+
+    d = root / "long" / LONG_ID
+    marker = d / f".made-{n}"
+    if marker.exists():
+        return LONG_ID
+    if d.exists():
+        shutil.rmtree(d)
+    path = d / "scalars" / "train" / "loss.csv"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    level, lo, hi, total, last = 0.0, math.inf, -math.inf, 0.0, 0.0
+    with open(path, "wb") as f:
+        f.write(b"step,value,time\n")
+        chunk = 1_000_000
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            walk = level + np.cumsum(rng.normal(0, 0.01, m))
+            level = float(walk[-1])
+            walk[rng.integers(0, m, 3)] += 50.0
+            cols = np.empty((m, 3))
+            cols[:, 0] = np.arange(start, start + m)
+            cols[:, 1] = walk
+            cols[:, 2] = 1.7e9 + np.arange(start, start + m) / 1000
+            data = format_many([array("d", cols.ravel().tobytes())])[0][0]
+            f.write(data)
+            lo, hi, total, last = min(lo, float(walk.min())), max(hi, float(walk.max())), total + float(walk.sum()), float(walk[-1])
+    (d / "run.json").write_text(json.dumps({
+        "format_version": 1, "id": LONG_ID, "experiment": "long", "name": f"{n:,}-points",
+        "comment": "", "tags": [], "status": "finished", "started": "2026-11-21T00:00:00.000000+00:00",
+        "ended": "2026-11-21T01:00:00.000000+00:00", "pid": 1, "host": "bench-host", "user": "bench",
+        "git": None, "seed": 0, "parent": None, "error": None}, indent=2))
+    (d / "params.json").write_text("{}")
+    (d / "summary.json").write_text(json.dumps({"train/loss": {
+        "last": last, "min": lo, "max": hi, "mean": total / n, "sum": total, "count": n, "finite": n,
+        "step": n - 1, "time": 1.7e9 + (n - 1) / 1000}}))
+    marker.write_text("")
+    return LONG_ID
+
+
+def check_valid(root: Path, sample: int = 3) -> None:
+    """Read a few runs back through labtrack's own API: the files must be valid runs."""
+    import labtrack
+
+    book = labtrack.open(str(root))
+    for exp in sorted(p.name for p in root.iterdir() if not p.name.startswith("."))[:sample]:
+        run_dir = sorted(p for p in (root / exp).iterdir() if not p.name.startswith("."))[0]
+        run = book[run_dir.name]
+        frame = run.scalars("train/loss")
+        summary = json.loads((run_dir / "summary.json").read_text())["train/loss"]
+        if len(frame) != summary["count"] or float(frame["value"].iloc[-1]) != summary["last"]:
+            raise SystemExit(f"{run_dir}: the series does not agree with summary.json")
+
+
+def drop_caches(root: Path) -> None:
+    """Delete the derived caches (index, parsed series): the next reader starts cold."""
+    shutil.rmtree(root / ".labtrack", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- processes
+
+def env_for(src: Path) -> dict[str, str]:
+    """The children's environment: `src` first on the path, bytecode used (as an installed
+    package is; compiled once by :func:`compile_source`), no colours."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": str(src), "NO_COLOR": "1"}
+
+
+def compile_source(src: Path) -> None:
+    """Write the bytecode of `src/labtrack` once, so no measured process compiles it."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "labtrack")],
+                   check=False, env=env_for(src), stdout=subprocess.DEVNULL)
+
+
+CLI = "from labtrack.cli import main; main()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`labtrack ui ROOT --port P` in a subprocess, started at `self.t0` (perf_counter)."""
+
+    def __init__(self, root: Path, src: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-c", CLI, "ui", str(root), "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env_for(src))
+
+    def first(self, path: str, params: dict[str, str], check: Callable[[Any], bool],
+              timeout: float = 300.0, every: float = 0.01) -> float:
+        """Poll `path` until it answers 200 and `check(body)`, every `every` seconds;
+        seconds since the start."""
+        import httpx
+
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"labtrack ui exited with {self.proc.returncode}: "
+                                 f"{self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ''}")
+            try:
+                r = httpx.get(self.url + path, params=params, timeout=timeout)
+            except httpx.TransportError:
+                time.sleep(0.01)
+                continue
+            if r.status_code == 200 and check(r.json()):
+                return time.perf_counter() - self.t0
+            time.sleep(every)
+        raise SystemExit(f"{path} did not answer within {timeout} s")
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident set (VmHWM), in MB."""
+        import psutil
+
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def timed_get(url: str, params: dict[str, str], check: Callable[[Any], bool]) -> float:
+    import httpx
+
+    t0 = time.perf_counter()
+    r = httpx.get(url, params=params, timeout=300)
+    took = time.perf_counter() - t0
+    if r.status_code != 200 or not check(r.json()):
+        raise SystemExit(f"{url} {params}: {r.status_code} {r.text[:300]}")
+    return took
+
+
+# ----------------------------------------------------------------------------- the rows
+
+def measure_ui(root: Path, n: int, src: Path, reps: int, suffix: str) -> dict[str, Any]:
+    """Cold ui starts over `root` (`n` runs), then warm filters and sorts on the last one."""
+    out: dict[str, Any] = {}
+    cold: list[float] = []
+    whole: list[float] = []
+    warm: dict[str, list[float]] = {"filter": [], "sort": [], "text": []}
+    newest = [f"trial-{i}" for i in range(n - 1, n - 101, -1)]
+
+    def first_page(body: Any) -> bool:
+        # the newest 100 runs, in order (the rest of a never-indexed root may be pending)
+        return [r["name"] for r in body.get("runs", [])] == newest
+
+    def complete(body: Any) -> bool:
+        return body.get("total") == n and not body.get("pending") and first_page(body)
+
+    for rep in range(reps):
+        drop_caches(root)
+        server = Server(root, src)
+        try:
+            cold.append(server.first("/api/v1/runs", {"limit": "100"}, first_page))
+            # as the dashboard does while runs are pending: ask again now and then
+            whole.append(server.first("/api/v1/runs", {"limit": "100"}, complete, every=0.25))
+            if rep == reps - 1:
+                url = server.url + "/api/v1/runs"
+                for _ in range(max(reps, 5)):
+                    # a new where text each time: the server's answer cache must not serve it
+                    warm["filter"].append(timed_get(url, {"limit": "100", "where":
+                                          f"params.lr < 0.01 and metrics.val/acc > 0.{len(warm['filter'])}"},
+                                          lambda b: b["total"] >= 0))
+                    warm["sort"].append(timed_get(url, {"limit": "100", "sort":
+                                        ("-", "")[len(warm["sort"]) % 2] + "metrics.val/acc:max",
+                                        "where": f"params.batch >= {len(warm['sort']) % 4}"},
+                                        lambda b: len(b["runs"]) == 100))
+                    warm["text"].append(timed_get(url, {"limit": "100", "q": f"g{len(warm['text']) % 7} sweep"},
+                                        lambda b: b["total"] > 0))
+        finally:
+            server.stop()
+    out[f"cold_ui{suffix}_s"] = statistics.median(cold)
+    out[f"cold_ui{suffix}_all"] = cold
+    out[f"cold_ui_complete{suffix}_s"] = statistics.median(whole)
+    for k, v in warm.items():
+        out[f"warm_{k}{suffix}_s"] = statistics.median(v)
+    return out
+
+
+def measure_ls(root: Path, n: int, src: Path, reps: int) -> dict[str, Any]:
+    """`labtrack ls` in fresh processes: without an index, and with the index kept."""
+    cpu: dict[str, list[float]] = {"cold": [], "warm": []}
+
+    def once(kind: str) -> float:
+        t0 = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            proc = subprocess.Popen([sys.executable, "-c", CLI, "ls", "--root", str(root)],
+                                    stdout=subprocess.PIPE, stderr=sink, env=env_for(src))
+            assert proc.stdout is not None
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: proc.stdout.read(1 << 16), b""))
+            _, status, usage = os.wait4(proc.pid, 0)
+        took = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        # CPU time of the process: what a quiet machine's wall time would be, near enough
+        cpu[kind].append(usage.ru_utime + usage.ru_stime)
+        if proc.returncode != 0 or lines < n:
+            raise SystemExit(f"labtrack ls: exit {proc.returncode}, {lines} lines")
+        return took
+
+    cold = []
+    for _ in range(reps):
+        drop_caches(root)
+        cold.append(once("cold"))
+    once("warm")
+    cpu["warm"].clear()
+    warm = [once("warm") for _ in range(reps)]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import labtrack.cli"], check=True, env=env_for(src))
+    imp = time.perf_counter() - t0
+    return {"ls_cold_s": statistics.median(cold), "ls_warm_s": statistics.median(warm),
+            "ls_cold_cpu_s": statistics.median(cpu["cold"]), "ls_warm_cpu_s": statistics.median(cpu["warm"]),
+            "ls_cold_all": cold, "ls_warm_all": warm, "import_cli_s": imp}
+
+
+def measure_series(root: Path, points: int, src: Path, reps: int, key: str = "series") -> dict[str, Any]:
+    """The first chart request of a series never read before, and the server's peak RSS."""
+    firsts, rss, again = [], [], []
+
+    def full(body: Any) -> bool:
+        return bool(body.get("total", 0) >= points and 0 < len(body["value"]) <= 2000
+                    and max(v for v in body["max"] if v is not None) > 40)
+
+    for _ in range(reps):
+        drop_caches(root)
+        server = Server(root, src)
+        try:
+            server.first("/api/v1/health", {}, lambda b: True)
+            url = f"{server.url}/api/v1/runs/{LONG_ID}/scalars"
+            firsts.append(timed_get(url, {"name": "train/loss"}, full))
+            rss.append(server.peak_rss_mb())
+            again.append(timed_get(url, {"name": "train/loss"}, full))
+        finally:
+            server.stop()
+    return {f"{key}_first_s": statistics.median(firsts), f"{key}_rss_mb": statistics.median(rss),
+            f"{key}_second_s": statistics.median(again), f"{key}_first_all": firsts}
+
+
+# ----------------------------------------------------------------------------- report
+
+ROWS = [  # (key, what, target text)
+    ("cold_ui_s", "first /api/v1/runs of a fresh `labtrack ui`, {runs:,} runs never opened", "< 1 s"),
+    ("cold_ui_complete_s", "... until every run is in (no `pending`)", "-"),
+    ("cold_ui_large_s", "the same over {large:,} runs", "< 3 s"),
+    ("cold_ui_complete_large_s", "... until every run is in (no `pending`)", "-"),
+    ("warm_filter_large_s", "warm filter over {large:,} runs (where, 100 rows)", "< 300 ms"),
+    ("warm_sort_large_s", "warm sort by a metric over {large:,} runs", "< 300 ms"),
+    ("series_first_s", "first chart request of a {points:,}-point series never read", "< 0.5 s"),
+    ("series_rss_mb", "the server's peak RSS after it (MB)", "< 200 MB"),
+    ("huge_first_s", "first chart request of a {huge:,}-point series", "answers"),
+    ("huge_rss_mb", "the server's peak RSS after it (MB)", "< 500 MB"),
+    ("ls_cold_s", "`labtrack ls`, fresh process, {runs:,} runs, no index", "< 0.5 s"),
+    ("ls_warm_s", "`labtrack ls`, fresh process, {runs:,} runs, index kept", "< 0.5 s"),
+]
+
+
+def table(results: dict[str, Any]) -> str:
+    sizes = results["sizes"]
+    base = results.get("baseline") or {}
+    head = "| row | target | labtrack | ratio to target | met |"
+    if base:
+        head = "| row | target | labtrack | baseline | new/baseline | ratio to target | met |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key, what, target in ROWS:
+        if key not in results["rows"]:
+            continue
+        value = results["rows"][key]
+        unit_mb = key.endswith("_mb")
+        fmt = (lambda v: f"{v:,.0f} MB") if unit_mb else (lambda v: f"{v:.3f} s")
+        goal = TARGETS.get(key)
+        ratio = f"{value / goal:.2f}" if goal else "-"
+        met = "-" if goal is None else "met" if value < goal else "**not met**"
+        cells = [what.format(**sizes), target, fmt(value)]
+        if base:
+            b = base.get(key)
+            cells += [fmt(b) if b is not None else "-", f"{value / b:.3f}" if b else "-"]
+        cells += [ratio, met]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [MD_HEADING, "",
+             f"`{results['command']}` at {results['source']}, {results['finished']}; "
+             f"{m['cpus']} CPUs (shared: noisy), load {m['load_start']} at the start and "
+             f"{m['load_end']} at the end, Python {m['python']}. Medians of {results['reps']} "
+             "repetitions, each in a fresh process with `<root>/.labtrack/` deleted first"
+             + (" (with a baseline, the two alternate repetition by repetition)" if results.get("baseline")
+                else "") + ".", "",
+             table(results), ""]
+    shown = {key for key, _, _ in ROWS}
+    extra = {k: v for k, v in results["rows"].items() if k not in shown and not k.endswith("_all")}
+    if extra:
+        lines += ["Context: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(extra.items())), ""]
+    return "\n".join(lines)
+
+
+def update_results_md(section: str) -> None:
+    """Replace this script's section of RESULTS.md, leaving the others alone."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    if MD_HEADING not in text:
+        text = text.rstrip("\n") + "\n\n" + MD_HEADING + "\n"
+    start = text.index(MD_HEADING)
+    nxt = text.find("\n## ", start + len(MD_HEADING))
+    end = len(text) if nxt < 0 else nxt + 1
+    RESULTS_MD.write_text(text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n"))
+
+
+def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    root = WORK / f"runs-{args.runs}"
+    compile_source(src)
+    log(f"{src}: cold ui over {args.runs:,} runs")
+    rows.update(measure_ui(root, args.runs, src, args.reps, ""))
+    log(f"{src}: labtrack ls")
+    rows.update(measure_ls(root, args.runs, src, args.reps))
+    if args.large:
+        log(f"{src}: cold ui over {args.large_runs:,} runs")
+        rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
+    log(f"{src}: first chart of {args.points:,} points")
+    rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, args.reps))
+    if args.huge:
+        rows.update(measure_series(WORK / f"series-{args.huge_points}", args.huge_points, src, 1, "huge"))
+    return rows
+
+
+def _medians(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over repetitions (lists of values are joined)."""
+    out: dict[str, Any] = {}
+    for key in reps[0]:
+        values = [r[key] for r in reps if key in r]
+        if isinstance(values[0], list):
+            out[key] = [v for vs in values for v in vs]
+        else:
+            out[key] = statistics.median(values)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--points", type=int, default=10_000_000)
+    ap.add_argument("--large", action="store_true", help="also the rows over --large-runs runs")
+    ap.add_argument("--large-runs", type=int, default=100_000)
+    ap.add_argument("--huge", action="store_true", help="also the row of --huge-points points")
+    ap.add_argument("--huge-points", type=int, default=100_000_000)
+    ap.add_argument("--quick", action="store_true", help="1,000 runs and 1M points, 1 repetition")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--baseline", metavar="SRC", help="another labtrack source folder (its src/) "
+                    "measured in the same run, for the before/after ratios")
+    ap.add_argument("--json", metavar="PATH", help="write every figure here")
+    ap.add_argument("--no-md", action="store_true", help="do not update RESULTS.md")
+    ap.add_argument("--render", metavar="JSON", help="only rebuild the RESULTS.md section from a "
+                    "--json file of an earlier run")
+    args = ap.parse_args(argv)
+    if args.render:
+        section = markdown(json.loads(Path(args.render).read_text()))
+        print(section)
+        if not args.no_md:
+            update_results_md(section)
+        return 0
+    if args.quick:
+        args.runs, args.points, args.reps = min(args.runs, 1000), min(args.points, 1_000_000), 1
+        args.large_runs = min(args.large_runs, 5000)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
+
+    sys.path.insert(0, str(SRC))
+    load_start = f"{os.getloadavg()[0]:.1f}"
+    for n in [args.runs] + ([args.large_runs] if args.large else []):
+        log(f"writing {n:,} runs (once; kept in {WORK})")
+        make_runs(WORK / f"runs-{n}", n)
+        check_valid(WORK / f"runs-{n}")
+    for p in [args.points] + ([args.huge_points] if args.huge else []):
+        log(f"writing a {p:,}-point series (once)")
+        make_series(WORK / f"series-{p}", p)
+    if args.baseline:
+        # repetitions alternate between the two sources, so a burst of load on this shared
+        # machine hits both alike; each key's median over the repetitions
+        one = argparse.Namespace(**{**vars(args), "reps": 1})
+        runs: dict[str, list[dict[str, Any]]] = {"new": [], "base": []}
+        for rep in range(args.reps):
+            log(f"repetition {rep + 1} of {args.reps}")
+            runs["new"].append(measure_all(one, SRC, log))
+            runs["base"].append(measure_all(one, Path(args.baseline).resolve(), log))
+        rows, baseline = (_medians(runs[k]) for k in ("new", "base"))
+    else:
+        rows, baseline = measure_all(args, SRC, log), None
+    try:
+        source = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        source = "?"
+    results = {
+        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "source": source, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "reps": args.reps, "sizes": {"runs": args.runs, "large": args.large_runs, "points": args.points,
+                                     "huge": args.huge_points},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_start": load_start, "load_end": f"{os.getloadavg()[0]:.1f}"},
+        "rows": rows, "baseline": baseline,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    section = markdown(results)
+    print(section)
+    if not args.no_md and not args.quick:
+        update_results_md(section)
+        log(f"updated {RESULTS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
