@@ -1,0 +1,139 @@
+"""Sweeps and media across runs on the dashboard, over the 20-run sweep (sweep_fixture.py):
+parallel coordinates whose brushes filter the table and the charts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from playwright.sync_api import expect
+
+from .conftest import Server
+from .test_analysis import LOSS, sweep  # noqa: F401  (the module-scoped sweep fixture)
+
+LRS = [10 ** (-4 + 3 * i / 19) for i in range(20)]
+WARMUP_MISSING = {0, 7, 14}
+
+
+def hash_params(page: Any) -> dict[str, str]:
+    frag = page.url.split("#", 1)[1]
+    query = frag.split("?", 1)[1] if "?" in frag else ""
+    return {k: v[0] for k, v in parse_qs(query).items()}
+
+
+def brush(page: Any, col: str, top: float, bottom: float) -> None:
+    """Drag along `col`'s axis from `top` to `bottom` (fractions of the axis's hit area)."""
+    hit = page.get_by_test_id(f"pc-axis-{col}").get_by_test_id("pc-hit")
+    box = hit.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + box["height"] * top)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] * (top + bottom) / 2, steps=4)
+    page.mouse.move(x, box["y"] + box["height"] * bottom, steps=4)
+    page.mouse.up()
+
+
+def test_parallel_coordinates_brush_filters_table_and_charts(page: Any, sweep: tuple[Server, dict[str, str]],  # noqa: F811
+                                                             shot: Any) -> None:
+    server, ids = sweep
+    page.goto(server.url + "/#/?n=5")
+    expect(page.get_by_test_id("runs-total")).to_have_text("20 runs")
+    page.get_by_test_id("parcoords-section").locator("summary").click()
+    expect(page).to_have_url(re.compile(r"[?&]pc=1"))
+    pc = page.get_by_test_id("parcoords")
+    expect(pc).to_have_attribute("data-lines", "20")
+    # The axes: the params (lr first, on a log axis) and the val metrics.
+    cols = pc.locator(".pc-axis").evaluate_all("els => els.map(e => e.dataset.col)")
+    assert cols == ["params.lr", "params.batch_size", "params.optimizer", "params.warmup",
+                    "metrics.val/acc", "metrics.val/loss"], cols
+    expect(page.get_by_test_id("pc-axis-params.lr").get_by_test_id("pc-log")).to_have_text("log ⇄")
+    expect(page.get_by_test_id("pc-axis-params.batch_size").get_by_test_id("pc-log")).to_have_text("linear ⇄")
+    lr_ticks = page.get_by_test_id("pc-axis-params.lr").locator(".scatter-tick").all_text_contents()
+    assert {"1e-4", "0.001", "0.01", "0.1"} <= set(lr_ticks), lr_ticks
+    expect(page.get_by_test_id("pc-axis-params.optimizer").locator(".scatter-tick")).to_have_text(["adam", "sgd"])
+    # The three runs without warmup go through the "missing" tick of that axis, not off the plot.
+    warm = page.get_by_test_id("pc-axis-params.warmup")
+    expect(warm.get_by_test_id("pc-missing")).to_have_text("missing")
+    expect(page.get_by_test_id("pc-axis-params.lr").get_by_test_id("pc-missing")).to_have_count(0)
+    through = page.evaluate(
+        """() => {
+          const g = document.querySelector('[data-testid="pc-axis-params.warmup"] [data-testid="pc-missing"]');
+          const y = Number(g.getAttribute('transform').match(/,([\\d.]+)\\)/)[1]);
+          const out = {};
+          for (const p of document.querySelectorAll('.pc-line')) {
+            const pts = p.getAttribute('d').slice(1).split('L').map(s => s.split(',').map(Number));
+            out[p.dataset.run] = pts.length === 6 && Math.abs(pts[3][1] - y) < 0.2;
+          }
+          return out;
+        }"""
+    )
+    by_name = {name: through[rid] for name, rid in ids.items()}
+    assert {n for n, on in by_name.items() if on} == {f"run-{i:02d}" for i in WARMUP_MISSING}, by_name
+    shot(page, "sweeps-parcoords")
+
+    # Brushing the upper part of the lr axis: the table and the charts keep the runs inside.
+    brush(page, "params.lr", 0.08, 0.45)
+    expect(page).to_have_url(re.compile(r"pcb=params\.lr"))
+    spec = unquote(hash_params(page)["pcb"])
+    m = re.fullmatch(r"params\.lr:([\d.e+-]+)\.\.([\d.e+-]+)", spec)
+    assert m, spec
+    lo, hi = float(m[1]), float(m[2])
+    assert 1e-3 < lo < hi < 0.2, (lo, hi)
+    inside = [i for i, lr in enumerate(LRS) if lo <= lr <= hi]
+    assert 3 <= len(inside) < 20, inside
+    expect(page.get_by_test_id("runs-total")).to_have_text(f"{len(inside)} runs")
+    expect(pc).to_have_attribute("data-inside", str(len(inside)))
+    expect(pc).to_have_attribute("data-lines", "20")  # the plot still shows every run, greyed outside
+    expect(pc.locator(".pc-line.out")).to_have_count(20 - len(inside))
+    names = page.locator(".grid-row[data-run] a.run-link").all_text_contents()
+    assert sorted(names) == sorted(f"run-{i:02d}" for i in inside), names
+    expect(page.locator(LOSS)).to_have_attribute("data-runs", str(min(5, len(inside))))
+    expect(page.get_by_test_id("brush-chip")).to_contain_text("brushed: lr")
+    expect(page.get_by_test_id("pc-count")).to_have_text(f"20 runs · {len(inside)} inside the brush")
+
+    # A second brush over the "missing" tick of warmup keeps the runs without warmup.
+    box = warm.get_by_test_id("pc-hit").bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + box["height"] - 22)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] - 2, steps=4)
+    page.mouse.up()
+    expect(page).to_have_url(re.compile(r"params\.warmup%3Amissing|params\.warmup:missing"))
+    both = [i for i in inside if i in WARMUP_MISSING]
+    if both:
+        expect(page.get_by_test_id("runs-total")).to_have_text(f"{len(both)} run{'s' if len(both) != 1 else ''}")
+    else:
+        expect(page.get_by_test_id("table-empty")).to_be_visible()
+    expect(page.get_by_test_id("pc-count")).to_have_text(f"20 runs · {len(both)} inside the brushes")
+    shot(page, "sweeps-parcoords-brushed")
+
+    # A click on an axis clears its brush; the chip's ✕ clears them all.
+    page.get_by_test_id("pc-axis-params.warmup").get_by_test_id("pc-hit").click()
+    expect(page.get_by_test_id("runs-total")).to_have_text(f"{len(inside)} runs")
+    page.get_by_test_id("brush-chip-clear").click()
+    expect(page.get_by_test_id("runs-total")).to_have_text("20 runs")
+    expect(page.get_by_test_id("brush-chip")).to_have_count(0)
+    assert "pcb" not in hash_params(page)
+    expect(pc.locator(".pc-line.out")).to_have_count(0)
+
+    # A linear axis goes log on a click (kept in the URL); axes are chosen in the picker.
+    page.get_by_test_id("pc-axis-params.batch_size").get_by_test_id("pc-log").click()
+    expect(page.get_by_test_id("pc-axis-params.batch_size").get_by_test_id("pc-log")).to_have_text("log ⇄")
+    assert set(hash_params(page)["pclog"].split(",")) == {"params.lr", "params.batch_size"}
+    page.get_by_test_id("pc-axes").locator("summary").click()
+    page.get_by_test_id("pc-axes").get_by_label("metrics.val/loss").uncheck()
+    expect(pc.locator(".pc-axis")).to_have_count(5)
+    # Hovering a line reads out the run and highlights its row.
+    page.keyboard.press("Escape")
+    at = page.evaluate(
+        """(id) => {
+          const p = document.querySelector(`.pc-line[data-run="${id}"]`);
+          const pt = p.getPointAtLength(p.getTotalLength() * 0.1);
+          const m = p.getScreenCTM();
+          return [pt.x * m.a + pt.y * m.c + m.e, pt.x * m.b + pt.y * m.d + m.f];
+        }""",
+        ids["run-19"],
+    )
+    page.mouse.move(at[0], at[1])
+    expect(page.get_by_test_id("pc-readout")).to_contain_text("run-19")
