@@ -1,15 +1,19 @@
 """Sweeps and media across runs on the dashboard, over the 20-run sweep (sweep_fixture.py):
-parallel coordinates whose brushes filter the table and the charts."""
+parallel coordinates whose brushes filter the table and the charts; "best" by a metric's
+declared direction on the compare page and in a run's summary."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qs, unquote
 
+import pytest
 from playwright.sync_api import expect
 
-from .conftest import Server
+import labtrack
+
+from .conftest import Server, start_server, stop_server
 from .test_analysis import LOSS, sweep  # noqa: F401  (the module-scoped sweep fixture)
 
 LRS = [10 ** (-4 + 3 * i / 19) for i in range(20)]
@@ -137,3 +141,48 @@ def test_parallel_coordinates_brush_filters_table_and_charts(page: Any, sweep: t
     )
     page.mouse.move(at[0], at[1])
     expect(page.get_by_test_id("pc-readout")).to_contain_text("run-19")
+
+
+@pytest.fixture(scope="module")
+def directed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    """Three runs: `score` declared "min" (its name would guess "max"), `val/acc` undeclared."""
+    base = tmp_path_factory.mktemp("directed")
+    ids: dict[str, str] = {}
+    for name, score, acc in (("dir-a", 0.3, 0.7), ("dir-b", 0.1, 0.8), ("dir-c", 0.2, 0.9)):
+        with labtrack.Run("directions", name, root=base / "root", metrics={"score": "min"},
+                          capture_git=False, capture_console=False, system=False) as run:
+            for step in range(3):
+                run.log({"score": score + (2 - step) * 0.5, "val/acc": acc - (2 - step) * 0.1}, step=step)
+        ids[name] = run.id
+    srv = start_server(base / "root", base / "ui.log")
+    yield srv, ids
+    stop_server(srv)
+
+
+def test_compare_and_summary_mark_best_by_the_declared_direction(page: Any, directed: tuple[Server, dict[str, str]],
+                                                                 shot: Any) -> None:
+    server, ids = directed
+    page.goto(server.url + "/#/compare?runs=" + ",".join(ids.values()))
+    score = page.locator('tr[data-metric="score"]')
+    # Declared "min": the lowest score is best, though the name alone would say higher.
+    expect(score.locator("td.best")).to_have_count(1)
+    expect(score.locator("td.best")).to_have_attribute("data-run", ids["dir-b"])
+    expect(score.locator("td.best")).to_contain_text("0.1")
+    mark = score.get_by_test_id("direction")
+    expect(mark).to_have_text("↓ min")
+    expect(mark).to_have_attribute("data-source", "declared")
+    expect(mark).to_have_attribute("title", re.compile("^lower is better: declared by the run"))
+    # Undeclared: guessed from the name, and the tooltip says so.
+    acc = page.locator('tr[data-metric="val/acc"]')
+    expect(acc.locator("td.best")).to_have_attribute("data-run", ids["dir-c"])
+    expect(acc.get_by_test_id("direction")).to_have_text("↑ max?")
+    expect(acc.get_by_test_id("direction")).to_have_attribute("data-source", "guessed")
+    expect(acc.get_by_test_id("direction")).to_have_attribute("title", re.compile("not declared, guessed from the name"))
+    shot(page, "directions-compare")
+    # The run page's summary shows each series' best by the same rule.
+    page.goto(server.url + f"/#/run/{ids['dir-a']}")
+    best = page.locator('tr[data-series="score"]').get_by_test_id("summary-best")
+    expect(best).to_have_text("0.3 ↓ min")
+    expect(page.locator('tr[data-series="val/acc"]').get_by_test_id("summary-best")).to_have_text("0.7 ↑ max?")
+    page.locator('tr[data-series="score"]').scroll_into_view_if_needed()
+    shot(page, "directions-summary")
