@@ -9,6 +9,7 @@ import { listParam, navigate, Route, updateParams } from "./route";
 import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
 import { Picker } from "./widgets";
 import { Scatter, scatterSettingsFrom } from "./scatter";
+import { MediaAcrossRuns } from "./mediaruns";
 import { brushesFrom, describeBrush, ParallelCoordinates, withBrushes } from "./parcoords";
 
 /** How many runs of the current view are charted unless asked otherwise. */
@@ -238,6 +239,11 @@ export function Dashboard({ route }: { route: Route }) {
     if (!grouped && show && !first.slice(0, n).includes(id) && !state.sel.includes(id)) out.sel = [...state.sel, id].join(",");
     updateParams(out);
   };
+  // Media side by side: the charted runs (while grouped, the ticked ones).
+  const pinnedDetails = useRunDetails(grouped && p.get("media") === "1" ? state.sel : []);
+  const mediaRuns = grouped
+    ? state.sel.filter((id) => pinnedDetails.has(id)).map((id) => ({ id, label: pinnedDetails.get(id)!.name || id, color: "#7f8aa0" }))
+    : chartRuns;
   const available = metricNames(details.values());
   const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : settings.panels ? available : limitOwn(available, 24);
   const colOptions = [
@@ -336,6 +342,22 @@ export function Dashboard({ route }: { route: Route }) {
           </summary>
           {p.get("pc") === "1" && (
             <ParallelCoordinates q={state.q} where={state.where} columns={columns} params={p} hover={hover} onHover={setHover} />
+          )}
+        </details>
+        <details
+          class="chart-section" data-testid="media-section" open={p.get("media") === "1"}
+          onToggle={(e) => {
+            const open = (e.currentTarget as HTMLDetailsElement).open;
+            if (open !== (p.get("media") === "1")) updateParams({ media: open ? "1" : null });
+          }}
+        >
+          <summary>
+            media across runs <span class="muted hint">{grouped ? "the ticked runs' images and text side by side" : "the charted runs' images and text side by side, one step slider"}</span>
+          </summary>
+          {p.get("media") === "1" && (
+            mediaRuns.length
+              ? <MediaAcrossRuns runs={mediaRuns} details={grouped ? pinnedDetails : details} params={p} />
+              : <div class="muted">{grouped ? "Tick runs in the table to see their media side by side." : "No runs charted."}</div>
           )}
         </details>
         <ChartGrid

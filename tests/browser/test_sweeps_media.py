@@ -1,6 +1,7 @@
 """Sweeps and media across runs on the dashboard, over the 20-run sweep (sweep_fixture.py):
 parallel coordinates whose brushes filter the table and the charts; "best" by a metric's
-declared direction on the compare page and in a run's summary."""
+declared direction on the compare page and in a run's summary; images and text of several
+runs side by side under one step slider, with one box threshold and class filter."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import re
 from typing import Any, Iterator
 from urllib.parse import parse_qs, unquote
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
 import labtrack
 
 from .conftest import Server, start_server, stop_server
+from .helpers import wait_until
 from .test_analysis import LOSS, sweep  # noqa: F401  (the module-scoped sweep fixture)
 
 LRS = [10 ** (-4 + 3 * i / 19) for i in range(20)]
@@ -186,3 +189,121 @@ def test_compare_and_summary_mark_best_by_the_declared_direction(page: Any, dire
     expect(page.locator('tr[data-series="val/acc"]').get_by_test_id("summary-best")).to_have_text("0.7 ↑ max?")
     page.locator('tr[data-series="score"]').scroll_into_view_if_needed()
     shot(page, "directions-summary")
+
+
+BOXES = [{"xStart": 8, "yStart": 10, "xEnd": 40, "yEnd": 44, "className": "bird", "probability": 0.92},
+         {"xStart": 50, "yStart": 20, "xEnd": 88, "yEnd": 56, "className": "orange", "probability": 0.55},
+         {"xStart": 2, "yStart": 2, "xEnd": 20, "yEnd": 9, "className": "background", "probability": 0.1}]
+
+
+@pytest.fixture(scope="module")
+def media_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    """m-a logs an image at steps 0, 100, 200; m-b also at 300; m-c logs no image. Each logs
+    text with an expected text at steps 100 and 299 (m-c only at 299)."""
+    base = tmp_path_factory.mktemp("media")
+    ids: dict[str, str] = {}
+    for k, (name, steps) in enumerate((("m-a", [0, 100, 200]), ("m-b", [0, 100, 200, 300]), ("m-c", []))):
+        with labtrack.Run("media", name, root=base / "root", capture_git=False, capture_console=False,
+                          system=False) as run:
+            for step in range(0, 301, 50):
+                run.log({"train/loss": 1 / (1 + step + k)}, step=step)
+            for step in steps:
+                img = np.zeros((64, 96, 3), np.uint8)
+                img[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
+                img[..., 1] = 60 * k + step // 5
+                img[..., 2] = np.linspace(255, 0, 64, dtype=np.uint8)[:, None]
+                run.log_image("samples/street", img, step=step, boxes=BOXES,
+                              classes=["bird", "orange", "background"], threshold=0.2)
+            for step, text in ((100, f"the quick brown fox jumpt over the lazy dog {name}"),
+                               (299, f"the quick brown fox jumps over a lazy cat {name}")):
+                if name != "m-c" or step == 299:
+                    run.log_text("decoder/sample", text, step=step,
+                                 expected=f"the quick brown fox jumps over the lazy dog {name}")
+        ids[name] = run.id
+    srv = start_server(base / "root", base / "ui.log")
+    yield srv, ids
+    stop_server(srv)
+
+
+def test_images_and_text_of_the_charted_runs_side_by_side_under_one_slider(
+        page: Any, media_runs: tuple[Server, dict[str, str]], shot: Any) -> None:
+    server, ids = media_runs
+    page.goto(server.url + "/#/?n=3")
+    expect(page.get_by_test_id("runs-total")).to_have_text("3 runs")
+    page.get_by_test_id("media-section").locator("summary").click()
+    expect(page).to_have_url(re.compile(r"[?&]media=1"))
+    cards = page.get_by_test_id("side-image")
+    expect(cards).to_have_count(3)
+    card = {name: page.locator(f'[data-testid="side-image"][data-run="{rid}"]') for name, rid in ids.items()}
+    # One slider over every step any run logged; at 300, m-a shows its last image (step 200).
+    images = page.get_by_test_id("images-across")
+    expect(images.get_by_test_id("step-value")).to_have_text("300")
+    expect(card["m-b"].get_by_test_id("side-step")).to_have_text("step 300")
+    expect(card["m-a"].get_by_test_id("side-step")).to_have_text("step 200")
+    expect(card["m-c"]).to_contain_text("no samples/street")
+    for name in ("m-a", "m-b"):
+        img = card[name].locator("img")
+        wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 96, 15, f"{name}'s image did not load")
+        # the box file's threshold 0.2 hides the 0.1 background box
+        expect(card[name].locator("g.box")).to_have_count(2)
+    expect(images.get_by_test_id("threshold-value")).to_have_text("0.20")
+    # A box stays inside its image.
+    b = card["m-a"].locator('g.box[data-class="orange"] rect').first.bounding_box()
+    im = card["m-a"].locator("img").bounding_box()
+    assert im["x"] <= b["x"] and b["x"] + b["width"] <= im["x"] + im["width"] + 2, (b, im)
+    page.get_by_test_id("table-toggle").click()
+    shot(page, "media-across-runs")
+
+    # One threshold for every run: 0.6 leaves the bird box in both images.
+    images.get_by_test_id("threshold").fill("0.6")
+    expect(page).to_have_url(re.compile(r"mthr=0\.6"))
+    for name in ("m-a", "m-b"):
+        expect(card[name].locator("g.box")).to_have_count(1)
+        expect(card[name].get_by_test_id("box-count")).to_have_text("1 of 3 boxes")
+    # ...and for every step: moving the slider keeps it (it used to reset to the file's 0.2).
+    images.get_by_test_id("images-step").fill("1")
+    expect(images.get_by_test_id("step-value")).to_have_text("100")
+    expect(card["m-a"].get_by_test_id("side-step")).to_have_text("step 100")
+    expect(card["m-a"].locator("img")).to_have_attribute("src", re.compile(r"media%2F100%2F"))
+    expect(images.get_by_test_id("threshold-value")).to_have_text("0.60")
+    for name in ("m-a", "m-b"):
+        expect(card[name].locator("g.box")).to_have_count(1)
+    # The class filter too: bird off hides it in every run, at every step.
+    images.locator(".class-toggle", has_text="bird").locator("input").uncheck()
+    expect(page).to_have_url(re.compile(r"mhide=bird"))
+    expect(images.locator("g.box")).to_have_count(0)
+    images.get_by_test_id("images-step").fill("3")
+    expect(card["m-b"].get_by_test_id("side-step")).to_have_text("step 300")
+    expect(images.locator("g.box")).to_have_count(0)
+    images.locator(".class-toggle", has_text="bird").locator("input").check()
+    expect(images.locator("g.box")).to_have_count(2)
+
+    # Text side by side under its own slider; m-c has nothing by step 100.
+    text = page.get_by_test_id("text-across")
+    expect(text.get_by_test_id("side-text")).to_have_count(3)
+    expect(text.get_by_test_id("step-value")).to_have_text("299")
+    expect(text.get_by_test_id("text-diff")).to_have_count(3)
+    expect(text.get_by_test_id("text-diff").first.locator("ins")).to_have_text(["a", "cat"])
+    text.get_by_test_id("text-step").fill("0")
+    expect(text.get_by_test_id("step-value")).to_have_text("100")
+    expect(page.locator(f'[data-testid="side-text"][data-run="{ids["m-c"]}"]')).to_contain_text("nothing by step 100")
+    expect(text.get_by_test_id("text-diff")).to_have_count(2)
+    text.scroll_into_view_if_needed()
+    shot(page, "media-across-runs-text")
+
+
+def test_the_run_page_keeps_the_box_threshold_when_the_step_changes(
+        page: Any, media_runs: tuple[Server, dict[str, str]]) -> None:
+    server, ids = media_runs
+    page.goto(server.url + f"/#/run/{ids['m-b']}?tab=images")
+    series = page.get_by_test_id("image-series")
+    expect(series.locator("g.box")).to_have_count(2)
+    series.get_by_test_id("threshold").fill("0.6")
+    expect(series.locator("g.box")).to_have_count(1)
+    series.locator(".class-toggle", has_text="orange").locator("input").uncheck()
+    series.get_by_test_id("image-step").fill("0")
+    expect(series.get_by_test_id("step-value")).to_have_text("0")
+    expect(series.locator("img")).to_have_attribute("src", re.compile(r"media%2F0%2F"))
+    expect(series.get_by_test_id("threshold-value")).to_have_text("0.60")
+    expect(series.locator("g.box")).to_have_count(1)
+    expect(series.locator(".class-toggle", has_text="orange").locator("input")).not_to_be_checked()
