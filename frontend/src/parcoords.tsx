@@ -320,7 +320,8 @@ export function ParallelCoordinates(props: {
       <svg ref={svg} width={width} height={HEIGHT} class="scatter-plot pc-plot">
         <g transform={`translate(${PAD.left},${PAD.top})`}>
           <g class="pc-lines">
-            {lines.map((l) => (
+            {/* the runs outside the brushes underneath, the hovered one on top */}
+            {[...lines.filter((l) => !l.inside), ...lines.filter((l) => l.inside && l.r.id !== props.hover), ...lines.filter((l) => l.inside && l.r.id === props.hover)].map((l) => (
               <path
                 key={l.r.id} d={l.d} data-run={l.r.id}
                 class={`pc-line${l.inside ? "" : " out"}${props.hover === l.r.id ? " hovered" : ""}`}
