@@ -74,6 +74,8 @@ export interface RunDetail {
   checkpoints?: { last?: Json; best?: Json; mode?: string | null; metric?: string | null } | null;
   params: Record<string, Json>;
   summary: Record<string, SummaryEntry>;
+  /** Each series' declared direction, "min" or "max" (run.json `metrics`, define_metric's goal). */
+  directions?: Record<string, "min" | "max">;
   env?: {
     python?: { version?: string; implementation?: string; executable?: string };
     platform?: { system?: string; release?: string; machine?: string };

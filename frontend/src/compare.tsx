@@ -6,6 +6,7 @@ import { runColors } from "./colors";
 import { metricNames, useRunDetails } from "./charts";
 import { runLabels } from "./dashboard";
 import { fmtNumber, fmtValue } from "./format";
+import { bestOf, directionOf, DirectionMark, directionTitle } from "./directions";
 import { listParam, navigate, Route, updateParams } from "./route";
 import { Section, StatusBadge } from "./widgets";
 
@@ -90,16 +91,22 @@ export function Compare({ route }: { route: Route }) {
               {metrics.map((m) => {
                 const lasts = runs.map((r) => r.summary[m]?.last);
                 const finite = lasts.filter((v): v is number => v !== undefined && Number.isFinite(v));
-                // Mark the best value only where the runs differ (lower is better for losses and errors).
+                // Mark the best value only where the runs differ, by the metric's declared
+                // direction (else guessed from its name: lower is better for losses and errors).
                 const differ = finite.length > 1 && Math.min(...finite) !== Math.max(...finite);
-                const best = differ ? (/loss|err/i.test(m) ? Math.min(...finite) : Math.max(...finite)) : undefined;
+                const dir = directionOf(m, runs);
+                const best = differ ? bestOf(finite, dir.dir) : undefined;
                 return (
-                  <tr key={m}>
-                    <td>{m}</td>
+                  <tr key={m} data-metric={m}>
+                    <td>{m} <DirectionMark metric={m} d={dir} /></td>
                     {runs.map((r) => {
                       const s = r.summary[m];
+                      const isBest = s !== undefined && s.last === best;
                       return (
-                        <td key={r.id} class={`num${s && s.last === best ? " best" : ""}`}>
+                        <td
+                          key={r.id} data-run={r.id} class={`num${isBest ? " best" : ""}`}
+                          title={isBest ? `best of these runs (${directionTitle(m, dir)})` : undefined}
+                        >
                           {s ? <>{fmtNumber(s.last)} <span class="muted">({fmtNumber(s.min)}–{fmtNumber(s.max)})</span></> : <span class="muted">—</span>}
                         </td>
                       );

@@ -9,6 +9,8 @@ import { listParam, navigate, Route, updateParams } from "./route";
 import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
 import { Picker } from "./widgets";
 import { Scatter, scatterSettingsFrom } from "./scatter";
+import { MediaAcrossRuns } from "./mediaruns";
+import { brushesFrom, describeBrush, ParallelCoordinates, withBrushes } from "./parcoords";
 
 /** How many runs of the current view are charted unless asked otherwise. */
 export const DEFAULT_CHARTED = 10;
@@ -138,6 +140,10 @@ export function Dashboard({ route }: { route: Route }) {
     group: p.get("group") ?? "",
     sel: listParam(p, "sel"),
   };
+  // Brushes on the parallel coordinates narrow the view: the table, the charts and the
+  // scatter read the runs of `where` and every brush.
+  const brushes = brushesFrom(p);
+  const view: TableState = { ...state, where: withBrushes(state.where, brushes) };
   const settings = chartSettingsFrom(p);
   const [columns, setColumns] = useState<Columns>({ params: [], metrics: [], experiments: [] });
   const [qDraft, setQDraft] = useState(state.q);
@@ -196,7 +202,7 @@ export function Dashboard({ route }: { route: Route }) {
   const [hover, setHover] = useState<string | null>(null);
   // With group-by, each of the first n groups is one line (the mean of its runs, but the
   // hidden ones) with a band; else the first n runs and the ticked ones, but the hidden.
-  const groups = useViewGroups(state);
+  const groups = useViewGroups(view);
   const grouped = Boolean(state.group && groups);
   const hiddenSet = new Set(hidden);
   const chartedGroups = grouped ? groups!.segments.slice(0, n) : [];
@@ -233,6 +239,11 @@ export function Dashboard({ route }: { route: Route }) {
     if (!grouped && show && !first.slice(0, n).includes(id) && !state.sel.includes(id)) out.sel = [...state.sel, id].join(",");
     updateParams(out);
   };
+  // Media side by side: the charted runs (while grouped, the ticked ones).
+  const pinnedDetails = useRunDetails(grouped && p.get("media") === "1" ? state.sel : []);
+  const mediaRuns = grouped
+    ? state.sel.filter((id) => pinnedDetails.has(id)).map((id) => ({ id, label: pinnedDetails.get(id)!.name || id, color: "#7f8aa0" }))
+    : chartRuns;
   const available = metricNames(details.values());
   const shown = settings.metrics.length ? settings.metrics.filter((m) => available.includes(m)) : settings.panels ? available : limitOwn(available, 24);
   const colOptions = [
@@ -268,6 +279,12 @@ export function Dashboard({ route }: { route: Route }) {
         </label>
         <Picker label="columns" testid="column-picker" options={colOptions} selected={state.cols} onChange={(cols) => setState({ cols })} />
         <span class="spacer" />
+        {brushes.length > 0 && (
+          <span class="brush-chip" data-testid="brush-chip" title={"brushed on the parallel coordinates: " + view.where}>
+            brushed: {brushes.map(describeBrush).join(" · ")}
+            <button class="small" data-testid="brush-chip-clear" title="clear the brushes" onClick={() => updateParams({ pcb: null })}>✕</button>
+          </span>
+        )}
         {state.sel.length > 0 && <button onClick={() => setState({ sel: [] })}>clear selection</button>}
         <button
           disabled={state.sel.length < 2}
@@ -279,7 +296,7 @@ export function Dashboard({ route }: { route: Route }) {
         </button>
       </div>
       <RunsTable
-        state={state} onState={setState}
+        state={view} onState={setState}
         charts={{
           colors: rowColors,
           hovered: (id) => hover !== null && hover === lineOf(id),
@@ -307,10 +324,40 @@ export function Dashboard({ route }: { route: Route }) {
           </summary>
           {p.get("scatter") === "1" && (
             <Scatter
-              q={state.q} where={state.where} columns={columns} settings={scatterSettingsFrom(p, columns)}
+              q={state.q} where={view.where} columns={columns} settings={scatterSettingsFrom(p, columns)}
               hover={hover} onHover={setHover}
               onPick={(id) => setState({ sel: state.sel.includes(id) ? state.sel.filter((x) => x !== id) : [...state.sel, id] })}
             />
+          )}
+        </details>
+        <details
+          class="chart-section" data-testid="parcoords-section" open={p.get("pc") === "1"}
+          onToggle={(e) => {
+            const open = (e.currentTarget as HTMLDetailsElement).open;
+            if (open !== (p.get("pc") === "1")) updateParams({ pc: open ? "1" : null });
+          }}
+        >
+          <summary>
+            parallel coordinates <span class="muted hint">params and summary metrics of every run of the view; drag along an axis to filter</span>
+          </summary>
+          {p.get("pc") === "1" && (
+            <ParallelCoordinates q={state.q} where={state.where} columns={columns} params={p} hover={hover} onHover={setHover} />
+          )}
+        </details>
+        <details
+          class="chart-section" data-testid="media-section" open={p.get("media") === "1"}
+          onToggle={(e) => {
+            const open = (e.currentTarget as HTMLDetailsElement).open;
+            if (open !== (p.get("media") === "1")) updateParams({ media: open ? "1" : null });
+          }}
+        >
+          <summary>
+            media across runs <span class="muted hint">{grouped ? "the ticked runs' images and text side by side" : "the charted runs' images and text side by side, one step slider"}</span>
+          </summary>
+          {p.get("media") === "1" && (
+            mediaRuns.length
+              ? <MediaAcrossRuns runs={mediaRuns} details={grouped ? pinnedDetails : details} params={p} />
+              : <div class="muted">{grouped ? "Tick runs in the table to see their media side by side." : "No runs charted."}</div>
           )}
         </details>
         <ChartGrid

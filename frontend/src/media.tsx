@@ -7,6 +7,7 @@ import { parseCsv } from "./csv";
 import { fmtNumber, fmtStep } from "./format";
 import { Markdown } from "./markdown";
 import { diff } from "./textdiff";
+import type { ComponentChildren } from "preact";
 
 interface Box {
   xStart: number;
@@ -39,16 +40,27 @@ export function StepSlider(props: { steps: number[]; index: number; onIndex: (i:
   );
 }
 
+/** What the box controls keep while the step (or the run) changes: the threshold the user
+ *  set (null: each box file's own default) and the classes switched off. */
+export interface BoxFilter {
+  threshold: number | null;
+  hidden: string[];
+}
+
+export const NO_FILTER: BoxFilter = { threshold: null, hidden: [] };
+
 export function ImageSeries(props: { runId: string; name: string; entries: MediaEntry[] }) {
   const entries = useMemo(() => props.entries.slice().sort((a, b) => a.step - b.step), [props.entries]);
   const [index, setIndex] = useState(entries.length - 1);
+  // held here, not in the image: a new step keeps the threshold and the classes
+  const [filter, setFilter] = useState<BoxFilter>(NO_FILTER);
   useEffect(() => setIndex(entries.length - 1), [entries.length]);
   const e = entries[Math.min(index, entries.length - 1)];
   return (
     <div class="media-card" data-testid="image-series" data-name={props.name}>
       <h3>{props.name}</h3>
       <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} testid="image-step" />
-      {e && <BoxedImage runId={props.runId} entry={e} />}
+      {e && <BoxedImage runId={props.runId} entry={e} filter={filter} onFilter={setFilter} />}
       {e?.caption && <div class="caption">{e.caption}</div>}
     </div>
   );
@@ -130,34 +142,55 @@ export function HtmlSeries(props: { runId: string; name: string; entries: MediaE
   );
 }
 
-function BoxedImage({ runId, entry }: { runId: string; entry: MediaEntry }) {
+/** An image with its boxes. The threshold and the hidden classes belong to the caller, so
+ *  they persist across steps (and across runs, side by side); until the user moves the
+ *  threshold, each box file's own `threshold` applies. */
+export function BoxedImage({ runId, entry, filter, onFilter, maxSide = 480, controls = true, onClasses }: {
+  runId: string;
+  entry: MediaEntry;
+  filter: BoxFilter;
+  onFilter: (f: BoxFilter) => void;
+  maxSide?: number;
+  /** false: only the count of boxes shown; the caller draws one set of controls for many */
+  controls?: boolean;
+  /** told the classes of the box file once it is read */
+  onClasses?: (classes: string[], threshold: number | undefined) => void;
+}) {
   const [boxes, setBoxes] = useState<BoxFile | null>(null);
   const [size, setSize] = useState<{ w: number; h: number } | null>(
     entry.width && entry.height ? { w: entry.width, h: entry.height } : null,
   );
-  const [hidden, setHidden] = useState<Set<string>>(new Set());
-  const [threshold, setThreshold] = useState(0);
+  const hidden = new Set(filter.hidden);
+  const threshold = filter.threshold ?? (typeof boxes?.threshold === "number" ? boxes.threshold : 0);
   useEffect(() => {
-    setBoxes(null);
-    if (!entry.boxes) return;
+    if (!entry.boxes) {
+      setBoxes(null);
+      return;
+    }
+    let live = true;
     fetchFileText(runId, entry.boxes)
-      .then((t) => {
-        const b = JSON.parse(t) as BoxFile;
-        setBoxes(b);
-        if (typeof b.threshold === "number") setThreshold(b.threshold);
-      })
-      .catch(() => setBoxes(null));
+      .then((t) => live && setBoxes(JSON.parse(t) as BoxFile))
+      .catch(() => live && setBoxes(null));
+    return () => {
+      live = false;
+    };
   }, [runId, entry.boxes]);
+  useEffect(() => {
+    if (entry.width && entry.height) setSize({ w: entry.width, h: entry.height });
+  }, [entry.width, entry.height]);
   const classes = useMemo(() => {
     const s = new Set<string>(boxes?.classes ?? []);
     for (const b of boxes?.boxes ?? []) if (b.className) s.add(b.className);
     return [...s];
   }, [boxes]);
+  useEffect(() => {
+    if (boxes && onClasses) onClasses(classes, boxes.threshold);
+  }, [boxes]);
   const visible = (boxes?.boxes ?? []).filter(
     (b) => !(b.className && hidden.has(b.className)) && !(typeof b.probability === "number" && b.probability < threshold),
   );
   // Boxes are drawn in screen pixels over the scaled image, so lines and labels stay crisp.
-  const k = size ? Math.min(6, 480 / Math.max(size.w, size.h)) : 1;
+  const k = size ? Math.min(6, maxSide / Math.max(size.w, size.h)) : 1;
   return (
     <div class="boxed-image">
       <div class="image-wrap" style={size ? { width: `${size.w * k}px`, height: `${size.h * k}px` } : undefined}>
@@ -192,35 +225,55 @@ function BoxedImage({ runId, entry }: { runId: string; entry: MediaEntry }) {
           </svg>
         )}
       </div>
-      {boxes && (
-        <div class="box-controls">
-          <label>
-            threshold
-            <input
-              type="range" min="0" max="1" step="0.01" value={threshold} data-testid="threshold"
-              onInput={(e) => setThreshold(Number((e.target as HTMLInputElement).value))}
-            />
-            <span class="mono">{threshold.toFixed(2)}</span>
-          </label>
-          <span class="classes">
-            {classes.map((c) => (
-              <label key={c} class="class-toggle" style={{ borderColor: classColor(c) }}>
-                <input
-                  type="checkbox" checked={!hidden.has(c)}
-                  onChange={() => {
-                    const n = new Set(hidden);
-                    if (n.has(c)) n.delete(c);
-                    else n.add(c);
-                    setHidden(n);
-                  }}
-                />
-                <span style={{ color: classColor(c) }}>{c}</span>
-              </label>
-            ))}
-          </span>
-          <span class="muted">{visible.length} of {boxes.boxes.length} boxes</span>
-        </div>
+      {boxes && !controls && (
+        <div class="muted box-count" data-testid="box-count">{visible.length} of {boxes.boxes.length} boxes</div>
       )}
+      {boxes && controls && (
+        <BoxControls filter={filter} onFilter={onFilter} classes={classes} threshold={threshold}>
+          <span class="muted">{visible.length} of {boxes.boxes.length} boxes</span>
+        </BoxControls>
+      )}
+    </div>
+  );
+}
+
+/** The threshold slider and the class switches (one image's, or shared by many). */
+export function BoxControls(props: {
+  filter: BoxFilter;
+  onFilter: (f: BoxFilter) => void;
+  classes: string[];
+  /** the threshold in force (the user's, else a box file's default) */
+  threshold: number;
+  children?: ComponentChildren;
+}) {
+  const hidden = new Set(props.filter.hidden);
+  return (
+    <div class="box-controls">
+      <label>
+        threshold
+        <input
+          type="range" min="0" max="1" step="0.01" value={props.threshold} data-testid="threshold"
+          onInput={(e) => props.onFilter({ ...props.filter, threshold: Number((e.target as HTMLInputElement).value) })}
+        />
+        <span class="mono" data-testid="threshold-value">{props.threshold.toFixed(2)}</span>
+      </label>
+      <span class="classes">
+        {props.classes.map((c) => (
+          <label key={c} class="class-toggle" style={{ borderColor: classColor(c) }}>
+            <input
+              type="checkbox" checked={!hidden.has(c)}
+              onChange={() => {
+                const n = new Set(hidden);
+                if (n.has(c)) n.delete(c);
+                else n.add(c);
+                props.onFilter({ ...props.filter, hidden: [...n] });
+              }}
+            />
+            <span style={{ color: classColor(c) }}>{c}</span>
+          </label>
+        ))}
+      </span>
+      {props.children}
     </div>
   );
 }

@@ -8,6 +8,7 @@ import {
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
 import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
+import { directionOf, DirectionMark, directionTitle } from "./directions";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
 import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
@@ -237,16 +238,23 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
       )}
       <Section title="Summary">
         <table class="data-table compact">
-          <thead><tr><th>series</th><th>last</th><th>min</th><th>max</th><th>mean</th><th>points</th><th>last step</th></tr></thead>
+          <thead><tr><th>series</th><th>last</th><th>best</th><th>min</th><th>max</th><th>mean</th><th>points</th><th>last step</th></tr></thead>
           <tbody>
             {Object.entries(run.summary).map(([k, s]) => {
+              const dirOf = (name: string) => directionOf(name, [run]);
               // a value the script set (run.summary["best"] = 0.9) may have no points behind it
               const points = !Number.isNaN(s.count);
               const shown = (v: number | undefined) => (points ? fmtNumber(v) : "");
               const last = s.value === undefined || s.value === null ? shown(s.last)
                 : typeof s.value === "number" ? fmtNumber(s.value) : String(s.value);
               return (
-                <tr key={k}><td>{k}</td><td class="num">{last}</td><td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{points ? fmtStep(s.count) : ""}</td><td class="num">{points ? fmtStep(s.step) : ""}</td></tr>
+                <tr key={k} data-series={k}>
+                  <td>{k}</td><td class="num">{last}</td>
+                  <td class="num" data-testid="summary-best" title={points ? directionTitle(k, dirOf(k)) : undefined}>
+                    {points && <>{shown(dirOf(k).dir === "min" ? s.min : s.max)} <DirectionMark metric={k} d={dirOf(k)} /></>}
+                  </td>
+                  <td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{points ? fmtStep(s.count) : ""}</td><td class="num">{points ? fmtStep(s.step) : ""}</td>
+                </tr>
               );
             })}
           </tbody>

@@ -35,7 +35,7 @@ export function scatterSettingsFrom(p: URLSearchParams, cols: Columns): ScatterS
   return { x, y, color: p.get("sc") ?? "", logX: flag("slogx", x), logY: flag("slogy", y) };
 }
 
-function valueOf(r: RunRow, col: string): Json | undefined {
+export function valueOf(r: RunRow, col: string): Json | undefined {
   if (col.startsWith("params.")) return r.params[col.slice(7)];
   if (col.startsWith("metrics.")) return r.metrics[col.slice(8)];
   return undefined;
@@ -66,7 +66,7 @@ export function logTicks(lo: number, hi: number): number[] {
 }
 
 /** A tick label: short, 1e-4 rather than 1.000e-4. */
-function fmtTick(v: number): string {
+export function fmtTick(v: number): string {
   const a = Math.abs(v);
   if (a !== 0 && (a < 1e-3 || a >= 1e6)) {
     const short = v.toExponential(0);
@@ -98,9 +98,9 @@ function axis(values: number[], log: boolean, size: number, flip: boolean) {
 }
 
 // A perceptual-ish gradient (dark blue, teal, yellow) for a numeric colour column.
-const GRADIENT = ["#30123b", "#3e9bfe", "#46f884", "#e1dd37", "#f05b12"];
+export const GRADIENT = ["#30123b", "#3e9bfe", "#46f884", "#e1dd37", "#f05b12"];
 
-function gradient(t: number): string {
+export function gradient(t: number): string {
   const x = Math.min(1, Math.max(0, t)) * (GRADIENT.length - 1);
   const i = Math.min(GRADIENT.length - 2, Math.floor(x));
   const f = x - i;

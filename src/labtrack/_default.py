@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Iterable
 
 from . import _lifecycle, _ranks, _settings
+from ._directions import check_directions
 from ._disabled import DisabledRun
 from ._run import Run
 from .errors import RunStateError
@@ -44,6 +45,7 @@ def init(
     system: bool | None = None,
     start_step: int | None = None,
     annotate: bool = False,
+    metrics: Mapping[str, str] | None = None,
 ) -> Run | DisabledRun:
     """Start (or resume) the script's run and make it the default for `labtrack.log` & co.
 
@@ -76,6 +78,9 @@ def init(
             step it resumes at); run.json `start_step`.
         annotate: rewrite the script's results block at each `run.save_progress` (Lab's
             results in the source file; docs/older-tools.md).
+        metrics: which way is better for a metric, ``{"val/acc": "max", "loss": "min"}``
+            (a name may be a glob, ``"val/*"``); run.json `metrics`. The dashboard marks
+            the best run by it, and guesses from the name only where nothing is declared.
 
     Returns:
         The run (a :class:`DisabledRun` when disabled).
@@ -88,6 +93,7 @@ def init(
         >>> run = labtrack.init(experiment="mnist", config={"lr": 0.01}, seed=1)
     """
     run: Run | DisabledRun
+    check_directions(metrics)  # refused even when the run records nothing
     job = _ranks.plan(distributed, job_id)  # None for a single process
     if _settings.get("disabled", disabled) or (job is not None and job.mode == "rank0" and job.rank):
         run = DisabledRun(config=config, rank=job.rank if job else 0, world_size=job.world_size if job else 1)
@@ -97,7 +103,7 @@ def init(
             resume=resume, capture_git=capture_git, capture_console=capture_console,
             require_clean_git=require_clean_git, remote=remote, token=token,
             flush_seconds=flush_seconds, group=group, job_type=job_type, system=system,
-            start_step=start_step, annotate=annotate, _job=job)
+            start_step=start_step, annotate=annotate, metrics=metrics, _job=job)
         if _settings.get("print_steps", print_steps):
             run._print_steps(print_skip or ())
     global _made_default

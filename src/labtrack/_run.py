@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable
 
-from . import _lifecycle, _records, _settings, _system
+from . import _directions, _lifecycle, _records, _settings, _system
 from ._names import NameSpace, check_name, slug
 from ._run_extras import ExtrasMethods
 from ._run_media import MediaMethods
@@ -124,6 +124,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         system: bool | None = None,
         start_step: int | None = None,
         annotate: bool = False,
+        metrics: Mapping[str, str] | None = None,  # directions, "min"/"max" (labtrack.init's doc)
         _environ: Mapping[str, str] | None = None,
         _job: Any = None,
         _announce: bool = True,
@@ -168,6 +169,7 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
             if value is not None and not isinstance(value, str):
                 raise LabtrackTypeError(f"{label} must be a str, got {type(value).__name__}")
         tag_list = _records.check_tags(tags)
+        directions = _directions.check_directions(metrics)
         if seed is not None:
             seed = _records.check_step(seed)  # a non-negative whole number, same rules
         params = _records.config_to_dict(config)
@@ -239,6 +241,8 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
                     self._meta.update(fields)
         self._params = params
         begin(self._meta, start_step, annotate, self._next_step if resume else None)  # Lab's trial
+        if directions:  # a resumed run keeps what it declared before, the new names win
+            self._meta["metrics"] = {**(self._meta.get("metrics") or {}), **directions}
         # Everything is encoded before anything is created: a bad string leaves no folder behind.
         for label, value in (("experiment", self.experiment), ("name", name), ("comment", comment),
                              ("group", group), ("job_type", job_type)):

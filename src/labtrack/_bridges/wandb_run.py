@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _records
+from .._directions import from_definition
 from ..errors import LabtrackTypeError, LabtrackValueError, RunStateError
 from .wandb_media import Image, WandbMedia, record, unsupported
 
@@ -444,6 +445,12 @@ class WandbRun:
             raise LabtrackValueError(f"define_metric({name!r}, summary='best') needs goal='minimize' or 'maximize'")
         m = Metric(name, step_metric, [s for s in stats if s != "none"], g)
         self._metrics.append(m)
+        direction = from_definition(m.summary, g)
+        if direction is not None and not self.disabled:
+            # run.json `metrics`, as init(metrics=...) declares it: the dashboard's "best"
+            self._check_live("define_metric")
+            run = self.labtrack_run
+            run._update_meta(metrics={**(run._meta.get("metrics") or {}), name: direction})
         return m
 
     def _metric_summaries(self) -> dict[str, dict[str, Any]]:

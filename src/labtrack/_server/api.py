@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from .._directions import resolve as resolve_directions
 from .._names import check_name, relpath_to_name
 from .._store import layout
 from .._store.contain import real
@@ -111,7 +112,8 @@ async def columns(request: Request) -> Response:
 
 
 def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
-    """run.json with the derived status, params (nested), summary, env, options, duration,
+    """run.json with the derived status, params (nested), summary, its series' directions
+    ("min"/"max", where declared), env, options, duration,
     and the names of the run's series, texts, histograms, tables and markdown documents,
     each also with the path it is stored at (`named`), so a client never escapes a name.
 
@@ -122,6 +124,8 @@ def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
     meta["experiment_dir"] = run.experiment_dir
     meta["params"] = unless_outside(run.params, empty())
     meta["summary"] = unless_outside(run.summary, empty())
+    # each series' declared direction (run.json `metrics`, or define_metric's goal)
+    meta["directions"] = resolve_directions(meta, meta["summary"])
     meta["env"] = unless_outside(run.env, None)
     meta["options"] = unless_outside(run.options, None)
     meta["duration"] = run.duration(meta, now=state.clock())
