@@ -3,10 +3,11 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   fetchConsole, fetchFiles, fetchFileText, fetchHistograms, fetchMedia, fetchRun, fetchText, FileEntry, fileUrl,
-  HistogramRecord, Json, MediaEntry, Named, NamedKind, RunDetail, TextRecord,
+  HistogramRecord, Json, MediaEntry, MetaResult, Named, NamedKind, RunDetail, TextRecord,
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
+import { CommentAndTags, Notes } from "./edit";
 import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
@@ -92,6 +93,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
 
   if (error) return <div class="page"><ErrorLine error={error} /></div>;
   if (!run) return <div class="page muted">loading…</div>;
+  const onSaved = (r: MetaResult) => setRun((old) => (old ? { ...old, comment: r.comment, tags: r.tags, notes: r.notes } : old));
   return (
     <div class="page run-page" data-testid="run-page">
       <div class="run-title">
@@ -101,7 +103,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
         <Tags tags={run.tags} />
         <JobInfo run={run} />
       </div>
-      {run.comment && <div class="run-comment">{run.comment}</div>}
+      <CommentAndTags run={run} onSaved={onSaved} />
       <nav class="tabs">
         {TABS.map((t) => (
           <a
@@ -115,7 +117,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
           </a>
         ))}
       </nav>
-      {tab === "overview" && <Overview run={run} files={files} />}
+      {tab === "overview" && <Overview run={run} files={files} onSaved={onSaved} />}
       {tab === "charts" && <RunCharts run={run} route={route} />}
       {tab === "images" && (
         <div class="media-grid">
@@ -174,7 +176,7 @@ function shellQuote(a: string): string {
   return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
-function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
+function Overview({ run, files, onSaved }: { run: RunDetail; files: FileEntry[]; onSaved: (r: MetaResult) => void }) {
   const [diffText, setDiff] = useState<string | null>(null);
   const hasDiff = files.some((f) => f.path === "source/diff.patch" && f.size > 0);
   useEffect(() => {
@@ -230,6 +232,9 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
           {Object.keys(run.params).length ? <ParamTree value={run.params} /> : <div class="muted">no params</div>}
         </Section>
       </div>
+      <Section title="Notes">
+        <Notes run={run} onSaved={onSaved} />
+      </Section>
       {timings.length > 0 && (
         <Section title="Section timings">
           <Timings entries={timings} />

@@ -107,7 +107,7 @@ async def columns(request: Request) -> Response:
 
 
 def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
-    """run.json with the derived status, params (nested), summary, env, options, duration,
+    """run.json with the derived status, params (nested), summary, env, options, notes, duration,
     and the names of the run's series, texts, histograms, tables and markdown documents,
     each also with the path it is stored at (`named`), so a client never escapes a name.
 
@@ -120,6 +120,7 @@ def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
     meta["summary"] = unless_outside(run.summary, empty())
     meta["env"] = unless_outside(run.env, None)
     meta["options"] = unless_outside(run.options, None)
+    meta["notes"] = unless_outside(run.notes, "")
     meta["duration"] = run.duration(meta, now=state.clock())
     meta["consoles"] = [{"rank": r, "path": run.console_relpath(r)} for r in sorted({0, *run.ranks()})]
     named = {kind: run.named(kind) for kind in KINDS}

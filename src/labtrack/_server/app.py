@@ -220,10 +220,11 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
         >>> app = create_app("labtrack")
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8765)
     """
-    from . import api, static, stream
+    from . import api, edit, static, stream
 
     state = ServerState(root, auth=auth)
-    routes: list[BaseRoute] = [*api.routes(), *stream.routes(), *extra_routes, *api.fallback_routes()]
+    routes: list[BaseRoute] = [*api.routes(), *edit.routes(), *stream.routes(), *extra_routes,
+                               *api.fallback_routes()]
     routes += static.routes(static_dir if static_dir is not None else static.DEFAULT_DIR)
 
     @contextlib.asynccontextmanager

@@ -1,0 +1,88 @@
+"""Writing from the browser and logged tables, in Chromium against a real `labtrack ui` over
+runs of its own (the shared fixture root stays as it is): a run's comment, tags and notes
+edited on its page and seen again after a reload and on disk; a logged table sorted,
+filtered, paged and downloaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import Server, _clean_env, start_server, stop_server
+
+SCRIPT = """
+import sys
+import labtrack
+root = sys.argv[1]
+run = labtrack.init("notes", name="editable", root=root, comment="first try", tags=["cnn"],
+                    capture_git=False, capture_console=False)
+for i in range(30):
+    run.log({"loss": 1 / (i + 1)})
+# 120 rows: 3 pages of 50; a column of numbers whose text order is not their order
+run.log_table("preds", [{"id": i, "label": ["cat", "dog", "bird"][i % 3], "score": round((i * 37 % 101) / 10, 1),
+                         "note": "has, comma" if i == 7 else ""} for i in range(120)])
+run.finish()
+print(run.id)
+"""
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[Server, str, Path]]:
+    root = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], cwd=tmp_path, env=_clean_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    run_id = p.stdout.strip().splitlines()[-1]
+    srv = start_server(root, tmp_path / "ui.log")
+    yield srv, run_id, next(root.glob(f"*/{run_id}"))
+    stop_server(srv)
+
+
+def test_comment_tags_and_notes_are_edited_on_the_run_page_and_kept(
+        page: Any, own_server: tuple[Server, str, Path], shot: Any) -> None:
+    srv, run_id, run_dir = own_server
+    page.goto(f"{srv.url}/#/run/{run_id}")
+    expect(page.get_by_test_id("run-comment")).to_have_text("first try")
+    page.get_by_test_id("edit-meta").click()
+    page.get_by_test_id("comment-input").fill("stride fix\nlr halved")
+    page.get_by_test_id("tags-input").fill("cnn, best , sweep-3, best")
+    expect(page.locator(".tags-preview .tag")).to_have_count(3)
+    shot(page, "write-meta-form")
+    page.get_by_test_id("save-meta").click()
+    expect(page.get_by_test_id("run-comment")).to_have_text("stride fix\nlr halved")
+    expect(page.locator(".run-title .tag")).to_have_text(["cnn", "best", "sweep-3"])
+
+    # A bad tag: the server's message, nothing saved, the form still open.
+    page.get_by_test_id("edit-meta").click()
+    page.get_by_test_id("tags-input").fill("ok, " + "x" * 101)
+    page.get_by_test_id("save-meta").click()
+    expect(page.get_by_test_id("edit-error")).to_contain_text("1 to 100 characters")
+    page.get_by_role("button", name="cancel").click()
+
+    page.get_by_test_id("edit-notes").click()
+    page.get_by_test_id("notes-input").fill("# Why this run\n\n* lr **0.05** after the stride fix\n"
+                                             "* see [the paper](https://example.org)\n")
+    expect(page.get_by_test_id("notes-preview").locator("h1")).to_have_text("Why this run")
+    shot(page, "write-notes-editor")
+    page.get_by_test_id("save-notes").click()
+    expect(page.get_by_test_id("notes").locator("strong")).to_have_text("0.05")
+
+    page.reload()
+    expect(page.get_by_test_id("run-comment")).to_have_text("stride fix\nlr halved")
+    expect(page.locator(".run-title .tag")).to_have_text(["cnn", "best", "sweep-3"])
+    expect(page.get_by_test_id("notes").locator("h1")).to_have_text("Why this run")
+    expect(page.get_by_test_id("notes").locator("a")).to_have_attribute("href", "https://example.org")
+    shot(page, "write-after-reload")
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["comment"] == "stride fix\nlr halved" and meta["tags"] == ["cnn", "best", "sweep-3"]
+    assert (run_dir / "notes.md").read_text().startswith("# Why this run\n")
+    # The runs table shows the new tags.
+    page.goto(f"{srv.url}/#/")
+    expect(page.get_by_text("sweep-3").first).to_be_visible()
