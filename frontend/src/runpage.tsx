@@ -7,11 +7,12 @@ import {
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
+import { LoggedTable, SteppedTable } from "./datatable";
 import { CommentAndTags, Notes } from "./edit";
 import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
-import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
+import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, SteppedFiles, TextSeries, VideoSeries } from "./media";
 import { Route, updateParams } from "./route";
 import { ErrorLine, Section, StatusBadge, Tags } from "./widgets";
 
@@ -151,11 +152,11 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
           {tables.map((m) => (
             <div class="media-card wide" key={m.path} data-name={m.name}>
               <h3>{m.name}</h3>
-              <RemoteTable runId={id} path={m.path} />
+              <LoggedTable runId={id} path={m.path} name={m.name} />
             </div>
           ))}
           {[...steppedTables].filter(([name]) => !tables.some((t) => t.name === name)).map(([name, entries]) => (
-            <SteppedFiles key={"s" + name} runId={id} name={name} entries={entries} kind="table" />
+            <SteppedTable key={"s" + name} runId={id} name={name} entries={entries} />
           ))}
           {!counts.tables && <div class="empty">No tables logged.</div>}
         </div>

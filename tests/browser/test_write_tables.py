@@ -86,3 +86,55 @@ def test_comment_tags_and_notes_are_edited_on_the_run_page_and_kept(
     # The runs table shows the new tags.
     page.goto(f"{srv.url}/#/")
     expect(page.get_by_text("sweep-3").first).to_be_visible()
+
+
+def _column(page: Any, j: int) -> list[str]:
+    return page.locator(f"[data-testid=logged-table] tbody tr td:nth-child({j})").all_inner_texts()
+
+
+def test_a_logged_table_sorts_filters_pages_and_downloads(
+        page: Any, own_server: tuple[Server, str, Path], shot: Any, tmp_path: Path) -> None:
+    srv, run_id, run_dir = own_server
+    scores = [round((i * 37 % 101) / 10, 1) for i in range(120)]
+    page.goto(f"{srv.url}/#/run/{run_id}?tab=tables")
+    table = page.get_by_test_id("logged-table")
+    expect(page.get_by_test_id("table-count")).to_have_text("rows 1–50 of 120")
+    expect(table.locator("tbody tr")).to_have_count(50)
+    assert _column(page, 1)[:3] == ["0", "1", "2"]  # as logged
+
+    table.locator("th", has_text="score").click()
+    expect(table.locator("th", has_text="score")).to_have_text("score ▲")
+    got = [float(x) for x in _column(page, 3)]
+    assert got == sorted(scores)[:50]
+    table.locator("th", has_text="score").click()
+    expect(table.locator("th", has_text="score")).to_have_text("score ▼")
+    assert [float(x) for x in _column(page, 3)] == sorted(scores, reverse=True)[:50]
+    # Numbers sort by value, not as text ("10" after "9").
+    table.locator("th", has_text="id").click()
+    assert _column(page, 1)[:3] == ["0", "1", "2"] and _column(page, 1)[9:12] == ["9", "10", "11"]
+
+    page.get_by_test_id("table-next").click()
+    page.get_by_test_id("table-next").click()
+    expect(page.get_by_test_id("table-count")).to_have_text("rows 101–120 of 120")
+    expect(table.locator("tbody tr")).to_have_count(20)
+    assert _column(page, 1)[0] == "100"
+
+    page.get_by_test_id("table-filter").fill("dog")
+    expect(page.get_by_test_id("table-count")).to_have_text("rows 1–40 of 40 (filtered from 120)")
+    expect(page.get_by_test_id("table-pager")).to_have_count(0)
+    assert set(_column(page, 2)) == {"dog"}
+    shot(page, "table-filtered")
+    page.get_by_test_id("table-filter").fill("comma")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    assert _column(page, 4) == ["has, comma"]
+    page.get_by_test_id("table-filter").fill("")
+    table.locator("th", has_text="score").click()
+    shot(page, "table-sorted")
+
+    with page.expect_download() as info:
+        page.get_by_test_id("table-download").click()
+    dl = info.value
+    assert dl.suggested_filename == "preds.csv"
+    saved = tmp_path / "downloaded.csv"
+    dl.save_as(saved)
+    assert saved.read_bytes() == (run_dir / "tables" / "preds.csv").read_bytes()
