@@ -138,3 +138,49 @@ def test_a_logged_table_sorts_filters_pages_and_downloads(
     saved = tmp_path / "downloaded.csv"
     dl.save_as(saved)
     assert saved.read_bytes() == (run_dir / "tables" / "preds.csv").read_bytes()
+
+
+LOSS_CANVAS = '.chart[data-metric="train/loss"] canvas'
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_dashboard_follows_the_system_colour_scheme_charts_included(
+        browser: Any, server: Server, fixture_root: Any, shot: Any, scheme: str) -> None:
+    from .helpers import COUNT_COLOURS_JS, wait_until
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1,
+                                  color_scheme=scheme)
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/#/")
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor || getComputedStyle(document.documentElement).backgroundColor")
+        root_bg = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        dark_bg = "rgb(17, 20, 25)"
+        assert (root_bg == dark_bg) == (scheme == "dark"), (root_bg, bg)
+        # grid lines and axis labels of the chart in the scheme's colours (theme.ts)
+        grid, axis = ("#2b313c", "#b4bccb") if scheme == "dark" else ("#eeeeee", "#555555")
+        other_grid = "#eeeeee" if scheme == "dark" else "#2b313c"
+
+        def painted() -> Any:
+            r = page.evaluate(COUNT_COLOURS_JS, [LOSS_CANVAS, [grid, axis, other_grid]])
+            return r if r and r["counts"][0] > 200 and r["counts"][1] > 30 else None
+
+        r = wait_until(painted, 20, f"the train/loss chart has no {scheme} grid and axis labels")
+        assert r["counts"][2] < r["counts"][0] / 10, r
+        # text of the page is readable: the foreground differs from the panel by far
+        fg = page.evaluate("getComputedStyle(document.querySelector('.chart')).color")
+        assert fg == ("rgb(217, 222, 232)" if scheme == "dark" else "rgb(29, 35, 48)"), fg
+        page.wait_for_timeout(300)
+        shot(page, f"dashboard-{scheme}")
+        page.goto(server.url + f"/#/run/{fixture_root.ids['baseline']}?tab=charts")
+        page.wait_for_selector(LOSS_CANVAS)
+        page.wait_for_timeout(800)
+        shot(page, f"run-charts-{scheme}")
+        page.goto(server.url + f"/#/run/{fixture_root.ids['baseline']}")
+        page.wait_for_selector("[data-testid=provenance]")
+        shot(page, f"run-overview-{scheme}")
+        assert not errors, errors
+    finally:
+        context.close()
