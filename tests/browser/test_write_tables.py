@@ -184,3 +184,56 @@ def test_the_dashboard_follows_the_system_colour_scheme_charts_included(
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_on_a_token_server_saving_asks_for_a_write_token(
+        page: Any, tmp_path: Path, shot: Any) -> None:
+    import re
+
+    root = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], cwd=tmp_path, env=_clean_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    run_id = p.stdout.strip().splitlines()[-1]
+    tokens = tmp_path / "tokens.json"
+
+    def create(name: str, scope: str) -> str:
+        out = subprocess.run([sys.executable, "-c", "from labtrack.cli import main; main()", "token", "create",
+                              name, f"--{scope}", "--tokens", str(tokens)], cwd=tmp_path, env=_clean_env(),
+                             capture_output=True, text=True, timeout=60)
+        m = re.search(r"lt_[A-Za-z0-9_-]+", out.stdout)
+        assert m, out.stdout + out.stderr
+        return m.group(0)
+
+    read, write = create("viewer", "read"), create("writer", "write")
+    srv = start_server(root, tmp_path / "serve.log", ["serve", "--root", str(root), "--tokens", str(tokens),
+                                                      "--host", "127.0.0.1", "--port", "0"])
+    try:
+        page.goto(srv.url + "/login")
+        page.fill("input[name=token]", read)
+        page.click("input[type=submit]")
+        expect(page.get_by_text("editable")).to_be_visible()
+        page.goto(f"{srv.url}/#/run/{run_id}")
+        page.get_by_test_id("edit-meta").click()
+        page.get_by_test_id("comment-input").fill("edited behind a token")
+        page.get_by_test_id("save-meta").click()
+        expect(page.get_by_test_id("edit-error")).to_contain_text("'write' scope")
+        page.get_by_test_id("write-token").fill(read)  # a read token is not enough
+        page.get_by_test_id("save-meta").click()
+        expect(page.get_by_test_id("edit-error")).to_contain_text("lacks the 'write' scope")
+        page.get_by_test_id("write-token").fill(write)
+        shot(page, "write-token-asked")
+        page.get_by_test_id("save-meta").click()
+        expect(page.get_by_test_id("run-comment")).to_have_text("edited behind a token")
+        # The tab keeps the token: the next save needs no asking.
+        page.get_by_test_id("edit-notes").click()
+        page.get_by_test_id("notes-input").fill("saved with the kept token")
+        page.get_by_test_id("save-notes").click()
+        expect(page.get_by_test_id("notes")).to_contain_text("saved with the kept token")
+        page.reload()
+        expect(page.get_by_test_id("run-comment")).to_have_text("edited behind a token")
+        run_dir = next(root.glob(f"*/{run_id}"))
+        assert json.loads((run_dir / "run.json").read_text())["comment"] == "edited behind a token"
+        assert (run_dir / "notes.md").read_text() == "saved with the kept token"
+    finally:
+        stop_server(srv)
