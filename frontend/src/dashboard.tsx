@@ -4,6 +4,7 @@ import { Columns, fetchColumns, fetchRuns } from "./api";
 import { useLive, useWatch } from "./live";
 import { runColors } from "./colors";
 import { ChartControls, ChartGrid, ChartSettings, limitOwn, metricNames, useRunDetails } from "./charts";
+import { TagTicked } from "./edit";
 import { XAxis } from "./chart";
 import { listParam, navigate, Route, updateParams } from "./route";
 import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
@@ -269,6 +270,7 @@ export function Dashboard({ route }: { route: Route }) {
         <Picker label="columns" testid="column-picker" options={colOptions} selected={state.cols} onChange={(cols) => setState({ cols })} />
         <span class="spacer" />
         {state.sel.length > 0 && <button onClick={() => setState({ sel: [] })}>clear selection</button>}
+        <TagTicked ids={state.sel} />
         <button
           disabled={state.sel.length < 2}
           data-testid="compare"

@@ -2,9 +2,17 @@
 // change goes through PATCH /api/v1/runs/{id}/meta; a server with tokens asks for one with
 // the write scope (kept for this tab only).
 import { useState } from "preact/hooks";
-import { ApiError, MetaEdit, MetaResult, patchMeta, RunDetail, setWriteToken, writeToken } from "./api";
+import { ApiError, fetchRun, MetaEdit, MetaResult, patchMeta, RunDetail, setWriteToken, writeToken } from "./api";
 import { Markdown } from "./markdown";
 import { Tags } from "./widgets";
+
+/** The window event sent after a run's comment, tags or notes were saved (detail: MetaResult):
+ * the runs table shows the change without asking the server again. */
+export const RUN_EDITED = "labtrack:run-edited";
+
+function announce(r: MetaResult): void {
+  window.dispatchEvent(new CustomEvent<MetaResult>(RUN_EDITED, { detail: r }));
+}
 
 /** Tags as typed: comma-separated, trimmed, empty ones and repeats dropped. */
 export function parseTags(text: string): string[] {
@@ -24,7 +32,9 @@ function useSave(run: RunDetail, onSaved: (r: MetaResult) => void) {
     setBusy(true);
     setError(null);
     try {
-      onSaved(await patchMeta(run.id, edit));
+      const r = await patchMeta(run.id, edit);
+      announce(r);
+      onSaved(r);
       setAskToken(false);
       return true;
     } catch (e) {
@@ -138,5 +148,68 @@ export function Notes({ run, onSaved }: { run: RunDetail; onSaved: (r: MetaResul
       </div>
       <SaveProblem error={error} askToken={askToken} />
     </form>
+  );
+}
+
+/** Add a tag to (or remove it from) the ticked runs of the table. A running run is skipped
+ * (its comment and tags change once it has finished) and said so. */
+export function TagTicked({ ids }: { ids: string[] }) {
+  const [open, setOpen] = useState(false);
+  const [tag, setTag] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [askToken, setAskToken] = useState(false);
+  if (!ids.length) return null;
+  const apply = async (remove: boolean) => {
+    const t = tag.trim();
+    if (!t) return;
+    setBusy(true);
+    setError(null);
+    setNote("");
+    let done = 0;
+    const skipped: string[] = [];
+    try {
+      for (const id of ids) {
+        const run = await fetchRun(id);
+        const tags = remove ? run.tags.filter((x) => x !== t) : run.tags.includes(t) ? run.tags : [...run.tags, t];
+        if (tags.length === run.tags.length && tags.every((x, i) => x === run.tags[i])) {
+          done++;
+          continue;
+        }
+        try {
+          announce(await patchMeta(id, { tags }));
+          done++;
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 409) skipped.push(run.name || id);
+          else throw e;
+        }
+      }
+      setNote(`${remove ? "removed from" : "tagged"} ${done} run${done === 1 ? "" : "s"}` +
+        (skipped.length ? `; still running, not changed: ${skipped.join(", ")}` : ""));
+      setAskToken(false);
+    } catch (e) {
+      setError(e);
+      if (needsToken(e)) setAskToken(true);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <span class="tag-ticked">
+      <button data-testid="tag-ticked" onClick={() => setOpen(!open)} title="add a tag to the ticked runs, or remove one">
+        tag {ids.length}
+      </button>
+      {open && (
+        <div class="tag-pop" data-testid="tag-pop">
+          <input value={tag} placeholder="tag" data-testid="tag-ticked-input" onInput={(e) => setTag((e.target as HTMLInputElement).value)}
+            onKeyDown={(e) => e.key === "Enter" && apply(false)} />
+          <button class="primary" disabled={busy || !tag.trim()} onClick={() => apply(false)} data-testid="tag-ticked-add">add</button>
+          <button disabled={busy || !tag.trim()} onClick={() => apply(true)} data-testid="tag-ticked-remove">remove</button>
+          {note && <div class="muted" data-testid="tag-ticked-note">{note}</div>}
+          <SaveProblem error={error} askToken={askToken} />
+        </div>
+      )}
+    </span>
   );
 }

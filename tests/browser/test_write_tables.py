@@ -21,6 +21,9 @@ SCRIPT = """
 import sys
 import labtrack
 root = sys.argv[1]
+other = labtrack.init("notes", name="second", root=root, tags=["rnn"], capture_git=False, capture_console=False)
+other.log({"loss": 2.0})
+other.finish()
 run = labtrack.init("notes", name="editable", root=root, comment="first try", tags=["cnn"],
                     capture_git=False, capture_console=False)
 for i in range(30):
@@ -237,3 +240,27 @@ def test_on_a_token_server_saving_asks_for_a_write_token(
         assert (run_dir / "notes.md").read_text() == "saved with the kept token"
     finally:
         stop_server(srv)
+
+
+def test_ticked_runs_are_tagged_from_the_table(page: Any, own_server: tuple[Server, str, Path], shot: Any) -> None:
+    srv, run_id, run_dir = own_server
+    page.goto(f"{srv.url}/#/")
+    rows = page.locator(".grid-row", has_text="notes")
+    expect(rows).to_have_count(2)
+    for name in ("editable", "second"):
+        page.locator(".grid-row", has_text=name).locator("input[type=checkbox]").check()
+    page.get_by_test_id("tag-ticked").click()
+    page.get_by_test_id("tag-ticked-input").fill("reviewed")
+    page.get_by_test_id("tag-ticked-add").click()
+    expect(page.get_by_test_id("tag-ticked-note")).to_have_text("tagged 2 runs")
+    expect(page.locator(".grid-row", has_text="second").locator(".tag")).to_have_text(["rnn", "reviewed"])
+    expect(page.locator(".grid-row", has_text="editable").locator(".tag")).to_have_text(["cnn", "reviewed"])
+    shot(page, "table-tag-ticked")
+    page.reload()
+    expect(page.locator(".grid-row", has_text="second").locator(".tag")).to_have_text(["rnn", "reviewed"])
+    page.get_by_test_id("tag-ticked").click()
+    page.get_by_test_id("tag-ticked-input").fill("reviewed")
+    page.get_by_test_id("tag-ticked-remove").click()
+    expect(page.get_by_test_id("tag-ticked-note")).to_have_text("removed from 2 runs")
+    expect(page.locator(".grid-row", has_text="editable").locator(".tag")).to_have_text(["cnn"])
+    assert json.loads((run_dir / "run.json").read_text())["tags"] == ["cnn"]
