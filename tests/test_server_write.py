@@ -18,7 +18,7 @@ from test_server_security import snapshot
 
 import labtrack
 from labtrack._remote.wire import CLIENT_HEADER
-from labtrack._server.app import LOOPBACK_NAMES, create_app
+from labtrack._server.app import LOOPBACK_NAMES, create_app, local_writes_only
 from labtrack._server.auth import create_token
 
 JSON = {"Content-Type": "application/json", CLIENT_HEADER: "test"}
@@ -34,9 +34,9 @@ def make_run(root: Path, name: str = "base", finish: bool = True) -> Any:
 
 
 def patch(app: Any, run_id: str, body: Any, headers: dict[str, str] | None = None,
-          raw: bytes | None = None) -> httpx.Response:
+          raw: bytes | None = None, client: str = "127.0.0.1") -> httpx.Response:
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as c:
             return await c.patch(f"/api/v1/runs/{run_id}/meta", headers=headers if headers is not None else JSON,
                                  content=raw if raw is not None else json.dumps(body).encode())
@@ -55,7 +55,7 @@ def get(app: Any, url: str) -> httpx.Response:
 
 @pytest.fixture
 def ui_app(tmp_path: Path) -> Any:
-    app = create_app(tmp_path / "root", allowed_hosts=LOOPBACK_NAMES)
+    app = create_app(tmp_path / "root", auth=local_writes_only, allowed_hosts=LOOPBACK_NAMES)
     yield app
     app.state.labtrack.close()
 
@@ -148,7 +148,14 @@ def test_what_another_site_could_send_is_refused_by_labtrack_ui(tmp_path: Path, 
         r = patch(ui_app, run.id, body, headers=headers)
         assert r.status_code == status and words in r.text, (headers, r.status_code, r.text)
     assert snapshot(tmp_path / "root") == before
-    # The dashboard's own page (same origin) may write.
+    # `labtrack ui --host 0.0.0.0` lets others read, not change (the Host is an IP literal then).
+    r = patch(ui_app, run.id, body, headers={**JSON, "Host": "127.0.0.1:8765"}, client="10.1.2.3")
+    assert r.status_code == 403 and "only from this machine" in r.json()["error"], r.text
+    assert get(ui_app, f"/api/v1/runs/{run.id}").status_code == 200
+    assert patch(ui_app, run.id, body, client="::ffff:10.1.2.3").status_code == 403
+    assert snapshot(tmp_path / "root") == before
+    # The dashboard's own page (same origin) may write, from this machine.
+    assert patch(ui_app, run.id, {"tags": ["v6"]}, client="::1").status_code == 200
     r = patch(ui_app, run.id, body, headers={**JSON, "Origin": "http://127.0.0.1:8765"})
     assert r.status_code == 200 and r.json()["comment"] == "planted"
 
