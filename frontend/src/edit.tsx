@@ -20,7 +20,9 @@ export function parseTags(text: string): string[] {
 }
 
 function needsToken(e: unknown): boolean {
-  return e instanceof ApiError && (e.status === 401 || (e.status === 403 && /token|scope/.test(e.message)));
+  // 401: no token or an unknown one; 403 "the token lacks the 'write' scope". Other 403s
+  // (another origin, `labtrack ui` reached from another machine) no token can help.
+  return e instanceof ApiError && (e.status === 401 || (e.status === 403 && /lacks the .* scope/.test(e.message)));
 }
 
 /** Sends an edit; on a server that wants a write token, shows a field for one and retries. */
