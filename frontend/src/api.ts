@@ -93,6 +93,8 @@ export interface RunDetail {
   consoles?: { rank: number; path: string }[];
   group?: string | null;
   job_type?: string | null;
+  /** The run's notes (markdown, notes.md; "" when none). */
+  notes?: string;
 }
 
 export type NamedKind = "scalars" | "text" | "histograms" | "tables" | "markdown";
@@ -367,4 +369,63 @@ export async function fetchFileText(id: string, path: string): Promise<string> {
   const res = await fetch(fileUrl(id, path));
   if (!res.ok) throw new ApiError(`${path}: ${res.status}`, res.status);
   return res.text();
+}
+
+export interface MetaEdit {
+  comment?: string;
+  tags?: string[];
+  notes?: string;
+}
+
+export interface MetaResult {
+  id: string;
+  comment: string;
+  tags: string[];
+  notes: string;
+}
+
+const WRITE_TOKEN_KEY = "labtrack-write-token";
+
+/** The write token this tab was given (a `labtrack serve --tokens` server: the login cookie
+ * only reads). Kept for the tab's life only (sessionStorage). */
+export function writeToken(): string {
+  try {
+    return window.sessionStorage.getItem(WRITE_TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function setWriteToken(token: string): void {
+  try {
+    if (token) window.sessionStorage.setItem(WRITE_TOKEN_KEY, token);
+    else window.sessionStorage.removeItem(WRITE_TOKEN_KEY);
+  } catch {
+    // storage refused (private mode): the token is asked for again next time
+  }
+}
+
+/** Change a run's comment, tags and notes (`PATCH /api/v1/runs/{id}/meta`). JSON with the
+ * client header: the server takes no form posts and no writes from other origins. A 401 or
+ * 403 means a token with the write scope is needed (ApiError.status says which). */
+export async function patchMeta(id: string, edit: MetaEdit): Promise<MetaResult> {
+  const headers: Record<string, string> = {
+    "Content-Type": "application/json", Accept: "application/json", "X-Labtrack-Client": "dashboard",
+  };
+  const token = writeToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`${BASE}/runs/${encodeURIComponent(id)}/meta`, {
+    method: "PATCH", headers, body: JSON.stringify(edit), credentials: "same-origin",
+  });
+  let body: Record<string, unknown> = {};
+  try {
+    body = await res.json();
+  } catch {
+    // not JSON: the status line says it
+  }
+  if (!res.ok) throw new ApiError(typeof body.error === "string" ? body.error : `${res.status} ${res.statusText}`, res.status);
+  return {
+    id: String(body.id ?? id), comment: String(body.comment ?? ""),
+    tags: Array.isArray(body.tags) ? body.tags.map(String) : [], notes: String(body.notes ?? ""),
+  };
 }

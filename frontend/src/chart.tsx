@@ -8,6 +8,7 @@ import { withAlpha } from "./colors";
 import { axisFormatter, fmtDuration, fmtStep, isSystemMetric, STEP_INCRS, unitFormatter } from "./format";
 import { useLive } from "./live";
 import { seriesStore } from "./series";
+import { canvasColors, useDark } from "./theme";
 
 export type XAxis = "step" | "time" | "relative";
 
@@ -193,6 +194,7 @@ function fmtX(x: number, xAxis: XAxis): string {
 export function Chart(props: ChartProps) {
   const { metric, runs, smoothing, xAxis, logY } = props;
   const height = props.height ?? 220;
+  const dark = useDark();
   const fmtY = useMemo(() => unitFormatter(metric), [metric]);
   const ticksY = useMemo(() => axisFormatter(metric), [metric]);
   const box = useRef<HTMLDivElement>(null);
@@ -342,14 +344,15 @@ export function Chart(props: ChartProps) {
     const el = box.current;
     if (!el) return;
     const width = Math.max(200, el.clientWidth);
-    if (plot.current && structure.current === built.structure + xAxis) {
+    const colors = canvasColors(dark);
+    if (plot.current && structure.current === built.structure + xAxis + dark) {
       const z = zoomRef.current;
       plot.current.setData(built.data, !z);
       if (z) plot.current.setScale("x", z);
       return;
     }
     plot.current?.destroy();
-    structure.current = built.structure + xAxis;
+    structure.current = built.structure + xAxis + dark;
     const opts: uPlot.Options = {
       width,
       height,
@@ -362,9 +365,9 @@ export function Chart(props: ChartProps) {
       },
       axes: [
         {
-          stroke: "#555",
-          grid: { stroke: "#eee" },
-          ticks: { stroke: "#ddd" },
+          stroke: colors.axis,
+          grid: { stroke: colors.grid },
+          ticks: { stroke: colors.ticks },
           // Steps are integers with thousands separators at any zoom (never 6.9001e+5).
           ...(xAxis === "step" ? { incrs: STEP_INCRS, space: 70 } : {}),
           values:
@@ -375,9 +378,9 @@ export function Chart(props: ChartProps) {
                 : undefined,
         },
         {
-          stroke: "#555",
-          grid: { stroke: "#eee" },
-          ticks: { stroke: "#ddd" },
+          stroke: colors.axis,
+          grid: { stroke: colors.grid },
+          ticks: { stroke: colors.ticks },
           // Units make labels longer ("44.80 MB"): the axis grows to its longest label.
           size: (_u, values) => Math.max(48, 20 + 7 * Math.max(0, ...(values ?? []).map((v) => String(v).length))),
           values: (_u, splits) => ticksY(splits),
@@ -430,7 +433,7 @@ export function Chart(props: ChartProps) {
     plot.current = new uPlot(opts, built.data, el);
     const z = zoomRef.current;
     if (z) plot.current.setScale("x", z);
-  }, [built, xAxis, height, ticksY]);
+  }, [built, xAxis, height, ticksY, dark]);
 
   // Highlight from outside (the table, another chart): focus that run's line, dim the rest.
   const highlight = props.highlight ?? null;

@@ -4,6 +4,7 @@ import { Columns, fetchColumns, fetchRuns } from "./api";
 import { useLive, useWatch } from "./live";
 import { runColors } from "./colors";
 import { ChartControls, ChartGrid, ChartSettings, limitOwn, metricNames, useRunDetails } from "./charts";
+import { TagTicked } from "./edit";
 import { XAxis } from "./chart";
 import { listParam, navigate, Route, updateParams } from "./route";
 import { GroupSegment, groupValue, RunsTable, TableState } from "./runstable";
@@ -286,6 +287,7 @@ export function Dashboard({ route }: { route: Route }) {
           </span>
         )}
         {state.sel.length > 0 && <button onClick={() => setState({ sel: [] })}>clear selection</button>}
+        <TagTicked ids={state.sel} />
         <button
           disabled={state.sel.length < 2}
           data-testid="compare"

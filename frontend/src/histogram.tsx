@@ -4,8 +4,9 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { HistogramRecord } from "./api";
 import { fmtNumber, fmtStep } from "./format";
 import { StepSlider } from "./media";
+import { canvasColors, useDark } from "./theme";
 
-function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number, hi: number, mark: number) {
+function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number, hi: number, mark: number, dark: boolean) {
   const dpr = window.devicePixelRatio || 1;
   const W = canvas.clientWidth;
   const H = canvas.clientHeight;
@@ -13,7 +14,7 @@ function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number
   canvas.height = H * dpr;
   const ctx = canvas.getContext("2d")!;
   ctx.scale(dpr, dpr);
-  ctx.fillStyle = "#fff";
+  ctx.fillStyle = canvasColors(dark).panel;
   ctx.fillRect(0, 0, W, H);
   if (!recs.length || !(hi > lo)) return;
   const rowH = H / recs.length;
@@ -31,7 +32,7 @@ function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number
       const x0 = ((r.bins[i] - lo) / span) * W;
       const x1 = ((r.bins[i + 1] - lo) / span) * W;
       const a = Math.sqrt(dens[i] / peak);
-      ctx.fillStyle = `rgba(31,119,180,${a.toFixed(3)})`;
+      ctx.fillStyle = dark ? `rgba(100,170,255,${a.toFixed(3)})` : `rgba(31,119,180,${a.toFixed(3)})`;
       ctx.fillRect(x0, ri * rowH, Math.max(1, x1 - x0), Math.ceil(rowH));
     });
   });
@@ -40,7 +41,7 @@ function drawHeat(canvas: HTMLCanvasElement, recs: HistogramRecord[], lo: number
   ctx.strokeRect(0.5, mark * rowH + 0.5, W - 1, Math.max(1, rowH - 1));
 }
 
-function drawBars(canvas: HTMLCanvasElement, r: HistogramRecord | undefined, lo: number, hi: number) {
+function drawBars(canvas: HTMLCanvasElement, r: HistogramRecord | undefined, lo: number, hi: number, dark: boolean) {
   const dpr = window.devicePixelRatio || 1;
   const W = canvas.clientWidth;
   const H = canvas.clientHeight;
@@ -52,7 +53,7 @@ function drawBars(canvas: HTMLCanvasElement, r: HistogramRecord | undefined, lo:
   if (!r || !(hi > lo)) return;
   const peak = Math.max(...r.counts, 1);
   const span = hi - lo;
-  ctx.fillStyle = "#1f77b4";
+  ctx.fillStyle = dark ? "#5aa0e6" : "#1f77b4";
   r.counts.forEach((c, i) => {
     const x0 = ((r.bins[i] - lo) / span) * W;
     const x1 = ((r.bins[i + 1] - lo) / span) * W;
@@ -65,6 +66,7 @@ export function HistogramView({ name, records }: { name: string; records: Histog
   const recs = useMemo(() => records.filter((r) => r.bins.length === r.counts.length + 1).sort((a, b) => a.step - b.step), [records]);
   const [index, setIndex] = useState(recs.length - 1);
   useEffect(() => setIndex(recs.length - 1), [recs.length]);
+  const dark = useDark();
   const heat = useRef<HTMLCanvasElement>(null);
   const bars = useRef<HTMLCanvasElement>(null);
   const [lo, hi] = useMemo(() => {
@@ -77,9 +79,9 @@ export function HistogramView({ name, records }: { name: string; records: Histog
     return [a, b];
   }, [recs]);
   useEffect(() => {
-    if (heat.current) drawHeat(heat.current, recs, lo, hi, index);
-    if (bars.current) drawBars(bars.current, recs[index], lo, hi);
-  }, [recs, lo, hi, index]);
+    if (heat.current) drawHeat(heat.current, recs, lo, hi, index, dark);
+    if (bars.current) drawBars(bars.current, recs[index], lo, hi, dark);
+  }, [recs, lo, hi, index, dark]);
   const r = recs[index];
   return (
     <div class="media-card wide" data-name={name} data-testid="histogram">

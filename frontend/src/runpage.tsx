@@ -3,15 +3,17 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   fetchConsole, fetchFiles, fetchFileText, fetchHistograms, fetchMedia, fetchRun, fetchText, FileEntry, fileUrl,
-  HistogramRecord, Json, MediaEntry, Named, NamedKind, RunDetail, TextRecord,
+  HistogramRecord, Json, MediaEntry, MetaResult, Named, NamedKind, RunDetail, TextRecord,
 } from "./api";
 import { ChartControls, ChartGrid, runMetrics, sortMetrics } from "./charts";
 import { chartSettingsFrom, chartSettingsTo, toggleWide } from "./dashboard";
+import { LoggedTable, SteppedTable } from "./datatable";
+import { CommentAndTags, Notes } from "./edit";
 import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, fmtStep, fmtValue } from "./format";
 import { directionOf, DirectionMark, directionTitle } from "./directions";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
-import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, RemoteTable, SteppedFiles, TextSeries, VideoSeries } from "./media";
+import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, SteppedFiles, TextSeries, VideoSeries } from "./media";
 import { Route, updateParams } from "./route";
 import { ErrorLine, Section, StatusBadge, Tags } from "./widgets";
 
@@ -93,6 +95,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
 
   if (error) return <div class="page"><ErrorLine error={error} /></div>;
   if (!run) return <div class="page muted">loading…</div>;
+  const onSaved = (r: MetaResult) => setRun((old) => (old ? { ...old, comment: r.comment, tags: r.tags, notes: r.notes } : old));
   return (
     <div class="page run-page" data-testid="run-page">
       <div class="run-title">
@@ -102,7 +105,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
         <Tags tags={run.tags} />
         <JobInfo run={run} />
       </div>
-      {run.comment && <div class="run-comment">{run.comment}</div>}
+      <CommentAndTags run={run} onSaved={onSaved} />
       <nav class="tabs">
         {TABS.map((t) => (
           <a
@@ -116,7 +119,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
           </a>
         ))}
       </nav>
-      {tab === "overview" && <Overview run={run} files={files} />}
+      {tab === "overview" && <Overview run={run} files={files} onSaved={onSaved} />}
       {tab === "charts" && <RunCharts run={run} route={route} />}
       {tab === "images" && (
         <div class="media-grid">
@@ -150,11 +153,11 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
           {tables.map((m) => (
             <div class="media-card wide" key={m.path} data-name={m.name}>
               <h3>{m.name}</h3>
-              <RemoteTable runId={id} path={m.path} />
+              <LoggedTable runId={id} path={m.path} name={m.name} />
             </div>
           ))}
           {[...steppedTables].filter(([name]) => !tables.some((t) => t.name === name)).map(([name, entries]) => (
-            <SteppedFiles key={"s" + name} runId={id} name={name} entries={entries} kind="table" />
+            <SteppedTable key={"s" + name} runId={id} name={name} entries={entries} />
           ))}
           {!counts.tables && <div class="empty">No tables logged.</div>}
         </div>
@@ -175,7 +178,7 @@ function shellQuote(a: string): string {
   return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
-function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
+function Overview({ run, files, onSaved }: { run: RunDetail; files: FileEntry[]; onSaved: (r: MetaResult) => void }) {
   const [diffText, setDiff] = useState<string | null>(null);
   const hasDiff = files.some((f) => f.path === "source/diff.patch" && f.size > 0);
   useEffect(() => {
@@ -231,6 +234,9 @@ function Overview({ run, files }: { run: RunDetail; files: FileEntry[] }) {
           {Object.keys(run.params).length ? <ParamTree value={run.params} /> : <div class="muted">no params</div>}
         </Section>
       </div>
+      <Section title="Notes">
+        <Notes run={run} onSaved={onSaved} />
+      </Section>
       {timings.length > 0 && (
         <Section title="Section timings">
           <Timings entries={timings} />

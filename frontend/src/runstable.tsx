@@ -1,6 +1,7 @@
 // The runs table: server-sorted, server-filtered, paged and virtualised, so 10,000 runs scroll smoothly.
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, fetchRuns, RunRow } from "./api";
+import { ApiError, fetchRuns, MetaResult, RunRow } from "./api";
+import { RUN_EDITED } from "./edit";
 import { durationOf, fmtDate, fmtDuration, fmtValue } from "./format";
 import { useLive, useWatch } from "./live";
 import { StatusBadge, Tags } from "./widgets";
@@ -338,6 +339,27 @@ export function RunsTable(props: {
     const t = window.setTimeout(() => setGen((g) => g + 1), 1000);
     return () => window.clearTimeout(t);
   }, [pending, gen]);
+  // A run's comment or tags changed from this page (edit.tsx): show them without a refetch.
+  useEffect(() => {
+    const on = (e: Event) => {
+      const r = (e as CustomEvent<MetaResult>).detail;
+      setPages((old) => {
+        const next = new Map(old);
+        let changed = false;
+        for (const [p, list] of old) {
+          const j = list.findIndex((x) => x.id === r.id);
+          if (j < 0) continue;
+          const copy = list.slice();
+          copy[j] = { ...list[j], comment: r.comment, tags: r.tags };
+          next.set(p, copy);
+          changed = true;
+        }
+        return changed ? next : old;
+      });
+    };
+    window.addEventListener(RUN_EDITED, on);
+    return () => window.removeEventListener(RUN_EDITED, on);
+  }, []);
   const refreshTimer = useRef<number>();
   useLive(
     "runs",

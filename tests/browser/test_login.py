@@ -53,5 +53,5 @@ def test_a_token_server_sends_the_browser_to_login_then_shows_the_runs(
     expect(page.get_by_text("not known to this server")).to_be_visible()
     page.fill("input[name=token]", token)
     page.click("input[type=submit]")
-    expect(page.get_by_text("behind-a-token")).to_be_visible(timeout=15_000)
+    expect(page.locator("a.run-link", has_text="behind-a-token")).to_be_visible(timeout=15_000)
     shot(page, "login-then-runs")

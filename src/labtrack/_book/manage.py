@@ -1,4 +1,4 @@
-"""Changing runs after the fact: trash, empty the trash, move, tag, comment.
+"""Changing runs after the fact: trash, empty the trash, move, tag, comment, notes.
 
 Only finished (or crashed) runs are changed: a live run's writer keeps run.json in memory
 and would overwrite an edit, and moving its folder would pull it from under the writer.
@@ -17,12 +17,16 @@ from typing import Any
 
 from .._names import slug
 from .._store import layout
-from .._store.files import atomic_write_json
+from .._store.files import atomic_write_bytes, atomic_write_json
 from .._store.rundir import RunDir
 from ..errors import LabtrackValueError, RunStateError
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_TAG_LENGTH = 100
+MAX_TAGS = 100
+MAX_COMMENT_LENGTH = 10_000
+MAX_NOTES_LENGTH = 1_000_000
+_COMMENT_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
 
 
 def _refuse_live(run_dir: Path, action: str) -> dict[str, Any]:
@@ -78,17 +82,99 @@ def tag(run_dir: Path, tags: list[str], *, remove: bool = False) -> list[str]:
     return new
 
 
+def check_comment(text: object) -> str:
+    """Return a comment, or raise for one that is not text, too long, or has control
+    characters other than newlines."""
+    if not isinstance(text, str) or _COMMENT_CONTROL.search(text) or len(text) > MAX_COMMENT_LENGTH:
+        shown = text if not isinstance(text, str) or len(text) <= 80 else text[:80] + "..."
+        raise LabtrackValueError(
+            f"comment {shown!r} is not allowed; a comment is text of at most "
+            f"{MAX_COMMENT_LENGTH:,} characters without control characters (newlines are fine)")
+    return text
+
+
+def check_notes(text: object) -> str:
+    """Return notes (markdown), or raise for ones that are not text, too long, or have
+    control characters other than newlines and tabs."""
+    if not isinstance(text, str) or re.search("[\x00-\x08\x0b-\x1f\x7f]", text) \
+            or len(text) > MAX_NOTES_LENGTH:
+        kind = type(text).__name__ if not isinstance(text, str) else f"{len(text):,} characters of text"
+        raise LabtrackValueError(
+            f"notes ({kind}) are not allowed; notes are markdown text of at most "
+            f"{MAX_NOTES_LENGTH:,} characters without control characters (newlines and tabs are fine)")
+    return text
+
+
+def check_tags(tags: object) -> list[str]:
+    """Return a list of tags, each checked by :func:`check_tag`, duplicates dropped."""
+    if not isinstance(tags, list):
+        raise LabtrackValueError(f"tags must be a list of text, got {type(tags).__name__} {tags!r}"[:300])
+    out = list(dict.fromkeys(check_tag(t) for t in tags))
+    if len(out) > MAX_TAGS:
+        raise LabtrackValueError(f"{len(out)} tags are too many; a run has at most {MAX_TAGS}")
+    return out
+
+
 def set_comment(run_dir: Path, text: str) -> None:
     """Replace a run's comment.
 
     Raises:
-        LabtrackValueError: `text` is not a str or has control characters other than newlines.
+        LabtrackValueError: `text` is not a str, is too long, or has control characters
+            other than newlines.
         RunStateError: the run is still running.
     """
-    if not isinstance(text, str) or re.search("[\x00-\x09\x0b-\x1f\x7f]", text):
-        raise LabtrackValueError(f"a comment must be text without control characters, got {text!r}")
-    _refuse_live(run_dir, "comment on")
-    _rewrite_run_json(run_dir, comment=text)
+    edit(run_dir, comment=text)
+
+
+def set_notes(run_dir: Path, text: str) -> None:
+    """Replace a run's notes (markdown in notes.md; empty text removes the file).
+
+    Unlike the comment and tags (in run.json, which a live run's writer rewrites), notes
+    may be written while the run is running: no writer touches notes.md.
+
+    Raises:
+        LabtrackValueError: `text` is not a str, is too long, or has control characters.
+    """
+    edit(run_dir, notes=text)
+
+
+def edit(run_dir: Path, *, comment: str | None = None, tags: list[str] | None = None,
+         notes: str | None = None) -> dict[str, Any]:
+    """Change a run's comment, tags (the whole list) and notes at once; None leaves one as
+    it is. Everything is checked before anything is written, so a bad value changes nothing.
+
+    Returns:
+        `{"comment", "tags", "notes"}` as they are afterwards.
+
+    Raises:
+        LabtrackValueError: a bad comment, tag or notes (the message names it).
+        RunStateError: the comment or tags of a running run.
+
+    Example:
+        >>> edit(run_dir, comment="stride fix", tags=["cnn", "best"], notes="# Why\n...")
+    """
+    changes: dict[str, Any] = {}
+    if comment is not None:
+        changes["comment"] = check_comment(comment)
+    if tags is not None:
+        changes["tags"] = check_tags(tags)
+    if notes is not None:
+        notes = check_notes(notes)
+    rd = RunDir(run_dir)
+    if changes:
+        meta = _refuse_live(run_dir, "change the comment or tags of")
+        if any(meta.get(k) != v for k, v in changes.items()):
+            meta = _rewrite_run_json(run_dir, **changes)
+    else:
+        meta = rd.meta()
+    if notes is not None:
+        path = rd.file(layout.NOTES_MD)  # refused when it leads outside the run
+        if notes:
+            atomic_write_bytes(path, notes.encode("utf-8"))
+        elif path.exists():
+            path.unlink()
+    return {"comment": meta.get("comment") or "", "tags": [str(t) for t in meta.get("tags") or []],
+            "notes": rd.notes()}
 
 
 def check_experiment(name: object) -> str:

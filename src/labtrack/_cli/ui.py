@@ -14,7 +14,8 @@ def register(group: click.Group) -> None:
 @click.argument("root", required=False, type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but 127.0.0.1/localhost lets other "
-                   "machines read your runs: the dashboard has no login.")
+                   "machines read your runs: the dashboard has no login (changes to a run's "
+                   "comment, tags and notes are taken only from this machine).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
 def ui(root: str | None, host: str, port: int) -> None:
@@ -25,7 +26,7 @@ def ui(root: str | None, host: str, port: int) -> None:
     from pathlib import Path
 
     from .._settings import get
-    from .._server.app import LOOPBACK_NAMES, bind, create_app, serve
+    from .._server.app import LOOPBACK_NAMES, bind, create_app, local_writes_only, serve
     from .._server.static import BUILD_COMMAND, DEFAULT_DIR
 
     folder = Path(get("root", root)).expanduser()
@@ -42,7 +43,9 @@ def ui(root: str | None, host: str, port: int) -> None:
                    "(the API works without it)")
     if host not in LOOPBACK_NAMES:
         click.echo(f"warning: listening on {host}: anyone who can reach this address can read "
-                   "every run; there is no login (use `labtrack serve` with tokens for that)", err=True)
+                   "every run; there is no login (use `labtrack serve` with tokens for that). "
+                   "Changes (comment, tags, notes) are taken only from this machine", err=True)
     loopback = host in LOOPBACK_NAMES
-    serve(create_app(folder, allowed_hosts=LOOPBACK_NAMES if loopback else None), sock)
+    serve(create_app(folder, auth=local_writes_only,
+                     allowed_hosts=LOOPBACK_NAMES if loopback else None), sock)
     click.echo("labtrack ui: stopped")

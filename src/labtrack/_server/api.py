@@ -113,7 +113,7 @@ async def columns(request: Request) -> Response:
 
 def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
     """run.json with the derived status, params (nested), summary, its series' directions
-    ("min"/"max", where declared), env, options, duration,
+    ("min"/"max", where declared), env, options, notes, duration,
     and the names of the run's series, texts, histograms, tables and markdown documents,
     each also with the path it is stored at (`named`), so a client never escapes a name.
 
@@ -128,6 +128,7 @@ def run_detail(state: ServerState, run: RunDir) -> dict[str, Any]:
     meta["directions"] = resolve_directions(meta, meta["summary"])
     meta["env"] = unless_outside(run.env, None)
     meta["options"] = unless_outside(run.options, None)
+    meta["notes"] = unless_outside(run.notes, "")
     meta["duration"] = run.duration(meta, now=state.clock())
     meta["consoles"] = [{"rank": r, "path": run.console_relpath(r)} for r in sorted({0, *run.ranks()})]
     named = {kind: run.named(kind) for kind in KINDS}

@@ -121,6 +121,35 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
+def _is_loopback_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def local_writes_only(request: Request, scope: str) -> None:
+    """The `auth` of `labtrack ui` (no tokens): anyone who reaches it may read, but changes
+    (a run's comment, tags, notes) are taken only from this machine. A dashboard started
+    with `--host 0.0.0.0` so colleagues can look is thus not one they can edit.
+
+    Raises:
+        HTTPException: 403 for a write from another machine.
+    """
+    if scope == "read":
+        return
+    client = request.client.host if request.client is not None else ""
+    if not _is_loopback_address(client):
+        raise HTTPException(403, f"labtrack ui takes changes only from this machine, not from "
+                                 f"{client or 'an unknown address'}; it has no login (to let others "
+                                 "change runs use `labtrack serve --tokens` and a token with the "
+                                 "write scope)")
+
+
 WRITE_TYPES = ("application/json", "application/octet-stream")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -220,10 +249,11 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
         >>> app = create_app("labtrack")
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8765)
     """
-    from . import api, static, stream
+    from . import api, edit, static, stream
 
     state = ServerState(root, auth=auth)
-    routes: list[BaseRoute] = [*api.routes(), *stream.routes(), *extra_routes, *api.fallback_routes()]
+    routes: list[BaseRoute] = [*api.routes(), *edit.routes(), *stream.routes(), *extra_routes,
+                               *api.fallback_routes()]
     routes += static.routes(static_dir if static_dir is not None else static.DEFAULT_DIR)
 
     @contextlib.asynccontextmanager

@@ -180,6 +180,11 @@ class TokenAuth:
         token = token.strip() if kind.lower() == "bearer" else ""
         if not token and scope == "read" and request.method in ("GET", "HEAD"):
             token = request.cookies.get(COOKIE, "").strip()
+        if not token and scope != "read":
+            raise HTTPException(401, f"this server needs a token with the {scope!r} scope for "
+                                "this: send 'Authorization: Bearer <token>' (the login cookie "
+                                "grants reading only; create one with labtrack token create "
+                                f"NAME --{scope})", headers={"WWW-Authenticate": "Bearer"})
         if not token:
             raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer "
                                 "<token>', or log in at /login in a browser (create a token "

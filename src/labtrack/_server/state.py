@@ -224,6 +224,18 @@ class ServerState:
             self._runs[run_id] = found
         return found
 
+    def changed(self, run: RunDir) -> None:
+        """Tell the index that the server has just rewritten a run's files (an edit from
+        the browser), so the next listing shows the change instead of waiting for the
+        background refresh. Only an optimisation: a failure leaves it to that refresh."""
+        try:
+            relpath = os.path.relpath(run.path, self.root)
+            index = self.index()
+            if index.store(relpath):
+                with self._index_lock:
+                    self.generation += 1
+        except Exception as e:  # sqlite busy, a run that moved: the refresh will see it
+            log.debug("could not store the edited run %s in the index: %s", run.id, e)
 
     def ended_duration(self, row: dict[str, Any], now: float) -> float | None:
         """The duration of a run that is over but never wrote its end (crashed, killed):

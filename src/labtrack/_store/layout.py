@@ -18,6 +18,7 @@ MEDIA_JSONL = "media.jsonl"
 CONSOLE_LOG = "console.log"
 ENV_JSON = "env.json"
 OPTIONS_JSON = "options.json"
+NOTES_MD = "notes.md"  # the run's notes (markdown), written after the fact (_book.manage.set_notes)
 SOURCE_DIR = "source"
 COMMIT_TXT = "source/commit.txt"
 DIFF_PATCH = "source/diff.patch"

@@ -142,6 +142,10 @@ class RunDir:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def notes(self) -> str:
+        """The run's notes (markdown, notes.md; "" when none were written)."""
+        return self.read_text(layout.NOTES_MD) or ""
+
     def open(self, relpath: str) -> IO[bytes]:
         """Open a file of the run for reading in binary (checked; the resolved path is opened).
 

@@ -1,0 +1,86 @@
+"""The write API of the dashboard: `PATCH /api/v1/runs/{id}/meta` changes a run's comment,
+tags and notes (docs/api.md).
+
+The change itself is :func:`labtrack._book.manage.edit` (the one place that rewrites
+run.json after the fact and writes notes.md); this module checks who may ask and what was
+sent. A request needs the `write` scope (a `labtrack serve --tokens` server: a token with
+that scope in `Authorization: Bearer`; the login cookie grants only reading), and, like
+every request that may change state, passes the app's RequestGuard: no foreign Origin, the
+X-Labtrack-Client header, a JSON body. So a page of another site cannot make a browser
+send it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .._book import manage
+from ..errors import LabtrackValueError, RunStateError
+from .common import API, NO_STORE, JSONResponse, error, state_of
+
+MAX_BODY = 4 << 20  # notes of 1,000,000 characters, each up to 4 bytes of UTF-8
+FIELDS = ("comment", "tags", "notes")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The fields of an edit request: a JSON object with some of comment, tags, notes.
+
+    Raises:
+        LabtrackValueError: not a JSON object, an unknown field, or none of the fields.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise LabtrackValueError('the body is not JSON; send an object such as '
+                                 '{"comment": "stride fix", "tags": ["cnn"], "notes": "# why"}') from None
+    if not isinstance(data, dict):
+        raise LabtrackValueError(f"the body must be a JSON object with {', '.join(FIELDS)}; "
+                                 f"got {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise LabtrackValueError(f"unknown field(s) {', '.join(map(repr, unknown))[:200]}; "
+                                 f"a run's {', '.join(FIELDS)} can be changed")
+    fields = {k: v for k, v in data.items() if v is not None}
+    if not fields:
+        raise LabtrackValueError(f"nothing to change; send at least one of {', '.join(FIELDS)}")
+    return fields
+
+
+async def edit_meta(request: Request) -> Response:
+    """`PATCH /api/v1/runs/{id}/meta` with `{"comment"?, "tags"?, "notes"?}`: answers the
+    run's comment, tags and notes afterwards; 400 for a bad value, 404 for an unknown run,
+    409 for the comment or tags of a running run, 413 for a body over 4 MiB."""
+    state = state_of(request, "write")
+    run_id = request.path_params["id"]
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_BODY:
+        return error(413, f"the body has {int(size):,} bytes; an edit may have at most {MAX_BODY:,}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return error(413, f"the body has more than {MAX_BODY:,} bytes; an edit may have at most that")
+    fields = parse_body(body)
+
+    def work() -> dict[str, Any]:
+        run = state.run_dir(run_id)
+        result = manage.edit(run.path, **fields)
+        state.changed(run)
+        return result
+
+    try:
+        result = await run_in_threadpool(work)
+    except RunStateError as e:
+        return error(409, str(e))
+    return JSONResponse({"id": run_id, **result}, headers=NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    """The write API's routes."""
+    return [Route(f"{API}/runs/{{id}}/meta", edit_meta, methods=["PATCH"])]
