@@ -126,6 +126,9 @@ def test_where_experiment_status_text_and_paging(index: Index) -> None:
     assert ids(index.query(q="BASE")[1]) == ["cccccc", "aaaaaa"]
     assert ids(index.query(q="base mnist")[1]) == ["aaaaaa"]
     assert ids(index.query(q="aaaaa")[1]) == ["aaaaaa"]
+    assert ids(index.query(q="failed")[1]) == ["cccccc"]  # free text searches the status too
+    assert ids(index.query(q="FAILED base")[1]) == ["cccccc"]
+    assert ids(index.query(q="crashed")[1]) == []  # a derived status: none of these is
     total, page = index.query(offset=1, limit=2)
     assert total == 4 and ids(page) == ["cccccc", "bbbbbb"]
     assert index.query(offset=10)[1] == []

@@ -465,8 +465,8 @@ class Index:
             where: a where expression (see :mod:`labtrack._query`).
             experiment: only runs of this experiment (its exact name).
             status: only runs with this (derived) status.
-            q: free text, matched case-insensitively against experiment, name, comment, tags
-                and id; every word must match.
+            q: free text, matched case-insensitively against experiment, name, comment, tags,
+                group and id, and a status name against the (derived) status; every word must match.
             sort: a column (`started`, `name`, `params.lr`, `metrics.acc:min` ...), with a
                 leading `-` for descending. Missing values sort last.
             offset: rows to skip.
@@ -529,7 +529,15 @@ class Index:
             else:
                 clauses.append("status = ?")
                 args.append(status)
+        derived_words = []  # "running"/"crashed" typed as free text: decided on the derived status
         for word in (q or "").lower().split():
+            if word in STATUSES:  # a status is searched too ("failed" finds the failed runs)
+                stored = ("running", "crashed") if word in ("running", "crashed") else (word,)
+                clauses.append("(search LIKE ? ESCAPE '\\' OR status IN (%s))" % ",".join("?" * len(stored)))
+                args += ["%" + _like_escape(word) + "%", *stored]
+                if word in ("running", "crashed"):
+                    derived_words.append(word)
+                continue
             clauses.append("search LIKE ? ESCAPE '\\'")
             args.append("%" + _like_escape(word) + "%")
         load_aggs = bool(compiled is not None and compiled.needs_stats) or bool(sort_key and sort_key[2])
@@ -546,6 +554,8 @@ class Index:
         hits = [Hit(self, now, rec) for rec in con.execute(sql, args)]
         if status in ("running", "crashed"):
             hits = [h for h in hits if h.light()["status"] == status]
+        for word in derived_words:
+            hits = [h for h in hits if h.light()["status"] == word or word in _search_text(h.light())]
         if compiled is not None:
             hits = [h for h in hits if compiled(h)]
         if sort_key is not None:
@@ -774,3 +784,10 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search_text(light: Mapping[str, Any]) -> str:
+    """The free-text fields of a row, as the index's `search` column holds them."""
+    return " ".join([str(light.get("experiment") or ""), str(light.get("name") or ""),
+                     str(light.get("comment") or ""), str(light.get("id") or ""),
+                     *[str(t) for t in light.get("tags") or ()], str(light.get("group") or "")]).lower()
