@@ -43,7 +43,8 @@ def token_server(tmp_path: Path) -> Iterator[tuple[Server, str]]:
 
 
 def test_a_token_server_sends_the_browser_to_login_then_shows_the_runs(
-        page: Any, token_server: tuple[Server, str], shot: Any) -> None:
+        token_server: tuple[Server, str], page: Any, shot: Any) -> None:
+    # token_server first: pytest stops it after the page is closed, not under a live page
     srv, token = token_server
     page.goto(srv.url + "/")
     page.wait_for_url(re.compile(r".*/login$"), timeout=15_000)
