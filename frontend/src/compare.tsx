@@ -95,17 +95,17 @@ export function Compare({ route }: { route: Route }) {
                 // direction (else guessed from its name: lower is better for losses and errors).
                 const differ = finite.length > 1 && Math.min(...finite) !== Math.max(...finite);
                 const dir = directionOf(m, runs);
-                const best = differ ? bestOf(finite, dir.dir) : undefined;
+                const best = differ && dir ? bestOf(finite, dir.dir) : undefined;
                 return (
                   <tr key={m} data-metric={m}>
-                    <td>{m} <DirectionMark metric={m} d={dir} /></td>
+                    <td>{m} {dir && <DirectionMark metric={m} d={dir} />}</td>
                     {runs.map((r) => {
                       const s = r.summary[m];
                       const isBest = s !== undefined && s.last === best;
                       return (
                         <td
                           key={r.id} data-run={r.id} class={`num${isBest ? " best" : ""}`}
-                          title={isBest ? `best of these runs (${directionTitle(m, dir)})` : undefined}
+                          title={isBest && dir ? `best of these runs (${directionTitle(m, dir)})` : undefined}
                         >
                           {s ? <>{fmtNumber(s.last)} <span class="muted">({fmtNumber(s.min)}–{fmtNumber(s.max)})</span></> : <span class="muted">—</span>}
                         </td>

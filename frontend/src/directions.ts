@@ -15,13 +15,20 @@ export function guessDirection(metric: string): Dir {
   return /loss|err/i.test(metric) ? "min" : "max";
 }
 
-/** The direction of `metric` over some runs: the first run that declares one, else the guess. */
-export function directionOf(metric: string, runs: { directions?: Record<string, string> }[]): Direction {
+/** Series of the machine and the console (system/..., a rank's system/..., timings/...): no
+ * run is better for using more memory or a longer section, so nothing is guessed for them. */
+export function isMachineSeries(metric: string): boolean {
+  return /^(rank\d+\/)?(system|timings)\//.test(metric);
+}
+
+/** The direction of `metric` over some runs: the first run that declares one, else the guess
+ * (null for machine series, which have no "best" unless a script declares one). */
+export function directionOf(metric: string, runs: { directions?: Record<string, string> }[]): Direction | null {
   for (const r of runs) {
     const d = r.directions?.[metric];
     if (d === "min" || d === "max") return { dir: d, declared: true };
   }
-  return { dir: guessDirection(metric), declared: false };
+  return isMachineSeries(metric) ? null : { dir: guessDirection(metric), declared: false };
 }
 
 /** The value of `values` that is best in direction `dir`. */

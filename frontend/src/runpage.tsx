@@ -247,7 +247,7 @@ function Overview({ run, files, onSaved }: { run: RunDetail; files: FileEntry[];
           <thead><tr><th>series</th><th>last</th><th>best</th><th>min</th><th>max</th><th>mean</th><th>points</th><th>last step</th></tr></thead>
           <tbody>
             {Object.entries(run.summary).map(([k, s]) => {
-              const dirOf = (name: string) => directionOf(name, [run]);
+              const dir = directionOf(k, [run]); // null: a machine series, no "best"
               // a value the script set (run.summary["best"] = 0.9) may have no points behind it
               const points = !Number.isNaN(s.count);
               const shown = (v: number | undefined) => (points ? fmtNumber(v) : "");
@@ -256,8 +256,8 @@ function Overview({ run, files, onSaved }: { run: RunDetail; files: FileEntry[];
               return (
                 <tr key={k} data-series={k}>
                   <td>{k}</td><td class="num">{last}</td>
-                  <td class="num" data-testid="summary-best" title={points ? directionTitle(k, dirOf(k)) : undefined}>
-                    {points && <>{shown(dirOf(k).dir === "min" ? s.min : s.max)} <DirectionMark metric={k} d={dirOf(k)} /></>}
+                  <td class="num" data-testid="summary-best" title={points && dir ? directionTitle(k, dir) : undefined}>
+                    {points && dir && <>{shown(dir.dir === "min" ? s.min : s.max)} <DirectionMark metric={k} d={dir} /></>}
                   </td>
                   <td class="num">{shown(s.min)}</td><td class="num">{shown(s.max)}</td><td class="num">{shown(s.mean)}</td><td class="num">{points ? fmtStep(s.count) : ""}</td><td class="num">{points ? fmtStep(s.step) : ""}</td>
                 </tr>

@@ -155,7 +155,8 @@ def directed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         with labtrack.Run("directions", name, root=base / "root", metrics={"score": "min"},
                           capture_git=False, capture_console=False, system=False) as run:
             for step in range(3):
-                run.log({"score": score + (2 - step) * 0.5, "val/acc": acc - (2 - step) * 0.1}, step=step)
+                run.log({"score": score + (2 - step) * 0.5, "val/acc": acc - (2 - step) * 0.1,
+                         "timings/forward": score * 10 + step}, step=step)
         ids[name] = run.id
     srv = start_server(base / "root", base / "ui.log")
     yield srv, ids
@@ -181,12 +182,18 @@ def test_compare_and_summary_mark_best_by_the_declared_direction(page: Any, dire
     expect(acc.get_by_test_id("direction")).to_have_text("↑ max?")
     expect(acc.get_by_test_id("direction")).to_have_attribute("data-source", "guessed")
     expect(acc.get_by_test_id("direction")).to_have_attribute("title", re.compile("not declared, guessed from the name"))
+    # A machine series (timings/, system/) has no best: more time or memory is not better.
+    timing = page.locator('tr[data-metric="timings/forward"]')
+    expect(timing.locator("td")).to_have_count(4)
+    expect(timing.locator("td.best")).to_have_count(0)
+    expect(timing.get_by_test_id("direction")).to_have_count(0)
     shot(page, "directions-compare")
     # The run page's summary shows each series' best by the same rule.
     page.goto(server.url + f"/#/run/{ids['dir-a']}")
     best = page.locator('tr[data-series="score"]').get_by_test_id("summary-best")
     expect(best).to_have_text("0.3 ↓ min")
     expect(page.locator('tr[data-series="val/acc"]').get_by_test_id("summary-best")).to_have_text("0.7 ↑ max?")
+    expect(page.locator('tr[data-series="timings/forward"]').get_by_test_id("summary-best")).to_have_text("")
     page.locator('tr[data-series="score"]').scroll_into_view_if_needed()
     shot(page, "directions-summary")
 
