@@ -171,22 +171,30 @@ function ParallelCoords(props: {
     return { key, numeric, constant, lo, hi, cats };
   });
   const W = Math.max(480, axes.length * 130);
-  const H = 300;
+  const H = 322;
   const top = 34;
-  const bottom = H - 24;
+  const bottom = H - 46;
+  const missingY = bottom + 22; // a run without a value on an axis goes through its "missing" tick
   const xAt = (i: number) => 60 + (i * (W - 120)) / Math.max(1, axes.length - 1);
   const yAt = (a: Axis, v: Json | undefined) => {
-    if (v === null || v === undefined) return null;
+    if (v === null || v === undefined) return missingY;
     const t = a.numeric ? ((v as number) - a.lo) / (a.hi - a.lo) : a.cats.length <= 1 ? 0.5 : a.cats.indexOf(fmtValue(v)) / (a.cats.length - 1);
-    if (!Number.isFinite(t)) return null;
+    if (!Number.isFinite(t)) return missingY;
     return bottom - t * (bottom - top);
   };
+  const hasMissing = cols.map((c, i) => c.vals.some((v) => yAt(axes[i], v) === missingY));
   return (
     <div class="table-scroll">
       <svg class="parallel" width={W} height={H} data-testid="parallel">
         {axes.map((a, i) => (
           <g key={a.key}>
             <line x1={xAt(i)} x2={xAt(i)} y1={top} y2={bottom} stroke="#999" />
+            {hasMissing[i] && (
+              <>
+                <line x1={xAt(i) - 4} x2={xAt(i) + 4} y1={missingY} y2={missingY} stroke="#999" />
+                <text x={xAt(i) + 6} y={missingY + 4} class="pc-tick pc-missing" data-testid="pc-missing">missing</text>
+              </>
+            )}
             <text x={xAt(i)} y={top - 16} text-anchor="middle" class={`pc-title${i === axes.length - 1 && metric ? " pc-metric" : ""}`}>{a.key}</text>
             {a.constant ? (
               <text x={xAt(i) + 4} y={(top + bottom) / 2 - 4} class="pc-tick">{fmtNumber(a.lo + 1)}</text>
@@ -203,22 +211,14 @@ function ParallelCoords(props: {
           </g>
         ))}
         {runs.map((r, ri) => {
-          // A run without a value on an axis leaves a gap there instead of a misleading line.
-          const segments: string[][] = [[]];
-          cols.forEach((c, i) => {
-            const y = yAt(axes[i], c.vals[ri]);
-            if (y === null) segments.push([]);
-            else segments[segments.length - 1].push(`${xAt(i)},${y}`);
-          });
+          const points = cols.map((c, i) => `${xAt(i)},${yAt(axes[i], c.vals[ri])}`);
           return (
             <g key={r.id} class="pc-run" data-run={r.id}>
               <title>{props.labels.get(r.id)}</title>
-              {segments.filter((seg) => seg.length).map((seg, k) =>
-                seg.length === 1 ? (
-                  <circle key={k} cx={seg[0].split(",")[0]} cy={seg[0].split(",")[1]} r="3" fill={props.colors.get(r.id)} />
-                ) : (
-                  <polyline key={k} points={seg.join(" ")} fill="none" stroke={props.colors.get(r.id)} stroke-width="2" opacity="0.85" />
-                ),
+              {points.length === 1 ? (
+                <circle cx={points[0].split(",")[0]} cy={points[0].split(",")[1]} r="3" fill={props.colors.get(r.id)} />
+              ) : (
+                <polyline points={points.join(" ")} fill="none" stroke={props.colors.get(r.id)} stroke-width="2" opacity="0.85" />
               )}
             </g>
           );

@@ -277,9 +277,14 @@ def test_compare_marks_differences_and_draws_parallel_coordinates(page: Any, ser
     expect(table.locator('tr[data-param="optimizer.name"] td')).to_have_text(["optimizer.name", "sgd", "sgd", "adam"])
     lines = page.get_by_test_id("parallel").locator("g.pc-run")
     expect(lines).to_have_count(3)
-    # lr-0.01 (adam) has no momentum: its line breaks at that axis instead of inventing a value.
+    # lr-0.01 (adam) has no momentum: its line stays whole through that axis's "missing" tick
+    # (as on the dashboard's parallel coordinates), below the axis, never at an invented value.
     expect(lines.nth(0).locator("polyline")).to_have_count(1)
-    expect(lines.nth(2).locator("polyline")).to_have_count(2)
+    expect(lines.nth(2).locator("polyline")).to_have_count(1)
+    expect(page.get_by_test_id("pc-missing")).to_have_count(1)
+    bottom = float(page.get_by_test_id("parallel").locator("line").first.get_attribute("y2"))
+    ys = [float(p.split(",")[1]) for p in lines.nth(2).locator("polyline").get_attribute("points").split()]
+    assert max(ys) > bottom  # the missing momentum is drawn below the axis
     page.get_by_test_id("pc-metric").select_option("val/acc")
     expect(page.locator(".pc-metric")).to_have_text("val/acc")
     shot(page, "compare", full_page=True)
