@@ -298,6 +298,11 @@ def test_tag_comment_move_remove_gc(book: Book) -> None:
     book.set_comment(base, "stride fix")
     assert book["mnist/base"].comment == "stride fix"
     assert [r.name for r in book.runs(q="stride")] == ["base"]
+    assert book["mnist/base"].notes == ""
+    book.set_notes(base, "# Why\nthe *stride* was off by one")
+    assert book["mnist/base"].notes == "# Why\nthe *stride* was off by one"
+    book.set_notes(base, "")
+    assert book["mnist/base"].notes == "" and not (base.dir / "notes.md").exists()
 
     moved = book.move(base, "vision/mnist")
     assert moved.dir == book.root / "vision-mnist" / base.id and not base.dir.exists()

@@ -74,6 +74,15 @@ class Book(ReadOnlyBook):
         """
         manage.set_comment(self[ref].dir, text)
 
+    def set_notes(self, ref: RunRef, text: str) -> None:
+        """Replace a run's notes (markdown, notes.md; "" removes them). Allowed while it runs:
+        no writer touches notes.md.
+
+        Raises:
+            LabtrackValueError: `text` is not a str, is too long, or has control characters.
+        """
+        manage.set_notes(self[ref].dir, text)
+
 
 def open_book(root: str | os.PathLike[str] | None = None, *,
               token: str | None = None) -> Book | RemoteBook:

@@ -183,6 +183,11 @@ class RunView:
         return list(self._get("tags") or [])
 
     @property
+    def notes(self) -> str:
+        """The run's notes (markdown, written from the dashboard or `Book.set_notes`; "" when none)."""
+        return self.run.notes()
+
+    @property
     def status(self) -> str:
         """running, finished, failed, killed, interrupted, or crashed (derived)."""
         return str(self._get("status"))
