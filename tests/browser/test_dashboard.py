@@ -35,6 +35,13 @@ def test_table_filter_select_three_runs_chart_and_smoothing(page: Any, server: S
     # Commit with the dirty mark (the fixture repo had an uncommitted change).
     expect(row(page, "baseline").locator(".dirty")).to_have_text("*")
 
+    # Free text finds a status too, the derived one included (the SIGKILLed run is stored as running).
+    page.get_by_test_id("filter").fill("crashed")
+    expect(total).to_have_text("1 run")
+    expect(row(page, "resnet-oom")).to_have_count(1)
+    page.get_by_test_id("filter").fill("failed cifar")
+    expect(total).to_have_text("1 run")
+    expect(row(page, "resnet-diverged")).to_have_count(1)
     # Free-text filter (server side), then a `where` expression on top.
     page.get_by_test_id("filter").fill("mnist")
     expect(total).to_have_text("4 runs")
