@@ -82,3 +82,27 @@ def as_json(p: subprocess.CompletedProcess[str]) -> Any:
     import json
 
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# --- reading back what an import wrote (the run directory's plain files) -----------------
+
+def series(run_dir: Path, name: str) -> list[tuple[int, float, float]]:
+    """(step, value, time) of every point of a scalars file, as the file holds them."""
+    import csv
+
+    with open(run_dir / "scalars" / f"{name}.csv", newline="") as f:
+        return [(int(r["step"]), float(r["value"]), float(r["time"])) for r in csv.DictReader(f)]
+
+
+def by_name(root: Path) -> dict[str, Path]:
+    """name -> run folder of every run under `root`."""
+    import json
+
+    return {json.loads((p / "run.json").read_text())["name"]: p for p in (q.parent for q in root.glob("*/*/run.json"))}
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file."""
+    import json
+
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]

@@ -7,7 +7,6 @@ of log calls when it writes it) and compares with what the script logged for the
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from click.testing import CliRunner
 import labtrack.importers
 from labtrack.cli import main as cli
 from labtrack.importers import SourceError
-from peers import as_json, peer_script, peers  # noqa: F401  (peers is a fixture)
+from peers import as_json, by_name, lines, peer_script, peers, series  # noqa: F401  (peers is a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -71,19 +70,6 @@ def written(peers: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     cwd = tmp_path_factory.mktemp("trackio-src")
     truth = as_json(peer_script(peers, WRITE_PROJECT, cwd=cwd))
     return cwd / ".trackio", truth
-
-
-def series(run_dir: Path, name: str) -> list[tuple[int, float, float]]:
-    with open(run_dir / "scalars" / f"{name}.csv", newline="") as f:
-        return [(int(r["step"]), float(r["value"]), float(r["time"])) for r in csv.DictReader(f)]
-
-
-def by_name(root: Path) -> dict[str, Path]:
-    return {json.loads((p / "run.json").read_text())["name"]: p for p in (q.parent for q in root.glob("*/*/run.json"))}
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def same(a: float, b: float) -> bool:

@@ -9,7 +9,6 @@ give the same runs.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from click.testing import CliRunner
 import labtrack.importers
 from labtrack.cli import main as cli
 from labtrack.importers import SourceError, _wandb_format
-from peers import as_json, peer_script, peers  # noqa: F401  (peers is a fixture)
+from peers import as_json, by_name, lines, peer_script, peers, series  # noqa: F401  (peers is a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -89,19 +88,6 @@ def written(peers: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     cwd = tmp_path_factory.mktemp("wandb-src")
     truth = as_json(peer_script(peers, WRITE_RUNS, cwd=cwd))
     return cwd / "wandb", truth
-
-
-def series(run_dir: Path, name: str) -> list[tuple[int, float, float]]:
-    with open(run_dir / "scalars" / f"{name}.csv", newline="") as f:
-        return [(int(r["step"]), float(r["value"]), float(r["time"])) for r in csv.DictReader(f)]
-
-
-def by_name(root: Path) -> dict[str, Path]:
-    return {json.loads((p / "run.json").read_text())["name"]: p for p in (q.parent for q in root.glob("*/*/run.json"))}
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def test_labtracks_venv_has_no_wandb_so_its_own_decoder_reads() -> None:

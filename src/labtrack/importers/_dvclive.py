@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._sink import Import, ImportedRun, SourceError, check_source, fingerprint
+from ._sink import Import, ImportedRun, SourceError, check_source, fingerprint, still_image
 
 _MARKS = ("params.yaml", "metrics.json", "dvc.yaml", "plots")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif")
@@ -256,7 +256,6 @@ def _summary_only(r: ImportedRun, summary: dict[str, Any], plotted: set[str], st
 
 def _images(r: ImportedRun, base: Path, last_step: int) -> None:
     import labtrack
-    from PIL import Image as PILImage, UnidentifiedImageError
 
     if not base.is_dir():
         return
@@ -266,14 +265,7 @@ def _images(r: ImportedRun, base: Path, last_step: int) -> None:
             name, step = rel.parent.as_posix(), int(rel.stem)
         else:
             name, step = rel.with_suffix("").as_posix(), last_step
-        try:
-            with PILImage.open(path) as im:
-                im.load()
-                pic = im.copy()
-        except (UnidentifiedImageError, OSError) as e:
-            raise SourceError(f"{str(path)!r} is not an image PIL can read: {e}") from None
-        if pic.mode not in ("L", "RGB", "RGBA"):
-            pic = pic.convert("RGBA" if "A" in pic.getbands() else "RGB")
+        pic = still_image(path, repr(str(path)))
         r.run.log({name: labtrack.Image(pic)}, step=step, time=path.stat().st_mtime)
 
 

@@ -268,3 +268,26 @@ def check_source(path: str | os.PathLike[str], what: str) -> Path:
     if not p.exists():
         raise SourceError(f"{what} {str(path)!r} does not exist")
     return p
+
+
+def still_image(source: bytes | Path, what: str) -> Any:
+    """`source` (an image file or its bytes) as a loaded PIL image in a mode labtrack stores
+    (L, RGB or RGBA; a palette or other mode is converted).
+
+    Raises:
+        SourceError: PIL cannot read it; the message starts with `what` (the file, or the
+            tag and step).
+    """
+    import io
+
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            im.load()
+            pic = im.copy()
+    except (UnidentifiedImageError, OSError) as e:
+        raise SourceError(f"{what} is not an image PIL can read: {e}") from None
+    if pic.mode not in ("L", "RGB", "RGBA"):
+        pic = pic.convert("RGBA" if "A" in pic.getbands() else "RGB")
+    return pic

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _tb_decode, _tb_events as ev
-from ._sink import Import, ImportedRun, SourceError, check_source, fingerprint
+from ._sink import Import, ImportedRun, SourceError, check_source, fingerprint, still_image
 
 _STATUS = {1: "finished", 2: "failed", 3: "finished"}  # hparams' SUCCESS, FAILURE, RUNNING
 
@@ -196,12 +196,9 @@ def _image(r: ImportedRun, tag: str, data: bytes, step: int, wall: float) -> Non
                 ms = im.info.get("duration") or 250
                 r.run.log_image(tag, frames, step=step, fps=min(100.0, 1000.0 / max(ms, 10)))
                 return
-            im.load()
-            pic = im.copy()
-    except (UnidentifiedImageError, OSError) as e:
-        raise SourceError(f"the image {tag!r} at step {step} is not an image PIL can read: {e}") from None
-    if pic.mode not in ("L", "RGB", "RGBA"):
-        pic = pic.convert("RGBA" if "A" in pic.getbands() else "RGB")
+    except (UnidentifiedImageError, OSError):
+        pass  # still_image says what is wrong with it
+    pic = still_image(data, f"the image {tag!r} at step {step}")
     r.run.log({tag: labtrack.Image(pic)}, step=step, time=wall)
 
 
