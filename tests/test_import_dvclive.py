@@ -168,3 +168,53 @@ def test_cli_summary_line_json_and_bad_sources(written: Path, tmp_path: Path) ->
     p = _cli("import", "dvclive", str(tmp_path / "bad"), "--root", str(tmp_path / "root2"))
     assert p.returncode != 0 and str(bad / "loss.tsv") in p.stderr and "line 3" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+GROW = r'''
+from dvclive import Live
+with Live("big/dvclive", save_dvc_exp=False) as live:
+    live.log_param("lr", 0.1)
+    for step in range(3):
+        for j in range(8):
+            live.log_metric(f"m{j}", step * 0.5 + j)
+        live.next_step()
+'''
+
+
+def test_an_import_killed_half_way_is_completed_by_the_next(peers: Path, tmp_path: Path) -> None:  # noqa: F811
+    import signal
+    import time
+
+    peer_script(peers, GROW, cwd=tmp_path)
+    # dvclive wrote three steps of each metric; the same files grown to 60,000 rows in its own
+    # layout (a header, then step<TAB>value lines) make an import slow enough to be killed.
+    tsvs = sorted((tmp_path / "big" / "dvclive" / "plots" / "metrics").glob("m*.tsv"))
+    assert len(tsvs) == 8
+    for j, tsv in enumerate(tsvs):
+        header = tsv.read_text().splitlines()[0].split("\t")
+        assert header == ["step", tsv.stem], header
+        with open(tsv, "a") as f:
+            f.writelines(f"{i}\t{i * 0.5 + j}\n" for i in range(3, 60_000))
+    source, root = tmp_path / "big", tmp_path / "lt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRACK_")}
+    env.update({"PYTHONPATH": str(REPO / "src"), "LABTRACK_SYSTEM": "0"})
+    code = f"import labtrack.importers as i; i.dvclive({str(source)!r}, root={str(root)!r})"
+    child = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    killed_half_way = False
+    while time.monotonic() < deadline and child.poll() is None:
+        metas = list(root.glob("*/*/run.json"))
+        if metas:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            killed_half_way = not json.loads(metas[0].read_text())["imported_from"]["complete"]
+            break
+        time.sleep(0.002)
+    assert killed_half_way, "the import finished before it could be killed; grow the files more"
+    ids = dvclive(source, root=root)
+    d = _run(root)
+    assert d.name == ids[0] and json.loads((d / "run.json").read_text())["imported_from"]["complete"]
+    for j in range(8):
+        rows = _csv(d / "scalars" / f"m{j}.csv")
+        assert [(int(s), float(v)) for s, v, _ in rows] == [(i, i * 0.5 + j) for i in range(60_000)]
+    assert dvclive(source, root=root) == ids  # and a third import changes nothing
