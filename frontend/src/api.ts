@@ -293,6 +293,11 @@ export async function fetchScalars(id: string, name: string, sq: ScalarQuery = {
       query({ name, points: sq.points ?? 2000, x: sq.x ?? "step", xmin: sq.xmin, xmax: sq.xmax }),
     signal,
   );
+  return toSeries(r, name);
+}
+
+/** A series answer of the API (one run's, or one run's part of a many-runs answer). */
+function toSeries(r: Record<string, unknown>, name: string): Series {
   return {
     name: String(r.name ?? name),
     total: num(r.total),
@@ -313,19 +318,7 @@ export async function fetchScalarsMany(ids: string[], name: string, points = 500
   );
   const out = new Map<string, Series | null>();
   for (const [id, s] of Object.entries(r.runs ?? {})) {
-    out.set(
-      id,
-      s && {
-        name: String(s.name ?? name),
-        total: num(s.total),
-        downsampled: Boolean(s.downsampled),
-        step: numArray(s.step),
-        time: numArray(s.time),
-        value: numArray(s.value),
-        min: s.min ? numArray(s.min) : undefined,
-        max: s.max ? numArray(s.max) : undefined,
-      },
-    );
+    out.set(id, s && toSeries(s, name));
   }
   return out;
 }

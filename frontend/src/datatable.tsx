@@ -5,7 +5,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { fetchFileText, fileUrl, MediaEntry } from "./api";
 import { parseCsv } from "./csv";
 import { fmtNumber, fmtStep } from "./format";
-import { StepSlider } from "./media";
+import { Stepped } from "./media";
 
 export const PAGE_ROWS = 50;
 const MAX_ROWS = 200_000;
@@ -110,15 +110,9 @@ export function LoggedTable({ runId, path, name }: { runId: string; path: string
 
 /** A table logged at several steps: a step slider over its versions. */
 export function SteppedTable(props: { runId: string; name: string; entries: MediaEntry[] }) {
-  const entries = useMemo(() => props.entries.slice().sort((a, b) => a.step - b.step), [props.entries]);
-  const [index, setIndex] = useState(entries.length - 1);
-  useEffect(() => setIndex(entries.length - 1), [entries.length]);
-  const e = entries[Math.min(index, entries.length - 1)];
   return (
-    <div class="media-card wide" data-name={props.name}>
-      <h3>{props.name}</h3>
-      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} />
-      {e && <LoggedTable runId={props.runId} path={e.path} name={props.name} />}
-    </div>
+    <Stepped name={props.name} items={props.entries}>
+      {(e) => <LoggedTable runId={props.runId} path={e.path} name={props.name} />}
+    </Stepped>
   );
 }

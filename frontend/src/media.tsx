@@ -3,8 +3,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { fetchFileText, fileUrl, MediaEntry, TextRecord } from "./api";
 import { classColor } from "./colors";
-import { parseCsv } from "./csv";
-import { fmtNumber, fmtStep } from "./format";
+import { fmtStep } from "./format";
 import { Markdown } from "./markdown";
 import { diff } from "./textdiff";
 import type { ComponentChildren } from "preact";
@@ -316,17 +315,7 @@ export function TextDiffView({ record }: { record: TextRecord }) {
 }
 
 export function TextSeries(props: { name: string; records: TextRecord[] }) {
-  const recs = useMemo(() => props.records.slice().sort((a, b) => a.step - b.step), [props.records]);
-  const [index, setIndex] = useState(recs.length - 1);
-  useEffect(() => setIndex(recs.length - 1), [recs.length]);
-  const r = recs[Math.min(index, recs.length - 1)];
-  return (
-    <div class="media-card wide" data-name={props.name}>
-      <h3>{props.name}</h3>
-      <StepSlider steps={recs.map((x) => x.step)} index={index} onIndex={setIndex} />
-      {r && <TextDiffView record={r} />}
-    </div>
-  );
+  return <Stepped name={props.name} items={props.records}>{(r) => <TextDiffView record={r} />}</Stepped>;
 }
 
 export function RemoteMarkdown({ runId, path }: { runId: string; path: string }) {
@@ -340,58 +329,22 @@ export function RemoteMarkdown({ runId, path }: { runId: string; path: string })
   return src === null ? <div class="muted">loading…</div> : <Markdown source={src} run={runId} dir={dir} />;
 }
 
-export function RemoteTable({ runId, path }: { runId: string; path: string }) {
-  const [rows, setRows] = useState<string[][] | null>(null);
-  const [err, setErr] = useState<string | null>(null);
-  useEffect(() => {
-    fetchFileText(runId, path).then((t) => setRows(parseCsv(t))).catch((e) => setErr(String(e.message ?? e)));
-  }, [runId, path]);
-  if (err) return <div class="error">{err}</div>;
-  if (!rows) return <div class="muted">loading…</div>;
-  const [head, ...body] = rows;
-  const shown = body.slice(0, 1000);
-  return (
-    <div class="table-scroll">
-      <table class="data-table">
-        <thead>
-          <tr>{(head ?? []).map((h, i) => <th key={i}>{h}</th>)}</tr>
-        </thead>
-        <tbody>
-          {shown.map((r, i) => (
-            <tr key={i}>{r.map((c, j) => (
-              <td key={j} class={isNum(c) ? "num" : ""}>
-                {CELL_IMAGE.test(c) ? (
-                  <a href={fileUrl(runId, c)} target="_blank" rel="noopener">
-                    <img class="cell-thumb pixelated" src={fileUrl(runId, c)} alt={`${head?.[j] ?? ""} row ${i}`} loading="lazy" data-testid="table-thumb" />
-                  </a>
-                ) : isNum(c) ? fmtNumber(Number(c)) : c}
-              </td>
-            ))}</tr>
-          ))}
-        </tbody>
-      </table>
-      {body.length > shown.length && <div class="muted">first {shown.length} of {body.length} rows</div>}
-    </div>
-  );
-}
-
-// A cell labtrack wrote for a labtrack.Image in a table (docs/format.md): the image's path in the run.
-const CELL_IMAGE = /^(media\/\d+|tables)\/[^]*\.cells\/\d+-\d+\.png$/;
-
-function isNum(s: string): boolean {
-  return s.trim() !== "" && !Number.isNaN(Number(s));
-}
-
-export function SteppedFiles(props: { runId: string; name: string; entries: MediaEntry[]; kind: "markdown" | "table" }) {
-  const entries = useMemo(() => props.entries.slice().sort((a, b) => a.step - b.step), [props.entries]);
-  const [index, setIndex] = useState(entries.length - 1);
-  useEffect(() => setIndex(entries.length - 1), [entries.length]);
-  const e = entries[Math.min(index, entries.length - 1)];
+/** Items logged at several steps (text records, markdown or table files): one step slider
+ * over them, the chosen one drawn by `children`. */
+export function Stepped<T extends { step: number }>(props: { name: string; items: T[]; children: (item: T) => ComponentChildren }) {
+  const items = useMemo(() => props.items.slice().sort((a, b) => a.step - b.step), [props.items]);
+  const [index, setIndex] = useState(items.length - 1);
+  useEffect(() => setIndex(items.length - 1), [items.length]);
+  const item = items[Math.min(index, items.length - 1)];
   return (
     <div class="media-card wide" data-name={props.name}>
       <h3>{props.name}</h3>
-      <StepSlider steps={entries.map((x) => x.step)} index={index} onIndex={setIndex} />
-      {e && (props.kind === "markdown" ? <RemoteMarkdown runId={props.runId} path={e.path} /> : <RemoteTable runId={props.runId} path={e.path} />)}
+      <StepSlider steps={items.map((x) => x.step)} index={index} onIndex={setIndex} />
+      {item && props.children(item)}
     </div>
   );
+}
+
+export function SteppedMarkdown(props: { runId: string; name: string; entries: MediaEntry[] }) {
+  return <Stepped name={props.name} items={props.entries}>{(e) => <RemoteMarkdown runId={props.runId} path={e.path} />}</Stepped>;
 }

@@ -13,7 +13,7 @@ import { durationOf, fmtBytes, fmtCheckpoints, fmtDate, fmtDuration, fmtNumber, 
 import { directionOf, DirectionMark, directionTitle } from "./directions";
 import { HistogramView } from "./histogram";
 import { useLive, useWatch } from "./live";
-import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, SteppedFiles, TextSeries, VideoSeries } from "./media";
+import { AudioSeries, HtmlSeries, ImageSeries, RemoteMarkdown, SteppedMarkdown, TextSeries, VideoSeries } from "./media";
 import { Route, updateParams } from "./route";
 import { ErrorLine, Section, StatusBadge, Tags } from "./widgets";
 
@@ -144,7 +144,7 @@ export function RunPage({ id, route }: { id: string; route: Route }) {
               <RemoteMarkdown runId={id} path={m.path} />
             </div>
           ))}
-          {[...steppedMd].map(([name, entries]) => <SteppedFiles key={"s" + name} runId={id} name={name} entries={entries} kind="markdown" />)}
+          {[...steppedMd].map(([name, entries]) => <SteppedMarkdown key={"s" + name} runId={id} name={name} entries={entries} />)}
           {!mds.length && !steppedMd.size && <div class="empty">No markdown logged.</div>}
         </div>
       )}
