@@ -37,7 +37,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers"
 sys.path.insert(0, str(PEERS))
+sys.path.insert(0, str(HERE))
 import _common  # noqa: E402  (the scenarios' shared definitions: sizes, expected values)
+from _results import replace_section  # noqa: E402
 
 PEERS_VENV = ROOT / ".venv-peers"
 REQUIREMENTS = PEERS / "requirements.txt"
@@ -605,17 +607,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 def update_results_md(section: str) -> None:
     """Replace the peers' section of RESULTS.md, leaving every other section alone."""
-    if RESULTS_MD.exists():
-        text = RESULTS_MD.read_text()
-    else:
-        text = ("# Benchmark results\n\n" + MD_HEADING + "\n\n## labtrack alone\n\n"
-                "(log overhead, read speed, API speed, remote ingest: merged by the lead)\n")
-    if MD_HEADING not in text:
-        text = text.rstrip("\n") + "\n\n" + MD_HEADING + "\n"
-    start = text.index(MD_HEADING)
-    nxt = text.find("\n## ", start + len(MD_HEADING))
-    end = len(text) if nxt < 0 else nxt + 1
-    RESULTS_MD.write_text(text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n"))
+    replace_section(RESULTS_MD, MD_HEADING, section,
+                    new_file=("# Benchmark results\n\n" + MD_HEADING + "\n\n## labtrack alone\n\n"
+                              "(log overhead, read speed, API speed, remote ingest: merged by the lead)\n"))
 
 
 def labtrack_source() -> str:

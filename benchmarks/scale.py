@@ -430,13 +430,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 def update_results_md(section: str) -> None:
     """Replace this script's section of RESULTS.md, leaving the others alone."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if MD_HEADING not in text:
-        text = text.rstrip("\n") + "\n\n" + MD_HEADING + "\n"
-    start = text.index(MD_HEADING)
-    nxt = text.find("\n## ", start + len(MD_HEADING))
-    end = len(text) if nxt < 0 else nxt + 1
-    RESULTS_MD.write_text(text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n"))
+    sys.path.insert(0, str(HERE))
+    from _results import replace_section
+
+    replace_section(RESULTS_MD, MD_HEADING, section)
 
 
 def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None]) -> dict[str, Any]:
