@@ -7,7 +7,7 @@ PORT ?= 8765
 TORCH_WHEELS ?= /opt/wheels
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install frontend wheel demo examples test chromium bench bench-peers bench-scale lint docs clean
+.PHONY: help install frontend wheel demo examples test chromium services bench bench-peers bench-scale lint docs clean
 
 help:
 	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
@@ -56,7 +56,13 @@ demo: install frontend examples
 chromium:
 	@command -v chromium >/dev/null 2>&1 || ( $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium )
 
-test: install frontend chromium
+# PostgreSQL and nginx from Debian for the scale-out tests (they start their own throwaway
+# cluster and load balancer on free loopback ports; the packages' own services stay off).
+services:
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1; } || \
+	  ( $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql nginx )
+
+test: install frontend chromium services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: bench-peers bench-scale
