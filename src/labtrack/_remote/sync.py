@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import RemoteError, RunNotFoundError
 from .backoff import Backoff
 from .shipper import _version
-from .upload import RunUploader
+from .upload import RunUploader, UploadClient
 from .wire import ServerInfo, Transport, Unavailable, WireClient
 
 
@@ -66,7 +66,7 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
     return out
 
 
-def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
+def sync_run(run_dir: Path, client: UploadClient, *, patience: float = 30.0,
              sleep: Callable[[float], None] = time.sleep,
              info: ServerInfo | None = None) -> SyncReport:
     """Upload what the server lacks of one run; retry an unreachable server for `patience` s.
