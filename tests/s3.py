@@ -79,6 +79,9 @@ class MotoS3:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture

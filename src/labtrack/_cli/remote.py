@@ -169,27 +169,50 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
 
 @click.command()
 @click.argument("runs", nargs=-1)
-@click.option("--remote", default=None, help="Server URL (default LABTRACK_REMOTE).")
+@click.option("--remote", default=None, help="Server URL, or an object-store root such as "
+              "s3://bucket/prefix (default LABTRACK_REMOTE).")
 @click.option("--token", "token_", default=None, help="Write token (default LABTRACK_TOKEN).")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Folder of runs (default LABTRACK_ROOT or ./labtrack).")
+              help="Folder of runs (default LABTRACK_ROOT or ./labtrack; for an object-store "
+              "--remote, its spool folder).")
 @click.option("--patience", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to keep retrying an unreachable server.")
 def sync(runs: tuple[str, ...], remote: str | None, token_: str | None, root: str | None,
          patience: float) -> None:
-    """Upload runs to a server: RUNS are ids, id prefixes, EXPERIMENT/ID or run folders
-    (all runs under --root when none given).
+    """Upload runs to a server or a bucket: RUNS are ids, id prefixes, EXPERIMENT/ID or run
+    folders (all runs under --root when none given).
 
     Only what the server lacks is sent (it is asked for its sizes first), so syncing again
-    uploads nothing; an interrupted sync resumes where it stopped.
+    uploads nothing; an interrupted sync resumes where it stopped. With --remote
+    s3://bucket/prefix the runs a training process left in its spool (object storage
+    unreachable at finish) are uploaded from the offsets the bucket's manifest names, and
+    ended runs are compacted (docs/object-storage.md).
     """
     from .._remote.sync import find_runs, sync_runs
     from .._settings import get
 
     url = get("remote", remote)
     if not url:
-        raise LabtrackValueError("no server given: pass --remote http://HOST:PORT or set "
-                                 "LABTRACK_REMOTE")
+        raise LabtrackValueError("no server given: pass --remote http://HOST:PORT (or "
+                                 "s3://bucket/prefix) or set LABTRACK_REMOTE")
+    from .._objstore.store import is_object_url
+
+    if is_object_url(str(url)):
+        from .._objstore.ship import sync_to_bucket
+        from .._objstore.spool import spool_dir
+
+        spool = Path(root) if root else spool_dir(str(url))
+        dirs = find_runs(spool, list(runs)) if spool.is_dir() else []
+        if not dirs:
+            click.echo(f"no runs under {spool}", err=True)
+            return
+        for b in sync_to_bucket(dirs, str(url), patience=patience):
+            what = f"{b.files} files, {b.bytes} bytes sent" if b.bytes or b.files else "up to date"
+            click.echo(f"{b.run_dir.parent.name}/{b.run_dir.name}: {what}"
+                       f"{', compacted' if b.compacted else ''}")
+            for msg in b.refused:
+                click.echo(f"  not uploaded: {msg}", err=True)
+        return
     from .._remote.wire import check_url
 
     check_url(str(url))
