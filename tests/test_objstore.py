@@ -156,3 +156,27 @@ def test_mirror_refuses_a_hostile_manifest(s3: MotoS3, tmp_path: Path) -> None:
     outside = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert all(p.startswith("deep/cache/") for p in outside), outside
     assert not any(n in ("escape.csv", "passwd", "x") for n in os.listdir(tmp_path))
+
+
+def test_a_long_run_folds_its_deltas_into_the_manifest(s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    from labtrack._objstore import client as client_mod
+    from labtrack._remote.wire import Op
+
+    monkeypatch.setattr(client_mod, "FOLD_EVERY", 5)
+    c = client_mod.ObjectClient(ObjectStore(s3.url()))
+    c.sizes("e", "r1")
+    data = b""
+    for i in range(12):
+        line = f"{i},{i * 0.5},{i}\n".encode()
+        ops = [Op("append", "scalars/x.csv", line, offset=len(data)), Op("put", "run.json", b'{"i": %d}' % i, mtime_ns=i + 1)]
+        assert [r.status for r in c.batch("e", "r1", ops)] == [200, 200]
+        data += line
+    run = c.run("e", "r1")
+    assert len(run.delta_names()) == 2  # 12 batches: folded after the 5th and the 10th
+    fresh = ObjectRun(ObjectStore(s3.url()), "e", "r1")  # a reader or a resuming writer
+    st = fresh.state()
+    assert st.files["scalars/x.csv"].end == len(data) and st.sizes()["run.json"] == (9, 12)
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1/scalars/x.csv").read_bytes() == data
+    assert (tmp_path / "m/e/r1/run.json").read_bytes() == b'{"i": 11}'

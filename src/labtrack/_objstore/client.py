@@ -27,6 +27,7 @@ from .run import CompactReport, ObjectRun
 from .store import ObjectStore
 
 MAX_BATCH = 16 << 20
+FOLD_EVERY = 256  # deltas a writer leaves before folding them into manifest.json
 _T = TypeVar("_T")
 
 
@@ -108,6 +109,9 @@ class ObjectClient:
                  lambda: run.write_manifest_delta(segs, wholes, deleted))
         for r, off, d in segments:  # published: later appends go on from here
             known[r] = off + len(d)
+        if run.deltas_written >= FOLD_EVERY:
+            run.deltas_written = 0
+            call(f"folding the manifest deltas of {run.rel}", run.fold_deltas)
         return results
 
     def put_file(self, experiment: str, run_id: str, path: str, chunks: Iterator[bytes] | bytes,

@@ -71,6 +71,8 @@ class ObjectRun:
         self._last_ns = 0
         self.bytes_put = 0  # every byte this object sent in PUTs (segments, files, manifests)
         self.objects_put = 0
+        self.deltas_written = 0
+        self._known: dict[str, Any] = {}  # parsed deltas by name (a delta never changes)
 
     def pipe(self, paths: dict[str, bytes]) -> None:
         """PUT several objects (fsspec paths -> bytes), concurrently where the back end can."""
@@ -145,7 +147,25 @@ class ObjectRun:
         gone = [check_run_relpath(r) for r in deleted]
         body = mf.encode_delta(self.writer, segs, whole, gone)  # type: ignore[arg-type]
         self.pipe({self.path(f"{mf.DELTAS}/{name}"): body})
+        self._known[name] = mf.parse(body)
+        self.deltas_written += 1
         return name
+
+    def fold_deltas(self) -> int:
+        """Fold every delta into manifest.json (segments stay where they are) and delete the
+        deltas; returns how many. A long run's writer does this every few hundred deltas, so
+        a reader or a resuming writer reads one manifest and a short list, not thousands."""
+        state = self.state()
+        if not state.deltas:
+            return 0
+        self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
+        try:
+            self.fs.rm([self.path(f"{mf.DELTAS}/{n}") for n in state.deltas])
+        except FileNotFoundError:
+            pass
+        for n in state.deltas:
+            self._known.pop(n, None)
+        return len(state.deltas)
 
     # -- reading
 
@@ -179,7 +199,7 @@ class ObjectRun:
             mf.apply_compacted(state, mf.parse(data))
         consumed = set(state.consumed)
         names = [n for n in self.delta_names() if n not in consumed]
-        cache = known if known is not None else {}
+        cache = known if known is not None else self._known
         missing = [n for n in names if n not in cache]
         if missing:
             got = self.fs.cat([self.path(f"{mf.DELTAS}/{n}") for n in missing], on_error="omit")
@@ -196,6 +216,12 @@ class ObjectRun:
         key = check_run_relpath(relpath) if seg is None else mf.segment_key(relpath, off)
         data: bytes = self.fs.cat_file(self.path(key), start=start - off, end=end - off)
         return data
+
+    def _consumed(self, state: mf.RunState) -> list[str]:
+        """The deltas a new manifest.json folds in: those of `state`, and those an older one
+        folded in that are still there (a delete that failed), so none is applied twice."""
+        present = set(self.delta_names())
+        return sorted(set(state.deltas) | (set(state.consumed) & present))
 
     # -- compaction
 
@@ -232,7 +258,7 @@ class ObjectRun:
             doomed.update(self.path(mf.segment_key(rel, o)) for o in f.segments if o < end)
             f.size = end
             f.segments = {o: n for o, n in f.segments.items() if o >= end}
-        self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, state.deltas)})
+        self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
         doomed.update(self.path(f"{mf.DELTAS}/{n}") for n in state.deltas)
         if doomed:
             try:
