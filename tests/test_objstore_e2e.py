@@ -212,3 +212,18 @@ def test_sigkill_mid_run_then_sync_uploads_the_rest_without_duplicates(s3: MotoS
                         capture_output=True, text=True, timeout=60)
     assert p2.returncode == 0 and "compacted" in p2.stdout, p2.stdout + p2.stderr
     assert _bucket_files(s3, run_dir) == _local_files(run_dir)
+
+
+def test_a_resumed_run_appends_after_its_compacted_objects(s3: MotoS3, spool: Path) -> None:
+    url = s3.url()
+    run = _train(url, 1200)
+    run.finish()
+    first = _bucket_files(s3, run.dir)["scalars/train/loss.csv"]
+    again = labtrack.init(root=url, resume=run.id, capture_git=False, capture_console=False, system=False)
+    for i in range(1200, 1500):
+        again.log({"train/loss": 1.0 / (i + 1)}, step=i)
+    again.finish()
+    files = _bucket_files(s3, run.dir)
+    assert files == _local_files(run.dir)
+    assert files["scalars/train/loss.csv"].startswith(first) and len(files["scalars/train/loss.csv"]) > len(first)
+    assert len(labtrack.open(url)[run.id].scalars("train/loss")) == 1500
