@@ -180,3 +180,36 @@ def test_a_long_run_folds_its_deltas_into_the_manifest(s3: MotoS3, monkeypatch: 
     Mirror(s3.url(), tmp_path / "m").sync()
     assert (tmp_path / "m/e/r1/scalars/x.csv").read_bytes() == data
     assert (tmp_path / "m/e/r1/run.json").read_bytes() == b'{"i": 11}'
+
+
+def test_multipart_plan_keeps_every_part_but_the_last_at_5_mib() -> None:
+    from labtrack._objstore.run import _plan_parts
+
+    M = 1 << 20
+    for pieces in ([(0, M, None), (M, 10 * M, "s"), (11 * M, M, "s")],
+                   [(0, M, "s"), (M, 6 * M, "s"), (7 * M, M, "s")],
+                   [(0, 6 * M, None), (6 * M, M, "s"), (7 * M, 6 * M, "s")],
+                   [(0, M, "s"), (M, 5 * M, "s")]):
+        parts = _plan_parts(pieces, 5 * M)
+        assert parts[0][2] == 0 and all(a[3] == b[2] for a, b in zip(parts, parts[1:]))
+        assert parts[-1][3] == pieces[-1][0] + pieces[-1][1]
+        assert all(p[3] - p[2] >= 5 * M for p in parts[:-1]), parts
+        for kind, i, a, b in parts:
+            if kind == "copy":
+                assert pieces[i][0] <= a < b <= pieces[i][0] + pieces[i][1]
+    assert [p[0] for p in _plan_parts([(0, M, None), (M, 10 * M, "s"), (11 * M, M, "s")], 5 * M)] == \
+        ["send", "copy", "send"]
+
+
+def test_big_segments_are_compacted_by_server_side_copy(s3: MotoS3, tmp_path: Path) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    chunks = [b"a" * 1000 + b"\n", os.urandom(11 << 20) + b"\n", b"tail\n"]
+    off = 0
+    for c in chunks:
+        run.put_segment("console.log", off, c)
+        run.write_manifest_delta({"console.log": [(off, len(c))]})
+        off += len(c)
+    report = run.compact()  # no spool: the sent bytes are read back from the segments
+    assert report.bytes_copied > (1 << 20) and report.bytes_uploaded == off - report.bytes_copied
+    assert report.bytes_uploaded <= (5 << 20) + 10
+    assert s3.fs().cat_file(f"{s3.bucket}/runs/e/r1/console.log") == b"".join(chunks)

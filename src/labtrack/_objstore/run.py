@@ -217,6 +217,62 @@ class ObjectRun:
         data: bytes = self.fs.cat_file(self.path(key), start=start - off, end=end - off)
         return data
 
+    def _can_copy_parts(self) -> bool:
+        """True on S3 (s3fs), whose multipart upload can copy ranges of other objects."""
+        return hasattr(self.fs, "call_s3") and hasattr(self.fs, "split_path")
+
+    def _bytes_of(self, rel: str, pieces: list[tuple[int, int, str | None]],
+                  local_dir: str | os.PathLike[str] | None, start: int, end: int) -> bytes:
+        """Bytes [start, end) of append-only `rel`: from the spool if it holds them, else
+        read back from the pieces."""
+        data = _local_range(local_dir, rel, start, end)
+        if data is not None:
+            return data
+        out = []
+        for p in pieces:
+            lo, hi = max(start, p[0]), min(end, p[0] + p[1])
+            if lo < hi:
+                out.append(self.read_range(rel, p, lo, hi))
+        return b"".join(out)
+
+    def _concat(self, rel: str, pieces: list[tuple[int, int, str | None]],
+                local_dir: str | os.PathLike[str] | None) -> tuple[int, int]:
+        """Write `rel`'s plain object as a multipart upload that copies its big pieces
+        server-side; returns (bytes uploaded, bytes copied)."""
+        bucket, key, _ = self.fs.split_path(self.path(rel))
+        mpu = self.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        uid = mpu["UploadId"]
+        done: list[dict[str, Any]] = []
+        sent = copied = 0
+        try:
+            for n, (kind, i, a, b) in enumerate(_plan_parts(pieces), start=1):
+                if kind == "copy":
+                    off, _len, seg = pieces[i]
+                    src = rel if seg is None else mf.segment_key(rel, off)
+                    sb, sk, _ = self.fs.split_path(self.path(src))
+                    r = self.fs.call_s3("upload_part_copy", Bucket=bucket, Key=key, UploadId=uid,
+                                        PartNumber=n, CopySource={"Bucket": sb, "Key": sk},
+                                        CopySourceRange=f"bytes={a - off}-{b - off - 1}")
+                    done.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+                    copied += b - a
+                else:
+                    body = self._bytes_of(rel, pieces, local_dir, a, b)
+                    r = self.fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=uid,
+                                        PartNumber=n, Body=body)
+                    done.append({"PartNumber": n, "ETag": r["ETag"]})
+                    sent += len(body)
+            self.fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=uid,
+                            MultipartUpload={"Parts": done})
+        except BaseException:
+            try:
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=uid)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
+        self.bytes_put += sent
+        self.objects_put += 1
+        return sent, copied
+
     def _consumed(self, state: mf.RunState) -> list[str]:
         """The deltas a new manifest.json folds in: those of `state`, and those an older one
         folded in that are still there (a delete that failed), so none is applied twice."""
@@ -248,11 +304,14 @@ class ObjectRun:
                 self.fs.copy(self.path(mf.segment_key(rel, pieces[0][0])), self.path(rel))
                 report.bytes_copied += end
             elif len(pieces) > 1 or pieces[0][2] is not None:
-                data = _local_prefix(local_dir, rel, end)
-                if data is None:
-                    data = b"".join(self.read_range(rel, p, p[0], p[0] + p[1]) for p in pieces)
-                self.pipe({self.path(rel): data})
-                report.bytes_uploaded += len(data)
+                if self._can_copy_parts() and any(p[1] >= MULTIPART_MIN for p in pieces):
+                    up, copied = self._concat(rel, pieces, local_dir)
+                    report.bytes_uploaded += up
+                    report.bytes_copied += copied
+                else:
+                    data = self._bytes_of(rel, pieces, local_dir, 0, end)
+                    self.pipe({self.path(rel): data})
+                    report.bytes_uploaded += len(data)
             # Segments folded in go; one after a gap (another writer's, still on its way)
             # stays, named by manifest.json.
             doomed.update(self.path(mf.segment_key(rel, o)) for o in f.segments if o < end)
@@ -269,13 +328,46 @@ class ObjectRun:
         return report
 
 
-def _local_prefix(local_dir: str | os.PathLike[str] | None, rel: str, end: int) -> bytes | None:
-    """The first `end` bytes of the spool's copy of `rel`, if it holds that many."""
+def _plan_parts(pieces: list[tuple[int, int, str | None]],
+                minimum: int = MULTIPART_MIN) -> list[tuple[str, int, int, int]]:
+    """The parts of a multipart upload that concatenates `pieces`: ("copy", piece index,
+    start, end) for a range of a piece of at least `minimum` bytes copied server-side,
+    ("send", -1, start, end) for bytes uploaded. Every part but the last is at least
+    `minimum` bytes (S3's rule); a short run of small pieces before a big one is sent
+    together with the start of the big one."""
+    parts: list[tuple[str, int, int, int]] = []
+    pending: tuple[int, int] | None = None  # bytes [a, b) still to send
+    for i, (off, length, _seg) in enumerate(pieces):
+        start, stop = off, off + length
+        if length >= minimum:
+            if pending is not None:
+                need = minimum - (pending[1] - pending[0])
+                if need > 0:  # borrow the start of this piece to make the sent part big enough
+                    take = min(need, length)
+                    pending = (pending[0], start + take)
+                    start += take
+                if stop - start >= minimum or (i == len(pieces) - 1 and stop > start):
+                    parts.append(("send", -1, *pending))
+                    pending = None
+                else:
+                    pending = (pending[0], stop)
+                    continue
+            parts.append(("copy", i, start, stop))
+        else:
+            pending = (pending[0], stop) if pending is not None else (start, stop)
+    if pending is not None:
+        parts.append(("send", -1, *pending))
+    return parts
+
+
+def _local_range(local_dir: str | os.PathLike[str] | None, rel: str, start: int, end: int) -> bytes | None:
+    """Bytes [start, end) of the spool's copy of `rel`, if it holds them."""
     if local_dir is None:
         return None
     try:
         with open(Path(local_dir) / rel, "rb") as fh:
-            data = fh.read(end)
+            fh.seek(start)
+            data = fh.read(end - start)
     except OSError:
         return None
-    return data if len(data) == end else None
+    return data if len(data) == end - start else None
