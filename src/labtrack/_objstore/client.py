@@ -26,7 +26,8 @@ from . import manifest as mf
 from .run import CompactReport, ObjectRun
 from .store import ObjectStore
 
-MAX_BATCH = 16 << 20
+MAX_BATCH = 64 << 20
+ROUND_BYTES = 48 << 20  # per upload round (memory held: about this much)
 FOLD_EVERY = 256  # deltas a writer leaves before folding them into manifest.json
 _T = TypeVar("_T")
 

@@ -18,7 +18,7 @@ from .._remote.shipper import Shipper, _version
 from .._remote.upload import RunUploader
 from .._remote.wire import Refused, Unavailable
 from ..errors import RemoteError
-from .client import ObjectClient
+from .client import ROUND_BYTES, ObjectClient
 from .spool import BucketSyncReport
 from .store import ObjectStore
 
@@ -55,7 +55,7 @@ def object_shipper(run_dir: Path, url: str, *, experiment_slug: str, run_id: str
     sync = f"labtrack sync {experiment_slug}/{run_id} --remote {url}"
     s = Shipper(run_dir, url, None, experiment_slug=experiment_slug, run_id=run_id,
                 poll_seconds=poll_seconds, backoff=Backoff(base=0.5, cap=10.0), warn=warn,
-                rank=rank, client=make, finalize=finalize, sync_hint=sync)
+                rank=rank, client=make, finalize=finalize, sync_hint=sync, round_bytes=ROUND_BYTES)
     s.object_client = holder  # type: ignore[attr-defined]  # for benchmarks: bytes_put
     return s
 
@@ -80,7 +80,7 @@ def sync_to_bucket(run_dirs: list[Path], url: str, *, patience: float = 30.0,
     client = ObjectClient(store or ObjectStore(url))
     reports: list[BucketSyncReport] = []
     for d in run_dirs:
-        r = sync_run(d, client, patience=patience, sleep=sleep)
+        r = sync_run(d, client, patience=patience, sleep=sleep, budget=ROUND_BYTES)
         rep = BucketSyncReport(d, files=r.files, bytes=r.bytes, refused=r.refused)
         if do_compact and _ended(d):
             backoff = Backoff(base=0.5, cap=5.0)

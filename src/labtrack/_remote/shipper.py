@@ -58,6 +58,8 @@ class Shipper:
         finalize: called on the shipper's thread once everything is delivered at close (the
             bucket's compaction); a failure there is retried like a failed round.
         sync_hint: the command that uploads the rest later (default `labtrack sync`).
+        round_bytes: about how many bytes one round sends (a bucket takes bigger rounds:
+            a series caught up in one segment is compacted by a server-side copy).
 
     Raises:
         LabtrackValueError: `url` is not an http(s) URL.
@@ -75,12 +77,13 @@ class Shipper:
                  warn: Callable[[str], None] | None = None, rank: int | None = None,
                  client: Callable[[], UploadClient] | None = None,
                  finalize: Callable[[RunUploader], None] | None = None,
-                 sync_hint: str | None = None) -> None:
+                 sync_hint: str | None = None, round_bytes: int = ROUND_BYTES) -> None:
         if transport is None and client is None:
             check_url(url)
         self._client = client
         self._finalize = finalize
         self._sync_hint = sync_hint
+        self._round_bytes = round_bytes
         self._where = "object storage" if client is not None else "the logging server"
         self.run_dir = Path(run_dir)
         self.url = url.rstrip("/")
@@ -187,7 +190,7 @@ class Shipper:
                 return
             last_round = time.monotonic()
             try:
-                result = up.round(ROUND_BYTES, full=closing)
+                result = up.round(self._round_bytes, full=closing)
             except (Unavailable, Refused, VersionMismatch) as e:
                 if closing and self.rounds == 0 and self.bytes_sent == 0 and isinstance(e, Unavailable):
                     # Never reached, and this last try at finish failed too: waiting out the

@@ -68,7 +68,7 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
 
 def sync_run(run_dir: Path, client: UploadClient, *, patience: float = 30.0,
              sleep: Callable[[float], None] = time.sleep,
-             info: ServerInfo | None = None) -> SyncReport:
+             info: ServerInfo | None = None, budget: int = 8 << 20) -> SyncReport:
     """Upload what the server lacks of one run; retry an unreachable server for `patience` s.
 
     Raises:
@@ -83,7 +83,7 @@ def sync_run(run_dir: Path, client: UploadClient, *, patience: float = 30.0,
     give_up = time.monotonic() + patience
     while True:
         try:
-            r = up.round(full=True)
+            r = up.round(budget, full=True)
         except Unavailable as e:
             up.invalidate()
             if time.monotonic() >= give_up:
