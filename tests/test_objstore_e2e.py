@@ -227,3 +227,24 @@ def test_a_resumed_run_appends_after_its_compacted_objects(s3: MotoS3, spool: Pa
     assert files == _local_files(run.dir)
     assert files["scalars/train/loss.csv"].startswith(first) and len(files["scalars/train/loss.csv"]) > len(first)
     assert len(labtrack.open(url)[run.id].scalars("train/loss")) == 1500
+
+
+def test_s3_unreachable_at_finish_leaves_the_spool_and_says_how_to_upload_it(
+        s3: MotoS3, spool: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from labtrack._objstore.ship import sync_to_bucket
+
+    url = s3.url()
+    s3.stop()
+    t = time.monotonic()
+    run = _train(url, 600)
+    run.finish()
+    assert time.monotonic() - t < 20  # finish did not wait out its 30 s for a dead endpoint
+    err = capsys.readouterr().err
+    hint = f"labtrack sync exp/{run.id} --remote {url}"
+    assert "cannot reach object storage" in err and hint in err, err
+    s3.start()
+    [report] = sync_to_bucket([run.dir], url)
+    assert report.compacted and report.bytes > 0
+    assert _bucket_files(s3, run.dir) == _local_files(run.dir)
+    [again] = sync_to_bucket([run.dir], url)
+    assert (again.files, again.bytes) == (0, 0)  # nothing sent twice
