@@ -10,7 +10,7 @@ Modules, bottom up:
 
 * :mod:`.store` -- ``ObjectStore(url)``: the fsspec file system (s3fs imported lazily) and
   the key checks (`check_key_part`, `check_run_relpath`).
-* :mod:`.manifest` -- pure: key names, delta/manifest encoding, `merge` into a `RunState`.
+* :mod:`.manifest` -- pure: key names, delta/manifest encoding, folding them into a `RunState`.
 * :mod:`.run` -- ``ObjectRun(store, experiment, run_id, writer=None)``, the synchronous API
   for any writer (the training uploader, `labtrack sync`, a server's ingest)::
 
@@ -22,7 +22,8 @@ Modules, bottom up:
                            deleted=[rel]) -> delta name   # publishes the batch
       state() -> RunState      # manifest.json + deltas merged; .sizes() -> {rel: (size, mtime)}
       read_range(relpath, piece, start, end) -> bytes
-      compact(local_dir=None) -> CompactReport
+      fold_deltas() -> int     # deltas folded into manifest.json (long runs)
+      compact(local_dir=None) -> CompactReport   # plain objects; segments and deltas deleted
 
 * :mod:`.client` -- ``ObjectClient(store)``: the ingest client's calls (hello, sizes, batch,
   put_file) answered by a bucket, so `labtrack._remote.upload.RunUploader` replicates a

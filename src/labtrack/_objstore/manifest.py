@@ -8,7 +8,7 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
   `offset` on, as uploaded between two flushes. The key is a function of (relpath, offset),
   so a retry rewrites the same object and a reader never trusts a key named in a manifest.
 * ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
-  ``{"format": 1, "writer": w, "segments": {rel: [[offset, length], ...]},
+  ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
   "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
 * ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
   {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
