@@ -136,11 +136,12 @@ def test_reimport_changes_nothing_and_a_grown_run_is_redone(written: Path, tmp_p
     assert imp.ids == first and imp.new == [] and imp.skipped == first
     assert {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
     tsv = src / "plots" / "metrics" / "acc.tsv"
-    with open(tsv, "a") as f:  # the run went on (Live(resume=True) appends)
-        f.write("1796400000000\t12\t1.2\n")
+    later = max(int(line.split("\t")[0]) for line in tsv.read_text().splitlines()[1:]) + 60_000
+    with open(tsv, "a") as f:  # the run went on (Live(resume=True) appends), a minute after its last point
+        f.write(f"{later}\t12\t1.2\n")
     imp = run_import("dvclive", src, root)
     assert imp.ids == first and imp.new == first
-    assert _csv(_run(root) / "scalars" / "acc.csv")[-1] == ["12", "1.2", "1796400000.000"]
+    assert _csv(_run(root) / "scalars" / "acc.csv")[-1] == ["12", "1.2", f"{later / 1000:.3f}"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -293,7 +293,7 @@ def test_show_sums_up_the_system_series(make_run: MakeRun) -> None:
     assert "loss" in summary_part and "system/cpu/percent" not in summary_part  # the machine is apart
     system_part = out.split("\nsystem\n")[1].split("\nfiles")[0]
     assert re.search(r"cpu +mean \d+%, peak \d+% of the machine", system_part), out
-    assert re.search(r"process +peak rss [0-9.]+ MB, cpu mean \d+% \(100% = one core\)", system_part), out
+    assert re.search(r"process +peak rss [0-9.]+ [KMG]?B, cpu mean \d+% \(100% = one core\)", system_part), out
     assert re.search(r"memory +peak [0-9.]+ (MB|GB) used \(\d+%\)", system_part), out
 
 
