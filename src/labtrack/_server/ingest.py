@@ -238,6 +238,26 @@ class LocalStorage:
         """Every file of the run: path -> {"size", "mtime_ns"}."""
         return run_sizes(run_dir)
 
+    def batch(self, run_dir: Path, ops: list[tuple[dict[str, Any], Path, bytes]]
+              ) -> list[dict[str, Any]]:
+        """Apply the checked ops of a batch (:func:`parse_batch`) in order; one result
+        {"path", "size", "status"} per op. Appends lock their file, so concurrent batches
+        stay correct."""
+        results = []
+        for op, target, data in ops:
+            rel = op["path"]
+            if op["op"] == "append":
+                status, size = self.append(run_dir, Path(real(target)), rel,
+                                           int(op.get("offset", 0)), data)
+            elif op["op"] == "delete":
+                self.delete(run_dir, target, rel)
+                status, size = 200, 0
+            else:
+                status, size = 200, self.put(run_dir, Path(real(target)), rel, data,
+                                             op.get("mtime_ns"))
+            results.append({"path": rel, "size": size, "status": status})
+        return results
+
 
 @dataclass
 class IngestConfig:
@@ -506,23 +526,5 @@ async def _batch(request: Request, cfg: IngestConfig) -> Response:
     body = await _read_body(request, cfg.max_batch_bytes)
     ops = parse_batch(body, run_dir)
 
-    def apply() -> list[dict[str, Any]]:
-        # Off the event loop, so live streams and reads stay responsive during big batches;
-        # appends lock their file, so concurrent batches stay correct.
-        results = []
-        store = cfg.storage
-        for op, target, data in ops:
-            rel = op["path"]
-            if op["op"] == "append":
-                status, size = store.append(run_dir, Path(real(target)), rel,
-                                            int(op.get("offset", 0)), data)
-            elif op["op"] == "delete":
-                store.delete(run_dir, target, rel)
-                status, size = 200, 0
-            else:
-                status, size = 200, store.put(run_dir, Path(real(target)), rel, data,
-                                              op.get("mtime_ns"))
-            results.append({"path": op["path"], "size": size, "status": status})
-        return results
-
-    return JSONResponse({"results": await run_in_threadpool(apply)})
+    # Off the event loop, so live streams and reads stay responsive during big batches.
+    return JSONResponse({"results": await run_in_threadpool(cfg.storage.batch, run_dir, ops)})
