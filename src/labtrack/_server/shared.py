@@ -54,6 +54,8 @@ log = logging.getLogger("labtrack.server")
 CHANNEL = "labtrack_ingest"
 #: Payloads stay under PostgreSQL's 8000 bytes; a longer one names only the run.
 MAX_PAYLOAD = 7000
+#: The first key of the advisory locks compactions take (the second: the run's hash).
+COMPACT_LOCK = 0x6C74
 Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
 
 
@@ -127,7 +129,11 @@ class SharedStorage:
         from .._objstore.manifest import segment_key
         from .._pg import notify
 
+        from .._objstore.store import check_run_relpath
+
         run = self._run_key(run_dir)
+        for op, _t, _d in ops:  # every key checked before the first byte is stored
+            check_run_relpath(op["path"])
         orun = self._object_run(run)
         results: list[dict[str, Any]] = []
         after: list[tuple[str, Path, str, int, bytes, Optional[int]]] = []  # mirror work
@@ -240,7 +246,10 @@ class SharedStorage:
         media file or checkpoint), then move it into the mirror; its size."""
         from .._pg import notify
 
+        from .._objstore.store import check_run_relpath
+
         run = self._run_key(run_dir)
+        check_run_relpath(relpath)
         orun = self._object_run(run)
         with self.db.connection() as conn:
             self.ledger.lock_and_get(conn, run, relpath)  # one writer of this file at a time
@@ -278,7 +287,13 @@ class SharedStorage:
 
         def compact() -> None:
             try:
-                self._object_run(run).compact(local_dir=run_dir)
+                with self.db.connection() as conn:
+                    # One compaction of a run at a time, across every process: two at once
+                    # could each delete deltas the other is still folding in.
+                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                                       (COMPACT_LOCK, run)).fetchone()
+                    if got and got[0]:
+                        self._object_run(run).compact(local_dir=run_dir)
             except Exception as e:  # the segments stay readable; the next end tries again
                 log.warning("could not compact %s in the bucket: %s: %s", run, type(e).__name__, e)
 
