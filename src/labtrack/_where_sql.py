@@ -102,16 +102,17 @@ def strict_json(v: Any) -> str:
 class _C:
     """One compilation: the dialect and the named parameters collected."""
 
-    def __init__(self, dialect: str, columns: Mapping[str, tuple[str, str]]) -> None:
+    def __init__(self, dialect: str, columns: Mapping[str, tuple[str, str]], prefix: str = "p") -> None:
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"dialect must be 'sqlite' or 'postgresql', got {dialect!r}")
         self.pg = dialect == "postgresql"
         self.columns = columns
         self.args: dict[str, Any] = {}
+        self.prefix = prefix
         self.aliases = 0
 
     def param(self, value: Any) -> str:
-        name = f"p{len(self.args)}"
+        name = f"{self.prefix}{len(self.args)}"
         self.args[name] = value
         return f"%({name})s" if self.pg else f":{name}"
 
@@ -466,7 +467,8 @@ def _contains(c: _C, item_op: Operand, container_op: Operand) -> str:
 
 def compile_where_sql(where: Where, dialect: str,
                       columns: Mapping[str, tuple[str, str]] = COLUMNS) -> tuple[str, dict[str, Any]]:
-    """`where` as an SQL predicate (true or false, never NULL) and its named parameters.
+    """`where` as an SQL predicate (true or false, never NULL) and its named parameters
+    (`p0`, `p1`, ...; sort_sql's are `s0`, ...).
 
     Raises:
         SqlUnsupported: `where` has no parsed tree (built by hand).
@@ -477,8 +479,8 @@ def compile_where_sql(where: Where, dialect: str,
     return _pred(c, where.tree), c.args
 
 
-def sort_sql(sort: str | None, dialect: str, columns: Mapping[str, tuple[str, str]] = COLUMNS
-             ) -> tuple[list[str], dict[str, Any]] | None:
+def sort_sql(sort: str | None, dialect: str, columns: Mapping[str, tuple[str, str]] = COLUMNS,
+             prefix: str = "s") -> tuple[list[str], dict[str, Any]] | None:
     """ORDER BY terms sorting like `Index.select` (missing values last either way, numbers
     before texts), before the tie-break `started DESC, id DESC`; None when the sort must be
     done in Python (`status`, `duration`: derived for running runs; `tags`; nothing given).
@@ -490,7 +492,7 @@ def sort_sql(sort: str | None, dialect: str, columns: Mapping[str, tuple[str, st
         return None
     desc = " DESC" if sort.startswith("-") else ""
     name = sort.lstrip("+-")
-    c = _C(dialect, columns)
+    c = _C(dialect, columns, prefix)
     if name == "started":
         return (["started DESC", "id DESC"] if desc else ["started ASC", "id ASC"]), {}
     if name in ("status", "duration", "tags"):
