@@ -192,9 +192,27 @@ def test_bad_index_urls_are_clear(tmp_path: Path, pg_db: str) -> None:
     assert type(open_index(tmp_path)) is Index
     # The CLI prints one line, no traceback.
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    out = subprocess.run([sys.executable, "-m", "labtrack", "serve", "--root", str(tmp_path),
+    out = subprocess.run([sys.executable, "-c", "from labtrack.cli import main; main()", "serve", "--root", str(tmp_path),
                           "--index", "postgresql://u@127.0.0.1:9/db", "--port", "0"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "cannot connect to the index database" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_dashboard_api_answers_from_postgresql(tmp_path: Path, pg_db: str) -> None:
+    from labtrack._server.app import create_app
+    from test_server_api import Client
+
+    root = tmp_path / "root"
+    root.mkdir()
+    make_root(root, 40)
+    lite, pg = Client(create_app(root)), Client(create_app(root, index=pg_db))
+    for params in [{}, {"sort": "-params.lr", "limit": "5"}, {"where": "params.lr > 0", "sort": "name"},
+                   {"q": "fix", "columns": "params.lr,metrics.loss"}]:
+        want, got = lite.json("/api/v1/runs", params=params), pg.json("/api/v1/runs", params=params)
+        assert got["total"] == want["total"] and [r["id"] for r in got["runs"]] == [r["id"] for r in want["runs"]]
+    assert pg.json("/api/v1/runs", status=400, params={"where": "params.lr >"})
+    with connect(pg_db) as conn:
+        row = conn.execute("SELECT count(*) FROM runs").fetchone()
+        assert row is not None and row[0] == 40

@@ -76,12 +76,13 @@ def allowed_hosts(host: str, extra: tuple[str, ...] | list[str] = ()) -> tuple[l
 
 def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
               max_file_bytes: int, hosts: list[str] | None = None,
-              any_ip: bool = False) -> Any:
+              any_ip: bool = False, index: str | None = None) -> Any:
     """The server's ASGI app: the dashboard's app with the ingest routes added.
 
     Args:
         hosts: the Host names to answer (see :func:`allowed_hosts`); None: loopback names.
         any_ip: also answer any IP address as Host.
+        index: the run index (None: SQLite under the root; or postgresql://...).
     """
     from .._server.ingest import ingest_routes
 
@@ -105,7 +106,17 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
 
     return create_app(root, auth=auth, extra_routes=routes,
                       allowed_hosts=hosts if hosts is not None else SERVER_LOOPBACK,
-                      allow_ip_hosts=any_ip)
+                      allow_ip_hosts=any_ip, index=index)
+
+
+def check_index(root: Path, index: str | None) -> None:
+    """Open the index `--index` names once, so a bad URL or an unreachable database fails
+    at start with the reason, not on the first request (and migrate a PostgreSQL one)."""
+    if index is None:
+        return
+    from .._index_pg import open_index
+
+    open_index(root, index).close()
 
 
 def register(group: click.Group) -> None:
@@ -132,8 +143,13 @@ def register(group: click.Group) -> None:
               help="Largest append or batch request.")
 @click.option("--max-file-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Largest whole file (media, artifacts, checkpoints).")
+@click.option("--index", "index", default=None, metavar="URL",
+              help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
+                   "share one index between several servers (pip install labtrack[postgres]; "
+                   "docs/postgres.md). Default: the SQLite file under the root.")
 def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: bool,
-          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int) -> None:
+          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int,
+          index: str | None) -> None:
     """Serve the dashboard and receive runs from remote clients.
 
     Training scripts log here with labtrack.init(remote="http://HOST:PORT", token=...) or
@@ -154,8 +170,9 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
     hosts, any_ip = allowed_hosts(host, allowed_host)
     root_path = Path(get("root", root))
     root_path.mkdir(parents=True, exist_ok=True)
+    check_index(root_path, index)
     app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
-                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip)
+                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip, index=index)
     from .._server.app import bind, serve as serve_app
 
     sock = bind(host, port)
