@@ -16,6 +16,9 @@ TRAINING = ("labtrack._run", "labtrack._run_media", "labtrack._run_extras", "lab
             "labtrack._distributed", "labtrack._ranks",
             "labtrack._remote.shipper", "labtrack._remote.upload", "labtrack._remote.wire",
             "labtrack._remote.backoff", "labtrack._remote.sync",
+            # object storage: the spool's shipper and what it stands on (not mirror, book)
+            "labtrack._objstore.store", "labtrack._objstore.manifest", "labtrack._objstore.run",
+            "labtrack._objstore.client", "labtrack._objstore.ship", "labtrack._objstore.spool",
             "labtrack.tensorboard", "labtrack._tb_convert",  # the SummaryWriter bridge writes runs
             "labtrack.wandb", "labtrack._bridges")
 ANALYSIS = ("labtrack._book", "labtrack._index", "labtrack._index_rows", "labtrack._query",
@@ -27,6 +30,7 @@ MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._run_media", "labtrac
              "labtrack._server.auth",
              "labtrack._server.series_store",  # the server's derived series cache (deletable)
              "labtrack._remote.book",  # a server's runs downloaded into a local cache
+             "labtrack._objstore.mirror",  # a bucket's runs downloaded into a local cache
              "labtrack.integrations.tensorboard")  # event files written outside the runs
 
 

@@ -34,7 +34,9 @@ def test_all_is_sorted_and_names_the_contract() -> None:
 def test_open_and_the_books_are_typed_and_share_a_read_only_base() -> None:
     import typing
 
-    assert typing.get_type_hints(labtrack.open)["return"] == labtrack.Book | labtrack.RemoteBook
+    # ReadOnlyBook: the book over a mirror of an object-store root (labtrack._objstore.book)
+    assert typing.get_type_hints(labtrack.open)["return"] == \
+        labtrack.Book | labtrack.RemoteBook | labtrack.ReadOnlyBook
     assert issubclass(labtrack.Book, labtrack.ReadOnlyBook)
     assert issubclass(labtrack.RemoteBook, labtrack.ReadOnlyBook)
     assert not issubclass(labtrack.RemoteBook, labtrack.Book)

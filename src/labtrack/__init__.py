@@ -88,13 +88,15 @@ __all__ = [
 ]
 
 
-def open(root: "str | _typing.Any" = None, *, token: "str | None" = None) -> "Book | RemoteBook":  # noqa: A001
+def open(root: "str | _typing.Any" = None, *, token: "str | None" = None) -> "Book | RemoteBook | ReadOnlyBook":  # noqa: A001
     """Open a root of runs for analysis: a :class:`Book` for a local folder, a
-    :class:`RemoteBook` (read-only) for the URL of a `labtrack serve` server.
+    :class:`RemoteBook` (read-only) for the URL of a `labtrack serve` server, a read-only
+    :class:`ReadOnlyBook` over a local mirror for an object-store URL such as
+    ``s3://bucket/prefix`` (docs/object-storage.md).
 
     Args:
         root: a local folder (default: the root `init()` uses, LABTRACK_ROOT or ./labtrack),
-            or the URL of a `labtrack serve` server.
+            the URL of a `labtrack serve` server, or an object-store URL.
         token: the server token, for a URL (default LABTRACK_TOKEN).
 
     Example:

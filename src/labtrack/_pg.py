@@ -166,8 +166,10 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             updated TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (run, relpath))""",
     )),
     (4, (
-        # when the row was last written, by which server: what `labtrack doctor` may show
-        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS stored_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+        # `--experiment` listings and `columns(experiment)`
+        "CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment)",
+        # when a run directory was first found unreadable
+        "ALTER TABLE problems ADD COLUMN IF NOT EXISTS first_seen TIMESTAMPTZ DEFAULT now()",
     )),
 ]
 LATEST = MIGRATIONS[-1][0]

@@ -138,7 +138,9 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
              "flush_seconds": flush_seconds, "remote": remote, "token": token, "system": system},
             environ=env)
         self._cfg = cfg  # the settings, resolved once (frozen)
-        self.root = Path(cfg.root).absolute()
+        from ._objstore.spool import resolve_root  # s3://bucket/prefix: spool here, upload (cheap)
+
+        objects, self.root = resolve_root(cfg.root, cfg.remote, env)
         self._closed = False
         self._finished = False
         self._finish_lock = threading.Lock()
@@ -289,13 +291,11 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
 
             self._capture = ConsoleCapture(self._writer.write_console)
             self._capture.start()
-        if remote:
-            from ._remote.shipper import Shipper
+        if remote or objects:
+            from ._remote.shipper import start_for_run
 
-            self._shipper = Shipper(self.dir, remote, token, experiment_slug=slug(self.experiment),
-                                    run_id=self.id, rank=_job.rank if _job is not None
-                                    and _job.mode == "one-run" else None)
-            self._shipper.start()
+            self._shipper = start_for_run(self.dir, remote, token, objects, slug(self.experiment), self.id,
+                                          _job.rank if _job is not None and _job.mode == "one-run" else None)
             self._writer.after_flush.append(self._shipper.notify)
         if cfg.system:  # docs/system.md; it appends through the columns, never moving the step
             self._sampler = _system.start_for(self, now, summary, cfg.system_seconds, env)

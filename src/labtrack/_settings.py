@@ -96,6 +96,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Token for the logging server."),
     Setting("sync_timeout", "LABTRACK_SYNC_TIMEOUT", 10.0, _parse_positive_float, "float",
             "Longest finish() waits for the server to receive everything."),
+    Setting("spool", "LABTRACK_SPOOL", None, str, "path",
+            "Where a run with an object-store root (`init(root=\"s3://bucket/prefix\")`) is "
+            "written locally before it is uploaded: <spool>/<scheme>/<bucket>/<prefix>/ "
+            "(default ~/.cache/labtrack/spool). See docs/object-storage.md."),
+    Setting("mirror", "LABTRACK_MIRROR", None, str, "path",
+            "Where `labtrack.open(\"s3://bucket/prefix\")` keeps its local copy of the runs: "
+            "<mirror>/<scheme>/<bucket>/<prefix>/ (default ~/.cache/labtrack/mirror)."),
+    Setting("compact", "LABTRACK_COMPACT", True, _parse_bool, "bool",
+            "When a run on object storage finishes, write each append-only file (series, "
+            "console.log) as one object at its plain path and delete its segments, so the "
+            "bucket holds an ordinary run directory. Costs one more upload of those files."),
     Setting("config", "LABTRACK_CONFIG", "labtrack.toml", str, "path",
             "The config file read for settings not given as arguments or environment variables."),
     Setting("index_on_finish", "LABTRACK_INDEX_ON_FINISH", False, _parse_bool, "bool",

@@ -16,6 +16,7 @@ from .base import ReadOnlyBook, RunList, RunRef
 from .view import MediaItem, RunView
 
 if TYPE_CHECKING:
+    from .._objstore.book import ObjectBook
     from .._remote.book import RemoteBook
 
 __all__ = ["Book", "MediaItem", "ReadOnlyBook", "RunList", "RunView", "open_book"]
@@ -85,12 +86,14 @@ class Book(ReadOnlyBook):
 
 
 def open_book(root: str | os.PathLike[str] | None = None, *,
-              token: str | None = None) -> Book | RemoteBook:
-    """Open a root of runs: a local folder -> :class:`Book`; an http(s) URL -> a remote book.
+              token: str | None = None) -> Book | RemoteBook | ObjectBook:
+    """Open a root of runs: a local folder -> :class:`Book`; an http(s) URL -> a remote book;
+    an object-store URL (``s3://bucket/prefix``) -> a read-only book over a local mirror of
+    the bucket (docs/object-storage.md).
 
     Args:
-        root: a folder (default: the `root` setting, LABTRACK_ROOT or ./labtrack) or the URL
-            of a `labtrack serve` server.
+        root: a folder (default: the `root` setting, LABTRACK_ROOT or ./labtrack), the URL
+            of a `labtrack serve` server, or an object-store URL.
         token: the server's token, for a URL.
 
     Raises:
@@ -105,5 +108,12 @@ def open_book(root: str | os.PathLike[str] | None = None, *,
         return open_remote_book(root, token)
     from .._settings import get
 
-    return Book(Path(get("root", root)))
+    root = get("root", root)
+    from .._objstore.store import is_object_url
+
+    if is_object_url(root):
+        from .._objstore.book import ObjectBook
+
+        return ObjectBook(str(root))
+    return Book(Path(root))
 

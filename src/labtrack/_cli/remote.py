@@ -76,12 +76,13 @@ def allowed_hosts(host: str, extra: tuple[str, ...] | list[str] = ()) -> tuple[l
 
 def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
               max_file_bytes: int, hosts: list[str] | None = None,
-              any_ip: bool = False, storage: Any = None) -> Any:
+              any_ip: bool = False, index: str | None = None, storage: Any = None) -> Any:
     """The server's ASGI app: the dashboard's app with the ingest routes added.
 
     Args:
         hosts: the Host names to answer (see :func:`allowed_hosts`); None: loopback names.
         any_ip: also answer any IP address as Host.
+        index: the run index (None: SQLite under the root; or postgresql://...).
         storage: where ingest writes (None: the run directories under `root`; a
             `labtrack._server.shared.SharedStorage` for a bucket shared by several servers,
             `root` then being its local mirror).
@@ -108,11 +109,21 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
 
     app = create_app(root, auth=auth, extra_routes=routes,
                      allowed_hosts=hosts if hosts is not None else SERVER_LOOPBACK,
-                     allow_ip_hosts=any_ip)
+                     allow_ip_hosts=any_ip, index=index)
     if storage is not None:
         state = app.state.labtrack
         storage.on_change = lambda run_dir: state.changed(state.run_dir(run_dir.name))
     return app
+
+
+def check_index(root: Path, index: str | None) -> None:
+    """Open the index `--index` names once, so a bad URL or an unreachable database fails
+    at start with the reason, not on the first request (and migrate a PostgreSQL one)."""
+    if index is None:
+        return
+    from .._index_pg import open_index
+
+    open_index(root, index).close()
 
 
 def register(group: click.Group) -> None:
@@ -127,9 +138,6 @@ def register(group: click.Group) -> None:
               help="Folder of runs to serve and write into (default LABTRACK_ROOT or ./labtrack), "
                    "or a bucket, s3://BUCKET/PREFIX, shared with other serve processes (needs "
                    "--index postgresql://...).")
-@click.option("--index", "index_url", default=None, metavar="URL",
-              help="postgresql://USER@HOST/DB: the database several serve processes share (the "
-                   "ingest ledger of committed sizes and change notifications).")
 @click.option("--mirror", type=click.Path(file_okay=False), default=None,
               help="With a bucket as --root: the local folder this process serves from, kept in "
                    "sync with the bucket (default ~/.cache/labtrack/mirror/BUCKET/PREFIX); a "
@@ -148,9 +156,13 @@ def register(group: click.Group) -> None:
               help="Largest append or batch request.")
 @click.option("--max-file-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Largest whole file (media, artifacts, checkpoints).")
-def serve(root: str | None, index_url: str | None, mirror: str | None, host: str, port: int,
-          tokens: str | None, insecure: bool, allowed_host: tuple[str, ...], max_request_mb: int,
-          max_file_mb: int) -> None:
+@click.option("--index", "index", default=None, metavar="URL",
+              help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
+                   "share one index between several servers (pip install labtrack[postgres]; "
+                   "docs/postgres.md). Default: the SQLite file under the root.")
+def serve(root: str | None, mirror: str | None, host: str, port: int, tokens: str | None, insecure: bool,
+          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int,
+          index: str | None) -> None:
     """Serve the dashboard and receive runs from remote clients.
 
     Training scripts log here with labtrack.init(remote="http://HOST:PORT", token=...) or
@@ -182,23 +194,21 @@ def serve(root: str | None, index_url: str | None, mirror: str | None, host: str
     if "://" in root_value:
         from .._server.shared import open_shared
 
-        storage = open_shared(root_value, index_url, mirror)
+        storage = open_shared(root_value, index, mirror)
         root_path = storage.mirror
     elif mirror is not None:
         raise LabtrackValueError(f"--mirror is for a bucket as --root; --root {root_value} is a "
                                  "local folder, served as it is")
-    elif index_url is not None:
-        raise LabtrackValueError(f"--index {index_url.split('@')[-1]} is for servers sharing a "
-                                 "bucket: pass --root s3://BUCKET/PREFIX with it")
     else:
         root_path = Path(root_value)
     root_path.mkdir(parents=True, exist_ok=True)
+    check_index(root_path, index)
     app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
-                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip,
+                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip, index=index,
                     storage=storage)
     if storage is not None:
-        assert index_url is not None  # open_shared refuses a bucket without it
-        storage.start(index_url)
+        assert index is not None  # open_shared refuses a bucket without it
+        storage.start(index)
     from .._server.app import bind, serve as serve_app
 
     sock = bind(host, port)
@@ -213,27 +223,50 @@ def serve(root: str | None, index_url: str | None, mirror: str | None, host: str
 
 @click.command()
 @click.argument("runs", nargs=-1)
-@click.option("--remote", default=None, help="Server URL (default LABTRACK_REMOTE).")
+@click.option("--remote", default=None, help="Server URL, or an object-store root such as "
+              "s3://bucket/prefix (default LABTRACK_REMOTE).")
 @click.option("--token", "token_", default=None, help="Write token (default LABTRACK_TOKEN).")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Folder of runs (default LABTRACK_ROOT or ./labtrack).")
+              help="Folder of runs (default LABTRACK_ROOT or ./labtrack; for an object-store "
+              "--remote, its spool folder).")
 @click.option("--patience", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to keep retrying an unreachable server.")
 def sync(runs: tuple[str, ...], remote: str | None, token_: str | None, root: str | None,
          patience: float) -> None:
-    """Upload runs to a server: RUNS are ids, id prefixes, EXPERIMENT/ID or run folders
-    (all runs under --root when none given).
+    """Upload runs to a server or a bucket: RUNS are ids, id prefixes, EXPERIMENT/ID or run
+    folders (all runs under --root when none given).
 
     Only what the server lacks is sent (it is asked for its sizes first), so syncing again
-    uploads nothing; an interrupted sync resumes where it stopped.
+    uploads nothing; an interrupted sync resumes where it stopped. With --remote
+    s3://bucket/prefix the runs a training process left in its spool (object storage
+    unreachable at finish) are uploaded from the offsets the bucket's manifest names, and
+    ended runs are compacted (docs/object-storage.md).
     """
     from .._remote.sync import find_runs, sync_runs
     from .._settings import get
 
     url = get("remote", remote)
     if not url:
-        raise LabtrackValueError("no server given: pass --remote http://HOST:PORT or set "
-                                 "LABTRACK_REMOTE")
+        raise LabtrackValueError("no server given: pass --remote http://HOST:PORT (or "
+                                 "s3://bucket/prefix) or set LABTRACK_REMOTE")
+    from .._objstore.store import is_object_url
+
+    if is_object_url(str(url)):
+        from .._objstore.ship import sync_to_bucket
+        from .._objstore.spool import spool_dir
+
+        spool = Path(root) if root else spool_dir(str(url))
+        dirs = find_runs(spool, list(runs)) if spool.is_dir() else []
+        if not dirs:
+            click.echo(f"no runs under {spool}", err=True)
+            return
+        for b in sync_to_bucket(dirs, str(url), patience=patience):
+            what = f"{b.files} files, {b.bytes} bytes sent" if b.bytes or b.files else "up to date"
+            click.echo(f"{b.run_dir.parent.name}/{b.run_dir.name}: {what}"
+                       f"{', compacted' if b.compacted else ''}")
+            for msg in b.refused:
+                click.echo(f"  not uploaded: {msg}", err=True)
+        return
     from .._remote.wire import check_url
 
     check_url(str(url))

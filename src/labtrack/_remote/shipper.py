@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .backoff import Backoff
-from .upload import RunUploader
+from .upload import RunUploader, UploadClient
 from .wire import Refused, Transport, Unavailable, VersionMismatch, WireClient, check_url
 
 ROUND_BYTES = 8 << 20
@@ -53,6 +53,13 @@ class Shipper:
         warn: where warnings go (default: one line on stderr).
         rank: in a one-run distributed job, this process's rank: only the files it writes
             are sent (`_store.layout.rank_owns`), each rank replicating its own part.
+        client: makes the client the uploader talks to, on the shipper's thread (default a
+            WireClient for `url`; `labtrack._objstore` passes one that writes a bucket).
+        finalize: called on the shipper's thread once everything is delivered at close (the
+            bucket's compaction); a failure there is retried like a failed round.
+        sync_hint: the command that uploads the rest later (default `labtrack sync`).
+        round_bytes: about how many bytes one round sends (a bucket takes bigger rounds:
+            a series caught up in one segment is compacted by a server-side copy).
 
     Raises:
         LabtrackValueError: `url` is not an http(s) URL.
@@ -67,9 +74,17 @@ class Shipper:
     def __init__(self, run_dir: Path, url: str, token: str | None, *, experiment_slug: str,
                  run_id: str, transport: Transport | None = None, poll_seconds: float = 2.0,
                  backoff: Backoff | None = None,
-                 warn: Callable[[str], None] | None = None, rank: int | None = None) -> None:
-        if transport is None:
+                 warn: Callable[[str], None] | None = None, rank: int | None = None,
+                 client: Callable[[], UploadClient] | None = None,
+                 finalize: Callable[[RunUploader], None] | None = None,
+                 sync_hint: str | None = None, round_bytes: int = ROUND_BYTES) -> None:
+        if transport is None and client is None:
             check_url(url)
+        self._client = client
+        self._finalize = finalize
+        self._sync_hint = sync_hint
+        self._round_bytes = round_bytes
+        self._where = "object storage" if client is not None else "the logging server"
         self.run_dir = Path(run_dir)
         self.url = url.rstrip("/")
         self._token = token
@@ -134,9 +149,10 @@ class Shipper:
 
     def left_behind(self, run_id: str, root: Path) -> str:
         """The one console line for a run that is not (fully) on the server at finish."""
-        sync = f"labtrack sync {run_id} --root {root} --remote {self.url}"
+        sync = self._sync_hint or f"labtrack sync {run_id} --root {root} --remote {self.url}"
+        where = self._where
         if self.never_reached:
-            return (f"labtrack: the logging server at {self.url} was never reached; run {run_id} is "
+            return (f"labtrack: {where} at {self.url} was never reached; run {run_id} is "
                     f"complete locally in {self.run_dir}; upload it later with: {sync}")
         return f"labtrack: run {run_id} is not yet fully on the server; upload the rest with: {sync}"
 
@@ -146,7 +162,11 @@ class Shipper:
             self._warn(message)
 
     def _main(self) -> None:
-        client = WireClient(self.url, self._token, transport=self._transport)
+        client: UploadClient
+        if self._client is not None:
+            client = self._client()
+        else:
+            client = WireClient(self.url, self._token, transport=self._transport)
         self._uploader = RunUploader(self.run_dir, client, experiment=self._experiment,
                                      run_id=self._run_id, version=_version(), rank=self._rank)
         try:
@@ -170,7 +190,7 @@ class Shipper:
                 return
             last_round = time.monotonic()
             try:
-                result = up.round(ROUND_BYTES, full=closing)
+                result = up.round(self._round_bytes, full=closing)
             except (Unavailable, Refused, VersionMismatch) as e:
                 if closing and self.rounds == 0 and self.bytes_sent == 0 and isinstance(e, Unavailable):
                     # Never reached, and this last try at finish failed too: waiting out the
@@ -186,13 +206,20 @@ class Shipper:
             self.rounds += 1
             if self._failing:
                 self._failing = False
-                self._warn_once("recovered", f"the logging server at {self.url} is reachable "
+                self._warn_once("recovered", f"{self._where} at {self.url} is reachable "
                                 "again; catching up")
             self._backoff.reset()
             for msg in result.refused:
                 self._warn_once("refused-file:" + msg, msg)
             pending = result.pending
             if closing and not pending:
+                if self._finalize is not None:
+                    try:
+                        self._finalize(up)
+                    except Exception as e:  # noqa: BLE001 - retried until the deadline
+                        self._failed(up, e)
+                        pending = True
+                        continue
                 self._delivered = True
                 return
 
@@ -201,9 +228,9 @@ class Shipper:
         self._failing = True
         up.invalidate()
         if isinstance(e, Unavailable):
-            kind, what = "unavailable", f"cannot reach the logging server at {self.url} ({e})"
+            kind, what = "unavailable", f"cannot reach {self._where} at {self.url} ({e})"
         elif isinstance(e, (Refused, VersionMismatch)):
-            kind, what = "refused", f"the logging server refused this run: {e}"
+            kind, what = "refused", f"{self._where} refused this run: {e}"
         else:
             kind, what = "error", f"replicating to {self.url} failed: {type(e).__name__}: {e}"
         self._warn_once(kind, f"{what}; the run keeps logging to {self.run_dir} and retries "
@@ -214,3 +241,18 @@ class Shipper:
             time.sleep(max(0.0, min(delay, 0.5, left)))
         else:
             self._stop.wait(delay)
+
+
+def start_for_run(run_dir: Path, remote: str | None, token: str | None, objects: str | None,
+                  experiment_slug: str, run_id: str, rank: int | None) -> Shipper:
+    """The started shipper of a Run: to the server `remote`, or to the object-store root
+    `objects` (``s3://bucket/prefix``; `labtrack._objstore.ship`)."""
+    if objects:
+        from .._objstore.ship import object_shipper
+
+        s = object_shipper(run_dir, objects, experiment_slug=experiment_slug, run_id=run_id, rank=rank)
+    else:
+        s = Shipper(run_dir, remote or "", token, experiment_slug=experiment_slug, run_id=run_id,
+                    rank=rank)
+    s.start()
+    return s

@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import RemoteError, RunNotFoundError
 from .backoff import Backoff
 from .shipper import _version
-from .upload import RunUploader
+from .upload import RunUploader, UploadClient
 from .wire import ServerInfo, Transport, Unavailable, WireClient
 
 
@@ -66,9 +66,9 @@ def find_runs(root: Path, selectors: list[str]) -> list[Path]:
     return out
 
 
-def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
+def sync_run(run_dir: Path, client: UploadClient, *, patience: float = 30.0,
              sleep: Callable[[float], None] = time.sleep,
-             info: ServerInfo | None = None) -> SyncReport:
+             info: ServerInfo | None = None, budget: int = 8 << 20) -> SyncReport:
     """Upload what the server lacks of one run; retry an unreachable server for `patience` s.
 
     Raises:
@@ -83,7 +83,7 @@ def sync_run(run_dir: Path, client: WireClient, *, patience: float = 30.0,
     give_up = time.monotonic() + patience
     while True:
         try:
-            r = up.round(full=True)
+            r = up.round(budget, full=True)
         except Unavailable as e:
             up.invalidate()
             if time.monotonic() >= give_up:

@@ -23,14 +23,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from .._names import check_name
 from .._store import layout
 from .._store.contain import inside, real
 from .._store.rundir import KINDS
 from ..errors import LabtrackNameError
-from .wire import Op, Refused, ServerInfo, WireClient
+from .wire import Op, OpResult, Refused, ServerInfo
 
 APPEND_TOP = frozenset({layout.CONSOLE_LOG, layout.MEDIA_JSONL})
 # The record folders whose files only grow (docs/format.md): folder -> suffix.
@@ -95,6 +95,23 @@ def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, t
     return out
 
 
+class UploadClient(Protocol):
+    """What :class:`RunUploader` asks of the other side: the ingest API's client calls
+    (:class:`~labtrack._remote.wire.WireClient`, or `labtrack._objstore.client.ObjectClient`
+    for a bucket)."""
+
+    def hello(self, version: str) -> ServerInfo: ...
+
+    def sizes(self, experiment: str, run_id: str) -> dict[str, tuple[int, int]]: ...
+
+    def batch(self, experiment: str, run_id: str, ops: list[Op]) -> list[OpResult]: ...
+
+    def put_file(self, experiment: str, run_id: str, path: str, chunks: Iterator[bytes] | bytes,
+                 size: int, mtime_ns: int | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class RoundResult:
     """What one round did."""
@@ -106,7 +123,7 @@ class RoundResult:
 
 
 class RunUploader:
-    """Replicates one run directory through a :class:`WireClient`.
+    """Replicates one run directory through an :class:`UploadClient` (a WireClient).
 
     Args:
         run_dir: the local run directory.
@@ -117,7 +134,7 @@ class RunUploader:
         rank: send only the files this rank of a one-run job writes (None: every file).
     """
 
-    def __init__(self, run_dir: Path, client: WireClient, *, experiment: str, run_id: str,
+    def __init__(self, run_dir: Path, client: UploadClient, *, experiment: str, run_id: str,
                  version: str = "0", rank: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.rank = rank

@@ -1,0 +1,209 @@
+"""The manifest of a run in object storage: which objects hold which bytes (pure code).
+
+Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage.md):
+
+* ``<relpath>``: a whole file as itself (run.json, media, checkpoints), or an append-only
+  file once compacted.
+* ``.labtrack/segments/<relpath>/<offset:020d>``: the bytes of an append-only file from
+  `offset` on, as uploaded between two flushes. The key is a function of (relpath, offset),
+  so a retry rewrites the same object and a reader never trusts a key named in a manifest.
+* ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
+  ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
+  "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
+* ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
+  {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
+  names are already folded in (they may still exist for a moment after a compaction).
+
+:func:`merge` folds the compacted manifest and the deltas into a :class:`RunState`. Every
+value read from a bucket is checked: a malformed or hostile entry (a path with ``..``, an
+absolute path, control characters, a negative offset) is skipped and reported, never used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LabtrackNameError
+from .store import check_key_part, check_run_relpath
+
+FORMAT = 1
+META = ".labtrack"
+SEGMENTS = f"{META}/segments"
+DELTAS = f"{META}/manifest"
+MANIFEST = f"{META}/manifest.json"
+_DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.json\Z")
+MAX_OFFSET = 1 << 50
+MAX_NS = (1 << 63) - 1
+
+
+def segment_key(relpath: str, offset: int) -> str:
+    """The key (relative to the run) of `relpath`'s segment that starts at `offset`."""
+    return f"{SEGMENTS}/{relpath}/{offset:020d}"
+
+
+def delta_name(time_ns: int, writer: str) -> str:
+    """The file name of a delta: sortable by time, unique per writer."""
+    check_key_part(writer, "writer id")
+    return f"{time_ns:020d}-{writer}.json"
+
+
+def is_delta_name(name: str) -> bool:
+    """True for a name :func:`delta_name` makes."""
+    return _DELTA_NAME.match(name) is not None
+
+
+@dataclass
+class FileState:
+    """One file of a run as the bucket holds it."""
+
+    append: bool
+    size: int = 0  # whole file: its size; append-only: the bytes in the plain object (base)
+    mtime_ns: int = 0
+    segments: dict[int, int] = field(default_factory=dict)  # offset -> length, offset >= size
+
+    def pieces(self) -> list[tuple[int, int, str | None]]:
+        """(offset, length, segment offset or None for the plain object), contiguous from 0;
+        segments after a gap are left out (their predecessor is still on its way)."""
+        out: list[tuple[int, int, str | None]] = []
+        end = 0
+        if self.size:
+            out.append((0, self.size, None))
+            end = self.size
+        for off in sorted(self.segments):
+            length = self.segments[off]
+            if off + length <= end:
+                continue  # folded into the plain object, or a shorter retry of the same bytes
+            if off > end:
+                break
+            out.append((off, length, str(off)))
+            end = off + length
+        return out
+
+    @property
+    def end(self) -> int:
+        """The readable size: the plain object and the segments contiguous with it."""
+        p = self.pieces()
+        return p[-1][0] + p[-1][1] if p else 0
+
+
+@dataclass
+class RunState:
+    """What a run's manifests say, merged."""
+
+    files: dict[str, FileState] = field(default_factory=dict)
+    deltas: list[str] = field(default_factory=list)  # the delta names folded in, in order
+    consumed: list[str] = field(default_factory=list)  # named by manifest.json
+    problems: list[str] = field(default_factory=list)  # entries skipped as malformed or hostile
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """relpath -> (size, mtime_ns): what the uploader compares the spool with."""
+        return {rel: (f.end, 0) if f.append else (f.size, f.mtime_ns) for rel, f in self.files.items()}
+
+
+def _int(v: Any, top: int = MAX_OFFSET) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top else None
+
+
+def _ns(v: Any) -> int | None:
+    return _int(v, MAX_NS)
+
+
+def _rel(rel: Any, state: RunState, source: str) -> str | None:
+    try:
+        return check_run_relpath(rel, "file path")
+    except LabtrackNameError as e:
+        state.problems.append(f"{source}: {e}")
+        return None
+
+
+def apply_compacted(state: RunState, doc: Any, source: str = MANIFEST) -> None:
+    """Fold a parsed manifest.json into `state`."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        state.problems.append(f"{source}: not a format {FORMAT} manifest; ignored")
+        return
+    files = doc.get("files")
+    for rel, v in (files.items() if isinstance(files, dict) else ()):
+        r = _rel(rel, state, source)
+        if r is None or not isinstance(v, dict):
+            continue
+        size, mtime = _int(v.get("size")), _ns(v.get("mtime_ns", 0))
+        if size is None or mtime is None:
+            state.problems.append(f"{source}: {r!r} has no valid size")
+            continue
+        state.files[r] = FileState(append=bool(v.get("append")), size=size, mtime_ns=mtime)
+    _apply_segments(state, doc.get("segments"), source)
+    consumed = doc.get("consumed")
+    state.consumed = [c for c in consumed if isinstance(c, str) and is_delta_name(c)] \
+        if isinstance(consumed, list) else []
+
+
+def apply_delta(state: RunState, name: str, doc: Any) -> None:
+    """Fold one parsed delta into `state` (deltas are applied in name order)."""
+    source = f"{DELTAS}/{name}"
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        state.problems.append(f"{source}: not a format {FORMAT} delta; ignored")
+        return
+    state.deltas.append(name)
+    _apply_segments(state, doc.get("segments"), source)
+    files = doc.get("files")
+    for rel, v in (files.items() if isinstance(files, dict) else ()):
+        r = _rel(rel, state, source)
+        if r is None:
+            continue
+        if not (isinstance(v, list) and len(v) == 2 and _int(v[0]) is not None and _ns(v[1]) is not None):
+            state.problems.append(f"{source}: {r!r} has no valid [size, mtime_ns]")
+            continue
+        state.files[r] = FileState(append=False, size=v[0], mtime_ns=v[1])
+    deleted = doc.get("deleted")
+    for rel in (deleted if isinstance(deleted, list) else ()):
+        r = _rel(rel, state, source)
+        if r is not None:
+            state.files.pop(r, None)
+
+
+def _apply_segments(state: RunState, segs: Any, source: str) -> None:
+    for rel, lst in (segs.items() if isinstance(segs, dict) else ()):
+        r = _rel(rel, state, source)
+        if r is None or not isinstance(lst, list):
+            continue
+        f = state.files.get(r)
+        if f is None or not f.append:
+            f = state.files[r] = FileState(append=True)
+        for item in lst:
+            if not (isinstance(item, list) and len(item) >= 2):
+                state.problems.append(f"{source}: a segment of {r!r} is not [offset, length]")
+                continue
+            off, length = _int(item[0]), _int(item[1])
+            if off is None or length is None or length == 0:
+                state.problems.append(f"{source}: a segment of {r!r} has a bad offset or length")
+                continue
+            if length > f.segments.get(off, 0):
+                f.segments[off] = length
+
+
+def parse(data: bytes) -> Any:
+    """JSON from a manifest object, or None when it is not JSON."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def encode_delta(writer: str, segments: dict[str, list[list[int]]], files: dict[str, list[int]],
+                 deleted: list[str]) -> bytes:
+    """The bytes of a delta object."""
+    return json.dumps({"format": FORMAT, "writer": writer, "segments": segments, "files": files,
+                       "deleted": deleted}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def encode_compacted(state: RunState, consumed: list[str]) -> bytes:
+    """The bytes of manifest.json for `state` once every append-only file is compacted."""
+    files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append}
+             for rel, f in sorted(state.files.items())}
+    left = {rel: [[o, n] for o, n in sorted(f.segments.items())]
+            for rel, f in sorted(state.files.items()) if f.append and f.segments}
+    return json.dumps({"format": FORMAT, "files": files, "segments": left, "consumed": consumed},
+                      separators=(",", ":"), sort_keys=True).encode()

@@ -1,0 +1,215 @@
+"""Object storage (labtrack._objstore): keys, manifests, ObjectRun, the Mirror, against a real
+moto S3 server in a child process (tests/s3.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from labtrack._objstore import manifest as mf
+from labtrack._objstore.mirror import Mirror
+from labtrack._objstore.run import ObjectRun
+from labtrack._objstore.store import ObjectStore, check_run_relpath, parse_url
+from labtrack.errors import LabtrackNameError, LabtrackValueError, MissingDependencyError
+from s3 import MotoS3, s3  # noqa: F401  (s3 is a fixture)
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///x", "s3://b/../x", "s3://b/a//c", "s4://b/x",
+                                 "s3://b/x?y=1", "s3://b/a\x01"])
+def test_bad_urls_are_refused(url: str) -> None:
+    with pytest.raises(LabtrackValueError):
+        parse_url(url)
+
+
+def test_url_parts() -> None:
+    u = parse_url("s3://lab-runs/team/a/")
+    assert (u.scheme, u.bucket, u.prefix, u.base) == ("s3", "lab-runs", "team/a", "lab-runs/team/a")
+
+
+@pytest.mark.parametrize("rel", ["../x", "/etc/passwd", "a/../../b", "a\x00b", "a\\b", "",
+                                 ".labtrack/manifest.json", "scalars/.loss.csv.abc.tmp"])
+def test_run_relpaths_from_outside_are_checked(rel: str) -> None:
+    with pytest.raises(LabtrackNameError):
+        check_run_relpath(rel)
+
+
+def test_a_hostile_delta_is_skipped_entry_by_entry() -> None:
+    state = mf.RunState()
+    mf.apply_delta(state, mf.delta_name(1, "w"), {
+        "format": 1,
+        "segments": {"../../escape.csv": [[0, 5]], "scalars/ok.csv": [[0, 4], [-1, 3], ["x", 1]],
+                     "/abs.csv": [[0, 1]]},
+        "files": {"run.json": [2, 7], "a/../../b": [1, 1], "params.json": ["big", 0]},
+        "deleted": ["../x"],
+    })
+    assert sorted(state.files) == ["run.json", "scalars/ok.csv"]
+    assert state.files["scalars/ok.csv"].segments == {0: 4}
+    assert len(state.problems) == 7, state.problems
+
+
+def test_missing_s3fs_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    def no_backend(*a: object, **k: object) -> None:
+        raise ImportError("Install s3fs to access S3")
+
+    monkeypatch.setattr(fsspec, "filesystem", no_backend)
+    with pytest.raises(MissingDependencyError, match=r"pip install labtrack\[s3\]"):
+        ObjectStore("s3://bucket/x")
+
+
+def test_segments_deltas_and_compaction(s3: MotoS3) -> None:
+    store = ObjectStore(s3.url())
+    run = ObjectRun(store, "mnist", "20261121-141503-k3f9qz", writer="w1")
+    rel = "scalars/loss.csv"
+    chunks = [b"step,value,time\n", b"0,1.0,5\n1,0.5,6\n", b"2,0.25,7\n"]
+    off = 0
+    for c in chunks:
+        run.put_segment(rel, off, c)
+        run.write_manifest_delta({rel: [(off, len(c))]})
+        off += len(c)
+    run.put_whole("run.json", b'{"id": 1}')
+    run.write_manifest_delta(files={"run.json": (9, 123)})
+    run.put_segment(rel, off, b"never published\n")  # a writer that died before its delta
+    st = run.state()
+    assert st.files[rel].end == off and st.sizes()["run.json"] == (9, 123)
+    report = run.compact()
+    assert report.files == 1 and report.bytes_uploaded == off
+    fs = s3.fs()
+    base = f"{s3.bucket}/runs/mnist/20261121-141503-k3f9qz"
+    assert fs.cat_file(f"{base}/{rel}") == b"".join(chunks)
+    assert not fs.ls(f"{base}/.labtrack/manifest") if fs.exists(f"{base}/.labtrack/manifest") else True
+    published = [p for p in fs.find(base) if "/segments/" in p]
+    assert published == [f"{base}/.labtrack/segments/{rel}/{off:020d}"]  # only the unpublished one
+    st2 = run.state()
+    assert st2.files[rel].end == off and not st2.files[rel].segments
+    # Appending after compaction (a resumed run): the plain object is the base.
+    run.put_segment(rel, off, b"3,0.1,8\n")
+    run.write_manifest_delta({rel: [(off, 8)]})
+    assert run.state().files[rel].end == off + 8
+    run.compact()
+    assert fs.cat_file(f"{base}/{rel}") == b"".join(chunks) + b"3,0.1,8\n"
+
+
+def test_a_single_segment_is_compacted_by_a_server_side_copy(s3: MotoS3) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    run.put_segment("console.log", 0, b"hello\n")
+    run.write_manifest_delta({"console.log": [(0, 6)]})
+    report = run.compact()
+    assert (report.bytes_uploaded, report.bytes_copied) == (0, 6)
+    assert s3.fs().cat_file(f"{s3.bucket}/runs/e/r1/console.log") == b"hello\n"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and ".labtrack" not in p.relative_to(root).parts}
+
+
+def test_mirror_fetches_only_what_is_new(s3: MotoS3, tmp_path: Path) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    run.put_whole("run.json", b'{"status": "running"}')
+    run.put_segment("console.log", 0, b"a" * 1000)
+    run.write_manifest_delta({"console.log": [(0, 1000)]}, {"run.json": (21, 1)})
+    mirror = Mirror(s3.url(), tmp_path / "m")
+    first = mirror.sync()
+    assert first.runs == 1 and first.bytes_fetched >= 1021
+    assert (tmp_path / "m/e/r1/console.log").read_bytes() == b"a" * 1000
+    again = mirror.sync()
+    assert (again.objects_fetched, again.bytes_fetched, again.runs_changed) == (0, 0, 0)
+    run.put_segment("console.log", 1000, b"b" * 50)
+    delta = run.write_manifest_delta({"console.log": [(1000, 50)]})
+    third = Mirror(s3.url(), tmp_path / "m").sync()  # a new Mirror: its state is on disk
+    delta_bytes = len(s3.fs().cat_file(run.path(f"{mf.DELTAS}/{delta}")))
+    assert third.bytes_fetched == 50 + delta_bytes, third
+    assert (tmp_path / "m/e/r1/console.log").read_bytes() == b"a" * 1000 + b"b" * 50
+    run.compact()  # now the segments are gone: the mirror reads the plain object
+    (tmp_path / "m/e/r1/console.log").write_bytes(b"a" * 10)
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1/console.log").read_bytes() == b"a" * 1000 + b"b" * 50
+
+
+def test_mirror_refuses_a_hostile_manifest(s3: MotoS3, tmp_path: Path) -> None:
+    fs = s3.fs()
+    base = f"{s3.bucket}/runs/e/r1"
+    fs.pipe_file(f"{base}/run.json", b"{}")
+    fs.pipe_file(f"{base}/.labtrack/segments/scalars/ok.csv/{0:020d}", b"ok\n")
+    for name in ("escape.csv", "passwd"):
+        fs.pipe_file(f"{s3.bucket}/runs/{name}", b"evil\n")
+    hostile = {
+        "format": 1,
+        "segments": {"../../escape.csv": [[0, 5, "../../escape.csv"]],
+                     "scalars/ok.csv": [[0, 3, "../../../passwd"]]},
+        "files": {"run.json": [2, 0], "/etc/passwd": [5, 0], "../../../passwd": [5, 0],
+                  "media/../../../../x": [5, 0], "a\x1b[31m": [5, 0]},
+        "deleted": [],
+    }
+    fs.pipe_file(f"{base}/.labtrack/manifest/{mf.delta_name(1, 'evil')}", json.dumps(hostile).encode())
+    fs.pipe_file(f"{base}/.labtrack/manifest.json", b'{"format": 1, "files": {"../up": {"size": 1}}}')
+    cache = tmp_path / "deep" / "cache"
+    stats = Mirror(s3.url(), cache).sync()
+    assert len(stats.refused) >= 5, stats.refused
+    # Only the good entries landed, inside the cache; the key named in the delta was ignored.
+    assert _tree(cache) == {"e/r1/run.json": b"{}", "e/r1/scalars/ok.csv": b"ok\n"}
+    outside = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.startswith("deep/cache/") for p in outside), outside
+    assert not any(n in ("escape.csv", "passwd", "x") for n in os.listdir(tmp_path))
+
+
+def test_a_long_run_folds_its_deltas_into_the_manifest(s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    from labtrack._objstore import client as client_mod
+    from labtrack._remote.wire import Op
+
+    monkeypatch.setattr(client_mod, "FOLD_EVERY", 5)
+    c = client_mod.ObjectClient(ObjectStore(s3.url()))
+    c.sizes("e", "r1")
+    data = b""
+    for i in range(12):
+        line = f"{i},{i * 0.5},{i}\n".encode()
+        ops = [Op("append", "scalars/x.csv", line, offset=len(data)), Op("put", "run.json", b'{"i": %d}' % i, mtime_ns=i + 1)]
+        assert [r.status for r in c.batch("e", "r1", ops)] == [200, 200]
+        data += line
+    run = c.run("e", "r1")
+    assert len(run.delta_names()) == 2  # 12 batches: folded after the 5th and the 10th
+    fresh = ObjectRun(ObjectStore(s3.url()), "e", "r1")  # a reader or a resuming writer
+    st = fresh.state()
+    assert st.files["scalars/x.csv"].end == len(data) and st.sizes()["run.json"] == (9, 12)
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1/scalars/x.csv").read_bytes() == data
+    assert (tmp_path / "m/e/r1/run.json").read_bytes() == b'{"i": 11}'
+
+
+def test_multipart_plan_keeps_every_part_but_the_last_at_5_mib() -> None:
+    from labtrack._objstore.run import _plan_parts
+
+    M = 1 << 20
+    for pieces in ([(0, M, None), (M, 10 * M, "s"), (11 * M, M, "s")],
+                   [(0, M, "s"), (M, 6 * M, "s"), (7 * M, M, "s")],
+                   [(0, 6 * M, None), (6 * M, M, "s"), (7 * M, 6 * M, "s")],
+                   [(0, M, "s"), (M, 5 * M, "s")]):
+        parts = _plan_parts(pieces, 5 * M)
+        assert parts[0][2] == 0 and all(a[3] == b[2] for a, b in zip(parts, parts[1:]))
+        assert parts[-1][3] == pieces[-1][0] + pieces[-1][1]
+        assert all(p[3] - p[2] >= 5 * M for p in parts[:-1]), parts
+        for kind, i, a, b in parts:
+            if kind == "copy":
+                assert pieces[i][0] <= a < b <= pieces[i][0] + pieces[i][1]
+    assert [p[0] for p in _plan_parts([(0, M, None), (M, 10 * M, "s"), (11 * M, M, "s")], 5 * M)] == \
+        ["send", "copy", "send"]
+
+
+def test_big_segments_are_compacted_by_server_side_copy(s3: MotoS3, tmp_path: Path) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    chunks = [b"a" * 1000 + b"\n", os.urandom(11 << 20) + b"\n", b"tail\n"]
+    off = 0
+    for c in chunks:
+        run.put_segment("console.log", off, c)
+        run.write_manifest_delta({"console.log": [(off, len(c))]})
+        off += len(c)
+    report = run.compact()  # no spool: the sent bytes are read back from the segments
+    assert report.bytes_copied > (1 << 20) and report.bytes_uploaded == off - report.bytes_copied
+    assert report.bytes_uploaded <= (5 << 20) + 10
+    assert s3.fs().cat_file(f"{s3.bucket}/runs/e/r1/console.log") == b"".join(chunks)
