@@ -4,7 +4,7 @@
 Everything runs as child processes on free 127.0.0.1 ports, with its output kept in a file
 that is attached to a failure:
 
-* :class:`Moto`: ``python -m moto.server`` (a real S3 HTTP endpoint), one bucket made;
+* `tests/s3.py`'s ``MotoS3``: moto's S3 server in a child process, one bucket made;
 * :class:`Serve`: ``labtrack serve --root s3://... --index postgresql://... --mirror DIR``,
   killed with a real SIGKILL and started again on the same port;
 * :class:`Cluster`: the above plus `tests.nginx.Nginx` balancing over the serve processes.
@@ -25,16 +25,10 @@ from typing import Any, Sequence
 import httpx
 
 from nginx import Nginx, free_port
+from s3 import MotoS3
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LABTRACK = [sys.executable, "-c", "from labtrack.cli import main; main()"]
-
-
-def s3_env(endpoint: str) -> dict[str, str]:
-    """The variables every process needs to reach the moto server (no real credentials)."""
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -77,40 +71,6 @@ def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGKILL) -> None
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-
-
-class Moto:
-    """moto's S3 server as a child process, with one bucket."""
-
-    def __init__(self, folder: Path, bucket: str = "lab") -> None:
-        self.folder = folder
-        self.bucket = bucket
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = folder / "moto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env=child_env(s3_env(self.endpoint)))
-        wait_http(f"{self.endpoint}/moto-api/", self.proc, "moto_server", self.log)
-        self.fs().mkdir(self.bucket)
-
-    def fs(self) -> Any:
-        """An s3fs file system on this server."""
-        import s3fs
-
-        return s3fs.S3FileSystem(key="testing", secret="testing", skip_instance_cache=True,
-                                 use_listings_cache=False,
-                                 client_kwargs={"endpoint_url": self.endpoint,
-                                                "region_name": "us-east-1"})
-
-    def stop(self) -> None:
-        _stop(self.proc)
 
 
 class Serve:
@@ -175,17 +135,24 @@ class Cluster:
     def __init__(self, folder: Path, index: str, n: int = 2, prefix: str = "runs",
                  serve_args: Sequence[str] = ()) -> None:
         self.folder = folder
-        self.moto = Moto(folder / "moto")
+        self.prefix = prefix
         self.index = index
-        self.root = f"s3://{self.moto.bucket}/{prefix}"
-        self.env = child_env({**s3_env(self.moto.endpoint), "XDG_CACHE_HOME": str(folder / "cache")})
-        self.servers = [Serve(folder, chr(ord("a") + i), self.root, index, self.env, serve_args)
-                        for i in range(n)]
-        self.nginx = Nginx(folder / "nginx", [s.port for s in self.servers])
+        self.moto: MotoS3 | None = None
+        self.root = ""
+        self.env: dict[str, str] = {}
+        self.serve_args = list(serve_args)
+        self.servers: list[Serve] = []
+        self.n = n
+        self.nginx = Nginx(folder / "nginx", [])
         self.url = self.nginx.url
 
     def start(self) -> None:
-        self.moto.start()
+        self.moto = MotoS3()
+        self.root = self.moto.url(self.prefix)
+        self.env = child_env({**self.moto.env, "XDG_CACHE_HOME": str(self.folder / "cache")})
+        self.servers = [Serve(self.folder, chr(ord("a") + i), self.root, self.index, self.env,
+                              self.serve_args) for i in range(self.n)]
+        self.nginx.upstreams = [s.port for s in self.servers]
         for s in self.servers:
             s.start(wait=False)
         for s in self.servers:
@@ -196,11 +163,11 @@ class Cluster:
         self.nginx.stop()
         for s in self.servers:
             s.kill()
-        self.moto.stop()
+        if self.moto is not None:
+            self.moto.close()
 
     def output(self) -> str:
         """Every component's output (attached to a failure)."""
         parts = [f"=== serve {s.name}\n{s.output()}" for s in self.servers]
         parts.append(f"=== nginx\n{self.nginx.output()}")
-        parts.append(f"=== moto\n{_tail(self.moto.log, 2000)}")
         return "\n".join(parts)

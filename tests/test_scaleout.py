@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from cluster import Cluster, child_env, s3_env
+from cluster import Cluster, child_env
 from nginx import have_nginx
 from pg import pg_db, postgres  # noqa: F401 - fixtures
 
@@ -68,7 +68,7 @@ def object_run(c: Cluster, experiment: str, run_id: str) -> Any:
     from labtrack._objstore.run import ObjectRun
     from labtrack._objstore.store import ObjectStore
 
-    return ObjectRun(ObjectStore(c.root, environ=s3_env(c.moto.endpoint)), experiment, run_id)
+    return ObjectRun(ObjectStore(c.root, fs=c.moto.fs()), experiment, run_id)
 
 
 def bucket_files(c: Cluster, experiment: str, run_id: str) -> dict[str, bytes]:
@@ -160,15 +160,18 @@ def test_bad_paths_are_refused_before_anything_is_stored(cluster: Cluster) -> No
 
 def read_events(url: str, run_id: str, found: list[dict[str, Any]], stop: threading.Event) -> None:
     """A browser's side of the live stream: parse SSE `scalars` events into `found`."""
-    with httpx.stream("GET", f"{url}/api/v1/stream", params={"runs": run_id}, timeout=30) as r:
-        kind = None
-        for line in r.iter_lines():
-            if stop.is_set():
-                return
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind == "scalars":
-                found.append(json.loads(line[6:]))
+    try:
+        with httpx.stream("GET", f"{url}/api/v1/stream", params={"runs": run_id}, timeout=30) as r:
+            kind = None
+            for line in r.iter_lines():
+                if stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "scalars":
+                    found.append(json.loads(line[6:]))
+    except httpx.HTTPError:
+        return  # the server stopped at the end of the tests
 
 
 def test_a_stream_on_one_server_receives_a_point_logged_through_the_other(cluster: Cluster) -> None:
@@ -189,6 +192,7 @@ def test_a_stream_on_one_server_receives_a_point_logged_through_the_other(cluste
                         b"7,0.25,3.5\n")])
     wait_for(lambda: bool(found), "a scalars event on B's stream", cluster, timeout=15)
     stop.set()
+    reader.join(20)
     assert found[0]["run"] == rid and found[0]["step"] == [7] and found[0]["value"] == [0.25]
 
 
