@@ -259,7 +259,7 @@ class SharedStorage:
             notify(conn, CHANNEL, _payload(run, {relpath: ["put", size]}, self.origin))
         os.replace(tmp, target)
         _set_mtime(target, mtime_ns)
-        return size
+        return int(size)
 
     def sizes(self, run_dir: Path) -> dict[str, dict[str, int]]:
         """What the shared state holds of a run: append-only files at their committed size
