@@ -51,7 +51,7 @@ import labtrack
 root, url, first, count, steps, interval, go = sys.argv[1:8]
 first, count, steps, interval = int(first), int(count), int(steps), float(interval)
 runs = [labtrack.Run(experiment="bench", root=root, remote=url, capture_git=False,
-                     capture_console=False, system=False, flush_seconds=0.1, _environ={})
+                     capture_console=False, system=False, flush_seconds=0.1)
         for _ in range(count)]
 for r in runs:
     print("RUN", r.id, flush=True)
@@ -122,7 +122,7 @@ def measure(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
         script.write_text(CLIENTS)
         go = work / "go"
         per = args.clients // args.processes
-        env = child_env()
+        env = child_env({"LABTRACK_SYNC_TIMEOUT": "300"})
         for p in range(args.processes):
             procs.append(subprocess.Popen(
                 [sys.executable, str(script), str(work / f"client-root-{p}"), c.url, str(p * per),
@@ -142,8 +142,11 @@ def measure(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
             got = httpx.get(url + "/api/v1/runs", params={"limit": 1000}).json()["runs"]
             return set(ids) <= {r["id"] for r in got}
 
+        def mirrored() -> bool:  # each process streams from its own mirror
+            return all((s.mirror / "bench" / i / "run.json").exists() for s in c.servers for i in ids)
+
         deadline = time.monotonic() + 120
-        while not all(listed(s.url) for s in c.servers):
+        while not (all(listed(s.url) for s in c.servers) and mirrored()):
             if time.monotonic() > deadline:
                 raise SystemExit(f"the runs did not reach both servers:\n{c.output()}")
             time.sleep(0.2)
@@ -173,7 +176,7 @@ def measure(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
             if p.returncode != 0 or "DONE" not in out:
                 raise SystemExit(f"a client process failed:\n{err}\n{c.output()}")
             if "not yet fully on the server" in err:
-                raise SystemExit(f"a client did not deliver everything:\n{err}")
+                raise SystemExit(f"a client did not deliver everything:\n{err[-2000:]}\n{c.output()}")
             ends.append(float(out.split("DONE", 1)[1].split()[0]))
         seconds = max(ends) - t0
         time.sleep(1.5)  # the streams' last polls

@@ -153,7 +153,6 @@ class SharedStorage:
                         results.append({"path": rel, "size": sizes[rel], "status": 409})
                         continue
                     if data:
-                        data = self._longest_attempt(orun, rel, offset, data)
                         objects[orun.path(segment_key(rel, offset))] = data
                         segments.setdefault(rel, []).append((offset, len(data)))
                         sizes[rel] = offset + len(data)
@@ -175,6 +174,19 @@ class SharedStorage:
                     sizes[rel] = 0
                     after.append(("delete", target, rel, 0, b"", None))
                     results.append({"path": rel, "size": 0, "status": 200})
+            longer = _longer_attempts(orun, {p: d for p, d in objects.items()
+                                             if "/.labtrack/segments/" in p})
+            if longer:
+                objects.update(longer)
+                for i, (op, _t, data) in enumerate(ops):
+                    p = orun.path(segment_key(op["path"], int(op.get("offset", 0))))
+                    if op["op"] == "append" and p in longer and results[i]["status"] == 200:
+                        rel, offset, new = op["path"], int(op.get("offset", 0)), longer[p]
+                        segments[rel] = [(o, len(new) if o == offset else n) for o, n in segments[rel]]
+                        sizes[rel] = max(sizes[rel], offset + len(new))
+                        results[i]["size"] = offset + len(new)
+                        after = [(k, t, r, o, new if (r, o) == (rel, offset) else d, m)
+                                 for k, t, r, o, d, m in after]
             orun.pipe(objects)
             for rel in deleted:
                 orun.delete(rel)
@@ -206,22 +218,6 @@ class SharedStorage:
         if layout.RUN_JSON in files:
             self._maybe_compact(run, run_dir)
         return results
-
-    @staticmethod
-    def _longest_attempt(orun: Any, rel: str, offset: int, data: bytes) -> bytes:
-        """`data`, or the longer bytes an attempt killed before its commit left at this
-        segment's key (a delta may name them already; writing fewer would break it)."""
-        from .._objstore.manifest import segment_key
-
-        path = orun.path(segment_key(rel, offset))
-        try:
-            size = int(orun.fs.info(path).get("size", 0))
-        except FileNotFoundError:
-            return data
-        if size <= len(data):
-            return data
-        old: bytes = orun.fs.cat_file(path)
-        return old if old[: len(data)] == data else data
 
     def append(self, run_dir: Path, target: Path, relpath: str, offset: int,
                data: bytes) -> tuple[int, int]:
@@ -388,7 +384,11 @@ class SharedStorage:
 
         fs = self.store.fs
         n = 0
-        for exp_path in fs.ls(self.store.path(""), detail=False):
+        try:
+            experiments = fs.ls(self.store.path(""), detail=False)
+        except FileNotFoundError:
+            return 0  # nothing under the prefix yet
+        for exp_path in experiments:
             exp = exp_path.rstrip("/").rsplit("/", 1)[-1]
             try:
                 check_key_part(exp, "experiment folder")
@@ -453,6 +453,45 @@ class SharedStorage:
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(5)
+
+
+def _longer_attempts(orun: Any, segments: dict[str, bytes]) -> dict[str, bytes]:
+    """The segment objects (path -> bytes) that an attempt killed before its commit left
+    longer than this attempt's bytes: a delta may name their length already, so they are
+    kept (their first bytes are this attempt's: the client's files only grow). One
+    concurrent round of HEAD requests for the whole batch."""
+    if not segments:
+        return {}
+    fs = orun.fs
+    paths = list(segments)
+    if getattr(fs, "async_impl", False):
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def heads() -> list[Any]:
+            return list(await asyncio.gather(*(fs._info(p) for p in paths),
+                                             return_exceptions=True))
+
+        infos = sync(fs.loop, heads)
+    else:
+        infos = []
+        for p in paths:
+            try:
+                infos.append(fs.info(p))
+            except FileNotFoundError as e:
+                infos.append(e)
+    out: dict[str, bytes] = {}
+    for p, info in zip(paths, infos):
+        if isinstance(info, FileNotFoundError):
+            continue
+        if isinstance(info, BaseException):
+            raise info
+        if int(info.get("size", 0)) > len(segments[p]):
+            old: bytes = fs.cat_file(p)
+            if old[: len(segments[p])] == segments[p]:
+                out[p] = old
+    return out
 
 
 def _set_size(conn: Any, run: str, relpath: str, size: int) -> None:
