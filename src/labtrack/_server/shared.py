@@ -33,6 +33,7 @@ A mirror is only a cache: deleted, it is filled from the bucket at the next star
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import logging
@@ -59,11 +60,22 @@ COMPACT_LOCK = 0x6C74
 Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
 
 
-def _payload(run: str, files: dict[str, list[Any]] | None, origin: str) -> str:
-    """The notification of a commit: the run, and per file [op, size] (None: re-read all)."""
-    text = json.dumps({"run": run, "files": files, "from": origin}, separators=(",", ":"))
-    if files is not None and len(text.encode()) > MAX_PAYLOAD:
-        return _payload(run, None, origin)
+def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
+             data: dict[str, tuple[int, bytes]] | None = None) -> str:
+    """The notification of a commit: the run, and per file [op, size] (None: re-read all).
+
+    Appended bytes ride along ({file: [offset, base64]}) while the payload stays small (the
+    usual round of a few scalars), so the other processes copy them without reading the
+    bucket; otherwise they read them from the bucket."""
+    body: dict[str, Any] = {"run": run, "files": files, "from": origin}
+    if data:
+        body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in data.items()}
+    text = json.dumps(body, separators=(",", ":"))
+    if len(text.encode()) > MAX_PAYLOAD:
+        if data:
+            return _payload(run, files, origin)
+        if files is not None:
+            return _payload(run, None, origin)
     return text
 
 
@@ -205,7 +217,9 @@ class SharedStorage:
                     self.ledger.advance(conn, run, rel, committed[rel], size)
                     note[rel] = ["append", size]
             if note:
-                notify(conn, CHANNEL, _payload(run, note, self.origin))
+                carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
+                           and sum(1 for b in after if b[2] == a[2]) == 1}
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried))
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
             if kind == "append":
@@ -341,13 +355,30 @@ class SharedStorage:
             return data
         raise AssertionError("unreachable")
 
-    def sync_run(self, run: str, files: dict[str, list[Any]] | None) -> None:
+    def sync_run(self, run: str, files: dict[str, list[Any]] | None,
+                 carried: dict[str, tuple[int, bytes]] | None = None) -> None:
         """Bring the mirror's copy of `run` up to the bucket: the files named (op, size),
-        or every file of its manifest."""
+        or every file of its manifest. Appends whose bytes the notification `carried`
+        (file -> (offset, bytes)) are written from them when the mirror's file ends at
+        that offset; anything else is read from the bucket."""
         from .._store.contain import relpath_in
 
         exp, _, rid = run.partition("/")
         run_dir = self.mirror / exp / rid
+        if files is not None and carried:
+            files = dict(files)
+            for rel, (offset, chunk) in carried.items():
+                op = files.get(rel)
+                if not op or op[0] != "append" or int(op[1]) != offset + len(chunk):
+                    continue
+                target = relpath_in(run_dir, rel, "path")
+                if _size(target) == offset and (offset > 0 or target.exists() or run_dir.is_dir()):
+                    self._mirror_append(run, rel, target, offset, chunk)
+                    files.pop(rel)
+            if not files:
+                self.applied += 1
+                self._changed(run_dir)
+                return
         orun = self._object_run(run)
         state = orun.state(known=self._deltas.setdefault(run, {}))
         if files is None:
@@ -371,11 +402,14 @@ class SharedStorage:
                 atomic_write_bytes(target, data)
                 _set_mtime(target, f.mtime_ns)
         self.applied += 1
+        self._changed(run_dir)
+
+    def _changed(self, run_dir: Path) -> None:
         if self.on_change is not None:
             try:
                 self.on_change(run_dir)
             except Exception as e:  # only an optimisation: the index's refresh sees it too
-                log.debug("could not refresh %s in the index: %s", run, e)
+                log.debug("could not refresh %s in the index: %s", run_dir, e)
 
     def sync_all(self) -> int:
         """Bring every run of the bucket into the mirror (at start, and when notifications
@@ -424,7 +458,8 @@ class SharedStorage:
                     self.sync_all()
                 else:
                     files = note.get("files")
-                    self.sync_run(str(note["run"]), files if isinstance(files, dict) else None)
+                    self.sync_run(str(note["run"]), files if isinstance(files, dict) else None,
+                                  _carried(note.get("data")))
             except Exception as e:  # a background thread: report, keep going
                 log.warning("could not bring %s into the mirror: %s: %s",
                             note.get("run", "the bucket"), type(e).__name__, e)
@@ -453,6 +488,21 @@ class SharedStorage:
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(5)
+
+
+def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
+    """The appended bytes a notification carries, checked (anything malformed is dropped)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for rel, v in raw.items():
+        if isinstance(rel, str) and isinstance(v, list) and len(v) == 2 \
+                and isinstance(v[0], int) and v[0] >= 0 and isinstance(v[1], str):
+            try:
+                out[rel] = (v[0], base64.b64decode(v[1], validate=True))
+            except ValueError:
+                continue
+    return out
 
 
 def _longer_attempts(orun: Any, segments: dict[str, bytes]) -> dict[str, bytes]:
