@@ -1,6 +1,7 @@
 """The `where` language: filter runs by params, metrics, tags, status and times.
 
-Parsed by a small recursive-descent parser into closures; user text is never eval'ed.
+Parsed by a small recursive-descent parser into a tree (`Where.tree`), then into Python
+closures here and into SQL by `_where_sql.py`; user text is never eval'ed.
 
 Grammar (keywords are case-insensitive)::
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Union
 
 from .errors import QueryError
 
@@ -84,11 +85,14 @@ class Where:
     Attributes:
         text: the expression as given.
         fields: every field it reads (to check names and to know what to load).
+        tree: the parsed expression (`Or`, `And`, `Not`, `Compare`, `In`, `Truth` nodes over
+            `FieldRef` and `Literal` operands), which `_where_sql` compiles to SQL.
     """
 
     text: str
     predicate: Pred
     fields: list[FieldRef] = field(default_factory=list)
+    tree: Node | None = None
 
     def __call__(self, row: Row) -> bool:
         """True when `row` (a run row with "params", "metrics" and optionally "stats") matches."""
@@ -98,6 +102,59 @@ class Where:
     def needs_stats(self) -> bool:
         """True when a metric's min, max or mean is read (not only its last value)."""
         return any(f.kind == "metrics" and f.agg != "last" for f in self.fields)
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A number, text, true/false, null, nan/inf, or a list of them."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Or:
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class And:
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    inner: Node
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`left op right`, op one of == != < <= > >= ("=" is read as "==")."""
+
+    op: str
+    left: Operand
+    right: Operand
+
+
+@dataclass(frozen=True)
+class In:
+    """`item in container` (`not in` when negate)."""
+
+    item: Operand
+    container: Operand
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A bare operand: true when its value is."""
+
+    operand: Operand
+
+
+#: A node of the parsed tree: what `_where_sql` compiles to SQL and `_predicate` to Python.
+Node = Union[Or, And, Not, Compare, In, Truth]
+#: A comparison's side: a field, a literal, or a parenthesised expression (true or false).
+Operand = Union[FieldRef, Literal, Or, And, Not, Compare, In, Truth]
 
 
 @dataclass(frozen=True)
@@ -235,75 +292,64 @@ class _Parser:
             return f"field {tok.value}"
         return repr(tok.value)
 
-    # -- grammar
-    def parse(self) -> Pred:
+    # -- grammar: each rule returns a node of the tree (see `Node`)
+    def parse(self) -> Node:
         if self.peek().kind == "end":
             raise self.fail(self.peek(), "the expression is empty")
-        pred = self.parse_or()
+        node = self.parse_or()
         t = self.peek()
         if t.kind != "end":
             raise self.fail(t, f"expected 'and', 'or' or the end, found {self.describe(t)}")
-        return pred
+        return node
 
-    def parse_or(self) -> Pred:
+    def parse_or(self) -> Node:
         parts = [self.parse_and()]
         while self.is_word("or"):
             self.take()
             parts.append(self.parse_and())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda row: any(p(row) for p in parts)
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
 
-    def parse_and(self) -> Pred:
+    def parse_and(self) -> Node:
         parts = [self.parse_not()]
         while self.is_word("and"):
             self.take()
             parts.append(self.parse_not())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda row: all(p(row) for p in parts)
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
 
-    def parse_not(self) -> Pred:
+    def parse_not(self) -> Node:
         if self.is_word("not"):
             self.take()
-            inner = self.parse_not()
-            return lambda row: not inner(row)
+            return Not(self.parse_not())
         return self.parse_comparison()
 
-    def parse_comparison(self) -> Pred:
+    def parse_comparison(self) -> Node:
         left = self.parse_operand()
         t = self.peek()
         if t.kind == "op":
             self.take()
-            right = self.parse_operand()
-            return _compare(str(t.value), left, right)
+            return Compare(str(t.value), left, self.parse_operand())
         negate = False
         if self.is_word("not") and self.is_word("in", 1):
             self.take()
             negate = True
         if self.is_word("in"):
             self.take()
-            right = self.parse_operand()
-            if negate:
-                return lambda row: not _contains(left(row), right(row))
-            return lambda row: _contains(left(row), right(row))
-        return lambda row: _truthy(left(row))
+            return In(left, self.parse_operand(), negate)
+        return Truth(left)
 
-    def parse_operand(self) -> Getter:
+    def parse_operand(self) -> Operand:
         t = self.take()
         if t.kind == "field":
             ref: FieldRef = t.value
             self.fields.append(ref)
-            return _field_getter(ref)
+            return ref
         if t.kind in ("num", "str"):
-            value = t.value
-            return lambda row: value
+            return Literal(t.value)
         if t.kind == "punct" and t.value == "-":
             n = self.take()
             if n.kind != "num":
                 raise self.fail(n, f"expected a number after '-', found {self.describe(n)}")
-            neg = -n.value
-            return lambda row: neg
+            return Literal(-n.value)
         if t.kind == "punct" and t.value == "[":
             return self.parse_list(t)
         if t.kind == "punct" and t.value == "(":
@@ -312,32 +358,30 @@ class _Parser:
             if close.kind != "punct" or close.value != ")":
                 raise self.fail(close, f"expected ')' to close the '(' at position {t.pos}, "
                                        f"found {self.describe(close)}")
-            return inner
+            return inner  # a parenthesised expression is a true/false value
         if t.kind == "word":
             lower = str(t.value).lower()
             if lower in _CONSTANTS:
-                const = _CONSTANTS[lower]
-                return lambda row: const
+                return Literal(_CONSTANTS[lower])
             if lower in ("nan", "inf", "infinity"):
-                const = math.nan if lower == "nan" else math.inf
-                return lambda row: const
+                return Literal(math.nan if lower == "nan" else math.inf)
             if lower in _KEYWORDS:
                 raise self.fail(t, f"expected a field or a value before {t.value!r}")
             if t.value in FIELDS:
                 ref = FieldRef("top", str(t.value))
                 self.fields.append(ref)
-                return _field_getter(ref)
+                return ref
             if lower in ("param", "metric", "config", "summary"):
                 hint = "params" if lower in ("param", "config") else "metrics"
                 raise self.fail(t, f"unknown field {t.value!r}; did you mean '{hint}.<name>'?")
             raise self.fail(t, f"unknown field {t.value!r} (quote text values: '{t.value}')")
         raise self.fail(t, f"expected a field or a value, found {self.describe(t)}")
 
-    def parse_list(self, open_tok: _Tok) -> Getter:
+    def parse_list(self, open_tok: _Tok) -> Literal:
         items: list[Any] = []
         if self.peek().kind == "punct" and self.peek().value == "]":
             self.take()
-            return lambda row: items
+            return Literal(items)
         while True:
             t = self.take()
             if t.kind in ("num", "str"):
@@ -351,10 +395,41 @@ class _Parser:
                                    f"found {self.describe(t)}")
             sep = self.take()
             if sep.kind == "punct" and sep.value == "]":
-                return lambda row: items
+                return Literal(items)
             if not (sep.kind == "punct" and sep.value == ","):
                 raise self.fail(sep, f"expected ',' or ']' in the list opened at position "
                                      f"{open_tok.pos}, found {self.describe(sep)}")
+
+
+def _predicate(node: Node) -> Pred:
+    """The Python closure of a tree node (the semantics of the module docstring)."""
+    if isinstance(node, Or):
+        parts = [_predicate(p) for p in node.parts]
+        return lambda row: any(p(row) for p in parts)
+    if isinstance(node, And):
+        parts = [_predicate(p) for p in node.parts]
+        return lambda row: all(p(row) for p in parts)
+    if isinstance(node, Not):
+        inner = _predicate(node.inner)
+        return lambda row: not inner(row)
+    if isinstance(node, Compare):
+        return _compare(node.op, _getter(node.left), _getter(node.right))
+    if isinstance(node, In):
+        item, container = _getter(node.item), _getter(node.container)
+        if node.negate:
+            return lambda row: not _contains(item(row), container(row))
+        return lambda row: _contains(item(row), container(row))
+    get = _getter(node.operand)
+    return lambda row: _truthy(get(row))
+
+
+def _getter(operand: Operand) -> Getter:
+    if isinstance(operand, FieldRef):
+        return _field_getter(operand)
+    if isinstance(operand, Literal):
+        value = operand.value
+        return lambda row: value
+    return _predicate(operand)
 
 
 def _field_getter(ref: FieldRef) -> Getter:
@@ -442,5 +517,5 @@ def compile_where(text: str) -> Where:
     if not isinstance(text, str):
         raise QueryError(f"a where expression must be text, got {type(text).__name__} {text!r}")
     parser = _Parser(text)
-    pred = parser.parse()
-    return Where(text=text, predicate=pred, fields=parser.fields)
+    tree = parser.parse()
+    return Where(text=text, predicate=_predicate(tree), fields=parser.fields, tree=tree)

@@ -76,12 +76,16 @@ def allowed_hosts(host: str, extra: tuple[str, ...] | list[str] = ()) -> tuple[l
 
 def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
               max_file_bytes: int, hosts: list[str] | None = None,
-              any_ip: bool = False) -> Any:
+              any_ip: bool = False, index: str | None = None, storage: Any = None) -> Any:
     """The server's ASGI app: the dashboard's app with the ingest routes added.
 
     Args:
         hosts: the Host names to answer (see :func:`allowed_hosts`); None: loopback names.
         any_ip: also answer any IP address as Host.
+        index: the run index (None: SQLite under the root; or postgresql://...).
+        storage: where ingest writes (None: the run directories under `root`; a
+            `labtrack._server.shared.SharedStorage` for a bucket shared by several servers,
+            `root` then being its local mirror).
     """
     from .._server.ingest import ingest_routes
 
@@ -94,7 +98,7 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
                                      f"labtrack token create NAME --write --tokens {tokens}")
         auth = TokenAuth(Path(tokens))
     routes = ingest_routes(root, auth=auth, max_batch_bytes=max_batch_bytes,
-                           max_file_bytes=max_file_bytes)
+                           max_file_bytes=max_file_bytes, storage=storage)
     if auth is not None:
         from .._server.auth import login_routes
 
@@ -103,9 +107,23 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
 
     from .._server.app import LOOPBACK_NAMES as SERVER_LOOPBACK
 
-    return create_app(root, auth=auth, extra_routes=routes,
-                      allowed_hosts=hosts if hosts is not None else SERVER_LOOPBACK,
-                      allow_ip_hosts=any_ip)
+    app = create_app(root, auth=auth, extra_routes=routes,
+                     allowed_hosts=hosts if hosts is not None else SERVER_LOOPBACK,
+                     allow_ip_hosts=any_ip, index=index)
+    if storage is not None:
+        state = app.state.labtrack
+        storage.on_change = lambda run_dir: state.changed(state.run_dir(run_dir.name))
+    return app
+
+
+def check_index(root: Path, index: str | None) -> None:
+    """Open the index `--index` names once, so a bad URL or an unreachable database fails
+    at start with the reason, not on the first request (and migrate a PostgreSQL one)."""
+    if index is None:
+        return
+    from .._index_pg import open_index
+
+    open_index(root, index).close()
 
 
 def register(group: click.Group) -> None:
@@ -116,8 +134,14 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Folder of runs to serve and write into (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--root", default=None,
+              help="Folder of runs to serve and write into (default LABTRACK_ROOT or ./labtrack), "
+                   "or a bucket, s3://BUCKET/PREFIX, shared with other serve processes (needs "
+                   "--index postgresql://...).")
+@click.option("--mirror", type=click.Path(file_okay=False), default=None,
+              help="With a bucket as --root: the local folder this process serves from, kept in "
+                   "sync with the bucket (default ~/.cache/labtrack/mirror/BUCKET/PREFIX); a "
+                   "cache, safe to delete while the server is stopped.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to listen on (0: any free port).")
@@ -132,8 +156,13 @@ def register(group: click.Group) -> None:
               help="Largest append or batch request.")
 @click.option("--max-file-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Largest whole file (media, artifacts, checkpoints).")
-def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: bool,
-          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int) -> None:
+@click.option("--index", "index", default=None, metavar="URL",
+              help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
+                   "share one index between several servers (pip install labtrack[postgres]; "
+                   "docs/postgres.md). Default: the SQLite file under the root.")
+def serve(root: str | None, mirror: str | None, host: str, port: int, tokens: str | None, insecure: bool,
+          allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int,
+          index: str | None) -> None:
     """Serve the dashboard and receive runs from remote clients.
 
     Training scripts log here with labtrack.init(remote="http://HOST:PORT", token=...) or
@@ -143,25 +172,50 @@ def serve(root: str | None, host: str, port: int, tokens: str | None, insecure: 
     (--allowed-host), a request from a page of another origin is refused, and writes need
     the X-Labtrack-Client header with a JSON or octet-stream body (docs/api.md).
 
+    Several processes, on one or many machines, share one bucket and one database behind
+    any HTTP load balancer (docs/deploy.md): each serves from its own local mirror of the
+    bucket, an append is accepted only at the size the database has committed (so a retry
+    that reaches another process never duplicates data), and what one process receives
+    reaches the live streams of all.
+
     \b
     Example:
       labtrack token create alice --write --tokens tokens.json
       labtrack serve --root /data/labtrack --host 0.0.0.0 --tokens tokens.json
+      labtrack serve --root s3://bucket/labtrack --index postgresql://lab@db/labtrack \\
+          --host 0.0.0.0 --port 8765 --tokens tokens.json
     """
     from .._settings import get
 
     check_exposure(host, tokens, insecure)
     hosts, any_ip = allowed_hosts(host, allowed_host)
-    root_path = Path(get("root", root))
+    root_value = str(get("root", root))
+    storage = None
+    if "://" in root_value:
+        from .._server.shared import open_shared
+
+        storage = open_shared(root_value, index, mirror)
+        root_path = storage.mirror
+    elif mirror is not None:
+        raise LabtrackValueError(f"--mirror is for a bucket as --root; --root {root_value} is a "
+                                 "local folder, served as it is")
+    else:
+        root_path = Path(root_value)
     root_path.mkdir(parents=True, exist_ok=True)
+    check_index(root_path, index)
     app = build_app(root_path, tokens=tokens, max_batch_bytes=max_request_mb << 20,
-                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip)
+                    max_file_bytes=max_file_mb << 20, hosts=hosts, any_ip=any_ip, index=index,
+                    storage=storage)
+    if storage is not None:
+        assert index is not None  # open_shared refuses a bucket without it
+        storage.start(index)
     from .._server.app import bind, serve as serve_app
 
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     tokens_desc = tokens or ("none (--insecure)" if insecure else "none (loopback only)")
-    click.echo(f"labtrack serve: http://{shown}:{sock.getsockname()[1]}/ root={root_path} "
+    where = f"{root_value} (mirror {root_path})" if storage is not None else str(root_path)
+    click.echo(f"labtrack serve: http://{shown}:{sock.getsockname()[1]}/ root={where} "
                f"tokens={tokens_desc} hosts={','.join(hosts)}{'+any IP' if any_ip else ''} "
                "(Ctrl-C to stop)", err=True)
     serve_app(app, sock)

@@ -18,7 +18,11 @@ def register(group: click.Group) -> None:
                    "comment, tags and notes are taken only from this machine).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
-def ui(root: str | None, host: str, port: int) -> None:
+@click.option("--index", "index", default=None, metavar="URL",
+              help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
+                   "share one index between several servers (pip install labtrack[postgres]; "
+                   "docs/postgres.md). Default: the SQLite file under the root.")
+def ui(root: str | None, host: str, port: int, index: str | None) -> None:
     """Serve the live dashboard over the runs in ROOT (default: LABTRACK_ROOT or ./labtrack).
 
     Open the printed address in a browser; stop with Ctrl-C.
@@ -32,6 +36,9 @@ def ui(root: str | None, host: str, port: int) -> None:
     folder = Path(get("root", root)).expanduser()
     if folder.exists() and not folder.is_dir():
         raise click.BadParameter(f"{folder} is a file; ROOT must be the folder of runs", param_hint="ROOT")
+    from .remote import check_index
+
+    check_index(folder.absolute(), index)
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -47,5 +54,5 @@ def ui(root: str | None, host: str, port: int) -> None:
                    "Changes (comment, tags, notes) are taken only from this machine", err=True)
     loopback = host in LOOPBACK_NAMES
     serve(create_app(folder, auth=local_writes_only,
-                     allowed_hosts=LOOPBACK_NAMES if loopback else None), sock)
+                     allowed_hosts=LOOPBACK_NAMES if loopback else None, index=index), sock)
     click.echo("labtrack ui: stopped")

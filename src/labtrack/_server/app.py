@@ -222,7 +222,7 @@ class RequestGuard:
 def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None = None,
                extra_routes: Sequence[BaseRoute] = (), static_dir: Path | None = None,
                allowed_hosts: Sequence[str] | None = None,
-               allow_ip_hosts: bool = False) -> Starlette:
+               allow_ip_hosts: bool = False, index: str | None = None) -> Starlette:
     """Build the dashboard application over the runs in `root`.
 
     Args:
@@ -237,6 +237,8 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
             accepts any Host.
         allow_ip_hosts: also accept any IP address as Host (a server bound to every
             interface: no rebinding page can send one).
+        index: the run index: None (SQLite under the root), a SQLite file, or
+            postgresql://user@host/db (`_index_pg`).
 
     Every request also passes :class:`RequestGuard`: a foreign Origin is refused, and a
     request that may change state needs the X-Labtrack-Client header and a JSON or
@@ -251,7 +253,7 @@ def create_app(root: str | Path, *, auth: Callable[[Request, str], None] | None 
     """
     from . import api, edit, static, stream
 
-    state = ServerState(root, auth=auth)
+    state = ServerState(root, auth=auth, index_url=index)
     routes: list[BaseRoute] = [*api.routes(), *edit.routes(), *stream.routes(), *extra_routes,
                                *api.fallback_routes()]
     routes += static.routes(static_dir if static_dir is not None else static.DEFAULT_DIR)

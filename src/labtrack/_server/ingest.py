@@ -18,9 +18,10 @@ import fcntl
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, BinaryIO, Callable, Optional
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -30,7 +31,7 @@ from starlette.routing import Route
 
 from .._remote.upload import is_temp_name, scan_files
 from .._store.contain import real, relpath_in
-from .._store.files import atomic_write_bytes, atomic_writer, open_append
+from .._store.files import atomic_write_bytes, open_append
 from .._store.rundir import run_folder
 from ..errors import LabtrackNameError
 
@@ -201,14 +202,72 @@ def run_sizes(run_dir: Path, *, now: float | None = None) -> dict[str, dict[str,
     return {p: {"size": s, "mtime_ns": m} for p, (s, m) in scan_files(run_dir).items()}
 
 
+class LocalStorage:
+    """Where ingest writes: the run directories under the server's root, on this machine.
+
+    The routes call only these methods after checking a request, so a server that shares
+    its runs with other processes (`labtrack._server.shared.SharedStorage`: a bucket and a
+    ledger in PostgreSQL) replaces this one object. `run_dir` is the checked, resolved run
+    folder, `target` the checked, resolved file and `relpath` its '/'-separated path in the
+    run.
+    """
+
+    def append(self, run_dir: Path, target: Path, relpath: str, offset: int,
+               data: bytes) -> tuple[int, int]:
+        """Append at `offset` when that is the file's size: (200 or 409, size afterwards)."""
+        return append_at(target, offset, data)
+
+    def put(self, run_dir: Path, target: Path, relpath: str, data: bytes,
+            mtime_ns: Optional[int]) -> int:
+        """Replace a whole file; returns its size."""
+        return put_whole(target, data, mtime_ns)
+
+    def put_from(self, run_dir: Path, target: Path, relpath: str, tmp: Path,
+                 mtime_ns: Optional[int]) -> int:
+        """Replace `target` with the finished temporary file `tmp` (beside it); its size."""
+        size = os.stat(tmp).st_size
+        os.replace(tmp, target)
+        _set_mtime(target, mtime_ns)
+        return size
+
+    def delete(self, run_dir: Path, target: Path, relpath: str) -> None:
+        """Remove a file of the run (and the folders it leaves empty)."""
+        delete_file(run_dir, target)
+
+    def sizes(self, run_dir: Path) -> dict[str, dict[str, int]]:
+        """Every file of the run: path -> {"size", "mtime_ns"}."""
+        return run_sizes(run_dir)
+
+    def batch(self, run_dir: Path, ops: list[tuple[dict[str, Any], Path, bytes]]
+              ) -> list[dict[str, Any]]:
+        """Apply the checked ops of a batch (:func:`parse_batch`) in order; one result
+        {"path", "size", "status"} per op. Appends lock their file, so concurrent batches
+        stay correct."""
+        results = []
+        for op, target, data in ops:
+            rel = op["path"]
+            if op["op"] == "append":
+                status, size = self.append(run_dir, Path(real(target)), rel,
+                                           int(op.get("offset", 0)), data)
+            elif op["op"] == "delete":
+                self.delete(run_dir, target, rel)
+                status, size = 200, 0
+            else:
+                status, size = 200, self.put(run_dir, Path(real(target)), rel, data,
+                                             op.get("mtime_ns"))
+            results.append({"path": rel, "size": size, "status": status})
+        return results
+
+
 @dataclass
 class IngestConfig:
-    """Limits and access control of the ingest routes."""
+    """Limits, access control and storage of the ingest routes."""
 
     root: Path
     auth: Optional[Auth] = None
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    storage: Any = None  # a LocalStorage or one with its methods; None: LocalStorage()
 
 
 def _int_param(request: Request, name: str, required: bool) -> Optional[int]:
@@ -256,7 +315,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def ingest_routes(root: Path | str, *, auth: Optional[Auth] = None,
                   max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> list[Route]:
+                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                  storage: Any = None) -> list[Route]:
     """The ingest API's routes, writing run directories under `root`.
 
     Args:
@@ -265,11 +325,14 @@ def ingest_routes(root: Path | str, *, auth: Optional[Auth] = None,
             starlette's HTTPException(401/403) to refuse. None: no tokens (loopback only).
         max_batch_bytes: the largest append or batch request body.
         max_file_bytes: the largest whole file.
+        storage: where the checked requests are written (:class:`LocalStorage`, the
+            default, or `labtrack._server.shared.SharedStorage` for several servers).
 
     Example:
         >>> app = Starlette(routes=ingest_routes("/data/labtrack"))
     """
-    cfg = IngestConfig(Path(root), auth, max_batch_bytes, max_file_bytes)
+    cfg = IngestConfig(Path(root), auth, max_batch_bytes, max_file_bytes,
+                       storage if storage is not None else LocalStorage())
 
     def handler(fn: Callable[[Request, IngestConfig], Awaitable[Response]]
                 ) -> Callable[[Request], Awaitable[Response]]:
@@ -333,43 +396,65 @@ async def _hello(request: Request, cfg: IngestConfig) -> Response:
 
 async def _sizes(request: Request, cfg: IngestConfig) -> Response:
     run_dir = _run_dir(request, cfg)
-    return JSONResponse({"files": await run_in_threadpool(run_sizes, run_dir)})
+    return JSONResponse({"files": await run_in_threadpool(cfg.storage.sizes, run_dir)})
 
 
 async def _append(request: Request, cfg: IngestConfig) -> Response:
     run_dir = _run_dir(request, cfg)
-    target = resolve_path(run_dir, request.query_params.get("path"))
+    relpath = request.query_params.get("path")
+    target = resolve_path(run_dir, relpath)
+    assert relpath is not None  # resolve_path refuses a missing path
     offset = _int_param(request, "offset", True)
     assert offset is not None
     data = await _read_body(request, cfg.max_batch_bytes)
-    status, size = await run_in_threadpool(append_at, Path(real(target)), offset, data)
+    status, size = await run_in_threadpool(cfg.storage.append, run_dir, Path(real(target)),
+                                           relpath, offset, data)
     return JSONResponse({"size": size}, status_code=status)
 
 
 async def _file(request: Request, cfg: IngestConfig) -> Response:
     run_dir = _run_dir(request, cfg)
-    target = Path(real(resolve_path(run_dir, request.query_params.get("path"))))
+    relpath = request.query_params.get("path")
+    target = Path(real(resolve_path(run_dir, relpath)))
+    assert relpath is not None  # resolve_path refuses a missing path
     mtime_ns = _int_param(request, "mtime_ns", False)
     _content_length(request, cfg.max_file_bytes)
-    # Stream into a temporary file beside the target, then replace: memory stays bounded
-    # whatever the file's size, and a reader never sees a half-written file. Folders made
-    # for a file that then fails (too large, client gone) are removed again.
+    # Stream into a temporary file beside the target, then let the storage put it in place:
+    # memory stays bounded whatever the file's size, and a reader never sees a half-written
+    # file. Folders made for a file that then fails (too large, client gone) are removed.
     made = _first_missing(target.parent, run_dir)
+    tmp = target.parent / f".{secrets.token_hex(6)}.tmp"
     total = 0
     try:
-        with atomic_writer(target) as f:
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > cfg.max_file_bytes:
-                    raise _BadRequest(f"the file exceeds this server's limit of "
-                                      f"{cfg.max_file_bytes} bytes", status=413, path=None)
-                f.write(chunk)
+        try:
+            with open_new(tmp) as f:
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > cfg.max_file_bytes:
+                        raise _BadRequest(f"the file exceeds this server's limit of "
+                                          f"{cfg.max_file_bytes} bytes", status=413, path=None)
+                    f.write(chunk)
+            total = await run_in_threadpool(cfg.storage.put_from, run_dir, target, relpath, tmp,
+                                            mtime_ns)
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
     except BaseException:
         if made is not None:
             _remove_empty(target.parent, made)
         raise
-    _set_mtime(target, mtime_ns)
     return JSONResponse({"size": total})
+
+
+def open_new(path: Path) -> BinaryIO:
+    """`path` opened for writing, its folder made first when missing."""
+    try:
+        return open(path, "xb")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "xb")
 
 
 def _first_missing(folder: Path, run_dir: Path) -> Path | None:
@@ -441,19 +526,5 @@ async def _batch(request: Request, cfg: IngestConfig) -> Response:
     body = await _read_body(request, cfg.max_batch_bytes)
     ops = parse_batch(body, run_dir)
 
-    def apply() -> list[dict[str, Any]]:
-        # Off the event loop, so live streams and reads stay responsive during big batches;
-        # appends lock their file, so concurrent batches stay correct.
-        results = []
-        for op, target, data in ops:
-            if op["op"] == "append":
-                status, size = append_at(Path(real(target)), int(op.get("offset", 0)), data)
-            elif op["op"] == "delete":
-                delete_file(run_dir, target)
-                status, size = 200, 0
-            else:
-                status, size = 200, put_whole(Path(real(target)), data, op.get("mtime_ns"))
-            results.append({"path": op["path"], "size": size, "status": status})
-        return results
-
-    return JSONResponse({"results": await run_in_threadpool(apply)})
+    # Off the event loop, so live streams and reads stay responsive during big batches.
+    return JSONResponse({"results": await run_in_threadpool(cfg.storage.batch, run_dir, ops)})

@@ -41,8 +41,10 @@ class ServerState:
     """
 
     def __init__(self, root: str | os.PathLike[str], auth: Callable[[Any, str], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, index_url: str | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
+        #: where the run index lives: None (SQLite under the root) or postgresql://...
+        self.index_url = index_url
         self.auth = auth
         self.clock = clock
         self.series = SeriesCache(store=SeriesStore(self.root / layout.INDEX_DIR / "series"))
@@ -78,9 +80,9 @@ class ServerState:
         """
         with self._index_lock:
             if self._index is None:
-                from .._index import Index
+                from .._index_pg import open_index
 
-                self._index = Index(self.root)
+                self._index = open_index(self.root, self.index_url)
                 # Never indexed: answer from the newest runs while the rest is read.
                 self.pending = max(0, (self._index.prefill(PREFILL) or 0) - PREFILL)
                 if self.pending and not self.shutdown.is_set():

@@ -1,0 +1,601 @@
+"""Several `labtrack serve` processes over one bucket and one PostgreSQL database.
+
+``labtrack serve --root s3://bucket/prefix --index postgresql://...`` runs any number of
+processes, on one or many machines, behind an HTTP load balancer. Each process serves the
+dashboard and the live stream from its own local *mirror* of the bucket (run directories in
+the usual format, under ``--mirror``) and ingests through :class:`SharedStorage`, which
+takes the place of the ingest routes' :class:`~labtrack._server.ingest.LocalStorage`.
+
+One batch (or single append, put, delete) is one PostgreSQL transaction:
+
+1. the rows of the batch's files in the ingest ledger (`labtrack._pg.IngestLedger`) are
+   locked, in path order, and give each append-only file's committed size; an append
+   whose offset is not that size answers 409 with it, so a retry that reaches another
+   process resumes from the shared size, never from a stale local one;
+2. the accepted bytes go to the bucket as immutable segment objects, whole files as
+   objects, and one manifest delta names them (`labtrack._objstore.run.ObjectRun`);
+3. the ledger advances and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
+4. only then the bytes go into this process's mirror and the request is acknowledged.
+
+A process killed before the commit leaves the ledger where it was: the retry, on any
+process, writes the same segment key again. Killed after it, the retry gets 409 with the
+new size. So nothing acknowledged is lost and nothing is stored twice. (A segment object a
+killed process left behind that is longer than the retry's bytes is kept and acknowledged
+as it is: the bytes from one offset are the same in every attempt, the client's file being
+append-only.)
+
+Every process LISTENs on :data:`CHANNEL`; a notification of another process makes it copy
+the run's new bytes from the bucket into its mirror, so its live stream (which tails the
+mirror's files) pushes them to its browsers, and it tells its index the run changed. When
+the listening connection was lost (notifications missed) the whole mirror is synced again.
+A mirror is only a cache: deleted, it is filled from the bucket at the next start.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import logging
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .._remote.upload import is_append_only, is_temp_name
+from .._store import layout
+from .._store.files import atomic_write_bytes, open_append
+from ..errors import LabtrackValueError
+from .ingest import _set_mtime, delete_file, run_sizes
+
+log = logging.getLogger("labtrack.server")
+
+#: The PostgreSQL notification channel of committed ingest (payload: see :func:`_payload`).
+CHANNEL = "labtrack_ingest"
+#: Payloads stay under PostgreSQL's 8000 bytes; a longer one names only the run.
+MAX_PAYLOAD = 7000
+#: The first key of the advisory locks compactions take (the second: the run's hash).
+COMPACT_LOCK = 0x6C74
+Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
+
+
+def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
+             data: dict[str, tuple[int, bytes]] | None = None) -> str:
+    """The notification of a commit: the run, and per file [op, size] (None: re-read all).
+
+    Appended bytes ride along ({file: [offset, base64]}) while the payload stays small (the
+    usual round of a few scalars), so the other processes copy them without reading the
+    bucket; otherwise they read them from the bucket."""
+    body: dict[str, Any] = {"run": run, "files": files, "from": origin}
+    if data:
+        body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in data.items()}
+    text = json.dumps(body, separators=(",", ":"))
+    if len(text.encode()) > MAX_PAYLOAD:
+        if data:
+            return _payload(run, files, origin)
+        if files is not None:
+            return _payload(run, None, origin)
+    return text
+
+
+class SharedStorage:
+    """Ingest storage shared by several server processes (see the module docstring).
+
+    Args:
+        mirror: this process's local copy of the bucket (the root it serves).
+        store: the bucket (`labtrack._objstore.store.ObjectStore`).
+        db: a `labtrack._pg.Database` holding the ingest ledger (migrated).
+        on_change: called with a run's folder under `mirror` after another process changed
+            it and the mirror caught up (the server refreshes that run in its index).
+
+    Example:
+        >>> storage = SharedStorage(mirror, ObjectStore("s3://lab/runs"), Database(url))
+        >>> routes = ingest_routes(storage.mirror, storage=storage)
+        >>> storage.start(url)  # follow the other processes
+    """
+
+    def __init__(self, mirror: Path, store: Any, db: Any, *,
+                 on_change: Callable[[Path], None] | None = None) -> None:
+        from .._objstore.run import new_writer_id
+        from .._pg import IngestLedger
+
+        self.mirror = Path(mirror).absolute()
+        self.store = store
+        self.db = db
+        self.ledger = IngestLedger()
+        self.on_change = on_change
+        self.origin = "srv-" + new_writer_id()  # names its deltas; tells its notifications apart
+        self._runs: dict[str, Any] = {}
+        self._deltas: dict[str, dict[str, Any]] = {}  # run -> parsed deltas (never change)
+        self._runs_lock = threading.Lock()
+        self._queue: queue.Queue[Optional[dict[str, Any]]] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._listener: Any = None
+        self.applied = 0  # notifications of other processes brought into the mirror
+
+    def _run_key(self, run_dir: Path) -> str:
+        rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
+        if rel.startswith("..") or rel.count("/") != 1:
+            raise LabtrackValueError(f"run folder {run_dir} is not EXPERIMENT/ID under the "
+                                     f"mirror {self.mirror}")
+        return rel
+
+    def _object_run(self, run: str) -> Any:
+        from .._objstore.run import ObjectRun
+
+        with self._runs_lock:
+            found = self._runs.get(run)
+            if found is None:
+                exp, _, rid = run.partition("/")
+                found = self._runs[run] = ObjectRun(self.store, exp, rid, writer=self.origin)
+                if len(self._runs) > 4096:  # a long-lived server: forget the oldest runs
+                    self._runs.pop(next(iter(self._runs)))
+            return found
+
+    # -- ingest (called by the routes on worker threads)
+
+    def batch(self, run_dir: Path, ops: list[Op]) -> list[dict[str, Any]]:
+        """Apply a checked batch in one transaction (see the module docstring); one result
+        {"path", "size", "status"} per op, in order."""
+        from .._objstore.manifest import segment_key
+        from .._pg import notify
+
+        from .._objstore.store import check_run_relpath
+
+        run = self._run_key(run_dir)
+        for op, _t, _d in ops:  # every key checked before the first byte is stored
+            check_run_relpath(op["path"])
+        orun = self._object_run(run)
+        results: list[dict[str, Any]] = []
+        after: list[tuple[str, Path, str, int, bytes, Optional[int]]] = []  # mirror work
+        with self.db.connection() as conn:
+            committed = {rel: self.ledger.lock_and_get(conn, run, rel)
+                         for rel in sorted({op["path"] for op, _t, _d in ops})}
+            sizes = dict(committed)
+            segments: dict[str, list[tuple[int, int]]] = {}
+            files: dict[str, tuple[int, int]] = {}
+            deleted: list[str] = []
+            objects: dict[str, bytes] = {}
+            for op, target, data in ops:
+                rel, kind = op["path"], op["op"]
+                if kind == "append":
+                    offset = int(op.get("offset", 0))
+                    if offset != sizes[rel]:
+                        results.append({"path": rel, "size": sizes[rel], "status": 409})
+                        continue
+                    if data:
+                        objects[orun.path(segment_key(rel, offset))] = data
+                        segments.setdefault(rel, []).append((offset, len(data)))
+                        sizes[rel] = offset + len(data)
+                    after.append(("append", target, rel, offset, data, None))
+                    results.append({"path": rel, "size": sizes[rel], "status": 200})
+                elif kind == "put":
+                    mtime = op.get("mtime_ns")
+                    objects[orun.path(rel)] = data
+                    files[rel] = (len(data), int(mtime or 0))
+                    if rel in deleted:
+                        deleted.remove(rel)
+                    if is_append_only(rel):
+                        sizes[rel] = len(data)
+                    after.append(("put", target, rel, 0, data, mtime))
+                    results.append({"path": rel, "size": len(data), "status": 200})
+                else:
+                    files.pop(rel, None)
+                    deleted.append(rel)
+                    sizes[rel] = 0
+                    after.append(("delete", target, rel, 0, b"", None))
+                    results.append({"path": rel, "size": 0, "status": 200})
+            longer = _longer_attempts(orun, {p: d for p, d in objects.items()
+                                             if "/.labtrack/segments/" in p})
+            if longer:
+                objects.update(longer)
+                for i, (op, _t, data) in enumerate(ops):
+                    p = orun.path(segment_key(op["path"], int(op.get("offset", 0))))
+                    if op["op"] == "append" and p in longer and results[i]["status"] == 200:
+                        rel, offset, new = op["path"], int(op.get("offset", 0)), longer[p]
+                        segments[rel] = [(o, len(new) if o == offset else n) for o, n in segments[rel]]
+                        sizes[rel] = max(sizes[rel], offset + len(new))
+                        results[i]["size"] = offset + len(new)
+                        after = [(k, t, r, o, new if (r, o) == (rel, offset) else d, m)
+                                 for k, t, r, o, d, m in after]
+            orun.pipe(objects)
+            for rel in deleted:
+                orun.delete(rel)
+            if segments or files or deleted:
+                orun.write_manifest_delta(segments, files, deleted)
+            note: dict[str, list[Any]] = {}
+            for rel, size in sizes.items():
+                if rel in deleted:
+                    conn.execute("DELETE FROM ingest_ledger WHERE run = %s AND relpath = %s",
+                                 (run, rel))
+                    note[rel] = ["delete", 0]
+                elif rel in files:
+                    _set_size(conn, run, rel, size if is_append_only(rel) else 0)
+                    note[rel] = ["put", files[rel][0]]
+                elif size != committed[rel]:
+                    self.ledger.advance(conn, run, rel, committed[rel], size)
+                    note[rel] = ["append", size]
+            if note:
+                carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
+                           and sum(1 for b in after if b[2] == a[2]) == 1}
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried))
+        # Committed: now (and only now) this process's mirror gets the bytes.
+        for kind, target, rel, offset, data, mtime in after:
+            if kind == "append":
+                self._mirror_append(run, rel, target, offset, data)
+            elif kind == "put":
+                atomic_write_bytes(target, data)
+                _set_mtime(target, mtime)
+            else:
+                delete_file(run_dir, target)
+        if layout.RUN_JSON in files:
+            self._maybe_compact(run, run_dir)
+        return results
+
+    def append(self, run_dir: Path, target: Path, relpath: str, offset: int,
+               data: bytes) -> tuple[int, int]:
+        """One append: (200, size afterwards) or (409, the committed size)."""
+        r = self.batch(run_dir, [({"op": "append", "path": relpath, "offset": offset,
+                                   "length": len(data)}, target, data)])[0]
+        return int(r["status"]), int(r["size"])
+
+    def put(self, run_dir: Path, target: Path, relpath: str, data: bytes,
+            mtime_ns: Optional[int]) -> int:
+        """Replace a whole file in the bucket, then in the mirror; its size."""
+        op = {"op": "put", "path": relpath, "length": len(data), "mtime_ns": mtime_ns}
+        return int(self.batch(run_dir, [(op, target, data)])[0]["size"])
+
+    def delete(self, run_dir: Path, target: Path, relpath: str) -> None:
+        """Remove a file from the bucket and the ledger, then from the mirror."""
+        self.batch(run_dir, [({"op": "delete", "path": relpath, "length": 0}, target, b"")])
+
+    def put_from(self, run_dir: Path, target: Path, relpath: str, tmp: Path,
+                 mtime_ns: Optional[int]) -> int:
+        """Stream the finished temporary file `tmp` to the bucket as `relpath` (a large
+        media file or checkpoint), then move it into the mirror; its size."""
+        from .._pg import notify
+
+        from .._objstore.store import check_run_relpath
+
+        run = self._run_key(run_dir)
+        check_run_relpath(relpath)
+        orun = self._object_run(run)
+        with self.db.connection() as conn:
+            self.ledger.lock_and_get(conn, run, relpath)  # one writer of this file at a time
+            with open(tmp, "rb") as f:
+                size = orun.put_whole_stream(relpath, iter(lambda: f.read(1 << 20), b""))
+            orun.write_manifest_delta(files={relpath: (size, int(mtime_ns or 0))})
+            notify(conn, CHANNEL, _payload(run, {relpath: ["put", size]}, self.origin))
+        os.replace(tmp, target)
+        _set_mtime(target, mtime_ns)
+        return int(size)
+
+    def sizes(self, run_dir: Path) -> dict[str, dict[str, int]]:
+        """What the shared state holds of a run: append-only files at their committed size
+        (the ledger), whole files as this mirror has them (a mirror that lags only makes
+        the client send a whole file again)."""
+        run = self._run_key(run_dir)
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT relpath, size FROM ingest_ledger WHERE run = %s",
+                                (run,)).fetchall()
+        out = {p: v for p, v in run_sizes(run_dir).items() if not is_append_only(p)} \
+            if run_dir.is_dir() else {}
+        for relpath, size in rows:
+            if is_append_only(relpath) and size > 0:
+                out[relpath] = {"size": int(size), "mtime_ns": 0}
+        return out
+
+    def _maybe_compact(self, run: str, run_dir: Path) -> None:
+        """A run that has ended: its segments become one object per file, in the background."""
+        try:
+            status = json.loads((run_dir / layout.RUN_JSON).read_bytes()).get("status")
+        except (OSError, ValueError, AttributeError):
+            return
+        if status in (None, "running"):
+            return
+
+        def compact() -> None:
+            try:
+                with self.db.connection() as conn:
+                    # One compaction of a run at a time, across every process: two at once
+                    # could each delete deltas the other is still folding in.
+                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                                       (COMPACT_LOCK, run)).fetchone()
+                    if got and got[0]:
+                        self._object_run(run).compact(local_dir=run_dir)
+            except Exception as e:  # the segments stay readable; the next end tries again
+                log.warning("could not compact %s in the bucket: %s: %s", run, type(e).__name__, e)
+
+        threading.Thread(target=compact, name="labtrack-compact", daemon=True).start()
+
+    # -- the mirror
+
+    def _mirror_append(self, run: str, relpath: str, target: Path, offset: int,
+                       data: bytes) -> None:
+        """Write committed bytes at `offset` into the mirror's file, fetching from the
+        bucket first whatever it lacks before them (other processes' appends)."""
+        fd = open_append(target)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            local = os.fstat(fd).st_size
+            end = offset + len(data)
+            if local >= end:
+                return
+            if local < offset:
+                _write_all(fd, self._read_span(run, relpath, local, offset))
+                local = offset
+            _write_all(fd, data[local - offset:])
+        finally:
+            os.close(fd)
+
+    def _read_span(self, run: str, relpath: str, start: int, end: int) -> bytes:
+        """Committed bytes [start, end) of an append-only file, from the bucket's pieces."""
+        for attempt in (0, 1):
+            orun = self._object_run(run)
+            known = self._deltas.setdefault(run, {})
+            state = orun.state(known=known)
+            f = state.files.get(relpath)
+            if f is None:
+                raise FileNotFoundError(f"{run}/{relpath} is not in the bucket's manifest")
+            out = []
+            try:
+                for piece in f.pieces():
+                    lo, hi = max(start, piece[0]), min(end, piece[0] + piece[1])
+                    if lo < hi:
+                        out.append(orun.read_range(relpath, piece, lo, hi))
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                continue  # compacted meanwhile: the new manifest names the plain object
+            data = b"".join(out)
+            if len(data) != end - start:
+                raise FileNotFoundError(f"{run}/{relpath}: the bucket holds {f.end} bytes, "
+                                        f"the ledger {end}")
+            return data
+        raise AssertionError("unreachable")
+
+    def sync_run(self, run: str, files: dict[str, list[Any]] | None,
+                 carried: dict[str, tuple[int, bytes]] | None = None) -> None:
+        """Bring the mirror's copy of `run` up to the bucket: the files named (op, size),
+        or every file of its manifest. Appends whose bytes the notification `carried`
+        (file -> (offset, bytes)) are written from them when the mirror's file ends at
+        that offset; anything else is read from the bucket."""
+        from .._store.contain import relpath_in
+
+        exp, _, rid = run.partition("/")
+        run_dir = self.mirror / exp / rid
+        if files is not None and carried:
+            files = dict(files)
+            for rel, (offset, chunk) in carried.items():
+                op = files.get(rel)
+                if not op or op[0] != "append" or int(op[1]) != offset + len(chunk):
+                    continue
+                target = relpath_in(run_dir, rel, "path")
+                if _size(target) == offset and (offset > 0 or target.exists() or run_dir.is_dir()):
+                    self._mirror_append(run, rel, target, offset, chunk)
+                    files.pop(rel)
+            if not files:
+                self.applied += 1
+                self._changed(run_dir)
+                return
+        orun = self._object_run(run)
+        state = orun.state(known=self._deltas.setdefault(run, {}))
+        if files is None:
+            files = {rel: ["append" if f.append else "put", f.end if f.append else f.size]
+                     for rel, f in state.files.items()}
+        for rel, (op, size) in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+            if is_temp_name(rel.rsplit("/", 1)[-1]):
+                continue
+            target = relpath_in(run_dir, rel, "path")  # checked: never outside the mirror
+            if op == "delete":
+                delete_file(run_dir, target)
+                continue
+            f = state.files.get(rel)
+            if f is None:
+                continue
+            if f.append:
+                if _size(target) < size:
+                    self._mirror_append(run, rel, target, int(size), b"")
+            elif _stat(target) != (f.size, f.mtime_ns):
+                data: bytes = orun.fs.cat_file(orun.path(rel))
+                atomic_write_bytes(target, data)
+                _set_mtime(target, f.mtime_ns)
+        self.applied += 1
+        self._changed(run_dir)
+
+    def _changed(self, run_dir: Path) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(run_dir)
+            except Exception as e:  # only an optimisation: the index's refresh sees it too
+                log.debug("could not refresh %s in the index: %s", run_dir, e)
+
+    def sync_all(self) -> int:
+        """Bring every run of the bucket into the mirror (at start, and when notifications
+        may have been missed); returns how many runs."""
+        from .._objstore.store import check_key_part
+
+        fs = self.store.fs
+        n = 0
+        try:
+            experiments = fs.ls(self.store.path(""), detail=False)
+        except FileNotFoundError:
+            return 0  # nothing under the prefix yet
+        for exp_path in experiments:
+            exp = exp_path.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                check_key_part(exp, "experiment folder")
+                run_paths = fs.ls(exp_path, detail=False)
+            except (ValueError, OSError):
+                continue  # not an experiment (labtrack's own .labtrack, a stray object)
+            for run_path in run_paths:
+                rid = run_path.rstrip("/").rsplit("/", 1)[-1]
+                try:
+                    check_key_part(rid, "run id")
+                    self.sync_run(f"{exp}/{rid}", None)
+                    n += 1
+                except (ValueError, OSError) as e:
+                    log.warning("could not mirror %s/%s: %s", exp, rid, e)
+        return n
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(note, dict) and note.get("from") != self.origin \
+                and isinstance(note.get("run"), str):
+            self._queue.put(note)
+
+    def _work(self) -> None:
+        while True:
+            note = self._queue.get()
+            if note is None:
+                return
+            try:
+                if note.get("resync"):
+                    self.sync_all()
+                else:
+                    files = note.get("files")
+                    self.sync_run(str(note["run"]), files if isinstance(files, dict) else None,
+                                  _carried(note.get("data")))
+            except Exception as e:  # a background thread: report, keep going
+                log.warning("could not bring %s into the mirror: %s: %s",
+                            note.get("run", "the bucket"), type(e).__name__, e)
+
+    def start(self, url: str) -> None:
+        """Follow the other processes' commits (LISTEN on `url`'s database) and sync the
+        whole mirror from the bucket once, in the background."""
+        from .._pg import Listener
+
+        self._worker = threading.Thread(target=self._work, name="labtrack-mirror", daemon=True)
+        self._worker.start()
+        self._listener = Listener(url, CHANNEL, self._on_notify,
+                                  on_reconnect=lambda: self._queue.put({"resync": True}))
+        self._listener.start()
+        self._queue.put({"resync": True})
+
+    @property
+    def listening(self) -> bool:
+        """True once the listener is connected."""
+        return bool(self._listener is not None and self._listener.ready.is_set())
+
+    def close(self) -> None:
+        """Stop listening and the mirror's worker."""
+        if self._listener is not None:
+            self._listener.stop()
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(5)
+
+
+def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
+    """The appended bytes a notification carries, checked (anything malformed is dropped)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for rel, v in raw.items():
+        if isinstance(rel, str) and isinstance(v, list) and len(v) == 2 \
+                and isinstance(v[0], int) and v[0] >= 0 and isinstance(v[1], str):
+            try:
+                out[rel] = (v[0], base64.b64decode(v[1], validate=True))
+            except ValueError:
+                continue
+    return out
+
+
+def _longer_attempts(orun: Any, segments: dict[str, bytes]) -> dict[str, bytes]:
+    """The segment objects (path -> bytes) that an attempt killed before its commit left
+    longer than this attempt's bytes: a delta may name their length already, so they are
+    kept (their first bytes are this attempt's: the client's files only grow). One
+    concurrent round of HEAD requests for the whole batch."""
+    if not segments:
+        return {}
+    fs = orun.fs
+    paths = list(segments)
+    if getattr(fs, "async_impl", False):
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def heads() -> list[Any]:
+            return list(await asyncio.gather(*(fs._info(p) for p in paths),
+                                             return_exceptions=True))
+
+        infos = sync(fs.loop, heads)
+    else:
+        infos = []
+        for p in paths:
+            try:
+                infos.append(fs.info(p))
+            except FileNotFoundError as e:
+                infos.append(e)
+    out: dict[str, bytes] = {}
+    for p, info in zip(paths, infos):
+        if isinstance(info, FileNotFoundError):
+            continue
+        if isinstance(info, BaseException):
+            raise info
+        if int(info.get("size", 0)) > len(segments[p]):
+            old: bytes = fs.cat_file(p)
+            if old[: len(segments[p])] == segments[p]:
+                out[p] = old
+    return out
+
+
+def _set_size(conn: Any, run: str, relpath: str, size: int) -> None:
+    """Set a file's committed size outright (a whole put of the file; its row is locked)."""
+    conn.execute("UPDATE ingest_ledger SET size = %s, updated = now() WHERE run = %s AND "
+                 "relpath = %s", (size, run, relpath))
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def open_shared(root_url: str, index_url: str | None, mirror: str | None,
+                environ: Optional[dict[str, str]] = None) -> SharedStorage:
+    """The :class:`SharedStorage` of `labtrack serve --root s3://... --index postgresql://...`:
+    the bucket opened, the database reached and migrated, the mirror folder chosen.
+
+    Raises:
+        LabtrackValueError: no --index, or one that is not a postgresql:// URL; a bad bucket URL.
+        MissingDependencyError: s3fs or psycopg is not installed.
+        DatabaseError: the database cannot be reached.
+    """
+    from .._objstore.spool import mirror_dir
+    from .._objstore.store import ObjectStore, parse_url
+    from .._pg import Database, is_postgres_url
+
+    url = parse_url(root_url)
+    if index_url is None or not is_postgres_url(index_url):
+        raise LabtrackValueError(
+            f"--root {url} is a bucket; serving it needs --index postgresql://USER@HOST/DB, "
+            "where the processes that share it keep the sizes they have committed"
+            + (f" (got --index {index_url.split('@')[-1]!r})" if index_url else ""))
+    env = dict(os.environ) if environ is None else environ
+    store = ObjectStore(str(url), environ=env)
+    db = Database(index_url)
+    db.migrate()
+    folder = Path(mirror).expanduser() if mirror else mirror_dir(url, env)
+    folder.mkdir(parents=True, exist_ok=True)
+    return SharedStorage(folder, store, db)
