@@ -225,6 +225,12 @@ def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:
         part = _read_part(f"{run_dir}/{layout.rank_relpath(r, layout.SUMMARY_JSON)}", str(run_dir))
         if r and isinstance(part, dict):
             summary = {**(summary if isinstance(summary, dict) else {}), **part}
+    return record_from(rel, meta, params, summary, sig)
+
+
+def record_from(rel: str, meta: dict[str, Any], params: Any, summary: Any, sig: str) -> tuple[Any, ...]:
+    """The `runs` table record of a run from its run.json, params.json and summary.json as
+    parsed (what :func:`_record` reads; the benchmarks build rows without run directories)."""
     row, stats = run_row(meta, params, summary)
     if not row["id"]:
         row["id"] = rel.rsplit("/", 1)[-1]
