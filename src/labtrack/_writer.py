@@ -394,12 +394,12 @@ class Writer:
                 data, total, finite, lo, hi = formatted[a]
             else:
                 mine = formatted[a:b]
-                data = b"".join(f[0] for f in mine)
+                data = [f[0] for f in mine]  # written with writev: no joined copy
                 total = sum(f[1] for f in mine)
                 finite = sum(f[2] for f in mine)
                 lo, hi = min(f[3] for f in mine), max(f[4] for f in mine)
             if self._new_series.pop(name, False):
-                data = CSV_HEADER + data
+                data = [CSV_HEADER, *data] if isinstance(data, list) else CSV_HEADER + data
             self._append(path, data, "value", name, len(part) // 3,
                          self._count(name, len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1],
                                      pieces[a:b], formatted[a:b]))
@@ -504,9 +504,10 @@ class Writer:
         """
         self._append(path, data, kind, name, count, done)
 
-    def _append(self, path: Path, data: bytes, kind: str, name: str, count: int,
+    def _append(self, path: Path, data: bytes | list[bytes], kind: str, name: str, count: int,
                 done: Callable[[], None] | None = None) -> None:
         held = self._held.get(path)
+        fresh = held is None
         if held is None:
             try:
                 files.append_bytes(path, data)  # all or nothing: a partial write is cut back off
@@ -517,7 +518,9 @@ class Writer:
                 if done is not None:
                     done()
                 return
-        elif len(held.data) + len(data) > _MAX_PENDING:  # keep file order behind earlier bytes
+        if isinstance(data, list):
+            data = b"".join(data)
+        if not fresh and len(held.data) + len(data) > _MAX_PENDING:  # keep file order behind earlier bytes
             self._lose(kind, name, count, f"the disk refused {path} and {_MAX_PENDING >> 20} MB of it "
                        "are held in memory already")
             return

@@ -305,7 +305,7 @@ def envelope_payload(state: ServerState, run: RunDir, rel: str, path: Any, name:
     The same shape as the parsed answer: a zoomed-in window is read from the CSV bytes of
     its blocks and downsampled exactly as the parsed series is; a wider view draws each
     bucket's minimum or maximum with its exact envelope (the buckets then are whole blocks of
-    256 points, so a window's edges are a block wide).
+    1,024 points, so a window's edges are a block wide).
     """
     from .downsample import downsample, from_envelope, select_range
     from .envelope import read_points, window
@@ -322,7 +322,7 @@ def envelope_payload(state: ServerState, run: RunDir, rel: str, path: Any, name:
         if not ordered:
             return None
         a, b = window(env, x, xmin, xmax)
-    if b - a <= points:  # few blocks: the points themselves, from the CSV
+    if b - a <= max(2, points // 4):  # a few blocks: the points themselves, from the CSV
         if zoomed:
             a, b = max(a - 1, 0), min(max(b, a) + 1, len(rec))
         with opener() as f:

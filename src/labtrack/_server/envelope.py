@@ -4,7 +4,7 @@ For a series file of :data:`MIN_BYTES` and more, the server answers /scalars fro
 envelope's records: the whole series from at most a few hundred thousand records (a 100M-point
 series has 390,625: 59 MB), a zoomed window from the records it covers while they are more
 than the chart's points, and from the CSV bytes of those blocks (found through the records'
-byte offsets, so at most about `points` x 256 lines are parsed) once it is zoomed in further:
+byte offsets, so at most about `points` x 1,024 / 4 lines are parsed) once it is zoomed in further:
 that answer is exactly the one the parsed series gives.
 
 Where the records come from, best first: the envelope the training process wrote beside the

@@ -2,7 +2,7 @@
 series, so a chart of millions of points never parses the CSV.
 
 An envelope file is a 16-byte header and fixed-size little-endian records, one per block of
-consecutive points of `scalars/<name>.csv` (256 points, the last block of a finished run may
+consecutive points of `scalars/<name>.csv` (1,024 points, the last block of a finished run may
 be shorter). A record holds where its block ends (points and CSV bytes), how many points it
 has, and its first, last, least and greatest point (the least and greatest ignore NaN), the
 sum and count of its finite values. It is only a cache: every byte of it follows from the
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 MAGIC = b"LTLOD\x00\x01\x00"  # name, format 1
-BLOCK = 256  # points per record
+BLOCK = 1024  # points per record
 START_POINTS = 16_384  # a series gets an envelope file once it has this many points
 # n_end, byte_end, n, lo_at, hi_at; first (step, value, time), last (...), lo (value, step,
 # time), hi (value, step, time), sum and count of the finite values
@@ -63,6 +63,21 @@ def _ms(t: float) -> float:
     if not math.isfinite(t):
         return t
     return math.floor(t * 1000.0 + 0.5) / 1000.0
+
+
+_PACK = struct.Struct("<d").pack
+
+
+def _find(raw: bytes, v: float) -> int:
+    """The position of the first float64 equal to `v` in `raw` (a byte search: about 6x
+    faster than array.index, which makes a float object of each value)."""
+    pat = _PACK(v)
+    at = raw.find(pat)
+    while at >= 0 and at % 8:
+        at = raw.find(pat, at + 1)
+    if at >= 0:
+        return at // 8
+    return array("d", raw).index(v)  # 0.0 == -0.0, written differently
 
 
 class _Block:
@@ -130,9 +145,9 @@ class EnvelopeBuilder:
         if b.n == 0:
             b.first = (col[0], col[1], _ms(col[2]))
         if lo <= hi:  # else the piece is NaN only (value_stats gives inf, -inf)
-            vals = col[1::3]
-            i = vals.index(lo)
-            j = vals.index(hi)
+            raw = col[1::3].tobytes()
+            i = _find(raw, lo)
+            j = _find(raw, hi)
             if b.lo_at < 0 or lo < b.lo:
                 b.lo, b.lo_at, b.lo_pt = lo, b.n + i, (col[3 * i], _ms(col[3 * i + 2]))
             if b.hi_at < 0 or hi > b.hi:
