@@ -55,7 +55,7 @@ POINTS_PER_RUN = 5
 TARGETS = {  # row -> (target seconds or bytes, unit)
     "cold_ui_s": 1.0, "cold_ui_large_s": 3.0, "warm_filter_large_s": 0.3, "warm_sort_large_s": 0.3,
     "ls_cold_s": 0.5, "ls_warm_s": 0.5, "series_first_s": 0.5, "series_rss_mb": 200.0,
-    "huge_rss_mb": 500.0,
+    "huge_rss_mb": 500.0, "huge_first_s": None,
 }
 
 
@@ -116,10 +116,11 @@ def make_series(root: Path, n: int) -> str:
     envelope must keep), formatted by labtrack's own writer code; its id."""
     import numpy as np
 
-    from labtrack._store.scalars import format_many
+    from labtrack._store import lod
+    from labtrack._store.scalars import HEADER_LINE, format_many
 
     d = root / "long" / LONG_ID
-    marker = d / f".made-{n}"
+    marker = d / f".made-{n}-lod{lod.BLOCK}"
     if marker.exists():
         return LONG_ID
     if d.exists():
@@ -128,8 +129,12 @@ def make_series(root: Path, n: int) -> str:
     path.parent.mkdir(parents=True)
     rng = np.random.default_rng(0)
     level, lo, hi, total, last = 0.0, math.inf, -math.inf, 0.0, 0.0
-    with open(path, "wb") as f:
-        f.write(b"step,value,time\n")
+    env = lod.EnvelopeBuilder(0, len(HEADER_LINE))
+    env_path = lod.path_for(d, "scalars/train/loss.csv")
+    env_path.parent.mkdir(parents=True)
+    with open(path, "wb") as f, open(env_path, "wb") as e:
+        e.write(lod.header_bytes())
+        f.write(HEADER_LINE)
         chunk = 1_000_000
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
@@ -140,9 +145,20 @@ def make_series(root: Path, n: int) -> str:
             cols[:, 0] = np.arange(start, start + m)
             cols[:, 1] = walk
             cols[:, 2] = 1.7e9 + np.arange(start, start + m) / 1000
-            data = format_many([array("d", cols.ravel().tobytes())])[0][0]
-            f.write(data)
+            # as the writer does: cut at the envelope's blocks, format, append, then the records
+            col = array("d", cols.ravel().tobytes())
+            pieces, pos = [], 0
+            for c in env.cuts(m):
+                pieces.append(col[pos: pos + 3 * c])
+                pos += 3 * c
+            formatted = format_many(pieces)
+            f.write(b"".join(x[0] for x in formatted))
+            for piece, (data, p_total, p_finite, p_lo, p_hi) in zip(pieces, formatted):
+                env.add(piece, len(data), p_total, p_finite, p_lo, p_hi)
+            e.write(env.take())
             lo, hi, total, last = min(lo, float(walk.min())), max(hi, float(walk.max())), total + float(walk.sum()), float(walk[-1])
+        env.finish()
+        e.write(env.take())
     (d / "run.json").write_text(json.dumps({
         "format_version": 1, "id": LONG_ID, "experiment": "long", "name": f"{n:,}-points",
         "comment": "", "tags": [], "status": "finished", "started": "2026-11-21T00:00:00.000000+00:00",
@@ -345,9 +361,27 @@ def measure_ls(root: Path, n: int, src: Path, reps: int) -> dict[str, Any]:
             "ls_cold_all": cold, "ls_warm_all": warm, "import_cli_s": imp}
 
 
-def measure_series(root: Path, points: int, src: Path, reps: int, key: str = "series") -> dict[str, Any]:
-    """The first chart request of a series never read before, and the server's peak RSS."""
-    firsts, rss, again = [], [], []
+def measure_series(root: Path, points: int, src: Path, reps: int, key: str = "series",
+                   envelope: bool = True) -> dict[str, Any]:
+    """The first chart request of a series never read before, and the server's peak RSS.
+
+    Without `envelope`, the run's `.lod/` (the envelope its writer kept) is moved aside
+    first: a run of an older labtrack, an import, or one that came through remote ingest,
+    which the server must read from its CSV alone."""
+    firsts, rss, again, zoom = [], [], [], []
+    lod_dir = root / "long" / LONG_ID / ".lod"
+    aside = lod_dir.with_name(".lod-aside")
+    if not envelope and lod_dir.exists():
+        lod_dir.rename(aside)
+    try:
+        return _measure_series(root, points, src, reps, key, firsts, rss, again, zoom)
+    finally:
+        if aside.exists():
+            aside.rename(lod_dir)
+
+
+def _measure_series(root: Path, points: int, src: Path, reps: int, key: str, firsts: list[float],
+                    rss: list[float], again: list[float], zoom: list[float]) -> dict[str, Any]:
 
     def full(body: Any) -> bool:
         return bool(body.get("total", 0) >= points and 0 < len(body["value"]) <= 2000
@@ -362,10 +396,16 @@ def measure_series(root: Path, points: int, src: Path, reps: int, key: str = "se
             firsts.append(timed_get(url, {"name": "train/loss"}, full))
             rss.append(server.peak_rss_mb())
             again.append(timed_get(url, {"name": "train/loss"}, full))
+            # zoomed in to 100,000 points in the middle: read from the CSV's bytes, exact
+            mid = points // 2
+            zoom.append(timed_get(url, {"name": "train/loss", "xmin": str(mid), "xmax": str(mid + 100_000)},
+                                  lambda b: b["count"] >= 100_000 and b["step"][1] >= mid))
+            rss[-1] = server.peak_rss_mb()
         finally:
             server.stop()
     return {f"{key}_first_s": statistics.median(firsts), f"{key}_rss_mb": statistics.median(rss),
-            f"{key}_second_s": statistics.median(again), f"{key}_first_all": firsts}
+            f"{key}_second_s": statistics.median(again), f"{key}_zoom_s": statistics.median(zoom),
+            f"{key}_first_all": firsts}
 
 
 # ----------------------------------------------------------------------------- report
@@ -379,8 +419,12 @@ ROWS = [  # (key, what, target text)
     ("warm_sort_large_s", "warm sort by a metric over {large:,} runs", "< 300 ms"),
     ("series_first_s", "first chart request of a {points:,}-point series never read", "< 0.5 s"),
     ("series_rss_mb", "the server's peak RSS after it (MB)", "< 200 MB"),
+    ("series_zoom_s", "... then a zoomed window of 100,000 of its points (exact)", "-"),
+    ("noenv_first_s", "first chart of the {points:,}-point series without its envelope (older run, import, remote)", "-"),
+    ("noenv_rss_mb", "the server's peak RSS after it (MB)", "-"),
+    ("noenv_second_s", "... the next request (envelope built by the server)", "-"),
     ("huge_first_s", "first chart request of a {huge:,}-point series", "answers"),
-    ("huge_rss_mb", "the server's peak RSS after it (MB)", "< 500 MB"),
+    ("huge_rss_mb", "the server's peak RSS after it and a zoomed window (MB)", "< 500 MB"),
     ("ls_cold_s", "`labtrack ls`, fresh process, {runs:,} runs, no index", "< 0.5 s"),
     ("ls_warm_s", "`labtrack ls`, fresh process, {runs:,} runs, index kept", "< 0.5 s"),
 ]
@@ -449,7 +493,10 @@ def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None])
         rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
     log(f"{src}: first chart of {args.points:,} points")
     rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, args.reps))
+    log(f"{src}: first chart of {args.points:,} points without the envelope")
+    rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, 1, "noenv", envelope=False))
     if args.huge:
+        log(f"{src}: first chart of {args.huge_points:,} points")
         rows.update(measure_series(WORK / f"series-{args.huge_points}", args.huge_points, src, 1, "huge"))
     return rows
 

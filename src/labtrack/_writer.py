@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._store import files, layout
+from ._store import lod as envelopes
 from ._store.reader import read_json
 from ._store.scalars import HEADER_LINE as CSV_HEADER
-from ._store.scalars import format_many, value_stats
+from ._store.scalars import Formatted, format_many, value_stats
 
 _STOP = object()
 # Swapped-out column generations kept while a log() call is in flight (see _flush_scalars).
@@ -168,6 +169,9 @@ class Writer:
             k: {f: v[f] for f in SUMMARY_EXTRA if f in v} for k, v in entries.items()
             if any(f in v for f in SUMMARY_EXTRA)}
         self._paths: dict[str, Path] = {}
+        self._new_series: dict[str, bool] = {}  # named, no file yet: the first append has the header
+        # name -> the envelope of its series (`_store/lod.py`), or None: this process writes none
+        self._envelopes: dict[str, tuple[envelopes.EnvelopeBuilder, Path] | None] = {}
         self._old: list[tuple[dict[str, array[float]], dict[str, int]]] = []
         self._held: dict[Path, _Held] = {}
         self._summary_dirty = False
@@ -232,6 +236,7 @@ class Writer:
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._flush_all()
+            self._finish_envelopes()
             self._drop_held()
 
     # --- the thread -----------------------------------------------------------------------
@@ -245,6 +250,7 @@ class Writer:
                 item = None
             if item is _STOP:
                 self._safe(self._flush_all)
+                self._safe(self._finish_envelopes)
                 self._safe(self._drop_held)
                 return
             if isinstance(item, _Barrier):
@@ -362,22 +368,99 @@ class Writer:
 
     def _write_batch(self, batch: list[tuple[str, array[float]]]) -> None:
         """Format every part at once (format_many: two threads, no GIL) and append each to its
-        series file, in order; then update the series' statistics."""
+        series file, in order; then update the series' statistics and envelopes.
+
+        A part is cut at its series' envelope block boundaries before formatting, so each
+        block's bytes and statistics come out of the one format_many call."""
         if not batch:
             return
-        for (name, part), (data, total, finite, lo, hi) in zip(batch, format_many([p for _, p in batch])):
-            path = self._paths.get(name)
-            if path is None:
-                path = layout.scalar_path(self.dir, self._prefix + name)
-                self._paths[name] = path
-                if not path.exists():
-                    data = CSV_HEADER + data
+        pieces: list[array[float]] = []
+        spans: list[tuple[int, int]] = []  # per part: its pieces [start, end)
+        for name, part in batch:
+            env = self._envelope_of(name)
+            start = len(pieces)
+            if env is None:
+                pieces.append(part)
+            else:
+                pos = 0
+                for c in env[0].cuts(len(part) // 3):
+                    pieces.append(part if c * 3 == len(part) else part[pos: pos + 3 * c])
+                    pos += 3 * c
+            spans.append((start, len(pieces)))
+        formatted = format_many(pieces)
+        for (name, part), (a, b) in zip(batch, spans):
+            path = self._paths[name]
+            if b - a == 1:
+                data, total, finite, lo, hi = formatted[a]
+            else:
+                mine = formatted[a:b]
+                data = [f[0] for f in mine]  # written with writev: no joined copy
+                total = sum(f[1] for f in mine)
+                finite = sum(f[2] for f in mine)
+                lo, hi = min(f[3] for f in mine), max(f[4] for f in mine)
+            if self._new_series.pop(name, False):
+                data = [CSV_HEADER, *data] if isinstance(data, list) else CSV_HEADER + data
             self._append(path, data, "value", name, len(part) // 3,
-                         self._count(name, len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1]))
+                         self._count(name, len(part) // 3, total, finite, lo, hi, part[-2], part[-3], part[-1],
+                                     pieces[a:b], formatted[a:b]))
+
+    def _envelope_of(self, name: str) -> tuple[envelopes.EnvelopeBuilder, Path] | None:
+        """The envelope of a series (made when its file is first named), or None."""
+        if name in self._envelopes:
+            return self._envelopes[name]
+        path = self._paths.get(name)
+        if path is None:
+            path = layout.scalar_path(self.dir, self._prefix + name)
+            self._paths[name] = path
+        env_path = envelopes.path_for(self.dir, path.relative_to(self.dir).as_posix())
+        env: tuple[envelopes.EnvelopeBuilder, Path] | None
+        if not path.exists():
+            self._new_series[name] = True
+            try:  # an envelope left by a series file deleted since describes nothing now
+                os.unlink(env_path)
+            except OSError:
+                pass
+            env = (envelopes.EnvelopeBuilder(0, len(CSV_HEADER)), env_path)
+        else:  # a resumed run: continue its envelope only if it ends where the CSV ends
+            builder = envelopes.resume_state(path, env_path)
+            env = None if builder is None else (builder, env_path)
+        self._envelopes[name] = env
+        return env
+
+    def _envelope_write(self, env: envelopes.EnvelopeBuilder, path: Path) -> None:
+        """Write the envelope records completed so far (once the series is long enough)."""
+        if env.disabled or not env.out:
+            return
+        try:
+            if not env.on_disk:
+                if env.n < envelopes.START_POINTS:
+                    return  # kept in memory (a few KB): short series get no file
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(envelopes.header_bytes() + env.take())
+                env.on_disk = True
+            else:
+                files.append_bytes(path, env.take())
+        except OSError:
+            # a cache: without it readers build one from the CSV. A half file must not stay.
+            env.disabled = True
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _finish_envelopes(self) -> None:
+        """At close: each envelope's partial last block, so it covers the whole CSV."""
+        for env in self._envelopes.values():
+            if env is not None and not env[0].disabled and (env[0].on_disk or env[0].n >= envelopes.START_POINTS):
+                env[0].finish()
+                self._envelope_write(*env)
 
     def _count(self, name: str, n: int, total: float, finite: int, lo: float, hi: float, last: float,
-               last_step: float, last_time: float) -> Callable[[], None]:
-        """The statistics update of a written part: summary.json counts only what is on disk."""
+               last_step: float, last_time: float, pieces: list[array[float]] | None = None,
+               formatted: Formatted | None = None) -> Callable[[], None]:
+        """The statistics update of a written part: summary.json and the envelope count only
+        what is on disk."""
         key = self._prefix + name
 
         def done() -> None:
@@ -386,6 +469,12 @@ class Writer:
                 stats = self._stats[key] = SeriesStats()
             stats.add(n, total, finite, lo, hi, last, last_step, last_time)
             self._summary_dirty = True
+            env = self._envelopes.get(name)
+            if env is not None and pieces is not None and formatted is not None and not env[0].disabled:
+                builder = env[0]
+                for col, (data, p_total, p_finite, p_lo, p_hi) in zip(pieces, formatted):
+                    builder.add(col, len(data), p_total, p_finite, p_lo, p_hi)
+                self._envelope_write(builder, env[1])
 
         return done
 
@@ -415,9 +504,10 @@ class Writer:
         """
         self._append(path, data, kind, name, count, done)
 
-    def _append(self, path: Path, data: bytes, kind: str, name: str, count: int,
+    def _append(self, path: Path, data: bytes | list[bytes], kind: str, name: str, count: int,
                 done: Callable[[], None] | None = None) -> None:
         held = self._held.get(path)
+        fresh = held is None
         if held is None:
             try:
                 files.append_bytes(path, data)  # all or nothing: a partial write is cut back off
@@ -428,7 +518,9 @@ class Writer:
                 if done is not None:
                     done()
                 return
-        elif len(held.data) + len(data) > _MAX_PENDING:  # keep file order behind earlier bytes
+        if isinstance(data, list):
+            data = b"".join(data)
+        if not fresh and len(held.data) + len(data) > _MAX_PENDING:  # keep file order behind earlier bytes
             self._lose(kind, name, count, f"the disk refused {path} and {_MAX_PENDING >> 20} MB of it "
                        "are held in memory already")
             return

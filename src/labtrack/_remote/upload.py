@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from .._names import check_name
-from .._store import layout
+from .._store import layout, lod
 from .._store.contain import inside, real
 from .._store.rundir import KINDS
 from ..errors import LabtrackNameError
@@ -67,7 +67,8 @@ def is_temp_name(name: str) -> bool:
 def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int]]:
     """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns).
 
-    Top-level entries named in `skip` are left out, and so is every symlink that resolves
+    Top-level entries named in `skip` are left out, and so is `.lod/` (series envelopes: a
+    cache the server builds from the series itself), and every symlink that resolves
     outside `run_dir` (`_store.contain`): nothing outside a run is listed or sent.
     """
     out: dict[str, tuple[int, int]] = {}
@@ -80,7 +81,7 @@ def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, t
         except OSError:
             continue
         for e in entries:
-            if is_temp_name(e.name) or (not prefix and e.name in skip):
+            if is_temp_name(e.name) or (not prefix and (e.name in skip or e.name == lod.DIR)):
                 continue
             try:
                 if e.is_symlink() and not inside(real(e.path), base):

@@ -273,6 +273,9 @@ def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: 
 
     rel = locate(run, "scalars", name, relpath)
     path = run_file(run, rel, "name")
+    answer = envelope_payload(state, run, rel, path, name, points, x, xmin, xmax)
+    if answer is not None:
+        return answer
     cols = state.series.get(path, opener=lambda: open_run_file(run, rel, "name"))
     xs_all = cols.step if x == "step" else cols.time
     ordered = cols.step_ordered if x == "step" else cols.time_ordered
@@ -290,6 +293,64 @@ def scalars_payload(state: ServerState, run: RunDir, name: str, points: int, x: 
         "downsampled": d.downsampled,
         "step": step[d.index].tolist(), "time": floats(time[d.index]),
         "value": floats(value[d.index]), "min": floats(d.low), "max": floats(d.high),
+    }
+
+
+def envelope_payload(state: ServerState, run: RunDir, rel: str, path: Any, name: str, points: int,
+                     x: str, xmin: float | None, xmax: float | None) -> dict[str, Any] | None:
+    """The /scalars answer of a long series from its envelope (`_server/envelope.py`), or
+    None: a short series, or one this cannot answer (steps out of order in a zoomed window,
+    lines the fast parser refuses): the caller parses it whole, as for short series.
+
+    The same shape as the parsed answer: a zoomed-in window is read from the CSV bytes of
+    its blocks and downsampled exactly as the parsed series is; a wider view draws each
+    bucket's minimum or maximum with its exact envelope (the buckets then are whole blocks of
+    1,024 points, so a window's edges are a block wide).
+    """
+    from .downsample import downsample, from_envelope, select_range
+    from .envelope import read_points, window
+
+    opener = lambda: open_run_file(run, rel, "name")  # noqa: E731
+    env = state.envelopes.get(path, run.path, rel, opener)
+    if env is None or env.total <= points:
+        return None
+    rec = env.records
+    ordered = env.step_ordered if x == "step" else env.time_ordered
+    a, b = 0, len(rec)
+    zoomed = xmin is not None or xmax is not None
+    if zoomed:
+        if not ordered:
+            return None
+        a, b = window(env, x, xmin, xmax)
+    if b - a <= max(2, points // 4):  # a few blocks: the points themselves, from the CSV
+        if zoomed:
+            a, b = max(a - 1, 0), min(max(b, a) + 1, len(rec))
+        with opener() as f:
+            cols = read_points(f, rec, a, b)
+        if cols is None:
+            return None
+        step, value, time = cols
+        if zoomed:
+            xs = step if x == "step" else time
+            if len(xs) > 1 and not bool((xs[1:] >= xs[:-1]).all()):
+                return None
+            idx = select_range(xs, xmin, xmax, ordered=True)
+            sl = slice(int(idx[0]), int(idx[-1]) + 1) if len(idx) else slice(0, 0)
+            step, time, value = step[sl], time[sl], value[sl]
+        d = downsample(step if x == "step" else time, value, points)
+        return {
+            "name": name, "x": x, "total": env.total, "count": len(value),
+            "downsampled": d.downsampled,
+            "step": step[d.index].tolist(), "time": floats(time[d.index]),
+            "value": floats(value[d.index]), "min": floats(d.low), "max": floats(d.high),
+        }
+    part = rec[a:b]
+    drawn = from_envelope(part, points, x)
+    count = int(part["n_end"][-1] - part["n_end"][0] + part["n"][0])
+    return {
+        "name": name, "x": x, "total": env.total, "count": count, "downsampled": True,
+        "step": drawn.step.astype("int64").tolist(), "time": floats(drawn.time),
+        "value": floats(drawn.value), "min": floats(drawn.low), "max": floats(drawn.high),
     }
 
 

@@ -123,12 +123,25 @@ def downsample(x: npt.NDArray[Any], y: FloatArray, points: int) -> Downsampled:
     mean_x = mean_x_a.tolist() + [float(x[-1])]
     mean_y = mean_y_a.tolist() + [float(yf[-1])]
 
-    lo_i, hi_i = idx_low.tolist(), idx_high.tolist()
     lo_x, hi_x = x[idx_low].astype(np.float64).tolist(), x[idx_high].astype(np.float64).tolist()
-    lo_y, hi_y = yf[idx_low].tolist(), yf[idx_high].tolist()
-    chosen = [0]
-    ax, ay = float(x[0]), float(yf[0])
-    for b in range(buckets):
+    chosen = choose(float(x[0]), float(yf[0]), idx_low.tolist(), idx_high.tolist(), lo_x, hi_x,
+                    yf[idx_low].tolist(), yf[idx_high].tolist(), mean_x, mean_y)
+    chosen = [0] + chosen + [n - 1]
+
+    index = np.asarray(chosen, dtype=np.int64)
+    lows = np.concatenate([yf[:1], low, yf[-1:]])
+    highs = np.concatenate([yf[:1], high, yf[-1:]])
+    return Downsampled(index, lows, highs, True)
+
+
+def choose(ax: float, ay: float, lo_i: list[int], hi_i: list[int], lo_x: list[float],
+           hi_x: list[float], lo_y: list[float], hi_y: list[float], mean_x: list[float],
+           mean_y: list[float]) -> list[int]:
+    """Per bucket, the position of its minimum or its maximum, whichever makes the larger
+    triangle with the previous choice (starting at (ax, ay)) and the next bucket's mean
+    (`mean_x[b + 1]`, `mean_y[b + 1]`: one more than there are buckets, the last point's)."""
+    chosen: list[int] = []
+    for b in range(len(lo_i)):
         if lo_i[b] == hi_i[b]:
             chosen.append(lo_i[b])
             ax, ay = lo_x[b], lo_y[b]
@@ -146,12 +159,91 @@ def downsample(x: npt.NDArray[Any], y: FloatArray, points: int) -> Downsampled:
         else:
             chosen.append(lo_i[b])
             ax, ay = lo_x[b], lo_y[b]
-    chosen.append(n - 1)
+    return chosen
 
-    index = np.asarray(chosen, dtype=np.int64)
-    lows = np.concatenate([yf[:1], low, yf[-1:]])
-    highs = np.concatenate([yf[:1], high, yf[-1:]])
-    return Downsampled(index, lows, highs, True)
+
+@dataclass(frozen=True)
+class Drawn:
+    """A chart's points chosen from an envelope (:func:`from_envelope`): each drawn point's
+    step, time and value, its bucket's least and greatest value, and the points each bucket
+    covers (`first`, `last`: positions in the series)."""
+
+    step: FloatArray
+    time: FloatArray
+    value: FloatArray
+    low: FloatArray
+    high: FloatArray
+    first: IndexArray
+    last: IndexArray
+
+
+def from_envelope(rec: npt.NDArray[Any], points: int, x: str = "step") -> Drawn:
+    """:func:`downsample` from an envelope's records (`_store/lod.py`) instead of the points.
+
+    Consecutive records are grouped into at most `points - 2` buckets; each bucket's
+    envelope is exactly the least and greatest value of its points (NaN ignored), and its
+    drawn point is its minimum or maximum, chosen as :func:`downsample` chooses. The first
+    and last points are drawn as they are, each its own bucket, as there.
+
+    Raises:
+        ValueError: `points` below 3, or no records.
+    """
+    if points < 3:
+        raise ValueError(f"points must be at least 3, got {points}")
+    nrec = len(rec)
+    if not nrec:
+        raise ValueError("an envelope without records")
+    g = max(1, -(-nrec // (points - 2)))
+    starts = np.arange(0, nrec, g)
+    ends = np.minimum(starts + g, nrec)  # [start, end) records per bucket
+    lo_v, hi_v = rec["lo"], rec["hi"]
+    nan_lo = np.isnan(lo_v)
+    # the least per bucket, NaN only where every record is NaN; the first of equal ones
+    key_lo = np.where(nan_lo, np.inf, lo_v)
+    key_hi = np.where(np.isnan(hi_v), -np.inf, hi_v)
+    buckets = len(starts)
+    arg_lo = np.empty(buckets, dtype=np.int64)
+    arg_hi = np.empty(buckets, dtype=np.int64)
+    if nrec == buckets * g:
+        arg_lo[:] = starts + key_lo.reshape(buckets, g).argmin(axis=1)
+        arg_hi[:] = starts + key_hi.reshape(buckets, g).argmax(axis=1)
+    else:
+        full = buckets - 1
+        arg_lo[:full] = starts[:full] + key_lo[: full * g].reshape(full, g).argmin(axis=1)
+        arg_hi[:full] = starts[:full] + key_hi[: full * g].reshape(full, g).argmax(axis=1)
+        arg_lo[full] = starts[full] + int(key_lo[starts[full]:].argmin())
+        arg_hi[full] = starts[full] + int(key_hi[starts[full]:].argmax())
+    low = np.fmin.reduceat(lo_v, starts)
+    high = np.fmax.reduceat(hi_v, starts)
+    sums = np.add.reduceat(rec["sum"], starts)
+    counts = np.add.reduceat(rec["finite"], starts)
+    mean_y = np.divide(sums, counts, out=np.full(buckets, np.nan), where=counts > 0)
+    xs = "step" if x == "step" else "time"
+    mean_x = (rec["first_" + xs][starts] + rec["last_" + xs][ends - 1]) / 2
+    block_start = rec["n_end"] - rec["n"]
+    pos_lo = block_start[arg_lo] + rec["lo_at"][arg_lo]
+    pos_hi = block_start[arg_hi] + rec["hi_at"][arg_hi]
+    lo_x = rec["lo_" + xs][arg_lo].tolist()
+    hi_x = rec["hi_" + xs][arg_hi].tolist()
+    first, last = rec[0], rec[-1]
+    picked = choose(float(first["first_" + xs]), float(first["first_value"]), pos_lo.tolist(),
+                    pos_hi.tolist(), lo_x, hi_x, rec["lo"][arg_lo].tolist(), rec["hi"][arg_hi].tolist(),
+                    mean_x.tolist() + [float(last["last_" + xs])],
+                    mean_y.tolist() + [float(last["last_value"])])
+    take_hi = np.asarray(picked, dtype=np.int64) == pos_hi
+    take_hi &= np.asarray(picked, dtype=np.int64) != pos_lo
+    step = np.where(take_hi, rec["hi_step"][arg_hi], rec["lo_step"][arg_lo])
+    time = np.where(take_hi, rec["hi_time"][arg_hi], rec["lo_time"][arg_lo])
+    value = np.where(take_hi, rec["hi"][arg_hi], rec["lo"][arg_lo])
+    total = int(last["n_end"])
+    fv, lv = float(first["first_value"]), float(last["last_value"])
+    return Drawn(
+        step=np.concatenate([[first["first_step"]], step, [last["last_step"]]]),
+        time=np.concatenate([[first["first_time"]], time, [last["last_time"]]]),
+        value=np.concatenate([[fv], value, [lv]]),
+        low=np.concatenate([[fv], low, [lv]]), high=np.concatenate([[fv], high, [lv]]),
+        first=np.concatenate([[0], block_start[starts], [total - 1]]).astype(np.int64),
+        last=np.concatenate([[0], rec["n_end"][ends - 1] - 1, [total - 1]]).astype(np.int64))
 
 
 _BLOCK = 1 << 20  # values per block: temporaries stay small and reused, not 80 MB each

@@ -20,6 +20,7 @@ from .._store import layout
 from .._store.contain import is_contained
 from .._store.rundir import RunDir, duration, find_run
 from ..errors import RunNotFoundError
+from .envelope import EnvelopeCache
 from .series import SeriesCache
 from .series_store import SeriesStore
 
@@ -48,6 +49,7 @@ class ServerState:
         self.auth = auth
         self.clock = clock
         self.series = SeriesCache(store=SeriesStore(self.root / layout.INDEX_DIR / "series"))
+        self.envelopes = EnvelopeCache(self.root / layout.INDEX_DIR / "lod")
         self.shutdown = threading.Event()  # set when the server stops: live streams end
         self._index: Any = None
         self._index_lock = threading.Lock()

@@ -1,0 +1,263 @@
+"""Charts of long series from their envelopes (`_store/lod.py`), never from all their points.
+
+For a series file of :data:`MIN_BYTES` and more, the server answers /scalars from the
+envelope's records: the whole series from at most a few hundred thousand records (a 100M-point
+series has 390,625: 59 MB), a zoomed window from the records it covers while they are more
+than the chart's points, and from the CSV bytes of those blocks (found through the records'
+byte offsets, so at most about `points` x 1,024 / 4 lines are parsed) once it is zoomed in further:
+that answer is exactly the one the parsed series gives.
+
+Where the records come from, best first: the envelope the training process wrote beside the
+series (`<run>/.lod/`), or the one this server built before (`<root>/.labtrack/lod/`),
+whichever covers more; both are checked against the CSV. The lines after the last record
+(a live run's last block, a crash's tail, a run with no envelope at all) are parsed from the
+CSV in 32 MB blocks, reduced to records as they go (memory holds one block, never the
+series), and once they are 16 MB or more the whole is saved under `<root>/.labtrack/lod/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from .._store import lod
+from .._store.files import atomic_writer
+from .._store.scalars import HEADER_LINE, Unparsed, parse_lines
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+log = logging.getLogger("labtrack.server")
+MIN_BYTES = 8 << 20  # smaller series files are parsed whole (about 200,000 points, ~50 ms)
+SAVE_BYTES = 16 << 20  # a server-built envelope covering this much CSV is kept on disk
+READ_BLOCK = 32 << 20
+Opener = Callable[[], IO[bytes]]
+
+
+@dataclass
+class Envelope:
+    """Checked records of one series (the last may cover a block still filling)."""
+
+    records: npt.NDArray[Any]
+    step_ordered: bool  # the records' first and last steps never decrease
+    time_ordered: bool
+
+    @property
+    def total(self) -> int:
+        return int(self.records["n_end"][-1]) if len(self.records) else 0
+
+
+def _ordered(first: npt.NDArray[Any], last: npt.NDArray[Any]) -> bool:
+    import numpy as np
+
+    return bool(np.all(last >= first) and np.all(first[1:] >= last[:-1]))
+
+
+@dataclass
+class _Entry:
+    lock: threading.Lock
+    key: tuple[int, int, int] = (-1, -1, -1)  # the CSV's ino, size, mtime_ns when built
+    base: Any = None  # records of complete blocks (from disk or built here)
+    env: Envelope | None = None
+    saved_to: int = 0  # CSV bytes the saved server copy covers
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EnvelopeCache:
+    """Envelopes of the series the server was asked for, kept per file (a few MB each).
+
+    Args:
+        folder: where this server keeps envelopes it built (None: nowhere; rebuilt after a
+            restart).
+    """
+
+    def __init__(self, folder: Path | None, max_entries: int = 256) -> None:
+        self.folder = folder
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._warned = False
+
+    def _saved(self, csv: Path) -> Path | None:
+        if self.folder is None:
+            return None
+        key = hashlib.sha1(os.path.realpath(csv).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        return self.folder / f"{key}{lod.SUFFIX}"
+
+    def get(self, csv: Path, run_dir: Path, relpath: str, opener: Opener) -> Envelope | None:
+        """The envelope of the series file `csv` (`relpath` in `run_dir`), or None when it
+        is shorter than MIN_BYTES, not a series file, or has lines the fast parser refuses
+        (then the caller parses it as before).
+
+        Raises:
+            FileNotFoundError: no such file.
+            OutsideRootError: `opener` refused it.
+        """
+        with self._lock:
+            entry = self._entries.get(str(csv))
+            if entry is None:
+                entry = self._entries[str(csv)] = _Entry(threading.Lock())
+            self._entries.move_to_end(str(csv))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        with entry.lock, opener() as f:
+            st = os.fstat(f.fileno())
+            if st.st_size < MIN_BYTES:
+                return None
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if key == entry.key:
+                return entry.env
+            if f.read(len(HEADER_LINE)) != HEADER_LINE:
+                return None
+            env = self._refresh(entry, csv, run_dir, relpath, f, st.st_ino, st.st_size)
+            entry.key, entry.env = key, env
+            return env
+
+    def _refresh(self, entry: _Entry, csv: Path, run_dir: Path, relpath: str, f: IO[bytes],
+                 ino: int, size: int) -> Envelope | None:
+        import numpy as np
+
+        hl = len(HEADER_LINE)
+        base = entry.base if entry.key[0] == ino and entry.base is not None else None
+        if base is not None and len(base) and int(base["byte_end"][-1]) > size:
+            base = None  # the file shrank: start again
+        best = base
+        for candidate in (lod.path_for(run_dir, relpath), self._saved(csv)):
+            if candidate is None:
+                continue
+            if best is not None and len(best) and _covers(candidate, best):
+                continue
+            recs = lod.load(candidate, f, size, hl)
+            if recs is not None and (best is None or not len(best)
+                                     or recs["byte_end"][-1] > best["byte_end"][-1]):
+                best = recs
+        if best is None:
+            best = np.zeros(0, dtype=lod.dtype())
+        covered = int(best["byte_end"][-1]) if len(best) else hl
+        n0 = int(best["n_end"][-1]) if len(best) else 0
+        try:
+            full, partial = _build(f, covered, size, n0)
+        except Unparsed:
+            return None
+        base = np.concatenate([best, full]) if len(full) else best
+        entry.base = base
+        if len(full) and int(full["byte_end"][-1]) - entry.saved_to >= SAVE_BYTES:
+            self._save(csv, base)
+            entry.saved_to = int(base["byte_end"][-1])
+        records = np.concatenate([base, partial]) if len(partial) else base
+        if not len(records):
+            return None
+        return Envelope(records, _ordered(records["first_step"], records["last_step"]),
+                        _ordered(records["first_time"], records["last_time"]))
+
+    def _save(self, csv: Path, records: npt.NDArray[Any]) -> None:
+        target = self._saved(csv)
+        if target is None:
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_writer(target) as out:
+                out.write(lod.header_bytes())
+                out.write(records.tobytes())
+        except OSError as e:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot keep series envelopes in %s (%s); they are rebuilt after a "
+                            "restart", self.folder, e)
+
+
+def _covers(path: Path, best: Any) -> bool:
+    """True when the envelope file at `path` cannot reach past `best` (its size says so)."""
+    try:
+        count = (os.stat(path).st_size - lod.HEADER.size) // lod.RECORD.size
+    except OSError:
+        return True
+    return count <= len(best)
+
+
+def _build(f: IO[bytes], start: int, size: int, n0: int) -> tuple[Any, Any]:
+    """Records of the CSV's whole lines from byte `start` (point `n0`): those of complete
+    blocks, and the partial last block's (at most one record).
+
+    Raises:
+        Unparsed: a line the fast parser refuses (the caller parses the file as before).
+    """
+    import numpy as np
+
+    empty = np.zeros(0, dtype=lod.dtype())
+    out: list[Any] = []
+    carry: list[Any] = []  # step, value, time, line ends of points not yet in a block
+    f.seek(start)
+    pos = start
+    rest = b""
+    while pos < size:
+        data = f.read(min(READ_BLOCK, size - pos))
+        if not data:
+            break
+        pos += len(data)
+        data = rest + data if rest else data
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if not cut:
+            continue
+        body = memoryview(data)[:cut]
+        base = pos - len(data)  # file offset of data[0]
+        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + (base + 1)
+        chunks = parse_lines(body)
+        if sum(len(c[0]) for c in chunks) != len(ends):
+            raise Unparsed("a line that is not three numbers")  # blank or damaged lines
+        cols = [np.concatenate([c[i] for c in chunks]) if len(chunks) != 1 else chunks[0][i]
+                for i in range(3)] if chunks else [np.zeros(0)] * 3
+        if carry:
+            cols = [np.concatenate([carry[i], cols[i]]) for i in range(3)]
+            ends = np.concatenate([carry[3], ends])
+        whole = len(ends) // lod.BLOCK * lod.BLOCK
+        if whole:
+            out.append(lod.from_columns(cols[0][:whole], cols[1][:whole], cols[2][:whole],
+                                        ends[:whole], n0))
+            n0 += whole
+        carry = [cols[0][whole:], cols[1][whole:], cols[2][whole:], ends[whole:]]
+        del data, body, chunks, cols
+    full = np.concatenate(out) if len(out) > 1 else (out[0] if out else empty)
+    partial = empty
+    if carry and len(carry[3]):
+        partial = lod.from_columns(carry[0], carry[1], carry[2], carry[3], n0)
+    return full, partial
+
+
+def window(env: Envelope, x: str, xmin: float | None, xmax: float | None) -> tuple[int, int]:
+    """The records [a, b) whose points may lie in [xmin, xmax] (an ordered envelope)."""
+    import numpy as np
+
+    rec = env.records
+    first, last = rec["first_" + x], rec["last_" + x]
+    a = 0 if xmin is None else int(np.searchsorted(last, xmin, side="left"))
+    b = len(rec) if xmax is None else int(np.searchsorted(first, xmax, side="right"))
+    return a, b
+
+
+def read_points(f: IO[bytes], rec: npt.NDArray[Any], a: int, b: int) -> tuple[Any, Any, Any] | None:
+    """The points of records [a, b) parsed from the CSV open as `f` (None: a line the fast
+    parser refuses, or the file no longer holds them)."""
+    import numpy as np
+
+    start = int(rec["byte_end"][a - 1]) if a else len(HEADER_LINE)
+    end = int(rec["byte_end"][b - 1])
+    f.seek(start)
+    data = f.read(end - start)
+    if len(data) != end - start:
+        return None
+    chunks = parse_lines(memoryview(data))
+    want = int(rec["n_end"][b - 1]) - (int(rec["n_end"][a - 1]) if a else 0)
+    if sum(len(c[0]) for c in chunks) != want:
+        return None
+    if len(chunks) == 1:
+        return chunks[0]
+    return tuple(np.concatenate([c[i] for c in chunks]) for i in range(3))  # type: ignore[return-value]
