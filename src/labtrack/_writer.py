@@ -391,6 +391,7 @@ class Writer:
         for (name, part), (a, b) in zip(batch, spans):
             path = self._paths[name]
             if b - a == 1:
+                data: bytes | list[bytes]
                 data, total, finite, lo, hi = formatted[a]
             else:
                 mine = formatted[a:b]

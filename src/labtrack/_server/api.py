@@ -310,7 +310,9 @@ def envelope_payload(state: ServerState, run: RunDir, rel: str, path: Any, name:
     from .downsample import downsample, from_envelope, select_range
     from .envelope import read_points, window
 
-    opener = lambda: open_run_file(run, rel, "name")  # noqa: E731
+    def opener() -> Any:
+        return open_run_file(run, rel, "name")
+
     env = state.envelopes.get(path, run.path, rel, opener)
     if env is None or env.total <= points:
         return None

@@ -213,8 +213,9 @@ def _build(f: IO[bytes], start: int, size: int, n0: int) -> tuple[Any, Any]:
         chunks = parse_lines(body)
         if sum(len(c[0]) for c in chunks) != len(ends):
             raise Unparsed("a line that is not three numbers")  # blank or damaged lines
-        cols = [np.concatenate([c[i] for c in chunks]) if len(chunks) != 1 else chunks[0][i]
-                for i in range(3)] if chunks else [np.zeros(0)] * 3
+        cols: list[np.ndarray[Any, Any]] = [
+            np.concatenate([c[i] for c in chunks]) if len(chunks) != 1 else chunks[0][i]
+            for i in range(3)] if chunks else [np.zeros(0)] * 3
         if carry:
             cols = [np.concatenate([carry[i], cols[i]]) for i in range(3)]
             ends = np.concatenate([carry[3], ends])
