@@ -28,6 +28,7 @@ MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._run_media", "labtrac
              "labtrack._writer", "labtrack._checkpoints",
              "labtrack._book.manage", "labtrack._annotate", "labtrack._server.ingest",
              "labtrack._server.auth",
+             "labtrack._server.shared",  # a shared server's local mirror of the bucket (checked paths)
              "labtrack._server.series_store",  # the server's derived series cache (deletable)
              "labtrack._remote.book",  # a server's runs downloaded into a local cache
              "labtrack._objstore.mirror",  # a bucket's runs downloaded into a local cache
