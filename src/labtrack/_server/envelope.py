@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("labtrack.server")
 MIN_BYTES = 8 << 20  # smaller series files are parsed whole (about 200,000 points, ~50 ms)
 SAVE_BYTES = 16 << 20  # a server-built envelope covering this much CSV is kept on disk
-READ_BLOCK = 32 << 20
+READ_BLOCK = 4 << 20  # CSV bytes parsed at once (~100,000 lines): what memory holds
 Opener = Callable[[], IO[bytes]]
 
 
@@ -143,15 +143,15 @@ class EnvelopeCache:
         covered = int(best["byte_end"][-1]) if len(best) else hl
         n0 = int(best["n_end"][-1]) if len(best) else 0
         try:
-            full, partial = _build(f, covered, size, n0)
+            records, complete = _build(f, covered, size, n0, best)
         except Unparsed:
             return None
-        base = np.concatenate([best, full]) if len(full) else best
-        entry.base = base
-        if len(full) and int(full["byte_end"][-1]) - entry.saved_to >= SAVE_BYTES:
-            self._save(csv, base)
-            entry.saved_to = int(base["byte_end"][-1])
-        records = np.concatenate([base, partial]) if len(partial) else base
+        # the complete blocks are the start of the records (a view: no second copy)
+        entry.base = records[:complete]
+        if complete and int(records["byte_end"][complete - 1]) - entry.saved_to >= SAVE_BYTES \
+                and complete > len(best):
+            self._save(csv, entry.base)
+            entry.saved_to = int(records["byte_end"][complete - 1])
         if not len(records):
             return None
         return Envelope(records, _ordered(records["first_step"], records["last_step"]),
@@ -165,7 +165,7 @@ class EnvelopeCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_writer(target) as out:
                 out.write(lod.header_bytes())
-                out.write(records.tobytes())
+                out.write(records.view("u1").data)  # no bytes copy of the records
         except OSError as e:
             if not self._warned:
                 self._warned = True
@@ -182,17 +182,55 @@ def _covers(path: Path, best: Any) -> bool:
     return count <= len(best)
 
 
-def _build(f: IO[bytes], start: int, size: int, n0: int) -> tuple[Any, Any]:
-    """Records of the CSV's whole lines from byte `start` (point `n0`): those of complete
-    blocks, and the partial last block's (at most one record).
+class _Records:
+    """Records appended in place: the array grows by a quarter when full (no list of parts
+    joined at the end, which held every record twice)."""
+
+    def __init__(self, head: Any, capacity: int) -> None:
+        import numpy as np
+
+        self.buf = np.empty(max(capacity, len(head), 16), dtype=lod.dtype())
+        self.n = len(head)
+        self.buf[: self.n] = head
+
+    def reserve(self, k: int) -> None:
+        import numpy as np
+
+        if self.n + k > len(self.buf):
+            grown = np.empty(max(self.n + k, len(self.buf) + len(self.buf) // 4), dtype=lod.dtype())
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+
+    def extend(self, recs: Any) -> None:
+        self.reserve(len(recs))
+        self.buf[self.n: self.n + len(recs)] = recs
+        self.n += len(recs)
+
+    def result(self) -> Any:
+        """The records, in an array of their own size when the spare room is more than a
+        fifth (then copied once)."""
+        if len(self.buf) - self.n > self.n // 5 + 16:
+            return self.buf[: self.n].copy()
+        return self.buf[: self.n]
+
+
+def _build(f: IO[bytes], start: int, size: int, n0: int, head: Any = None) -> tuple[Any, int]:
+    """`head` (records already checked, ending at byte `start`, point `n0`) followed by the
+    records of the CSV's whole lines from `start`: those of complete blocks, then the
+    partial last block's (at most one record); and how many of them are complete blocks.
+
+    The file is read in READ_BLOCK pieces, each parsed and reduced to records before the
+    next is read: memory holds one piece and the records, never the series.
 
     Raises:
         Unparsed: a line the fast parser refuses (the caller parses the file as before).
     """
     import numpy as np
 
-    empty = np.zeros(0, dtype=lod.dtype())
-    out: list[Any] = []
+    head = np.zeros(0, dtype=lod.dtype()) if head is None else head
+    if start >= size:  # nothing after the head: no copy of it
+        return head, len(head)
+    out: _Records | None = None
     carry: list[Any] = []  # step, value, time, line ends of points not yet in a block
     f.seek(start)
     pos = start
@@ -210,6 +248,9 @@ def _build(f: IO[bytes], start: int, size: int, n0: int) -> tuple[Any, Any]:
         body = memoryview(data)[:cut]
         base = pos - len(data)  # file offset of data[0]
         ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + (base + 1)
+        if out is None:  # room for the records of the whole file, from this piece's lines
+            per_line = max(1.0, cut / max(len(ends), 1))
+            out = _Records(head, len(head) + int((size - start) / per_line / lod.BLOCK * 1.05) + 2)
         chunks = parse_lines(body)
         if sum(len(c[0]) for c in chunks) != len(ends):
             raise Unparsed("a line that is not three numbers")  # blank or damaged lines
@@ -221,16 +262,29 @@ def _build(f: IO[bytes], start: int, size: int, n0: int) -> tuple[Any, Any]:
             ends = np.concatenate([carry[3], ends])
         whole = len(ends) // lod.BLOCK * lod.BLOCK
         if whole:
-            out.append(lod.from_columns(cols[0][:whole], cols[1][:whole], cols[2][:whole],
+            out.extend(lod.from_columns(cols[0][:whole], cols[1][:whole], cols[2][:whole],
                                         ends[:whole], n0))
             n0 += whole
-        carry = [cols[0][whole:], cols[1][whole:], cols[2][whole:], ends[whole:]]
+        carry = [cols[0][whole:].copy(), cols[1][whole:].copy(), cols[2][whole:].copy(),
+                 ends[whole:].copy()]
         del data, body, chunks, cols
-    full = np.concatenate(out) if len(out) > 1 else (out[0] if out else empty)
-    partial = empty
+    if out is None:
+        out = _Records(head, len(head) + 1)
+    complete = out.n
     if carry and len(carry[3]):
-        partial = lod.from_columns(carry[0], carry[1], carry[2], carry[3], n0)
-    return full, partial
+        out.extend(lod.from_columns(carry[0], carry[1], carry[2], carry[3], n0))
+    _release_parse_memory()
+    return out.result(), complete
+
+
+def _release_parse_memory() -> None:
+    """Give pyarrow's freed parse buffers back to the system (its allocator keeps them)."""
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
 
 
 def window(env: Envelope, x: str, xmin: float | None, xmax: float | None) -> tuple[int, int]:
