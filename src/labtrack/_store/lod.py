@@ -294,7 +294,7 @@ def load(envelope: Path, csv: IO[bytes], csv_size: int, header_len: int) -> npt.
             k = (os.fstat(f.fileno()).st_size - HEADER.size) // RECORD.size
             # read straight into the array: one copy of the records in memory, not two
             records = np.empty(max(k, 0), dtype=dtype())
-            got = f.readinto(memoryview(records.view(np.uint8))) if k > 0 else 0
+            got = f.readinto(records.view(np.uint8).data) if k > 0 else 0
     except OSError:
         return None
     records = records[: (got or 0) // RECORD.size]
