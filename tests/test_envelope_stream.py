@@ -8,6 +8,8 @@ import asyncio
 import json
 import math
 import os
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,10 @@ def test_damaged_and_out_of_order_series_answer_as_parsed(tmp_path: Path, kind: 
         app.state.labtrack.envelopes = envelope.EnvelopeCache(None)
         monkeypatch.setattr(envelope, "MIN_BYTES", 1)  # long: the envelope path
         drawn = [_scalars(app, run_dir.name, **v) for v in views]
+        # the envelope answered (damaged and blank lines skipped as the parser skips them)
+        env = app.state.labtrack.envelopes.get(csv, run_dir, "scalars/loss.csv", lambda: open(csv, "rb"))
+        assert env is not None and env.total == n
+        assert env.step_ordered == (kind != "out_of_order")
     finally:
         app.state.labtrack.close()
     for p, d in zip(parsed, drawn):
@@ -206,3 +212,41 @@ def test_damaged_and_out_of_order_series_answer_as_parsed(tmp_path: Path, kind: 
             plo = [float(v) for v in p["min"] if v is not None and v == v]
             assert min(lo) == min(plo)
     assert os.path.exists(csv)
+
+
+def test_one_long_build_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envelope, "MIN_BYTES", 1)
+    monkeypatch.setattr(envelope, "BUILD_ALONE", 1)
+    csvs = []
+    for i in range(3):
+        csv = tmp_path / f"r{i}" / "scalars" / "loss.csv"
+        write_csv(csv, *shrinking_lines(4 * lod.BLOCK, seed=i))
+        csvs.append(csv)
+    running: list[int] = []
+    most = [0]
+    real_build = envelope._build
+
+    def slow(f: Any, start: int, size: int, n0: int, head: Any = None) -> Any:
+        running.append(1)
+        most[0] = max(most[0], len(running))
+        time.sleep(0.1)
+        try:
+            return real_build(f, start, size, n0, head)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(envelope, "_build", slow)
+    cache = envelope.EnvelopeCache(None)
+    got: dict[int, Any] = {}
+
+    def one(i: int) -> None:
+        csv = csvs[i]
+        got[i] = cache.get(csv, csv.parent.parent, "scalars/loss.csv", lambda: open(csv, "rb"))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    assert all(got[i] is not None and same(as_tuples(got[i].records), reference(csvs[i])) for i in range(3))
