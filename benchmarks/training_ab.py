@@ -92,6 +92,11 @@ def main() -> int:
             print(f"warning: {src} has no compiled labtrack._hot (pure Python log(): ~3x slower); "
                   "compile it first (see hatch_build.compile_hot)", file=sys.stderr)
     sources = {"new": SRC, "base": base.resolve()}
+    for src in sources.values():
+        # bytecode written once, so no measured process compiles (PYTHONDONTWRITEBYTECODE
+        # would otherwise make a fresh copy compile every module in every process)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "labtrack")],
+                       check=False, stdout=subprocess.DEVNULL)
     got: dict[str, dict[str, list[float]]] = {k: {} for k in sources}
     for rep in range(args.reps):
         # which source goes first alternates: a burst of load, or the previous process's
