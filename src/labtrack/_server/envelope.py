@@ -231,10 +231,12 @@ def _build(f: IO[bytes], start: int, size: int, n0: int, head: Any = None) -> tu
     partial last block's (at most one record); and how many of them are complete blocks.
 
     The file is read in READ_BLOCK pieces, each parsed and reduced to records before the
-    next is read: memory holds one piece and the records, never the series.
+    next is read: memory holds one piece and the records, never the series. Blank and
+    damaged lines are skipped, as `parse_lines` skips them.
 
     Raises:
-        Unparsed: a line the fast parser refuses (the caller parses the file as before).
+        Unparsed: a piece whose lines `parse_lines` and the line-by-line reading keep
+            differently (the caller parses the file as before).
     """
     import numpy as np
 
@@ -286,7 +288,8 @@ def _build(f: IO[bytes], start: int, size: int, n0: int, head: Any = None) -> tu
     complete = out.n
     if carry and len(carry[3]):
         out.extend(lod.from_columns(carry[0], carry[1], carry[2], carry[3], n0))
-    _release_parse_memory()
+    if pos - start > 2 * READ_BLOCK:
+        _release_parse_memory()
     return out.result(), complete
 
 
