@@ -49,13 +49,15 @@ SRC = HERE.parent / "src"
 WORK = HERE / ".work" / "scale"
 RESULTS_MD = HERE / "RESULTS.md"
 MD_HEADING = "## Speed at scale (benchmarks/scale.py)"
+MD_HEADING_SERIES = "## Speed at scale: long series (benchmarks/scale.py --series-only)"
 LONG_ID = "20261121-000000-long00"
 METRICS = ("train/loss", "val/acc")
 POINTS_PER_RUN = 5
 TARGETS = {  # row -> (target seconds or bytes, unit)
     "cold_ui_s": 1.0, "cold_ui_large_s": 3.0, "warm_filter_large_s": 0.3, "warm_sort_large_s": 0.3,
     "ls_cold_s": 0.5, "ls_warm_s": 0.5, "series_first_s": 0.5, "series_rss_mb": 200.0,
-    "huge_rss_mb": 500.0, "huge_first_s": None,
+    "huge_rss_mb": 500.0, "huge_first_s": None, "writer_first_s": 0.5, "writer_rss_mb": 200.0,
+    "noenv_rss_mb": 200.0, "huge_noenv_rss_mb": 500.0,
 }
 
 
@@ -170,6 +172,42 @@ def make_series(root: Path, n: int) -> str:
         "step": n - 1, "time": 1.7e9 + (n - 1) / 1000}}))
     marker.write_text("")
     return LONG_ID
+
+
+WRITER_CHILD = r"""
+import sys, labtrack
+n = int(sys.argv[2])
+with labtrack.Run(experiment="long", name=f"{n:,}-points-writer", root=sys.argv[1],
+                  capture_git=False, capture_console=False, system=False) as run:
+    # a random walk with three spikes, as make_series; one log() call per point
+    import random
+    rng = random.Random(0)
+    spikes = {rng.randrange(n) for _ in range(3)}
+    level = 0.0
+    log = run.log
+    for i in range(n):
+        level += rng.gauss(0.0, 0.01)
+        log({"train/loss": level + (50.0 if i in spikes else 0.0)}, step=i)
+    print("ID=" + run.id, flush=True)
+"""
+
+
+def make_writer_series(root: Path, n: int, src: Path) -> str:
+    """One run whose `train/loss` of `n` points was logged through `labtrack.Run.log` in a
+    training process (so its envelope is the one the real writer kept); its id."""
+    marker = root / f".made-{n}"
+    if marker.exists():
+        return marker.read_text().strip()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    out = subprocess.run([sys.executable, "-c", WRITER_CHILD, str(root), str(n)], env=env_for(src),
+                         capture_output=True, text=True, check=False)
+    ids = [ln[3:] for ln in out.stdout.splitlines() if ln.startswith("ID=")]
+    if out.returncode or not ids:
+        raise SystemExit(f"the writer child failed ({out.returncode}): {out.stderr[-2000:]}")
+    marker.write_text(ids[0])
+    return ids[0]
 
 
 def check_valid(root: Path, sample: int = 3) -> None:
@@ -361,51 +399,71 @@ def measure_ls(root: Path, n: int, src: Path, reps: int) -> dict[str, Any]:
             "ls_cold_all": cold, "ls_warm_all": warm, "import_cli_s": imp}
 
 
+CHART = {"name": "train/loss", "points": "2000", "x": "step"}  # as the dashboard asks (api.ts)
+
+
 def measure_series(root: Path, points: int, src: Path, reps: int, key: str = "series",
-                   envelope: bool = True) -> dict[str, Any]:
+                   envelope: bool = True, run_id: str = LONG_ID) -> dict[str, Any]:
     """The first chart request of a series never read before, and the server's peak RSS.
 
     Without `envelope`, the run's `.lod/` (the envelope its writer kept) is moved aside
     first: a run of an older labtrack, an import, or one that came through remote ingest,
-    which the server must read from its CSV alone."""
-    firsts, rss, again, zoom = [], [], [], []
-    lod_dir = root / "long" / LONG_ID / ".lod"
+    which the server must read from its CSV alone (the first request then times the build
+    of the server's envelope, and the RSS is that build's)."""
+    firsts, rss, again, zoom, append = [], [], [], [], []
+    run_dir = next(p for p in root.glob(f"*/{run_id}"))
+    lod_dir = run_dir / ".lod"
     aside = lod_dir.with_name(".lod-aside")
     if not envelope and lod_dir.exists():
         lod_dir.rename(aside)
     try:
-        return _measure_series(root, points, src, reps, key, firsts, rss, again, zoom)
+        out = _measure_series(root, run_dir, points, src, reps, firsts, rss, again, zoom, append)
     finally:
         if aside.exists():
             aside.rename(lod_dir)
+    return {f"{key}_{k}": v for k, v in out.items()}
 
 
-def _measure_series(root: Path, points: int, src: Path, reps: int, key: str, firsts: list[float],
-                    rss: list[float], again: list[float], zoom: list[float]) -> dict[str, Any]:
+def _measure_series(root: Path, run_dir: Path, points: int, src: Path, reps: int, firsts: list[float],
+                    rss: list[float], again: list[float], zoom: list[float],
+                    append: list[float]) -> dict[str, Any]:
+    csv = run_dir / "scalars" / "train" / "loss.csv"
+    size = csv.stat().st_size
+    run_id = run_dir.name
+    added = 5000
 
-    def full(body: Any) -> bool:
-        return bool(body.get("total", 0) >= points and 0 < len(body["value"]) <= 2000
-                    and max(v for v in body["max"] if v is not None) > 40)
+    def full(total: int) -> Callable[[Any], bool]:
+        return lambda body: bool(body.get("total", 0) == total and 0 < len(body["value"]) <= 2000
+                                 and max(v for v in body["max"] if v is not None) > 40)
 
     for _ in range(reps):
         drop_caches(root)
         server = Server(root, src)
         try:
             server.first("/api/v1/health", {}, lambda b: True)
-            url = f"{server.url}/api/v1/runs/{LONG_ID}/scalars"
-            firsts.append(timed_get(url, {"name": "train/loss"}, full))
+            url = f"{server.url}/api/v1/runs/{run_id}/scalars"
+            firsts.append(timed_get(url, CHART, full(points)))
             rss.append(server.peak_rss_mb())
-            again.append(timed_get(url, {"name": "train/loss"}, full))
-            # zoomed in to 100,000 points in the middle: read from the CSV's bytes, exact
+            again.append(timed_get(url, CHART, full(points)))
+            # zoomed in to 100,000 points in the middle: read from the CSV's bytes, exact (with
+            # one neighbour each side, as for a parsed series: `downsample.select_range`)
             mid = points // 2
-            zoom.append(timed_get(url, {"name": "train/loss", "xmin": str(mid), "xmax": str(mid + 100_000)},
-                                  lambda b: b["count"] >= 100_000 and b["step"][1] >= mid))
+            zoom.append(timed_get(url, {**CHART, "xmin": str(mid), "xmax": str(mid + 99_999)},
+                                  lambda b: b["count"] == 100_002 and b["step"][0] == mid - 1
+                                  and b["step"][-1] == mid + 100_000))
+            # a live run's next points: the envelope is extended from the CSV's new lines
+            with open(csv, "ab") as f:
+                f.write(b"".join(f"{points + i},{i * 1e-3!r},{1.8e9 + i:.3f}\n".encode()
+                                 for i in range(added)))
+            append.append(timed_get(url, CHART, lambda b: b["total"] == points + added
+                                    and b["step"][-1] == points + added - 1))
             rss[-1] = server.peak_rss_mb()
         finally:
             server.stop()
-    return {f"{key}_first_s": statistics.median(firsts), f"{key}_rss_mb": statistics.median(rss),
-            f"{key}_second_s": statistics.median(again), f"{key}_zoom_s": statistics.median(zoom),
-            f"{key}_first_all": firsts}
+            os.truncate(csv, size)
+    return {"first_s": statistics.median(firsts), "rss_mb": statistics.median(rss),
+            "second_s": statistics.median(again), "zoom_s": statistics.median(zoom),
+            "append_s": statistics.median(append), "first_all": firsts, "rss_all": rss}
 
 
 # ----------------------------------------------------------------------------- report
@@ -417,14 +475,20 @@ ROWS = [  # (key, what, target text)
     ("cold_ui_complete_large_s", "... until every run is in (no `pending`)", "-"),
     ("warm_filter_large_s", "warm filter over {large:,} runs (where, 100 rows)", "< 300 ms"),
     ("warm_sort_large_s", "warm sort by a metric over {large:,} runs", "< 300 ms"),
-    ("series_first_s", "first chart request of a {points:,}-point series never read", "< 0.5 s"),
-    ("series_rss_mb", "the server's peak RSS after it (MB)", "< 200 MB"),
+    ("series_first_s", "first chart request of a {points:,}-point series never read (envelope written beside it by the writer's code)", "< 0.5 s"),
+    ("series_rss_mb", "the server's peak RSS after it, a zoomed window and an append (MB)", "< 200 MB"),
     ("series_zoom_s", "... then a zoomed window of 100,000 of its points (exact)", "-"),
-    ("noenv_first_s", "first chart of the {points:,}-point series without its envelope (older run, import, remote)", "-"),
-    ("noenv_rss_mb", "the server's peak RSS after it (MB)", "-"),
-    ("noenv_second_s", "... the next request (envelope built by the server)", "-"),
-    ("huge_first_s", "first chart request of a {huge:,}-point series", "answers"),
-    ("huge_rss_mb", "the server's peak RSS after it and a zoomed window (MB)", "< 500 MB"),
+    ("series_append_s", "... then 5,000 points appended (a live run): the next chart", "-"),
+    ("writer_first_s", "the same, the series logged through `Run.log` in a training process", "< 0.5 s"),
+    ("writer_rss_mb", "the server's peak RSS (MB)", "< 200 MB"),
+    ("noenv_first_s", "first chart of the {points:,}-point series without its envelope (older run, import, remote): the server builds one", "-"),
+    ("noenv_rss_mb", "the server's peak RSS during that build (MB)", "< 200 MB"),
+    ("noenv_second_s", "... the next request (the envelope built by the server)", "-"),
+    ("huge_first_s", "first chart request of a {huge:,}-point series (envelope beside it)", "answers"),
+    ("huge_rss_mb", "the server's peak RSS after it, a zoomed window and an append (MB)", "< 500 MB"),
+    ("huge_zoom_s", "... a zoomed window of 100,000 of its points (exact)", "-"),
+    ("huge_noenv_first_s", "first chart of the {huge:,}-point series without its envelope (the server's build)", "answers"),
+    ("huge_noenv_rss_mb", "the server's peak RSS during that build (MB)", "< 500 MB"),
     ("ls_cold_s", "`labtrack ls`, fresh process, {runs:,} runs, no index", "< 0.5 s"),
     ("ls_warm_s", "`labtrack ls`, fresh process, {runs:,} runs, index kept", "< 0.5 s"),
 ]
@@ -457,7 +521,8 @@ def table(results: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
-    lines = [MD_HEADING, "",
+    heading = MD_HEADING_SERIES if results.get("series_only") else MD_HEADING
+    lines = [heading, "",
              f"`{results['command']}` at {results['source']}, {results['finished']}; "
              f"{m['cpus']} CPUs (shared: noisy), load {m['load_start']} at the start and "
              f"{m['load_end']} at the end, Python {m['python']}. Medians of {results['reps']} "
@@ -473,31 +538,41 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def update_results_md(section: str) -> None:
-    """Replace this script's section of RESULTS.md, leaving the others alone."""
+    """Replace this script's section of RESULTS.md (the whole table's, or the long series'
+    alone with --series-only), leaving the others alone."""
     sys.path.insert(0, str(HERE))
     from _results import replace_section
 
-    replace_section(RESULTS_MD, MD_HEADING, section)
+    replace_section(RESULTS_MD, section.split("\n", 1)[0], section)
 
 
 def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
-    root = WORK / f"runs-{args.runs}"
     compile_source(src)
-    log(f"{src}: cold ui over {args.runs:,} runs")
-    rows.update(measure_ui(root, args.runs, src, args.reps, ""))
-    log(f"{src}: labtrack ls")
-    rows.update(measure_ls(root, args.runs, src, args.reps))
-    if args.large:
-        log(f"{src}: cold ui over {args.large_runs:,} runs")
-        rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
+    if not args.series_only:
+        root = WORK / f"runs-{args.runs}"
+        log(f"{src}: cold ui over {args.runs:,} runs")
+        rows.update(measure_ui(root, args.runs, src, args.reps, ""))
+        log(f"{src}: labtrack ls")
+        rows.update(measure_ls(root, args.runs, src, args.reps))
+        if args.large:
+            log(f"{src}: cold ui over {args.large_runs:,} runs")
+            rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
+    series = WORK / f"series-{args.points}"
     log(f"{src}: first chart of {args.points:,} points")
-    rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, args.reps))
+    rows.update(measure_series(series, args.points, src, args.reps))
+    log(f"{src}: first chart of {args.points:,} points logged through Run.log (the writer's envelope)")
+    writer = WORK / f"writer-{args.points}"
+    rows.update(measure_series(writer, args.points, src, args.reps, "writer",
+                               run_id=make_writer_series(writer, args.points, src)))
     log(f"{src}: first chart of {args.points:,} points without the envelope")
-    rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, 1, "noenv", envelope=False))
+    rows.update(measure_series(series, args.points, src, args.reps, "noenv", envelope=False))
     if args.huge:
+        huge = WORK / f"series-{args.huge_points}"
         log(f"{src}: first chart of {args.huge_points:,} points")
-        rows.update(measure_series(WORK / f"series-{args.huge_points}", args.huge_points, src, 1, "huge"))
+        rows.update(measure_series(huge, args.huge_points, src, args.reps, "huge"))
+        log(f"{src}: first chart of {args.huge_points:,} points without the envelope")
+        rows.update(measure_series(huge, args.huge_points, src, args.huge_reps, "huge_noenv", envelope=False))
     return rows
 
 
@@ -522,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-runs", type=int, default=100_000)
     ap.add_argument("--huge", action="store_true", help="also the row of --huge-points points")
     ap.add_argument("--huge-points", type=int, default=100_000_000)
+    ap.add_argument("--huge-reps", type=int, default=1, help="repetitions of the 100M-point "
+                    "series without its envelope (each builds it from ~4 GB of CSV)")
+    ap.add_argument("--series-only", action="store_true", help="only the long-series rows")
     ap.add_argument("--quick", action="store_true", help="1,000 runs and 1M points, 1 repetition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--baseline", metavar="SRC", help="another labtrack source folder (its src/) "
@@ -547,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(SRC))
     load_start = f"{os.getloadavg()[0]:.1f}"
-    for n in [args.runs] + ([args.large_runs] if args.large else []):
+    for n in ([] if args.series_only else [args.runs] + ([args.large_runs] if args.large else [])):
         log(f"writing {n:,} runs (once; kept in {WORK})")
         make_runs(WORK / f"runs-{n}", n)
         check_valid(WORK / f"runs-{n}")
@@ -578,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "huge": args.huge_points},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_start": load_start, "load_end": f"{os.getloadavg()[0]:.1f}"},
-        "rows": rows, "baseline": baseline,
+        "rows": rows, "baseline": baseline, "series_only": args.series_only,
     }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
