@@ -7,9 +7,16 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
 * ``.labtrack/segments/<relpath>/<offset:020d>``: the bytes of an append-only file from
   `offset` on, as uploaded between two flushes. The key is a function of (relpath, offset),
   so a retry rewrites the same object and a reader never trusts a key named in a manifest.
+* ``.labtrack/packs/<time_ns:020d>-<writer>``: the appended bytes of one batch of a server
+  (several files, one PUT instead of one per file), back to back. A segment in a pack is
+  ``[offset, length, pack, position]`` in a delta: the file's bytes from `offset` are the
+  pack's bytes from `position`. The pack's name is checked like a delta's, and its key
+  derived from it, so a manifest can never point a reader outside the run's packs. Every
+  attempt of a batch writes its own pack, so no object is ever overwritten with other bytes.
 * ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
   ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
-  "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
+  "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}`` (a packed segment is
+  ``[offset, length, pack, position]``).
 * ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
   {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
   names are already folded in (they may still exist for a moment after a compaction).
@@ -33,8 +40,10 @@ FORMAT = 1
 META = ".labtrack"
 SEGMENTS = f"{META}/segments"
 DELTAS = f"{META}/manifest"
+PACKS = f"{META}/packs"
 MANIFEST = f"{META}/manifest.json"
 _DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.json\Z")
+_PACK_NAME = re.compile(r"\A\d{20}-[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 MAX_OFFSET = 1 << 50
 MAX_NS = (1 << 63) - 1
 
@@ -55,6 +64,28 @@ def is_delta_name(name: str) -> bool:
     return _DELTA_NAME.match(name) is not None
 
 
+def pack_name(time_ns: int, writer: str) -> str:
+    """The name of a pack object (see the module docstring): sortable, unique per writer."""
+    check_key_part(writer, "writer id")
+    return f"{time_ns:020d}-{writer}"
+
+
+def is_pack_name(name: object) -> bool:
+    """True for a name :func:`pack_name` makes (never a path: no '/', no '..')."""
+    return isinstance(name, str) and _PACK_NAME.match(name) is not None and ".." not in name
+
+
+def pack_key(name: str) -> str:
+    """The key (relative to the run) of the pack `name`."""
+    if not is_pack_name(name):
+        raise LabtrackNameError(f"pack name {name[:80]!r} is not a name pack_name makes")
+    return f"{PACKS}/{name}"
+
+
+#: A piece of a file (FileState.pieces): offset, length, source, shift.
+Piece = tuple[int, int, str | None, int]
+
+
 @dataclass
 class FileState:
     """One file of a run as the bucket holds it."""
@@ -63,14 +94,20 @@ class FileState:
     size: int = 0  # whole file: its size; append-only: the bytes in the plain object (base)
     mtime_ns: int = 0
     segments: dict[int, int] = field(default_factory=dict)  # offset -> length, offset >= size
+    packs: dict[int, tuple[str, int]] = field(default_factory=dict)  # offset -> (pack, position)
 
-    def pieces(self) -> list[tuple[int, int, str | None]]:
-        """(offset, length, segment offset or None for the plain object), contiguous from 0;
-        segments after a gap are left out (their predecessor is still on its way)."""
-        out: list[tuple[int, int, str | None]] = []
+    def pieces(self) -> list[Piece]:
+        """(offset, length, source, shift), contiguous from 0: the file's bytes [offset,
+        offset + length) are bytes [offset - shift, offset + length - shift) of the source:
+        None for the plain object, the segment's offset as a string, or ``pack:<name>``
+        (`ObjectRun.read_range` turns a source into its key). Segments after a gap are left
+        out (their predecessor is still on its way); one that overlaps the bytes before it
+        (an attempt killed after its delta, longer than the retry that was acknowledged:
+        the bytes from one offset are the same in every attempt) is cut to what it adds."""
+        out: list[Piece] = []
         end = 0
         if self.size:
-            out.append((0, self.size, None))
+            out.append((0, self.size, None, 0))
             end = self.size
         for off in sorted(self.segments):
             length = self.segments[off]
@@ -78,7 +115,12 @@ class FileState:
                 continue  # folded into the plain object, or a shorter retry of the same bytes
             if off > end:
                 break
-            out.append((off, length, str(off)))
+            packed = self.packs.get(off)
+            if packed is not None:
+                source, shift = f"pack:{packed[0]}", off - packed[1]
+            else:
+                source, shift = str(off), off
+            out.append((end, off + length - end, source, shift))
             end = off + length
         return out
 
@@ -180,8 +222,19 @@ def _apply_segments(state: RunState, segs: Any, source: str) -> None:
             if off is None or length is None or length == 0:
                 state.problems.append(f"{source}: a segment of {r!r} has a bad offset or length")
                 continue
+            packed: tuple[str, int] | None = None
+            if len(item) == 4:  # [offset, length, pack, position]
+                pos = _int(item[3])
+                if not is_pack_name(item[2]) or pos is None:
+                    state.problems.append(f"{source}: a segment of {r!r} names a bad pack")
+                    continue
+                packed = (item[2], pos)
             if length > f.segments.get(off, 0):
                 f.segments[off] = length
+                if packed is not None:
+                    f.packs[off] = packed
+                else:
+                    f.packs.pop(off, None)
 
 
 def parse(data: bytes) -> Any:
@@ -192,7 +245,7 @@ def parse(data: bytes) -> Any:
         return None
 
 
-def encode_delta(writer: str, segments: dict[str, list[list[int]]], files: dict[str, list[int]],
+def encode_delta(writer: str, segments: dict[str, list[list[Any]]], files: dict[str, list[int]],
                  deleted: list[str]) -> bytes:
     """The bytes of a delta object."""
     return json.dumps({"format": FORMAT, "writer": writer, "segments": segments, "files": files,
@@ -203,7 +256,8 @@ def encode_compacted(state: RunState, consumed: list[str]) -> bytes:
     """The bytes of manifest.json for `state` once every append-only file is compacted."""
     files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append}
              for rel, f in sorted(state.files.items())}
-    left = {rel: [[o, n] for o, n in sorted(f.segments.items())]
+    left = {rel: [[o, n, *f.packs[o]] if o in f.packs else [o, n]
+                  for o, n in sorted(f.segments.items())]
             for rel, f in sorted(state.files.items()) if f.append and f.segments}
     return json.dumps({"format": FORMAT, "files": files, "segments": left, "consumed": consumed},
                       separators=(",", ":"), sort_keys=True).encode()

@@ -195,7 +195,7 @@ class Mirror:
         local.parent.mkdir(parents=True, exist_ok=True)
         with open(local, "ab") as out:
             for piece in f.pieces():
-                off, length, _seg = piece
+                off, length = piece[0], piece[1]
                 lo, hi = max(off, have), off + length
                 if lo >= hi:
                     continue

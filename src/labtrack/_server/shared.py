@@ -9,26 +9,34 @@ takes the place of the ingest routes' :class:`~labtrack._server.ingest.LocalStor
 One batch (or single append, put, delete) is one PostgreSQL transaction:
 
 1. the rows of the batch's files in the ingest ledger (`labtrack._pg.IngestLedger`) are
-   locked, in path order, and give each append-only file's committed size; an append
-   whose offset is not that size answers 409 with it, so a retry that reaches another
-   process resumes from the shared size, never from a stale local one;
-2. the accepted bytes go to the bucket as immutable segment objects, whole files as
-   objects, and one manifest delta names them (`labtrack._objstore.run.ObjectRun`);
-3. the ledger advances and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
+   locked, in path order, in one query, and give each append-only file's committed size;
+   an append whose offset is not that size answers 409 with it, so a retry that reaches
+   another process resumes from the shared size, never from a stale local one;
+2. the accepted appends of every file go to the bucket as one *pack* object of this
+   attempt's own, whole files as objects (concurrent PUTs), then one manifest delta names
+   them (`labtrack._objstore.run.ObjectRun`): two round trips to the bucket for a batch
+   of appends, whatever the number of files;
+3. the ledger advances (one query) and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
 4. only then the bytes go into this process's mirror and the request is acknowledged.
 
 A process killed before the commit leaves the ledger where it was: the retry, on any
-process, writes the same segment key again. Killed after it, the retry gets 409 with the
-new size. So nothing acknowledged is lost and nothing is stored twice. (A segment object a
-killed process left behind that is longer than the retry's bytes is kept and acknowledged
-as it is: the bytes from one offset are the same in every attempt, the client's file being
-append-only.)
+process, writes its own pack and delta. Killed after it, the retry gets 409 with the new
+size. So nothing acknowledged is lost and nothing is stored twice. (A delta of a killed
+attempt may name more bytes from an offset than the retry that was acknowledged: the
+bytes from one offset are the same in every attempt, the client's file being append-only,
+so readers take the longer one and cut what overlaps it; `FileState.pieces`.)
 
 Every process LISTENs on :data:`CHANNEL`; a notification of another process makes it copy
 the run's new bytes from the bucket into its mirror, so its live stream (which tails the
 mirror's files) pushes them to its browsers, and it tells its index the run changed. When
 the listening connection was lost (notifications missed) the whole mirror is synced again.
 A mirror is only a cache: deleted, it is filled from the bucket at the next start.
+
+A load balancer sends a run's successive batches to any process, so a process often
+commits an append before the notification of the previous one (from another process) has
+reached its mirror. Those bytes are *held* in memory, not fetched from the bucket on the
+request's thread: the notification, a moment later, fills the gap and writes them; a gap
+still open after :data:`HOLD_SECONDS` is filled from the bucket by the mirror's worker.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -57,6 +66,11 @@ CHANNEL = "labtrack_ingest"
 MAX_PAYLOAD = 7000
 #: The first key of the advisory locks compactions take (the second: the run's hash).
 COMPACT_LOCK = 0x6C74
+#: Appended bytes wait this long in memory for the bytes before them (see the docstring).
+HOLD_SECONDS = 2.0
+#: Compactions of ended runs running at once in one process (the rest wait their turn):
+#: a burst of runs ending together must not crowd the bucket out for the runs still going.
+COMPACTIONS = 1
 Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
 
 
@@ -113,6 +127,10 @@ class SharedStorage:
         self._worker: threading.Thread | None = None
         self._listener: Any = None
         self.applied = 0  # notifications of other processes brought into the mirror
+        # (run, file) -> (since, {offset: bytes}, mirror file): committed bytes after a gap
+        self._held: dict[tuple[str, str], tuple[float, dict[int, bytes], Path]] = {}
+        self._held_lock = threading.Lock()
+        self._compactions = threading.BoundedSemaphore(COMPACTIONS)
 
     def _run_key(self, run_dir: Path) -> str:
         rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
@@ -138,7 +156,7 @@ class SharedStorage:
     def batch(self, run_dir: Path, ops: list[Op]) -> list[dict[str, Any]]:
         """Apply a checked batch in one transaction (see the module docstring); one result
         {"path", "size", "status"} per op, in order."""
-        from .._objstore.manifest import segment_key
+        from .._objstore.manifest import pack_key
         from .._pg import notify
 
         from .._objstore.store import check_run_relpath
@@ -150,10 +168,9 @@ class SharedStorage:
         results: list[dict[str, Any]] = []
         after: list[tuple[str, Path, str, int, bytes, Optional[int]]] = []  # mirror work
         with self.db.connection() as conn:
-            committed = {rel: self.ledger.lock_and_get(conn, run, rel)
-                         for rel in sorted({op["path"] for op, _t, _d in ops})}
+            committed = self.ledger.lock_many(conn, run, (op["path"] for op, _t, _d in ops))
             sizes = dict(committed)
-            segments: dict[str, list[tuple[int, int]]] = {}
+            chunks: list[tuple[str, int, bytes]] = []  # accepted appends: one pack
             files: dict[str, tuple[int, int]] = {}
             deleted: list[str] = []
             objects: dict[str, bytes] = {}
@@ -165,8 +182,7 @@ class SharedStorage:
                         results.append({"path": rel, "size": sizes[rel], "status": 409})
                         continue
                     if data:
-                        objects[orun.path(segment_key(rel, offset))] = data
-                        segments.setdefault(rel, []).append((offset, len(data)))
+                        chunks.append((rel, offset, data))
                         sizes[rel] = offset + len(data)
                     after.append(("append", target, rel, offset, data, None))
                     results.append({"path": rel, "size": sizes[rel], "status": 200})
@@ -186,36 +202,35 @@ class SharedStorage:
                     sizes[rel] = 0
                     after.append(("delete", target, rel, 0, b"", None))
                     results.append({"path": rel, "size": 0, "status": 200})
-            longer = _longer_attempts(orun, {p: d for p, d in objects.items()
-                                             if "/.labtrack/segments/" in p})
-            if longer:
-                objects.update(longer)
-                for i, (op, _t, data) in enumerate(ops):
-                    p = orun.path(segment_key(op["path"], int(op.get("offset", 0))))
-                    if op["op"] == "append" and p in longer and results[i]["status"] == 200:
-                        rel, offset, new = op["path"], int(op.get("offset", 0)), longer[p]
-                        segments[rel] = [(o, len(new) if o == offset else n) for o, n in segments[rel]]
-                        sizes[rel] = max(sizes[rel], offset + len(new))
-                        results[i]["size"] = offset + len(new)
-                        after = [(k, t, r, o, new if (r, o) == (rel, offset) else d, m)
-                                 for k, t, r, o, d, m in after]
+            packed = None
+            if chunks:
+                # Every file's new bytes in one object of this attempt's own (never a key
+                # another attempt wrote): one PUT for the batch, and no need to look for
+                # what a killed attempt left (FileState.pieces cuts overlaps).
+                name, body, where = orun.pack(chunks)
+                objects[orun.path(pack_key(name))] = body
+                packed = (name, where)
             orun.pipe(objects)
             for rel in deleted:
                 orun.delete(rel)
-            if segments or files or deleted:
-                orun.write_manifest_delta(segments, files, deleted)
+            if packed or files or deleted:
+                orun.write_manifest_delta(None, files, deleted, packed=packed)
             note: dict[str, list[Any]] = {}
+            advances: dict[str, tuple[int, int]] = {}
+            gone = [rel for rel in sizes if rel in deleted]
+            if gone:
+                conn.execute("DELETE FROM ingest_ledger WHERE run = %s AND relpath = ANY(%s)",
+                             (run, gone))
             for rel, size in sizes.items():
                 if rel in deleted:
-                    conn.execute("DELETE FROM ingest_ledger WHERE run = %s AND relpath = %s",
-                                 (run, rel))
                     note[rel] = ["delete", 0]
                 elif rel in files:
                     _set_size(conn, run, rel, size if is_append_only(rel) else 0)
                     note[rel] = ["put", files[rel][0]]
                 elif size != committed[rel]:
-                    self.ledger.advance(conn, run, rel, committed[rel], size)
+                    advances[rel] = (committed[rel], size)
                     note[rel] = ["append", size]
+            self.ledger.advance_many(conn, run, advances)
             if note:
                 carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
                            and sum(1 for b in after if b[2] == a[2]) == 1}
@@ -297,7 +312,7 @@ class SharedStorage:
 
         def compact() -> None:
             try:
-                with self.db.connection() as conn:
+                with self._compactions, self.db.connection() as conn:
                     # One compaction of a run at a time, across every process: two at once
                     # could each delete deltas the other is still folding in.
                     got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
@@ -312,22 +327,52 @@ class SharedStorage:
     # -- the mirror
 
     def _mirror_append(self, run: str, relpath: str, target: Path, offset: int,
-                       data: bytes) -> None:
-        """Write committed bytes at `offset` into the mirror's file, fetching from the
-        bucket first whatever it lacks before them (other processes' appends)."""
+                       data: bytes, upto: int = 0) -> None:
+        """Write committed bytes at `offset` into the mirror's file, with the bytes held
+        for it that follow on. Bytes after a gap are held (see the module docstring); with
+        `upto`, the gap up to that size (committed, so in the bucket) is read from the
+        bucket first."""
+        key = (run, relpath)
         fd = open_append(target)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             local = os.fstat(fd).st_size
-            end = offset + len(data)
-            if local >= end:
-                return
-            if local < offset:
-                _write_all(fd, self._read_span(run, relpath, local, offset))
-                local = offset
-            _write_all(fd, data[local - offset:])
+            with self._held_lock:
+                since, chunks, _t = self._held.pop(key, (time.monotonic(), {}, target))
+            if data and len(data) > len(chunks.get(offset, b"")):
+                chunks[offset] = data
+            while True:
+                for off in sorted(chunks):
+                    if off > local:
+                        break
+                    piece = chunks.pop(off)
+                    if off + len(piece) > local:
+                        _write_all(fd, piece[local - off:])
+                        local = off + len(piece)
+                stop = min([upto, *chunks])
+                if stop <= local:
+                    break
+                _write_all(fd, self._read_span(run, relpath, local, stop))
+                local = stop
+            if chunks:
+                with self._held_lock:
+                    self._held[key] = (since, chunks, target)
         finally:
             os.close(fd)
+
+    def _fill_held(self, older_than: float = HOLD_SECONDS) -> int:
+        """Fill from the bucket the gaps before bytes held longer than `older_than`
+        seconds; returns how many files."""
+        now = time.monotonic()
+        with self._held_lock:
+            due = [(k, min(c), t) for k, (since, c, t) in self._held.items()
+                   if c and now - since >= older_than]
+        for (run, rel), first, target in due:
+            try:
+                self._mirror_append(run, rel, target, first, b"", upto=first)
+            except (OSError, ValueError) as e:
+                log.warning("could not fill %s/%s in the mirror from the bucket: %s", run, rel, e)
+        return len(due)
 
     def _read_span(self, run: str, relpath: str, start: int, end: int) -> bytes:
         """Committed bytes [start, end) of an append-only file, from the bucket's pieces."""
@@ -372,7 +417,8 @@ class SharedStorage:
                 if not op or op[0] != "append" or int(op[1]) != offset + len(chunk):
                     continue
                 target = relpath_in(run_dir, rel, "path")
-                if _size(target) == offset and (offset > 0 or target.exists() or run_dir.is_dir()):
+                if offset > 0 or target.exists() or run_dir.is_dir():
+                    # At the mirror's end, or after a gap (held until its bytes arrive).
                     self._mirror_append(run, rel, target, offset, chunk)
                     files.pop(rel)
             if not files:
@@ -396,7 +442,7 @@ class SharedStorage:
                 continue
             if f.append:
                 if _size(target) < size:
-                    self._mirror_append(run, rel, target, int(size), b"")
+                    self._mirror_append(run, rel, target, int(size), b"", upto=int(size))
             elif _stat(target) != (f.size, f.mtime_ns):
                 data: bytes = orun.fs.cat_file(orun.path(rel))
                 atomic_write_bytes(target, data)
@@ -450,9 +496,16 @@ class SharedStorage:
 
     def _work(self) -> None:
         while True:
-            note = self._queue.get()
+            try:
+                note = self._queue.get(timeout=HOLD_SECONDS / 4)
+            except queue.Empty:
+                note = {}
+            if self._held:
+                self._fill_held()
             if note is None:
                 return
+            if not note:
+                continue
             try:
                 if note.get("resync"):
                     self.sync_all()
@@ -502,45 +555,6 @@ def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
                 out[rel] = (v[0], base64.b64decode(v[1], validate=True))
             except ValueError:
                 continue
-    return out
-
-
-def _longer_attempts(orun: Any, segments: dict[str, bytes]) -> dict[str, bytes]:
-    """The segment objects (path -> bytes) that an attempt killed before its commit left
-    longer than this attempt's bytes: a delta may name their length already, so they are
-    kept (their first bytes are this attempt's: the client's files only grow). One
-    concurrent round of HEAD requests for the whole batch."""
-    if not segments:
-        return {}
-    fs = orun.fs
-    paths = list(segments)
-    if getattr(fs, "async_impl", False):
-        import asyncio
-
-        from fsspec.asyn import sync
-
-        async def heads() -> list[Any]:
-            return list(await asyncio.gather(*(fs._info(p) for p in paths),
-                                             return_exceptions=True))
-
-        infos = sync(fs.loop, heads)
-    else:
-        infos = []
-        for p in paths:
-            try:
-                infos.append(fs.info(p))
-            except FileNotFoundError as e:
-                infos.append(e)
-    out: dict[str, bytes] = {}
-    for p, info in zip(paths, infos):
-        if isinstance(info, FileNotFoundError):
-            continue
-        if isinstance(info, BaseException):
-            raise info
-        if int(info.get("size", 0)) > len(segments[p]):
-            old: bytes = fs.cat_file(p)
-            if old[: len(segments[p])] == segments[p]:
-                out[p] = old
     return out
 
 
