@@ -49,6 +49,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -66,6 +67,10 @@ CHANNEL = "labtrack_ingest"
 MAX_PAYLOAD = 7000
 #: The first key of the advisory locks compactions take (the second: the run's hash).
 COMPACT_LOCK = 0x6C74
+#: Threads that bring other processes' commits into the mirror (each run always on one).
+MIRROR_WORKERS = 4
+#: Connections of a process's pool to the ledger's database.
+POOL_SIZE = 16
 #: Appended bytes wait this long in memory for the bytes before them (see the docstring).
 HOLD_SECONDS = 2.0
 #: Compactions of ended runs running at once in one process (the rest wait their turn):
@@ -75,18 +80,25 @@ Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file
 
 
 def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
-             data: dict[str, tuple[int, bytes]] | None = None) -> str:
+             data: dict[str, tuple[int, bytes]] | None = None,
+             pack: tuple[str, dict[str, list[tuple[int, int, int]]]] | None = None) -> str:
     """The notification of a commit: the run, and per file [op, size] (None: re-read all).
 
     Appended bytes ride along ({file: [offset, base64]}) while the payload stays small (the
     usual round of a few scalars), so the other processes copy them without reading the
-    bucket; otherwise they read them from the bucket."""
+    bucket; otherwise the batch's pack is named ([name, {file: [[offset, length,
+    position]]}]), so they read all of its files' bytes in one GET; otherwise they read
+    them from the bucket's manifest."""
     body: dict[str, Any] = {"run": run, "files": files, "from": origin}
     if data:
         body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in data.items()}
+    elif pack:
+        body["pack"] = [pack[0], {rel: [list(t) for t in lst] for rel, lst in pack[1].items()}]
     text = json.dumps(body, separators=(",", ":"))
     if len(text.encode()) > MAX_PAYLOAD:
         if data:
+            return _payload(run, files, origin, None, pack)
+        if pack:
             return _payload(run, files, origin)
         if files is not None:
             return _payload(run, None, origin)
@@ -123,8 +135,12 @@ class SharedStorage:
         self._runs: dict[str, Any] = {}
         self._deltas: dict[str, dict[str, Any]] = {}  # run -> parsed deltas (never change)
         self._runs_lock = threading.Lock()
-        self._queue: queue.Queue[Optional[dict[str, Any]]] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        # One queue per mirror worker; a run's notifications always go to the same one, in
+        # order. Worker 0 also does the full syncs.
+        self._queues: list[queue.Queue[Optional[dict[str, Any]]]] = [
+            queue.Queue() for _ in range(MIRROR_WORKERS)]
+        self._queue = self._queues[0]
+        self._workers: list[threading.Thread] = []
         self._listener: Any = None
         self.applied = 0  # notifications of other processes brought into the mirror
         # (run, file) -> (since, {offset: bytes}, mirror file): committed bytes after a gap
@@ -226,7 +242,7 @@ class SharedStorage:
                     note[rel] = ["delete", 0]
                 elif rel in files:
                     _set_size(conn, run, rel, size if is_append_only(rel) else 0)
-                    note[rel] = ["put", files[rel][0]]
+                    note[rel] = ["put", files[rel][0], files[rel][1]]
                 elif size != committed[rel]:
                     advances[rel] = (committed[rel], size)
                     note[rel] = ["append", size]
@@ -234,7 +250,7 @@ class SharedStorage:
             if note:
                 carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
                            and sum(1 for b in after if b[2] == a[2]) == 1}
-                notify(conn, CHANNEL, _payload(run, note, self.origin, carried))
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried, packed))
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
             if kind == "append":
@@ -327,7 +343,7 @@ class SharedStorage:
     # -- the mirror
 
     def _mirror_append(self, run: str, relpath: str, target: Path, offset: int,
-                       data: bytes, upto: int = 0) -> None:
+                       data: bytes, upto: int = 0, state: Any = None) -> None:
         """Write committed bytes at `offset` into the mirror's file, with the bytes held
         for it that follow on. Bytes after a gap are held (see the module docstring); with
         `upto`, the gap up to that size (committed, so in the bucket) is read from the
@@ -352,7 +368,8 @@ class SharedStorage:
                 stop = min([upto, *chunks])
                 if stop <= local:
                     break
-                _write_all(fd, self._read_span(run, relpath, local, stop))
+                _write_all(fd, self._read_span(run, relpath, local, stop, state))
+                state = None  # used once: a second gap needs a newer manifest
                 local = stop
             if chunks:
                 with self._held_lock:
@@ -374,12 +391,15 @@ class SharedStorage:
                 log.warning("could not fill %s/%s in the mirror from the bucket: %s", run, rel, e)
         return len(due)
 
-    def _read_span(self, run: str, relpath: str, start: int, end: int) -> bytes:
-        """Committed bytes [start, end) of an append-only file, from the bucket's pieces."""
+    def _read_span(self, run: str, relpath: str, start: int, end: int,
+                   state: Any = None) -> bytes:
+        """Committed bytes [start, end) of an append-only file, from the bucket's pieces
+        (as the manifest `state` names them, when it is recent enough, else read anew)."""
         for attempt in (0, 1):
             orun = self._object_run(run)
-            known = self._deltas.setdefault(run, {})
-            state = orun.state(known=known)
+            if state is None or attempt or state.files.get(relpath) is None \
+                    or state.files[relpath].end < end:
+                state = orun.state(known=self._deltas.setdefault(run, {}))
             f = state.files.get(relpath)
             if f is None:
                 raise FileNotFoundError(f"{run}/{relpath} is not in the bucket's manifest")
@@ -426,11 +446,34 @@ class SharedStorage:
                 self._changed(run_dir)
                 return
         orun = self._object_run(run)
+        if files is not None:
+            files = dict(files)
+            for rel, op in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+                # A whole file whose notification names its size and mtime: one GET.
+                if isinstance(op, list) and len(op) == 3 and op[0] == "put" \
+                        and not is_temp_name(rel.rsplit("/", 1)[-1]) and not is_append_only(rel):
+                    target = relpath_in(run_dir, rel, "path")
+                    want = (int(op[1]), int(op[2]))
+                    if _stat(target) != want:
+                        try:
+                            data: bytes = orun.fs.cat_file(orun.path(rel))
+                        except FileNotFoundError:
+                            continue  # replaced or deleted meanwhile: the manifest says
+                        if len(data) != want[0]:
+                            continue
+                        atomic_write_bytes(target, data)
+                        _set_mtime(target, want[1])
+                    files.pop(rel)
+            if not files:
+                self.applied += 1
+                self._changed(run_dir)
+                return
         state = orun.state(known=self._deltas.setdefault(run, {}))
         if files is None:
             files = {rel: ["append" if f.append else "put", f.end if f.append else f.size]
                      for rel, f in state.files.items()}
-        for rel, (op, size) in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+        for rel, op_size in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+            op, size = op_size[0], op_size[1]
             if is_temp_name(rel.rsplit("/", 1)[-1]):
                 continue
             target = relpath_in(run_dir, rel, "path")  # checked: never outside the mirror
@@ -442,10 +485,10 @@ class SharedStorage:
                 continue
             if f.append:
                 if _size(target) < size:
-                    self._mirror_append(run, rel, target, int(size), b"", upto=int(size))
+                    self._mirror_append(run, rel, target, int(size), b"", upto=int(size), state=state)
             elif _stat(target) != (f.size, f.mtime_ns):
-                data: bytes = orun.fs.cat_file(orun.path(rel))
-                atomic_write_bytes(target, data)
+                whole: bytes = orun.fs.cat_file(orun.path(rel))
+                atomic_write_bytes(target, whole)
                 _set_mtime(target, f.mtime_ns)
         self.applied += 1
         self._changed(run_dir)
@@ -492,15 +535,18 @@ class SharedStorage:
             return
         if isinstance(note, dict) and note.get("from") != self.origin \
                 and isinstance(note.get("run"), str):
-            self._queue.put(note)
+            self._queues[zlib.crc32(note["run"].encode()) % len(self._queues)].put(note)
 
-    def _work(self) -> None:
+    def _work(self, q: queue.Queue[Optional[dict[str, Any]]]) -> None:
         while True:
             try:
-                note = self._queue.get(timeout=HOLD_SECONDS / 4)
+                note = q.get(timeout=HOLD_SECONDS / 4)
             except queue.Empty:
                 note = {}
-            if self._held:
+            if self._held and q is self._queue and all(x.empty() for x in self._queues):
+                # No notification is waiting that would fill a gap: fill old ones from the
+                # bucket (a notification can only be missed with the connection, which
+                # syncs everything again; this is the safety net).
                 self._fill_held()
             if note is None:
                 return
@@ -511,19 +557,50 @@ class SharedStorage:
                     self.sync_all()
                 else:
                     files = note.get("files")
-                    self.sync_run(str(note["run"]), files if isinstance(files, dict) else None,
-                                  _carried(note.get("data")))
+                    run = str(note["run"])
+                    carried = _carried(note.get("data"))
+                    if not carried and isinstance(files, dict) and note.get("pack") is not None:
+                        carried = self._unpack(run, note.get("pack"))
+                    self.sync_run(run, files if isinstance(files, dict) else None, carried)
             except Exception as e:  # a background thread: report, keep going
                 log.warning("could not bring %s into the mirror: %s: %s",
                             note.get("run", "the bucket"), type(e).__name__, e)
+
+    def _unpack(self, run: str, raw: Any) -> dict[str, tuple[int, bytes]]:
+        """The appended bytes a notification's pack reference names, read from the bucket
+        in one GET: {file: (offset, bytes)}; {} when the reference is malformed or the pack
+        is gone (compacted meanwhile: the caller then reads from the manifest)."""
+        from .._objstore.manifest import is_pack_name, pack_key
+
+        if not (isinstance(raw, list) and len(raw) == 2 and is_pack_name(raw[0])
+                and isinstance(raw[1], dict)):
+            return {}
+        spans: dict[str, tuple[int, int, int]] = {}
+        for rel, lst in raw[1].items():
+            ok = isinstance(rel, str) and isinstance(lst, list) and len(lst) == 1 \
+                and isinstance(lst[0], list) and len(lst[0]) == 3 \
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in lst[0])
+            if ok:
+                spans[rel] = (lst[0][0], lst[0][1], lst[0][2])
+        if not spans:
+            return {}
+        orun = self._object_run(run)
+        try:
+            body: bytes = orun.fs.cat_file(orun.path(pack_key(raw[0])))
+        except (OSError, ValueError):
+            return {}
+        return {rel: (off, body[pos:pos + n]) for rel, (off, n, pos) in spans.items()
+                if pos + n <= len(body)}
 
     def start(self, url: str) -> None:
         """Follow the other processes' commits (LISTEN on `url`'s database) and sync the
         whole mirror from the bucket once, in the background."""
         from .._pg import Listener
 
-        self._worker = threading.Thread(target=self._work, name="labtrack-mirror", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, args=(q,), name=f"labtrack-mirror-{i}",
+                                          daemon=True) for i, q in enumerate(self._queues)]
+        for w in self._workers:
+            w.start()
         self._listener = Listener(url, CHANNEL, self._on_notify,
                                   on_reconnect=lambda: self._queue.put({"resync": True}))
         self._listener.start()
@@ -538,9 +615,10 @@ class SharedStorage:
         """Stop listening and the mirror's worker."""
         if self._listener is not None:
             self._listener.stop()
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(5)
+        for q in self._queues:
+            q.put(None)
+        for w in self._workers:
+            w.join(5)
 
 
 def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
@@ -608,7 +686,9 @@ def open_shared(root_url: str, index_url: str | None, mirror: str | None,
             + (f" (got --index {index_url.split('@')[-1]!r})" if index_url else ""))
     env = dict(os.environ) if environ is None else environ
     store = ObjectStore(str(url), environ=env)
-    db = Database(index_url)
+    # A batch holds its connection (the ledger's row locks) while its pack and delta go to
+    # the bucket: more connections than the default, so slow PUTs do not queue the rest.
+    db = Database(index_url, max_size=POOL_SIZE)
     db.migrate()
     folder = Path(mirror).expanduser() if mirror else mirror_dir(url, env)
     folder.mkdir(parents=True, exist_ok=True)
