@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import manifest as mf
-from .store import ObjectStore, check_key_part, check_run_relpath
+from .store import ObjectStore, check_key_part, check_run_relpath, get_many, get_whole
 
 MULTIPART_MIN = 5 << 20  # S3's smallest part of a multipart upload (all but the last)
 
@@ -206,8 +206,7 @@ class ObjectRun:
     def read_compacted(self) -> bytes | None:
         """The bytes of manifest.json, or None when there is none."""
         try:
-            data: bytes = self.fs.cat_file(self.path(mf.MANIFEST))
-            return data
+            return get_whole(self.fs, self.path(mf.MANIFEST))
         except FileNotFoundError:
             return None
 
@@ -227,7 +226,7 @@ class ObjectRun:
         cache = known if known is not None else self._known
         missing = [n for n in names if n not in cache]
         if missing:
-            got = self.fs.cat([self.path(f"{mf.DELTAS}/{n}") for n in missing], on_error="omit")
+            got = get_many(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in missing])
             for path, body in got.items():
                 cache[path.rstrip("/").rsplit("/", 1)[-1]] = mf.parse(body)
         for n in names:

@@ -167,3 +167,22 @@ def open_fs(url: ObjectURL, environ: Mapping[str, str]) -> Any:
     except ImportError as e:
         pkg = "labtrack[s3]" if url.scheme in ("s3", "s3a") else f"the fsspec back end for {url.scheme}://"
         raise MissingDependencyError(f"{url} needs {pkg} ({e}): pip install {pkg}") from None
+
+
+def _one_get(fs: Any) -> dict[str, Any]:
+    # s3fs asks for the size of a whole object first (a HEAD, to read big ones in
+    # parallel ranges); labtrack's manifests, deltas, packs and small files are read in one
+    # GET instead.
+    return {"max_concurrency": 1} if hasattr(fs, "call_s3") else {}
+
+
+def get_whole(fs: Any, path: str) -> bytes:
+    """The bytes of one object, in one request where the back end allows it."""
+    data: bytes = fs.cat_file(path, **_one_get(fs))
+    return data
+
+
+def get_many(fs: Any, paths: list[str]) -> dict[str, bytes]:
+    """The bytes of several objects (concurrent GETs); missing ones are left out."""
+    got: dict[str, bytes] = fs.cat(paths, on_error="omit", **_one_get(fs))
+    return got

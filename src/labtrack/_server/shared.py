@@ -53,6 +53,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .._objstore.store import get_whole
 from .._remote.upload import is_append_only, is_temp_name
 from .._store import layout
 from .._store.files import atomic_write_bytes, open_append
@@ -69,6 +70,10 @@ MAX_PAYLOAD = 7000
 COMPACT_LOCK = 0x6C74
 #: Threads that bring other processes' commits into the mirror (each run always on one).
 MIRROR_WORKERS = 4
+#: How often, at most, a run the mirror keeps changing is refreshed in the index.
+REFRESH_SECONDS = 1.0
+#: Whole files up to this size ride along in a notification (run.json, summary.json).
+WHOLE_IN_NOTE = 2048
 #: Connections of a process's pool to the ledger's database.
 POOL_SIZE = 16
 #: Appended bytes wait this long in memory for the bytes before them (see the docstring).
@@ -81,28 +86,34 @@ Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file
 
 def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
              data: dict[str, tuple[int, bytes]] | None = None,
-             pack: tuple[str, dict[str, list[tuple[int, int, int]]]] | None = None) -> str:
-    """The notification of a commit: the run, and per file [op, size] (None: re-read all).
+             pack: tuple[str, dict[str, list[tuple[int, int, int]]]] | None = None,
+             whole: dict[str, bytes] | None = None) -> str:
+    """The notification of a commit: the run, and per file [op, size] (None: re-read all;
+    a put also names its mtime).
 
     Appended bytes ride along ({file: [offset, base64]}) while the payload stays small (the
     usual round of a few scalars), so the other processes copy them without reading the
     bucket; otherwise the batch's pack is named ([name, {file: [[offset, length,
     position]]}]), so they read all of its files' bytes in one GET; otherwise they read
-    them from the bucket's manifest."""
-    body: dict[str, Any] = {"run": run, "files": files, "from": origin}
-    if data:
-        body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in data.items()}
-    elif pack:
-        body["pack"] = [pack[0], {rel: [list(t) for t in lst] for rel, lst in pack[1].items()}]
-    text = json.dumps(body, separators=(",", ":"))
-    if len(text.encode()) > MAX_PAYLOAD:
-        if data:
-            return _payload(run, files, origin, None, pack)
-        if pack:
-            return _payload(run, files, origin)
-        if files is not None:
-            return _payload(run, None, origin)
-    return text
+    them from the bucket's manifest. Small whole files (run.json, summary.json) ride along
+    too ({file: base64}) when they fit."""
+    def text(d: dict[str, tuple[int, bytes]] | None, p: Any, w: dict[str, bytes] | None,
+             f: dict[str, list[Any]] | None) -> str:
+        body: dict[str, Any] = {"run": run, "files": f, "from": origin}
+        if d:
+            body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in d.items()}
+        elif p:
+            body["pack"] = [p[0], {rel: [list(t) for t in lst] for rel, lst in p[1].items()}]
+        if w:
+            body["whole"] = {rel: base64.b64encode(b).decode() for rel, b in w.items()}
+        return json.dumps(body, separators=(",", ":"))
+
+    for variant in ((data, pack, whole, files), (None, pack, whole, files), (None, pack, None, files),
+                    (None, None, None, files), (None, None, None, None)):
+        out = text(*variant)
+        if len(out.encode()) <= MAX_PAYLOAD:
+            return out
+    return out
 
 
 class SharedStorage:
@@ -147,6 +158,8 @@ class SharedStorage:
         self._held: dict[tuple[str, str], tuple[float, dict[int, bytes], Path]] = {}
         self._held_lock = threading.Lock()
         self._compactions = threading.BoundedSemaphore(COMPACTIONS)
+        self._dirty: set[Path] = set()  # runs whose index rows are to be refreshed
+        self._flushed = 0.0
 
     def _run_key(self, run_dir: Path) -> str:
         rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
@@ -250,7 +263,8 @@ class SharedStorage:
             if note:
                 carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
                            and sum(1 for b in after if b[2] == a[2]) == 1}
-                notify(conn, CHANNEL, _payload(run, note, self.origin, carried, packed))
+                small = {a[2]: a[4] for a in after if a[0] == "put" and len(a[4]) <= WHOLE_IN_NOTE}
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried, packed, small))
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
             if kind == "append":
@@ -421,7 +435,8 @@ class SharedStorage:
         raise AssertionError("unreachable")
 
     def sync_run(self, run: str, files: dict[str, list[Any]] | None,
-                 carried: dict[str, tuple[int, bytes]] | None = None) -> None:
+                 carried: dict[str, tuple[int, bytes]] | None = None,
+                 wholes: dict[str, bytes] | None = None) -> None:
         """Bring the mirror's copy of `run` up to the bucket: the files named (op, size),
         or every file of its manifest. Appends whose bytes the notification `carried`
         (file -> (offset, bytes)) are written from them when the mirror's file ends at
@@ -456,7 +471,7 @@ class SharedStorage:
                     want = (int(op[1]), int(op[2]))
                     if _stat(target) != want:
                         try:
-                            data: bytes = orun.fs.cat_file(orun.path(rel))
+                            data = (wholes or {}).get(rel) or get_whole(orun.fs, orun.path(rel))
                         except FileNotFoundError:
                             continue  # replaced or deleted meanwhile: the manifest says
                         if len(data) != want[0]:
@@ -487,15 +502,27 @@ class SharedStorage:
                 if _size(target) < size:
                     self._mirror_append(run, rel, target, int(size), b"", upto=int(size), state=state)
             elif _stat(target) != (f.size, f.mtime_ns):
-                whole: bytes = orun.fs.cat_file(orun.path(rel))
+                whole = get_whole(orun.fs, orun.path(rel))
                 atomic_write_bytes(target, whole)
                 _set_mtime(target, f.mtime_ns)
         self.applied += 1
         self._changed(run_dir)
 
     def _changed(self, run_dir: Path) -> None:
+        """Note a run the mirror changed; its index row is refreshed by :meth:`_flush_changed`
+        (a run that changes ten times a second is refreshed about once per
+        :data:`REFRESH_SECONDS`, not ten times)."""
         if self.on_change is not None:
+            with self._held_lock:
+                self._dirty.add(run_dir)
+
+    def _flush_changed(self) -> None:
+        with self._held_lock:
+            dirty, self._dirty = self._dirty, set()
+            self._flushed = time.monotonic()
+        for run_dir in sorted(dirty):
             try:
+                assert self.on_change is not None
                 self.on_change(run_dir)
             except Exception as e:  # only an optimisation: the index's refresh sees it too
                 log.debug("could not refresh %s in the index: %s", run_dir, e)
@@ -548,6 +575,8 @@ class SharedStorage:
                 # bucket (a notification can only be missed with the connection, which
                 # syncs everything again; this is the safety net).
                 self._fill_held()
+            if self._dirty and (q.empty() or time.monotonic() - self._flushed >= REFRESH_SECONDS):
+                self._flush_changed()
             if note is None:
                 return
             if not note:
@@ -561,7 +590,8 @@ class SharedStorage:
                     carried = _carried(note.get("data"))
                     if not carried and isinstance(files, dict) and note.get("pack") is not None:
                         carried = self._unpack(run, note.get("pack"))
-                    self.sync_run(run, files if isinstance(files, dict) else None, carried)
+                    self.sync_run(run, files if isinstance(files, dict) else None, carried,
+                                  _wholes(note.get("whole")))
             except Exception as e:  # a background thread: report, keep going
                 log.warning("could not bring %s into the mirror: %s: %s",
                             note.get("run", "the bucket"), type(e).__name__, e)
@@ -586,7 +616,7 @@ class SharedStorage:
             return {}
         orun = self._object_run(run)
         try:
-            body: bytes = orun.fs.cat_file(orun.path(pack_key(raw[0])))
+            body = get_whole(orun.fs, orun.path(pack_key(raw[0])))
         except (OSError, ValueError):
             return {}
         return {rel: (off, body[pos:pos + n]) for rel, (off, n, pos) in spans.items()
@@ -631,6 +661,18 @@ def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
                 and isinstance(v[0], int) and v[0] >= 0 and isinstance(v[1], str):
             try:
                 out[rel] = (v[0], base64.b64decode(v[1], validate=True))
+            except ValueError:
+                continue
+    return out
+
+
+def _wholes(raw: Any) -> dict[str, bytes]:
+    """The whole files a notification carries, checked (anything malformed is dropped)."""
+    out: dict[str, bytes] = {}
+    for rel, v in (raw.items() if isinstance(raw, dict) else ()):
+        if isinstance(rel, str) and isinstance(v, str):
+            try:
+                out[rel] = base64.b64decode(v, validate=True)
             except ValueError:
                 continue
     return out
