@@ -81,6 +81,10 @@ HOLD_SECONDS = 2.0
 #: Compactions of ended runs running at once in one process (the rest wait their turn):
 #: a burst of runs ending together must not crowd the bucket out for the runs still going.
 COMPACTIONS = 1
+#: A compaction waits until the process has ingested nothing for this long ...
+COMPACT_IDLE = 1.0
+#: ... but no longer than this.
+COMPACT_PATIENCE = 30.0
 Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
 
 
@@ -160,6 +164,7 @@ class SharedStorage:
         self._compactions = threading.BoundedSemaphore(COMPACTIONS)
         self._dirty: set[Path] = set()  # runs whose index rows are to be refreshed
         self._flushed = 0.0
+        self._last_batch = 0.0  # when the last batch was committed (monotonic)
 
     def _run_key(self, run_dir: Path) -> str:
         rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
@@ -265,6 +270,7 @@ class SharedStorage:
                            and sum(1 for b in after if b[2] == a[2]) == 1}
                 small = {a[2]: a[4] for a in after if a[0] == "put" and len(a[4]) <= WHOLE_IN_NOTE}
                 notify(conn, CHANNEL, _payload(run, note, self.origin, carried, packed, small))
+        self._last_batch = time.monotonic()
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
             if kind == "append":
@@ -342,17 +348,30 @@ class SharedStorage:
 
         def compact() -> None:
             try:
-                with self._compactions, self.db.connection() as conn:
-                    # One compaction of a run at a time, across every process: two at once
-                    # could each delete deltas the other is still folding in.
-                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
-                                       (COMPACT_LOCK, run)).fetchone()
-                    if got and got[0]:
-                        self._object_run(run).compact(local_dir=run_dir)
+                with self._compactions:
+                    self._wait_idle()
+                    self._compact_now(run, run_dir)
             except Exception as e:  # the segments stay readable; the next end tries again
                 log.warning("could not compact %s in the bucket: %s: %s", run, type(e).__name__, e)
 
         threading.Thread(target=compact, name="labtrack-compact", daemon=True).start()
+
+    def _wait_idle(self) -> None:
+        """Wait (at most :data:`COMPACT_PATIENCE` seconds) until this process has ingested
+        nothing for :data:`COMPACT_IDLE` seconds: live runs' batches go to the bucket
+        before the ended runs' compaction, which is not urgent (segments read as well)."""
+        deadline = time.monotonic() + COMPACT_PATIENCE
+        while time.monotonic() < deadline and time.monotonic() - self._last_batch < COMPACT_IDLE:
+            time.sleep(COMPACT_IDLE / 4)
+
+    def _compact_now(self, run: str, run_dir: Path) -> None:
+        with self.db.connection() as conn:
+            # One compaction of a run at a time, across every process: two at once could
+            # each delete deltas the other is still folding in.
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                               (COMPACT_LOCK, run)).fetchone()
+            if got and got[0]:
+                self._object_run(run).compact(local_dir=run_dir)
 
     # -- the mirror
 
