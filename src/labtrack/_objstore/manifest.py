@@ -7,16 +7,18 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
 * ``.labtrack/segments/<relpath>/<offset:020d>``: the bytes of an append-only file from
   `offset` on, as uploaded between two flushes. The key is a function of (relpath, offset),
   so a retry rewrites the same object and a reader never trusts a key named in a manifest.
-* ``.labtrack/packs/<time_ns:020d>-<writer>``: the appended bytes of one batch of a server
-  (several files, one PUT instead of one per file), back to back. A segment in a pack is
-  ``[offset, length, pack, position]`` in a delta: the file's bytes from `offset` are the
-  pack's bytes from `position`. The pack's name is checked like a delta's, and its key
-  derived from it, so a manifest can never point a reader outside the run's packs. Every
-  attempt of a batch writes its own pack, so no object is ever overwritten with other bytes.
 * ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
   ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
-  "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}`` (a packed segment is
-  ``[offset, length, pack, position]``).
+  "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
+* ``.labtrack/manifest/<time_ns:020d>-<writer>.pack``: a *packed* delta, what a server
+  writes for a batch (one PUT for every file's appended bytes, instead of one object per
+  file and a delta): the bytes of the batch's appends back to back, then the delta's JSON,
+  then the JSON's length in 20 digits. Its segments are ``[offset, length, pack, position]``:
+  the file's bytes from `offset` are the object's bytes from `position`, `pack` being the
+  packed delta's name without ``.pack`` (checked like a delta's name; the key is derived
+  from it, so a manifest can never point a reader elsewhere). Every attempt of a batch
+  writes its own, so no object is ever overwritten with other bytes. A reader fetches only
+  its tail (the JSON) to learn the manifest.
 * ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
   {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
   names are already folded in (they may still exist for a moment after a compaction).
@@ -40,9 +42,10 @@ FORMAT = 1
 META = ".labtrack"
 SEGMENTS = f"{META}/segments"
 DELTAS = f"{META}/manifest"
-PACKS = f"{META}/packs"
+PACKED = ".pack"  # the suffix of a packed delta
+TAIL = 20  # the digits of a packed delta's JSON length, at its end
 MANIFEST = f"{META}/manifest.json"
-_DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.json\Z")
+_DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.(json|pack)\Z")
 _PACK_NAME = re.compile(r"\A\d{20}-[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 MAX_OFFSET = 1 << 50
 MAX_NS = (1 << 63) - 1
@@ -65,7 +68,7 @@ def is_delta_name(name: str) -> bool:
 
 
 def pack_name(time_ns: int, writer: str) -> str:
-    """The name of a pack object (see the module docstring): sortable, unique per writer."""
+    """The name of a packed delta without its suffix (see the module docstring)."""
     check_key_part(writer, "writer id")
     return f"{time_ns:020d}-{writer}"
 
@@ -79,7 +82,27 @@ def pack_key(name: str) -> str:
     """The key (relative to the run) of the pack `name`."""
     if not is_pack_name(name):
         raise LabtrackNameError(f"pack name {name[:80]!r} is not a name pack_name makes")
-    return f"{PACKS}/{name}"
+    return f"{DELTAS}/{name}{PACKED}"
+
+
+def encode_packed(writer: str, segments: dict[str, list[list[Any]]], files: dict[str, list[int]],
+                  deleted: list[str], data: bytes) -> bytes:
+    """The bytes of a packed delta: `data`, the delta's JSON, the JSON's length."""
+    head = encode_delta(writer, segments, files, deleted)
+    return data + head + b"%0*d" % (TAIL, len(head))
+
+
+def packed_head(tail: bytes, whole: bool) -> tuple[Any, int]:
+    """The parsed JSON of a packed delta from the end of its bytes (`tail`; `whole`: the
+    object's every byte): (doc, 0), or (None, n) when the last n bytes are needed, or
+    (None, 0) when the object is malformed."""
+    digits = tail[-TAIL:]
+    if len(digits) != TAIL or not digits.isdigit():
+        return None, 0
+    n = int(digits)
+    if n + TAIL > len(tail):
+        return (None, 0) if whole else (None, n + TAIL)
+    return parse(tail[len(tail) - TAIL - n: len(tail) - TAIL]), 0
 
 
 #: A piece of a file (FileState.pieces): offset, length, source, shift.

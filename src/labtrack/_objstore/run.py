@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import manifest as mf
-from .store import ObjectStore, check_key_part, check_run_relpath, get_many, get_whole
+from .store import ObjectStore, check_key_part, check_run_relpath, get_heads, get_many, get_whole
 
 MULTIPART_MIN = 5 << 20  # S3's smallest part of a multipart upload (all but the last)
 
@@ -111,9 +111,8 @@ class ObjectRun:
 
     def pack(self, chunks: list[tuple[str, int, bytes]]) -> tuple[str, bytes, dict[str, list[tuple[int, int, int]]]]:
         """The pack of a batch's appends [(relpath, offset, bytes)]: its name (new, unique),
-        its bytes, and {relpath: [(offset, length, position)]} for
-        :meth:`write_manifest_delta`'s `packed`. Store it with :meth:`pipe` at
-        ``self.path(manifest.pack_key(name))``."""
+        its bytes, and {relpath: [(offset, length, position)]}: what
+        :meth:`write_manifest_delta`'s `packed` takes, as (name, positions, bytes)."""
         name = mf.pack_name(self._next_ns(), self.writer)
         where: dict[str, list[tuple[int, int, int]]] = {}
         pos = 0
@@ -154,20 +153,28 @@ class ObjectRun:
     def write_manifest_delta(self, segments: dict[str, list[tuple[int, int]]] | None = None,
                              files: dict[str, tuple[int, int]] | None = None,
                              deleted: Iterable[str] = (),
-                             packed: tuple[str, dict[str, list[tuple[int, int, int]]]] | None = None
+                             packed: tuple[str, dict[str, list[tuple[int, int, int]]], bytes] | None = None
                              ) -> str:
         """Publish what a batch added: `segments` {relpath: [(offset, length)]}, whole
-        `files` {relpath: (size, mtime_ns)}, `deleted` relpaths and the segments of one
-        pack, `packed` (name, {relpath: [(offset, length, position)]}: :meth:`pack`).
-        Returns the delta's name. Readers see a batch only once this returns."""
-        name = mf.delta_name(self._next_ns(), self.writer)
+        `files` {relpath: (size, mtime_ns)}, `deleted` relpaths, and appends in one packed
+        delta, `packed` (name, {relpath: [(offset, length, position)]}, bytes: :meth:`pack`),
+        which then holds everything in one PUT. Returns the delta's name. Readers see a
+        batch only once this returns."""
         segs: dict[str, list[list[Any]]] = {
             check_run_relpath(r): [[o, n, mf.segment_key(r, o)] for o, n in lst]
             for r, lst in (segments or {}).items() if lst}
         if packed is not None:
-            mf.pack_key(packed[0])  # checked
+            key = mf.pack_key(packed[0])  # checked
             for r, plst in packed[1].items():
                 segs.setdefault(check_run_relpath(r), []).extend([o, n, packed[0], p] for o, n, p in plst)
+            whole_ = {check_run_relpath(r): [s, m] for r, (s, m) in (files or {}).items()}
+            gone_ = [check_run_relpath(r) for r in deleted]
+            self.pipe({self.path(key): mf.encode_packed(self.writer, segs, whole_, gone_, packed[2])})
+            packed_name = key.rsplit("/", 1)[-1]
+            self._known[packed_name] = mf.parse(mf.encode_delta(self.writer, segs, whole_, gone_))
+            self.deltas_written += 1
+            return packed_name
+        name = mf.delta_name(self._next_ns(), self.writer)
         whole = {check_run_relpath(r): [s, m] for r, (s, m) in (files or {}).items()}
         gone = [check_run_relpath(r) for r in deleted]
         body = mf.encode_delta(self.writer, segs, whole, gone)
@@ -184,11 +191,13 @@ class ObjectRun:
         if not state.deltas:
             return 0
         self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
+        plain = [n for n in state.deltas if not n.endswith(mf.PACKED)]  # packed ones hold bytes
         try:
-            self.fs.rm([self.path(f"{mf.DELTAS}/{n}") for n in state.deltas])
+            if plain:
+                self.fs.rm([self.path(f"{mf.DELTAS}/{n}") for n in plain])
         except FileNotFoundError:
             pass
-        for n in state.deltas:
+        for n in plain:
             self._known.pop(n, None)
         return len(state.deltas)
 
@@ -225,10 +234,16 @@ class ObjectRun:
         names = [n for n in self.delta_names() if n not in consumed]
         cache = known if known is not None else self._known
         missing = [n for n in names if n not in cache]
-        if missing:
-            got = get_many(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in missing])
+        plain = [n for n in missing if not n.endswith(mf.PACKED)]
+        if plain:
+            got = get_many(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in plain])
             for path, body in got.items():
                 cache[path.rstrip("/").rsplit("/", 1)[-1]] = mf.parse(body)
+        packed = [n for n in missing if n.endswith(mf.PACKED)]
+        if packed:
+            for n, doc in zip(packed, get_heads(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in packed])):
+                if doc is not None:
+                    cache[n] = doc
         for n in names:
             if n in cache:
                 mf.apply_delta(state, n, cache[n])
@@ -327,7 +342,6 @@ class ObjectRun:
         report = CompactReport()
         state = self.state()
         doomed: set[str] = set()
-        packs_done: set[str] = set()
         for rel, f in sorted(state.files.items()):
             if not f.append or not f.segments:
                 continue
@@ -351,15 +365,13 @@ class ObjectRun:
             # stays, named by manifest.json.
             doomed.update(self.path(mf.segment_key(rel, o)) for o in f.segments
                           if o < end and o not in f.packs)
-            packs_done.update(f.packs[o][0] for o in f.segments if o < end and o in f.packs)
             f.size = end
             f.segments = {o: n for o, n in f.segments.items() if o >= end}
             f.packs = {o: p for o, p in f.packs.items() if o >= end}
-        # A pack holds bytes of several files: it goes once no segment left names it.
-        packs_done -= {p[0] for f in state.files.values() for p in f.packs.values()}
-        doomed.update(self.path(mf.pack_key(p)) for p in packs_done)
         self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
-        doomed.update(self.path(f"{mf.DELTAS}/{n}") for n in state.deltas)
+        # A packed delta holds bytes: it stays while a segment left (after a gap) names it.
+        kept = {self.path(mf.pack_key(p[0])) for f in state.files.values() for p in f.packs.values()}
+        doomed.update(p for p in (self.path(f"{mf.DELTAS}/{n}") for n in state.deltas) if p not in kept)
         if doomed:
             try:
                 self.fs.rm(sorted(doomed))

@@ -12,15 +12,15 @@ One batch (or single append, put, delete) is one PostgreSQL transaction:
    locked, in path order, in one query, and give each append-only file's committed size;
    an append whose offset is not that size answers 409 with it, so a retry that reaches
    another process resumes from the shared size, never from a stale local one;
-2. the accepted appends of every file go to the bucket as one *pack* object of this
-   attempt's own, whole files as objects (concurrent PUTs), then one manifest delta names
-   them (`labtrack._objstore.run.ObjectRun`): two round trips to the bucket for a batch
-   of appends, whatever the number of files;
+2. whole files go to the bucket as objects (concurrent PUTs), then the accepted appends of
+   every file and the manifest delta that names them as one *packed delta* of this
+   attempt's own (`labtrack._objstore.manifest`): one PUT for a batch of appends,
+   whatever the number of files;
 3. the ledger advances (one query) and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
 4. only then the bytes go into this process's mirror and the request is acknowledged.
 
 A process killed before the commit leaves the ledger where it was: the retry, on any
-process, writes its own pack and delta. Killed after it, the retry gets 409 with the new
+process, writes its own packed delta. Killed after it, the retry gets 409 with the new
 size. So nothing acknowledged is lost and nothing is stored twice. (A delta of a killed
 attempt may name more bytes from an offset than the retry that was acknowledged: the
 bytes from one offset are the same in every attempt, the client's file being append-only,
@@ -190,7 +190,6 @@ class SharedStorage:
     def batch(self, run_dir: Path, ops: list[Op]) -> list[dict[str, Any]]:
         """Apply a checked batch in one transaction (see the module docstring); one result
         {"path", "size", "status"} per op, in order."""
-        from .._objstore.manifest import pack_key
         from .._pg import notify
 
         from .._objstore.store import check_run_relpath
@@ -238,12 +237,11 @@ class SharedStorage:
                     results.append({"path": rel, "size": 0, "status": 200})
             packed = None
             if chunks:
-                # Every file's new bytes in one object of this attempt's own (never a key
-                # another attempt wrote): one PUT for the batch, and no need to look for
-                # what a killed attempt left (FileState.pieces cuts overlaps).
+                # Every file's new bytes and the delta in one object of this attempt's own
+                # (never a key another attempt wrote): one PUT for the batch, and no need to
+                # look for what a killed attempt left (FileState.pieces cuts overlaps).
                 name, body, where = orun.pack(chunks)
-                objects[orun.path(pack_key(name))] = body
-                packed = (name, where)
+                packed = (name, where, body)
             orun.pipe(objects)
             for rel in deleted:
                 orun.delete(rel)
@@ -269,7 +267,8 @@ class SharedStorage:
                 carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
                            and sum(1 for b in after if b[2] == a[2]) == 1}
                 small = {a[2]: a[4] for a in after if a[0] == "put" and len(a[4]) <= WHOLE_IN_NOTE}
-                notify(conn, CHANNEL, _payload(run, note, self.origin, carried, packed, small))
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried,
+                                               packed[:2] if packed else None, small))
         self._last_batch = time.monotonic()
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
