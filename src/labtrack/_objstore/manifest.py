@@ -268,6 +268,11 @@ def parse(data: bytes) -> Any:
         return None
 
 
+def parse_delta(name: str, data: bytes) -> Any:
+    """A delta object's parsed JSON (a packed delta's from its end), or None."""
+    return packed_head(data, True)[0] if name.endswith(PACKED) else parse(data)
+
+
 def encode_delta(writer: str, segments: dict[str, list[list[Any]]], files: dict[str, list[int]],
                  deleted: list[str]) -> bytes:
     """The bytes of a delta object."""

@@ -147,7 +147,8 @@ class Mirror:
             for p, body in got.items():
                 stats.objects_fetched += 1
                 stats.bytes_fetched += len(body)
-                known[p.rstrip("/").rsplit("/", 1)[-1]] = mf.parse(body)
+                name = p.rstrip("/").rsplit("/", 1)[-1]
+                known[name] = mf.parse_delta(name, body)
         for n in names:
             if n not in consumed and n in known:
                 mf.apply_delta(state, n, known[n])
