@@ -73,7 +73,7 @@ MIRROR_WORKERS = 4
 #: How often, at most, a run the mirror keeps changing is refreshed in the index.
 REFRESH_SECONDS = 1.0
 #: Whole files up to this size ride along in a notification (run.json, summary.json).
-WHOLE_IN_NOTE = 2048
+WHOLE_IN_NOTE = 4096
 #: Connections of a process's pool to the ledger's database.
 POOL_SIZE = 16
 #: Appended bytes wait this long in memory for the bytes before them (see the docstring).
@@ -112,12 +112,13 @@ def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
             body["whole"] = {rel: base64.b64encode(b).decode() for rel, b in w.items()}
         return json.dumps(body, separators=(",", ":"))
 
-    for variant in ((data, pack, whole, files), (None, pack, whole, files), (None, pack, None, files),
-                    (None, None, None, files), (None, None, None, None)):
-        out = text(*variant)
-        if len(out.encode()) <= MAX_PAYLOAD:
-            return out
-    return out
+    small = sorted((whole or {}).items(), key=lambda kv: len(kv[1]))  # the smallest ride first
+    for d, p in ((data, pack), (None, pack), (None, None)):
+        for k in range(len(small), -1, -1):
+            out = text(d, p, dict(small[:k]), files)
+            if len(out.encode()) <= MAX_PAYLOAD:
+                return out
+    return text(None, None, None, None)
 
 
 class SharedStorage:
@@ -489,7 +490,8 @@ class SharedStorage:
                     want = (int(op[1]), int(op[2]))
                     if _stat(target) != want:
                         try:
-                            data = (wholes or {}).get(rel) or get_whole(orun.fs, orun.path(rel))
+                            data = wholes[rel] if wholes and rel in wholes \
+                                else get_whole(orun.fs, orun.path(rel))  # (heartbeat: b"")
                         except FileNotFoundError:
                             continue  # replaced or deleted meanwhile: the manifest says
                         if len(data) != want[0]:
