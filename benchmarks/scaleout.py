@@ -179,16 +179,21 @@ def measure(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
                 raise SystemExit(f"a client did not deliver everything:\n{err[-2000:]}\n{c.output()}")
             ends.append(float(out.split("DONE", 1)[1].split()[0]))
         seconds = max(ends) - t0
-        time.sleep(1.5)  # the streams' last polls
-        stop.set()
         values = args.clients * 20 * args.steps
+        # Every point reaches both streams (the other process's through NOTIFY and its
+        # mirror): wait for the last ones, so that a late point counts with its lag.
+        deadline = time.monotonic() + args.drain
+        while time.monotonic() < deadline and any(len(v) < values for v in lags.values()):
+            time.sleep(0.25)
+        time.sleep(0.5)
+        stop.set()
         all_lags = [v for lst in lags.values() for v in lst]
         return {
             "clients": args.clients, "scalars": 20, "steps": args.steps, "interval": args.interval,
             "values": values, "seconds": seconds, "values_per_s": values / seconds,
             "offered_per_s": args.clients * 20 / args.interval,
             "lag_p50": percentile(all_lags, 0.5), "lag_p95": percentile(all_lags, 0.95),
-            "lag_points": len(all_lags),
+            "lag_points": len(all_lags), "lag_points_expected": values * len(lags),
             "lag_by_server": {k: [percentile(v, 0.5), percentile(v, 0.95), len(v)] for k, v in lags.items()},
             "rss_mb": {k: v / 1024 for k, v in rss.items()},
         }
@@ -205,7 +210,7 @@ def measure(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     rss = ", ".join(f"{k} {v:,.0f} MB" for k, v in sorted(r["rss_mb"].items()))
-    by = "; ".join(f"stream on {k}: p50 {a:.2f} s, p95 {b:.2f} s ({n:,} points)"
+    by = "; ".join(f"stream on {k}: p50 {a:.2f} s, p95 {b:.2f} s ({n:,} of {r['values']:,} points)"
                    for k, (a, b, n) in sorted(r["lag_by_server"].items()))
     return "\n".join([
         MD_HEADING, "",
@@ -220,6 +225,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"(offered {r['offered_per_s']:,.0f}) |",
         f"| lag log() -> browser stream, p50 | {r['lag_p50']:.2f} s |",
         f"| lag log() -> browser stream, p95 | {r['lag_p95']:.2f} s |",
+        f"| points received by the 2 streams | {r['lag_points']:,} of "
+        f"{r.get('lag_points_expected', 2 * r['values']):,} |",
         f"| server memory (largest RSS) | {rss} |", "",
         f"Lag per stream: {by}. A point's lag includes the client's flush (0.1 s) and shipper "
         "round (0.2 s), the ingest commit, NOTIFY and the other process's copy from the bucket, "
@@ -234,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between a client's steps")
     ap.add_argument("--quick", action="store_true", help="20 steps per client")
+    ap.add_argument("--drain", type=float, default=60.0,
+                    help="seconds to wait after the last finish() for the streams' last points")
     ap.add_argument("--json", metavar="PATH", help="write every figure here")
     ap.add_argument("--no-md", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args(argv)

@@ -213,3 +213,81 @@ def test_big_segments_are_compacted_by_server_side_copy(s3: MotoS3, tmp_path: Pa
     assert report.bytes_copied > (1 << 20) and report.bytes_uploaded == off - report.bytes_copied
     assert report.bytes_uploaded <= (5 << 20) + 10
     assert s3.fs().cat_file(f"{s3.bucket}/runs/e/r1/console.log") == b"".join(chunks)
+
+
+def _read(run: ObjectRun, rel: str) -> bytes:
+    f = run.state().files[rel]
+    return b"".join(run.read_range(rel, p, p[0], p[0] + p[1]) for p in f.pieces())
+
+
+def test_a_packed_delta_holds_a_batch_and_a_longer_killed_attempt_is_cut(s3: MotoS3, tmp_path: Path) -> None:
+    fs = s3.fs()
+    run = ObjectRun(ObjectStore(s3.url()), "e", "packed", writer="srv-a")
+    a, b = "scalars/a.csv", "scalars/b.csv"
+    full_a = b"step,value,time\n0,1,5\n1,2,6\n2,3,7\n3,4,8\n"
+    full_b = b"step,value,time\n0,9,5\n"
+    # One batch, two files, one whole file: the whole file is its own object, the appends
+    # and the delta one packed delta.
+    run.put_whole("run.json", b"{}")
+    name, body, where = run.pack([(a, 0, full_a[:22]), (b, 0, full_b)])
+    delta = run.write_manifest_delta(None, {"run.json": (2, 7)}, packed=(name, where, body))
+    assert delta == name + mf.PACKED
+    listed = sorted(p.rsplit("/", 1)[-1] for p in fs.find(run.path(".labtrack")))
+    assert listed == [delta]
+    st = ObjectRun(ObjectStore(s3.url()), "e", "packed").state()  # a fresh reader: from the tail
+    assert st.files[a].end == 22 and st.files[b].end == len(full_b) and st.sizes()["run.json"] == (2, 7)
+    assert _read(run, a) == full_a[:22] and _read(run, b) == full_b
+    # An attempt killed after its delta (not committed) named more bytes from offset 22
+    # than the retry that was acknowledged; the next append goes on from the retry's end.
+    for chunk in (full_a[22:34], full_a[22:28], full_a[28:]):
+        start = full_a.index(chunk)
+        n, bd, w = run.pack([(a, start, chunk)])
+        run.write_manifest_delta(None, packed=(n, w, bd))
+    assert _read(run, a) == full_a  # nothing doubled: the overlap is cut
+    # The mirror (a notebook's reader) agrees, and compaction leaves the plain objects.
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/packed" / a).read_bytes() == full_a
+    run.compact()
+    assert fs.cat_file(run.path(a)) == full_a and fs.cat_file(run.path(b)) == full_b
+    assert not [p for p in fs.find(run.path(".labtrack")) if p.endswith(mf.PACKED)]
+
+
+def test_a_hostile_pack_reference_is_skipped() -> None:
+    st = mf.RunState()
+    mf.apply_delta(st, "00000000000000000001-w.json", {"format": 1, "segments": {
+        "scalars/x.csv": [[0, 5, "../../../other/run", 0], [0, 5, "00000000000000000001-w/x", 0],
+                          [0, 5, "00000000000000000001-w", -1]],
+        "scalars/ok.csv": [[0, 5, "00000000000000000001-w", 3]]}})
+    assert "scalars/x.csv" not in st.files or not st.files["scalars/x.csv"].segments
+    assert len(st.problems) == 3
+    assert st.files["scalars/ok.csv"].pieces() == [(0, 5, "pack:00000000000000000001-w", -3)]
+    with pytest.raises(LabtrackNameError):
+        mf.pack_key("../x")
+    # A truncated or garbled packed delta reads as nothing, never as bytes elsewhere.
+    assert mf.packed_head(b"garbage", True) == (None, 0)
+    assert mf.packed_head(b"x" * 10 + b"%020d" % 500, False) == (None, 520)
+    assert mf.packed_head(b"x" * 10 + b"%020d" % 500, True) == (None, 0)
+
+
+def test_the_shared_mirror_holds_bytes_after_a_gap_until_it_is_filled(s3: MotoS3, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    from labtrack._server.shared import SharedStorage
+
+    store = ObjectStore(s3.url())
+    shared = SharedStorage(tmp_path / "mirror", store, db=None)
+    rel, target = "scalars/a.csv", tmp_path / "mirror/e/r1/scalars/a.csv"
+    target.parent.mkdir(parents=True)
+    # Committed bytes after a gap (the batch before went to another process, whose
+    # notification has not arrived): held, not written, not fetched.
+    shared._mirror_append("e/r1", rel, target, 10, b"0123456789")
+    assert target.read_bytes() == b"" and shared._held
+    shared._mirror_append("e/r1", rel, target, 0, b"abcdefghij")  # the notification
+    assert target.read_bytes() == b"abcdefghij0123456789" and not shared._held
+    # A gap no notification fills: after HOLD_SECONDS the worker reads it from the bucket.
+    orun = ObjectRun(store, "e", "r1")
+    name, body, where = orun.pack([(rel, 0, b"abcdefghij0123456789KLMNO")])
+    orun.write_manifest_delta(None, packed=(name, where, body))
+    shared._mirror_append("e/r1", rel, target, 25, b"PQ")
+    assert shared._fill_held(older_than=60.0) == 0 and target.stat().st_size == 20
+    assert shared._fill_held(older_than=0.0) == 1
+    assert target.read_bytes() == b"abcdefghij0123456789KLMNOPQ" and not shared._held

@@ -142,3 +142,45 @@ def test_bad_urls_and_unreachable_servers_are_clear_errors(postgres_url: str) ->
     missing = postgres_url.rsplit("/", 1)[0] + "/no_such_db"
     with pytest.raises(DatabaseError, match="no_such_db.*does not exist"):
         Database(missing)
+
+
+def test_ledger_locks_and_advances_a_batch_of_files_in_one_query_each(pg_db: str) -> None:
+    with Database(pg_db) as db:
+        db.migrate()
+    ledger = IngestLedger()
+    files = [f"scalars/m{i:02d}.csv" for i in range(20)]
+    with connect(pg_db) as conn:
+        with conn.transaction():
+            got = ledger.lock_many(conn, "exp/batch", reversed(files))  # new rows: created at 0
+            assert got == {f: 0 for f in files}
+            ledger.advance_many(conn, "exp/batch", {f: (0, 10 + i) for i, f in enumerate(files)})
+        with conn.transaction():
+            assert ledger.lock_many(conn, "exp/batch", files[:3] + files[:1]) == {
+                files[0]: 10, files[1]: 11, files[2]: 12}
+        # A stale size for one file: nothing of the batch changes.
+        with pytest.raises(LedgerConflict):
+            with conn.transaction():
+                ledger.advance_many(conn, "exp/batch", {files[0]: (10, 20), files[1]: (0, 20)})
+        assert ledger.size(conn, "exp/batch", files[0]) == 10
+        with pytest.raises(LabtrackValueError):
+            ledger.advance_many(conn, "exp/batch", {files[0]: (10, 5)})
+    # Two batches over the same files, each locking them at once, take turns (no deadlock):
+    # every append is accepted exactly once.
+    accepted: list[int] = []
+
+    def append(i: int) -> None:
+        with connect(pg_db) as conn:
+            for _ in range(5):
+                with conn.transaction():
+                    sizes = ledger.lock_many(conn, "exp/batch", files if i % 2 else files[::-1])
+                    ledger.advance_many(conn, "exp/batch", {f: (s, s + 1) for f, s in sizes.items()})
+                    accepted.append(i)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with connect(pg_db) as conn:
+        assert len(accepted) == 20
+        assert ledger.size(conn, "exp/batch", files[5]) == 15 + 20

@@ -252,3 +252,37 @@ def test_clients_log_through_server_kills_and_the_bucket_ends_byte_identical(
     for url in [s.url for s in cluster.servers] + [cluster.url]:
         wait_for(lambda: set(ids) <= set(run_ids(url)), f"the runs listed by {url}", cluster)
     assert run_ids(cluster.servers[0].url) == run_ids(cluster.servers[1].url)
+
+
+def test_a_batch_is_one_object_and_the_next_one_on_the_other_server_lands_after_it(
+        cluster: Cluster) -> None:
+    a, b = cluster.servers[0].url, cluster.servers[1].url
+    rid = "20261204-130000-packed"
+    run = f"direct/{rid}"
+    hello(a)
+    batch(a, run, [({"op": "put", "path": "run.json", "mtime_ns": 10**18}, run_json(rid))])
+    assert cluster.moto is not None
+    fs = cluster.moto.fs()
+    orun = object_run(cluster, "direct", rid)
+    before = set(fs.find(orun.path("")))
+    files = [f"scalars/m{i:02d}.csv" for i in range(20)]
+    one, two = b"step,value,time\n0,1.0,1.5\n", b"1,2.0,2.5\n"
+    first = batch(a, run, [({"op": "append", "path": f, "offset": 0}, one) for f in files])
+    assert {r["status"] for r in first} == {200}
+    new = set(fs.find(orun.path(""))) - before
+    # Twenty files' appends and their manifest delta: one object, one PUT.
+    assert len(new) == 1 and next(iter(new)).endswith(".pack"), new
+    # The next batch reaches the other process at once, before (or after) the notification
+    # of the first: its mirror holds the bytes until what comes before them is there.
+    second = batch(b, run, [({"op": "append", "path": f, "offset": len(one)}, two) for f in files])
+    assert {r["status"] for r in second} == {200}
+
+    def mirrored() -> bool:
+        try:
+            return all((s.mirror / "direct" / rid / f).read_bytes() == one + two
+                       for s in cluster.servers for f in files)
+        except FileNotFoundError:
+            return False
+
+    wait_for(mirrored, "both mirrors to hold both batches, in order", cluster, timeout=20)
+    assert bucket_files(cluster, "direct", rid)["scalars/m07.csv"] == one + two

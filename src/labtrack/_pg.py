@@ -45,7 +45,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import LabtrackError, LabtrackValueError, MissingDependencyError
@@ -358,6 +358,48 @@ class IngestLedger:
                            (run, relpath)).fetchone()
         assert row is not None
         return int(row[0])
+
+    def lock_many(self, conn: psycopg.Connection[Any], run: str, relpaths: Iterable[str]) -> dict[str, int]:
+        """:meth:`lock_and_get` for several files of `run` in one or two round trips: the
+        rows are locked in path order (so two batches never wait on each other in a circle)
+        and missing ones are created at size 0 first."""
+        paths = sorted(set(relpaths))
+        if not paths:
+            return {}
+        sql = ("SELECT relpath, size FROM ingest_ledger WHERE run = %s AND relpath = ANY(%s) "
+               "ORDER BY relpath FOR UPDATE")
+        got = {str(r): int(n) for r, n in conn.execute(sql, (run, paths)).fetchall()}
+        missing = [p for p in paths if p not in got]
+        if missing:
+            conn.execute("INSERT INTO ingest_ledger (run, relpath, size) SELECT %s, p, 0 "
+                         "FROM unnest(%s::text[]) AS p ORDER BY p ON CONFLICT (run, relpath) DO NOTHING",
+                         (run, missing))
+            got.update({str(r): int(n) for r, n in conn.execute(sql, (run, missing)).fetchall()})
+        assert len(got) == len(paths)
+        return got
+
+    def advance_many(self, conn: psycopg.Connection[Any], run: str,
+                     changes: dict[str, tuple[int, int]]) -> None:
+        """:meth:`advance` for several files in one round trip: {relpath: (old, new)}.
+
+        Raises:
+            LedgerConflict: a stored size is not its `old` (nothing is changed).
+            LabtrackValueError: a `new` < its `old`.
+        """
+        if not changes:
+            return
+        for rel, (old, new) in changes.items():
+            if new < old:
+                raise LabtrackValueError(f"a committed size only grows: {old} -> {new} for {run}/{rel}")
+        paths = sorted(changes)
+        cur = conn.execute(
+            "UPDATE ingest_ledger AS l SET size = v.new, updated = now() FROM "
+            "unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(relpath, old, new) "
+            "WHERE l.run = %s AND l.relpath = v.relpath AND l.size = v.old",
+            (paths, [changes[p][0] for p in paths], [changes[p][1] for p in paths], run))
+        if cur.rowcount != len(paths):
+            raise LedgerConflict(f"{run}: the committed size of some of {paths[:5]} changed "
+                                 "since it was locked")
 
     def advance(self, conn: psycopg.Connection[Any], run: str, relpath: str, old: int, new: int) -> None:
         """Set the committed size from `old` to `new` (>= old).

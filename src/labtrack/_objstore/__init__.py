@@ -19,7 +19,11 @@ Modules, bottom up:
       put_whole(relpath, data); put_whole_stream(relpath, chunks) -> size
       delete(relpath)
       write_manifest_delta(segments={rel: [(off, n)]}, files={rel: (size, mtime_ns)},
-                           deleted=[rel]) -> delta name   # publishes the batch
+                           deleted=[rel], packed=None) -> delta name   # publishes the batch
+      pack([(relpath, offset, data), ...]) -> (name, bytes, positions)
+                               # packed=(name, positions, bytes): the appends and the delta
+                               # in one object, one PUT (a server's ingest batch)
+      piece_key(relpath, piece) -> key   # the object that holds a piece
       state() -> RunState      # manifest.json + deltas merged; .sizes() -> {rel: (size, mtime)}
       read_range(relpath, piece, start, end) -> bytes
       fold_deltas() -> int     # deltas folded into manifest.json (long runs)

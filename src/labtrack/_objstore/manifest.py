@@ -10,6 +10,15 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
 * ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
   ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
   "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
+* ``.labtrack/manifest/<time_ns:020d>-<writer>.pack``: a *packed* delta, what a server
+  writes for a batch (one PUT for every file's appended bytes, instead of one object per
+  file and a delta): the bytes of the batch's appends back to back, then the delta's JSON,
+  then the JSON's length in 20 digits. Its segments are ``[offset, length, pack, position]``:
+  the file's bytes from `offset` are the object's bytes from `position`, `pack` being the
+  packed delta's name without ``.pack`` (checked like a delta's name; the key is derived
+  from it, so a manifest can never point a reader elsewhere). Every attempt of a batch
+  writes its own, so no object is ever overwritten with other bytes. A reader fetches only
+  its tail (the JSON) to learn the manifest.
 * ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
   {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
   names are already folded in (they may still exist for a moment after a compaction).
@@ -33,8 +42,11 @@ FORMAT = 1
 META = ".labtrack"
 SEGMENTS = f"{META}/segments"
 DELTAS = f"{META}/manifest"
+PACKED = ".pack"  # the suffix of a packed delta
+TAIL = 20  # the digits of a packed delta's JSON length, at its end
 MANIFEST = f"{META}/manifest.json"
-_DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.json\Z")
+_DELTA_NAME = re.compile(r"\A(\d{20})-([A-Za-z0-9._-]{1,128})\.(json|pack)\Z")
+_PACK_NAME = re.compile(r"\A\d{20}-[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 MAX_OFFSET = 1 << 50
 MAX_NS = (1 << 63) - 1
 
@@ -55,6 +67,48 @@ def is_delta_name(name: str) -> bool:
     return _DELTA_NAME.match(name) is not None
 
 
+def pack_name(time_ns: int, writer: str) -> str:
+    """The name of a packed delta without its suffix (see the module docstring)."""
+    check_key_part(writer, "writer id")
+    return f"{time_ns:020d}-{writer}"
+
+
+def is_pack_name(name: object) -> bool:
+    """True for a name :func:`pack_name` makes (never a path: no '/', no '..')."""
+    return isinstance(name, str) and _PACK_NAME.match(name) is not None and ".." not in name
+
+
+def pack_key(name: str) -> str:
+    """The key (relative to the run) of the pack `name`."""
+    if not is_pack_name(name):
+        raise LabtrackNameError(f"pack name {name[:80]!r} is not a name pack_name makes")
+    return f"{DELTAS}/{name}{PACKED}"
+
+
+def encode_packed(writer: str, segments: dict[str, list[list[Any]]], files: dict[str, list[int]],
+                  deleted: list[str], data: bytes) -> bytes:
+    """The bytes of a packed delta: `data`, the delta's JSON, the JSON's length."""
+    head = encode_delta(writer, segments, files, deleted)
+    return data + head + b"%0*d" % (TAIL, len(head))
+
+
+def packed_head(tail: bytes, whole: bool) -> tuple[Any, int]:
+    """The parsed JSON of a packed delta from the end of its bytes (`tail`; `whole`: the
+    object's every byte): (doc, 0), or (None, n) when the last n bytes are needed, or
+    (None, 0) when the object is malformed."""
+    digits = tail[-TAIL:]
+    if len(digits) != TAIL or not digits.isdigit():
+        return None, 0
+    n = int(digits)
+    if n + TAIL > len(tail):
+        return (None, 0) if whole else (None, n + TAIL)
+    return parse(tail[len(tail) - TAIL - n: len(tail) - TAIL]), 0
+
+
+#: A piece of a file (FileState.pieces): offset, length, source, shift.
+Piece = tuple[int, int, str | None, int]
+
+
 @dataclass
 class FileState:
     """One file of a run as the bucket holds it."""
@@ -63,14 +117,20 @@ class FileState:
     size: int = 0  # whole file: its size; append-only: the bytes in the plain object (base)
     mtime_ns: int = 0
     segments: dict[int, int] = field(default_factory=dict)  # offset -> length, offset >= size
+    packs: dict[int, tuple[str, int]] = field(default_factory=dict)  # offset -> (pack, position)
 
-    def pieces(self) -> list[tuple[int, int, str | None]]:
-        """(offset, length, segment offset or None for the plain object), contiguous from 0;
-        segments after a gap are left out (their predecessor is still on its way)."""
-        out: list[tuple[int, int, str | None]] = []
+    def pieces(self) -> list[Piece]:
+        """(offset, length, source, shift), contiguous from 0: the file's bytes [offset,
+        offset + length) are bytes [offset - shift, offset + length - shift) of the source:
+        None for the plain object, the segment's offset as a string, or ``pack:<name>``
+        (`ObjectRun.read_range` turns a source into its key). Segments after a gap are left
+        out (their predecessor is still on its way); one that overlaps the bytes before it
+        (an attempt killed after its delta, longer than the retry that was acknowledged:
+        the bytes from one offset are the same in every attempt) is cut to what it adds."""
+        out: list[Piece] = []
         end = 0
         if self.size:
-            out.append((0, self.size, None))
+            out.append((0, self.size, None, 0))
             end = self.size
         for off in sorted(self.segments):
             length = self.segments[off]
@@ -78,7 +138,12 @@ class FileState:
                 continue  # folded into the plain object, or a shorter retry of the same bytes
             if off > end:
                 break
-            out.append((off, length, str(off)))
+            packed = self.packs.get(off)
+            if packed is not None:
+                source, shift = f"pack:{packed[0]}", off - packed[1]
+            else:
+                source, shift = str(off), off
+            out.append((end, off + length - end, source, shift))
             end = off + length
         return out
 
@@ -180,8 +245,19 @@ def _apply_segments(state: RunState, segs: Any, source: str) -> None:
             if off is None or length is None or length == 0:
                 state.problems.append(f"{source}: a segment of {r!r} has a bad offset or length")
                 continue
+            packed: tuple[str, int] | None = None
+            if len(item) == 4:  # [offset, length, pack, position]
+                pos = _int(item[3])
+                if not is_pack_name(item[2]) or pos is None:
+                    state.problems.append(f"{source}: a segment of {r!r} names a bad pack")
+                    continue
+                packed = (item[2], pos)
             if length > f.segments.get(off, 0):
                 f.segments[off] = length
+                if packed is not None:
+                    f.packs[off] = packed
+                else:
+                    f.packs.pop(off, None)
 
 
 def parse(data: bytes) -> Any:
@@ -192,7 +268,12 @@ def parse(data: bytes) -> Any:
         return None
 
 
-def encode_delta(writer: str, segments: dict[str, list[list[int]]], files: dict[str, list[int]],
+def parse_delta(name: str, data: bytes) -> Any:
+    """A delta object's parsed JSON (a packed delta's from its end), or None."""
+    return packed_head(data, True)[0] if name.endswith(PACKED) else parse(data)
+
+
+def encode_delta(writer: str, segments: dict[str, list[list[Any]]], files: dict[str, list[int]],
                  deleted: list[str]) -> bytes:
     """The bytes of a delta object."""
     return json.dumps({"format": FORMAT, "writer": writer, "segments": segments, "files": files,
@@ -203,7 +284,8 @@ def encode_compacted(state: RunState, consumed: list[str]) -> bytes:
     """The bytes of manifest.json for `state` once every append-only file is compacted."""
     files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append}
              for rel, f in sorted(state.files.items())}
-    left = {rel: [[o, n] for o, n in sorted(f.segments.items())]
+    left = {rel: [[o, n, *f.packs[o]] if o in f.packs else [o, n]
+                  for o, n in sorted(f.segments.items())]
             for rel, f in sorted(state.files.items()) if f.append and f.segments}
     return json.dumps({"format": FORMAT, "files": files, "segments": left, "consumed": consumed},
                       separators=(",", ":"), sort_keys=True).encode()

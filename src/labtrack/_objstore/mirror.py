@@ -147,7 +147,8 @@ class Mirror:
             for p, body in got.items():
                 stats.objects_fetched += 1
                 stats.bytes_fetched += len(body)
-                known[p.rstrip("/").rsplit("/", 1)[-1]] = mf.parse(body)
+                name = p.rstrip("/").rsplit("/", 1)[-1]
+                known[name] = mf.parse_delta(name, body)
         for n in names:
             if n not in consumed and n in known:
                 mf.apply_delta(state, n, known[n])
@@ -195,7 +196,7 @@ class Mirror:
         local.parent.mkdir(parents=True, exist_ok=True)
         with open(local, "ab") as out:
             for piece in f.pieces():
-                off, length, _seg = piece
+                off, length = piece[0], piece[1]
                 lo, hi = max(off, have), off + length
                 if lo >= hi:
                     continue

@@ -18,10 +18,10 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import manifest as mf
-from .store import ObjectStore, check_key_part, check_run_relpath
+from .store import ObjectStore, check_key_part, check_run_relpath, get_heads, get_many, get_whole
 
 MULTIPART_MIN = 5 << 20  # S3's smallest part of a multipart upload (all but the last)
 
@@ -109,6 +109,24 @@ class ObjectRun:
         self.pipe(paths)
         return [self.store.key_of(p)[len(self.rel) + 1:] for p in paths]
 
+    def pack(self, chunks: list[tuple[str, int, bytes]]) -> tuple[str, bytes, dict[str, list[tuple[int, int, int]]]]:
+        """The pack of a batch's appends [(relpath, offset, bytes)]: its name (new, unique),
+        its bytes, and {relpath: [(offset, length, position)]}: what
+        :meth:`write_manifest_delta`'s `packed` takes, as (name, positions, bytes)."""
+        name = mf.pack_name(self._next_ns(), self.writer)
+        where: dict[str, list[tuple[int, int, int]]] = {}
+        pos = 0
+        for rel, off, data in chunks:
+            if data:
+                where.setdefault(check_run_relpath(rel), []).append((off, len(data), pos))
+                pos += len(data)
+        return name, b"".join(d for _r, _o, d in chunks), where
+
+    def _next_ns(self) -> int:
+        ns = max(time.time_ns(), self._last_ns + 1)  # sortable even if the clock steps back
+        self._last_ns = ns
+        return ns
+
     def put_whole(self, relpath: str, data: bytes) -> None:
         """Replace the whole file `relpath` with `data` (one PUT; readers see the old or the
         new bytes, never a mix). Record it with :meth:`write_manifest_delta`."""
@@ -134,18 +152,32 @@ class ObjectRun:
 
     def write_manifest_delta(self, segments: dict[str, list[tuple[int, int]]] | None = None,
                              files: dict[str, tuple[int, int]] | None = None,
-                             deleted: Iterable[str] = ()) -> str:
+                             deleted: Iterable[str] = (),
+                             packed: tuple[str, dict[str, list[tuple[int, int, int]]], bytes] | None = None
+                             ) -> str:
         """Publish what a batch added: `segments` {relpath: [(offset, length)]}, whole
-        `files` {relpath: (size, mtime_ns)} and `deleted` relpaths. Returns the delta's name.
-        Readers see a batch only once this returns."""
-        ns = max(time.time_ns(), self._last_ns + 1)  # sortable even if the clock steps back
-        self._last_ns = ns
-        name = mf.delta_name(ns, self.writer)
-        segs = {check_run_relpath(r): [[o, n, mf.segment_key(r, o)] for o, n in lst]
-                for r, lst in (segments or {}).items() if lst}
+        `files` {relpath: (size, mtime_ns)}, `deleted` relpaths, and appends in one packed
+        delta, `packed` (name, {relpath: [(offset, length, position)]}, bytes: :meth:`pack`),
+        which then holds everything in one PUT. Returns the delta's name. Readers see a
+        batch only once this returns."""
+        segs: dict[str, list[list[Any]]] = {
+            check_run_relpath(r): [[o, n, mf.segment_key(r, o)] for o, n in lst]
+            for r, lst in (segments or {}).items() if lst}
+        if packed is not None:
+            key = mf.pack_key(packed[0])  # checked
+            for r, plst in packed[1].items():
+                segs.setdefault(check_run_relpath(r), []).extend([o, n, packed[0], p] for o, n, p in plst)
+            whole_ = {check_run_relpath(r): [s, m] for r, (s, m) in (files or {}).items()}
+            gone_ = [check_run_relpath(r) for r in deleted]
+            self.pipe({self.path(key): mf.encode_packed(self.writer, segs, whole_, gone_, packed[2])})
+            packed_name = key.rsplit("/", 1)[-1]
+            self._known[packed_name] = mf.parse(mf.encode_delta(self.writer, segs, whole_, gone_))
+            self.deltas_written += 1
+            return packed_name
+        name = mf.delta_name(self._next_ns(), self.writer)
         whole = {check_run_relpath(r): [s, m] for r, (s, m) in (files or {}).items()}
         gone = [check_run_relpath(r) for r in deleted]
-        body = mf.encode_delta(self.writer, segs, whole, gone)  # type: ignore[arg-type]
+        body = mf.encode_delta(self.writer, segs, whole, gone)
         self.pipe({self.path(f"{mf.DELTAS}/{name}"): body})
         self._known[name] = mf.parse(body)
         self.deltas_written += 1
@@ -159,11 +191,13 @@ class ObjectRun:
         if not state.deltas:
             return 0
         self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
+        plain = [n for n in state.deltas if not n.endswith(mf.PACKED)]  # packed ones hold bytes
         try:
-            self.fs.rm([self.path(f"{mf.DELTAS}/{n}") for n in state.deltas])
+            if plain:
+                self.fs.rm([self.path(f"{mf.DELTAS}/{n}") for n in plain])
         except FileNotFoundError:
             pass
-        for n in state.deltas:
+        for n in plain:
             self._known.pop(n, None)
         return len(state.deltas)
 
@@ -181,8 +215,7 @@ class ObjectRun:
     def read_compacted(self) -> bytes | None:
         """The bytes of manifest.json, or None when there is none."""
         try:
-            data: bytes = self.fs.cat_file(self.path(mf.MANIFEST))
-            return data
+            return get_whole(self.fs, self.path(mf.MANIFEST))
         except FileNotFoundError:
             return None
 
@@ -201,27 +234,43 @@ class ObjectRun:
         names = [n for n in self.delta_names() if n not in consumed]
         cache = known if known is not None else self._known
         missing = [n for n in names if n not in cache]
-        if missing:
-            got = self.fs.cat([self.path(f"{mf.DELTAS}/{n}") for n in missing], on_error="omit")
+        plain = [n for n in missing if not n.endswith(mf.PACKED)]
+        if plain:
+            got = get_many(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in plain])
             for path, body in got.items():
                 cache[path.rstrip("/").rsplit("/", 1)[-1]] = mf.parse(body)
+        packed = [n for n in missing if n.endswith(mf.PACKED)]
+        if packed:
+            for n, doc in zip(packed, get_heads(self.fs, [self.path(f"{mf.DELTAS}/{n}") for n in packed])):
+                if doc is not None:
+                    cache[n] = doc
         for n in names:
             if n in cache:
                 mf.apply_delta(state, n, cache[n])
         return state
 
-    def read_range(self, relpath: str, piece: tuple[int, int, str | None], start: int, end: int) -> bytes:
+    def piece_key(self, relpath: str, piece: mf.Piece) -> str:
+        """The key (relative to the run) of the object that holds a piece of `relpath`:
+        derived from the file's path, the segment's offset or the checked pack name."""
+        source = piece[2]
+        if source is None:
+            return check_run_relpath(relpath)
+        if source.startswith("pack:"):
+            return mf.pack_key(source[5:])
+        return mf.segment_key(check_run_relpath(relpath), int(source))
+
+    def read_range(self, relpath: str, piece: mf.Piece, start: int, end: int) -> bytes:
         """Bytes [start, end) of `relpath` from one of its pieces (FileState.pieces)."""
-        off, _length, seg = piece
-        key = check_run_relpath(relpath) if seg is None else mf.segment_key(relpath, off)
-        data: bytes = self.fs.cat_file(self.path(key), start=start - off, end=end - off)
+        shift = piece[3]
+        data: bytes = self.fs.cat_file(self.path(self.piece_key(relpath, piece)),
+                                       start=start - shift, end=end - shift)
         return data
 
     def _can_copy_parts(self) -> bool:
         """True on S3 (s3fs), whose multipart upload can copy ranges of other objects."""
         return hasattr(self.fs, "call_s3") and hasattr(self.fs, "split_path")
 
-    def _bytes_of(self, rel: str, pieces: list[tuple[int, int, str | None]],
+    def _bytes_of(self, rel: str, pieces: list[mf.Piece],
                   local_dir: str | os.PathLike[str] | None, start: int, end: int) -> bytes:
         """Bytes [start, end) of append-only `rel`: from the spool if it holds them, else
         read back from the pieces."""
@@ -235,7 +284,7 @@ class ObjectRun:
                 out.append(self.read_range(rel, p, lo, hi))
         return b"".join(out)
 
-    def _concat(self, rel: str, pieces: list[tuple[int, int, str | None]],
+    def _concat(self, rel: str, pieces: list[mf.Piece],
                 local_dir: str | os.PathLike[str] | None) -> tuple[int, int]:
         """Write `rel`'s plain object as a multipart upload that copies its big pieces
         server-side; returns (bytes uploaded, bytes copied)."""
@@ -247,12 +296,11 @@ class ObjectRun:
         try:
             for n, (kind, i, a, b) in enumerate(_plan_parts(pieces), start=1):
                 if kind == "copy":
-                    off, _len, seg = pieces[i]
-                    src = rel if seg is None else mf.segment_key(rel, off)
-                    sb, sk, _ = self.fs.split_path(self.path(src))
+                    shift = pieces[i][3]
+                    sb, sk, _ = self.fs.split_path(self.path(self.piece_key(rel, pieces[i])))
                     r = self.fs.call_s3("upload_part_copy", Bucket=bucket, Key=key, UploadId=uid,
                                         PartNumber=n, CopySource={"Bucket": sb, "Key": sk},
-                                        CopySourceRange=f"bytes={a - off}-{b - off - 1}")
+                                        CopySourceRange=f"bytes={a - shift}-{b - shift - 1}")
                     done.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
                     copied += b - a
                 else:
@@ -300,8 +348,9 @@ class ObjectRun:
             pieces = f.pieces()
             end = f.end
             report.files += 1
-            if len(pieces) == 1 and pieces[0][2] is not None:
-                self.fs.copy(self.path(mf.segment_key(rel, pieces[0][0])), self.path(rel))
+            if len(pieces) == 1 and pieces[0][2] is not None and f.segments.get(0) == end \
+                    and 0 not in f.packs:  # one whole segment object: copied as it is
+                self.fs.copy(self.path(mf.segment_key(rel, 0)), self.path(rel))
                 report.bytes_copied += end
             elif len(pieces) > 1 or pieces[0][2] is not None:
                 if self._can_copy_parts() and any(p[1] >= MULTIPART_MIN for p in pieces):
@@ -314,11 +363,15 @@ class ObjectRun:
                     report.bytes_uploaded += len(data)
             # Segments folded in go; one after a gap (another writer's, still on its way)
             # stays, named by manifest.json.
-            doomed.update(self.path(mf.segment_key(rel, o)) for o in f.segments if o < end)
+            doomed.update(self.path(mf.segment_key(rel, o)) for o in f.segments
+                          if o < end and o not in f.packs)
             f.size = end
             f.segments = {o: n for o, n in f.segments.items() if o >= end}
+            f.packs = {o: p for o, p in f.packs.items() if o >= end}
         self.pipe({self.path(mf.MANIFEST): mf.encode_compacted(state, self._consumed(state))})
-        doomed.update(self.path(f"{mf.DELTAS}/{n}") for n in state.deltas)
+        # A packed delta holds bytes: it stays while a segment left (after a gap) names it.
+        kept = {self.path(mf.pack_key(p[0])) for f in state.files.values() for p in f.packs.values()}
+        doomed.update(p for p in (self.path(f"{mf.DELTAS}/{n}") for n in state.deltas) if p not in kept)
         if doomed:
             try:
                 self.fs.rm(sorted(doomed))
@@ -328,7 +381,7 @@ class ObjectRun:
         return report
 
 
-def _plan_parts(pieces: list[tuple[int, int, str | None]],
+def _plan_parts(pieces: Sequence[tuple[Any, ...]],
                 minimum: int = MULTIPART_MIN) -> list[tuple[str, int, int, int]]:
     """The parts of a multipart upload that concatenates `pieces`: ("copy", piece index,
     start, end) for a range of a piece of at least `minimum` bytes copied server-side,
@@ -337,7 +390,8 @@ def _plan_parts(pieces: list[tuple[int, int, str | None]],
     together with the start of the big one."""
     parts: list[tuple[str, int, int, int]] = []
     pending: tuple[int, int] | None = None  # bytes [a, b) still to send
-    for i, (off, length, _seg) in enumerate(pieces):
+    for i, piece in enumerate(pieces):
+        off, length = int(piece[0]), int(piece[1])
         start, stop = off, off + length
         if length >= minimum:
             if pending is not None:

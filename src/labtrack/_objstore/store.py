@@ -167,3 +167,51 @@ def open_fs(url: ObjectURL, environ: Mapping[str, str]) -> Any:
     except ImportError as e:
         pkg = "labtrack[s3]" if url.scheme in ("s3", "s3a") else f"the fsspec back end for {url.scheme}://"
         raise MissingDependencyError(f"{url} needs {pkg} ({e}): pip install {pkg}") from None
+
+
+def _one_get(fs: Any) -> dict[str, Any]:
+    # s3fs asks for the size of a whole object first (a HEAD, to read big ones in
+    # parallel ranges); labtrack's manifests, deltas, packs and small files are read in one
+    # GET instead.
+    return {"max_concurrency": 1} if hasattr(fs, "call_s3") else {}
+
+
+def get_whole(fs: Any, path: str) -> bytes:
+    """The bytes of one object, in one request where the back end allows it."""
+    data: bytes = fs.cat_file(path, **_one_get(fs))
+    return data
+
+
+def get_many(fs: Any, paths: list[str]) -> dict[str, bytes]:
+    """The bytes of several objects (concurrent GETs); missing ones are left out."""
+    got: dict[str, bytes] = fs.cat(paths, on_error="omit", **_one_get(fs))
+    return got
+
+
+HEAD_GUESS = 16 << 10  # the tail of a packed delta fetched first (its JSON, usually whole)
+
+
+def get_heads(fs: Any, paths: list[str]) -> list[Any]:
+    """The parsed JSON of packed deltas (`manifest.packed_head`), from their last bytes
+    only (concurrent ranged GETs; a longer JSON takes a second one); None for one that is
+    missing or malformed."""
+    from .manifest import packed_head
+
+    def tails(items: list[tuple[str, int]]) -> list[Any]:
+        out: list[Any] = fs.cat_ranges([p for p, _n in items], [-n for _p, n in items],
+                                       [None] * len(items), on_error="return")
+        return out
+
+    result: list[Any] = [None] * len(paths)
+    again: list[tuple[int, int]] = []
+    for i, body in enumerate(tails([(p, HEAD_GUESS) for p in paths])):
+        if isinstance(body, bytes):
+            doc, need = packed_head(body, len(body) < HEAD_GUESS)
+            if need:
+                again.append((i, need))
+            result[i] = doc
+    if again:
+        for (i, _need), body in zip(again, tails([(paths[i], n) for i, n in again])):
+            if isinstance(body, bytes):
+                result[i] = packed_head(body, True)[0]
+    return result

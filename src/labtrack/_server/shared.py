@@ -9,26 +9,34 @@ takes the place of the ingest routes' :class:`~labtrack._server.ingest.LocalStor
 One batch (or single append, put, delete) is one PostgreSQL transaction:
 
 1. the rows of the batch's files in the ingest ledger (`labtrack._pg.IngestLedger`) are
-   locked, in path order, and give each append-only file's committed size; an append
-   whose offset is not that size answers 409 with it, so a retry that reaches another
-   process resumes from the shared size, never from a stale local one;
-2. the accepted bytes go to the bucket as immutable segment objects, whole files as
-   objects, and one manifest delta names them (`labtrack._objstore.run.ObjectRun`);
-3. the ledger advances and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
+   locked, in path order, in one query, and give each append-only file's committed size;
+   an append whose offset is not that size answers 409 with it, so a retry that reaches
+   another process resumes from the shared size, never from a stale local one;
+2. whole files go to the bucket as objects (concurrent PUTs), then the accepted appends of
+   every file and the manifest delta that names them as one *packed delta* of this
+   attempt's own (`labtrack._objstore.manifest`): one PUT for a batch of appends,
+   whatever the number of files;
+3. the ledger advances (one query) and a NOTIFY on :data:`CHANNEL` is queued; COMMIT;
 4. only then the bytes go into this process's mirror and the request is acknowledged.
 
 A process killed before the commit leaves the ledger where it was: the retry, on any
-process, writes the same segment key again. Killed after it, the retry gets 409 with the
-new size. So nothing acknowledged is lost and nothing is stored twice. (A segment object a
-killed process left behind that is longer than the retry's bytes is kept and acknowledged
-as it is: the bytes from one offset are the same in every attempt, the client's file being
-append-only.)
+process, writes its own packed delta. Killed after it, the retry gets 409 with the new
+size. So nothing acknowledged is lost and nothing is stored twice. (A delta of a killed
+attempt may name more bytes from an offset than the retry that was acknowledged: the
+bytes from one offset are the same in every attempt, the client's file being append-only,
+so readers take the longer one and cut what overlaps it; `FileState.pieces`.)
 
 Every process LISTENs on :data:`CHANNEL`; a notification of another process makes it copy
 the run's new bytes from the bucket into its mirror, so its live stream (which tails the
 mirror's files) pushes them to its browsers, and it tells its index the run changed. When
 the listening connection was lost (notifications missed) the whole mirror is synced again.
 A mirror is only a cache: deleted, it is filled from the bucket at the next start.
+
+A load balancer sends a run's successive batches to any process, so a process often
+commits an append before the notification of the previous one (from another process) has
+reached its mirror. Those bytes are *held* in memory, not fetched from the bucket on the
+request's thread: the notification, a moment later, fills the gap and writes them; a gap
+still open after :data:`HOLD_SECONDS` is filled from the bucket by the mirror's worker.
 """
 
 from __future__ import annotations
@@ -40,9 +48,12 @@ import logging
 import os
 import queue
 import threading
+import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .._objstore.store import get_whole
 from .._remote.upload import is_append_only, is_temp_name
 from .._store import layout
 from .._store.files import atomic_write_bytes, open_append
@@ -57,26 +68,57 @@ CHANNEL = "labtrack_ingest"
 MAX_PAYLOAD = 7000
 #: The first key of the advisory locks compactions take (the second: the run's hash).
 COMPACT_LOCK = 0x6C74
+#: Threads that bring other processes' commits into the mirror (each run always on one).
+MIRROR_WORKERS = 4
+#: How often, at most, a run the mirror keeps changing is refreshed in the index.
+REFRESH_SECONDS = 1.0
+#: Whole files up to this size ride along in a notification (run.json, summary.json).
+WHOLE_IN_NOTE = 4096
+#: Connections of a process's pool to the ledger's database.
+POOL_SIZE = 16
+#: Appended bytes wait this long in memory for the bytes before them (see the docstring).
+HOLD_SECONDS = 2.0
+#: Compactions of ended runs running at once in one process (the rest wait their turn):
+#: a burst of runs ending together must not crowd the bucket out for the runs still going.
+COMPACTIONS = 1
+#: A compaction waits until the process has ingested nothing for this long ...
+COMPACT_IDLE = 1.0
+#: ... but no longer than this.
+COMPACT_PATIENCE = 30.0
 Op = tuple[dict[str, Any], Path, bytes]  # a checked batch op, its resolved file, its bytes
 
 
 def _payload(run: str, files: dict[str, list[Any]] | None, origin: str,
-             data: dict[str, tuple[int, bytes]] | None = None) -> str:
-    """The notification of a commit: the run, and per file [op, size] (None: re-read all).
+             data: dict[str, tuple[int, bytes]] | None = None,
+             pack: tuple[str, dict[str, list[tuple[int, int, int]]]] | None = None,
+             whole: dict[str, bytes] | None = None) -> str:
+    """The notification of a commit: the run, and per file [op, size] (None: re-read all;
+    a put also names its mtime).
 
     Appended bytes ride along ({file: [offset, base64]}) while the payload stays small (the
     usual round of a few scalars), so the other processes copy them without reading the
-    bucket; otherwise they read them from the bucket."""
-    body: dict[str, Any] = {"run": run, "files": files, "from": origin}
-    if data:
-        body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in data.items()}
-    text = json.dumps(body, separators=(",", ":"))
-    if len(text.encode()) > MAX_PAYLOAD:
-        if data:
-            return _payload(run, files, origin)
-        if files is not None:
-            return _payload(run, None, origin)
-    return text
+    bucket; otherwise the batch's pack is named ([name, {file: [[offset, length,
+    position]]}]), so they read all of its files' bytes in one GET; otherwise they read
+    them from the bucket's manifest. Small whole files (run.json, summary.json) ride along
+    too ({file: base64}) when they fit."""
+    def text(d: dict[str, tuple[int, bytes]] | None, p: Any, w: dict[str, bytes] | None,
+             f: dict[str, list[Any]] | None) -> str:
+        body: dict[str, Any] = {"run": run, "files": f, "from": origin}
+        if d:
+            body["data"] = {rel: [off, base64.b64encode(b).decode()] for rel, (off, b) in d.items()}
+        elif p:
+            body["pack"] = [p[0], {rel: [list(t) for t in lst] for rel, lst in p[1].items()}]
+        if w:
+            body["whole"] = {rel: base64.b64encode(b).decode() for rel, b in w.items()}
+        return json.dumps(body, separators=(",", ":"))
+
+    small = sorted((whole or {}).items(), key=lambda kv: len(kv[1]))  # the smallest ride first
+    for d, p in ((data, pack), (None, pack), (None, None)):
+        for k in range(len(small), -1, -1):
+            out = text(d, p, dict(small[:k]), files)
+            if len(out.encode()) <= MAX_PAYLOAD:
+                return out
+    return text(None, None, None, None)
 
 
 class SharedStorage:
@@ -109,10 +151,21 @@ class SharedStorage:
         self._runs: dict[str, Any] = {}
         self._deltas: dict[str, dict[str, Any]] = {}  # run -> parsed deltas (never change)
         self._runs_lock = threading.Lock()
-        self._queue: queue.Queue[Optional[dict[str, Any]]] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        # One queue per mirror worker; a run's notifications always go to the same one, in
+        # order. Worker 0 also does the full syncs.
+        self._queues: list[queue.Queue[Optional[dict[str, Any]]]] = [
+            queue.Queue() for _ in range(MIRROR_WORKERS)]
+        self._queue = self._queues[0]
+        self._workers: list[threading.Thread] = []
         self._listener: Any = None
         self.applied = 0  # notifications of other processes brought into the mirror
+        # (run, file) -> (since, {offset: bytes}, mirror file): committed bytes after a gap
+        self._held: dict[tuple[str, str], tuple[float, dict[int, bytes], Path]] = {}
+        self._held_lock = threading.Lock()
+        self._compactions = threading.BoundedSemaphore(COMPACTIONS)
+        self._dirty: set[Path] = set()  # runs whose index rows are to be refreshed
+        self._flushed = 0.0
+        self._last_batch = 0.0  # when the last batch was committed (monotonic)
 
     def _run_key(self, run_dir: Path) -> str:
         rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
@@ -138,7 +191,6 @@ class SharedStorage:
     def batch(self, run_dir: Path, ops: list[Op]) -> list[dict[str, Any]]:
         """Apply a checked batch in one transaction (see the module docstring); one result
         {"path", "size", "status"} per op, in order."""
-        from .._objstore.manifest import segment_key
         from .._pg import notify
 
         from .._objstore.store import check_run_relpath
@@ -150,10 +202,9 @@ class SharedStorage:
         results: list[dict[str, Any]] = []
         after: list[tuple[str, Path, str, int, bytes, Optional[int]]] = []  # mirror work
         with self.db.connection() as conn:
-            committed = {rel: self.ledger.lock_and_get(conn, run, rel)
-                         for rel in sorted({op["path"] for op, _t, _d in ops})}
+            committed = self.ledger.lock_many(conn, run, (op["path"] for op, _t, _d in ops))
             sizes = dict(committed)
-            segments: dict[str, list[tuple[int, int]]] = {}
+            chunks: list[tuple[str, int, bytes]] = []  # accepted appends: one pack
             files: dict[str, tuple[int, int]] = {}
             deleted: list[str] = []
             objects: dict[str, bytes] = {}
@@ -165,8 +216,7 @@ class SharedStorage:
                         results.append({"path": rel, "size": sizes[rel], "status": 409})
                         continue
                     if data:
-                        objects[orun.path(segment_key(rel, offset))] = data
-                        segments.setdefault(rel, []).append((offset, len(data)))
+                        chunks.append((rel, offset, data))
                         sizes[rel] = offset + len(data)
                     after.append(("append", target, rel, offset, data, None))
                     results.append({"path": rel, "size": sizes[rel], "status": 200})
@@ -186,40 +236,41 @@ class SharedStorage:
                     sizes[rel] = 0
                     after.append(("delete", target, rel, 0, b"", None))
                     results.append({"path": rel, "size": 0, "status": 200})
-            longer = _longer_attempts(orun, {p: d for p, d in objects.items()
-                                             if "/.labtrack/segments/" in p})
-            if longer:
-                objects.update(longer)
-                for i, (op, _t, data) in enumerate(ops):
-                    p = orun.path(segment_key(op["path"], int(op.get("offset", 0))))
-                    if op["op"] == "append" and p in longer and results[i]["status"] == 200:
-                        rel, offset, new = op["path"], int(op.get("offset", 0)), longer[p]
-                        segments[rel] = [(o, len(new) if o == offset else n) for o, n in segments[rel]]
-                        sizes[rel] = max(sizes[rel], offset + len(new))
-                        results[i]["size"] = offset + len(new)
-                        after = [(k, t, r, o, new if (r, o) == (rel, offset) else d, m)
-                                 for k, t, r, o, d, m in after]
+            packed = None
+            if chunks:
+                # Every file's new bytes and the delta in one object of this attempt's own
+                # (never a key another attempt wrote): one PUT for the batch, and no need to
+                # look for what a killed attempt left (FileState.pieces cuts overlaps).
+                name, body, where = orun.pack(chunks)
+                packed = (name, where, body)
             orun.pipe(objects)
             for rel in deleted:
                 orun.delete(rel)
-            if segments or files or deleted:
-                orun.write_manifest_delta(segments, files, deleted)
+            if packed or files or deleted:
+                orun.write_manifest_delta(None, files, deleted, packed=packed)
             note: dict[str, list[Any]] = {}
+            advances: dict[str, tuple[int, int]] = {}
+            gone = [rel for rel in sizes if rel in deleted]
+            if gone:
+                conn.execute("DELETE FROM ingest_ledger WHERE run = %s AND relpath = ANY(%s)",
+                             (run, gone))
             for rel, size in sizes.items():
                 if rel in deleted:
-                    conn.execute("DELETE FROM ingest_ledger WHERE run = %s AND relpath = %s",
-                                 (run, rel))
                     note[rel] = ["delete", 0]
                 elif rel in files:
                     _set_size(conn, run, rel, size if is_append_only(rel) else 0)
-                    note[rel] = ["put", files[rel][0]]
+                    note[rel] = ["put", files[rel][0], files[rel][1]]
                 elif size != committed[rel]:
-                    self.ledger.advance(conn, run, rel, committed[rel], size)
+                    advances[rel] = (committed[rel], size)
                     note[rel] = ["append", size]
+            self.ledger.advance_many(conn, run, advances)
             if note:
                 carried = {a[2]: (a[3], a[4]) for a in after if a[0] == "append" and a[4]
                            and sum(1 for b in after if b[2] == a[2]) == 1}
-                notify(conn, CHANNEL, _payload(run, note, self.origin, carried))
+                small = {a[2]: a[4] for a in after if a[0] == "put" and len(a[4]) <= WHOLE_IN_NOTE}
+                notify(conn, CHANNEL, _payload(run, note, self.origin, carried,
+                                               packed[:2] if packed else None, small))
+        self._last_batch = time.monotonic()
         # Committed: now (and only now) this process's mirror gets the bytes.
         for kind, target, rel, offset, data, mtime in after:
             if kind == "append":
@@ -297,44 +348,91 @@ class SharedStorage:
 
         def compact() -> None:
             try:
-                with self.db.connection() as conn:
-                    # One compaction of a run at a time, across every process: two at once
-                    # could each delete deltas the other is still folding in.
-                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
-                                       (COMPACT_LOCK, run)).fetchone()
-                    if got and got[0]:
-                        self._object_run(run).compact(local_dir=run_dir)
+                with self._compactions:
+                    self._wait_idle()
+                    self._compact_now(run, run_dir)
             except Exception as e:  # the segments stay readable; the next end tries again
                 log.warning("could not compact %s in the bucket: %s: %s", run, type(e).__name__, e)
 
         threading.Thread(target=compact, name="labtrack-compact", daemon=True).start()
 
+    def _wait_idle(self) -> None:
+        """Wait (at most :data:`COMPACT_PATIENCE` seconds) until this process has ingested
+        nothing for :data:`COMPACT_IDLE` seconds: live runs' batches go to the bucket
+        before the ended runs' compaction, which is not urgent (segments read as well)."""
+        deadline = time.monotonic() + COMPACT_PATIENCE
+        while time.monotonic() < deadline and time.monotonic() - self._last_batch < COMPACT_IDLE:
+            time.sleep(COMPACT_IDLE / 4)
+
+    def _compact_now(self, run: str, run_dir: Path) -> None:
+        with self.db.connection() as conn:
+            # One compaction of a run at a time, across every process: two at once could
+            # each delete deltas the other is still folding in.
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                               (COMPACT_LOCK, run)).fetchone()
+            if got and got[0]:
+                self._object_run(run).compact(local_dir=run_dir)
+
     # -- the mirror
 
     def _mirror_append(self, run: str, relpath: str, target: Path, offset: int,
-                       data: bytes) -> None:
-        """Write committed bytes at `offset` into the mirror's file, fetching from the
-        bucket first whatever it lacks before them (other processes' appends)."""
+                       data: bytes, upto: int = 0, state: Any = None) -> None:
+        """Write committed bytes at `offset` into the mirror's file, with the bytes held
+        for it that follow on. Bytes after a gap are held (see the module docstring); with
+        `upto`, the gap up to that size (committed, so in the bucket) is read from the
+        bucket first."""
+        key = (run, relpath)
         fd = open_append(target)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             local = os.fstat(fd).st_size
-            end = offset + len(data)
-            if local >= end:
-                return
-            if local < offset:
-                _write_all(fd, self._read_span(run, relpath, local, offset))
-                local = offset
-            _write_all(fd, data[local - offset:])
+            with self._held_lock:
+                since, chunks, _t = self._held.pop(key, (time.monotonic(), {}, target))
+            if data and len(data) > len(chunks.get(offset, b"")):
+                chunks[offset] = data
+            while True:
+                for off in sorted(chunks):
+                    if off > local:
+                        break
+                    piece = chunks.pop(off)
+                    if off + len(piece) > local:
+                        _write_all(fd, piece[local - off:])
+                        local = off + len(piece)
+                stop = min([upto, *chunks])
+                if stop <= local:
+                    break
+                _write_all(fd, self._read_span(run, relpath, local, stop, state))
+                state = None  # used once: a second gap needs a newer manifest
+                local = stop
+            if chunks:
+                with self._held_lock:
+                    self._held[key] = (since, chunks, target)
         finally:
             os.close(fd)
 
-    def _read_span(self, run: str, relpath: str, start: int, end: int) -> bytes:
-        """Committed bytes [start, end) of an append-only file, from the bucket's pieces."""
+    def _fill_held(self, older_than: float = HOLD_SECONDS) -> int:
+        """Fill from the bucket the gaps before bytes held longer than `older_than`
+        seconds; returns how many files."""
+        now = time.monotonic()
+        with self._held_lock:
+            due = [(k, min(c), t) for k, (since, c, t) in self._held.items()
+                   if c and now - since >= older_than]
+        for (run, rel), first, target in due:
+            try:
+                self._mirror_append(run, rel, target, first, b"", upto=first)
+            except (OSError, ValueError) as e:
+                log.warning("could not fill %s/%s in the mirror from the bucket: %s", run, rel, e)
+        return len(due)
+
+    def _read_span(self, run: str, relpath: str, start: int, end: int,
+                   state: Any = None) -> bytes:
+        """Committed bytes [start, end) of an append-only file, from the bucket's pieces
+        (as the manifest `state` names them, when it is recent enough, else read anew)."""
         for attempt in (0, 1):
             orun = self._object_run(run)
-            known = self._deltas.setdefault(run, {})
-            state = orun.state(known=known)
+            if state is None or attempt or state.files.get(relpath) is None \
+                    or state.files[relpath].end < end:
+                state = orun.state(known=self._deltas.setdefault(run, {}))
             f = state.files.get(relpath)
             if f is None:
                 raise FileNotFoundError(f"{run}/{relpath} is not in the bucket's manifest")
@@ -356,7 +454,8 @@ class SharedStorage:
         raise AssertionError("unreachable")
 
     def sync_run(self, run: str, files: dict[str, list[Any]] | None,
-                 carried: dict[str, tuple[int, bytes]] | None = None) -> None:
+                 carried: dict[str, tuple[int, bytes]] | None = None,
+                 wholes: dict[str, bytes] | None = None) -> None:
         """Bring the mirror's copy of `run` up to the bucket: the files named (op, size),
         or every file of its manifest. Appends whose bytes the notification `carried`
         (file -> (offset, bytes)) are written from them when the mirror's file ends at
@@ -372,7 +471,8 @@ class SharedStorage:
                 if not op or op[0] != "append" or int(op[1]) != offset + len(chunk):
                     continue
                 target = relpath_in(run_dir, rel, "path")
-                if _size(target) == offset and (offset > 0 or target.exists() or run_dir.is_dir()):
+                if offset > 0 or target.exists() or run_dir.is_dir():
+                    # At the mirror's end, or after a gap (held until its bytes arrive).
                     self._mirror_append(run, rel, target, offset, chunk)
                     files.pop(rel)
             if not files:
@@ -380,11 +480,35 @@ class SharedStorage:
                 self._changed(run_dir)
                 return
         orun = self._object_run(run)
+        if files is not None:
+            files = dict(files)
+            for rel, op in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+                # A whole file whose notification names its size and mtime: one GET.
+                if isinstance(op, list) and len(op) == 3 and op[0] == "put" \
+                        and not is_temp_name(rel.rsplit("/", 1)[-1]) and not is_append_only(rel):
+                    target = relpath_in(run_dir, rel, "path")
+                    want = (int(op[1]), int(op[2]))
+                    if _stat(target) != want:
+                        try:
+                            data = wholes[rel] if wholes and rel in wholes \
+                                else get_whole(orun.fs, orun.path(rel))  # (heartbeat: b"")
+                        except FileNotFoundError:
+                            continue  # replaced or deleted meanwhile: the manifest says
+                        if len(data) != want[0]:
+                            continue
+                        atomic_write_bytes(target, data)
+                        _set_mtime(target, want[1])
+                    files.pop(rel)
+            if not files:
+                self.applied += 1
+                self._changed(run_dir)
+                return
         state = orun.state(known=self._deltas.setdefault(run, {}))
         if files is None:
             files = {rel: ["append" if f.append else "put", f.end if f.append else f.size]
                      for rel, f in state.files.items()}
-        for rel, (op, size) in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+        for rel, op_size in sorted(files.items(), key=lambda kv: kv[0] != layout.RUN_JSON):
+            op, size = op_size[0], op_size[1]
             if is_temp_name(rel.rsplit("/", 1)[-1]):
                 continue
             target = relpath_in(run_dir, rel, "path")  # checked: never outside the mirror
@@ -396,17 +520,29 @@ class SharedStorage:
                 continue
             if f.append:
                 if _size(target) < size:
-                    self._mirror_append(run, rel, target, int(size), b"")
+                    self._mirror_append(run, rel, target, int(size), b"", upto=int(size), state=state)
             elif _stat(target) != (f.size, f.mtime_ns):
-                data: bytes = orun.fs.cat_file(orun.path(rel))
-                atomic_write_bytes(target, data)
+                whole = get_whole(orun.fs, orun.path(rel))
+                atomic_write_bytes(target, whole)
                 _set_mtime(target, f.mtime_ns)
         self.applied += 1
         self._changed(run_dir)
 
     def _changed(self, run_dir: Path) -> None:
+        """Note a run the mirror changed; its index row is refreshed by :meth:`_flush_changed`
+        (a run that changes ten times a second is refreshed about once per
+        :data:`REFRESH_SECONDS`, not ten times)."""
         if self.on_change is not None:
+            with self._held_lock:
+                self._dirty.add(run_dir)
+
+    def _flush_changed(self) -> None:
+        with self._held_lock:
+            dirty, self._dirty = self._dirty, set()
+            self._flushed = time.monotonic()
+        for run_dir in sorted(dirty):
             try:
+                assert self.on_change is not None
                 self.on_change(run_dir)
             except Exception as e:  # only an optimisation: the index's refresh sees it too
                 log.debug("could not refresh %s in the index: %s", run_dir, e)
@@ -446,31 +582,75 @@ class SharedStorage:
             return
         if isinstance(note, dict) and note.get("from") != self.origin \
                 and isinstance(note.get("run"), str):
-            self._queue.put(note)
+            self._queues[zlib.crc32(note["run"].encode()) % len(self._queues)].put(note)
 
-    def _work(self) -> None:
+    def _work(self, q: queue.Queue[Optional[dict[str, Any]]]) -> None:
         while True:
-            note = self._queue.get()
+            try:
+                note = q.get(timeout=HOLD_SECONDS / 4)
+            except queue.Empty:
+                note = {}
+            if self._held and q is self._queue and all(x.empty() for x in self._queues):
+                # No notification is waiting that would fill a gap: fill old ones from the
+                # bucket (a notification can only be missed with the connection, which
+                # syncs everything again; this is the safety net).
+                self._fill_held()
+            if self._dirty and (q.empty() or time.monotonic() - self._flushed >= REFRESH_SECONDS):
+                self._flush_changed()
             if note is None:
                 return
+            if not note:
+                continue
             try:
                 if note.get("resync"):
                     self.sync_all()
                 else:
                     files = note.get("files")
-                    self.sync_run(str(note["run"]), files if isinstance(files, dict) else None,
-                                  _carried(note.get("data")))
+                    run = str(note["run"])
+                    carried = _carried(note.get("data"))
+                    if not carried and isinstance(files, dict) and note.get("pack") is not None:
+                        carried = self._unpack(run, note.get("pack"))
+                    self.sync_run(run, files if isinstance(files, dict) else None, carried,
+                                  _wholes(note.get("whole")))
             except Exception as e:  # a background thread: report, keep going
                 log.warning("could not bring %s into the mirror: %s: %s",
                             note.get("run", "the bucket"), type(e).__name__, e)
+
+    def _unpack(self, run: str, raw: Any) -> dict[str, tuple[int, bytes]]:
+        """The appended bytes a notification's pack reference names, read from the bucket
+        in one GET: {file: (offset, bytes)}; {} when the reference is malformed or the pack
+        is gone (compacted meanwhile: the caller then reads from the manifest)."""
+        from .._objstore.manifest import is_pack_name, pack_key
+
+        if not (isinstance(raw, list) and len(raw) == 2 and is_pack_name(raw[0])
+                and isinstance(raw[1], dict)):
+            return {}
+        spans: dict[str, tuple[int, int, int]] = {}
+        for rel, lst in raw[1].items():
+            ok = isinstance(rel, str) and isinstance(lst, list) and len(lst) == 1 \
+                and isinstance(lst[0], list) and len(lst[0]) == 3 \
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in lst[0])
+            if ok:
+                spans[rel] = (lst[0][0], lst[0][1], lst[0][2])
+        if not spans:
+            return {}
+        orun = self._object_run(run)
+        try:
+            body = get_whole(orun.fs, orun.path(pack_key(raw[0])))
+        except (OSError, ValueError):
+            return {}
+        return {rel: (off, body[pos:pos + n]) for rel, (off, n, pos) in spans.items()
+                if pos + n <= len(body)}
 
     def start(self, url: str) -> None:
         """Follow the other processes' commits (LISTEN on `url`'s database) and sync the
         whole mirror from the bucket once, in the background."""
         from .._pg import Listener
 
-        self._worker = threading.Thread(target=self._work, name="labtrack-mirror", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, args=(q,), name=f"labtrack-mirror-{i}",
+                                          daemon=True) for i, q in enumerate(self._queues)]
+        for w in self._workers:
+            w.start()
         self._listener = Listener(url, CHANNEL, self._on_notify,
                                   on_reconnect=lambda: self._queue.put({"resync": True}))
         self._listener.start()
@@ -485,9 +665,10 @@ class SharedStorage:
         """Stop listening and the mirror's worker."""
         if self._listener is not None:
             self._listener.stop()
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(5)
+        for q in self._queues:
+            q.put(None)
+        for w in self._workers:
+            w.join(5)
 
 
 def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
@@ -505,42 +686,15 @@ def _carried(raw: Any) -> dict[str, tuple[int, bytes]]:
     return out
 
 
-def _longer_attempts(orun: Any, segments: dict[str, bytes]) -> dict[str, bytes]:
-    """The segment objects (path -> bytes) that an attempt killed before its commit left
-    longer than this attempt's bytes: a delta may name their length already, so they are
-    kept (their first bytes are this attempt's: the client's files only grow). One
-    concurrent round of HEAD requests for the whole batch."""
-    if not segments:
-        return {}
-    fs = orun.fs
-    paths = list(segments)
-    if getattr(fs, "async_impl", False):
-        import asyncio
-
-        from fsspec.asyn import sync
-
-        async def heads() -> list[Any]:
-            return list(await asyncio.gather(*(fs._info(p) for p in paths),
-                                             return_exceptions=True))
-
-        infos = sync(fs.loop, heads)
-    else:
-        infos = []
-        for p in paths:
-            try:
-                infos.append(fs.info(p))
-            except FileNotFoundError as e:
-                infos.append(e)
+def _wholes(raw: Any) -> dict[str, bytes]:
+    """The whole files a notification carries, checked (anything malformed is dropped)."""
     out: dict[str, bytes] = {}
-    for p, info in zip(paths, infos):
-        if isinstance(info, FileNotFoundError):
-            continue
-        if isinstance(info, BaseException):
-            raise info
-        if int(info.get("size", 0)) > len(segments[p]):
-            old: bytes = fs.cat_file(p)
-            if old[: len(segments[p])] == segments[p]:
-                out[p] = old
+    for rel, v in (raw.items() if isinstance(raw, dict) else ()):
+        if isinstance(rel, str) and isinstance(v, str):
+            try:
+                out[rel] = base64.b64decode(v, validate=True)
+            except ValueError:
+                continue
     return out
 
 
@@ -594,7 +748,9 @@ def open_shared(root_url: str, index_url: str | None, mirror: str | None,
             + (f" (got --index {index_url.split('@')[-1]!r})" if index_url else ""))
     env = dict(os.environ) if environ is None else environ
     store = ObjectStore(str(url), environ=env)
-    db = Database(index_url)
+    # A batch holds its connection (the ledger's row locks) while its pack and delta go to
+    # the bucket: more connections than the default, so slow PUTs do not queue the rest.
+    db = Database(index_url, max_size=POOL_SIZE)
     db.migrate()
     folder = Path(mirror).expanduser() if mirror else mirror_dir(url, env)
     folder.mkdir(parents=True, exist_ok=True)
