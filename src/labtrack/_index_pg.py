@@ -95,6 +95,8 @@ def pg_record(rec: tuple[Any, ...]) -> tuple[Any, ...]:
 class PgIndex(Index):
     """The run index of `root` in a PostgreSQL database (see the module docstring).
 
+    :meth:`page` pages in SQL (`pages_in_database`): the server asks for each page apart.
+
     Args:
         root: the folder that holds the experiments (a local folder or an object-store mirror).
         url: postgresql://user[:password]@host[:port]/database.
@@ -104,6 +106,8 @@ class PgIndex(Index):
     Raises:
         MissingDependencyError, LabtrackValueError, DatabaseError: see :class:`_pg.Database`.
     """
+
+    pages_in_database = True
 
     def __init__(self, root: str | os.PathLike[str], url: str, *, stale_seconds: float | None = None,
                  clock: Callable[[], float] = time.time, pool_size: int = 8, migrate: bool = True) -> None:
@@ -370,13 +374,25 @@ class PgIndex(Index):
     def _fetch(self, where: str | Where | None, experiment: str | None, status: str | None,
                q: str | None, sort: str | None, with_stats: bool, offset: int,
                limit: int | None) -> tuple[list[Hit], int]:
-        """The page of matching runs and how many match in all."""
+        """The page of matching runs and how many match in all.
+
+        Three shapes, each one pass over the table at most (benchmarks/pg_index.py):
+
+        - no where and no text, newest (or oldest) first: the page from the `runs_started_c`
+          index, the count from `runs_experiment_status` (migration 5);
+        - another order, or a where or text condition (which reads every row anyway): one
+          query sorts narrow rows (relpath and the sort keys) and, with a condition, counts
+          them in the same pass (`count(*) OVER ()`, a parallel scan); a second fetches the
+          page's rows by key. The condition is evaluated once;
+        - a condition or sort SQL cannot express: every candidate row, decided in Python.
+        """
         cond, args, running, python_where = self._plan(where, experiment, status, q, with_stats)
         order = self._order(sort)
         sel = _SELECT.format(stats="stats" if with_stats else "NULL", aggs=_AGGS if python_where else _NO_AGGS)
         args["running"] = [h.relpath for h in running]
         full = f"({cond}) OR relpath = ANY(%(running)s)"
         now = self._clock()
+        by_rel = {h.relpath: h for h in running}  # keep the Hits whose status is derived
         if order is not None and python_where is None:
             terms, sargs = order
             args.update(sargs)
@@ -385,24 +401,65 @@ class PgIndex(Index):
                 page = f" LIMIT {int(limit)}"
             if offset:
                 page += f" OFFSET {int(offset)}"
+            ordered = f" ORDER BY {', '.join(terms)}{page}"
+            scans = where is not None or bool((q or "").split())
+            by_index = not scans and terms[:2] in (_ORDER, _ORDER_ASC)
             with self.db.connection() as conn:
-                recs = conn.execute(f"{sel} WHERE {full} ORDER BY {', '.join(terms)}{page}", args).fetchall()
                 if limit is None and not offset:
-                    total = len(recs)
+                    recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
+                    return [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs], len(recs)
+                total = -1
+                if by_index:
+                    recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
                 else:
-                    got = conn.execute(f"SELECT count(*) FROM runs WHERE {full}", args).fetchone()
-                    total = int(got[0]) if got else 0
-            by_rel = {h.relpath: h for h in running}  # keep the Hits whose status is derived
+                    # narrow rows (relpath and the sort keys) through the sort, not whole rows
+                    if scans:
+                        # every row is read anyway: a parallel scan beats walking the index
+                        conn.execute("SET LOCAL enable_indexscan = off")
+                    count = ", count(*) OVER ()" if scans else ", 0"
+                    got = conn.execute(f"SELECT relpath{count} FROM runs WHERE {full}{ordered}", args).fetchall()
+                    rels = [r for r, _ in got]
+                    fetched = {rec[0]: rec for rec in conn.execute(f"{sel} WHERE relpath = ANY(%(rels)s)",
+                                                                   {"rels": rels})} if rels else {}
+                    recs = [fetched[r] for r in rels if r in fetched]
+                    if scans and got:
+                        total = int(got[0][1])
+                if total < 0:  # no window count (or a page past the end): count apart
+                    # `cond` holds only rows not stored as running, the running matches are apart
+                    row = conn.execute(f"SELECT count(*) FROM runs WHERE {cond}", args).fetchone()
+                    total = (int(row[0]) if row else 0) + len(running)
             return [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs], total
         with self.db.connection() as conn:
             recs = conn.execute(f"{sel} WHERE {full} ORDER BY {', '.join(_ORDER)}", args).fetchall()
-        by_rel = {h.relpath: h for h in running}
         hits = [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs]
         if python_where is not None:
             hits = [h for h in hits if h.relpath in by_rel or python_where(h)]
         hits = self._python_sort(hits, sort)
         total = len(hits)
         return (hits[offset:] if limit is None else hits[offset:offset + limit]), total
+
+    def page(self, where: str | Where | None = None, experiment: str | None = None,
+             status: str | None = None, q: str | None = None, sort: str | None = "-started",
+             offset: int = 0, limit: int = 100) -> tuple[int, list[Hit]]:
+        """See :meth:`Index.page`: filtered, sorted and paged by PostgreSQL."""
+        if offset < 0 or limit < 0:
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        self._ensure_fresh()
+        hits, total = self._fetch(where, experiment, status, q, sort, False, offset, limit)
+        return total, hits
+
+    def _check_names(self, where: Where) -> None:
+        """See :meth:`Index._check_names`; a name some run has costs one EXISTS (stopping at
+        the first run that has it), not the list of every name of 100,000 runs."""
+        for f in where.fields:
+            if f.kind not in ("params", "metrics"):
+                continue
+            with self.db.connection() as conn:
+                row = conn.execute("SELECT EXISTS(SELECT 1 FROM runs WHERE keys_j -> %s ? %s)",
+                                   (f.kind, f.key)).fetchone()
+            if not (row and row[0]):
+                super()._check_names(where)  # the error with its hint (or none: no runs yet)
+                return
 
     def _python_sort(self, hits: list[Hit], sort: str | None) -> list[Hit]:
         from ._index import _STARTED
