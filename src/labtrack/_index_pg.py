@@ -379,11 +379,13 @@ class PgIndex(Index):
         Three shapes, each one pass over the table at most (benchmarks/pg_index.py):
 
         - no where and no text, newest (or oldest) first: the page from the `runs_started_c`
-          index, the count from `runs_experiment_status` (migration 5);
-        - another order, or a where or text condition (which reads every row anyway): one
-          query sorts narrow rows (relpath and the sort keys) and, with a condition, counts
-          them in the same pass (`count(*) OVER ()`, a parallel scan); a second fetches the
-          page's rows by key. The condition is evaluated once;
+          index (a deep page: its relpaths by an index-only scan, then those rows), the
+          count from `runs_experiment_status` (migration 5);
+        - another order, or a where or text condition: one query sorts narrow rows (relpath
+          and the sort keys; top-N) and a second fetches the page's rows by key; newest
+          first, a condition is counted in the same parallel scan (`count(*) OVER ()`),
+          by another order apart (a full sort of every match by a metric cost more than a
+          second scan);
         - a condition or sort SQL cannot express: every candidate row, decided in Python.
         """
         cond, args, running, python_where = self._plan(where, experiment, status, q, with_stats)
@@ -409,20 +411,24 @@ class PgIndex(Index):
                     recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
                     return [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs], len(recs)
                 total = -1
-                if by_index:
+                if by_index and not offset:
                     recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
                 else:
                     # narrow rows (relpath and the sort keys) through the sort, not whole rows
-                    if scans:
-                        # every row is read anyway: a parallel scan beats walking the index
+                    # Newest first, a condition is counted in the page's own scan (every row
+                    # is read anyway: a parallel scan beats walking the index, and sorting
+                    # every match by two texts costs less than a second scan). By another
+                    # order, sorting every match costs more than counting apart: top-N only.
+                    windowed = scans and terms[:2] in (_ORDER, _ORDER_ASC)
+                    if windowed:
                         conn.execute("SET LOCAL enable_indexscan = off")
-                    count = ", count(*) OVER ()" if scans else ", 0"
+                    count = ", count(*) OVER ()" if windowed else ", 0"
                     got = conn.execute(f"SELECT relpath{count} FROM runs WHERE {full}{ordered}", args).fetchall()
                     rels = [r for r, _ in got]
                     fetched = {rec[0]: rec for rec in conn.execute(f"{sel} WHERE relpath = ANY(%(rels)s)",
                                                                    {"rels": rels})} if rels else {}
                     recs = [fetched[r] for r in rels if r in fetched]
-                    if scans and got:
+                    if windowed and got:
                         total = int(got[0][1])
                 if total < 0:  # no window count (or a page past the end): count apart
                     # `cond` holds only rows not stored as running, the running matches are apart
