@@ -236,3 +236,35 @@ def test_pages_agree_with_sqlite_past_the_end_too(pair: Any) -> None:
         pgi.page(offset=-1)
     with pytest.raises(QueryError, match="did you mean params.lr"):
         pgi.page(where="params.lrr > 0")
+
+
+def test_servers_over_mirrors_of_one_bucket_never_drop_a_run_another_has(tmp_path: Path, pg_db: str) -> None:
+    # `labtrack serve --root s3://...`: each process indexes its own mirror (mirrored=True).
+    # One whose mirror lacks runs (still filling, or they were written straight to the
+    # bucket) used to delete their rows from the shared index at each refresh, so the runs
+    # came and went in every server's list.
+    full, partial = tmp_path / "mirror-a", tmp_path / "mirror-b"
+    full.mkdir()
+    partial.mkdir()
+    make_root(full, 12)
+    a = PgIndex(full, pg_db, mirrored=True)
+    b = PgIndex(partial, pg_db, mirrored=True)
+    try:
+        assert a.refresh()["added"] == 12
+        assert b.refresh()["removed"] == 0
+        assert a.query()[0] == b.query()[0] == 12
+        import shutil
+
+        one = sorted(p for p in full.glob("*/*") if p.is_dir())[0]
+        shutil.copytree(one, partial / one.parent.name / one.name)
+        assert b.refresh() == {"added": 0, "updated": 0, "removed": 0, "unreadable": 0, "total": 12}
+        assert b.query()[0] == 12
+        # the default (one root, one index) still drops what is gone
+        pruning = PgIndex(partial, pg_db)
+        try:
+            assert pruning.refresh()["removed"] == 11
+        finally:
+            pruning.close()
+    finally:
+        a.close()
+        b.close()

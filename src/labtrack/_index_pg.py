@@ -76,6 +76,12 @@ def open_index(root: str | os.PathLike[str], url: str | os.PathLike[str] | None 
     return Index(root, path=url, **kwargs)
 
 
+def _without_inodes(sig: str) -> str:
+    """A `_index_rows._signature` without its inode numbers ("ino:mtime:size|..." ->
+    "mtime:size|..."): the same on every mirror of one bucket."""
+    return "|".join(part.split(":", 1)[1] if part.count(":") == 2 else part for part in sig.split("|"))
+
+
 def _nul(v: Any) -> Any:
     return v.replace("\x00", "\ufffd") if isinstance(v, str) else v
 
@@ -102,6 +108,13 @@ class PgIndex(Index):
         url: postgresql://user[:password]@host[:port]/database.
         stale_seconds, clock: as for :class:`Index`.
         pool_size: most connections this object keeps open.
+        mirrored: `root` is one of several servers' mirrors of one bucket (`labtrack serve
+            --root s3://`), each indexed into this database. Then a refresh never drops the
+            row of a run `root` lacks (a mirror still filling at start, or missing a run
+            written straight to the bucket, must not take it out of every server's list;
+            rows leave only by :meth:`rebuild`), and signatures leave out inode numbers,
+            which differ from mirror to mirror (the mirror gives each file the writer's
+            modification time), so servers do not re-read and rewrite every run in turn.
 
     Raises:
         MissingDependencyError, LabtrackValueError, DatabaseError: see :class:`_pg.Database`.
@@ -110,7 +123,8 @@ class PgIndex(Index):
     pages_in_database = True
 
     def __init__(self, root: str | os.PathLike[str], url: str, *, stale_seconds: float | None = None,
-                 clock: Callable[[], float] = time.time, pool_size: int = 8, migrate: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, pool_size: int = 8, migrate: bool = True,
+                 mirrored: bool = False) -> None:
         self.root = Path(root)
         self.url = url
         self.path = Path(os.devnull)  # no file: callers that show it see the URL instead
@@ -127,6 +141,7 @@ class PgIndex(Index):
         self._host = socket.gethostname()
         self._last_seen: dict[str, tuple[float | None, float | None]] = {}
         self._root_str = str(self.root)
+        self.mirrored = mirrored
         self.db = Database(url, max_size=pool_size)
         if migrate:
             self.db.migrate()
@@ -156,14 +171,21 @@ class PgIndex(Index):
             self._last_refresh = time.monotonic()
             return result
 
+    def _scan(self) -> dict[str, str]:
+        current = _scan(self._root_str)
+        if self.mirrored:
+            current = {rel: _without_inodes(sig) for rel, sig in current.items()}
+        return current
+
     def _refresh(self, chunk: int | None = None,
                  progress: Callable[[int], None] | None = None) -> RefreshResult:
-        current = _scan(self._root_str)
+        current = self._scan()
         with self.db.connection() as conn:
             known = dict(conn.execute("SELECT relpath, sig FROM runs").fetchall())
             bad = dict(conn.execute("SELECT relpath, sig FROM problems").fetchall())
         todo = [rel for rel, sig in current.items() if known.get(rel) != sig and bad.get(rel) != sig]
-        if not todo and all(rel in current for rel in known) and all(rel in current for rel in bad):
+        if not todo and (self.mirrored or (all(rel in current for rel in known)
+                                            and all(rel in current for rel in bad))):
             return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=len(known))
         if chunk:
             todo.sort(key=lambda rel: rel.rpartition("/")[2], reverse=True)
@@ -204,7 +226,7 @@ class PgIndex(Index):
                 conn.execute("INSERT INTO problems (relpath, message, sig) VALUES (%s, %s, %s) ON CONFLICT "
                              "(relpath) DO UPDATE SET message = excluded.message, sig = excluded.sig",
                              (rel, _nul(message), (current or {}).get(rel, "")))
-            if last and current is not None:
+            if last and current is not None and not self.mirrored:
                 gone = [r for (r,) in conn.execute("SELECT relpath FROM runs") if r not in current]
                 gone_bad = [r for (r,) in conn.execute("SELECT relpath FROM problems") if r not in current]
                 conn.execute("DELETE FROM runs WHERE relpath = ANY(%s)", (gone,))
@@ -244,7 +266,7 @@ class PgIndex(Index):
         sig = _signature(run_dir)
         if sig is None:
             return False
-        rec = _record(relpath, run_dir, sig)
+        rec = _record(relpath, run_dir, _without_inodes(sig) if self.mirrored else sig)
         with self.db.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK,))
             self._upsert(conn, [pg_record(rec)])

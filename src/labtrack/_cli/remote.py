@@ -112,6 +112,8 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
                      allow_ip_hosts=any_ip, index=index)
     if storage is not None:
         state = app.state.labtrack
+        # Each process indexes its own mirror into the shared index (see PgIndex's `mirrored`).
+        state.index_options = {"mirrored": True}
         storage.on_change = lambda run_dir: state.changed(state.run_dir(run_dir.name))
     return app
 
