@@ -209,15 +209,28 @@ def markdown(r: dict[str, Any]) -> str:
         ok = "met" if row["pg_s"] < TARGET_S else "**not met**"
         lines.append(f"| {row['query']} | {row['total']:,} | {_ms(row['pg_all'])} | {_ms(row['sqlite_all'])} | {ok} |")
     lines += ["", (
-        "How PostgreSQL answers (`PgIndex._fetch`, migration 5): the newest-first page comes from "
-        "the `runs_started_c` index and the count from `runs_experiment_status`; any other order "
-        "sorts narrow rows (relpath and the sort keys), and a where or text condition is counted "
-        "in the same parallel scan (`count(*) OVER ()`), then the page's 100 rows are fetched by "
-        "key. What is left in the filter and sort rows is that one scan of the whole table: each "
-        "row holds its params, metrics and aggregates twice (the JSON text rows are decoded from "
-        "and the jsonb the SQL reads), about 2 KB, and at this size the table is larger than the "
-        "default shared_buffers. SQLite decodes every candidate row's JSON in Python and sorts "
-        "there, so its times grow with the runs matched.")]
+        "How PostgreSQL answers (`PgIndex._fetch`, migration 5): newest first, the page comes from "
+        "the `runs_started_c` index (a deep page by an index-only scan) and the count from "
+        "`runs_experiment_status`; with a where or text condition, the page and the count come "
+        "from one parallel scan (`count(*) OVER ()` over narrow rows); by another order, a top-N "
+        "sort of narrow rows (relpath and the sort keys) and a count apart; then the page's 100 "
+        "rows are fetched by key."), "", (
+        "What EXPLAIN ANALYZE showed before, at 100,000 runs: the listing's `ORDER BY started "
+        "COLLATE \"C\"` could not use `runs_started` (default collation), so the first page was "
+        "a parallel scan and sort of the whole table (170 ms); every where first listed every "
+        "param and metric name of every run to check the names (`jsonb_array_elements`, 0.5 s), "
+        "now one `EXISTS` per name; the page and the count evaluated the where in two scans; and "
+        "`/api/v1/runs` fetched and decoded every matching row (`select`), then sliced the page: "
+        "2.4 s for the first page, 2.3 s for the filter, 4.3 s for the sort (medians of 5, load "
+        "about 8, the same rows). What is left in the rows that miss 300 ms is one scan of the "
+        "whole table on a loaded 2-core machine: a row is about 1.7 KB (params, metrics and "
+        "aggregates twice: the JSON text rows are decoded from and the jsonb the SQL reads), the "
+        "table (195 MB) is larger than the default shared_buffers, and a sort key extracts the "
+        "metric from jsonb about 15 times per row (type, NaN, number, text, container terms). "
+        "Under 300 ms there needs a narrower table for the conditions (the jsonb apart from the "
+        "text copies), sort keys computed once per row, or memory for the table; SQLite decodes "
+        "every candidate row's JSON in Python and sorts there, so its times grow with the runs "
+        "matched.")]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +241,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="10,000 runs, 3 repetitions, RESULTS.md left alone")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--render", metavar="JSON", help="only rewrite the RESULTS.md section from figures "
+                    "a run wrote with --json")
     args = ap.parse_args()
+    if args.render:
+        sys.path.insert(0, str(HERE))
+        from _results import replace_section
+
+        replace_section(RESULTS_MD, MD_HEADING, markdown(json.loads(Path(args.render).read_text())))
+        return 0
     args.runs = args.runs or (10_000 if args.quick else 100_000)
     args.reps = args.reps or (3 if args.quick else 7)
     load_start = f"{os.getloadavg()[0]:.1f}"
