@@ -7,7 +7,7 @@ PORT ?= 8765
 TORCH_WHEELS ?= /opt/wheels
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install frontend wheel demo examples test chromium services bench bench-peers bench-scale bench-s3 lint docs clean
+.PHONY: help install frontend wheel demo examples test chromium services bench bench-peers bench-scale bench-s3 bench-pg lint docs clean
 
 help:
 	@echo "make demo   install into .venv, build the dashboard, run the examples, serve on http://127.0.0.1:$(PORT)"
@@ -65,7 +65,7 @@ services:
 test: install frontend chromium services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: bench-peers bench-scale bench-s3
+bench: bench-peers bench-scale bench-s3 bench-pg
 
 bench-peers: install
 	$(BIN)/python benchmarks/run.py
@@ -78,6 +78,11 @@ bench-scale: install
 # Issue 18's bytes uploaded per byte logged, against moto's S3 server on loopback.
 bench-s3: install
 	$(BIN)/python benchmarks/s3_upload.py
+
+# Issue 18's 100,000 runs listed, filtered and sorted from PostgreSQL against SQLite (a
+# throwaway cluster on loopback: `make services` installs PostgreSQL).
+bench-pg: install services
+	$(BIN)/python benchmarks/pg_index.py
 
 lint: install
 	$(BIN)/python -m mypy

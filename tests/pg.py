@@ -10,6 +10,7 @@ as the `postgres` system user Debian's package creates (`runuser -u postgres`), 
 folder is handed to that user. The tests connect over TCP, so they need no file access.
 
 Skipped, with the reason, only when the binaries are missing (`make services` installs them).
+`start_cluster()` / `stop_cluster(c)` do the same outside pytest (benchmarks/pg_index.py).
 """
 
 from __future__ import annotations
@@ -91,13 +92,23 @@ def _current_user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Cluster]:
-    """The session's cluster (started on first use)."""
+class PostgresUnavailable(Exception):
+    """The binaries are missing, or the tests run as root without a `postgres` user."""
+
+
+def start_cluster(prefix: str = "labtrack-pg-") -> Cluster:
+    """A new cluster in a new temp folder, started (the tests' fixture and the benchmarks).
+    `stop_cluster` stops it and deletes the folder.
+
+    Raises:
+        PostgresUnavailable: no initdb (`make services` installs it), or root without a
+            `postgres` user to run it as.
+        RuntimeError: initdb or pg_ctl failed (the message holds the server's log).
+    """
     bin_dir = _bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin/initdb) are not "
-                    "installed; `make services` installs them")
+        raise PostgresUnavailable("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin/initdb) are "
+                                  "not installed; `make services` installs them")
     as_user = None
     if os.getuid() == 0:
         import pwd
@@ -105,10 +116,10 @@ def postgres() -> Iterator[Cluster]:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("the tests run as root and initdb refuses root; there is no 'postgres' "
-                        "user to run the cluster as")
+            raise PostgresUnavailable("running as root and initdb refuses root; there is no 'postgres' "
+                                      "user to run the cluster as") from None
         as_user = "postgres"
-    base = Path(tempfile.mkdtemp(prefix="labtrack-pg-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     cluster = Cluster(bin_dir, base, as_user)
     try:
         cluster.start()
@@ -116,12 +127,27 @@ def postgres() -> Iterator[Cluster]:
         log = (base / "log").read_text() if (base / "log").exists() else ""
         shutil.rmtree(base, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {e.stderr!r} {log}") from e
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """Stop a cluster of `start_cluster` and delete its folder."""
+    cluster.stop()
+    time.sleep(0.1)
+    shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """The session's cluster (started on first use)."""
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
     try:
         yield cluster
     finally:
-        cluster.stop()
-        time.sleep(0.1)
-        shutil.rmtree(base, ignore_errors=True)
+        stop_cluster(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -474,3 +474,22 @@ def test_a_root_on_a_network_file_system_keeps_its_index_on_this_host(
     run_dir = next(p for p in root.glob("*/*") if p.is_dir())
     assert index_module.note_run(root, run_dir) is False  # the training side leaves it alone
     index_module._NOTED.pop(str(root.absolute()), None)
+
+
+def test_store_records_fills_the_index_without_run_directories(tmp_path: Path) -> None:
+    # The benchmarks' bulk path (benchmarks/pg_index.py): rows as a refresh builds them.
+    from labtrack._index_rows import record_from
+
+    index = Index(tmp_path, path=tmp_path / "index.sqlite")
+    index.refresh()  # an empty root: current, so no later refresh looks for the runs
+    recs = [record_from(f"e/2026010{i}-000000-r{i}", {"id": f"2026010{i}-000000-r{i}", "experiment": "e",
+                                                     "status": "finished", "started": f"2026-01-0{i}T00:00:00"},
+                        {"lr": i / 10}, {"acc": {"last": i / 5, "min": 0.0, "max": i / 5}}, f"s{i}")
+            for i in range(1, 6)]
+    assert index.store_records(recs) == 5
+    assert index.store_records([]) == 0
+    total, page = index.page(where="params.lr > 0.2", sort="-metrics.acc", limit=2)
+    assert total == 3 and [h.row()["id"] for h in page] == ["20260105-000000-r5", "20260104-000000-r4"]
+    with pytest.raises(LabtrackValueError, match="offset and limit must be >= 0"):
+        index.page(limit=-1)
+    index.close()

@@ -216,3 +216,55 @@ def test_the_dashboard_api_answers_from_postgresql(tmp_path: Path, pg_db: str) -
     with connect(pg_db) as conn:
         row = conn.execute("SELECT count(*) FROM runs").fetchone()
         assert row is not None and row[0] == 40
+
+
+def test_pages_agree_with_sqlite_past_the_end_too(pair: Any) -> None:
+    # Index.page is what /api/v1/runs asks for: PostgreSQL pages in SQL (by the started
+    # index, a narrow sort, or one counted scan), SQLite slices its sorted list.
+    lite, pgi, _root = pair
+    assert pgi.refresh()["total"] == lite.refresh()["total"] == 70
+    for kw in [{}, {"sort": "started"}, {"sort": "-metrics.loss:max"}, {"sort": "name"}, {"q": "fix"},
+               {"where": "params.lr > 0"}, {"where": "params.lr > 0", "sort": "-params.lr"},
+               {"where": "params.lr > 1e9"}, {"status": "crashed"}, {"experiment": "ü exp", "q": "fix"}]:
+        for offset, limit in [(0, 10), (7, 5), (65, 10), (70, 10), (200, 10), (0, 0)]:
+            want_total, want = lite.page(offset=offset, limit=limit, **kw)  # type: ignore[arg-type]
+            got_total, got = pgi.page(offset=offset, limit=limit, **kw)  # type: ignore[arg-type]
+            assert got_total == want_total, (kw, offset, limit)
+            assert [h.relpath for h in got] == [h.relpath for h in want], (kw, offset, limit)
+            assert _json([h.row() for h in got]) == _json([h.row() for h in want]), (kw, offset)
+    with pytest.raises(LabtrackValueError, match="offset and limit must be >= 0"):
+        pgi.page(offset=-1)
+    with pytest.raises(QueryError, match="did you mean params.lr"):
+        pgi.page(where="params.lrr > 0")
+
+
+def test_servers_over_mirrors_of_one_bucket_never_drop_a_run_another_has(tmp_path: Path, pg_db: str) -> None:
+    # `labtrack serve --root s3://...`: each process indexes its own mirror (mirrored=True).
+    # One whose mirror lacks runs (still filling, or they were written straight to the
+    # bucket) used to delete their rows from the shared index at each refresh, so the runs
+    # came and went in every server's list.
+    full, partial = tmp_path / "mirror-a", tmp_path / "mirror-b"
+    full.mkdir()
+    partial.mkdir()
+    make_root(full, 12)
+    a = PgIndex(full, pg_db, mirrored=True)
+    b = PgIndex(partial, pg_db, mirrored=True)
+    try:
+        assert a.refresh()["added"] == 12
+        assert b.refresh()["removed"] == 0
+        assert a.query()[0] == b.query()[0] == 12
+        import shutil
+
+        one = sorted(p for p in full.glob("*/*") if p.is_dir())[0]
+        shutil.copytree(one, partial / one.parent.name / one.name)
+        assert b.refresh() == {"added": 0, "updated": 0, "removed": 0, "unreadable": 0, "total": 12}
+        assert b.query()[0] == 12
+        # the default (one root, one index) still drops what is gone
+        pruning = PgIndex(partial, pg_db)
+        try:
+            assert pruning.refresh()["removed"] == 11
+        finally:
+            pruning.close()
+    finally:
+        a.close()
+        b.close()

@@ -385,6 +385,23 @@ class Index:
             raise
         return True
 
+    def store_records(self, records: Iterable[tuple[Any, ...]]) -> int:
+        """Store `_index_rows.record_from` tuples as they are, no run directory read (the bulk
+        path of benchmarks/pg_index.py; a later refresh drops rows whose directory is missing).
+        Returns how many."""
+        recs = list(records)
+        if not recs:
+            return 0
+        con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(recs[0])) + ")", recs)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return len(recs)
+
     def prefill(self, count: int = 200) -> int | None:
         """Store the rows of the `count` newest runs of a root this index knows nothing of,
         so a first listing can be answered before the whole root is read.
@@ -570,6 +587,20 @@ class Index:
                 present.sort(key=lambda kh: kh[0], reverse=descending)
                 hits = [h for _, h in present] + missing
         return hits
+
+    #: True when :meth:`page` pages in the database (PostgreSQL); False when it sorts every
+    #: match first (SQLite), so a caller paging through one listing should keep that list.
+    pages_in_database = False
+
+    def page(self, where: str | Where | None = None, experiment: str | None = None,
+             status: str | None = None, q: str | None = None, sort: str | None = "-started",
+             offset: int = 0, limit: int = 100) -> tuple[int, list[Hit]]:
+        """`(total, hits)`: how many runs match and the Hits of one page (`/api/v1/runs`);
+        arguments as for :meth:`query`. Rows are decoded only when a Hit is asked for one."""
+        if offset < 0 or limit < 0:
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        hits = self.select(where=where, experiment=experiment, status=status, q=q, sort=sort, parts=False)
+        return len(hits), hits[offset:offset + limit]
 
     def _sort_key(self, sort: str | None) -> tuple[Callable[[Mapping[str, Any]], Any], bool, bool, bool] | None:
         """(getter, descending, needs stats, needs params/metrics) for a sort column."""

@@ -76,6 +76,12 @@ def open_index(root: str | os.PathLike[str], url: str | os.PathLike[str] | None 
     return Index(root, path=url, **kwargs)
 
 
+def _without_inodes(sig: str) -> str:
+    """A `_index_rows._signature` without its inode numbers ("ino:mtime:size|..." ->
+    "mtime:size|..."): the same on every mirror of one bucket."""
+    return "|".join(part.split(":", 1)[1] if part.count(":") == 2 else part for part in sig.split("|"))
+
+
 def _nul(v: Any) -> Any:
     return v.replace("\x00", "\ufffd") if isinstance(v, str) else v
 
@@ -95,18 +101,30 @@ def pg_record(rec: tuple[Any, ...]) -> tuple[Any, ...]:
 class PgIndex(Index):
     """The run index of `root` in a PostgreSQL database (see the module docstring).
 
+    :meth:`page` pages in SQL (`pages_in_database`): the server asks for each page apart.
+
     Args:
         root: the folder that holds the experiments (a local folder or an object-store mirror).
         url: postgresql://user[:password]@host[:port]/database.
         stale_seconds, clock: as for :class:`Index`.
         pool_size: most connections this object keeps open.
+        mirrored: `root` is one of several servers' mirrors of one bucket (`labtrack serve
+            --root s3://`), each indexed into this database. Then a refresh never drops the
+            row of a run `root` lacks (a mirror still filling at start, or missing a run
+            written straight to the bucket, must not take it out of every server's list;
+            rows leave only by :meth:`rebuild`), and signatures leave out inode numbers,
+            which differ from mirror to mirror (the mirror gives each file the writer's
+            modification time), so servers do not re-read and rewrite every run in turn.
 
     Raises:
         MissingDependencyError, LabtrackValueError, DatabaseError: see :class:`_pg.Database`.
     """
 
+    pages_in_database = True
+
     def __init__(self, root: str | os.PathLike[str], url: str, *, stale_seconds: float | None = None,
-                 clock: Callable[[], float] = time.time, pool_size: int = 8, migrate: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, pool_size: int = 8, migrate: bool = True,
+                 mirrored: bool = False) -> None:
         self.root = Path(root)
         self.url = url
         self.path = Path(os.devnull)  # no file: callers that show it see the URL instead
@@ -123,6 +141,7 @@ class PgIndex(Index):
         self._host = socket.gethostname()
         self._last_seen: dict[str, tuple[float | None, float | None]] = {}
         self._root_str = str(self.root)
+        self.mirrored = mirrored
         self.db = Database(url, max_size=pool_size)
         if migrate:
             self.db.migrate()
@@ -152,14 +171,21 @@ class PgIndex(Index):
             self._last_refresh = time.monotonic()
             return result
 
+    def _scan(self) -> dict[str, str]:
+        current = _scan(self._root_str)
+        if self.mirrored:
+            current = {rel: _without_inodes(sig) for rel, sig in current.items()}
+        return current
+
     def _refresh(self, chunk: int | None = None,
                  progress: Callable[[int], None] | None = None) -> RefreshResult:
-        current = _scan(self._root_str)
+        current = self._scan()
         with self.db.connection() as conn:
             known = dict(conn.execute("SELECT relpath, sig FROM runs").fetchall())
             bad = dict(conn.execute("SELECT relpath, sig FROM problems").fetchall())
         todo = [rel for rel, sig in current.items() if known.get(rel) != sig and bad.get(rel) != sig]
-        if not todo and all(rel in current for rel in known) and all(rel in current for rel in bad):
+        if not todo and (self.mirrored or (all(rel in current for rel in known)
+                                            and all(rel in current for rel in bad))):
             return RefreshResult(added=0, updated=0, removed=0, unreadable=0, total=len(known))
         if chunk:
             todo.sort(key=lambda rel: rel.rpartition("/")[2], reverse=True)
@@ -200,7 +226,7 @@ class PgIndex(Index):
                 conn.execute("INSERT INTO problems (relpath, message, sig) VALUES (%s, %s, %s) ON CONFLICT "
                              "(relpath) DO UPDATE SET message = excluded.message, sig = excluded.sig",
                              (rel, _nul(message), (current or {}).get(rel, "")))
-            if last and current is not None:
+            if last and current is not None and not self.mirrored:
                 gone = [r for (r,) in conn.execute("SELECT relpath FROM runs") if r not in current]
                 gone_bad = [r for (r,) in conn.execute("SELECT relpath FROM problems") if r not in current]
                 conn.execute("DELETE FROM runs WHERE relpath = ANY(%s)", (gone,))
@@ -240,7 +266,7 @@ class PgIndex(Index):
         sig = _signature(run_dir)
         if sig is None:
             return False
-        rec = _record(relpath, run_dir, sig)
+        rec = _record(relpath, run_dir, _without_inodes(sig) if self.mirrored else sig)
         with self.db.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK,))
             self._upsert(conn, [pg_record(rec)])
@@ -370,13 +396,27 @@ class PgIndex(Index):
     def _fetch(self, where: str | Where | None, experiment: str | None, status: str | None,
                q: str | None, sort: str | None, with_stats: bool, offset: int,
                limit: int | None) -> tuple[list[Hit], int]:
-        """The page of matching runs and how many match in all."""
+        """The page of matching runs and how many match in all.
+
+        Three shapes, each one pass over the table at most (benchmarks/pg_index.py):
+
+        - no where and no text, newest (or oldest) first: the page from the `runs_started_c`
+          index (a deep page: its relpaths by an index-only scan, then those rows), the
+          count from `runs_experiment_status` (migration 5);
+        - another order, or a where or text condition: one query sorts narrow rows (relpath
+          and the sort keys; top-N) and a second fetches the page's rows by key; newest
+          first, a condition is counted in the same parallel scan (`count(*) OVER ()`),
+          by another order apart (a full sort of every match by a metric cost more than a
+          second scan);
+        - a condition or sort SQL cannot express: every candidate row, decided in Python.
+        """
         cond, args, running, python_where = self._plan(where, experiment, status, q, with_stats)
         order = self._order(sort)
         sel = _SELECT.format(stats="stats" if with_stats else "NULL", aggs=_AGGS if python_where else _NO_AGGS)
         args["running"] = [h.relpath for h in running]
         full = f"({cond}) OR relpath = ANY(%(running)s)"
         now = self._clock()
+        by_rel = {h.relpath: h for h in running}  # keep the Hits whose status is derived
         if order is not None and python_where is None:
             terms, sargs = order
             args.update(sargs)
@@ -385,24 +425,69 @@ class PgIndex(Index):
                 page = f" LIMIT {int(limit)}"
             if offset:
                 page += f" OFFSET {int(offset)}"
+            ordered = f" ORDER BY {', '.join(terms)}{page}"
+            scans = where is not None or bool((q or "").split())
+            by_index = not scans and terms[:2] in (_ORDER, _ORDER_ASC)
             with self.db.connection() as conn:
-                recs = conn.execute(f"{sel} WHERE {full} ORDER BY {', '.join(terms)}{page}", args).fetchall()
                 if limit is None and not offset:
-                    total = len(recs)
+                    recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
+                    return [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs], len(recs)
+                total = -1
+                if by_index and not offset:
+                    recs = conn.execute(f"{sel} WHERE {full}{ordered}", args).fetchall()
                 else:
-                    got = conn.execute(f"SELECT count(*) FROM runs WHERE {full}", args).fetchone()
-                    total = int(got[0]) if got else 0
-            by_rel = {h.relpath: h for h in running}  # keep the Hits whose status is derived
+                    # narrow rows (relpath and the sort keys) through the sort, not whole rows
+                    # Newest first, a condition is counted in the page's own scan (every row
+                    # is read anyway: a parallel scan beats walking the index, and sorting
+                    # every match by two texts costs less than a second scan). By another
+                    # order, sorting every match costs more than counting apart: top-N only.
+                    windowed = scans and terms[:2] in (_ORDER, _ORDER_ASC)
+                    if windowed:
+                        conn.execute("SET LOCAL enable_indexscan = off")
+                    count = ", count(*) OVER ()" if windowed else ", 0"
+                    got = conn.execute(f"SELECT relpath{count} FROM runs WHERE {full}{ordered}", args).fetchall()
+                    rels = [r for r, _ in got]
+                    fetched = {rec[0]: rec for rec in conn.execute(f"{sel} WHERE relpath = ANY(%(rels)s)",
+                                                                   {"rels": rels})} if rels else {}
+                    recs = [fetched[r] for r in rels if r in fetched]
+                    if windowed and got:
+                        total = int(got[0][1])
+                if total < 0:  # no window count (or a page past the end): count apart
+                    # `cond` holds only rows not stored as running, the running matches are apart
+                    row = conn.execute(f"SELECT count(*) FROM runs WHERE {cond}", args).fetchone()
+                    total = (int(row[0]) if row else 0) + len(running)
             return [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs], total
         with self.db.connection() as conn:
             recs = conn.execute(f"{sel} WHERE {full} ORDER BY {', '.join(_ORDER)}", args).fetchall()
-        by_rel = {h.relpath: h for h in running}
         hits = [by_rel.get(rec[0]) or Hit(self, now, rec) for rec in recs]
         if python_where is not None:
             hits = [h for h in hits if h.relpath in by_rel or python_where(h)]
         hits = self._python_sort(hits, sort)
         total = len(hits)
         return (hits[offset:] if limit is None else hits[offset:offset + limit]), total
+
+    def page(self, where: str | Where | None = None, experiment: str | None = None,
+             status: str | None = None, q: str | None = None, sort: str | None = "-started",
+             offset: int = 0, limit: int = 100) -> tuple[int, list[Hit]]:
+        """See :meth:`Index.page`: filtered, sorted and paged by PostgreSQL."""
+        if offset < 0 or limit < 0:
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        self._ensure_fresh()
+        hits, total = self._fetch(where, experiment, status, q, sort, False, offset, limit)
+        return total, hits
+
+    def _check_names(self, where: Where) -> None:
+        """See :meth:`Index._check_names`; a name some run has costs one EXISTS (stopping at
+        the first run that has it), not the list of every name of 100,000 runs."""
+        for f in where.fields:
+            if f.kind not in ("params", "metrics"):
+                continue
+            with self.db.connection() as conn:
+                row = conn.execute("SELECT EXISTS(SELECT 1 FROM runs WHERE keys_j -> %s ? %s)",
+                                   (f.kind, f.key)).fetchone()
+            if not (row and row[0]):
+                super()._check_names(where)  # the error with its hint (or none: no runs yet)
+                return
 
     def _python_sort(self, hits: list[Hit], sort: str | None) -> list[Hit]:
         from ._index import _STARTED

@@ -112,6 +112,8 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
                      allow_ip_hosts=any_ip, index=index)
     if storage is not None:
         state = app.state.labtrack
+        # Each process indexes its own mirror into the shared index (see PgIndex's `mirrored`).
+        state.index_options = {"mirrored": True}
         storage.on_change = lambda run_dir: state.changed(state.run_dir(run_dir.name))
     return app
 
@@ -159,7 +161,7 @@ def register(group: click.Group) -> None:
 @click.option("--index", "index", default=None, metavar="URL",
               help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
                    "share one index between several servers (pip install labtrack[postgres]; "
-                   "docs/postgres.md). Default: the SQLite file under the root.")
+                   "docs/deploy.md). Default: the SQLite file under the root.")
 def serve(root: str | None, mirror: str | None, host: str, port: int, tokens: str | None, insecure: bool,
           allowed_host: tuple[str, ...], max_request_mb: int, max_file_mb: int,
           index: str | None) -> None:

@@ -21,7 +21,7 @@ def register(group: click.Group) -> None:
 @click.option("--index", "index", default=None, metavar="URL",
               help="Where the run index lives: a SQLite file, or postgresql://user@host/db to "
                    "share one index between several servers (pip install labtrack[postgres]; "
-                   "docs/postgres.md). Default: the SQLite file under the root.")
+                   "docs/deploy.md). Default: the SQLite file under the root.")
 def ui(root: str | None, host: str, port: int, index: str | None) -> None:
     """Serve the live dashboard over the runs in ROOT (default: LABTRACK_ROOT or ./labtrack).
 

@@ -63,15 +63,10 @@ async def runs(request: Request) -> Response:
         index = state.index()
         # read before the query: a fill that ends during it must not pass for complete
         pending = state.pending
-        # every match, sorted, cached for a moment (the next page is a slice); rows are
-        # decoded only for the page asked for
-        hits = state.cached_query(
-            ("runs", where, experiment, status, q, sort),
-            lambda: index.select(where=where, experiment=experiment, status=status, q=q,
-                                 sort=sort, parts=False))
+        total, page = runs_page(index, where, experiment, status, q, sort, offset, limit,
+                                cache=state.cached_query)
         now = state.clock()
-        return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
-                           for h in hits[offset:offset + limit]], pending
+        return total, [public_row(_with_duration(state, h.row(), now), columns) for h in page], pending
 
     total, rows, pending = await run_in_threadpool(work)
     body: dict[str, Any] = {"total": total, "offset": offset, "runs": rows}
@@ -79,6 +74,30 @@ async def runs(request: Request) -> Response:
         # A never-indexed root is being read: the newest runs are in, these are still to come.
         body["pending"] = pending
     return JSONResponse(body, headers=NO_STORE)
+
+
+def runs_page(index: Any, where: str | None, experiment: str | None, status: str | None,
+              q: str | None, sort: str | None, offset: int, limit: int,
+              cache: Callable[[tuple[Any, ...], Callable[[], Any]], Any] | None = None) -> tuple[int, list[Any]]:
+    """`(total, hits)` of one page of `GET /api/v1/runs` (benchmarks/pg_index.py times this).
+
+    An index that pages in the database (PostgreSQL) is asked for the page itself; SQLite's
+    sorts every match in Python, so that sorted list is what `cache` (ServerState.cached_query)
+    keeps for a moment and the next page is a slice of it. Rows are decoded only for the page.
+    """
+    def keep(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        return compute() if cache is None else cache(key, compute)
+
+    if index.pages_in_database:
+        got: tuple[int, list[Any]] = keep(
+            ("page", where, experiment, status, q, sort, offset, limit),
+            lambda: index.page(where=where, experiment=experiment, status=status, q=q, sort=sort,
+                               offset=offset, limit=limit))
+        return got
+    hits = keep(("runs", where, experiment, status, q, sort),
+                lambda: index.select(where=where, experiment=experiment, status=status, q=q,
+                                     sort=sort, parts=False))
+    return len(hits), hits[offset:offset + limit]
 
 
 def _with_duration(state: ServerState, row: dict[str, Any], now: float) -> dict[str, Any]:

@@ -46,6 +46,8 @@ class ServerState:
         self.root = Path(root).expanduser().absolute()
         #: where the run index lives: None (SQLite under the root) or postgresql://...
         self.index_url = index_url
+        #: keyword arguments of the index (`mirrored=True` for servers sharing a bucket)
+        self.index_options: dict[str, Any] = {}
         self.auth = auth
         self.clock = clock
         self.series = SeriesCache(store=SeriesStore(self.root / layout.INDEX_DIR / "series"))
@@ -84,7 +86,7 @@ class ServerState:
             if self._index is None:
                 from .._index_pg import open_index
 
-                self._index = open_index(self.root, self.index_url)
+                self._index = open_index(self.root, self.index_url, **self.index_options)
                 # Never indexed: answer from the newest runs while the rest is read.
                 self.pending = max(0, (self._index.prefill(PREFILL) or 0) - PREFILL)
                 if self.pending and not self.shutdown.is_set():
