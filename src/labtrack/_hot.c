@@ -709,10 +709,11 @@ static locale_t c_locale;  /* strtod_l in "C": a program's LC_NUMERIC must not c
  * "0.0009999998333333417", "1e-05", "-2.5e+17") is at most 17 significant digits with a
  * decimal exponent in a small range, where the correctly rounded double can be computed with
  * 128-bit integers: w * 10^q is w * 5^q * 2^q, and for q < 0 the quotient (w << s) / 5^-q
- * keeps at least 64 bits, its remainder saying whether anything was cut. Rounding to 53
- * bits, ties to even, then gives what strtod gives (glibc's strtod is correctly rounded),
- * several times faster. Anything else (nan, inf, hex, more than 19 digits, a larger
- * exponent, a '+' sign, ...) returns 0 and the caller asks strtod_l.
+ * keeps 63 or 64 bits, its remainder saying whether anything was cut. Rounding to 53 bits,
+ * ties to even, then gives what strtod gives (glibc's strtod is correctly rounded), and
+ * w <= 2^53 with |q| <= 22 is one exact division or product. Anything else (nan, inf, hex,
+ * more than 19 significant digits, |q| > 27, a leading '+', ...) returns 0 and the caller
+ * asks strtod_l, as before. tests/test_hot.py compares both bit for bit.
  *
  * Returns 1 with *out set and *after_out at the first byte after the number, which is
  * `stop` (the caller's field separator) or the function returns 0. */
