@@ -180,3 +180,22 @@ def test_the_c_reader_rounds_every_decimal_as_python_does() -> None:
     want = np.array([float(t) for t in texts])
     wrong = [texts[i] for i in np.nonzero(got.view(np.uint64) != want.view(np.uint64))[0][:5]]
     assert not wrong, wrong
+
+
+def test_the_c_reader_splits_long_text_at_a_line_and_names_the_bad_line() -> None:
+    import numpy as np
+
+    hot = pytest.importorskip("labtrack._hot")
+    n = 60_000  # over 1 MiB: parsed in two halves on two threads
+    body = "step,value,time\n" + "".join(f"{i},{i * 0.001!r},1763734503.{i % 1000:03d}\n" for i in range(n))
+    assert len(body) > 1 << 20
+    steps, values = hot.parse_step_value((body + "60000,0.5").encode())  # and a torn last line
+    s, v = np.frombuffer(steps, dtype=np.int64), np.frombuffer(values, dtype=np.float64)
+    assert len(s) == n and (s == np.arange(n)).all() and (v == np.arange(n) * 0.001).all()
+    lines = body.splitlines(keepends=True)
+    for at in (1, n // 4, n // 2, n // 2 + 1, n - 1, n):  # a bad line in either half, or at its edge
+        bad = lines[:at] + ["7,oops,1.0\n"] + lines[at:]
+        with pytest.raises(ValueError, match=f"line {at} after the header"):
+            hot.parse_step_value("".join(bad).encode())
+    assert [len(x) for x in hot.parse_step_value(b"step,value,time\n")] == [0, 0]
+    assert [len(x) for x in hot.parse_step_value(b"step,value,time\n1,2,3")] == [0, 0]

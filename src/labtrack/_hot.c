@@ -845,13 +845,17 @@ PyDoc_STRVAR(parse_step_value_doc,
 "bytearrays of int64 and float64. Raises ValueError at anything labtrack does not write\n"
 "(a blank line, a quote, a missing field, a torn last line): read such files another way.");
 
+/* The shortest line there is: "0,0,0\n". A region of B bytes holds at most B / 6 good lines
+ * before its first bad one, so that much room never overflows. */
+#define MIN_LINE 6
+
 typedef struct {
     const char *p;      /* the first line */
-    const char *end;    /* the end of the buffer */
-    Py_ssize_t n;       /* lines to parse (there are at least n newlines ahead) */
-    long long *steps;
+    const char *end;    /* just after the region's last newline */
+    long long *steps;   /* room for (end - p) / MIN_LINE + 1 lines */
     double *values;
-    Py_ssize_t bad;     /* the first line that is not 'step,value,time', or -1 */
+    Py_ssize_t n;       /* out: the lines parsed */
+    Py_ssize_t bad;     /* out: the first line that is not 'step,value,time', or -1 */
 } ParseArgs;
 
 static void *
@@ -859,8 +863,9 @@ parse_worker(void *arg)
 {
     ParseArgs *w = (ParseArgs *)arg;
     const char *p = w->p;
-    for (Py_ssize_t i = 0; i < w->n; i++) {
-        const char *line_end = memchr(p, '\n', (size_t)(w->end - p));
+    Py_ssize_t i = 0;
+    for (; p < w->end; i++) {
+        const char *line_end = memchr(p, '\n', (size_t)(w->end - p));  /* found: end follows one */
         /* step: an optional minus and 1-18 digits */
         int neg = 0;
         if (*p == '-') {
@@ -875,13 +880,13 @@ parse_worker(void *arg)
         }
         if (digits == 0 || digits > 18 || p >= line_end || *p != ',') {
             w->bad = i;
-            return NULL;
+            break;
         }
         p++;
         /* value: what strtod reads (digits, exponents, nan, inf), up to the next comma */
         if (p >= line_end || *p == ',' || *p == ' ' || *p == '\t') {
             w->bad = i;
-            return NULL;
+            break;
         }
         const char *after;
         double v;
@@ -892,18 +897,19 @@ parse_worker(void *arg)
         }
         if (after == p || after >= line_end || *after != ',') {
             w->bad = i;
-            return NULL;
+            break;
         }
         /* time: present, one field only */
         p = after + 1;
         if (p >= line_end || memchr(p, ',', (size_t)(line_end - p)) != NULL) {
             w->bad = i;
-            return NULL;
+            break;
         }
         w->steps[i] = neg ? -s : s;
         w->values[i] = v;
         p = line_end + 1;
     }
+    w->n = i;
     return NULL;
 }
 
@@ -921,11 +927,18 @@ parse_step_value(PyObject *module, PyObject *arg)
         return NULL;
     }
     p += sizeof(header) - 1;
-    Py_ssize_t n = 0;
-    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
-        n++;
-    PyObject *steps = PyByteArray_FromStringAndSize(NULL, n * 8);
-    PyObject *values = PyByteArray_FromStringAndSize(NULL, n * 8);
+    /* Whole lines only: a torn last line (no newline yet) is not read. */
+    const char *last = end > p ? memrchr(p, '\n', (size_t)(end - p)) : NULL;
+    end = last ? last + 1 : p;
+    /* No counting pass: room for the most lines the bytes can hold, in two regions (one per
+     * thread), shrunk to what was parsed at the end; untouched room costs no memory. */
+    const char *q = end;
+    if (end - p >= (1 << 20)) {  /* ~25,000 lines and more: split in two at a newline */
+        q = memchr(p + (end - p) / 2, '\n', (size_t)(end - (p + (end - p) / 2))) + 1;
+    }
+    Py_ssize_t room_a = (q - p) / MIN_LINE + 1, room_b = (end - q) / MIN_LINE + 1;
+    PyObject *steps = PyByteArray_FromStringAndSize(NULL, (room_a + room_b) * 8);
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, (room_a + room_b) * 8);
     if (steps == NULL || values == NULL) {
         Py_XDECREF(steps);
         Py_XDECREF(values);
@@ -934,32 +947,37 @@ parse_step_value(PyObject *module, PyObject *arg)
     }
     long long *st = (long long *)PyByteArray_AS_STRING(steps);
     double *va = (double *)PyByteArray_AS_STRING(values);
-    ParseArgs a = {p, end, n, st, va, -1}, b = {NULL, end, 0, NULL, NULL, -1};
-    Py_BEGIN_ALLOW_THREADS
-    /* Two halves on two threads when there is enough to do (the number parse is most of it). */
+    ParseArgs a = {p, q, st, va, 0, -1}, b = {q, end, st + room_a, va + room_a, 0, -1};
     pthread_t tid;
     int started = 0;
-    if (n >= 20000) {
-        Py_ssize_t half = n / 2;
-        const char *q = p;
-        for (Py_ssize_t k = 0; k < half; k++)
-            q = (const char *)memchr(q, '\n', (size_t)(end - q)) + 1;
-        b = (ParseArgs){q, end, n - half, st + half, va + half, -1};
-        a.n = half;
+    Py_BEGIN_ALLOW_THREADS
+    /* Two halves on two threads when there is enough to do (the number parse is most of it). */
+    if (q < end) {
         started = pthread_create(&tid, NULL, parse_worker, &b) == 0;
         if (!started)
-            a.n = n;
+            a.end = end;  /* one thread, all of it (room_a + room_b is room for all) */
     }
     parse_worker(&a);
-    if (started)
+    if (started) {
         pthread_join(tid, NULL);
+        if (a.bad < 0 && b.n) {
+            memmove(st + a.n, st + room_a, (size_t)b.n * 8);
+            memmove(va + a.n, va + room_a, (size_t)b.n * 8);
+        }
+    }
     Py_END_ALLOW_THREADS
-    Py_ssize_t bad = a.bad >= 0 ? a.bad : (b.bad >= 0 ? a.n + b.bad : -1);
+    Py_ssize_t bad = a.bad >= 0 ? a.bad : (started && b.bad >= 0 ? a.n + b.bad : -1);
+    Py_ssize_t n = a.n + (started ? b.n : 0);
     PyBuffer_Release(&view);
     if (bad >= 0) {
         Py_DECREF(steps);
         Py_DECREF(values);
         PyErr_Format(PyExc_ValueError, "line %zd after the header is not 'step,value,time'", bad + 1);
+        return NULL;
+    }
+    if (PyByteArray_Resize(steps, n * 8) < 0 || PyByteArray_Resize(values, n * 8) < 0) {
+        Py_DECREF(steps);
+        Py_DECREF(values);
         return NULL;
     }
     return Py_BuildValue("(NN)", steps, values);
