@@ -759,6 +759,52 @@ round_to_double(u128 m, int e2, int sticky)
     return v;
 }
 
+/* Eight ASCII digits at p as their number, or -1 when any of the eight is not a digit.
+ * All eight bytes at once: each byte is 0x30-0x39 exactly when its high nibble is 3 both
+ * before and after adding 6; then digit pairs, quads and the eight are combined by
+ * multiplying (the byte order is little-endian: the first digit is the lowest byte). */
+static inline long long
+eight_digits(const char *p)
+{
+    unsigned long long x;
+    memcpy(&x, p, 8);
+    if (((x & 0xF0F0F0F0F0F0F0F0ULL) | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4))
+            != 0x3333333333333333ULL)
+        return -1;
+    x -= 0x3030303030303030ULL;
+    x = x * 10 + (x >> 8);  /* each even byte: two digits (0-99) */
+    x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+         + (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+    return (long long)x;
+}
+
+/* How many digits `v` (< 10^8) has without its leading zeros: 0 for 0. */
+static inline int
+digits_of(long long v)
+{
+    int n = 0;
+    while (v) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* Digits at p (up to end) into w, eight at a time while they last; *nd counts the
+ * significant ones (never more than 19: the caller's check), *count every one read. */
+static inline const char *
+digits_into(const char *p, const char *end, unsigned long long *w, int *nd, int *count)
+{
+    long long chunk;
+    while (end - p >= 8 && *nd + 8 <= 19 && (chunk = eight_digits(p)) >= 0) {
+        *nd += *w ? 8 : digits_of(chunk);
+        *w = *w * 100000000ULL + (unsigned long long)chunk;
+        *count += 8;
+        p += 8;
+    }
+    return p;
+}
+
 static int
 fast_decimal(const char *p, const char *end, char stop, double *out, const char **after_out)
 {
@@ -772,6 +818,8 @@ fast_decimal(const char *p, const char *end, char stop, double *out, const char 
     unsigned long long w = 0;
     int nd = 0;   /* significant digits in w */
     int q = 0;    /* decimal exponent: the value is w * 10^q */
+    int read = 0;
+    p = digits_into(p, end, &w, &nd, &read);
     while (p < end && *p >= '0' && *p <= '9') {
         if (w || *p != '0') {
             if (++nd > 19)
@@ -782,6 +830,9 @@ fast_decimal(const char *p, const char *end, char stop, double *out, const char 
     }
     if (p < end && *p == '.') {
         p++;
+        read = 0;
+        p = digits_into(p, end, &w, &nd, &read);
+        q -= read;
         while (p < end && *p >= '0' && *p <= '9') {
             if (w || *p != '0') {
                 if (++nd > 19)
