@@ -222,6 +222,14 @@ class Suite:
     def python(self, tool: Tool) -> str:
         return sys.executable if not tool.peer else str(peers_python())
 
+    def env(self, tool: Tool, data: Path) -> dict[str, str]:
+        """child_env; labtrack's processes import this checkout's src/ (the tree whose hash
+        the results record), not whatever checkout the venv's editable install points at."""
+        env = child_env(self.work / "home" / tool.key, data)
+        if not tool.peer:
+            env["PYTHONPATH"] = str(ROOT / "src")
+        return env
+
     def child(self, tool: Tool, rep: int, scenario: str, data: Path,
               extra: list[str], budget: float, timeout: float) -> dict[str, Any]:
         s = self.sizes
@@ -234,7 +242,7 @@ class Suite:
             cmd += ["--mode", tool.mode]
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = child_env(self.work / "home" / tool.key, data)
+        env = self.env(tool, data)
         # labtrack always does the full size, so it gets more time before it counts as hung.
         limit = timeout if tool.peer else timeout * 4
         return run_child(cmd, data, env, limit, logs / f"{tool.key}-{scenario}-{rep}.log")
@@ -274,7 +282,7 @@ class Suite:
         if "s6" in scen or rep == 0:
             data = base / "s6"
             cmd = [self.python(tool), str(PEERS / "_import.py"), tool.module]
-            env = child_env(self.work / "home" / tool.key, data)
+            env = self.env(tool, data)
             res = run_child(cmd, data, env, a.timeout, self.work / "logs" /
                             f"{tool.key}-s6-{rep}.log")
             if res["status"] != "ok":
@@ -725,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     # were compiled by pip; labtrack's editable source is compiled here, once).
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "labtrack")],
                    check=False, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    if not list((ROOT / "src" / "labtrack").glob("_hot.*.so")):
+        log("warning: labtrack's C module is not built in src/labtrack (make install, or "
+            "hatch_build.compile_hot): labtrack runs its pure Python path")
     suite = Suite(args, tools, log)
     if not suite.args.workdir and _inside_git(suite.work):
         log(f"warning: {suite.work} is inside a git repository")

@@ -251,3 +251,37 @@ def test_untracked_source_files_that_link_outside_are_not_copied(make_run: MakeR
     assert rd.untracked() == (["ok.py"], [])
     with pytest.raises(LabtrackError, match="outside"):
         rd.untracked_file("evil.py")
+
+
+def test_series_listing_matches_a_walk_that_resolves_every_file(make_run: MakeRun, tmp_path: Path,
+                                                                 outside: Path) -> None:
+    """RunDir.named resolves only symlinks; it must list what resolving every file lists."""
+    from labtrack._names import relpath_to_name
+
+    run = a_run(make_run, "good", "many")
+    sc = run.dir / "scalars"
+    for rel in ("train/loss.csv", "train/deep/acc.csv", "eval/x.csv", ".hidden.csv", ".cache/y.csv",
+                "notes.txt"):
+        (sc / rel).parent.mkdir(parents=True, exist_ok=True)
+        (sc / rel).write_text("step,value,time\n0,1.0,1.0\n")
+    (outside / "far.csv").write_text(f"step,value,time\n0,{SECRET},1.0\n")
+    (outside / "dir").mkdir()
+    (outside / "dir" / "z.csv").write_text("step,value,time\n0,1.0,1.0\n")
+    (sc / "out.csv").symlink_to(outside / "far.csv")            # a file leading out: left out
+    (sc / "train" / "alias.csv").symlink_to(sc / "eval" / "x.csv")  # a file inside: listed
+    (sc / "outdir").symlink_to(outside / "dir")                  # folders by symlink: not entered
+    (sc / "indir").symlink_to(sc / "train")
+    (sc / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")   # resolves outside: left out
+    rd = RunDir(run.dir)
+    want = []
+    for dirpath, dirs, files in os.walk(sc):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for fn in files:
+            full = os.path.join(dirpath, fn)
+            if fn.endswith(".csv") and not fn.startswith(".") and \
+                    os.path.realpath(full).startswith(os.path.realpath(run.dir) + os.sep):
+                rel = os.path.relpath(full, sc).replace(os.sep, "/")
+                want.append((relpath_to_name(rel, ".csv"), f"scalars/{rel}"))
+    got = rd.named("scalars")
+    assert got == sorted(want)
+    assert [n for n, _ in got] == ["eval/x", "loss", "train/alias", "train/deep/acc", "train/loss"]

@@ -145,3 +145,57 @@ def test_the_c_reader_parses_what_the_writer_writes_and_refuses_the_rest() -> No
                 b"step,value,time\n1,2,\n", b"step,value,time\n1234567890123456789,2,3\n"):
         with pytest.raises(ValueError):
             hot.parse_step_value(bad)
+
+
+def test_the_c_reader_rounds_every_decimal_as_python_does() -> None:
+    """The reader computes plain decimals itself (no strtod): every value must be the
+    correctly rounded double, bit for bit, including ties and both ends of its range."""
+    import random
+    import struct
+
+    import numpy as np
+
+    hot = pytest.importorskip("labtrack._hot")
+    rng = random.Random(11)
+    texts = []
+    for _ in range(20_000):  # what the writer writes: repr of any double
+        texts.append(repr(struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]))
+        texts.append(repr(rng.uniform(-1, 1) * 10.0 ** rng.randint(-30, 30)))
+    for _ in range(20_000):  # any decimal of up to 19 digits, with or without an exponent
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 19)))
+        cut = rng.randint(1, len(digits))
+        t = digits[:cut] + ("." + digits[cut:] if cut < len(digits) else "")
+        if rng.random() < 0.5:
+            t += rng.choice("eE") + rng.choice(["", "-", "+"]) + str(rng.randint(0, 40))
+        texts.append(("-" if rng.random() < 0.5 else "") + t)
+    for _ in range(20_000):  # integers at and next to halfway between two doubles, scaled
+        e = rng.randint(54, 63)
+        n = min(10**19 - 1, (1 << e) + rng.randint(-3000, 3000) * (1 << (e - 54)) + rng.choice([-1, 0, 0, 1]))
+        texts.append(f"{n}e{rng.randint(-27, 27)}")
+    texts += ["0", "-0", "0.0", "-0.0", "0e5", "9007199254740993", "9007199254740995", "1e22", "1e23",
+              "1e-27", "1e-28", "9999999999999999999", "10000000000000000000", "1.", "5e-324", "1e400",
+              "2.2250738585072014e-308", "1.7976931348623157e+308", "0.1", "0.30000000000000004"]
+    body = ("step,value,time\n" + "".join(f"{i},{t},1.5\n" for i, t in enumerate(texts))).encode()
+    got = np.frombuffer(hot.parse_step_value(body)[1], dtype=np.float64)
+    want = np.array([float(t) for t in texts])
+    wrong = [texts[i] for i in np.nonzero(got.view(np.uint64) != want.view(np.uint64))[0][:5]]
+    assert not wrong, wrong
+
+
+def test_the_c_reader_splits_long_text_at_a_line_and_names_the_bad_line() -> None:
+    import numpy as np
+
+    hot = pytest.importorskip("labtrack._hot")
+    n = 60_000  # over 1 MiB: parsed in two halves on two threads
+    body = "step,value,time\n" + "".join(f"{i},{i * 0.001!r},1763734503.{i % 1000:03d}\n" for i in range(n))
+    assert len(body) > 1 << 20
+    steps, values = hot.parse_step_value((body + "60000,0.5").encode())  # and a torn last line
+    s, v = np.frombuffer(steps, dtype=np.int64), np.frombuffer(values, dtype=np.float64)
+    assert len(s) == n and (s == np.arange(n)).all() and (v == np.arange(n) * 0.001).all()
+    lines = body.splitlines(keepends=True)
+    for at in (1, n // 4, n // 2, n // 2 + 1, n - 1, n):  # a bad line in either half, or at its edge
+        bad = lines[:at] + ["7,oops,1.0\n"] + lines[at:]
+        with pytest.raises(ValueError, match=f"line {at} after the header"):
+            hot.parse_step_value("".join(bad).encode())
+    assert [len(x) for x in hot.parse_step_value(b"step,value,time\n")] == [0, 0]
+    assert [len(x) for x in hot.parse_step_value(b"step,value,time\n1,2,3")] == [0, 0]

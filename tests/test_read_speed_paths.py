@@ -180,3 +180,29 @@ def test_spellings_the_fast_parse_refuses_read_as_the_per_file_reader_reads_them
     for i, odd in enumerate(["", "N/A", "NaN", "-nan", "null", "Infinity", '"2.5"', " 3"]):
         assert_read(tmp_path / str(i), {"a": HEADER + rows, "b": HEADER + f"0,{odd},1.0\n1,2.0,1.0\n2,3,1.0\n"})
     assert_read(tmp_path / "q", {"a": HEADER + rows, "b": HEADER + '"0",1.0,2.0\n"1",2,3\n'})
+
+
+def test_a_few_sparse_series_beside_many_full_ones_join_without_sorting(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shape of a run that logs a dict per step and samples system metrics now and then.
+    import numpy as np
+
+    files = {f"m{j:02d}": HEADER + lines([(s, repr(s * 0.25 - j)) for s in range(40)]) for j in range(6)}
+    files["system/cpu"] = HEADER + lines([(0, "100.0")])
+    files["eval"] = HEADER + lines([(s, repr(s / 7)) for s in range(0, 40, 9)])
+    files["resumed"] = HEADER + lines([(s, "1.0") for s in range(30)] + [(s, "2.0") for s in range(20, 40)])
+    series = write(tmp_path / "1", files)
+    want = reference(series)
+
+    def no_sort(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the steps were sorted")
+
+    monkeypatch.setattr(np, "unique", no_sort)
+    got = read_joined_values(series)
+    pd.testing.assert_frame_equal(got, want)
+    assert got.loc[25, "resumed"] == 2.0 and got.loc[9, "eval"] == 9 / 7 and math.isnan(got.loc[1, "system/cpu"])
+    monkeypatch.undo()
+    # Steps the longest series does not have, or as many steps but other ones: the full union.
+    assert_read(tmp_path / "2", {**files, "late": HEADER + lines([(41, "3.0"), (45, "4.0")])})
+    assert_read(tmp_path / "3", {**files, "odd": HEADER + lines([(s, "5.0") for s in range(1, 81, 2)])})
+    assert_read(tmp_path / "4", {**files, "neg": HEADER + lines([(-1, "6.0")])})

@@ -705,19 +705,208 @@ out:
 
 static locale_t c_locale;  /* strtod_l in "C": a program's LC_NUMERIC must not change parsing */
 
+/* The exact value of a plain decimal, without strtod. What labtrack writes (Python's repr:
+ * "0.0009999998333333417", "1e-05", "-2.5e+17") is at most 17 significant digits with a
+ * decimal exponent in a small range, where the correctly rounded double can be computed with
+ * 128-bit integers: w * 10^q is w * 5^q * 2^q, and for q < 0 the quotient (w << s) / 5^-q
+ * keeps 63 or 64 bits, its remainder saying whether anything was cut. Rounding to 53 bits,
+ * ties to even, then gives what strtod gives (glibc's strtod is correctly rounded), and
+ * w <= 2^53 with |q| <= 22 is one exact division or product. Anything else (nan, inf, hex,
+ * more than 19 significant digits, |q| > 27, a leading '+', ...) returns 0 and the caller
+ * asks strtod_l, as before. tests/test_hot.py compares both bit for bit.
+ *
+ * Returns 1 with *out set and *after_out at the first byte after the number, which is
+ * `stop` (the caller's field separator) or the function returns 0. */
+
+static unsigned long long POW5_64[28];  /* 5^0 .. 5^27 (5^27 < 2^63); filled at import */
+static const double POW10_F64[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};  /* all exact */
+
+static inline int
+bitlen128(u128 x)
+{
+    unsigned long long hi = (unsigned long long)(x >> 64);
+    if (hi)
+        return 128 - __builtin_clzll(hi);
+    unsigned long long lo = (unsigned long long)x;
+    return lo ? 64 - __builtin_clzll(lo) : 0;
+}
+
+/* Round m (more than 53 bits, or not) to the nearest double times 2^e2; `sticky`: nonzero
+ * bits were cut below m. */
+static inline double
+round_to_double(u128 m, int e2, int sticky)
+{
+    int bl = bitlen128(m);
+    if (bl <= 53)
+        return ldexp((double)(unsigned long long)m, e2);  /* exact (sticky is 0 here) */
+    int d = bl - 53;
+    unsigned long long mant = (unsigned long long)(m >> d);
+    u128 rem = m & ((((u128)1) << d) - 1);
+    u128 half = ((u128)1) << (d - 1);
+    if (rem > half || (rem == half && (sticky || (mant & 1))))
+        mant++;
+    int e = e2 + d;  /* the value is mant * 2^e, mant in [2^52, 2^53] */
+    if (mant >> 53) {
+        mant >>= 1;
+        e++;
+    }
+    /* The callers' range (|q| <= 27, w < 10^19) keeps the biased exponent in [1, 2046]:
+     * the bits of a normal double, built directly. */
+    unsigned long long bits = ((unsigned long long)(e + 52 + 1023) << 52) | (mant & ((1ULL << 52) - 1));
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* Eight ASCII digits at p as their number, or -1 when any of the eight is not a digit.
+ * All eight bytes at once: each byte is 0x30-0x39 exactly when its high nibble is 3 both
+ * before and after adding 6; then digit pairs, quads and the eight are combined by
+ * multiplying (the byte order is little-endian: the first digit is the lowest byte). */
+static inline long long
+eight_digits(const char *p)
+{
+    unsigned long long x;
+    memcpy(&x, p, 8);
+    if (((x & 0xF0F0F0F0F0F0F0F0ULL) | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4))
+            != 0x3333333333333333ULL)
+        return -1;
+    x -= 0x3030303030303030ULL;
+    x = x * 10 + (x >> 8);  /* each even byte: two digits (0-99) */
+    x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+         + (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+    return (long long)x;
+}
+
+/* How many digits `v` (< 10^8) has without its leading zeros: 0 for 0. */
+static inline int
+digits_of(long long v)
+{
+    int n = 0;
+    while (v) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* Digits at p (up to end) into w, eight at a time while they last; *nd counts the
+ * significant ones (never more than 19: the caller's check), *count every one read. */
+static inline const char *
+digits_into(const char *p, const char *end, unsigned long long *w, int *nd, int *count)
+{
+    long long chunk;
+    while (end - p >= 8 && *nd + 8 <= 19 && (chunk = eight_digits(p)) >= 0) {
+        *nd += *w ? 8 : digits_of(chunk);
+        *w = *w * 100000000ULL + (unsigned long long)chunk;
+        *count += 8;
+        p += 8;
+    }
+    return p;
+}
+
+static int
+fast_decimal(const char *p, const char *end, char stop, double *out, const char **after_out)
+{
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9')
+        return 0;
+    unsigned long long w = 0;
+    int nd = 0;   /* significant digits in w */
+    int q = 0;    /* decimal exponent: the value is w * 10^q */
+    int read = 0;
+    p = digits_into(p, end, &w, &nd, &read);
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (w || *p != '0') {
+            if (++nd > 19)
+                return 0;
+            w = w * 10 + (unsigned long long)(*p - '0');
+        }
+        p++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        read = 0;
+        p = digits_into(p, end, &w, &nd, &read);
+        q -= read;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (w || *p != '0') {
+                if (++nd > 19)
+                    return 0;
+                w = w * 10 + (unsigned long long)(*p - '0');
+            }
+            q--;
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0;
+        if (p < end && (*p == '-' || *p == '+')) {
+            eneg = *p == '-';
+            p++;
+        }
+        int e = 0, ed = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (++ed > 4)
+                return 0;
+            e = e * 10 + (*p - '0');
+            p++;
+        }
+        if (ed == 0)
+            return 0;
+        q += eneg ? -e : e;
+    }
+    if (p >= end || *p != stop)
+        return 0;
+    double v;
+    if (w == 0) {
+        v = 0.0;
+    } else if (w <= (1ULL << 53) && q >= -22 && q <= 22) {
+        /* Both operands exact, so one IEEE operation rounds correctly (Clinger). */
+        v = q < 0 ? (double)w / POW10_F64[-q] : (double)w * POW10_F64[q];
+    } else if (q >= 0) {
+        if (q > 27)
+            return 0;
+        v = round_to_double((u128)w * POW5_64[q], q, 0);
+    } else {
+        if (q < -27)
+            return 0;
+        unsigned long long den = POW5_64[-q];
+        /* num = w << s has 63 + bitlen(den) bits: the quotient has 63 or 64 (a single
+         * 128-by-64 division), which is 10 or 11 more than a double keeps. */
+        int s = 63 + (64 - __builtin_clzll(den)) - (64 - __builtin_clzll(w));
+        u128 num = ((u128)w) << s;
+        u128 quo = num / den;
+        int sticky = (num - quo * den) != 0;
+        v = round_to_double(quo, -s + q, sticky);
+    }
+    *out = neg ? -v : v;
+    *after_out = p;
+    return 1;
+}
+
 PyDoc_STRVAR(parse_step_value_doc,
 "parse_step_value($module, buf, /)\n--\n\n"
 "The step and value columns of 'step,value,time' lines after the header line, as two\n"
 "bytearrays of int64 and float64. Raises ValueError at anything labtrack does not write\n"
 "(a blank line, a quote, a missing field, a torn last line): read such files another way.");
 
+/* The shortest line there is: "0,0,0\n". A region of B bytes holds at most B / 6 good lines
+ * before its first bad one, so that much room never overflows. */
+#define MIN_LINE 6
+
 typedef struct {
     const char *p;      /* the first line */
-    const char *end;    /* the end of the buffer */
-    Py_ssize_t n;       /* lines to parse (there are at least n newlines ahead) */
-    long long *steps;
+    const char *end;    /* just after the region's last newline */
+    long long *steps;   /* room for (end - p) / MIN_LINE + 1 lines */
     double *values;
-    Py_ssize_t bad;     /* the first line that is not 'step,value,time', or -1 */
+    Py_ssize_t n;       /* out: the lines parsed */
+    Py_ssize_t bad;     /* out: the first line that is not 'step,value,time', or -1 */
 } ParseArgs;
 
 static void *
@@ -725,8 +914,9 @@ parse_worker(void *arg)
 {
     ParseArgs *w = (ParseArgs *)arg;
     const char *p = w->p;
-    for (Py_ssize_t i = 0; i < w->n; i++) {
-        const char *line_end = memchr(p, '\n', (size_t)(w->end - p));
+    Py_ssize_t i = 0;
+    for (; p < w->end; i++) {
+        const char *line_end = memchr(p, '\n', (size_t)(w->end - p));  /* found: end follows one */
         /* step: an optional minus and 1-18 digits */
         int neg = 0;
         if (*p == '-') {
@@ -741,30 +931,36 @@ parse_worker(void *arg)
         }
         if (digits == 0 || digits > 18 || p >= line_end || *p != ',') {
             w->bad = i;
-            return NULL;
+            break;
         }
         p++;
         /* value: what strtod reads (digits, exponents, nan, inf), up to the next comma */
         if (p >= line_end || *p == ',' || *p == ' ' || *p == '\t') {
             w->bad = i;
-            return NULL;
+            break;
         }
-        char *after;
-        double v = strtod_l(p, &after, c_locale);
+        const char *after;
+        double v;
+        if (!fast_decimal(p, line_end, ',', &v, &after)) {
+            char *a2;
+            v = strtod_l(p, &a2, c_locale);
+            after = a2;
+        }
         if (after == p || after >= line_end || *after != ',') {
             w->bad = i;
-            return NULL;
+            break;
         }
         /* time: present, one field only */
         p = after + 1;
         if (p >= line_end || memchr(p, ',', (size_t)(line_end - p)) != NULL) {
             w->bad = i;
-            return NULL;
+            break;
         }
         w->steps[i] = neg ? -s : s;
         w->values[i] = v;
         p = line_end + 1;
     }
+    w->n = i;
     return NULL;
 }
 
@@ -782,11 +978,18 @@ parse_step_value(PyObject *module, PyObject *arg)
         return NULL;
     }
     p += sizeof(header) - 1;
-    Py_ssize_t n = 0;
-    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
-        n++;
-    PyObject *steps = PyByteArray_FromStringAndSize(NULL, n * 8);
-    PyObject *values = PyByteArray_FromStringAndSize(NULL, n * 8);
+    /* Whole lines only: a torn last line (no newline yet) is not read. */
+    const char *last = end > p ? memrchr(p, '\n', (size_t)(end - p)) : NULL;
+    end = last ? last + 1 : p;
+    /* No counting pass: room for the most lines the bytes can hold, in two regions (one per
+     * thread), shrunk to what was parsed at the end; untouched room costs no memory. */
+    const char *q = end;
+    if (end - p >= (1 << 20)) {  /* ~25,000 lines and more: split in two at a newline */
+        q = memchr(p + (end - p) / 2, '\n', (size_t)(end - (p + (end - p) / 2))) + 1;
+    }
+    Py_ssize_t room_a = (q - p) / MIN_LINE + 1, room_b = (end - q) / MIN_LINE + 1;
+    PyObject *steps = PyByteArray_FromStringAndSize(NULL, (room_a + room_b) * 8);
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, (room_a + room_b) * 8);
     if (steps == NULL || values == NULL) {
         Py_XDECREF(steps);
         Py_XDECREF(values);
@@ -795,32 +998,37 @@ parse_step_value(PyObject *module, PyObject *arg)
     }
     long long *st = (long long *)PyByteArray_AS_STRING(steps);
     double *va = (double *)PyByteArray_AS_STRING(values);
-    ParseArgs a = {p, end, n, st, va, -1}, b = {NULL, end, 0, NULL, NULL, -1};
-    Py_BEGIN_ALLOW_THREADS
-    /* Two halves on two threads when there is enough to do (strtod is most of the cost). */
+    ParseArgs a = {p, q, st, va, 0, -1}, b = {q, end, st + room_a, va + room_a, 0, -1};
     pthread_t tid;
     int started = 0;
-    if (n >= 20000) {
-        Py_ssize_t half = n / 2;
-        const char *q = p;
-        for (Py_ssize_t k = 0; k < half; k++)
-            q = (const char *)memchr(q, '\n', (size_t)(end - q)) + 1;
-        b = (ParseArgs){q, end, n - half, st + half, va + half, -1};
-        a.n = half;
+    Py_BEGIN_ALLOW_THREADS
+    /* Two halves on two threads when there is enough to do (the number parse is most of it). */
+    if (q < end) {
         started = pthread_create(&tid, NULL, parse_worker, &b) == 0;
         if (!started)
-            a.n = n;
+            a.end = end;  /* one thread, all of it (room_a + room_b is room for all) */
     }
     parse_worker(&a);
-    if (started)
+    if (started) {
         pthread_join(tid, NULL);
+        if (a.bad < 0 && b.n) {
+            memmove(st + a.n, st + room_a, (size_t)b.n * 8);
+            memmove(va + a.n, va + room_a, (size_t)b.n * 8);
+        }
+    }
     Py_END_ALLOW_THREADS
-    Py_ssize_t bad = a.bad >= 0 ? a.bad : (b.bad >= 0 ? a.n + b.bad : -1);
+    Py_ssize_t bad = a.bad >= 0 ? a.bad : (started && b.bad >= 0 ? a.n + b.bad : -1);
+    Py_ssize_t n = a.n + (started ? b.n : 0);
     PyBuffer_Release(&view);
     if (bad >= 0) {
         Py_DECREF(steps);
         Py_DECREF(values);
         PyErr_Format(PyExc_ValueError, "line %zd after the header is not 'step,value,time'", bad + 1);
+        return NULL;
+    }
+    if (PyByteArray_Resize(steps, n * 8) < 0 || PyByteArray_Resize(values, n * 8) < 0) {
+        Py_DECREF(steps);
+        Py_DECREF(values);
         return NULL;
     }
     return Py_BuildValue("(NN)", steps, values);
@@ -915,6 +1123,9 @@ PyInit__hot(void)
         PyErr_SetString(PyExc_OSError, "newlocale(\"C\") failed");
         return NULL;
     }
+    POW5_64[0] = 1;
+    for (int i = 1; i < 28; i++)
+        POW5_64[i] = POW5_64[i - 1] * 5;
     POW10_128[0] = 1;
     for (int i = 1; i < 22; i++)
         POW10_128[i] = POW10_128[i - 1] * 10;

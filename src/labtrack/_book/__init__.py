@@ -109,11 +109,13 @@ def open_book(root: str | os.PathLike[str] | None = None, *,
     from .._settings import get
 
     root = get("root", root)
-    from .._objstore.store import is_object_url
+    # Only a str with "://" can be an object-store URL: opening a folder skips that import.
+    if isinstance(root, str) and "://" in root:
+        from .._objstore.store import is_object_url
 
-    if is_object_url(root):
-        from .._objstore.book import ObjectBook
+        if is_object_url(root):
+            from .._objstore.book import ObjectBook
 
-        return ObjectBook(str(root))
+            return ObjectBook(str(root))
     return Book(Path(root))
 

@@ -272,7 +272,10 @@ class RunDir:
     def named(self, kind: str) -> list[tuple[str, str]]:
         """`(name, relpath)` of every series or record of a kind, sorted by name.
 
-        Files that resolve outside the run (symlinks) and hidden files are left out.
+        Files that resolve outside the run (symlinks) and hidden files are left out. A
+        symlinked folder is not entered (as os.walk does not). Only symlinks are resolved:
+        a plain file in a plain folder under a folder inside the run is inside it too, so a
+        run of many series costs one directory listing per folder, not a realpath per file.
         """
         folder, suffix = _kind(kind)
         base = self.path / folder
@@ -280,16 +283,29 @@ class RunDir:
             return []
         inside_run = self.real_path
         out = []
-        for dirpath, dirs, files in os.walk(base):
-            dirs[:] = [d for d in dirs if not d.startswith(".")
-                       and is_contained(os.path.join(dirpath, d), inside_run)]
-            for fn in files:
-                if not fn.endswith(suffix) or fn.startswith("."):
+        todo = [(os.fspath(base), "")]
+        while todo:
+            dirpath, prefix = todo.pop()
+            try:
+                entries = list(os.scandir(dirpath))
+            except OSError:  # removed or unreadable meanwhile: as os.walk, skip it
+                continue
+            for e in entries:
+                if e.name.startswith("."):
                     continue
-                full = os.path.join(dirpath, fn)
-                if not is_contained(full, inside_run):
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if not e.is_symlink():
+                        todo.append((e.path, prefix + e.name + "/"))
                     continue
-                rel = os.path.relpath(full, base).replace(os.sep, "/")
+                if not e.name.endswith(suffix):
+                    continue
+                if e.is_symlink() and not is_contained(e.path, inside_run):
+                    continue
+                rel = prefix + e.name
                 out.append((relpath_to_name(rel, suffix), f"{folder}/{rel}"))
         out.sort()
         return out

@@ -406,14 +406,40 @@ def read_joined(series: dict[str, Path]) -> pd.DataFrame:
     for col, frame in odd_frames.items():
         pieces[col] = (frame.index.to_numpy(dtype="int64"), frame["value"].to_numpy(dtype="float64"))
     kept = {col: _last_per_step(s, v) for col, (s, v) in pieces.items() if len(s)}
-    if kept:
-        index = np.unique(np.concatenate([s for s, _ in kept.values()]))
-    else:
-        index = np.array([], dtype="int64")
+    index = _union_steps([s for s, _ in kept.values()])
     out = np.full((len(index), ncol), np.nan, order="F")
     for col, (s, v) in kept.items():
-        out[np.searchsorted(index, s), col] = v
+        if len(s) == len(index):  # then s is the union itself: no lookup
+            out[:, col] = v
+        else:
+            out[np.searchsorted(index, s), col] = v
     return pd.DataFrame(out, index=pd.Index(index, name="step"), columns=labels, copy=False)
+
+
+def _union_steps(steps: list[Any]) -> Any:
+    """The sorted union of sorted, duplicate-free step arrays.
+
+    The usual mix (most series logged at every step, a few at some of them: system
+    metrics, an eval every N steps) is answered without sorting anything: when the longest
+    array holds every other one's steps, it is the union. A series as long as the union is
+    then the union itself.
+    """
+    import numpy as np
+
+    if not steps:
+        return np.array([], dtype="int64")
+    longest = max(steps, key=len)
+    for s in steps:
+        if s is longest:
+            continue
+        if len(s) == len(longest):
+            if not np.array_equal(s, longest):
+                return np.unique(np.concatenate(steps))
+            continue
+        at = np.searchsorted(longest, s)
+        if (at >= len(longest)).any() or not np.array_equal(longest[at], s):
+            return np.unique(np.concatenate(steps))
+    return longest
 
 
 def _uniform_steps(buf: memoryview, spans: list[tuple[int, int]], steps: Any) -> Any:
