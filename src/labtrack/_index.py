@@ -28,7 +28,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from ._index_rows import (Hit, _newest_records, _record, _scan, _signature, _sort_value, flatten_params,
+from ._index_rows import (SCHEMA_VERSION, SIG, Hit, _newest_records, _record_full, _scan, _signature, _sort_value, flatten_params,
                           run_row)
 from ._names import slug
 from ._query import AGGREGATES, FIELDS, Where, compile_where, metric_stat
@@ -41,7 +41,6 @@ from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundErro
 
 __all__ = ["Hit", "Index", "RefreshResult", "flatten_params", "note_run", "run_row"]
 
-SCHEMA_VERSION = 5
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "killed", "interrupted", "crashed")
 #: Columns of a run row that `sort` accepts besides params.<key> and metrics.<name>[:agg].
@@ -79,7 +78,13 @@ CREATE TABLE IF NOT EXISTS runs (
     keys TEXT NOT NULL,         -- {"params": [...], "metrics": [...]}: strict JSON for SQLite
     grp TEXT,                   -- run.json "group" (GROUP is an SQL keyword)
     job_type TEXT,
-    sig TEXT NOT NULL
+    sig TEXT NOT NULL,
+    tags_j TEXT NOT NULL,       -- strict JSON copies of tags, params, metrics, mins, maxs and
+    params_j TEXT NOT NULL,     -- means (NaN and inf as `_where_sql` writes them), which the
+    metrics_j TEXT NOT NULL,    -- SQL of a where expression or sort reads
+    mins_j TEXT NOT NULL,
+    maxs_j TEXT NOT NULL,
+    means_j TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started, id);
@@ -297,7 +302,7 @@ class Index:
             broken: dict[str, str] = {}
             for rel in todo[start:start + size]:
                 try:
-                    fresh[rel] = _record(rel, f"{self._root_str}/{rel}", current[rel])
+                    fresh[rel] = _record_full(rel, f"{self._root_str}/{rel}", current[rel])
                 except (OSError, FormatError, ValueError, TypeError) as e:
                     broken[rel] = str(e)
             self._write(con, fresh, broken, current, counts, last=start + size >= len(todo))
@@ -319,7 +324,7 @@ class Index:
                 known, bad = self._sigs(con, "runs", fresh), self._sigs(con, "problems", fresh)
             store = []
             for rel, rec in fresh.items():
-                if known.get(rel) == rec[-1]:
+                if known.get(rel) == rec[SIG]:
                     continue  # another process stored the same state meanwhile
                 counts["updated" if rel in known else "added"] += 1
                 store.append(rec)
@@ -373,7 +378,7 @@ class Index:
         sig = _signature(run_dir)  # before reading: a change meanwhile shows as a new signature
         if sig is None:
             return False
-        rec = _record(relpath, run_dir, sig)
+        rec = _record_full(relpath, run_dir, sig)
         con = self._connect()
         con.execute("BEGIN IMMEDIATE")
         try:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ._index import STATUSES, Index, RefreshResult, _search_text
-from ._index_rows import Hit, _newest_records, _record, _scan
+from ._index_rows import SIG, Hit, _newest_records, _record, _scan
 from ._names import slug
 from ._pg import REFRESH_LOCK, Database, is_postgres_url
 from ._query import Where, compile_where
@@ -83,6 +83,7 @@ def _nul(v: Any) -> Any:
 def pg_record(rec: tuple[Any, ...]) -> tuple[Any, ...]:
     """A `_index_rows._record` tuple as a `runs` row of PostgreSQL: dirty as a boolean, no NUL
     characters (text cannot hold them), and the strict JSON copies `_where_sql` reads."""
+    rec = rec[:SIG + 1]  # a full record's strict copies are SQLite's; these are PostgreSQL's
     out = [_nul(v) for v in rec]
     out[11] = None if rec[11] is None else bool(rec[11])
     loads = json.loads
