@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started, id);
+-- What a where expression, a free-text search and a sort read, apart from the wide rows
+-- (stats and the Python-JSON copies): SQLite filters and sorts 100,000 runs from this
+-- covering index (`_index_sql`) several times faster than by scanning the table.
+CREATE INDEX IF NOT EXISTS runs_query ON runs(status, experiment, started, id, relpath, search,
+    tags_j, params_j, metrics_j, mins_j, maxs_j, means_j, name, comment, ended, git_commit, host,
+    user_name, parent, grp, job_type, duration, dirty, keys);
 CREATE TABLE IF NOT EXISTS problems (
     relpath TEXT PRIMARY KEY,
     message TEXT NOT NULL,
@@ -158,6 +164,7 @@ class Index:
         self._last_seen: dict[str, tuple[float | None, float | None]] = {}  # crashed runs
         self._root_str = str(self.root)
         self._busy_ms = 30000  # how long a write waits for another writer's lock
+        self._changes = 0  # commits by this object (cached answers of older ones are stale)
 
     # -- connections
 
@@ -273,6 +280,7 @@ class Index:
                 con.execute("DELETE FROM runs")
                 con.execute("DELETE FROM problems")
                 con.execute("COMMIT")
+                self._changes += 1
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -345,6 +353,7 @@ class Index:
                 counts["removed"] = len(gone)
             counts["total"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
             con.execute("COMMIT")
+            self._changes += 1
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -385,6 +394,7 @@ class Index:
             con.execute("INSERT OR REPLACE INTO runs VALUES (" + ",".join("?" * len(rec)) + ")", rec)
             con.execute("DELETE FROM problems WHERE relpath = ?", (relpath,))
             con.execute("COMMIT")
+            self._changes += 1
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -417,6 +427,7 @@ class Index:
                 con.executemany("INSERT OR IGNORE INTO runs VALUES (" + ",".join("?" * len(store[0]))
                                 + ")", store)
                 con.execute("COMMIT")
+                self._changes += 1
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -504,6 +515,24 @@ class Index:
             r.pop("pid", None)
             rows.append(r)
         return len(hits), rows
+
+    def page(self, where: str | Where | None = None, experiment: str | None = None,
+             status: str | None = None, q: str | None = None, sort: str | None = "-started",
+             offset: int = 0, limit: int | None = None,
+             with_stats: bool = False) -> tuple[list[Hit], int]:
+        """The matches `offset` to `offset + limit` of :meth:`select` (same order, same
+        filters) and how many runs match in all, filtered, sorted and paged by SQLite where
+        it can (`_index_sql`): only the page's rows are decoded.
+
+        Example:
+            >>> hits, total = index.page(where="params.lr < 0.01", sort="-metrics.acc", limit=100)
+        """
+        if offset < 0 or (limit is not None and limit < 0):
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        self._ensure_fresh()
+        from ._index_sql import page
+
+        return page(self, where, experiment, status, q, sort, offset, limit, with_stats)
 
     def select(self, where: str | Where | None = None, experiment: str | None = None,
                status: str | None = None, q: str | None = None, sort: str | None = "-started",
@@ -633,18 +662,27 @@ class Index:
         """
         self._ensure_fresh()
         con = self._connect()
+        # Remembered until the index changes (this object's writes, or another
+        # connection's: SQLite's data_version): a where expression checks its names here.
+        key = (experiment, con.execute("PRAGMA data_version").fetchone()[0], self._changes)
+        cache: dict[Any, dict[str, list[str]]] = getattr(self._local, "columns", None) or {}
+        if key in cache:
+            return {k: list(v) for k, v in cache[key].items()}
         cond = ""
         args: tuple[str, ...] = ()
         if experiment is not None:
-            cond, args = " WHERE runs.experiment = ?", (experiment,)
-        params = [k for (k,) in con.execute(
-            "SELECT DISTINCT j.value FROM runs, json_each(runs.keys, '$.params') AS j" + cond
-            + " ORDER BY j.value", args)]
-        metrics = [k for (k,) in con.execute(
-            "SELECT DISTINCT j.value FROM runs, json_each(runs.keys, '$.metrics') AS j" + cond
-            + " ORDER BY j.value", args)]
+            cond, args = " WHERE experiment = ?", (experiment,)
+        params: set[str] = set()
+        metrics: set[str] = set()
+        # runs share few sets of names: decode each distinct set once (from the covering index)
+        for (text,) in con.execute("SELECT DISTINCT keys FROM runs" + cond, args):
+            got = json.loads(text)
+            params.update(got.get("params") or ())
+            metrics.update(got.get("metrics") or ())
         experiments = [e for (e,) in con.execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")]
-        return {"params": params, "metrics": metrics, "experiments": experiments}
+        out = {"params": sorted(params), "metrics": sorted(metrics), "experiments": experiments}
+        self._local.columns = {key: out}
+        return {k: list(v) for k, v in out.items()}
 
     def rows(self, relpaths: Iterable[str], with_stats: bool = True) -> dict[str, dict[str, Any]]:
         """The rows (with "dir", and "stats" unless `with_stats` is False) of the given run

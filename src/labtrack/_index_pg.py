@@ -342,6 +342,16 @@ class PgIndex(Index):
         terms, args = got
         return terms + _ORDER, args
 
+    def page(self, where: str | Where | None = None, experiment: str | None = None,
+             status: str | None = None, q: str | None = None, sort: str | None = "-started",
+             offset: int = 0, limit: int | None = None,
+             with_stats: bool = False) -> tuple[list[Hit], int]:
+        """See :meth:`Index.page`: filtered, sorted and paged by PostgreSQL."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
+        self._ensure_fresh()
+        return self._fetch(where, experiment, status, q, sort, with_stats, offset, limit)
+
     def select(self, where: str | Where | None = None, experiment: str | None = None,
                status: str | None = None, q: str | None = None, sort: str | None = "-started",
                with_stats: bool = False, parts: bool = True) -> list[Hit]:

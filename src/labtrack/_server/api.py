@@ -63,15 +63,14 @@ async def runs(request: Request) -> Response:
         index = state.index()
         # read before the query: a fill that ends during it must not pass for complete
         pending = state.pending
-        # every match, sorted, cached for a moment (the next page is a slice); rows are
-        # decoded only for the page asked for
-        hits = state.cached_query(
-            ("runs", where, experiment, status, q, sort),
-            lambda: index.select(where=where, experiment=experiment, status=status, q=q,
-                                 sort=sort, parts=False))
+        # one page, filtered, sorted and paged by the index's database (only its rows are
+        # decoded), cached for a moment
+        hits, total = state.cached_query(
+            ("runs", where, experiment, status, q, sort, offset, limit),
+            lambda: index.page(where=where, experiment=experiment, status=status, q=q,
+                               sort=sort, offset=offset, limit=limit))
         now = state.clock()
-        return len(hits), [public_row(_with_duration(state, h.row(), now), columns)
-                           for h in hits[offset:offset + limit]], pending
+        return total, [public_row(_with_duration(state, h.row(), now), columns) for h in hits], pending
 
     total, rows, pending = await run_in_threadpool(work)
     body: dict[str, Any] = {"total": total, "offset": offset, "runs": rows}
