@@ -562,11 +562,11 @@ def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None])
     if args.s4:
         log(f"{src}: S4 table of 500 runs")
         rows.update(measure_s4(src, args.reps))
-    if args.only_runs:
-        return rows
     if args.large:
         log(f"{src}: cold ui over {args.large_runs:,} runs")
         rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
+    if args.only_runs:
+        return rows
     log(f"{src}: first chart of {args.points:,} points")
     rows.update(measure_series(WORK / f"series-{args.points}", args.points, src, args.reps))
     log(f"{src}: first chart of {args.points:,} points without the envelope")

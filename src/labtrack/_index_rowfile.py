@@ -27,7 +27,10 @@ import json
 import os
 from typing import Any
 
+from pathlib import Path
+
 from ._store.contain import OutsideRootError, read_inside
+from ._store.files import atomic_write_bytes
 
 __all__ = ["ROW_FILE", "ROW_FORMAT", "encode", "load_record", "write_row_file"]
 
@@ -51,7 +54,6 @@ def write_row_file(run_dir: str | os.PathLike[str]) -> bool:
     speeds up the readers): returns False when nothing was written.
     """
     d = os.fspath(run_dir)
-    tmp = f"{d}/.row.{os.getpid()}.tmp"
     try:
         from ._index_rows import _read_raw_meta, _record, _signature, with_strict
 
@@ -59,15 +61,9 @@ def write_row_file(run_dir: str | os.PathLike[str]) -> bool:
         if sig is None or "distributed" in _read_raw_meta(d):
             return False
         rel = os.path.basename(os.path.dirname(d)) + "/" + os.path.basename(d)
-        with open(tmp, "wb") as f:
-            f.write(encode(with_strict(_record(rel, d, sig))))
-        os.replace(tmp, f"{d}/{ROW_FILE}")
+        atomic_write_bytes(Path(d) / ROW_FILE, encode(with_strict(_record(rel, d, sig))))
         return True
-    except Exception:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except Exception:  # the temporary file is removed by atomic_write_bytes
         return False
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Callable, Iterable
 
-from . import _directions, _index_rowfile, _lifecycle, _records, _settings, _system
+from . import _directions, _lifecycle, _records, _settings, _system
 from ._names import NameSpace, check_name, slug
 from ._run_extras import ExtrasMethods
 from ._run_media import MediaMethods
@@ -748,7 +748,9 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
             status_lost = (f"; and the final status ({status}) could not be written to "
                            f"{self.dir / layout.RUN_JSON}: {e.strerror or e}, so it will read as crashed")
         else:  # the run's row for readers (.row.json; LABTRACK_INDEX_ON_FINISH: the index too)
-            _index_rowfile.after_finish(self.root, self.dir, self._index_on_finish)
+            from ._index_rowfile import after_finish
+
+            after_finish(self.root, self.dir, self._index_on_finish)
         _lifecycle.unregister(self)
         lost = self._writer.loss_report()
         if lost or status_lost:
