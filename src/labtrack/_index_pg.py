@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ._index import STATUSES, Index, RefreshResult, _search_text
-from ._index_rows import SIG, Hit, _newest_records, _record, _scan
+from ._index_rows import SIG, Hit, _newest_records, _record_full, _scan
 from ._names import slug
 from ._pg import REFRESH_LOCK, Database, is_postgres_url
 from ._query import Where, compile_where
@@ -171,7 +171,8 @@ class PgIndex(Index):
             broken: dict[str, str] = {}
             for rel in todo[start:start + size]:
                 try:
-                    fresh[rel] = _record(rel, f"{self._root_str}/{rel}", current[rel])
+                    # from the run's row file when current (_index_rowfile); its strict copies dropped
+                    fresh[rel] = _record_full(rel, f"{self._root_str}/{rel}", current[rel])[:SIG + 1]
                 except (OSError, FormatError, ValueError, TypeError) as e:
                     broken[rel] = str(e)
             self._write(fresh, broken, current, counts, last=start + size >= len(todo))
@@ -241,7 +242,7 @@ class PgIndex(Index):
         sig = _signature(run_dir)
         if sig is None:
             return False
-        rec = _record(relpath, run_dir, sig)
+        rec = _record_full(relpath, run_dir, sig)[:SIG + 1]
         with self.db.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK,))
             self._upsert(conn, [pg_record(rec)])
