@@ -220,3 +220,12 @@ def test_columns_follow_new_runs(root: Path, tmp_path: Path) -> None:
         index.refresh()
         assert "extra" in index.columns()["params"]
         assert index.page(where="params.extra == 1")[1] == 1
+
+
+def test_the_uploader_never_sends_the_row_file(root: Path) -> None:
+    from labtrack._remote.upload import scan_files
+
+    d = next(root.glob("exp0/*"))
+    assert (d / ROW_FILE).exists()
+    files = scan_files(d)
+    assert "run.json" in files and ROW_FILE not in files

@@ -29,12 +29,13 @@ from typing import Any
 
 from pathlib import Path
 
+from ._store import layout
 from ._store.contain import OutsideRootError, read_inside
 from ._store.files import atomic_write_bytes
 
 __all__ = ["ROW_FILE", "ROW_FORMAT", "encode", "load_record", "write_row_file"]
 
-ROW_FILE = ".row.json"
+ROW_FILE = layout.ROW_JSON
 #: Bumped when the meaning of the file changes; the index schema is recorded beside it.
 ROW_FORMAT = 1
 
