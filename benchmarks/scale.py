@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
-WORK = HERE / ".work" / "scale"
+WORK = HERE / ".work" / "scale"  # --work changes it
 RESULTS_MD = HERE / "RESULTS.md"
 MD_HEADING = "## Speed at scale (benchmarks/scale.py)"
 MD_HEADING_SERIES = "## Speed at scale: long series (benchmarks/scale.py --series-only)"
@@ -63,11 +63,15 @@ TARGETS = {  # row -> (target seconds or bytes, unit)
 
 # ----------------------------------------------------------------------------- the roots
 
-def make_runs(root: Path, n: int) -> None:
+def make_runs(root: Path, n: int, row_files: bool = True) -> None:
     """`n` finished runs in 10 experiments, each with params, a summary and two 5-point
-    series that agree with it, written as labtrack writes them (kept; a marker says done)."""
+    series that agree with it, written as labtrack writes them (kept; a marker says done);
+    with `row_files`, each run's `.row.json` as `Run.finish` writes it (labtrack's own
+    `_index_rowfile.write_row_file`, run in a child process of the measured source)."""
     marker = root / f".made-{n}"
     if marker.exists():
+        if row_files and not (root / f".rows-{n}").exists():
+            write_row_files(root, n)
         return
     if root.exists():
         shutil.rmtree(root)
@@ -111,6 +115,31 @@ def make_runs(root: Path, n: int) -> None:
             with open(f"{d}/{fn}", "w") as f:
                 json.dump(obj, f, indent=2)
     marker.write_text("")
+    if row_files:
+        write_row_files(root, n)
+
+
+ROW_FILES = """
+import os, sys
+from labtrack._index_rowfile import write_row_file
+root = sys.argv[1]
+n = 0
+for e in os.scandir(root):
+    if e.is_dir() and not e.name.startswith("."):
+        for r in os.scandir(e.path):
+            if not r.name.startswith("."):
+                n += write_row_file(r.path)
+print(n)
+"""
+
+
+def write_row_files(root: Path, n: int) -> None:
+    """Each run's row file, as `Run.finish` writes it (this checkout's code)."""
+    out = subprocess.run([sys.executable, "-c", ROW_FILES, str(root)], capture_output=True, text=True,
+                         env=env_for(SRC), check=True)
+    if int(out.stdout.strip() or 0) < n:
+        raise SystemExit(f"{root}: wrote {out.stdout.strip()} row files for {n} runs")
+    (root / f".rows-{n}").write_text("")
 
 
 def make_series(root: Path, n: int) -> str:
@@ -466,10 +495,46 @@ def _measure_series(root: Path, run_dir: Path, points: int, src: Path, reps: int
             "append_s": statistics.median(append), "first_all": firsts, "rss_all": rss}
 
 
+def measure_s4(src: Path, reps: int, runs: int = 500) -> dict[str, Any]:
+    """S4 of `make bench` for labtrack alone (benchmarks/peers/bench_labtrack.py): `runs`
+    runs of 10 params and 5 metrics x 100 steps created by `src`'s labtrack in a new root
+    (under --work), then the table of every run's params and final metrics in a fresh
+    process, `reps` times (the root's `.labtrack/` deleted before each)."""
+    import tempfile
+
+    peers = HERE / "peers"
+    env = {k: v for k, v in env_for(src).items() if not k.startswith("LABTRACK_")}
+    env["PYTHONPATH"] = f"{src}{os.pathsep}{peers}"
+    with tempfile.TemporaryDirectory(prefix="s4-", dir=WORK) as d:
+        env["HOME"] = d
+
+        def bench(scenario: str) -> dict[str, Any]:
+            cmd = [sys.executable, str(peers / "bench_labtrack.py"), scenario, "--dir", d,
+                   "--runs", str(runs), "--run-steps", "100", "--budget", "0"]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=d, check=False)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if out.returncode or not lines:
+                raise SystemExit(f"{cmd}: exit {out.returncode}\n{out.stderr[-2000:]}")
+            return dict(json.loads(lines[-1][len("RESULT "):]))
+
+        create = bench("s4create")
+        queries = []
+        for _ in range(reps):
+            for cache in Path(d).rglob(".labtrack"):
+                shutil.rmtree(cache, ignore_errors=True)
+            got = bench("s4query")
+            if got["rows"] != runs:
+                raise SystemExit(f"S4 table has {got['rows']} rows, not {runs}")
+            queries.append(got["query_s"])
+    return {"s4_query_s": statistics.median(queries), "s4_create_s": create["create_s"],
+            "s4_query_all": queries}
+
+
 # ----------------------------------------------------------------------------- report
 
 ROWS = [  # (key, what, target text)
     ("cold_ui_s", "first /api/v1/runs of a fresh `labtrack ui`, {runs:,} runs never opened", "< 1 s"),
+    ("cold_ui_norows_s", "... the same runs without row files (written by an older labtrack)", "-"),
     ("cold_ui_complete_s", "... until every run is in (no `pending`)", "-"),
     ("cold_ui_large_s", "the same over {large:,} runs", "< 3 s"),
     ("cold_ui_complete_large_s", "... until every run is in (no `pending`)", "-"),
@@ -491,6 +556,8 @@ ROWS = [  # (key, what, target text)
     ("huge_noenv_rss_mb", "the server's peak RSS during that build (MB)", "< 500 MB"),
     ("ls_cold_s", "`labtrack ls`, fresh process, {runs:,} runs, no index", "< 0.5 s"),
     ("ls_warm_s", "`labtrack ls`, fresh process, {runs:,} runs, index kept", "< 0.5 s"),
+    ("s4_query_s", "S4: table of params and final metrics of 500 runs, fresh process", "<= 1/10 of the fastest peer"),
+    ("s4_create_s", "S4: creating those 500 runs (training side)", "-"),
 ]
 
 
@@ -553,12 +620,21 @@ def measure_all(args: argparse.Namespace, src: Path, log: Callable[[str], None])
         root = WORK / f"runs-{args.runs}"
         log(f"{src}: cold ui over {args.runs:,} runs")
         rows.update(measure_ui(root, args.runs, src, args.reps, ""))
+        if args.row_files and src == SRC:
+            log(f"{src}: cold ui over {args.runs:,} runs without row files")
+            got = measure_ui(WORK / f"plain-{args.runs}", args.runs, src, args.reps, "_norows")
+            rows.update({k: v for k, v in got.items()
+                         if k.startswith(("cold_ui_norows", "cold_ui_complete_norows"))})
         log(f"{src}: labtrack ls")
         rows.update(measure_ls(root, args.runs, src, args.reps))
+        if args.s4:
+            log(f"{src}: S4 table of 500 runs")
+            rows.update(measure_s4(src, args.reps))
         if args.large:
             log(f"{src}: cold ui over {args.large_runs:,} runs")
             rows.update(measure_ui(WORK / f"runs-{args.large_runs}", args.large_runs, src, args.reps, "_large"))
-    series = WORK / f"series-{args.points}"
+    if args.only_runs:
+        return rows
     log(f"{src}: first chart of {args.points:,} points")
     rows.update(measure_series(series, args.points, src, args.reps))
     log(f"{src}: first chart of {args.points:,} points logged through Run.log (the writer's envelope)")
@@ -589,6 +665,7 @@ def _medians(reps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WORK
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--runs", type=int, default=10_000)
@@ -602,6 +679,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--series-only", action="store_true", help="only the long-series rows")
     ap.add_argument("--quick", action="store_true", help="1,000 runs and 1M points, 1 repetition")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--work", metavar="DIR", help=f"where the roots are written and kept (default {WORK})")
+    ap.add_argument("--no-row-files", dest="row_files", action="store_false",
+                    help="write the run roots without the row files Run.finish writes")
+    ap.add_argument("--s4", action="store_true", help="also S4's table of 500 runs (labtrack alone)")
+    ap.add_argument("--only-runs", action="store_true", help="only the rows over many runs (no series)")
     ap.add_argument("--baseline", metavar="SRC", help="another labtrack source folder (its src/) "
                     "measured in the same run, for the before/after ratios")
     ap.add_argument("--json", metavar="PATH", help="write every figure here")
@@ -623,13 +705,18 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
+    if args.work:
+        WORK = Path(args.work).resolve()
+    WORK.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(SRC))
     load_start = f"{os.getloadavg()[0]:.1f}"
     for n in ([] if args.series_only else [args.runs] + ([args.large_runs] if args.large else [])):
         log(f"writing {n:,} runs (once; kept in {WORK})")
-        make_runs(WORK / f"runs-{n}", n)
+        make_runs(WORK / f"runs-{n}", n, args.row_files)
         check_valid(WORK / f"runs-{n}")
-    for p in [args.points] + ([args.huge_points] if args.huge else []):
+    if args.row_files:
+        make_runs(WORK / f"plain-{args.runs}", args.runs, row_files=False)
+    for p in ([] if args.only_runs else [args.points] + ([args.huge_points] if args.huge else [])):
         log(f"writing a {p:,}-point series (once)")
         make_series(WORK / f"series-{p}", p)
     if args.baseline:

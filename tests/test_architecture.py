@@ -30,6 +30,7 @@ MAY_WRITE = ("labtrack._store", "labtrack._run", "labtrack._run_media", "labtrac
              "labtrack._server.auth",
              "labtrack._server.shared",  # a shared server's local mirror of the bucket (checked paths)
              "labtrack._server.series_store",  # the server's derived series cache (deletable)
+             "labtrack._index_rowfile",  # a run's derived row file, written at finish (deletable)
              "labtrack._remote.book",  # a server's runs downloaded into a local cache
              "labtrack._objstore.mirror",  # a bucket's runs downloaded into a local cache
              "labtrack.integrations.tensorboard")  # event files written outside the runs
@@ -119,11 +120,15 @@ def test_the_training_side_never_imports_the_analysis_side() -> None:
     bad = offending(TRAINING, ("labtrack._server", "labtrack._book", "labtrack._cli", "labtrack.cli",
                                "pandas", "labtrack._index_rows", "labtrack._query"))
     assert bad == []
-    # The index only once: Run.finish's opt-in note_run, inside the function.
+    # The index side only once: Run.finish's row file (and opt-in note_run), inside the function.
     index = [(mod, imp) for mod, imports in MODULES.items() if under(mod, TRAINING)
-             for imp in imports if under(imp.module, ("labtrack._index",))]
-    assert all(mod == "labtrack._run" and imp.lazy and imp.names == ["note_run"] for mod, imp in index), [
+             for imp in imports if imp.module.startswith("labtrack._index")]
+    assert index and all(mod == "labtrack._run" and imp.lazy and imp.module == "labtrack._index_rowfile"
+                         and imp.names == ["after_finish"] for mod, imp in index), [
         (mod, imp.line) for mod, imp in index]
+    # and that module reaches the analysis side only inside its functions, at finish
+    assert all(imp.lazy for imp in MODULES["labtrack._index_rowfile"]
+               if under(imp.module, ("labtrack._index", "labtrack._index_rows", "labtrack._query")))
 
 
 def test_the_analysis_side_never_imports_the_server_or_the_writer() -> None:

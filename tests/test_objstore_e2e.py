@@ -18,16 +18,17 @@ import pytest
 import labtrack
 from conftest import child_env
 from labtrack._objstore.run import ObjectRun
-from labtrack._store import lod
 from labtrack._objstore.store import ObjectStore
+from labtrack._store import layout, lod
 from s3 import MotoS3, s3  # noqa: F401  (s3 is a fixture)
 
 
 def _local_files(run_dir: Path) -> dict[str, bytes]:
-    """The run's files as a reader of the bucket must see them: everything but the series
-    envelopes under `.lod/`, a derived cache that is never uploaded (readers build their own)."""
+    """The run's files as a reader of the bucket must see them: everything but the derived
+    caches that are never uploaded, the series envelopes under `.lod/` (readers build their
+    own) and the row file `.row.json` (it names this host's inodes)."""
     return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in run_dir.rglob("*")
-            if p.is_file() and p.relative_to(run_dir).parts[0] != lod.DIR}
+            if p.is_file() and p.relative_to(run_dir).parts[0] not in (lod.DIR, layout.ROW_JSON)}
 
 
 def _bucket_files(s3: MotoS3, run_dir: Path, prefix: str = "runs") -> dict[str, bytes]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ._index import STATUSES, Index, RefreshResult, _search_text
-from ._index_rows import Hit, _newest_records, _record, _scan
+from ._index_rows import SIG, Hit, _newest_records, _record_full, _scan
 from ._names import slug
 from ._pg import REFRESH_LOCK, Database, is_postgres_url
 from ._query import Where, compile_where
@@ -89,6 +89,7 @@ def _nul(v: Any) -> Any:
 def pg_record(rec: tuple[Any, ...]) -> tuple[Any, ...]:
     """A `_index_rows._record` tuple as a `runs` row of PostgreSQL: dirty as a boolean, no NUL
     characters (text cannot hold them), and the strict JSON copies `_where_sql` reads."""
+    rec = rec[:SIG + 1]  # a full record's strict copies are SQLite's; these are PostgreSQL's
     out = [_nul(v) for v in rec]
     out[11] = None if rec[11] is None else bool(rec[11])
     loads = json.loads
@@ -196,7 +197,8 @@ class PgIndex(Index):
             broken: dict[str, str] = {}
             for rel in todo[start:start + size]:
                 try:
-                    fresh[rel] = _record(rel, f"{self._root_str}/{rel}", current[rel])
+                    # from the run's row file when current (_index_rowfile); its strict copies dropped
+                    fresh[rel] = _record_full(rel, f"{self._root_str}/{rel}", current[rel])[:SIG + 1]
                 except (OSError, FormatError, ValueError, TypeError) as e:
                     broken[rel] = str(e)
             self._write(fresh, broken, current, counts, last=start + size >= len(todo))
@@ -266,7 +268,7 @@ class PgIndex(Index):
         sig = _signature(run_dir)
         if sig is None:
             return False
-        rec = _record(relpath, run_dir, _without_inodes(sig) if self.mirrored else sig)
+        rec = _record_full(relpath, run_dir, _without_inodes(sig) if self.mirrored else sig)[:SIG + 1]
         with self.db.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK,))
             self._upsert(conn, [pg_record(rec)])
@@ -468,12 +470,13 @@ class PgIndex(Index):
 
     def page(self, where: str | Where | None = None, experiment: str | None = None,
              status: str | None = None, q: str | None = None, sort: str | None = "-started",
-             offset: int = 0, limit: int = 100) -> tuple[int, list[Hit]]:
+             offset: int = 0, limit: int | None = 100,
+             with_stats: bool = False) -> tuple[int, list[Hit]]:
         """See :meth:`Index.page`: filtered, sorted and paged by PostgreSQL."""
-        if offset < 0 or limit < 0:
+        if offset < 0 or (limit is not None and limit < 0):
             raise LabtrackValueError(f"offset and limit must be >= 0, got offset={offset!r} limit={limit!r}")
         self._ensure_fresh()
-        hits, total = self._fetch(where, experiment, status, q, sort, False, offset, limit)
+        hits, total = self._fetch(where, experiment, status, q, sort, with_stats, offset, limit)
         return total, hits
 
     def _check_names(self, where: Where) -> None:

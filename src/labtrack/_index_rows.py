@@ -173,7 +173,7 @@ def _scan(root: str) -> dict[str, str]:
 
 def _newest_records(root: str, count: int) -> tuple[int, list[tuple[Any, ...]]]:
     """How many run folders `root` holds (counted from the folder listings alone), and the
-    `runs` records of the `count` with the largest ids (the newest, for generated ids: they
+    full records (`_record_full`) of the `count` with the largest ids (the newest, for generated ids: they
     begin with the UTC start time), for :meth:`Index.prefill`.
 
     Only the chosen runs are checked by the walk every listing shares (`scan`: inside the
@@ -204,10 +204,49 @@ def _newest_records(root: str, count: int) -> tuple[int, list[tuple[Any, ...]]]:
             if sig is None:
                 continue
             try:
-                records.append(_record(f.experiment_dir + "/" + f.id, f.path, sig))
+                records.append(_record_full(f.experiment_dir + "/" + f.id, f.path, sig))
             except (OSError, FormatError, ValueError, TypeError):
                 pass
     return len(candidates), records
+
+
+#: The version of the index's tables (`_index._SCHEMA`); a row file records the one it is for.
+SCHEMA_VERSION = 6
+#: Where the signature is in a record; the strict JSON copies (`with_strict`) follow it.
+SIG = 26
+#: The kind of each field of a full record (`_record_full`): "s" text, "s?" text or null,
+#: "f?" number or null, "i?" integer or null, "d" JSON object text, "l" JSON list text.
+KINDS = ("s", "s", "s", "s", "s", "l", "s", "s?", "s?", "f?", "s?", "i?", "s?", "s?", "s?", "i?", "s",
+         "d", "d", "d", "d", "d", "d", "d", "s?", "s?", "s", "l", "d", "d", "d", "d", "d")
+_STRICT_FROM = (5, 17, 18, 20, 21, 22)  # tags, params, metrics, mins, maxs, means
+_NOT_PLAIN = ("NaN", "Infinity", '\\"', "\\u0000")
+
+
+def _strict(text: str) -> str:
+    """The strict JSON copy (`_where_sql.strict_json`) of a stored Python-JSON text: the text
+    itself when it holds no NaN, infinity, quoted key or NUL (the usual case: no re-encoding)."""
+    if not any(s in text for s in _NOT_PLAIN):
+        return text
+    from ._where_sql import strict_json
+
+    return strict_json(json.loads(text))
+
+
+def with_strict(rec: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A `_record` tuple followed by the strict JSON copies of tags, params, metrics, mins,
+    maxs and means that the SQLite index's SQL filters read (`_where_sql.COLUMNS`)."""
+    return (*rec, *(_strict(rec[i]) for i in _STRICT_FROM))
+
+
+def _record_full(rel: str, run_dir: str, sig: str) -> tuple[Any, ...]:
+    """:func:`_record` with the strict JSON copies (:func:`with_strict`), from the run's row
+    file when it was made from these very files (`_index_rowfile`), else from the files."""
+    from ._index_rowfile import load_record
+
+    got = load_record(run_dir, sig)
+    if got is not None:
+        return (rel, *got[:SIG - 1], sig, *got[SIG - 1:])
+    return with_strict(_record(rel, run_dir, sig))
 
 
 def _record(rel: str, run_dir: Path | str, sig: str) -> tuple[Any, ...]:

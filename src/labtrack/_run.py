@@ -747,11 +747,10 @@ class Run(ProgressMethods, MediaMethods, ExtrasMethods, _LogBase):
         except OSError as e:  # a full disk: warn, never raise from the script's last line
             status_lost = (f"; and the final status ({status}) could not be written to "
                            f"{self.dir / layout.RUN_JSON}: {e.strerror or e}, so it will read as crashed")
-        else:
-            if self._index_on_finish:  # opt-in (LABTRACK_INDEX_ON_FINISH); never raises
-                from ._index import note_run
+        else:  # the run's row for readers (.row.json; LABTRACK_INDEX_ON_FINISH: the index too)
+            from ._index_rowfile import after_finish
 
-                note_run(self.root, self.dir)
+            after_finish(self.root, self.dir, self._index_on_finish)
         _lifecycle.unregister(self)
         lost = self._writer.loss_report()
         if lost or status_lost:

@@ -65,11 +65,15 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and _TEMP.search(name) is not None
 
 
+_DERIVED = frozenset({lod.DIR, layout.ROW_JSON})
+
+
 def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int]]:
     """Every regular file under `run_dir`: '/'-separated relative path -> (size, mtime_ns).
 
-    Top-level entries named in `skip` are left out, and so is `.lod/` (series envelopes: a
-    cache the server builds from the series itself), and every symlink that resolves
+    Top-level entries named in `skip` are left out, and so are `.lod/` (series envelopes: a
+    cache the server builds from the series itself) and `.row.json` (the run's index row,
+    which names this host's inodes: stale anywhere else), and every symlink that resolves
     outside `run_dir` (`_store.contain`): nothing outside a run is listed or sent.
     """
     out: dict[str, tuple[int, int]] = {}
@@ -82,7 +86,7 @@ def scan_files(run_dir: Path, skip: frozenset[str] = frozenset()) -> dict[str, t
         except OSError:
             continue
         for e in entries:
-            if is_temp_name(e.name) or (not prefix and (e.name in skip or e.name == lod.DIR)):
+            if is_temp_name(e.name) or (not prefix and (e.name in skip or e.name in _DERIVED)):
                 continue
             try:
                 if e.is_symlink() and not inside(real(e.path), base):

@@ -63,6 +63,8 @@ async def runs(request: Request) -> Response:
         index = state.index()
         # read before the query: a fill that ends during it must not pass for complete
         pending = state.pending
+        # one page, filtered, sorted and paged by the index's database (only its rows are
+        # decoded), cached for a moment
         total, page = runs_page(index, where, experiment, status, q, sort, offset, limit,
                                 cache=state.cached_query)
         now = state.clock()
@@ -81,9 +83,10 @@ def runs_page(index: Any, where: str | None, experiment: str | None, status: str
               cache: Callable[[tuple[Any, ...], Callable[[], Any]], Any] | None = None) -> tuple[int, list[Any]]:
     """`(total, hits)` of one page of `GET /api/v1/runs` (benchmarks/pg_index.py times this).
 
-    An index that pages in the database (PostgreSQL) is asked for the page itself; SQLite's
-    sorts every match in Python, so that sorted list is what `cache` (ServerState.cached_query)
-    keeps for a moment and the next page is a slice of it. Rows are decoded only for the page.
+    An index that pages in the database (SQLite and PostgreSQL, `Index.pages_in_database`)
+    is asked for the page itself, kept a moment by `cache` (ServerState.cached_query); one
+    that cannot has every match sorted once, kept, and sliced. Rows are decoded only for
+    the page.
     """
     def keep(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         return compute() if cache is None else cache(key, compute)

@@ -13,6 +13,7 @@ FORMAT_VERSION = 1
 RUN_JSON = "run.json"
 PARAMS_JSON = "params.json"
 SUMMARY_JSON = "summary.json"
+ROW_JSON = ".row.json"  # derived: the run's index row, written at finish (_index_rowfile); never uploaded
 HEARTBEAT = "heartbeat"
 MEDIA_JSONL = "media.jsonl"
 CONSOLE_LOG = "console.log"
