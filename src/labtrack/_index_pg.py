@@ -41,7 +41,7 @@ from ._index_rows import SIG, Hit, _newest_records, _record_full, _scan
 from ._names import slug
 from ._pg import REFRESH_LOCK, Database, is_postgres_url
 from ._query import Where, compile_where
-from ._where_sql import SqlUnsupported, compile_where_sql, sort_sql, strict_json
+from ._where_sql import SqlUnsupported, compile_where_sql, listing_clauses, sort_sql, strict_json
 from .errors import FormatError, LabtrackValueError, QueryError, RunNotFoundError
 
 __all__ = ["PgIndex", "open_index"]
@@ -307,21 +307,8 @@ class PgIndex(Index):
         compiled = compile_where(where) if isinstance(where, str) else where
         if compiled is not None:
             self._check_names(compiled)
-        args: dict[str, Any] = {}
-        clauses = ["status <> 'running'"]
-        if experiment is not None:
-            clauses.append("experiment = %(experiment)s")
-            args["experiment"] = experiment
-        if status is not None:
-            clauses.append("status = %(status)s")
-            args["status"] = status
+        clauses, args = listing_clauses("postgresql", experiment, status, q, STATUSES)
         words = (q or "").lower().split()
-        for i, word in enumerate(words):
-            args[f"w{i}"] = word
-            if word in STATUSES and word not in ("running", "crashed"):
-                clauses.append(f"(strpos(search, %(w{i})s) > 0 OR status = %(w{i})s)")
-            else:
-                clauses.append(f"strpos(search, %(w{i})s) > 0")
         python_where = None
         if compiled is not None:
             try:

@@ -19,7 +19,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ._query import Where, compile_where
-from ._where_sql import SqlUnsupported, compile_where_sql, sort_sql
+from ._where_sql import SqlUnsupported, compile_where_sql, listing_clauses, sort_sql
 
 if TYPE_CHECKING:
     from ._index import Index
@@ -55,21 +55,8 @@ def page(index: Index, where: str | Where | None, experiment: str | None, status
                             with_stats=with_stats, parts=False)
         return (hits[offset:] if limit is None else hits[offset:offset + limit]), len(hits)
 
-    args: dict[str, Any] = {}
-    clauses = ["status <> 'running'"]
-    if experiment is not None:
-        clauses.append("experiment = :experiment")
-        args["experiment"] = experiment
-    if status is not None:
-        clauses.append("status = :status")
-        args["status"] = status
+    clauses, args = listing_clauses("sqlite", experiment, status, q, STATUSES)
     words = (q or "").lower().split()
-    for i, word in enumerate(words):
-        args[f"w{i}"] = word
-        if word in STATUSES and word not in ("running", "crashed"):
-            clauses.append(f"(instr(search, :w{i}) > 0 OR status = :w{i})")
-        else:
-            clauses.append(f"instr(search, :w{i}) > 0")
     if compiled is not None:
         clauses.append(wsql)
         args.update(wargs)

@@ -41,7 +41,8 @@ from typing import Any, Iterator, Mapping
 
 from ._query import AGGREGATES, And, Compare, FieldRef, In, Literal, Node, Not, Operand, Or, Truth, Where, _predicate
 
-__all__ = ["COLUMNS", "NAN_JSON", "SqlUnsupported", "compile_where_sql", "sort_sql", "strict_json"]
+__all__ = ["COLUMNS", "NAN_JSON", "SqlUnsupported", "compile_where_sql", "listing_clauses", "sort_sql",
+           "strict_json"]
 
 NAN_JSON = '{"labtrack:nan":true}'
 _BIG = "1e1000"
@@ -524,3 +525,32 @@ def sort_sql(sort: str | None, dialect: str, columns: Mapping[str, tuple[str, st
     if other is not None:
         terms.append(f"({other})::text{desc}" if c.pg else f"{other}{desc}")
     return terms, c.args
+
+
+def listing_clauses(dialect: str, experiment: str | None, status: str | None, q: str | None,
+                    statuses: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE terms and named arguments both indexes page with (`_index_sql.page`,
+    `PgIndex._fetch`) for the runs not stored as running (those are decided in Python):
+    an experiment, a stored status, and each word of a free-text search (a status word
+    finds that status too), in `dialect`'s parameter style."""
+    pg = dialect == "postgresql"
+
+    def param(name: str) -> str:
+        return f"%({name})s" if pg else f":{name}"
+
+    find = "strpos" if pg else "instr"
+    args: dict[str, Any] = {}
+    clauses = ["status <> 'running'"]
+    if experiment is not None:
+        clauses.append(f"experiment = {param('experiment')}")
+        args["experiment"] = experiment
+    if status is not None:
+        clauses.append(f"status = {param('status')}")
+        args["status"] = status
+    for i, word in enumerate((q or "").lower().split()):
+        args[f"w{i}"] = word
+        found = f"{find}(search, {param(f'w{i}')}) > 0"
+        if word in statuses and word not in ("running", "crashed"):
+            found = f"({found} OR status = {param(f'w{i}')})"
+        clauses.append(found)
+    return clauses, args
