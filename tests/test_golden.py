@@ -85,7 +85,8 @@ def normalise(run_dir: Path, cwd: Path) -> dict[str, bytes]:
     subs = [(run_dir.name.encode(), b"<RUN_ID>"), (str(cwd.resolve()).encode(), b"<CWD>"),
             (str(cwd).encode(), b"<CWD>")]
     out: dict[str, bytes] = {}
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+    # .row.json is derived (the index row, with this host's inodes: docs/format.md), tested in test_rowfile.py
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != ".row.json"):
         rel = path.relative_to(run_dir).as_posix()
         data = path.read_bytes()
         if rel == "env.json":  # this machine's packages: only the keys are the format

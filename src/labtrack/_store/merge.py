@@ -107,7 +107,9 @@ _RANK_REWRITTEN = {layout.RANK_STATUS, layout.SUMMARY_JSON, layout.HEARTBEAT}
 
 
 def _rewritten(relpath: str) -> bool:
-    if relpath in _REWRITTEN:
+    # derived caches (docs/format.md) are rewritten as their run changes: the row file at
+    # each finish, an envelope's last partial block as points arrive
+    if relpath in _REWRITTEN or relpath == layout.ROW_JSON or relpath.startswith(".lod/"):
         return True
     parts = relpath.split("/")
     return len(parts) == 3 and parts[0] == layout.RANKS_DIR and parts[2] in _RANK_REWRITTEN
