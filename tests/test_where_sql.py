@@ -177,7 +177,7 @@ def pg_table(url: str, rows: list[dict[str, Any]]) -> Callable[[str, dict[str, A
     return run
 
 
-def _check(expr: str, rows: list[dict[str, Any]], dbs: dict[str, Callable[[str, dict[str, Any]], set[int]]]) -> None:
+def assert_sql_matches_python(expr: str, rows: list[dict[str, Any]], dbs: dict[str, Callable[[str, dict[str, Any]], set[int]]]) -> None:
     where = compile_where(expr)
     want = {r["rid"] for r in rows if where(r)}
     for dialect, run in dbs.items():
@@ -212,16 +212,16 @@ def rows() -> list[dict[str, Any]]:
 def test_documented_cases_match_python_on_sqlite(rows: list[dict[str, Any]]) -> None:
     db = {"sqlite": sqlite_table(rows)}
     for expr in DOCUMENTED:
-        _check(expr, rows, db)
+        assert_sql_matches_python(expr, rows, db)
 
 
 def test_generated_expressions_match_python_on_both(rows: list[dict[str, Any]], pg_db: str) -> None:
     dbs = {"sqlite": sqlite_table(rows), "postgresql": pg_table(pg_db, rows)}
     for expr in DOCUMENTED:
-        _check(expr, rows, dbs)
+        assert_sql_matches_python(expr, rows, dbs)
     rng = random.Random(1818)
     for _ in range(600):
-        _check(gen_expr(rng), rows, dbs)
+        assert_sql_matches_python(gen_expr(rng), rows, dbs)
 
 
 def test_sort_matches_python(rows: list[dict[str, Any]], pg_db: str) -> None:
