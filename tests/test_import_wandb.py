@@ -169,12 +169,13 @@ def test_images_tables_histograms_and_html_all_arrive(written: tuple[Path, dict[
 
 def comparable(root: Path) -> dict[str, Any]:
     """The files of every run under root, without what the importing process stamps (the times
-    of text and media records)."""
+    of text and media records) and the derived caches (.row.json holds this host's inodes and
+    mtimes, .lod/ the series envelopes: docs/format.md)."""
     out: dict[str, Any] = {}
     for d in sorted(p.parent for p in root.glob("*/*/run.json")):
         for f in sorted(d.rglob("*")):
             rel = f"{d.name}/{f.relative_to(d)}"
-            if not f.is_file() or f.name == "heartbeat":
+            if not f.is_file() or f.name in ("heartbeat", ".row.json") or ".lod" in f.parts:
                 continue
             if f.suffix == ".png":  # the pixels (the two venvs' Pillow may compress differently)
                 from PIL import Image
