@@ -165,6 +165,7 @@ class Index:
         self._root_str = str(self.root)
         self._busy_ms = 30000  # how long a write waits for another writer's lock
         self._changes = 0  # commits by this object (cached answers of older ones are stale)
+        self._sort_indexes: dict[str, float] = {}  # sort index name -> last use recorded (_index_sql)
 
     # -- connections
 
