@@ -1,5 +1,8 @@
 """CLI commands for working with runs: ls, show, diff, compare, table, rm, gc, mv, tag,
-comment, reindex, annotate. Each is a thin shell over labtrack._book."""
+comment, reindex, annotate. Each is a thin shell over labtrack._book.
+
+The commands that only read runs also take an object-store root (s3://bucket/prefix), read
+through a local mirror; the ones that change runs refuse it (labtrack._cli.roots)."""
 
 from __future__ import annotations
 
@@ -11,24 +14,30 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
+from .roots import local_book, read_book, shown_root
+
 if TYPE_CHECKING:
-    from .._book import Book
+    from .._book import ReadOnlyBook
 
 _ROOT_HELP = "Root folder of runs (default LABTRACK_ROOT or ./labtrack)."
+_READ_ROOT_HELP = ("Root folder of runs, or an object-store root s3://BUCKET/PREFIX read through a "
+                   "local mirror (default LABTRACK_ROOT or ./labtrack).")
 _REF_HELP = "a run id, a unique id prefix, or experiment/name"
 _STATUS_COLORS = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red",
                   "killed": "magenta", "interrupted": "yellow"}
 
 
-def _book(root: str | None) -> Book:
-    from .._book import Book
-    from .._settings import get
-
-    return Book(Path(str(get("root", root))).absolute())
+def _book(root: str | None) -> ReadOnlyBook:
+    """The root of a command that only reads runs: a folder, or an object-store URL."""
+    return read_book(root)
 
 
 def _root_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--root", default=None, metavar="PATH", help=_ROOT_HELP)(f)
+
+
+def _read_root_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--root", default=None, metavar="PATH|URL", help=_READ_ROOT_HELP)(f)
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -130,7 +139,7 @@ def _column_value(row: dict[str, Any], col: str) -> Any:
     return row.get(col)
 
 
-def _check_columns(book: Book, columns: list[str]) -> None:
+def _check_columns(book: ReadOnlyBook, columns: list[str]) -> None:
     from .._query import FIELDS
     from ..errors import LabtrackValueError
 
@@ -179,7 +188,7 @@ A missing value equals only null and is never < or >.
 
 
 @click.command("ls", epilog=_WHERE_HELP)
-@_root_option
+@_read_root_option
 @click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
 @click.option("-s", "--status", default=None,
               type=click.Choice(["running", "finished", "failed", "killed", "interrupted", "crashed"]),
@@ -244,7 +253,7 @@ def ls_command(root: str | None, experiment: str | None, status: str | None, whe
         click.echo(_text_table(headers, table, styles))
     shown = len(rows)
     if not total:
-        click.echo(f"no runs{' match' if (where or experiment or status or search) else ''} under {book.root}",
+        click.echo(f"no runs{' match' if (where or experiment or status or search) else ''} under {shown_root(book)}",
                    err=True)
     elif shown < total:
         click.echo(f"({shown} of {total} runs shown)", err=True)
@@ -282,7 +291,7 @@ def _distributed_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 @click.command("show")
 @click.argument("run")
-@_root_option
+@_read_root_option
 @_json_option
 def show_command(run: str, root: str | None, as_json: bool) -> None:
     """Show RUN: provenance, params, summary and files.
@@ -433,7 +442,7 @@ def _indent(text: str) -> str:
 
 @click.command("diff")
 @click.argument("run")
-@_root_option
+@_read_root_option
 @click.option("--color/--no-color", default=None, help="Colour the patch (default: when a terminal).")
 def diff_command(run: str, root: str | None, color: bool | None) -> None:
     """Print the uncommitted changes RUN was started with (`git diff HEAD`), coloured.
@@ -470,7 +479,7 @@ def diff_command(run: str, root: str | None, color: bool | None) -> None:
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
-@_root_option
+@_read_root_option
 @click.option("--only-diff", is_flag=True, help="Show only params and metrics that differ.")
 @_json_option
 def compare_command(runs: tuple[str, ...], root: str | None, only_diff: bool, as_json: bool) -> None:
@@ -553,7 +562,7 @@ def _md_table(frame: Any) -> str:
 
 @click.command("table")
 @click.argument("runs", nargs=-1)
-@_root_option
+@_read_root_option
 @click.option("-e", "--experiment", default=None, help="Take the runs of this experiment.")
 @click.option("-w", "--where", default=None, metavar="EXPR", help="Take the runs matching this filter.")
 @click.option("-s", "--status", default=None,
@@ -625,7 +634,7 @@ def rm_command(runs: tuple[str, ...], root: str | None, as_json: bool) -> None:
 
     Each RUN is a run id, a unique id prefix, or experiment/name. Running runs are refused.
     """
-    book = _book(root)
+    book = local_book(root, "rm")
     views = book.resolve(runs)  # every reference first, so a typo moves nothing
     moved = []
     for v in views:
@@ -645,7 +654,7 @@ def rm_command(runs: tuple[str, ...], root: str | None, as_json: bool) -> None:
 @_json_option
 def gc_command(root: str | None, dry_run: bool, as_json: bool) -> None:
     """Delete the runs in the trash (<root>/.trash) for good."""
-    book = _book(root)
+    book = local_book(root, "gc")
     count, size = book.gc(dry_run=dry_run)
     if as_json:
         _echo_json({"runs": count, "bytes": size, "dry_run": dry_run})
@@ -663,7 +672,7 @@ def mv_command(run: str, experiment: str, root: str | None) -> None:
 
     RUN is a run id, a unique id prefix, or experiment/name.
     """
-    book = _book(root)
+    book = local_book(root, "mv")
     view = book[run]
     new = book.move(view, experiment)
     click.echo(f"moved {view.id} to experiment {experiment!r} ({new.dir})")
@@ -680,7 +689,7 @@ def tag_command(run: str, tags: tuple[str, ...], root: str | None, remove: bool,
 
     RUN is a run id, a unique id prefix, or experiment/name.
     """
-    book = _book(root)
+    book = local_book(root, "tag")
     view = book[run]
     now = book.tag(view, *tags, remove=remove)
     if as_json:
@@ -698,14 +707,14 @@ def comment_command(run: str, text: str, root: str | None) -> None:
 
     RUN is a run id, a unique id prefix, or experiment/name.
     """
-    book = _book(root)
+    book = local_book(root, "comment")
     view = book[run]
     book.set_comment(view, text)
     click.echo(f"{view.id} comment: {text if text else '(cleared)'}")
 
 
 @click.command("reindex")
-@_root_option
+@_read_root_option
 @_json_option
 def reindex_command(root: str | None, as_json: bool) -> None:
     """Rebuild the index (<root>/.labtrack/index.sqlite) from every run directory.
@@ -729,7 +738,7 @@ def reindex_command(root: str | None, as_json: bool) -> None:
 
 @click.command("annotate")
 @click.argument("run")
-@_root_option
+@_read_root_option
 @click.option("--file", "file", default=None, metavar="PATH",
               help="The Python file to write into (default: the script the run recorded).")
 @click.option("--dry-run", is_flag=True, help="Print the block; change no file.")

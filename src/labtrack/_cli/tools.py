@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable
 
 import click
 
+from ..errors import LabtrackValueError
+
 if TYPE_CHECKING:
     from ..integrations.tensorboard import LiveExport
 
@@ -21,10 +23,19 @@ def _dumps(obj: object) -> str:
     return dumps(obj)
 
 
-def _root(root: str | None) -> Path:
-    from .._settings import get
+def _root(root: str | None, command: str, does: str, instead: str | None = None) -> Path:
+    """The local root of a command that writes into it (an object-store URL is refused)."""
+    from .roots import local_root
 
-    return Path(str(get("root", root))).resolve()
+    return local_root(root, command, does=does, instead=instead).resolve()
+
+
+def _read_root(root: str | None) -> Path:
+    """The folder a command that only reads runs reads: the root, or for an object-store
+    root the local mirror of the bucket, synced now."""
+    from .roots import read_book
+
+    return read_book(root).root.resolve()
 
 
 @click.command("rerun")
@@ -55,7 +66,9 @@ def rerun_command(run: str, continue_: bool, root: str | None, repo: str | None,
     """
     from .._rerun import plan_rerun, rerun
 
-    plan = plan_rerun(_root(root), run, continue_=continue_,
+    base = _root(root, "rerun", "writes a new run into the root",
+                 "give the local folder that holds the run (--root PATH)")
+    plan = plan_rerun(base, run, continue_=continue_,
                       repo=Path(repo) if repo is not None else None)
     if dry_run:
         click.echo(_dumps(plan.as_dict()) if as_json else plan.describe())
@@ -101,7 +114,9 @@ def _tb_runs(base: Path, refs: tuple[str, ...]) -> list[Path]:
 
 @click.command("tb")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--root", default=None, metavar="PATH", help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+@click.option("--root", default=None, metavar="PATH|URL",
+              help="Root folder of runs, or an object-store root s3://BUCKET/PREFIX read through a "
+                   "local mirror (default LABTRACK_ROOT or ./labtrack).")
 @click.option("--logdir", type=click.Path(file_okay=False), default=None,
               help="Folder for the event files (default <root>/.labtrack/tensorboard).")
 @click.option("--port", type=click.IntRange(1, 65535), default=6006, show_default=True,
@@ -126,8 +141,16 @@ def tb_command(runs: tuple[str, ...], root: str | None, logdir: str | None, port
     """
     from ..integrations import tensorboard
 
+    from .roots import is_object_root, root_value
+
     tensorboard.require_tensorboard()
-    base = _root(root)
+    if is_object_root(root_value(root)):
+        # The mirror changes only when synced: following its live runs would wait forever.
+        if watch:
+            raise LabtrackValueError(f"--watch follows runs in a local folder; {root_value(root)} is "
+                                     "an object-store root, exported as it is now (leave out --watch)")
+        watch = False
+    base = _read_root(root)
     dirs = _tb_runs(base, runs)
     out = Path(logdir).resolve() if logdir is not None else base / ".labtrack" / "tensorboard"
     live = tensorboard.LiveExport(dirs, out)

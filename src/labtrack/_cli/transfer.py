@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 import click
 
-from .tools import _root, _tb_runs
+from .tools import _read_root, _root, _tb_runs
 
 _ROOT = click.option("--root", default=None, metavar="PATH",
                      help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
+_READ_ROOT = click.option("--root", default=None, metavar="PATH|URL",
+                          help="Root folder of runs, or an object-store root s3://BUCKET/PREFIX "
+                               "read through a local mirror (default LABTRACK_ROOT or ./labtrack).")
 _PROGRESS = click.option("--progress/--no-progress", default=None,
                          help="Show progress (default: when stderr is a terminal).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the run ids and counts as JSON.")
@@ -49,7 +52,10 @@ def _import_command(tool: str, metavar: str, text: str) -> click.Command:
                 as_json: bool) -> None:
         from ..importers import run_import
 
-        imp = run_import(tool, source, _root(root), experiment, progress)
+        into = _root(root, f"import {tool}", "writes runs",
+                     "import into a local folder (--root PATH), then upload its runs with "
+                     "`labtrack sync --root PATH --remote {url}`")
+        imp = run_import(tool, source, into, experiment, progress)
         if as_json:
             from .tools import _dumps
 
@@ -72,13 +78,13 @@ for _tool, (_metavar, _text) in _SOURCES.items():
                    "mlflow: into the tracking URI --out through mlflow's own client.")
 @click.option("--out", required=True, metavar="DIR_OR_URI",
               help="A folder (parquet, csv, tensorboard) or an MLflow tracking URI (mlflow).")
-@_ROOT
+@_READ_ROOT
 @_PROGRESS
 def export_command(runs: tuple[str, ...], fmt: str, out: str, root: str | None, progress: bool | None) -> None:
     """Export RUNS: run ids, id prefixes, experiment/name, or experiments (all their runs)."""
     from .. import _export
 
-    dirs = _tb_runs(_root(root), runs)
+    dirs = _tb_runs(_read_root(root), runs)
     line = _export.export(dirs, fmt, out, progress=progress)
     click.echo(line)
 
@@ -97,7 +103,16 @@ def merge_command(roots: tuple[str, ...], into: str, progress: bool | None) -> N
     run still running is left out (merge again when it has finished).
     """
     from .. import _merge
+    from .roots import is_object_root, refusal
 
+    for r in roots:
+        if is_object_root(r):
+            raise refusal("merge", r, does="copies runs between local folders",
+                          instead="give local folders as ROOTS")
+    if is_object_root(into):
+        raise refusal("merge", into, does="writes runs into --into",
+                      instead="merge into a local folder, then upload its runs with "
+                              "`labtrack sync --root FOLDER --remote {url}`")
     click.echo(_merge.merge([Path(r) for r in roots], Path(into), progress=progress))
 
 

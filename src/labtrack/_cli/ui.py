@@ -33,7 +33,14 @@ def ui(root: str | None, host: str, port: int, index: str | None) -> None:
     from .._server.app import LOOPBACK_NAMES, bind, create_app, local_writes_only, serve
     from .._server.static import BUILD_COMMAND, DEFAULT_DIR
 
-    folder = Path(get("root", root)).expanduser()
+    from .roots import is_object_root, refusal
+
+    value = str(get("root", root))
+    if is_object_root(value):
+        raise refusal("ui", value, does="serves a local folder",
+                      instead="serve a bucket with `labtrack serve --root {url} --index "
+                              "postgresql://...` (docs/deploy.md)")
+    folder = Path(value).expanduser()
     if folder.exists() and not folder.is_dir():
         raise click.BadParameter(f"{folder} is a file; ROOT must be the folder of runs", param_hint="ROOT")
     from .remote import check_index
