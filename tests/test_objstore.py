@@ -103,6 +103,51 @@ def test_a_single_segment_is_compacted_by_a_server_side_copy(s3: MotoS3) -> None
     assert s3.fs().cat_file(f"{s3.bucket}/runs/e/r1/console.log") == b"hello\n"
 
 
+def test_compressed_segments_read_back_and_compact_to_plain_objects(s3: MotoS3, tmp_path: Path) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    rel = "scalars/loss.csv"
+    rows = [b"".join(b"%d,%r,1796531634.060\n" % (i, 1.0 / (i + 1)) for i in range(k, k + 200))
+            for k in range(0, 1000, 200)]
+    tiny = b"1000,0.5,7\n"  # below GZ_MIN: stored as it is
+    off, sent = 0, 0
+    for c in rows + [tiny]:
+        [(o, n, gz)] = run.put_segments([(rel, off, c)], compress=True)
+        assert (o, n, gz) == (off, len(c), c is not tiny)
+        run.write_manifest_delta({rel: [(o, n, gz)]})
+        off += len(c)
+    sent = run.bytes_put
+    whole = b"".join(rows) + tiny
+    fs = s3.fs()
+    base = f"{s3.bucket}/runs/e/r1/.labtrack/segments/{rel}"
+    keys = sorted(p.rsplit("/", 1)[-1] for p in fs.find(base))
+    assert [k for k in keys if not k.endswith(".gz")] == [f"{off - len(tiny):020d}"], keys
+    assert len(keys) == 6, keys
+    assert sent < 0.6 * len(whole)  # gzip: about a third of a CSV
+    st = run.state()
+    assert st.files[rel].end == off and len(st.files[rel].gz) == 5
+    # A reader (the mirror) inflates them; a new ObjectRun reads the state from the bucket.
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1" / rel).read_bytes() == whole
+    # Compaction writes the plain object (never a copy of gzip bytes) and deletes every segment.
+    report = ObjectRun(ObjectStore(s3.url()), "e", "r1").compact()
+    assert report.bytes_copied == 0 and report.bytes_uploaded == len(whole)
+    assert fs.cat_file(f"{s3.bucket}/runs/e/r1/{rel}") == whole
+    assert not fs.exists(base) or not fs.find(base)
+
+
+def test_a_corrupt_compressed_segment_is_refused_not_used(s3: MotoS3, tmp_path: Path) -> None:
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    run.put_whole("run.json", b'{"status": "running"}')
+    good = b"step,value,time\n"
+    run.put_segment("console.log", 0, good)
+    run.write_manifest_delta({"console.log": [(0, len(good))]}, {"run.json": (21, 1)})
+    s3.fs().pipe_file(run.path(mf.segment_key("console.log", len(good), True)), b"not gzip at all")
+    run.write_manifest_delta({"console.log": [(len(good), 500, True)]})
+    stats = Mirror(s3.url(), tmp_path / "m").sync()
+    assert any("is not a gzip object" in r for r in stats.refused), stats.refused
+    assert (tmp_path / "m/e/r1/console.log").read_bytes() == good  # what is sound, nothing made up
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
             if p.is_file() and ".labtrack" not in p.relative_to(root).parts}

@@ -7,6 +7,9 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
 * ``.labtrack/segments/<relpath>/<offset:020d>``: the bytes of an append-only file from
   `offset` on, as uploaded between two flushes. The key is a function of (relpath, offset),
   so a retry rewrites the same object and a reader never trusts a key named in a manifest.
+  A writer compresses a small segment with gzip when that saves a tenth or more: its key
+  ends in ``.gz`` and its delta entry names that key (``[offset, length, key]``, `length`
+  counting the file's bytes, not the object's); the key is still derived, never trusted.
 * ``.labtrack/manifest/<time_ns:020d>-<writer>.json``: a delta, written after each batch:
   ``{"format": 1, "writer": w, "segments": {rel: [[offset, length, key], ...]},
   "files": {rel: [size, mtime_ns]}, "deleted": [rel, ...]}``.
@@ -51,9 +54,13 @@ MAX_OFFSET = 1 << 50
 MAX_NS = (1 << 63) - 1
 
 
-def segment_key(relpath: str, offset: int) -> str:
-    """The key (relative to the run) of `relpath`'s segment that starts at `offset`."""
-    return f"{SEGMENTS}/{relpath}/{offset:020d}"
+GZ = ".gz"  # the suffix of a gzip-compressed segment's key
+
+
+def segment_key(relpath: str, offset: int, gz: bool = False) -> str:
+    """The key (relative to the run) of `relpath`'s segment that starts at `offset`
+    (``.gz`` at the end when its bytes are gzip-compressed)."""
+    return f"{SEGMENTS}/{relpath}/{offset:020d}{GZ if gz else ''}"
 
 
 def delta_name(time_ns: int, writer: str) -> str:
@@ -118,11 +125,13 @@ class FileState:
     mtime_ns: int = 0
     segments: dict[int, int] = field(default_factory=dict)  # offset -> length, offset >= size
     packs: dict[int, tuple[str, int]] = field(default_factory=dict)  # offset -> (pack, position)
+    gz: set[int] = field(default_factory=set)  # offsets of segments stored gzip-compressed
 
     def pieces(self) -> list[Piece]:
         """(offset, length, source, shift), contiguous from 0: the file's bytes [offset,
         offset + length) are bytes [offset - shift, offset + length - shift) of the source:
-        None for the plain object, the segment's offset as a string, or ``pack:<name>``
+        None for the plain object, the segment's offset as a string (``gz:<offset>`` for a
+        compressed one, read whole), or ``pack:<name>``
         (`ObjectRun.read_range` turns a source into its key). Segments after a gap are left
         out (their predecessor is still on its way); one that overlaps the bytes before it
         (an attempt killed after its delta, longer than the retry that was acknowledged:
@@ -142,7 +151,7 @@ class FileState:
             if packed is not None:
                 source, shift = f"pack:{packed[0]}", off - packed[1]
             else:
-                source, shift = str(off), off
+                source, shift = (f"gz:{off}" if off in self.gz else str(off)), off
             out.append((end, off + length - end, source, shift))
             end = off + length
         return out
@@ -252,12 +261,17 @@ def _apply_segments(state: RunState, segs: Any, source: str) -> None:
                     state.problems.append(f"{source}: a segment of {r!r} names a bad pack")
                     continue
                 packed = (item[2], pos)
+            gz = packed is None and len(item) == 3 and isinstance(item[2], str) and item[2].endswith(GZ)
             if length > f.segments.get(off, 0):
                 f.segments[off] = length
                 if packed is not None:
                     f.packs[off] = packed
                 else:
                     f.packs.pop(off, None)
+                if gz:
+                    f.gz.add(off)
+                else:
+                    f.gz.discard(off)
 
 
 def parse(data: bytes) -> Any:
@@ -284,7 +298,8 @@ def encode_compacted(state: RunState, consumed: list[str]) -> bytes:
     """The bytes of manifest.json for `state` once every append-only file is compacted."""
     files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append}
              for rel, f in sorted(state.files.items())}
-    left = {rel: [[o, n, *f.packs[o]] if o in f.packs else [o, n]
+    left = {rel: [[o, n, *f.packs[o]] if o in f.packs
+                  else [o, n, segment_key(rel, o, True)] if o in f.gz else [o, n]
                   for o, n in sorted(f.segments.items())]
             for rel, f in sorted(state.files.items()) if f.append and f.segments}
     return json.dumps({"format": FORMAT, "files": files, "segments": left, "consumed": consumed},

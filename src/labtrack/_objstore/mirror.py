@@ -29,7 +29,7 @@ from .._store.contain import relpath_in
 from .._store.files import atomic_write_bytes, atomic_writer
 from ..errors import LabtrackNameError
 from . import manifest as mf
-from .run import ObjectRun
+from .run import CorruptObject, ObjectRun
 from .store import ObjectStore, check_key_part
 
 STATE_DIR = ".labtrack/mirror"  # under cache_dir: what each run's sync saw (deltas, ETags)
@@ -200,7 +200,11 @@ class Mirror:
                 lo, hi = max(off, have), off + length
                 if lo >= hi:
                     continue
-                data = run.read_range(rel, piece, lo, hi)
+                try:
+                    data = run.read_range(rel, piece, lo, hi)
+                except CorruptObject as e:  # keep what is contiguous, say so
+                    stats.refused.append(str(e))
+                    return
                 stats.objects_fetched += 1
                 stats.bytes_fetched += len(data)
                 if len(data) != hi - lo:  # a short object: keep what is contiguous, stop
