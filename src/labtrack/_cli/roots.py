@@ -11,7 +11,9 @@ runs in a bucket, where a training process may still be writing them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import click
 
 if TYPE_CHECKING:
     from .._book import Book, ReadOnlyBook
@@ -19,6 +21,15 @@ if TYPE_CHECKING:
 
 #: The commands that read an object-store root, as the refusals list them.
 READERS = "ls, show, diff, compare, table, reindex, annotate, export, tb"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def read_root_option(f: _F) -> _F:
+    """The `--root PATH|URL` option of the commands that only read runs (:func:`read_book`)."""
+    return click.option("--root", default=None, metavar="PATH|URL",
+                        help="Root folder of runs, or an object-store root s3://BUCKET/PREFIX read "
+                             "through a local mirror (default LABTRACK_ROOT or ./labtrack).")(f)
 
 
 def root_value(root: str | None) -> str:

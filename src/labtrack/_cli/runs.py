@@ -14,30 +14,19 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
-from .roots import local_book, read_book, shown_root
+from .roots import local_book, read_book, read_root_option, shown_root
 
 if TYPE_CHECKING:
     from .._book import ReadOnlyBook
 
 _ROOT_HELP = "Root folder of runs (default LABTRACK_ROOT or ./labtrack)."
-_READ_ROOT_HELP = ("Root folder of runs, or an object-store root s3://BUCKET/PREFIX read through a "
-                   "local mirror (default LABTRACK_ROOT or ./labtrack).")
 _REF_HELP = "a run id, a unique id prefix, or experiment/name"
 _STATUS_COLORS = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red",
                   "killed": "magenta", "interrupted": "yellow"}
 
 
-def _book(root: str | None) -> ReadOnlyBook:
-    """The root of a command that only reads runs: a folder, or an object-store URL."""
-    return read_book(root)
-
-
 def _root_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--root", default=None, metavar="PATH", help=_ROOT_HELP)(f)
-
-
-def _read_root_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--root", default=None, metavar="PATH|URL", help=_READ_ROOT_HELP)(f)
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,7 +177,7 @@ A missing value equals only null and is never < or >.
 
 
 @click.command("ls", epilog=_WHERE_HELP)
-@_read_root_option
+@read_root_option
 @click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
 @click.option("-s", "--status", default=None,
               type=click.Choice(["running", "finished", "failed", "killed", "interrupted", "crashed"]),
@@ -213,7 +202,7 @@ def ls_command(root: str | None, experiment: str | None, status: str | None, whe
     Status is derived: a run whose run.json says running but whose process is gone (or whose
     heartbeat is stale) shows as crashed. A `*` after the commit marks uncommitted changes.
     """
-    book = _book(root)
+    book = read_book(root)
     cols = _split_list(columns)
     if group is not None:
         quoted = '"' + group.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -291,7 +280,7 @@ def _distributed_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 @click.command("show")
 @click.argument("run")
-@_read_root_option
+@read_root_option
 @_json_option
 def show_command(run: str, root: str | None, as_json: bool) -> None:
     """Show RUN: provenance, params, summary and files.
@@ -302,7 +291,7 @@ def show_command(run: str, root: str | None, as_json: bool) -> None:
 
     from .._store.rundir import duration
 
-    view = _book(root)[run]
+    view = read_book(root)[run]
     meta = view.meta
     params = view.params
     summary = view.summary
@@ -442,7 +431,7 @@ def _indent(text: str) -> str:
 
 @click.command("diff")
 @click.argument("run")
-@_read_root_option
+@read_root_option
 @click.option("--color/--no-color", default=None, help="Colour the patch (default: when a terminal).")
 def diff_command(run: str, root: str | None, color: bool | None) -> None:
     """Print the uncommitted changes RUN was started with (`git diff HEAD`), coloured.
@@ -451,7 +440,7 @@ def diff_command(run: str, root: str | None, color: bool | None) -> None:
     """
     from ..errors import LabtrackValueError
 
-    view = _book(root)[run]
+    view = read_book(root)[run]
     patch = view.diff
     if patch is None:
         raise LabtrackValueError(f"run {view.id} recorded no git diff: it ran outside a git "
@@ -479,7 +468,7 @@ def diff_command(run: str, root: str | None, color: bool | None) -> None:
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
-@_read_root_option
+@read_root_option
 @click.option("--only-diff", is_flag=True, help="Show only params and metrics that differ.")
 @_json_option
 def compare_command(runs: tuple[str, ...], root: str | None, only_diff: bool, as_json: bool) -> None:
@@ -489,7 +478,7 @@ def compare_command(runs: tuple[str, ...], root: str | None, only_diff: bool, as
     """
     from ..errors import LabtrackValueError
 
-    book = _book(root)
+    book = read_book(root)
     views = book.resolve(runs)
     if len(views) < 2:
         raise LabtrackValueError(f"compare needs at least two different runs, got {', '.join(runs)}")
@@ -562,7 +551,7 @@ def _md_table(frame: Any) -> str:
 
 @click.command("table")
 @click.argument("runs", nargs=-1)
-@_read_root_option
+@read_root_option
 @click.option("-e", "--experiment", default=None, help="Take the runs of this experiment.")
 @click.option("-w", "--where", default=None, metavar="EXPR", help="Take the runs matching this filter.")
 @click.option("-s", "--status", default=None,
@@ -590,7 +579,7 @@ def table_command(runs: tuple[str, ...], root: str | None, experiment: str | Non
     """
     from ..errors import LabtrackValueError
 
-    book = _book(root)
+    book = read_book(root)
     refs = list(runs) + (_read_run_file(from_file) if from_file else [])
     if refs and (experiment or where or status):
         raise LabtrackValueError("give runs (RUNS or --from) or filters (--experiment/--where/--status), not both")
@@ -714,7 +703,7 @@ def comment_command(run: str, text: str, root: str | None) -> None:
 
 
 @click.command("reindex")
-@_read_root_option
+@read_root_option
 @_json_option
 def reindex_command(root: str | None, as_json: bool) -> None:
     """Rebuild the index (<root>/.labtrack/index.sqlite) from every run directory.
@@ -722,7 +711,7 @@ def reindex_command(root: str | None, as_json: bool) -> None:
     The index is only a cache; labtrack refreshes it by itself. Use this after editing runs
     by hand, or to list run folders that cannot be read.
     """
-    book = _book(root)
+    book = read_book(root)
     t0 = time.perf_counter()
     result = book.reindex()
     seconds = time.perf_counter() - t0
@@ -738,7 +727,7 @@ def reindex_command(root: str | None, as_json: bool) -> None:
 
 @click.command("annotate")
 @click.argument("run")
-@_read_root_option
+@read_root_option
 @click.option("--file", "file", default=None, metavar="PATH",
               help="The Python file to write into (default: the script the run recorded).")
 @click.option("--dry-run", is_flag=True, help="Print the block; change no file.")
@@ -751,7 +740,7 @@ def annotate_command(run: str, root: str | None, file: str | None, dry_run: bool
     """
     from .._annotate import annotate_run
 
-    view = _book(root)[run]
+    view = read_book(root)[run]
     path, block = annotate_run(view.run, Path(file) if file else None, dry_run=dry_run)
     if dry_run:
         click.echo(block, nl=False)

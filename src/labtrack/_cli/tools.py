@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import click
 
 from ..errors import LabtrackValueError
+from .roots import read_root_option
 
 if TYPE_CHECKING:
     from ..integrations.tensorboard import LiveExport
@@ -114,9 +115,7 @@ def _tb_runs(base: Path, refs: tuple[str, ...]) -> list[Path]:
 
 @click.command("tb")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--root", default=None, metavar="PATH|URL",
-              help="Root folder of runs, or an object-store root s3://BUCKET/PREFIX read through a "
-                   "local mirror (default LABTRACK_ROOT or ./labtrack).")
+@read_root_option
 @click.option("--logdir", type=click.Path(file_okay=False), default=None,
               help="Folder for the event files (default <root>/.labtrack/tensorboard).")
 @click.option("--port", type=click.IntRange(1, 65535), default=6006, show_default=True,

@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 import click
 
+from .roots import read_root_option
 from .tools import _read_root, _root, _tb_runs
 
 _ROOT = click.option("--root", default=None, metavar="PATH",
                      help="Root folder of runs (default LABTRACK_ROOT or ./labtrack).")
-_READ_ROOT = click.option("--root", default=None, metavar="PATH|URL",
-                          help="Root folder of runs, or an object-store root s3://BUCKET/PREFIX "
-                               "read through a local mirror (default LABTRACK_ROOT or ./labtrack).")
 _PROGRESS = click.option("--progress/--no-progress", default=None,
                          help="Show progress (default: when stderr is a terminal).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the run ids and counts as JSON.")
@@ -78,7 +76,7 @@ for _tool, (_metavar, _text) in _SOURCES.items():
                    "mlflow: into the tracking URI --out through mlflow's own client.")
 @click.option("--out", required=True, metavar="DIR_OR_URI",
               help="A folder (parquet, csv, tensorboard) or an MLflow tracking URI (mlflow).")
-@_READ_ROOT
+@read_root_option
 @_PROGRESS
 def export_command(runs: tuple[str, ...], fmt: str, out: str, root: str | None, progress: bool | None) -> None:
     """Export RUNS: run ids, id prefixes, experiment/name, or experiments (all their runs)."""

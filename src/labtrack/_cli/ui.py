@@ -29,13 +29,12 @@ def ui(root: str | None, host: str, port: int, index: str | None) -> None:
     """
     from pathlib import Path
 
-    from .._settings import get
     from .._server.app import LOOPBACK_NAMES, bind, create_app, local_writes_only, serve
     from .._server.static import BUILD_COMMAND, DEFAULT_DIR
 
-    from .roots import is_object_root, refusal
+    from .roots import is_object_root, refusal, root_value
 
-    value = str(get("root", root))
+    value = root_value(root)
     if is_object_root(value):
         raise refusal("ui", value, does="serves a local folder",
                       instead="serve a bucket with `labtrack serve --root {url} --index "
