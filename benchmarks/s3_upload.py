@@ -66,12 +66,16 @@ def train(root: str, series: int, steps: int, flushes: int, checkpoint: int = 0,
 
 def upload_rows(s3: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for label, compact, ckpt, down in (("series only, compaction on (default)", "1", 0, None),
-                                       ("series only, compaction off", "0", 0, None),
-                                       ("series + a 16 MiB artifact, compaction on", "1", 16 << 20, None),
-                                       ("series, S3 down from the first step, back before finish", "1", 0, s3)):
+    for label, compact, gz, ckpt, down in (
+            ("series only, compaction on (default)", "1", "1", 0, None),
+            ("series only, compaction off", "0", "1", 0, None),
+            ("series only, compaction on, segments not compressed", "1", "0", 0, None),
+            ("series only, compaction off, segments not compressed", "0", "0", 0, None),
+            ("series + a 16 MiB artifact, compaction on", "1", "1", 16 << 20, None),
+            ("series, S3 down from the first step, back before finish", "1", "1", 0, s3)):
         os.environ["LABTRACK_COMPACT"] = compact
-        run, _ = train(s3.url(f"up-{compact}-{ckpt}-{down is not None}"), args.series, args.steps,
+        os.environ["LABTRACK_COMPRESS_SEGMENTS"] = gz
+        run, _ = train(s3.url(f"up-{compact}-{gz}-{ckpt}-{down is not None}"), args.series, args.steps,
                        args.flushes, ckpt, down)
         client = run._shipper.object_client[-1]
         logged = dir_bytes(run.dir)
@@ -137,13 +141,15 @@ def markdown(res: dict[str, Any]) -> str:
               "Compaction writes each series once more as one object at its plain path. A "
               "series that is one segment is copied server-side, and segments of 5 MiB and more "
               "are copied server-side as parts of a multipart upload, but segments uploaded at "
-              "each flush (kilobytes) are far below S3's 5 MiB smallest part, so they are "
-              "uploaded again: about 2x for series logged live. Without compaction the bucket "
-              "holds the segments and manifests (readable through labtrack) and the total stays "
-              "within 1.2x; whole files (checkpoints, artifacts, media) are uploaded once either "
-              "way. The last row: S3 was down from the first step and back before finish, so each "
-              "series went up whole in the catch-up rounds (48 MiB each), one segment that "
-              "compaction copies server-side.", "",
+              "each flush (kilobytes) are far below S3's 5 MiB smallest part, so their bytes are "
+              "uploaded again. Those segments go up gzip-compressed (`compress_segments`, default "
+              "on; all but a file's first, which compaction can copy when it is the whole file): "
+              "a third of their bytes, so series logged live cost the compressed segments plus "
+              "the plain objects, against 2x uncompressed. Without compaction the bucket holds "
+              "the segments and manifests (readable through labtrack). Whole files (checkpoints, "
+              "artifacts, media) are uploaded once either way. The last row: S3 was down from "
+              "the first step and back before finish, so each series went up whole in the "
+              "catch-up rounds (48 MiB each), one segment that compaction copies server-side.", "",
               f"log() of 20 keys, best of {res['reps']} loops of {res['loop']:,} calls: local root "
               f"{o['local_us_up']:.2f} us, s3:// root {o['s3_us_up']:.2f} us with S3 up "
               f"({o['s3_us_up'] / o['local_us_up']:.2f}x); with S3 stopped {o['local_us_down']:.2f} "

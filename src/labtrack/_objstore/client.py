@@ -106,7 +106,7 @@ class ObjectClient:
         puts: dict[str, bytes] = {}
         segs: dict[str, list[tuple[int, int, bool]]] = {}
         for r, off, d in segments:
-            z = compress_segment(d) if self.compress else None
+            z = compress_segment(d, off) if self.compress else None
             puts[run.path(mf.segment_key(r, off, z is not None))] = d if z is None else z
             segs.setdefault(r, []).append((off, len(d), z is not None))
         puts.update({run.path(o.path): o.data for o in ops if o.op == "put" and o.path in wholes})

@@ -29,11 +29,13 @@ GZ_MIN = 512  # segments shorter than this are stored as they are
 GZ_LEVEL = 1  # zlib's fastest: ~150 MB/s on the uploader's thread, a third of the bytes on CSV
 
 
-def compress_segment(data: bytes) -> bytes | None:
-    """`data` as one gzip member, when it is worth it: a segment short enough that it will
-    be uploaded again at compaction anyway (below S3's 5 MiB smallest copied part, so its
-    bytes cannot be copied server-side) and at least a tenth smaller. None otherwise."""
-    if not GZ_MIN <= len(data) < MULTIPART_MIN:
+def compress_segment(data: bytes, offset: int) -> bytes | None:
+    """`data` (a segment from `offset`) as one gzip member, when it is worth it: a segment
+    whose bytes compaction will upload again anyway, being below S3's 5 MiB smallest copied
+    part, and at least a tenth smaller. Never the first segment of a file: when it is the
+    whole file (a run that went up in one catch-up round after an outage), compaction copies
+    it server-side for free, which it cannot do with gzip bytes. None otherwise."""
+    if offset == 0 or not GZ_MIN <= len(data) < MULTIPART_MIN:
         return None
     c = zlib.compressobj(GZ_LEVEL, zlib.DEFLATED, 31)  # wbits 31: a gzip header, gunzip reads it
     z = c.compress(data) + c.flush()
@@ -140,7 +142,7 @@ class ObjectRun:
         paths: dict[str, bytes] = {}
         out = []
         for rel, off, data in items:
-            z = compress_segment(data) if compress else None
+            z = compress_segment(data, off) if compress else None
             paths[self.path(mf.segment_key(check_run_relpath(rel), off, z is not None))] = \
                 data if z is None else z
             out.append((off, len(data), z is not None))
