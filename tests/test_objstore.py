@@ -136,6 +136,42 @@ def test_compressed_segments_read_back_and_compact_to_plain_objects(s3: MotoS3, 
     assert not fs.exists(base) or not fs.find(base)
 
 
+def test_gzip_compaction_writes_one_gz_object_readers_inflate(s3: MotoS3, tmp_path: Path) -> None:
+    import gzip
+
+    run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    rel = "scalars/loss.csv"
+    rows = [b"".join(b"%d,%r,1796531634.060\n" % (i, 1.0 / (i + 1)) for i in range(k, k + 300))
+            for k in range(0, 1500, 300)]
+    run.put_whole("run.json", b'{"status": "finished"}')
+    run.write_manifest_delta(files={"run.json": (22, 1)})
+    off = 0
+    for c in rows:
+        run.write_manifest_delta({rel: run.put_segments([(rel, off, c)], compress=True)})
+        off += len(c)
+    whole = b"".join(rows)
+    report = run.compact(gzip=True)
+    fs = s3.fs()
+    base = f"{s3.bucket}/runs/e/r1"
+    assert gzip.decompress(fs.cat_file(f"{base}/{rel}.gz")) == whole  # gunzip reads it
+    assert report.bytes_uploaded < 0.5 * len(whole) and not fs.exists(f"{base}/{rel}")
+    st = ObjectRun(ObjectStore(s3.url()), "e", "r1").state()
+    assert st.files[rel].gzbase and st.files[rel].end == len(whole) and rel + ".gz" not in st.files
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1" / rel).read_bytes() == whole
+    # A resumed run appends; compacting plain now replaces the .gz object with the plain one.
+    more = b"1500,0.1,1796531635.000\n"
+    run2 = ObjectRun(ObjectStore(s3.url()), "e", "r1")
+    run2.write_manifest_delta({rel: run2.put_segments([(rel, off, more)], compress=True)})
+    Mirror(s3.url(), tmp_path / "m").sync()
+    assert (tmp_path / "m/e/r1" / rel).read_bytes() == whole + more
+    run2.compact(gzip=False)
+    assert fs.cat_file(f"{base}/{rel}") == whole + more and not fs.exists(f"{base}/{rel}.gz")
+    fresh = tmp_path / "m2"
+    Mirror(s3.url(), fresh).sync()
+    assert (fresh / "e/r1" / rel).read_bytes() == whole + more
+
+
 def test_a_corrupt_compressed_segment_is_refused_not_used(s3: MotoS3, tmp_path: Path) -> None:
     run = ObjectRun(ObjectStore(s3.url()), "e", "r1")
     run.put_whole("run.json", b'{"status": "running"}')

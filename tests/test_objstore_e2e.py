@@ -114,6 +114,28 @@ def test_without_compaction_uploads_stay_within_1_2x(s3: MotoS3, spool: Path,
     assert _local_files(book[run.id].dir) == {k: v for k, v in _local_files(run.dir).items()}
 
 
+def test_gzip_compaction_keeps_uploads_within_1_2x(s3: MotoS3, spool: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    monkeypatch.setenv("LABTRACK_COMPACT_GZIP", "1")
+    run = _train(s3.url(), 3000)
+    run.finish()
+    data = _data_bytes(run.dir)
+    put = run._shipper.object_client[-1].bytes_put
+    print(f"\ngzip compaction: {put} bytes uploaded for {data} bytes logged ({put / data:.2f}x)")
+    assert put <= 1.2 * data
+    local = _local_files(run.dir)
+    bucket = _bucket_files(s3, run.dir)
+    # every append-only file is its .gz (or, a lone segment, copied plain); the rest as is
+    assert {k[:-3] if k.endswith(".gz") else k for k in bucket} == set(local)
+    for k, v in bucket.items():
+        assert (gzip.decompress(v) if k.endswith(".gz") else v) == local[k.removesuffix(".gz")], k
+    assert "scalars/train/loss.csv.gz" in bucket
+    book = labtrack.open(s3.url())
+    assert _local_files(book[run.id].dir) == local
+
+
 def _log_loop(run: Any, n: int, start: int) -> float:
     t = time.perf_counter()
     for i in range(start, start + n):

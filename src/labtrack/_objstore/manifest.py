@@ -23,7 +23,9 @@ Keys, relative to a run's folder ``<experiment>/<run-id>/`` (docs/object-storage
   writes its own, so no object is ever overwritten with other bytes. A reader fetches only
   its tail (the JSON) to learn the manifest.
 * ``.labtrack/manifest.json``: the compacted manifest: ``{"format": 1, "files": {rel:
-  {"size": n, "mtime_ns": t, "append": bool}}, "consumed": [delta names]}``; the deltas it
+  {"size": n, "mtime_ns": t, "append": bool[, "gz": true]}}, "consumed": [delta names]}``
+  (``"gz"``: the append-only file was compacted as ``<rel>.gz``, one gzip stream of its
+  first `size` bytes); the deltas it
   names are already folded in (they may still exist for a moment after a compaction).
 
 :func:`merge` folds the compacted manifest and the deltas into a :class:`RunState`. Every
@@ -126,12 +128,13 @@ class FileState:
     segments: dict[int, int] = field(default_factory=dict)  # offset -> length, offset >= size
     packs: dict[int, tuple[str, int]] = field(default_factory=dict)  # offset -> (pack, position)
     gz: set[int] = field(default_factory=set)  # offsets of segments stored gzip-compressed
+    gzbase: bool = False  # append-only, compacted as ``<relpath>.gz`` (the `compact_gzip` setting)
 
     def pieces(self) -> list[Piece]:
         """(offset, length, source, shift), contiguous from 0: the file's bytes [offset,
         offset + length) are bytes [offset - shift, offset + length - shift) of the source:
-        None for the plain object, the segment's offset as a string (``gz:<offset>`` for a
-        compressed one, read whole), or ``pack:<name>``
+        None for the plain object (``gzbase`` for ``<relpath>.gz``), the segment's offset as
+        a string (``gz:<offset>`` for a compressed one), or ``pack:<name>``
         (`ObjectRun.read_range` turns a source into its key). Segments after a gap are left
         out (their predecessor is still on its way); one that overlaps the bytes before it
         (an attempt killed after its delta, longer than the retry that was acknowledged:
@@ -139,7 +142,7 @@ class FileState:
         out: list[Piece] = []
         end = 0
         if self.size:
-            out.append((0, self.size, None, 0))
+            out.append((0, self.size, "gzbase" if self.gzbase else None, 0))
             end = self.size
         for off in sorted(self.segments):
             length = self.segments[off]
@@ -207,7 +210,9 @@ def apply_compacted(state: RunState, doc: Any, source: str = MANIFEST) -> None:
         if size is None or mtime is None:
             state.problems.append(f"{source}: {r!r} has no valid size")
             continue
-        state.files[r] = FileState(append=bool(v.get("append")), size=size, mtime_ns=mtime)
+        append = bool(v.get("append"))
+        state.files[r] = FileState(append=append, size=size, mtime_ns=mtime,
+                                   gzbase=append and v.get("gz") is True)
     _apply_segments(state, doc.get("segments"), source)
     consumed = doc.get("consumed")
     state.consumed = [c for c in consumed if isinstance(c, str) and is_delta_name(c)] \
@@ -296,7 +301,8 @@ def encode_delta(writer: str, segments: dict[str, list[list[Any]]], files: dict[
 
 def encode_compacted(state: RunState, consumed: list[str]) -> bytes:
     """The bytes of manifest.json for `state` once every append-only file is compacted."""
-    files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append}
+    files = {rel: {"size": f.size, "mtime_ns": f.mtime_ns, "append": f.append,
+                   **({"gz": True} if f.gzbase and f.append else {})}
              for rel, f in sorted(state.files.items())}
     left = {rel: [[o, n, *f.packs[o]] if o in f.packs
                   else [o, n, segment_key(rel, o, True)] if o in f.gz else [o, n]

@@ -19,7 +19,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from . import manifest as mf
 from .store import ObjectStore, check_key_part, check_run_relpath, get_heads, get_many, get_whole
@@ -40,6 +40,12 @@ def compress_segment(data: bytes, offset: int) -> bytes | None:
     c = zlib.compressobj(GZ_LEVEL, zlib.DEFLATED, 31)  # wbits 31: a gzip header, gunzip reads it
     z = c.compress(data) + c.flush()
     return z if len(z) * 10 <= len(data) * 9 else None
+
+
+def gzip_bytes(data: bytes, level: int = 6) -> bytes:
+    """`data` as one gzip stream (what ``gunzip`` and pandas' ``read_csv`` read)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
 
 
 class CorruptObject(OSError):
@@ -190,7 +196,7 @@ class ObjectRun:
         except FileNotFoundError:
             pass
 
-    def write_manifest_delta(self, segments: dict[str, list[tuple[int, int]] | list[tuple[int, int, bool]]] | None = None,
+    def write_manifest_delta(self, segments: Mapping[str, Sequence[tuple[int, int] | tuple[int, int, bool]]] | None = None,
                              files: dict[str, tuple[int, int]] | None = None,
                              deleted: Iterable[str] = (),
                              packed: tuple[str, dict[str, list[tuple[int, int, int]]], bytes] | None = None
@@ -298,16 +304,19 @@ class ObjectRun:
             return check_run_relpath(relpath)
         if source.startswith("pack:"):
             return mf.pack_key(source[5:])
+        if source == "gzbase":
+            return check_run_relpath(relpath) + mf.GZ
         if source.startswith("gz:"):
             return mf.segment_key(check_run_relpath(relpath), int(source[3:]), True)
         return mf.segment_key(check_run_relpath(relpath), int(source))
 
     def read_range(self, relpath: str, piece: mf.Piece, start: int, end: int) -> bytes:
         """Bytes [start, end) of `relpath` from one of its pieces (FileState.pieces); a
-        compressed segment is fetched whole (it is small) and kept for the next range."""
+        compressed object (a segment, or a file compacted as ``<relpath>.gz``) is fetched
+        whole and kept, inflated, for the next range."""
         shift = piece[3]
         key = self.piece_key(relpath, piece)
-        if piece[2] is not None and piece[2].startswith("gz:"):
+        if piece[2] is not None and piece[2].startswith("gz"):
             got = self._gz  # one read: another thread may replace it
             if got[0] != key:
                 got = self._gz = (key, gunzip(get_whole(self.fs, self.path(key)), f"{self.rel}/{key}"))
@@ -378,16 +387,26 @@ class ObjectRun:
 
     # -- compaction
 
-    def compact(self, local_dir: str | os.PathLike[str] | None = None) -> CompactReport:
+    def compact(self, local_dir: str | os.PathLike[str] | None = None, *,
+                gzip: bool | None = None) -> CompactReport:
         """Write every append-only file as one object at its plain key, record that in
         manifest.json, then delete the segments and deltas folded in.
 
         The bytes come from `local_dir` (the spool's run directory) where it holds them, else
         from the segments (read back). A file that is one segment is copied server-side.
 
+        Args:
+            gzip: a file whose bytes must be uploaded again (not copied server-side) is
+                written as ``<relpath>.gz`` instead, one gzip stream (default: the
+                `compact_gzip` setting). A third of a CSV's bytes; not for a file whose
+                ``.gz`` name the run already uses.
+
         Returns:
             What was uploaded, copied and deleted.
         """
+        from .._settings import get
+
+        use_gz = bool(get("compact_gzip", gzip))
         report = CompactReport()
         state = self.state()
         doomed: set[str] = set()
@@ -397,19 +416,31 @@ class ObjectRun:
             pieces = f.pieces()
             end = f.end
             report.files += 1
+            was_gz = f.gzbase
             if len(pieces) == 1 and pieces[0][2] is not None and f.segments.get(0) == end \
                     and 0 not in f.packs and 0 not in f.gz:  # one whole segment object: copied as it is
                 self.fs.copy(self.path(mf.segment_key(rel, 0)), self.path(rel))
                 report.bytes_copied += end
-            elif len(pieces) > 1 or pieces[0][2] is not None:
-                if self._can_copy_parts() and any(_copyable(p) for p in pieces):
+                f.gzbase = False
+            elif len(pieces) > 1 or pieces[0][2] not in (None, "gzbase"):
+                if self._can_copy_parts() and any(_copyable(p) for p in pieces) \
+                        and not (use_gz and f.gzbase):
                     up, copied = self._concat(rel, pieces, local_dir)
                     report.bytes_uploaded += up
                     report.bytes_copied += copied
+                    f.gzbase = False
                 else:
                     data = self._bytes_of(rel, pieces, local_dir, 0, end)
-                    self.pipe({self.path(rel): data})
-                    report.bytes_uploaded += len(data)
+                    f.gzbase = use_gz and rel + mf.GZ not in state.files
+                    if f.gzbase:
+                        body = gzip_bytes(data)
+                        self.pipe({self.path(rel + mf.GZ): body})
+                        report.bytes_uploaded += len(body)
+                    else:
+                        self.pipe({self.path(rel): data})
+                        report.bytes_uploaded += len(data)
+            if was_gz != f.gzbase and f.size:  # the other form of the old base: stale now
+                doomed.add(self.path(rel if f.gzbase else rel + mf.GZ))
             # Segments folded in go; one after a gap (another writer's, still on its way)
             # stays, named by manifest.json.
             doomed.update(self.path(mf.segment_key(rel, o, o in f.gz)) for o in f.segments
@@ -466,7 +497,7 @@ def _plan_parts(pieces: Sequence[tuple[Any, ...]],
 
 def _copyable(piece: Sequence[Any], minimum: int = MULTIPART_MIN) -> bool:
     """True for a piece whose bytes S3 can copy as a part: big enough, stored plain."""
-    return int(piece[1]) >= minimum and not str(piece[2]).startswith("gz:")
+    return int(piece[1]) >= minimum and not str(piece[2]).startswith("gz")
 
 
 def _local_range(local_dir: str | os.PathLike[str] | None, rel: str, start: int, end: int) -> bytes | None:
