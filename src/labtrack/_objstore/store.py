@@ -3,7 +3,8 @@
 `open_store("s3://bucket/prefix")` returns an :class:`ObjectStore`: the fsspec file system
 and the base path under which labtrack keeps its experiments. s3fs is imported only here,
 on first use; without it the error names ``pip install labtrack[s3]``. Any other fsspec URL
-(``gs://``, ``az://``, ``memory://``, ``file://``) is opened the same way and is untested.
+(``gs://``, ``az://``, ``memory://``, ``file://``) is opened the same way; ``file://`` and
+``memory://`` are tested, the others not.
 
 Credentials and endpoints come from where botocore looks (AWS_* variables, ``~/.aws``);
 AWS_ENDPOINT_URL (MinIO, Ceph, moto) is passed to s3fs explicitly as well, since older
@@ -108,6 +109,8 @@ def check_run_relpath(relpath: object, what: str = "file path") -> str:
 
 
 def _storage_options(scheme: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    if scheme == "file":
+        return {"auto_mkdir": True}  # object stores have no folders; a local one must make them
     if scheme not in ("s3", "s3a"):
         return {}
     opts: dict[str, Any] = {
