@@ -286,3 +286,26 @@ def test_a_batch_is_one_object_and_the_next_one_on_the_other_server_lands_after_
 
     wait_for(mirrored, "both mirrors to hold both batches, in order", cluster, timeout=20)
     assert bucket_files(cluster, "direct", rid)["scalars/m07.csv"] == one + two
+
+
+def test_a_dashboard_edit_on_one_server_reaches_the_bucket_and_the_other(cluster: Cluster) -> None:
+    a, b = cluster.servers[0], cluster.servers[1]
+    rid = "20261204-130000-edited"
+    run = f"direct/{rid}"
+    batch(a.url, run, [({"op": "put", "path": "run.json", "mtime_ns": 10**18}, run_json(rid, "finished"))])
+    wait_for(lambda: (b.mirror / run / "run.json").exists(), "the run in B's mirror", cluster)
+    wait_for(lambda: rid in run_ids(a.url), "the run in A's index", cluster)
+    r = httpx.patch(f"{a.url}/api/v1/runs/{rid}/meta", json={"comment": "stride fix", "notes": "# Why\n"},
+                    headers={"X-Labtrack-Client": "test"}, timeout=30)
+    assert r.status_code == 200, r.text
+    files = bucket_files(cluster, "direct", rid)
+    assert json.loads(files["run.json"])["comment"] == "stride fix" and files["notes.md"] == b"# Why\n"
+    wait_for(lambda: (b.mirror / run / "notes.md").exists()
+             and json.loads((b.mirror / run / "run.json").read_bytes()).get("comment") == "stride fix",
+             "the edit in B's mirror", cluster)
+    # Clearing the notes removes them everywhere.
+    r = httpx.patch(f"{b.url}/api/v1/runs/{rid}/meta", json={"notes": ""},
+                    headers={"X-Labtrack-Client": "test"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert "notes.md" not in bucket_files(cluster, "direct", rid)
+    wait_for(lambda: not (a.mirror / run / "notes.md").exists(), "the notes gone from A's mirror", cluster)

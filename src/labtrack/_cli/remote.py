@@ -115,6 +115,7 @@ def build_app(root: Path, *, tokens: str | None, max_batch_bytes: int,
         # Each process indexes its own mirror into the shared index (see PgIndex's `mirrored`).
         state.index_options = {"mirrored": True}
         storage.on_change = lambda run_dir: state.changed(state.run_dir(run_dir.name))
+        state.storage = storage  # dashboard edits go to the bucket too (`_server.edit`)
     return app
 
 

@@ -7,12 +7,15 @@ sent. A request needs the `write` scope (a `labtrack serve --tokens` server: a t
 that scope in `Authorization: Bearer`; the login cookie grants only reading), and, like
 every request that may change state, passes the app's RequestGuard: no foreign Origin, the
 X-Labtrack-Client header, a JSON body. So a page of another site cannot make a browser
-send it.
+send it. On a server over a bucket (`labtrack serve --root s3://...`) the rewritten files go
+to the bucket through the shared storage, so every server and reader sees the edit.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .._book import manage
+from .._store import layout
 from ..errors import LabtrackValueError, RunStateError
 from .common import API, NO_STORE, JSONResponse, error, state_of
 
@@ -70,7 +74,12 @@ async def edit_meta(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         run = state.run_dir(run_id)
+        notes_file = run.path / layout.NOTES_MD
+        had_notes = notes_file.exists()
         result = manage.edit(run.path, **fields)
+        storage = state.storage
+        if storage is not None:  # a server over a bucket: the bucket holds the edit too
+            publish(storage, run.path, fields, had_notes)
         state.changed(run)
         return result
 
@@ -79,6 +88,24 @@ async def edit_meta(request: Request) -> Response:
     except RunStateError as e:
         return error(409, str(e))
     return JSONResponse({"id": run_id, **result}, headers=NO_STORE)
+
+
+def publish(storage: Any, run_dir: Path, fields: dict[str, Any], had_notes: bool) -> None:
+    """Send the files an edit rewrote (run.json for comment and tags, notes.md) to shared
+    storage (`labtrack._server.shared.SharedStorage`): the bucket, the ledger and, through
+    its notification, every other server's copy."""
+    changed = [layout.RUN_JSON] if "comment" in fields or "tags" in fields else []
+    if "notes" in fields:
+        changed.append(layout.NOTES_MD)
+    for rel in changed:
+        target = run_dir / rel
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:  # notes cleared
+            if had_notes:
+                storage.delete(run_dir, target, rel)
+            continue
+        storage.put(run_dir, target, rel, data, os.stat(target).st_mtime_ns)
 
 
 def routes() -> list[BaseRoute]:

@@ -48,6 +48,8 @@ class ServerState:
         self.index_url = index_url
         #: keyword arguments of the index (`mirrored=True` for servers sharing a bucket)
         self.index_options: dict[str, Any] = {}
+        #: shared storage of a server over a bucket (`_server.shared.SharedStorage`), or None
+        self.storage: Any = None
         self.auth = auth
         self.clock = clock
         self.series = SeriesCache(store=SeriesStore(self.root / layout.INDEX_DIR / "series"))
