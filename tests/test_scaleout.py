@@ -309,3 +309,33 @@ def test_a_dashboard_edit_on_one_server_reaches_the_bucket_and_the_other(cluster
     assert r.status_code == 200, r.text
     assert "notes.md" not in bucket_files(cluster, "direct", rid)
     wait_for(lambda: not (a.mirror / run / "notes.md").exists(), "the notes gone from A's mirror", cluster)
+
+
+def test_an_emptied_ledger_is_refilled_from_the_bucket(cluster: Cluster) -> None:
+    import psycopg
+
+    a, b = cluster.servers[0].url, cluster.servers[1].url
+    rid = "20261204-130000-ledger"
+    run = f"direct/{rid}"
+    lines = b"step,value,time\n0,1.0,1.5\n"
+    batch(a, run, [({"op": "put", "path": "run.json", "mtime_ns": 10**18}, run_json(rid)),
+                   ({"op": "append", "path": "scalars/loss.csv", "offset": 0}, lines)])
+
+    def forget() -> None:  # the database lost the run's rows (restored from an old dump, say)
+        with psycopg.connect(cluster.index, autocommit=True) as conn:
+            conn.execute("DELETE FROM ingest_ledger WHERE run = %s", (run,))
+
+    forget()
+    # A resuming client asks for the sizes: they come from the bucket's manifest, not 0.
+    sizes = httpx.get(f"{b}/api/v1/ingest/{run}/sizes", headers=HEADERS).json()["files"]
+    assert sizes["scalars/loss.csv"]["size"] == len(lines)
+    forget()
+    # An append at the size the client knows is accepted (the ledger takes the bucket's
+    # word), a stale one is 409 with that size; the bucket holds every byte once.
+    more = b"1,0.5,2.5\n"
+    r = batch(a, run, [({"op": "append", "path": "scalars/loss.csv", "offset": len(lines)}, more)])
+    assert r == [{"path": "scalars/loss.csv", "size": len(lines) + len(more), "status": 200}]
+    forget()
+    r = batch(b, run, [({"op": "append", "path": "scalars/loss.csv", "offset": 3}, b"x,y,z\n")])
+    assert r == [{"path": "scalars/loss.csv", "size": len(lines) + len(more), "status": 409}]
+    assert bucket_files(cluster, "direct", rid)["scalars/loss.csv"] == lines + more

@@ -166,6 +166,7 @@ class SharedStorage:
         self._dirty: set[Path] = set()  # runs whose index rows are to be refreshed
         self._flushed = 0.0
         self._last_batch = 0.0  # when the last batch was committed (monotonic)
+        self.seeded_files = 0  # ledger rows filled in from the bucket's manifests
 
     def _run_key(self, run_dir: Path) -> str:
         rel = os.path.relpath(run_dir, self.mirror).replace(os.sep, "/")
@@ -203,6 +204,10 @@ class SharedStorage:
         after: list[tuple[str, Path, str, int, bytes, Optional[int]]] = []  # mirror work
         with self.db.connection() as conn:
             committed = self.ledger.lock_many(conn, run, (op["path"] for op, _t, _d in ops))
+            lost = sorted({op["path"] for op, _t, _d in ops if op["op"] == "append"
+                           and int(op.get("offset", 0)) > 0 and committed[op["path"]] == 0})
+            if lost:  # appends past what the ledger knows: is the ledger behind the bucket?
+                committed.update(self._seed_files(conn, run, orun, lost))
             sizes = dict(committed)
             chunks: list[tuple[str, int, bytes]] = []  # accepted appends: one pack
             files: dict[str, tuple[int, int]] = {}
@@ -328,6 +333,7 @@ class SharedStorage:
         the client send a whole file again)."""
         run = self._run_key(run_dir)
         with self.db.connection() as conn:
+            self._seed(conn, run, self._object_run(run))
             rows = conn.execute("SELECT relpath, size FROM ingest_ledger WHERE run = %s",
                                 (run,)).fetchall()
         out = {p: v for p, v in run_sizes(run_dir).items() if not is_append_only(p)} \
@@ -336,6 +342,38 @@ class SharedStorage:
             if is_append_only(relpath) and size > 0:
                 out[relpath] = {"size": int(size), "mtime_ns": 0}
         return out
+
+    def _bucket_ends(self, run: str, orun: Any) -> dict[str, int]:
+        """The committed size of each append-only file of `run` as the bucket's manifest has it."""
+        state = orun.state(known=self._deltas.setdefault(run, {}))
+        return {rel: f.end for rel, f in state.files.items() if f.append and f.end}
+
+    def _seed_files(self, conn: Any, run: str, orun: Any, relpaths: list[str]) -> dict[str, int]:
+        """The ledger rows of `relpaths` (locked by the caller, at size 0) raised to the
+        size the bucket holds: a ledger that lost its rows (a new, restored or emptied
+        database) takes the bucket's word, so a run logging through the switch resumes
+        where the bucket is, not at 0. Size 0 with bytes in the bucket happens only then:
+        every commit raises a row, a put sets it, a delete removes both."""
+        ends = self._bucket_ends(run, orun)
+        found = {rel: ends[rel] for rel in relpaths if ends.get(rel)}
+        for rel, size in found.items():
+            conn.execute("UPDATE ingest_ledger SET size = %s WHERE run = %s AND relpath = %s AND size = 0",
+                         (size, run, rel))
+        self.seeded_files += len(found)
+        return found
+
+    def _seed(self, conn: Any, run: str, orun: Any) -> None:
+        """A run the ledger has no row of (new, or the database lost them) gets a row per
+        append-only file the bucket's manifest names, at its size; rows another process
+        made meanwhile win."""
+        if conn.execute("SELECT 1 FROM ingest_ledger WHERE run = %s LIMIT 1", (run,)).fetchone() is not None:
+            return
+        rows = [(run, rel, n) for rel, n in sorted(self._bucket_ends(run, orun).items())]
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO ingest_ledger (run, relpath, size) VALUES (%s, %s, %s) "
+                                "ON CONFLICT (run, relpath) DO NOTHING", rows)
+            self.seeded_files += len(rows)
 
     def _maybe_compact(self, run: str, run_dir: Path) -> None:
         """A run that has ended: its segments become one object per file, in the background."""
