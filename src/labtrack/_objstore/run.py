@@ -26,6 +26,7 @@ from .store import ObjectStore, check_key_part, check_run_relpath, get_heads, ge
 
 MULTIPART_MIN = 5 << 20  # S3's smallest part of a multipart upload (all but the last)
 GZ_MIN = 512  # segments shorter than this are stored as they are
+GZ_KEEP = 8 << 20  # the largest inflated object an ObjectRun keeps for the next range
 GZ_LEVEL = 1  # zlib's fastest: ~150 MB/s on the uploader's thread, a third of the bytes on CSV
 
 
@@ -319,7 +320,9 @@ class ObjectRun:
         if piece[2] is not None and piece[2].startswith("gz"):
             got = self._gz  # one read: another thread may replace it
             if got[0] != key:
-                got = self._gz = (key, gunzip(get_whole(self.fs, self.path(key)), f"{self.rel}/{key}"))
+                got = (key, gunzip(get_whole(self.fs, self.path(key)), f"{self.rel}/{key}"))
+                if len(got[1]) <= GZ_KEEP:  # a server holds one ObjectRun per run: keep small ones
+                    self._gz = got
             return got[1][start - shift:end - shift]
         data: bytes = self.fs.cat_file(self.path(key), start=start - shift, end=end - shift)
         return data
