@@ -141,6 +141,14 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {r['label']} | {r['logged']:,} | {r['uploaded']:,} | "
                      f"{r['uploaded'] / r['logged']:.2f}x | {r['objects']:,} |")
     o = res["overhead"]
+    ratio = {r["label"]: r["uploaded"] / r["logged"] for r in res["upload"]}
+    plain = ratio.get("series only, compaction on (default)")
+    gz = next((v for k, v in ratio.items() if "compact_gzip" in k), None)
+    if plain is not None and gz is not None:
+        lines += ["", f"Target (issue 18): total bytes uploaded within 1.2x of the data, compaction "
+                      f"included. Default (plain compacted objects): {plain:.2f}x, "
+                      f"{'met' if plain <= 1.2 else '**not met**'}; with `compact_gzip`: {gz:.2f}x, "
+                      f"{'met' if gz <= 1.2 else '**not met**'}."]
     lines += ["",
               "Compaction writes each series once more as one object at its plain path. A "
               "series that is one segment is copied server-side, and segments of 5 MiB and more "
