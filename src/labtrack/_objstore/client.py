@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from .._remote.wire import Op, OpResult, Refused, ServerInfo, Unavailable
-from . import manifest as mf
-from .run import CompactReport, ObjectRun, compress_segment
+from .run import CompactReport, ObjectRun
 from .store import ObjectStore
 
 MAX_BATCH = 64 << 20
@@ -105,10 +104,8 @@ class ObjectClient:
                 results.append(OpResult(o.path, 0, 200))
         puts: dict[str, bytes] = {}
         segs: dict[str, list[tuple[int, int, bool]]] = {}
-        for r, off, d in segments:
-            z = compress_segment(d, off) if self.compress else None
-            puts[run.path(mf.segment_key(r, off, z is not None))] = d if z is None else z
-            segs.setdefault(r, []).append((off, len(d), z is not None))
+        for r, entry in run.segment_objects(segments, self.compress, puts):
+            segs.setdefault(r, []).append(entry)
         puts.update({run.path(o.path): o.data for o in ops if o.op == "put" and o.path in wholes})
         if puts:
             call(f"uploading {len(puts)} objects of {run.rel}", lambda: run.pipe(puts))

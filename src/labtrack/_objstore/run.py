@@ -38,14 +38,13 @@ def compress_segment(data: bytes, offset: int) -> bytes | None:
     it server-side for free, which it cannot do with gzip bytes. None otherwise."""
     if offset == 0 or not GZ_MIN <= len(data) < MULTIPART_MIN:
         return None
-    c = zlib.compressobj(GZ_LEVEL, zlib.DEFLATED, 31)  # wbits 31: a gzip header, gunzip reads it
-    z = c.compress(data) + c.flush()
+    z = gzip_bytes(data, GZ_LEVEL)
     return z if len(z) * 10 <= len(data) * 9 else None
 
 
 def gzip_bytes(data: bytes, level: int = 6) -> bytes:
     """`data` as one gzip stream (what ``gunzip`` and pandas' ``read_csv`` read)."""
-    c = zlib.compressobj(level, zlib.DEFLATED, 31)
+    c = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip header, gunzip reads it
     return c.compress(data) + c.flush()
 
 
@@ -147,13 +146,22 @@ class ObjectRun:
         Returns (offset, length, gzipped) per item, what :meth:`write_manifest_delta`'s
         `segments` takes."""
         paths: dict[str, bytes] = {}
+        out = [entry for _rel, entry in self.segment_objects(items, compress, paths)]
+        self.pipe(paths)
+        return out
+
+    def segment_objects(self, items: Iterable[tuple[str, int, bytes]], compress: bool,
+                        into: dict[str, bytes]) -> list[tuple[str, tuple[int, int, bool]]]:
+        """The objects of segments [(relpath, offset, bytes)], each gzipped where
+        :func:`compress_segment` finds it worth it (with `compress`), put in `into` (fsspec
+        path -> bytes, for one :meth:`pipe` with other objects); returns (relpath, (offset,
+        length, gzipped)) per item."""
         out = []
         for rel, off, data in items:
             z = compress_segment(data, off) if compress else None
-            paths[self.path(mf.segment_key(check_run_relpath(rel), off, z is not None))] = \
+            into[self.path(mf.segment_key(check_run_relpath(rel), off, z is not None))] = \
                 data if z is None else z
-            out.append((off, len(data), z is not None))
-        self.pipe(paths)
+            out.append((rel, (off, len(data), z is not None)))
         return out
 
     def pack(self, chunks: list[tuple[str, int, bytes]]) -> tuple[str, bytes, dict[str, list[tuple[int, int, int]]]]:
